@@ -1,0 +1,1 @@
+"""Score networks. Importing this package registers every architecture in `utils.MODELS`."""

@@ -1,0 +1,241 @@
+"""Forward diffusion processes (SDEs) and their reverses.
+
+Papers:
+  Song+21  Score-Based Generative Modeling through SDEs, arXiv:2011.13456.
+  Karras+22  Elucidating the Design Space of Diffusion-Based Generative Models, arXiv:2206.00364.
+  Ho+20  Denoising Diffusion Probabilistic Models, arXiv:2006.11239.
+  Song&Ermon19  Generative Modeling by Estimating Gradients of the Data Distribution, arXiv:1907.05600.
+
+Every process here is Gaussian and can be written x_t = s(t)·(y + σ(t)·n) with n ~ N(0, I)
+(Karras+22 Eq. 10): VE has s = 1; VP and sub-VP have s = mean coefficient and σ = std / s.
+`sigma`, `scale` and `sigma_inv` give that view, so EDM-style solvers run on every SDE here;
+`marginal_prob` is derived from it once, in the base class.
+
+All methods take a batch: x [B, ...] and t [B] (or a scalar t).
+"""
+import abc
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from utils import Registry, bcast
+
+SDES = Registry('sde')
+
+
+class SDE(abc.ABC):
+  """Abstract forward SDE dx = f(x, t) dt + g(t) dw on t ∈ [0, T] (Song+21 Eq. 5)."""
+
+  def __init__(self, N):
+    self.N = N                # number of discretization steps (discrete training and PC sampling)
+
+  @property
+  def T(self):
+    return 1.
+
+  @abc.abstractmethod
+  def sde(self, x, t):
+    """Drift f(x, t) [B, ...] and diffusion g(t) [B]."""
+
+  @abc.abstractmethod
+  def sigma(self, t):
+    """σ(t): noise level of the scaled-out marginal, x_t / s(t) = y + σ(t) n (Karras+22 Eq. 10)."""
+
+  @abc.abstractmethod
+  def scale(self, t):
+    """s(t): the signal scale of the marginal (Karras+22 Eq. 10)."""
+
+  @abc.abstractmethod
+  def sigma_inv(self, sigma):
+    """t such that σ(t) = sigma (the inverse of `sigma`)."""
+
+  def sigma_deriv(self, t):
+    """dσ/dt, by forward-mode differentiation of `sigma`."""
+    return jax.jvp(self.sigma, (t,), (jnp.ones_like(t),))[1]
+
+  def scale_deriv(self, t):
+    """ds/dt, by forward-mode differentiation of `scale`."""
+    return jax.jvp(self.scale, (t,), (jnp.ones_like(t),))[1]
+
+  def marginal_prob(self, x, t):
+    """Mean s(t)·x and std s(t)·σ(t) of p_0t(x_t | x_0 = x) (Song+21 Eqs. 29, 33; Karras+22 Eq. 11)."""
+    s = self.scale(t)
+    return bcast(s, x) * x, s * self.sigma(t)
+
+  def prior_sampling(self, rng, shape):
+    """A sample of the prior p_T; the standard normal scaled by the marginal std at T."""
+    return jax.random.normal(rng, shape) * self.prior_std
+
+  @property
+  @abc.abstractmethod
+  def prior_std(self):
+    """Standard deviation of the isotropic Gaussian prior p_T."""
+
+  def prior_logp(self, z):
+    """log N(z; 0, prior_std² I), summed over all but the batch axis."""
+    d = np.prod(z.shape[1:])
+    return (-d / 2. * np.log(2 * np.pi * self.prior_std ** 2)
+            - jnp.sum(z.reshape(z.shape[0], -1) ** 2, axis=1) / (2. * self.prior_std ** 2))
+
+  def discrete_index(self, t):
+    """Index i = ⌊t (N − 1) / T⌋ of the discretization step that contains t."""
+    return (t * (self.N - 1) / self.T).astype(jnp.int32)
+
+  def discretize(self, x, t):
+    """One step x_{i+1} = x_i + f_i + G_i z; Euler–Maruyama by default (Song+21 App. E)."""
+    dt = 1. / self.N
+    drift, diffusion = self.sde(x, t)
+    return drift * dt, diffusion * np.sqrt(dt)
+
+  def reverse(self, score_fn, probability_flow=False):
+    """The reverse-time SDE (Song+21 Eq. 6) or its probability-flow ODE (Song+21 Eq. 13)."""
+    return ReverseSDE(self, score_fn, probability_flow)
+
+
+class ReverseSDE:
+  """dx = [f − g² ∇log p_t] dt + g dw̄, or the ODE dx = [f − ½ g² ∇log p_t] dt."""
+
+  def __init__(self, forward, score_fn, probability_flow):
+    self.forward = forward              # the forward SDE
+    self.score_fn = score_fn            # (x [B, ...], t [B]) -> ∇_x log p_t(x)
+    self.probability_flow = probability_flow
+    self.N = forward.N
+    self.T = forward.T
+
+  def sde(self, x, t):
+    """Reverse drift and diffusion (Song+21 Eqs. 6 and 13)."""
+    drift, diffusion = self.forward.sde(x, t)
+    weight = 0.5 if self.probability_flow else 1.
+    drift = drift - bcast(diffusion ** 2, x) * self.score_fn(x, t) * weight
+    return drift, jnp.zeros_like(diffusion) if self.probability_flow else diffusion
+
+  def discretize(self, x, t):
+    """Reverse of the forward discretization: f_r = f − G² s, G_r = G (Song+21 Eq. 46)."""
+    f, G = self.forward.discretize(x, t)
+    weight = 0.5 if self.probability_flow else 1.
+    rev_f = f - bcast(G ** 2, x) * self.score_fn(x, t) * weight
+    return rev_f, jnp.zeros_like(G) if self.probability_flow else G
+
+
+@SDES.register('vesde')
+class VESDE(SDE):
+  """Variance exploding SDE (Song+21 Eq. 30): σ(t) = σ_min (σ_max/σ_min)^t, s = 1."""
+
+  def __init__(self, sigma_min=0.01, sigma_max=50., N=1000):
+    super().__init__(N)
+    self.sigma_min = sigma_min
+    self.sigma_max = sigma_max
+    self.discrete_sigmas = jnp.exp(jnp.linspace(np.log(sigma_min), np.log(sigma_max), N))
+
+  @property
+  def prior_std(self):
+    return self.sigma_max                                             # Song+21 App. C
+
+  def sigma(self, t):
+    return self.sigma_min * (self.sigma_max / self.sigma_min) ** t    # Song+21 Eq. 30
+
+  def scale(self, t):
+    return jnp.ones_like(jnp.asarray(t, jnp.float32))
+
+  def sigma_inv(self, sigma):
+    return jnp.log(sigma / self.sigma_min) / np.log(self.sigma_max / self.sigma_min)
+
+  def sde(self, x, t):
+    drift = jnp.zeros_like(x)
+    # g(t) = σ(t) sqrt(2 ln(σ_max/σ_min)) (Song+21 Eq. 30, dσ²/dt)
+    diffusion = self.sigma(t) * np.sqrt(2 * (np.log(self.sigma_max) - np.log(self.sigma_min)))
+    return drift, diffusion
+
+  def discretize(self, x, t):
+    """SMLD discretization: f = 0, G = sqrt(σ_i² − σ_{i−1}²) (Song+21 Eq. 45)."""
+    i = self.discrete_index(t)
+    sigma = self.discrete_sigmas[i]
+    adjacent = jnp.where(i == 0, 0., self.discrete_sigmas[jnp.maximum(i - 1, 0)])
+    return jnp.zeros_like(x), jnp.sqrt(sigma ** 2 - adjacent ** 2)
+
+
+class _VPFamily(SDE):
+  """Shared linear β(t) = β_0 + t (β_1 − β_0) schedule of VP and sub-VP (Song+21 Eq. 32)."""
+
+  def __init__(self, beta_min=0.1, beta_max=20., N=1000):
+    super().__init__(N)
+    self.beta_0 = beta_min
+    self.beta_1 = beta_max
+    self.discrete_betas = jnp.linspace(beta_min / N, beta_max / N, N)    # Ho+20 β_i
+    self.alphas = 1. - self.discrete_betas
+    self.alphas_cumprod = jnp.cumprod(self.alphas)
+    self.sqrt_alphas_cumprod = jnp.sqrt(self.alphas_cumprod)
+    self.sqrt_1m_alphas_cumprod = jnp.sqrt(1. - self.alphas_cumprod)
+
+  @property
+  def prior_std(self):
+    return 1.                                                         # Song+21 App. C
+
+  def beta(self, t):
+    return self.beta_0 + t * (self.beta_1 - self.beta_0)
+
+  def log_mean_coeff(self, t):
+    """ℓ(t) = −¼ t² (β_1 − β_0) − ½ t β_0 = log s(t) (Song+21 Eq. 33)."""
+    return -0.25 * t ** 2 * (self.beta_1 - self.beta_0) - 0.5 * t * self.beta_0
+
+  def scale(self, t):
+    return jnp.exp(self.log_mean_coeff(t))
+
+
+@SDES.register('vpsde')
+class VPSDE(_VPFamily):
+  """Variance preserving SDE dx = −½β(t) x dt + sqrt(β(t)) dw (Song+21 Eq. 32)."""
+
+  def sde(self, x, t):
+    beta_t = self.beta(t)
+    return -0.5 * bcast(beta_t, x) * x, jnp.sqrt(beta_t)
+
+  def sigma(self, t):
+    # std = sqrt(1 − s²) (Song+21 Eq. 33), σ = std / s = sqrt(e^{−2ℓ} − 1) (Karras+22 Eq. 28)
+    return jnp.sqrt(jnp.expm1(-2. * self.log_mean_coeff(t)))
+
+  def sigma_inv(self, sigma):
+    # solve ½ β_d t² + β_0 t = ln(1 + σ²) for t ≥ 0 (Karras+22 Eq. 28 inverted)
+    beta_d = self.beta_1 - self.beta_0
+    return (jnp.sqrt(self.beta_0 ** 2 + 2. * beta_d * jnp.log1p(sigma ** 2)) - self.beta_0) / beta_d
+
+  def discretize(self, x, t):
+    """DDPM discretization: f = sqrt(1 − β_i) x − x, G = sqrt(β_i) (Song+21 Eq. 47)."""
+    i = self.discrete_index(t)
+    beta = self.discrete_betas[i]
+    return bcast(jnp.sqrt(1. - beta), x) * x - x, jnp.sqrt(beta)
+
+
+@SDES.register('subvpsde')
+class subVPSDE(_VPFamily):  # pylint: disable=invalid-name
+  """sub-VP SDE: dx = −½β x dt + sqrt(β(t)(1 − e^{−2∫β})) dw (Song+21 Eq. 34)."""
+
+  def sde(self, x, t):
+    beta_t = self.beta(t)
+    discount = 1. - jnp.exp(-2. * self.beta_0 * t - (self.beta_1 - self.beta_0) * t ** 2)
+    return -0.5 * bcast(beta_t, x) * x, jnp.sqrt(beta_t * discount)
+
+  def sigma(self, t):
+    # std = 1 − s² (Song+21 Eq. 35), σ = std / s = e^{−ℓ} − e^{ℓ}
+    ell = self.log_mean_coeff(t)
+    return jnp.exp(-ell) - jnp.exp(ell)
+
+  def sigma_inv(self, sigma):
+    # u = e^{−ℓ} solves u − 1/u = σ; then ¼ β_d t² + ½ β_0 t = ln u
+    log_u = jnp.log((sigma + jnp.sqrt(sigma ** 2 + 4.)) / 2.)
+    a, b = 0.25 * (self.beta_1 - self.beta_0), 0.5 * self.beta_0
+    return (jnp.sqrt(b ** 2 + 4. * a * log_u) - b) / (2. * a)
+
+
+def get_sde(config):
+  """The SDE named by `config.training.sde` with its `config.model` parameters, and sampling eps.
+
+  Returns:
+    (sde, eps): eps is the smallest time the samplers integrate to (1e-5 for VE, 1e-3 otherwise,
+    as in Song+21's code).
+  """
+  cls = SDES.get(config.training.sde)
+  if cls is VESDE:
+    return VESDE(config.model.sigma_min, config.model.sigma_max, config.model.num_scales), 1e-5
+  return cls(config.model.beta_min, config.model.beta_max, config.model.num_scales), 1e-3
