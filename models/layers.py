@@ -1,0 +1,170 @@
+"""DDPM building blocks (NHWC), shared by `ddpm` and, through `layerspp`, by NCSN++/DDPM++.
+
+Papers:
+  Ho+20     Denoising Diffusion Probabilistic Models, arXiv:2006.11239 (App. B: the U-Net).
+  Vaswani+17  Attention Is All You Need, arXiv:1706.03762 (sinusoidal embedding, §3.5).
+  Wang+18   Non-local Neural Networks, arXiv:1711.07971 (the single-head spatial attention).
+  Song+21   Score-Based Generative Modeling through SDEs, arXiv:2011.13456.
+
+Parameter layout: convolutions are `nn.Conv` (kernel HWIO), 1×1 convolutions and the DDPM "NIN"
+layers are `nn.Dense` over channels (kernel [in, out]); attention keeps q, k, v in one fused Dense.
+"""
+import math
+from typing import Any, Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from utils import Registry
+
+ACTIVATIONS = Registry('config.model.nonlinearity')
+ACTIVATIONS.register('elu')(nn.elu)
+ACTIVATIONS.register('relu')(nn.relu)
+ACTIVATIONS.register('lrelu')(lambda x: nn.leaky_relu(x, negative_slope=0.2))
+ACTIVATIONS.register('swish')(nn.swish)
+
+
+def get_act(config):
+  """The activation named by `config.model.nonlinearity` (elu | relu | lrelu | swish)."""
+  return ACTIVATIONS.get(config.model.nonlinearity.lower())
+
+
+def check_option(field, value, valid):
+  """`value.lower()` if it is one of `valid`, else a ValueError naming `config.<field>`."""
+  if not isinstance(value, str) or value.lower() not in valid:
+    raise ValueError(f'config.{field}={value!r} is not valid; choose one of {", ".join(valid)}')
+  return value.lower()
+
+
+def default_init(scale=1.):
+  """DDPM's initializer: variance_scaling(scale, fan_avg, uniform); scale 0 means 1e-10 (Ho+20)."""
+  return nn.initializers.variance_scaling(1e-10 if scale == 0 else scale, 'fan_avg', 'uniform')
+
+
+def conv3x3(features, init_scale=1., stride=1, name=None):
+  """3×3 'SAME' convolution with DDPM init; stride 2 pads (0, 1) like TF's SAME."""
+  return nn.Conv(features, (3, 3), strides=(stride, stride), padding='SAME',
+                 kernel_init=default_init(init_scale), name=name)
+
+
+def conv1x1(features, init_scale=1., name=None):
+  """1×1 convolution with DDPM init, as a Dense over channels."""
+  return nn.Dense(features, kernel_init=default_init(init_scale), name=name)
+
+
+def nin(features, init_scale=0.1, name=None):
+  """DDPM's "network in network" layer: a Dense over channels with init scale 0.1 (Ho+20)."""
+  return nn.Dense(features, kernel_init=default_init(init_scale), name=name)
+
+
+def ddpm_groups(channels):
+  """GroupNorm groups in DDPM: always 32 (Ho+20)."""
+  del channels
+  return 32
+
+
+def pp_groups(channels):
+  """GroupNorm groups in NCSN++/DDPM++: min(C/4, 32) (Song+21 App. H)."""
+  return min(channels // 4, 32)
+
+
+def group_norm(channels, groups_fn, name=None):
+  return nn.GroupNorm(num_groups=groups_fn(channels), epsilon=1e-6, name=name)
+
+
+def get_timestep_embedding(timesteps, embedding_dim, max_positions=10000):
+  """Sinusoidal embedding [B] -> [B, D]: [sin(t ω_i), cos(t ω_i)], ω_i = M^(−i/(D/2−1)).
+
+  Vaswani+17 §3.5 as used by Ho+20 (max_positions M = 10000); odd D is zero-padded.
+  """
+  half_dim = embedding_dim // 2
+  freqs = jnp.exp(jnp.arange(half_dim, dtype=jnp.float32) * -(math.log(max_positions) / (half_dim - 1)))
+  emb = timesteps.astype(jnp.float32)[:, None] * freqs[None, :]
+  emb = jnp.concatenate([jnp.sin(emb), jnp.cos(emb)], axis=1)
+  if embedding_dim % 2 == 1:
+    emb = jnp.pad(emb, [[0, 0], [0, 1]])
+  return emb
+
+
+class AttnBlock(nn.Module):
+  """Single-head spatial self-attention with a residual (Ho+20 App. B; Wang+18).
+
+  out = x + NIN(softmax(q kᵀ / √C) v), with q, k, v = NIN(GroupNorm(x)); the sum is divided by √2
+  when `skip_rescale` (Song+21 App. H).
+  """
+  groups_fn: Callable[[int], int] = ddpm_groups
+  init_scale: float = 0.
+  skip_rescale: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    b, hh, ww, c = x.shape
+    h = group_norm(c, self.groups_fn, name='norm')(x).reshape(b, hh * ww, c)
+    qkv = nn.Dense(3 * c, kernel_init=_stacked_init(default_init(0.1), 3), name='qkv')(h)
+    q, k, v = jnp.split(qkv, 3, axis=-1)
+    w = jax.nn.softmax(jnp.einsum('bic,bjc->bij', q, k) * (c ** -0.5), axis=-1)
+    h = jnp.einsum('bij,bjc->bic', w, v)
+    h = nin(c, self.init_scale, name='out')(h).reshape(b, hh, ww, c)
+    return (x + h) / np.sqrt(2.) if self.skip_rescale else x + h
+
+
+def _stacked_init(init, n):
+  """Initialise an [in, n·out] kernel as n independent [in, out] kernels (fused q, k, v)."""
+  def init_fn(key, shape, dtype=jnp.float32):
+    parts = [init(k, (shape[0], shape[1] // n), dtype) for k in jax.random.split(key, n)]
+    return jnp.concatenate(parts, axis=1)
+  return init_fn
+
+
+class Upsample(nn.Module):
+  """Nearest-neighbour ×2 upsampling, then an optional 3×3 conv (Ho+20)."""
+  with_conv: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    n, h, w, c = x.shape
+    x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, 2, w, 2, c)).reshape(n, 2 * h, 2 * w, c)
+    return conv3x3(c, name='conv')(x) if self.with_conv else x
+
+
+class Downsample(nn.Module):
+  """×2 downsampling by a stride-2 3×3 conv or 2×2 mean pooling (Ho+20)."""
+  with_conv: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    if self.with_conv:
+      return conv3x3(x.shape[-1], stride=2, name='conv')(x)
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+class ResnetBlockDDPM(nn.Module):
+  """DDPM residual block: GN→act→conv3×3 (+Dense(act(temb))) → GN→act→dropout→conv3×3.
+
+  The shortcut is a NIN when channels change; `skip_rescale` divides the sum by √2 (Ho+20 App. B,
+  Song+21 App. H).
+  """
+  act: Any
+  out_ch: Optional[int] = None
+  dropout: float = 0.1
+  groups_fn: Callable[[int], int] = ddpm_groups
+  init_scale: float = 0.
+  skip_rescale: bool = False
+
+  @nn.compact
+  def __call__(self, x, temb=None, train=False):
+    c = x.shape[-1]
+    out_ch = self.out_ch or c
+    h = self.act(group_norm(c, self.groups_fn, name='norm_0')(x))
+    h = conv3x3(out_ch, name='conv_0')(h)
+    if temb is not None:
+      h = h + nn.Dense(out_ch, kernel_init=default_init(), name='temb')(self.act(temb))[:, None, None, :]
+    h = self.act(group_norm(out_ch, self.groups_fn, name='norm_1')(h))
+    h = nn.Dropout(self.dropout)(h, deterministic=not train)
+    h = conv3x3(out_ch, init_scale=self.init_scale, name='conv_1')(h)
+    if c != out_ch:
+      x = nin(out_ch, name='skip')(x)
+    return (x + h) / np.sqrt(2.) if self.skip_rescale else x + h

@@ -1,0 +1,167 @@
+"""NCSN++ and DDPM++ (registered as `ncsnpp`), Song+21 App. H, configured by `config.model.*`.
+
+Papers:
+  Song+21  Score-Based Generative Modeling through SDEs, arXiv:2011.13456 (App. H).
+  Karras+20  StyleGAN2, arXiv:1912.04958 (FIR resampling, input/output skip pyramids).
+
+DDPM++ is this network with `fir=False`, no progressive paths and positional embeddings; NCSN++
+adds FIR resampling, the progressive input pyramid and (VE continuous) Fourier embeddings.
+Labels: σ itself for `embedding_type='fourier'` (embedded as log σ), the time label (e.g. 999 t)
+or the integer noise index for `'positional'`; `scale_by_sigma` divides the output by σ (the label
+for Fourier, `get_sigmas(config)[label]` for positional).
+Submodule names (`down_{level}_res_{i}`, `mid_attn`, `up_{level}_pyramid_conv`, ...) follow the
+network's structure; `models.convert` maps score_sde checkpoints onto them.
+"""
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from models import layers, layerspp
+from models.layers import check_option, conv3x3, default_init, group_norm, pp_groups
+from models.utils import get_sigmas, register_model
+
+RESBLOCK_TYPES = ('ddpm', 'biggan')
+PROGRESSIVE = ('none', 'output_skip', 'residual')
+PROGRESSIVE_INPUT = ('none', 'input_skip', 'residual')
+COMBINE = ('cat', 'sum')
+EMBEDDINGS = ('fourier', 'positional')
+
+
+def check_image_size(config):
+  """image_size must halve exactly at every one of the len(ch_mult) − 1 downsamplings."""
+  factor = 2 ** (len(config.model.ch_mult) - 1)
+  if config.data.image_size % factor:
+    raise ValueError(f'config.data.image_size={config.data.image_size} is not divisible by '
+                     f'2**(len(config.model.ch_mult)-1)={factor} (ch_mult={tuple(config.model.ch_mult)})')
+
+
+def validate(config):
+  """Fail early, naming the config field, on any option this architecture cannot build."""
+  m = config.model
+  check_option('model.resblock_type', m.resblock_type, RESBLOCK_TYPES)
+  check_option('model.progressive', m.progressive, PROGRESSIVE)
+  check_option('model.progressive_input', m.progressive_input, PROGRESSIVE_INPUT)
+  check_option('model.progressive_combine', m.progressive_combine, COMBINE)
+  check_option('model.embedding_type', m.embedding_type, EMBEDDINGS)
+  layers.get_act(config)
+  check_image_size(config)
+  if m.embedding_type.lower() == 'fourier' and not config.training.continuous:
+    raise ValueError("config.model.embedding_type='fourier' embeds log σ and needs "
+                     'config.training.continuous=True (score_sde convention)')
+
+
+@register_model('ncsnpp')
+class NCSNpp(nn.Module):
+  """NCSN++ / DDPM++ U-Net: x [B, H, W, C], labels [B] -> [B, H, W, C]."""
+  config: Any
+
+  def __post_init__(self):
+    validate(self.config)
+    super().__post_init__()
+
+  def _embed(self, labels):
+    """Noise/time embedding [B, 4 nf] (or None when unconditional) and the σ used for scaling."""
+    m = self.config.model
+    act = layers.get_act(self.config)
+    if m.embedding_type.lower() == 'fourier':  # Song+21 App. H: Fourier features of log σ
+      sigmas = labels
+      temb = layerspp.GaussianFourierProjection(m.nf, m.fourier_scale, name='fourier')(jnp.log(labels))
+    else:  # Ho+20: sinusoidal embedding of the time label
+      sigmas = jnp.asarray(get_sigmas(self.config), jnp.float32)[labels.astype(jnp.int32)]
+      temb = layers.get_timestep_embedding(labels, m.nf)
+    if not m.conditional:
+      return None, sigmas
+    temb = nn.Dense(4 * m.nf, kernel_init=default_init(), name='temb_0')(temb)
+    temb = nn.Dense(4 * m.nf, kernel_init=default_init(), name='temb_1')(act(temb))
+    return temb, sigmas
+
+  @nn.compact
+  def __call__(self, x, labels, train=False):
+    m, channels = self.config.model, x.shape[-1]
+    act = layers.get_act(self.config)
+    nf, ch_mult, n_res = m.nf, tuple(m.ch_mult), m.num_res_blocks
+    biggan = m.resblock_type.lower() == 'biggan'
+    progressive, progressive_input = m.progressive.lower(), m.progressive_input.lower()
+    skip_rescale = m.skip_rescale
+    fir = dict(fir=m.fir, fir_kernel=tuple(m.fir_kernel))
+    attn = functools.partial(layerspp.AttnBlockpp, init_scale=m.init_scale, skip_rescale=skip_rescale)
+    common = dict(act=act, dropout=m.dropout, init_scale=m.init_scale, skip_rescale=skip_rescale)
+    if biggan:
+      res = functools.partial(layerspp.ResnetBlockBigGANpp, **common, **fir)
+    else:
+      res = functools.partial(layerspp.ResnetBlockDDPMpp, **common)
+
+    def rescaled_sum(a, b):  # Song+21 App. H: residual sums are divided by √2
+      return (a + b) / np.sqrt(2.) if skip_rescale else a + b
+
+    temb, sigmas = self._embed(labels)
+    if not self.config.data.centered:
+      x = 2 * x - 1.  # data in [0, 1] -> [-1, 1]
+
+    # Downsampling path.
+    pyramid_in = x
+    hs = [conv3x3(nf, name='conv_in')(x)]
+    for level, mult in enumerate(ch_mult):
+      for i in range(n_res):
+        h = res(out_ch=nf * mult, name=f'down_{level}_res_{i}')(hs[-1], temb, train)
+        if h.shape[1] in m.attn_resolutions:
+          h = attn(name=f'down_{level}_attn_{i}')(h)
+        hs.append(h)
+      if level == len(ch_mult) - 1:
+        break
+      if biggan:
+        h = res(down=True, name=f'down_{level}_resample')(hs[-1], temb, train)
+      else:
+        h = layerspp.Downsample(with_conv=m.resamp_with_conv, **fir, name=f'down_{level}_resample')(hs[-1])
+      if progressive_input == 'input_skip':  # Karras+20 input skips
+        pyramid_in = layerspp.Downsample(**fir, name=f'down_{level}_pyramid_down')(pyramid_in)
+        h = layerspp.Combine(m.progressive_combine.lower(), name=f'down_{level}_combine')(pyramid_in, h)
+      elif progressive_input == 'residual':
+        pyramid_in = layerspp.Downsample(out_ch=h.shape[-1], with_conv=True, **fir,
+                                         name=f'down_{level}_pyramid_down')(pyramid_in)
+        h = pyramid_in = rescaled_sum(pyramid_in, h)
+      hs.append(h)
+
+    h = res(name='mid_res_0')(hs[-1], temb, train)
+    h = attn(name='mid_attn')(h)
+    h = res(name='mid_res_1')(h, temb, train)
+
+    # Upsampling path.
+    pyramid = None
+    for level in reversed(range(len(ch_mult))):
+      for i in range(n_res + 1):
+        h = res(out_ch=nf * ch_mult[level], name=f'up_{level}_res_{i}')(
+            jnp.concatenate([h, hs.pop()], axis=-1), temb, train)
+      if h.shape[1] in m.attn_resolutions:
+        h = attn(name=f'up_{level}_attn')(h)
+      top = level == len(ch_mult) - 1
+      if progressive == 'output_skip':  # Karras+20 output skips, summed through FIR upsampling
+        if not top:
+          pyramid = layerspp.Upsample(**fir, name=f'up_{level}_pyramid_up')(pyramid)
+        head = act(group_norm(h.shape[-1], pp_groups, name=f'up_{level}_pyramid_norm')(h))
+        head = conv3x3(channels, m.init_scale, name=f'up_{level}_pyramid_conv')(head)
+        pyramid = head if top else pyramid + head
+      elif progressive == 'residual' and top:
+        pyramid = act(group_norm(h.shape[-1], pp_groups, name=f'up_{level}_pyramid_norm')(h))
+        pyramid = conv3x3(h.shape[-1], name=f'up_{level}_pyramid_conv')(pyramid)
+      elif progressive == 'residual':
+        pyramid = layerspp.Upsample(out_ch=h.shape[-1], with_conv=True, **fir,
+                                    name=f'up_{level}_pyramid_up')(pyramid)
+        h = pyramid = rescaled_sum(pyramid, h)
+      if level != 0:
+        if biggan:
+          h = res(up=True, name=f'up_{level}_resample')(h, temb, train)
+        else:
+          h = layerspp.Upsample(with_conv=m.resamp_with_conv, **fir, name=f'up_{level}_resample')(h)
+
+    if progressive == 'output_skip':
+      h = pyramid
+    else:
+      h = act(group_norm(h.shape[-1], pp_groups, name='out_norm')(h))
+      h = conv3x3(channels, m.init_scale, name='out_conv')(h)
+    if m.scale_by_sigma:
+      h = h / sigmas.reshape(-1, 1, 1, 1)
+    return h

@@ -1,0 +1,140 @@
+"""FIR up/down-sampling ("upfirdn") and the fused resampling convolutions of StyleGAN2.
+
+Papers:
+  Karras+20  Analyzing and Improving the Image Quality of StyleGAN (StyleGAN2), arXiv:1912.04958.
+  Zhang19   Making Convolutional Networks Shift-Invariant Again, arXiv:1904.11486 (FIR kernels).
+  Song+21   Score-Based Generative Modeling through SDEs, arXiv:2011.13456 (App. H: NCSN++ uses
+            the [1, 3, 3, 1] kernel for every resampling).
+
+All arrays are NHWC. The FIR kernels used here are separable (`fir_kernel` is a 1-D list), so each
+2-D filter is applied as two 1-D passes, each a short sum of shifted (and strided) slices that XLA
+fuses into one elementwise loop: no depthwise convolution and no zero-stuffed intermediate.
+The semantics (padding, kernel flip, normalisation) are those of StyleGAN2's `upfirdn_2d`.
+"""
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def fir_kernel_1d(k, gain=1.):
+  """The 1-D factor of the normalised separable FIR kernel: outer(k, k)/sum(k)² · gain."""
+  k = np.asarray(k, np.float64)
+  if k.ndim != 1 or k.size == 0:
+    raise ValueError(f'fir_kernel must be a non-empty 1-D list (separable filter), got {k.tolist()}')
+  return k / k.sum() * np.sqrt(gain)
+
+
+def _upfirdn_1d(x, k, axis, up, down, pad0, pad1):
+  """Zero-insert by `up`, pad by (pad0, pad1) (negative crops), convolve with k, keep every `down`."""
+  n = x.shape[axis]
+  if up > 1:  # put up−1 zeros after every sample
+    x = jnp.expand_dims(x, axis + 1)
+    zeros = [(0, 0, 0)] * x.ndim
+    zeros[axis + 1] = (0, up - 1, 0)
+    x = jax.lax.pad(x, jnp.zeros((), x.dtype), zeros)
+    shape = list(x.shape)
+    x = x.reshape(shape[:axis] + [n * up] + shape[axis + 2:])
+  config = [(0, 0, 0)] * x.ndim
+  config[axis] = (pad0, pad1, 0)
+  x = jax.lax.pad(x, jnp.zeros((), x.dtype), config)
+  taps = len(k)
+  out = (x.shape[axis] - taps) // down + 1
+  kf = k[::-1]  # upfirdn convolves (flipped kernel) rather than correlates
+  y = None
+  for j in range(taps):
+    if kf[j] == 0:
+      continue
+    term = jax.lax.slice_in_dim(x, j, j + down * (out - 1) + 1, down, axis) * float(kf[j])
+    y = term if y is None else y + term
+  return y
+
+
+def upfirdn_2d(x, k, up=1, down=1, pad0=0, pad1=0):
+  """StyleGAN2 upfirdn on both spatial axes of x [N, H, W, C] with the separable 1-D factor k."""
+  for axis in (1, 2):
+    x = _upfirdn_1d(x, k, axis, up, down, pad0, pad1)
+  return x
+
+
+def upsample_2d(x, k=(1, 3, 3, 1), factor=2, gain=1.):
+  """FIR upsampling [N, H, W, C] -> [N, fH, fW, C] (Karras+20 App. B, `upsample_2d`)."""
+  k1 = fir_kernel_1d(k, gain * factor ** 2)
+  p = len(k1) - factor
+  return upfirdn_2d(x, k1, up=factor, pad0=(p + 1) // 2 + factor - 1, pad1=p // 2)
+
+
+def downsample_2d(x, k=(1, 3, 3, 1), factor=2, gain=1.):
+  """FIR downsampling [N, H, W, C] -> [N, H/f, W/f, C] (Karras+20 App. B, `downsample_2d`)."""
+  k1 = fir_kernel_1d(k, gain)
+  p = len(k1) - factor
+  return upfirdn_2d(x, k1, down=factor, pad0=(p + 1) // 2, pad1=p // 2)
+
+
+def naive_upsample_2d(x, factor=2):
+  """Nearest-neighbour upsampling [N, H, W, C] -> [N, fH, fW, C]."""
+  n, h, w, c = x.shape
+  x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, factor, w, factor, c))
+  return x.reshape(n, h * factor, w * factor, c)
+
+
+def naive_downsample_2d(x, factor=2):
+  """Mean pooling over factor×factor blocks [N, H, W, C] -> [N, H/f, W/f, C]."""
+  n, h, w, c = x.shape
+  return x.reshape(n, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+
+
+def _conv_valid(x, w, stride=1):
+  return jax.lax.conv_general_dilated(x, w, (stride, stride), 'VALID',
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def upsample_conv_2d(x, w, k=(1, 3, 3, 1), factor=2):
+  """Fused transposed conv (stride f) + FIR filter == StyleGAN2 `upsample_conv_2d`.
+
+  Both operators are linear and shift-invariant on the upsampled grid, so they commute: we FIR-
+  upsample first (a cheap fused elementwise pass, padded to the conv's full support) and then run a
+  plain stride-1 VALID convolution on the fH+kw−1 grid, which equals the reference exactly.
+  """
+  kw = w.shape[0]
+  k1 = fir_kernel_1d(k, factor ** 2)
+  total = len(k1) + kw - 2  # padding so that the VALID conv returns fH × fW
+  pad0 = (total + factor) // 2
+  x = upfirdn_2d(x, k1, up=factor, pad0=pad0, pad1=total - pad0)
+  return _conv_valid(x, w)
+
+
+def conv_downsample_2d(x, w, k=(1, 3, 3, 1), factor=2):
+  """Fused FIR filter + strided conv == StyleGAN2 `conv_downsample_2d` (Karras+20 App. B)."""
+  kw = w.shape[0]
+  k1 = fir_kernel_1d(k)
+  p = (len(k1) - factor) + (kw - 1)
+  x = upfirdn_2d(x, k1, pad0=(p + 1) // 2, pad1=p // 2)
+  return _conv_valid(x, w, stride=factor)
+
+
+class Conv2d(nn.Module):
+  """Conv layer with optional fused FIR up- or down-sampling (StyleGAN2), params kernel/bias."""
+  features: int
+  kernel_size: int = 3
+  up: bool = False
+  down: bool = False
+  resample_kernel: Sequence[int] = (1, 3, 3, 1)
+  kernel_init: Any = nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x):
+    if self.up and self.down:
+      raise ValueError('Conv2d: up and down are exclusive')
+    shape = (self.kernel_size, self.kernel_size, x.shape[-1], self.features)
+    w = self.param('kernel', self.kernel_init, shape)
+    if self.up:
+      x = upsample_conv_2d(x, w, self.resample_kernel)
+    elif self.down:
+      x = conv_downsample_2d(x, w, self.resample_kernel)
+    else:
+      x = jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
+                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return x + self.param('bias', nn.initializers.zeros, (self.features,))
