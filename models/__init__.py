@@ -1,1 +1,2 @@
 """Score networks. Importing this package registers every architecture in `utils.MODELS`."""
+from models import ncsnpp, ddpm  # registers
