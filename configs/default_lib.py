@@ -1,0 +1,141 @@
+"""The one config tree every scoreflow config starts from, with a meaning for every field.
+
+`get_base_config()` holds every field any component reads, at the values of score_sde's
+`configs/default_cifar10_configs.py` (yang-song/score_sde) where that file sets them. Fields the
+original left to each leaf (SDE, sampler, model architecture, EMA) take the values of the DDPM
+U-Net trained with the VE SDE (continuous), so the tree runs as is; the dataset defaults
+(`default_{cifar10,celeba,lsun}_configs.py`) override a few values each, and leaves override
+those. No config adds a field: the base is the complete list (tests/test_configs.py checks it),
+so a typo such as `training.continuouse` fails at once.
+
+Empty-string paths mean "use the default location" (documented per field); no field is None.
+"""
+import ml_collections
+
+
+def _training():
+  training = ml_collections.ConfigDict()
+  training.sde = 'vesde'                      # forward SDE: 'vesde' | 'vpsde' | 'subvpsde'
+  training.continuous = True                  # continuous-time t ~ U(eps, 1) vs discrete noise index
+  training.loss = 'dsm'                       # loss registry: 'dsm' (continuous), 'smld' (VE
+  #                                             discrete), 'ddpm' (VP discrete), 'edm'
+  training.reduce_mean = False                # mean over pixels (True) or ½·sum (False)
+  training.likelihood_weighting = False       # λ(t) = g(t)² (Song+21 ML training, arXiv:2101.09258)
+  training.batch_size = 128                   # global batch, over all processes and devices
+  training.n_iters = 1300001                  # optimizer steps in total
+  training.n_jitted_steps = 5                 # optimizer steps per jitted call (lax.scan)
+  training.log_freq = 50                      # steps between training-loss logs
+  training.eval_freq = 100                    # steps between eval-loss logs
+  training.snapshot_freq = 50000              # steps between kept checkpoints (checkpoints/)
+  training.snapshot_freq_for_preemption = 10000  # steps between resume checkpoints (checkpoints-meta/)
+  training.snapshot_sampling = True           # sample a batch at every kept checkpoint
+  return training
+
+
+def _sampling():
+  sampling = ml_collections.ConfigDict()
+  sampling.method = 'pc'                      # 'pc' (predictor-corrector) | 'ode' | 'edm'
+  sampling.predictor = 'reverse_diffusion'    # euler_maruyama | reverse_diffusion | ancestral_sampling | none
+  sampling.corrector = 'langevin'             # langevin | ald | none
+  sampling.n_steps_each = 1                   # corrector steps per noise level
+  sampling.snr = 0.16                         # Langevin signal-to-noise ratio (Song+21 Alg. 4)
+  sampling.noise_removal = True               # final denoising step (return the last x_mean)
+  sampling.probability_flow = False           # PC predictor on the probability-flow ODE
+  sampling.ode_rtol = 1e-5                    # relative tolerance of the adaptive ODE solver
+  sampling.ode_atol = 1e-5                    # absolute tolerance of the adaptive ODE solver
+  sampling.seeds = ''                         # per-seed generation range, e.g. '0-49999'; '' = off
+  return sampling
+
+
+def _eval():
+  evaluate = ml_collections.ConfigDict()
+  evaluate.begin_ckpt = 9                     # first checkpoint index (×snapshot_freq steps)
+  evaluate.end_ckpt = 26                      # last checkpoint index, inclusive
+  evaluate.batch_size = 1024                  # global eval / sampling batch
+  evaluate.enable_loss = True                 # loss over the eval split
+  evaluate.enable_bpd = False                 # bits/dim by the probability-flow ODE
+  evaluate.enable_sampling = False            # samples + Inception FID/IS/KID
+  evaluate.num_samples = 50000                # samples per checkpoint for FID
+  evaluate.bpd_dataset = 'test'               # split for bpd: 'train' | 'test'
+  evaluate.bpd_num_repeats = 5                # passes over the test split for bpd (train: 1)
+  evaluate.inception_path = ''                # Inception weights; '' = <data dir>/inception default
+  evaluate.fid_stats_path = ''                # reference stats .npz (mu, sigma / pool_3); '' =
+  #                                             assets/stats/<dataset>_stats.npz
+  return evaluate
+
+
+def _data():
+  data = ml_collections.ConfigDict()
+  data.dataset = 'CIFAR10'                    # CIFAR10 | SVHN | CELEBA | LSUN | FFHQ | CelebAHQ |
+  #                                             DIGITS | IMAGE_ZIP
+  data.image_size = 32                        # height = width, pixels
+  data.num_channels = 3                       # 3 (RGB) or 1 (gray)
+  data.centered = False                       # model sees [-1, 1] (True) or [0, 1] (False)
+  data.random_flip = True                     # random left-right flip of training images
+  data.uniform_dequantization = False         # x ← (u + 255x)/256, u ~ U[0, 1) when training
+  data.tfds_data_dir = ''                     # where tfds looks for prepared data; '' = tfds default
+  data.tfrecords_path = ''                    # FFHQ / CelebAHQ TFRecord file (required for those)
+  data.category = ''                          # LSUN category, e.g. 'bedroom', 'church_outdoor'
+  data.path = ''                              # IMAGE_ZIP: EDM-style zip file or image folder
+  return data
+
+
+def _model():
+  model = ml_collections.ConfigDict()
+  model.name = 'ddpm'                         # model registry: ncsnpp | ddpm | ncsn | ncsnv2_{64,128,256}
+  model.ema_rate = 0.999                      # EMA decay per optimizer step
+  model.sigma_min = 0.01                      # VE σ_min
+  model.sigma_max = 50.                       # VE σ_max (≈ largest pairwise data distance)
+  model.num_scales = 1000                     # N: discrete noise levels / sampling steps
+  model.beta_min = 0.1                        # VP β(0)
+  model.beta_max = 20.                        # VP β(1)
+  model.dropout = 0.1                         # dropout rate in residual blocks
+  model.scale_by_sigma = True                 # divide the output by σ (VE score models)
+  model.normalization = 'GroupNorm'           # GroupNorm | InstanceNorm++ (NCSN/NCSNv2)
+  model.nonlinearity = 'swish'                # swish | elu
+  model.nf = 128                              # base channel count
+  model.ch_mult = (1, 2, 2, 2)                # channel multiplier per resolution
+  model.num_res_blocks = 2                    # residual blocks per resolution
+  model.attn_resolutions = (16,)              # resolutions (pixels) with self-attention
+  model.resamp_with_conv = True               # conv in up/downsampling (else pool/nearest)
+  model.conditional = True                    # condition on the noise level / time
+  model.embedding_type = 'fourier'            # noise embedding: fourier (of log σ) | positional
+  model.fourier_scale = 16.                   # std of the Fourier-feature frequencies
+  model.fir = False                           # FIR (StyleGAN2 upfirdn) resampling
+  model.fir_kernel = [1, 3, 3, 1]             # FIR kernel taps
+  model.skip_rescale = True                   # multiply residual sums by 1/√2
+  model.resblock_type = 'biggan'              # ncsnpp residual block: biggan | ddpm
+  model.progressive = 'none'                  # output path: none | output_skip | residual
+  model.progressive_input = 'none'            # input path: none | input_skip | residual
+  model.progressive_combine = 'sum'           # how input_skip merges: sum | cat
+  model.init_scale = 0.                       # scale of the last conv init in each block (0 ≈ zero)
+  model.interpolation = 'bilinear'            # NCSN/NCSNv2 RefineNet upsampling
+  model.attention_type = 'ddpm'               # score_sde field, kept for its configs; not read
+  model.conv_size = 3                         # score_sde field, kept for its configs; not read
+  return model
+
+
+def _optim():
+  optim = ml_collections.ConfigDict()
+  optim.optimizer = 'Adam'                    # only Adam
+  optim.lr = 2e-4                             # peak learning rate
+  optim.beta1 = 0.9                           # Adam β1
+  optim.eps = 1e-8                            # Adam ε
+  optim.weight_decay = 0.                     # decoupled weight decay (0 = off)
+  optim.amsgrad = False                       # score_sde field (PyTorch Adam); must stay False
+  optim.warmup = 5000                         # linear learning-rate warm-up steps (0 = off)
+  optim.grad_clip = 1.                        # global-norm gradient clip (< 0 = off)
+  return optim
+
+
+def get_base_config():
+  """The complete field tree at CIFAR-10 values (see the module docstring)."""
+  config = ml_collections.ConfigDict()
+  config.training = _training()
+  config.sampling = _sampling()
+  config.eval = _eval()
+  config.data = _data()
+  config.model = _model()
+  config.optim = _optim()
+  config.seed = 42                            # seeds parameters, training noise and sampling
+  return config

@@ -1,0 +1,18 @@
+"""NCSN v1 on CelebA 64×64 with NCSNv2 techniques 1, 2, 4, 5 (σ_max 90, 500 levels, EMA).
+
+Command: python main.py --config=configs/ve/ncsn/celeba_1245.py --mode=train --workdir=W
+Expected: no number in score_sde's README; 34,428,675 parameters for 10 scales [verified:
+score_sde.md §3].
+"""
+from configs import presets
+from configs.default_celeba_configs import get_default_configs
+
+
+def get_config():
+  config = get_default_configs()
+  presets.ve(config, continuous=False)
+  presets.ncsn(config)
+  config.model.num_scales = 500
+  config.sampling.n_steps_each = 5
+  config.sampling.snr = 0.128
+  return config

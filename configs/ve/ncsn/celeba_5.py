@@ -1,0 +1,19 @@
+"""NCSN v1 on CelebA 64×64 with NCSNv2 technique 5 only (EMA 0.999).
+
+Command: python main.py --config=configs/ve/ncsn/celeba_5.py --mode=train --workdir=W
+Expected: no number in score_sde's README; 34,428,675 parameters for 10 scales [verified:
+score_sde.md §3].
+"""
+from configs import presets
+from configs.default_celeba_configs import get_default_configs
+
+
+def get_config():
+  config = get_default_configs()
+  presets.ve(config, continuous=False)
+  presets.ncsn(config)
+  config.model.sigma_max = 1.
+  config.model.num_scales = 10
+  config.sampling.n_steps_each = 100
+  config.sampling.snr = 0.316
+  return config

@@ -1,0 +1,20 @@
+"""NCSN v1 (Song&Ermon19, arXiv:1907.05600) on CIFAR-10: 10 noise levels σ ∈ [0.01, 1], no EMA.
+
+Command: python main.py --config=configs/ve/ncsn/cifar10.py --mode=train --workdir=W
+Expected: no number in score_sde's README; 34,428,675 parameters for 10 scales [verified:
+score_sde.md §3].
+"""
+from configs import presets
+from configs.default_cifar10_configs import get_default_configs
+
+
+def get_config():
+  config = get_default_configs()
+  presets.ve(config, continuous=False)
+  presets.ncsn(config)
+  config.model.sigma_max = 1.
+  config.model.num_scales = 10
+  config.model.ema_rate = 0.
+  config.sampling.n_steps_each = 100
+  config.sampling.snr = 0.316
+  return config

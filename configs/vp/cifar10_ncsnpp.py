@@ -1,0 +1,16 @@
+"""NCSN++ trained with the DDPM loss (VP, discrete), sampled by reverse diffusion, on CIFAR-10.
+
+Command: python main.py --config=configs/vp/cifar10_ncsnpp.py --mode=train --workdir=W
+Expected: no number in the README for this config; 62,693,251 parameters [verified:
+score_sde.md §3].
+"""
+from configs import presets
+from configs.default_cifar10_configs import get_default_configs
+
+
+def get_config():
+  config = get_default_configs()
+  presets.vp(config, continuous=False)
+  presets.ncsnpp(config, embedding_type='positional')
+  config.sampling.predictor = 'reverse_diffusion'
+  return config
