@@ -1,0 +1,456 @@
+"""Sample-quality evaluation: FID, Inception Score and KID on FID Inception-v3 features, and a
+Fréchet distance on a small digits classifier for the 8x8 quickstart.
+
+Papers: Heusel+17 FID (arXiv:1706.08500); Salimans+16 IS (arXiv:1606.03498); Binkowski+18 KID
+(arXiv:1801.01401). Numerics follow the reference code: pytorch-fid (statistics, FID with its
+sqrtm eps fallback), torch-fidelity (IS splits and shuffle, KID subsets), EDM fid.py (`.npz` with
+`mu`, `sigma`). Everything after feature extraction is NumPy float64.
+
+Weights: the network is `models/inception.py`; its weights are read from pytorch-fid's
+`pt_inception-2015-12-05-6726825d.pth`, EDM's `inception-2015-12-05.pkl` (these two need torch,
+imported only here, inside the reader) or our own `.npz` (`export_inception_npz`). They are never
+downloaded: a missing file raises `InceptionWeightsNotFoundError` with the URLs at once.
+The input handling follows the file: pytorch-fid's (half-pixel bilinear resize, x / 127.5 - 1) or
+EDM's detector (TF1 'asymmetric' bilinear resize, (x - 128) / 128).
+"""
+import os
+import pickle
+import zipfile
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.linalg
+import scipy.special
+
+from models import inception
+
+PYTORCH_FID_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
+                   'pt_inception-2015-12-05-6726825d.pth')
+EDM_INCEPTION_URL = ('https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/'
+                     'files/metrics/inception-2015-12-05.pkl')
+INCEPTION_SIZE = 299
+
+
+class EvaluationFileError(FileNotFoundError):
+  """A file that evaluation needs is missing; the message says where to get it. Catch this in the
+  pipeline and print `str(err)` instead of a traceback."""
+
+
+class InceptionWeightsNotFoundError(EvaluationFileError):
+  """The Inception weights file (config `eval.inception_path`) does not exist."""
+
+
+class StatsNotFoundError(EvaluationFileError):
+  """The reference statistics file (config `eval.fid_stats_path`) does not exist."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Inception weights
+
+def load_inception(path_or_state_dict):
+  """Inception weights -> {'params': Flax params, 'preprocessing': 'pytorch_fid' | 'edm'}.
+
+  Args:
+    path_or_state_dict: a path to pytorch-fid's `.pth`, EDM's `.pkl`, a pickled {name: array} dict
+      in either naming, or our `.npz`; or an already-loaded {name: array} state dict.
+  Raises:
+    InceptionWeightsNotFoundError: the file does not exist (raised before anything heavy runs).
+    ImportError: the file needs torch (or EDM's torch_utils) and it is not installed.
+  """
+  if isinstance(path_or_state_dict, dict):
+    return inception_from_state_dict(path_or_state_dict)
+  path = os.fspath(path_or_state_dict)
+  if not os.path.isfile(path):
+    raise InceptionWeightsNotFoundError(
+        f'Inception weights not found at {path!r} (config field eval.inception_path). They are never '
+        f'downloaded automatically. Download one of\n  pytorch-fid: {PYTORCH_FID_URL}\n'
+        f'  EDM/StyleGAN3: {EDM_INCEPTION_URL}\nand save it as {path!r}, or point '
+        f'--config.eval.inception_path at the file.')
+  if path.endswith('.npz'):
+    with np.load(path) as f:
+      flat = {k: f[k] for k in f.files if k != 'preprocessing'}
+      prep = str(f['preprocessing'])
+    return {'params': _unflatten(flat), 'preprocessing': prep}
+  return inception_from_state_dict(_read_state_dict(path))
+
+
+def inception_from_state_dict(state_dict):
+  """{name: array} in pytorch-fid or EDM naming -> {'params', 'preprocessing'} (every tensor checked)."""
+  keys = list(state_dict)
+  edm_key = next((k for k in keys if 'layers.' in k), None)
+  if edm_key is None:
+    return {'params': inception.convert_state_dict(state_dict), 'preprocessing': 'pytorch_fid'}
+  prefix = edm_key[:edm_key.index('layers.')]     # EDM detector possibly wrapped in another module
+  sd = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+  return {'params': inception.convert_state_dict(sd, inception.EDM_TO_TORCHVISION),
+          'preprocessing': 'edm'}
+
+
+def _read_state_dict(path):
+  """Read a weights file into {name: NumPy array}; torch is imported only if the file needs it."""
+  if zipfile.is_zipfile(path):       # torch.save / TorchScript zip archives
+    torch = _import_torch(path)
+    try:
+      obj = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception:  # pylint: disable=broad-except   # a TorchScript archive, not a pickle
+      obj = torch.jit.load(path, map_location='cpu')
+  else:
+    try:
+      with open(path, 'rb') as f:
+        obj = pickle.load(f)
+    except ModuleNotFoundError as err:
+      if err.name and err.name.split('.')[0] == 'torch':
+        _import_torch(path)
+      raise ImportError(
+          f'Reading {path!r} needs the module {err.name!r}: EDM\'s detector pickle refers to EDM\'s '
+          f'code; put a checkout of https://github.com/NVlabs/edm on PYTHONPATH (and install torch), '
+          f'or convert the file once where those exist with evaluation.export_inception_npz.') from None
+  if hasattr(obj, 'state_dict'):
+    obj = obj.state_dict()
+  return {k: _to_numpy(v) for k, v in obj.items()}
+
+
+def _import_torch(path):
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise ImportError(f'Reading {path!r} needs PyTorch (pip install torch; the CPU wheel is enough). '
+                      f'Or convert it once elsewhere with evaluation.export_inception_npz and set '
+                      f'eval.inception_path to the .npz.') from None
+  return torch
+
+
+def _to_numpy(v):
+  if hasattr(v, 'detach'):
+    v = v.detach().cpu().numpy()
+  return np.asarray(v)
+
+
+def export_inception_npz(weights, path):
+  """Save `load_inception(...)`'s result as a torch-free `.npz` that `load_inception` reads back."""
+  flat = {'/'.join(p.key for p in kp): np.asarray(v)
+          for kp, v in jax.tree_util.tree_flatten_with_path(weights['params'])[0]}
+  np.savez(path, preprocessing=np.array(weights['preprocessing']), **flat)
+
+
+def _unflatten(flat):
+  tree = {}
+  for k, v in flat.items():
+    *head, last = k.split('/')
+    node = tree
+    for h in head:
+      node = node.setdefault(h, {})
+    node[last] = v
+  return tree
+
+
+# ------------------------------------------------------------------------------------------------
+# Input handling and the jitted feature extractor
+
+def resize_matrix(n_in, n_out, mode):
+  """Bilinear interpolation as a matrix M [n_out, n_in]: resized = M @ signal along one axis.
+
+  mode 'half_pixel': torch F.interpolate(mode='bilinear', align_corners=False, no antialias), as in
+    pytorch-fid: src = (dst + 0.5) * n_in / n_out - 0.5, clamped at 0.
+  mode 'asymmetric': TF1 resize_bilinear (EDM's detector emulates it with grid_sample):
+    src = dst * n_in / n_out.
+  """
+  dst = np.arange(n_out, dtype=np.float64)
+  scale = n_in / n_out
+  src = (dst + 0.5) * scale - 0.5 if mode == 'half_pixel' else dst * scale
+  src = np.clip(src, 0.0, n_in - 1)
+  i0 = np.floor(src).astype(np.int64)
+  i1 = np.minimum(i0 + 1, n_in - 1)
+  frac = src - i0
+  m = np.zeros((n_out, n_in))
+  np.add.at(m, (np.arange(n_out), i0), 1.0 - frac)
+  np.add.at(m, (np.arange(n_out), i1), frac)
+  return m.astype(np.float32)
+
+
+def preprocess(images, preprocessing):
+  """Images [B, H, W, C] (C = 1 or 3) with values in [0, 255] (uint8 or float) -> the network's input
+  [B, 299, 299, 3] in about [-1, 1], as pytorch-fid (`'pytorch_fid'`) or EDM (`'edm'`) prepares it."""
+  x = jnp.asarray(images).astype(jnp.float32)
+  if x.shape[-1] == 1:
+    x = jnp.repeat(x, 3, axis=-1)      # grayscale -> RGB, as EDM fid.py does
+  mode = 'half_pixel' if preprocessing == 'pytorch_fid' else 'asymmetric'
+  if x.shape[1:3] != (INCEPTION_SIZE, INCEPTION_SIZE):
+    my = resize_matrix(x.shape[1], INCEPTION_SIZE, mode)
+    mx = resize_matrix(x.shape[2], INCEPTION_SIZE, mode)
+    hi = jax.lax.Precision.HIGHEST
+    x = jnp.einsum('oh,bhwc->bowc', my, x, precision=hi)
+    x = jnp.einsum('pw,bowc->bopc', mx, x, precision=hi)
+  if preprocessing == 'pytorch_fid':
+    return x / 127.5 - 1.0             # pytorch-fid: ToTensor (/255) then 2x - 1
+  if preprocessing == 'edm':
+    return (x - 128.0) / 128.0         # EDM detector
+  raise ValueError(f"unknown preprocessing {preprocessing!r}; expected 'pytorch_fid' or 'edm'")
+
+
+def get_inception_fn(params, preprocessing='pytorch_fid', mesh=None):
+  """A batched, jitted extractor: images [B, H, W, C] in [0, 255] -> {'pool_3' [B, 2048],
+  'logits' [B, 1008], 'logits_unbiased' [B, 1008]} as jax arrays.
+
+  Args:
+    params: `load_inception(...)['params']`.
+    preprocessing: `load_inception(...)['preprocessing']`.
+    mesh: optional `jax.sharding.Mesh`; the params are then replicated over it, and a batch sharded
+      along its first axis stays sharded (outputs too). Without it the params live on the default device.
+  The network is compiled once per batch size; the resize once per (batch, H, W).
+  """
+  if mesh is None:
+    params = jax.tree.map(jnp.asarray, params)
+  else:
+    params = jax.device_put(params, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  net = jax.jit(inception.InceptionV3().apply)
+  prep = jax.jit(preprocess, static_argnums=1)
+
+  def inception_fn(images):
+    return net({'params': params}, prep(images, preprocessing))
+  return inception_fn
+
+
+def inception_features(batches, inception_fn):
+  """Run `inception_fn` over an iterable of image batches ([..., H, W, C] in [0, 255]; leading axes,
+  e.g. [devices, B], are flattened) -> {'pool_3': [N, 2048], 'logits': [N, 1008], ...} float32 NumPy.
+  A batch smaller than the first is zero-padded to its size, so nothing recompiles."""
+  out, size = {}, None
+  for images in batches:
+    images = np.asarray(images)
+    images = images.reshape((-1,) + images.shape[-3:])
+    n = images.shape[0]
+    size = size or n
+    if n < size:
+      images = np.concatenate([images, np.zeros((size - n,) + images.shape[1:], images.dtype)])
+    for k, v in inception_fn(images).items():
+      out.setdefault(k, []).append(np.asarray(v, np.float32)[:n])
+  return {k: np.concatenate(v) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------------------------------
+# Metrics (NumPy float64)
+
+def compute_stats(features):
+  """Features [N, D] -> {'mu' [D], 'sigma' [D, D]} (mean and unbiased covariance, as pytorch-fid/EDM)."""
+  f = np.asarray(features, np.float64)
+  return {'mu': f.mean(axis=0), 'sigma': np.cov(f, rowvar=False)}
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
+  """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), pytorch-fid's numerics.
+
+  d² = ||mu1 - mu2||² + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^½)   # Heusel+17 FID Eq. (6)
+  If sqrtm is not finite, eps·I is added to both covariances; a small imaginary part is dropped.
+  """
+  mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+  sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
+  sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
+  if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+    raise ValueError(f'statistics differ in size: mu {mu1.shape} vs {mu2.shape}, '
+                     f'sigma {sigma1.shape} vs {sigma2.shape}')
+  diff = mu1 - mu2
+  covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+  if not np.isfinite(covmean).all():
+    offset = np.eye(sigma1.shape[0]) * eps
+    covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+  if np.iscomplexobj(covmean):
+    if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+      raise ValueError(f'sqrtm has an imaginary component {np.max(np.abs(covmean.imag))}')
+    covmean = covmean.real
+  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def fid_from_stats(stats, ref_stats):
+  """FID between two {'mu', 'sigma'} dicts (e.g. `compute_stats(...)` and `load_stats(...)`)."""
+  return frechet_distance(stats['mu'], stats['sigma'], ref_stats['mu'], ref_stats['sigma'])
+
+
+def inception_score(logits, splits=10, shuffle=True, seed=2020):
+  """Inception Score (mean, std over `splits`) from logits [N, K], as torch-fidelity computes it.
+
+  IS = exp(E_x KL(p(y|x) || p(y)))   # Salimans+16 IS, Sec. 4
+  with p(y) the split's mean prediction; rows are shuffled with RandomState(seed) first, and split
+  i holds rows [i N // splits, (i + 1) N // splits).
+  """
+  z = np.asarray(logits, np.float64)
+  n = z.shape[0]
+  if shuffle:
+    z = z[np.random.RandomState(seed).permutation(n)]
+  log_p = z - scipy.special.logsumexp(z, axis=1, keepdims=True)
+  p = np.exp(log_p)
+  scores = []
+  for i in range(splits):
+    lo, hi = i * n // splits, (i + 1) * n // splits
+    log_q = np.log(p[lo:hi].mean(axis=0, keepdims=True))
+    kl = (p[lo:hi] * (log_p[lo:hi] - log_q)).sum(axis=1)
+    scores.append(np.exp(kl.mean()))
+  return float(np.mean(scores)), float(np.std(scores))
+
+
+def _polynomial_mmd2(x, y, degree, gamma, coef0):
+  """Unbiased MMD² with k(a, b) = (gamma a·b + coef0)^degree.   # Binkowski+18 KID, Eq. (2)"""
+  m = x.shape[0]
+  k_xx = (x @ x.T * gamma + coef0) ** degree
+  k_yy = (y @ y.T * gamma + coef0) ** degree
+  k_xy = (x @ y.T * gamma + coef0) ** degree
+  off_diag = k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)
+  return off_diag / (m * (m - 1)) - 2 * k_xy.sum() / (m * m)
+
+
+def kernel_inception_distance(features1, features2, num_subsets=100, subset_size=1000, seed=2020,
+                              degree=3, gamma=None, coef0=1.0):
+  """KID (mean, std over subsets): the unbiased polynomial-kernel MMD² averaged over random subsets,
+  as torch-fidelity (same RandomState draws; gamma None = 1 / dim). `subset_size` is clipped to the
+  smaller set, as clean-fid and StyleGAN do (torch-fidelity refuses instead). Float64 throughout."""
+  f1, f2 = np.asarray(features1, np.float64), np.asarray(features2, np.float64)
+  gamma = 1.0 / f1.shape[1] if gamma is None else gamma
+  m = min(subset_size, f1.shape[0], f2.shape[0])
+  rng = np.random.RandomState(seed)
+  mmds = []
+  for _ in range(num_subsets):
+    x = f1[rng.choice(f1.shape[0], m, replace=False)]
+    y = f2[rng.choice(f2.shape[0], m, replace=False)]
+    mmds.append(_polynomial_mmd2(x, y, degree, gamma, coef0))
+  return float(np.mean(mmds)), float(np.std(mmds))
+
+
+# ------------------------------------------------------------------------------------------------
+# Reference statistics files
+
+def save_stats(path, stats):
+  """Write EDM-compatible `.npz` (`mu`, `sigma`), plus `pool_3` features when `stats` has them."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  np.savez(path, **{k: np.asarray(v) for k, v in stats.items() if k in ('mu', 'sigma', 'pool_3')})
+
+
+def load_stats(path):
+  """Reference statistics -> {'mu', 'sigma'} (+ 'pool_3' when stored, for KID).
+
+  Reads EDM fid-refs (`mu`, `sigma`), our `save_stats` files, and score-SDE stats files
+  (`pool_3` features [N, 2048]; mu/sigma are computed from them).
+  Raises StatsNotFoundError (naming eval.fid_stats_path and --mode=fid_stats) if missing.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise StatsNotFoundError(
+        f'Reference statistics not found at {path!r} (config field eval.fid_stats_path). Compute them '
+        f'from the training data with `python main.py --mode=fid_stats ...` (same Inception weights '
+        f'as for the samples), or download EDM fid-refs '
+        f'(https://nvlabs-fi-cdn.nvidia.com/edm/fid-refs/cifar10-32x32.npz) to that path.')
+  with np.load(path) as f:
+    data = {k: f[k] for k in f.files}
+  stats = {k: data[k] for k in ('mu', 'sigma', 'pool_3') if k in data}
+  if 'mu' not in stats or 'sigma' not in stats:
+    if 'pool_3' not in stats:
+      raise ValueError(f'{path!r} has neither mu/sigma nor pool_3 (keys: {sorted(data)})')
+    stats.update(compute_stats(stats['pool_3']))
+  return stats
+
+
+def fid_stats_from_images(iterator, inception_fn, out_path, keep_features=True):
+  """Reference statistics of a dataset, written to `out_path` (`--mode=fid_stats`).
+
+  Args:
+    iterator: yields image batches [..., H, W, C] with values in [0, 255] (uint8 or float).
+    inception_fn: `get_inception_fn(...)`.
+    out_path: the `.npz` to write (config eval.fid_stats_path).
+    keep_features: also store the pool_3 features (needed for KID against this reference).
+  Returns: the stats dict that was written.
+  """
+  pool = inception_features(iterator, inception_fn)['pool_3']
+  stats = compute_stats(pool)
+  if keep_features:
+    stats['pool_3'] = pool
+  save_stats(out_path, stats)
+  return stats
+
+
+# ------------------------------------------------------------------------------------------------
+# Digits quickstart metric: Fréchet distance on a small MLP classifier's penultimate features
+
+DIGITS_NUM_TRAIN = 1500                   # sklearn digits: first 1500 images train, last 297 test
+DIGITS_CLASSIFIER_VERSION = 'digits_mlp_v1'   # cache key: change when the model or training changes
+
+
+def digits_split():
+  """The fixed digits split: {'train_images' [1500, 8, 8, 1], 'train_labels', 'test_images' [297, ...],
+  'test_labels'}; images float32 in [0, 1] (sklearn values 0..16 divided by 16)."""
+  from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+  d = load_digits()
+  x = (d.images / 16.0).astype(np.float32)[..., None]
+  y = d.target.astype(np.int32)
+  n = DIGITS_NUM_TRAIN
+  return {'train_images': x[:n], 'train_labels': y[:n], 'test_images': x[n:], 'test_labels': y[n:]}
+
+
+class DigitsMLP(nn.Module):
+  """64 -> 256 -> 64 -> 10 MLP; the 64-d ReLU layer is the feature layer."""
+
+  @nn.compact
+  def __call__(self, x):
+    x = x.reshape((x.shape[0], -1))
+    x = nn.relu(nn.Dense(256)(x))
+    features = nn.relu(nn.Dense(64)(x))
+    return nn.Dense(10)(features), features
+
+
+def train_digits_classifier(seed=0, steps=400, learning_rate=3e-3):
+  """Train `DigitsMLP` on the train split: full batch, Adam, fixed seed and steps (a few s on CPU)."""
+  data = digits_split()
+  x, y = jnp.asarray(data['train_images']), jnp.asarray(data['train_labels'])
+  model = DigitsMLP()
+  params = model.init(jax.random.key(seed), x[:1])['params']
+  opt = optax.adam(learning_rate)
+
+  def step(carry, _):
+    params, opt_state = carry
+    def loss_fn(p):
+      logits, _ = model.apply({'params': p}, x)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    grads = jax.grad(loss_fn)(params)
+    updates, opt_state = opt.update(grads, opt_state)
+    return (optax.apply_updates(params, updates), opt_state), None
+
+  (params, _), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=steps))((params, opt.init(params)))
+  return jax.tree.map(np.asarray, params)
+
+
+def load_digits_classifier(cache_dir):
+  """Classifier params, cached as `<cache_dir>/digits_mlp_v1.npz` (trained and written if absent)."""
+  path = os.path.join(cache_dir, f'{DIGITS_CLASSIFIER_VERSION}.npz')
+  if os.path.isfile(path):
+    with np.load(path) as f:
+      return _unflatten({k: f[k] for k in f.files})
+  params = train_digits_classifier()
+  os.makedirs(cache_dir, exist_ok=True)
+  np.savez(path, **{'/'.join(p.key for p in kp): v
+                    for kp, v in jax.tree_util.tree_flatten_with_path(params)[0]})
+  return params
+
+
+def to_digits_resolution(images):
+  """Images [N, H, W, C] in [0, 1] -> [N, 8, 8, 1]: channels averaged, HxW average-pooled to 8x8."""
+  x = np.asarray(images, np.float32)
+  x = x.mean(axis=-1, keepdims=True)
+  n, h, w, _ = x.shape
+  if h % 8 or w % 8:
+    raise ValueError(f'digits metric needs a size divisible by 8, got {h}x{w}')
+  return x.reshape(n, 8, h // 8, 8, w // 8, 1).mean(axis=(2, 4))
+
+
+def digits_features(images, params):
+  """Penultimate features [N, 64] of the digits classifier for images [N, H, W, C] in [0, 1]."""
+  _, feats = DigitsMLP().apply({'params': params}, jnp.asarray(to_digits_resolution(images)))
+  return np.asarray(feats, np.float64)
+
+
+def digits_fd(images, params, ref_images=None):
+  """Fréchet distance (Heusel+17 Eq. (6)) between classifier features of `images` and of
+  `ref_images` (default: the digits train split), both [N, H, W, C] in [0, 1]."""
+  ref = digits_split()['train_images'] if ref_images is None else ref_images
+  a, b = compute_stats(digits_features(images, params)), compute_stats(digits_features(ref, params))
+  return fid_from_stats(a, b)
