@@ -1,6 +1,6 @@
 """CelebA 64×64 defaults (score_sde's default_celeba_configs values): CIFAR-10's with σ_max 90.
 
-Run as is: `python main.py --mode=train --config=configs/default_celeba_configs.py --workdir=W`
+Run as is: `python main.py --config=configs/default_celeba_configs.py --mode=train --workdir=W`
 (DDPM U-Net with the VE SDE; no published number). CelebA is tfds `celeb_a`, center crop 140
 then resize to 64 (datasets.py).
 """

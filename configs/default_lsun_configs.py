@@ -1,6 +1,6 @@
 """LSUN 256×256 defaults (score_sde's default_lsun_configs values); category 'bedroom'.
 
-Run as is: `python main.py --mode=train --config=configs/default_lsun_configs.py --workdir=W`
+Run as is: `python main.py --config=configs/default_lsun_configs.py --mode=train --workdir=W`
 (DDPM U-Net with the VE SDE; no published number). σ_max 378, N = 2000, batch 64, 2.4M
 iterations; the FFHQ / CelebA-HQ configs start from here too.
 """
