@@ -1,0 +1,427 @@
+"""Input pipelines: tf.data over TFDS sets, TFRecords, EDM-style image zips/folders, sklearn digits.
+
+`get_dataset(config, uniform_dequantization=False, evaluation=False) -> (train_ds, eval_ds)`
+returns two `tf.data.Dataset`s of dicts
+  {'image': float32 [..., H, W, C] in [0, 1] (before `get_data_scaler`), 'label': int32 [...]}
+(label -1 where a set has none), batched as
+  training (evaluation=False): [n_jitted_steps, per_process_batch, H, W, C], repeated, shuffled;
+  evaluation=True:             [per_process_eval_batch, H, W, C], one pass in file order,
+with per_process_batch = batch_size // jax.process_count(); the batch must divide by
+jax.device_count(). Each process reads its own shard. Incomplete batches are dropped (fixed
+shapes for jit), as in score_sde. Iterate with `ds.as_numpy_iterator()`.
+
+Conventions from yang-song/score_sde datasets.py (Song+21, arXiv:2011.13456): CelebA center crop
+140 then resize to 64; LSUN resize-small + central crop (128 px) or crop + bicubic resize; FFHQ /
+CelebA-HQ TFRecords with `shape` + raw uint8 CHW `data`; uniform dequantization
+(u + 255x)/256 (Theis+16, arXiv:1511.01844). EDM-style zips follow NVlabs/edm
+training/dataset.py (Karras+22, arXiv:2206.00364): images + optional dataset.json
+{"labels": [[fname, label], ...]}.
+
+Nothing here downloads: a TFDS set that is not prepared fails at once with the fix.
+TensorFlow is imported lazily (about 3 s), with GPUs hidden from it.
+"""
+import functools
+import io
+import json
+import os
+import threading
+import zipfile
+
+import jax
+import numpy as np
+
+from utils import Registry
+
+SOURCES = Registry('dataset')      # config.data.dataset -> fn(config, evaluation) -> (train, eval)
+SHUFFLE_BUFFER = 10000             # examples in the shuffle buffer (score_sde's value)
+DIGITS_NUM_TRAIN = 1500            # sklearn digits: first 1500 images train, last 297 test
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif')   # what tf.io.decode_image reads
+UNLABELED = -1                     # 'label' of sets without labels
+
+
+def get_data_scaler(config):
+  """[0, 1] -> [-1, 1] (x ↦ 2x − 1) if `data.centered`, else identity."""
+  if config.data.centered:
+    return lambda x: x * 2. - 1.
+  return lambda x: x
+
+
+def get_data_inverse_scaler(config):
+  """Inverse of `get_data_scaler`: [-1, 1] -> [0, 1] if `data.centered`, else identity."""
+  if config.data.centered:
+    return lambda x: (x + 1.) / 2.
+  return lambda x: x
+
+
+@functools.lru_cache(maxsize=1)
+def _load_digits():
+  from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+  digits = load_digits()
+  images = (digits.images / 16.).astype(np.float32)[..., None]
+  labels = digits.target.astype(np.int32)
+  for a in (images, labels):
+    a.flags.writeable = False
+  return images, labels
+
+
+def digits_split():
+  """The fixed split of sklearn's 1797 8×8 digits (values 0..16, divided by 16).
+
+  Returns {'train_images' [1500, 8, 8, 1], 'train_labels' [1500], 'test_images' [297, 8, 8, 1],
+  'test_labels' [297]}: images float32 in [0, 1] (NHWC), labels int32. Train = the first 1500
+  images, test = the last 297 (the split evaluation.py's digits metric uses); deterministic.
+  """
+  images, labels = _load_digits()
+  n = DIGITS_NUM_TRAIN
+  return {'train_images': images[:n], 'train_labels': labels[:n],
+          'test_images': images[n:], 'test_labels': labels[n:]}
+
+
+@functools.lru_cache(maxsize=1)
+def _tf():
+  """TensorFlow, imported on first use, with its GPUs hidden (JAX owns the accelerators)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError:   # TF was initialised elsewhere first; nothing more to do
+    pass
+  return tf
+
+
+def _tfds():
+  _tf()
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  return tfds
+
+
+# ------------------------------------------------------------------------------------------------
+# Image operations (tf); images are HWC.
+
+def central_crop(image, size):
+  """The central size×size window of `image`."""
+  tf = _tf()
+  top = (tf.shape(image)[0] - size) // 2
+  left = (tf.shape(image)[1] - size) // 2
+  return tf.image.crop_to_bounding_box(image, top, left, size, size)
+
+
+def resize_small(image, resolution):
+  """Resize (antialiased bilinear) so that the shorter side is `resolution`."""
+  tf = _tf()
+  h, w = tf.cast(tf.shape(image)[0], tf.float32), tf.cast(tf.shape(image)[1], tf.float32)
+  ratio = resolution / tf.minimum(h, w)
+  size = tf.cast(tf.round(tf.stack([h, w]) * ratio), tf.int32)
+  return tf.image.resize(image, size, antialias=True)
+
+
+def crop_resize(image, resolution):
+  """Largest central square, bicubic antialiased resize; uint8 in, float32 in [0, 1] out.
+
+  score_sde casts the bicubic result straight to uint8; here it is clipped and rounded first
+  (bicubic overshoots [0, 255]).
+  """
+  tf = _tf()
+  crop = tf.minimum(tf.shape(image)[0], tf.shape(image)[1])
+  image = central_crop(image, crop)
+  image = tf.image.resize(image, [resolution, resolution], method='bicubic', antialias=True)
+  return tf.round(tf.clip_by_value(image, 0., 255.)) / 255.
+
+
+def _to_float(image):
+  tf = _tf()
+  return tf.image.convert_image_dtype(image, tf.float32)
+
+
+def _resize_to(config, native):
+  """uint8 image of side `native` -> float32 [0, 1] at data.image_size (no-op if equal)."""
+  tf, size = _tf(), config.data.image_size
+
+  def op(image):
+    image = _to_float(image)
+    if size != native:
+      image = tf.image.resize(image, [size, size], antialias=True)
+    return image
+  return op
+
+
+# ------------------------------------------------------------------------------------------------
+# Sources: each returns (train, eval) tf.data datasets of this process's examples, unbatched,
+# as {'image': float32 [H, W, C] in [0, 1], 'label': int32}, plus whether eval = train.
+
+def _tfds_builder(config, name):
+  """The TFDS builder of `name`, after checking that it is prepared (never downloads)."""
+  tfds = _tfds()
+  data_dir = config.data.tfds_data_dir or None
+  builder = tfds.builder(name, data_dir=data_dir)
+  if not builder.is_prepared():
+    where = data_dir or 'the TFDS default data dir (~/tensorflow_datasets or $TFDS_DATA_DIR)'
+    raise FileNotFoundError(
+        f'TFDS dataset {name!r} is not prepared in {where} (looked for {builder.data_dir}). '
+        f'This code never downloads. On a machine with internet run `tfds build {name} '
+        f'--data_dir=DIR` (needs `pip install importlib_resources`), copy DIR here and pass '
+        f'--config.data.tfds_data_dir=DIR.')
+  return builder
+
+
+def _tfds_source(config, evaluation, name, splits, image_op):
+  """Train/eval datasets of a prepared TFDS set; `splits` = (train split, eval split)."""
+  tfds, tf = _tfds(), _tf()
+  builder = _tfds_builder(config, name)
+  read_config = tfds.ReadConfig(shuffle_seed=config.seed)
+
+  def load(split):
+    if jax.process_count() > 1:
+      split = tfds.even_splits(split, n=jax.process_count())[jax.process_index()]
+    ds = builder.as_dataset(split=split, shuffle_files=not evaluation, read_config=read_config)
+    return ds.map(lambda d: {'image': image_op(d['image']),
+                             'label': tf.cast(d['label'], tf.int32) if 'label' in d
+                                      else tf.constant(UNLABELED, tf.int32)},
+                  num_parallel_calls=tf.data.AUTOTUNE)
+  return load(splits[0]), load(splits[1])
+
+
+@SOURCES.register('CIFAR10')
+def _cifar10(config, evaluation):
+  return _tfds_source(config, evaluation, 'cifar10', ('train', 'test'), _resize_to(config, 32))
+
+
+@SOURCES.register('SVHN')
+def _svhn(config, evaluation):
+  return _tfds_source(config, evaluation, 'svhn_cropped', ('train', 'test'),
+                      _resize_to(config, 32))
+
+
+@SOURCES.register('CELEBA')
+def _celeba(config, evaluation):
+  def image_op(image):   # score_sde: center crop 140, then shorter side to image_size
+    return resize_small(central_crop(_to_float(image), 140), config.data.image_size)
+  return _tfds_source(config, evaluation, 'celeb_a', ('train', 'validation'), image_op)
+
+
+@SOURCES.register('LSUN')
+def _lsun(config, evaluation):
+  size = config.data.image_size
+  if not config.data.category:
+    raise ValueError("LSUN needs --config.data.category (e.g. 'bedroom', 'church_outdoor')")
+  if size == 128:   # score_sde: resize-small + central crop at 128 px, crop + bicubic otherwise
+    def image_op(image):
+      return central_crop(resize_small(_to_float(image), size), size)
+  else:
+    def image_op(image):
+      return crop_resize(image, size)
+  return _tfds_source(config, evaluation, f'lsun/{config.data.category}',
+                      ('train', 'validation'), image_op)
+
+
+def _shard(ds):
+  return ds.shard(jax.process_count(), jax.process_index()) if jax.process_count() > 1 else ds
+
+
+def _tfrecords(config, evaluation):
+  """FFHQ / CelebA-HQ records of score_sde: features `shape` [3] (C, H, W) and raw uint8 `data`."""
+  del evaluation
+  tf, path = _tf(), config.data.tfrecords_path
+  if not path:
+    raise ValueError(f'{config.data.dataset} reads a TFRecord file: pass '
+                     '--config.data.tfrecords_path=/path/to/file.tfrecords')
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f'data.tfrecords_path {path!r} does not exist')
+  size, channels = config.data.image_size, config.data.num_channels
+
+  def parse(record):
+    example = tf.io.parse_single_example(record, {
+        'shape': tf.io.FixedLenFeature([3], tf.int64),
+        'data': tf.io.FixedLenFeature([], tf.string)})
+    image = tf.reshape(tf.io.decode_raw(example['data'], tf.uint8), example['shape'])
+    image = tf.ensure_shape(tf.transpose(image, (1, 2, 0)), [size, size, channels])
+    return {'image': _to_float(image), 'label': tf.constant(UNLABELED, tf.int32)}
+  ds = _shard(tf.data.TFRecordDataset(path)).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds, ds   # score_sde evaluates on the same records
+
+
+SOURCES.register('FFHQ')(_tfrecords)
+SOURCES.register('CelebAHQ')(_tfrecords)
+
+
+@SOURCES.register('DIGITS')
+def _digits(config, evaluation):
+  """sklearn digits (`digits_split`), resized if data.image_size ≠ 8, gray tiled to C channels."""
+  del evaluation
+  tf, split = _tf(), digits_split()
+  size, channels = config.data.image_size, config.data.num_channels
+  if channels not in (1, 3):
+    raise ValueError(f'DIGITS gives 1 or 3 channels, not data.num_channels={channels}')
+
+  def image_op(image):
+    if size != 8:
+      image = tf.image.resize(image, [size, size], antialias=True)
+    return tf.tile(image, [1, 1, channels])
+
+  def load(images, labels):
+    ds = _shard(tf.data.Dataset.from_tensor_slices({'image': images, 'label': labels}))
+    return ds.map(lambda d: {'image': image_op(d['image']), 'label': d['label']})
+  return (load(split['train_images'], split['train_labels']),
+          load(split['test_images'], split['test_labels']))
+
+
+class _ZipReader:
+  """Reads members of one zip file; one open handle per thread (ZipFile is not thread-safe)."""
+
+  def __init__(self, path):
+    self.path = path
+    self._local = threading.local()
+
+  def __call__(self, name):
+    handle = getattr(self._local, 'handle', None)
+    if handle is None:
+      handle = self._local.handle = zipfile.ZipFile(self.path)
+    return handle.read(name)
+
+
+def _image_zip_members(path):
+  """(all member names with '/' separators, reader name -> bytes) of a zip file or a folder."""
+  if os.path.isdir(path):
+    names = [os.path.relpath(os.path.join(root, f), path).replace(os.sep, '/')
+             for root, _, files in os.walk(path) for f in files]
+
+    def read(name):
+      with open(os.path.join(path, name), 'rb') as f:
+        return f.read()
+    return names, read
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'data.path {path!r} does not exist (an EDM-style zip or folder)')
+  try:
+    with zipfile.ZipFile(path) as z:
+      names = z.namelist()
+  except zipfile.BadZipFile as e:
+    raise ValueError(f'data.path {path!r} is not a readable zip file ({e}). Expected an '
+                     'EDM-style dataset: a zip or folder of same-sized PNG images, e.g. from '
+                     "NVlabs/edm's dataset_tool.py") from None
+  return names, _ZipReader(path)
+
+
+def _image_zip_labels(text, images, path):
+  """int32 labels [len(images)] from dataset.json text {"labels": [[fname, label], ...]}, or None."""
+  where = f'{path}/dataset.json'
+  try:
+    labels = json.loads(text)['labels']
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f'{where} must be JSON {{"labels": [[fname, label], ...]}}: {e!r}') from None
+  if labels is None:   # EDM writes {"labels": null} for unlabeled sets
+    return None
+  try:
+    table = {str(name): int(label) for name, label in labels}
+  except (ValueError, TypeError) as e:
+    raise ValueError(f'{where}: "labels" must be [fname, integer class] pairs: {e!r}') from None
+  missing = [name for name in images if name not in table]
+  if missing:
+    raise ValueError(f'{where} has no label for {len(missing)} of {len(images)} images, '
+                     f'e.g. {missing[:3]}')
+  return np.array([table[name] for name in images], np.int32)
+
+
+def _image_zip_index(config):
+  """Sorted image names, int32 labels (UNLABELED if no dataset.json) and a reader, validated."""
+  import PIL.Image  # pylint: disable=import-outside-toplevel
+  path = config.data.path
+  if not path:
+    raise ValueError('IMAGE_ZIP reads an EDM-style zip or folder: pass --config.data.path=PATH')
+  names, read = _image_zip_members(path)
+  images = sorted(n for n in names if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
+  if not images:
+    raise ValueError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) in {path!r}')
+  labels = None
+  if 'dataset.json' in names:
+    labels = _image_zip_labels(read('dataset.json').decode('utf-8'), images, path)
+  if labels is None:
+    labels = np.full([len(images)], UNLABELED, np.int32)
+  with PIL.Image.open(io.BytesIO(read(images[0]))) as first:
+    width, height = first.size
+  size = config.data.image_size
+  if (width, height) != (size, size):
+    raise ValueError(f'{path!r} holds {width}×{height} images (e.g. {images[0]}) but '
+                     f'data.image_size = {size}; set --config.data.image_size or rescale with '
+                     f'EDM dataset_tool.py --resolution={size}x{size}')
+  return images, labels, read
+
+
+@SOURCES.register('IMAGE_ZIP')
+def _image_zip(config, evaluation):
+  """EDM-style zip or folder at data.path (NVlabs/edm training/dataset.py conventions)."""
+  del evaluation
+  tf = _tf()
+  images, labels, read = _image_zip_index(config)
+  size, channels = config.data.image_size, config.data.num_channels
+
+  def load(d):
+    data = tf.py_function(lambda name: read(name.numpy().decode('utf-8')), [d['name']], tf.string)
+    image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+    image = tf.ensure_shape(image, [size, size, channels])
+    return {'image': _to_float(image), 'label': d['label']}
+  ds = _shard(tf.data.Dataset.from_tensor_slices({'name': images, 'label': labels}))
+  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds, ds   # EDM-style sets have no separate test split
+
+
+# ------------------------------------------------------------------------------------------------
+# The pipeline
+
+def _per_process_batch(batch_size, what):
+  if batch_size % jax.device_count() != 0:
+    raise ValueError(f'{what} = {batch_size} must be divisible by the number of devices '
+                     f'({jax.device_count()})')
+  return batch_size // jax.process_count()
+
+
+def _augment(config, train, uniform_dequantization):
+  """Per-example map: random left-right flip (train split only) and uniform dequantization."""
+  tf = _tf()
+  flip = config.data.random_flip and train
+
+  def op(d):
+    image = d['image']
+    if flip:
+      image = tf.image.random_flip_left_right(image)
+    if uniform_dequantization:   # (u + 255x)/256, x rounded to its 8-bit level first (Theis+16)
+      image = (tf.random.uniform(tf.shape(image)) + tf.round(image * 255.)) / 256.
+    return {'image': image, 'label': d['label']}
+  return op
+
+
+def _pipeline(config, ds, train, batch_dims, evaluation, uniform_dequantization):
+  tf = _tf()
+  if not evaluation:
+    ds = ds.repeat().shuffle(SHUFFLE_BUFFER, seed=config.seed)
+  ds = ds.map(_augment(config, train and not evaluation, uniform_dequantization),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  for size in reversed(batch_dims):
+    ds = ds.batch(size, drop_remainder=True)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def get_dataset(config, uniform_dequantization=False, evaluation=False):
+  """(train_ds, eval_ds): tf.data datasets of {'image', 'label'} batches for this process.
+
+  Args:
+    config: the config; reads data.*, seed, training.batch_size / n_jitted_steps (training) or
+      eval.batch_size (evaluation).
+    uniform_dequantization: add U[0, 1)/256 noise to 8-bit levels: (u + 255x)/256.
+    evaluation: one pass in file order, no flips, batches [per_process_eval_batch, H, W, C];
+      otherwise repeated and shuffled, flips on the train split, batches
+      [n_jitted_steps, per_process_batch, H, W, C] for both datasets.
+  Returns:
+    train_ds, eval_ds; images float32 in [0, 1] (apply `get_data_scaler`), labels int32
+    (UNLABELED = -1 where the set has none). For FFHQ / CelebAHQ / IMAGE_ZIP both read the same
+    images (no test split); DIGITS uses `digits_split`.
+  Raises:
+    KeyError listing the valid names for an unknown data.dataset; FileNotFoundError (with the
+    fix) for data that are not there, at once; ValueError for malformed data or batch sizes.
+  """
+  if evaluation:
+    batch_dims = [_per_process_batch(config.eval.batch_size, 'eval.batch_size')]
+  else:
+    batch_dims = [config.training.n_jitted_steps,
+                  _per_process_batch(config.training.batch_size, 'training.batch_size')]
+  train_ds, eval_ds = SOURCES.get(config.data.dataset)(config, evaluation)
+  return (_pipeline(config, train_ds, True, batch_dims, evaluation, uniform_dequantization),
+          _pipeline(config, eval_ds, False, batch_dims, evaluation, uniform_dequantization))
