@@ -191,6 +191,10 @@ def preprocess(images, preprocessing):
   raise ValueError(f"unknown preprocessing {preprocessing!r}; expected 'pytorch_fid' or 'edm'")
 
 
+_NETWORK = jax.jit(inception.InceptionV3().apply)          # shared: compiled once per batch size
+_PREPROCESS = jax.jit(preprocess, static_argnums=1)
+
+
 def get_inception_fn(params, preprocessing='pytorch_fid', mesh=None):
   """A batched, jitted extractor: images [B, H, W, C] in [0, 255] -> {'pool_3' [B, 2048],
   'logits' [B, 1008], 'logits_unbiased' [B, 1008]} as jax arrays.
@@ -206,11 +210,8 @@ def get_inception_fn(params, preprocessing='pytorch_fid', mesh=None):
     params = jax.tree.map(jnp.asarray, params)
   else:
     params = jax.device_put(params, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-  net = jax.jit(inception.InceptionV3().apply)
-  prep = jax.jit(preprocess, static_argnums=1)
-
   def inception_fn(images):
-    return net({'params': params}, prep(images, preprocessing))
+    return _NETWORK({'params': params}, _PREPROCESS(images, preprocessing))
   return inception_fn
 
 
@@ -388,14 +389,15 @@ def digits_split():
 
 
 class DigitsMLP(nn.Module):
-  """64 -> 256 -> 64 -> 10 MLP; the 64-d ReLU layer is the feature layer."""
+  """64 -> 256 -> 64 -> 10 MLP. Features: the 64-d penultimate layer before its ReLU (after the
+  ReLU, dead units would make the covariance singular)."""
 
   @nn.compact
   def __call__(self, x):
     x = x.reshape((x.shape[0], -1))
     x = nn.relu(nn.Dense(256)(x))
-    features = nn.relu(nn.Dense(64)(x))
-    return nn.Dense(10)(features), features
+    features = nn.Dense(64)(x)
+    return nn.Dense(10)(nn.relu(features)), features
 
 
 def train_digits_classifier(seed=0, steps=400, learning_rate=3e-3):

@@ -1,0 +1,321 @@
+"""evaluation.py against truth we did not write: pytorch-fid's own network outputs (fixture made by
+tools/make_inception_fixture.py), independent NumPy formulas, known-answer cases, and the data."""
+import importlib.util
+import json
+import os
+import pickle
+import time
+
+import jax
+import numpy as np
+import pytest
+import scipy.ndimage
+
+import evaluation as ev
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURE = os.path.join(ROOT, 'tests', 'fixtures', 'inception_torch.npz')
+
+
+def _load_tool():
+  spec = importlib.util.spec_from_file_location(
+      'make_inception_fixture', os.path.join(ROOT, 'tools', 'make_inception_fixture.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.fixture(scope='module')
+def fixture():
+  with np.load(FIXTURE) as f:
+    return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope='module')
+def torch_state_dict(fixture):
+  """pytorch-fid-named state dict rebuilt from the recipe (the fixture stores names and shapes)."""
+  recipe = _load_tool().recipe_tensor
+  return {n: recipe(n, s) for n, s in json.loads(str(fixture['names_json']))}
+
+
+@pytest.fixture(scope='module')
+def weights(torch_state_dict):
+  return ev.load_inception(torch_state_dict)
+
+
+def _rel(a, b):
+  return np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b)
+
+
+# ------------------------------------------------------------------------------------------------
+# Inception network parity and loaders
+
+@pytest.mark.parametrize('tag', ['up', 'down'])
+def test_inception_matches_pytorch_fid(fixture, weights, tag):
+  assert weights['preprocessing'] == 'pytorch_fid'
+  out = ev.get_inception_fn(weights['params'])(fixture[f'images_{tag}'])   # uint8 [2, H, W, 3]
+  for key in ('pool_3', 'logits'):
+    ours, ref = np.asarray(out[key]), fixture[f'{key}_{tag}']
+    assert ours.shape == ref.shape
+    assert _rel(ours, ref) < 1e-4, key
+    # The two images differ by only a few % of the features: check the difference too.
+    assert _rel(ours[0] - ours[1], ref[0] - ref[1]) < 1e-3, key
+  np.testing.assert_allclose(np.asarray(out['logits_unbiased']),
+                             fixture[f'logits_{tag}'] - np.asarray(weights['params']['fc']['bias']),
+                             rtol=1e-4, atol=1e-5)
+
+
+def test_inception_edm_input_handling(fixture, weights):
+  """EDM's detector resizes like TF1 (asymmetric) and maps x -> (x - 128) / 128."""
+  out = ev.get_inception_fn(weights['params'], 'edm')(fixture['images_up'])
+  ours, ref = np.asarray(out['pool_3']), fixture['pool_3_edm']
+  assert _rel(ours, ref) < 1e-4
+  assert _rel(ours[0] - ours[1], ref[0] - ref[1]) < 1e-3
+  assert _rel(ours, fixture['pool_3_up']) > 1e-3    # and it is not pytorch-fid's handling
+
+
+def test_grayscale_float_and_sharded_batch(fixture, weights):
+  """[0, 255] floats = uint8; 1 channel = repeated RGB; a batch sharded over a mesh stays sharded."""
+  images = fixture['images_up']
+  gray = images[..., :1]
+  fn = ev.get_inception_fn(weights['params'])
+  ref = np.asarray(fn(np.repeat(gray, 3, axis=-1))['pool_3'])
+  np.testing.assert_allclose(np.asarray(fn(gray.astype(np.float32))['pool_3']), ref, rtol=1e-5, atol=1e-6)
+  devices = jax.devices()[:2]
+  mesh = jax.sharding.Mesh(np.array(devices), ('batch',))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('batch'))
+  batch = jax.device_put(np.repeat(gray, 3, axis=-1), sharding)
+  out = ev.get_inception_fn(weights['params'], mesh=mesh)(batch)['pool_3']
+  assert out.sharding.is_equivalent_to(sharding, 2)
+  np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-5, atol=1e-6)
+
+
+def _leaves_equal(a, b, skip_scale=False):
+  fa = jax.tree_util.tree_flatten_with_path(a)[0]
+  fb = dict(jax.tree_util.tree_flatten_with_path(b)[0])
+  assert len(fa) == len(fb) == 472
+  for path, v in fa:
+    if skip_scale and path[-1].key == 'scale':
+      continue
+    np.testing.assert_array_equal(np.asarray(v), np.asarray(fb[path]), err_msg=str(path))
+
+
+def test_pth_file_loader_maps_every_tensor(tmp_path, torch_state_dict, weights):
+  path = tmp_path / 'pt_inception.pth'        # a pickled plain dict stands in for torch.save
+  path.write_bytes(pickle.dumps(torch_state_dict))
+  loaded = ev.load_inception(str(path))
+  assert loaded['preprocessing'] == 'pytorch_fid'
+  _leaves_equal(loaded['params'], weights['params'])
+  # A transposition slip would go unnoticed by shapes alone for square kernels: check one value.
+  w = torch_state_dict['Mixed_5b.branch5x5_2.conv.weight']           # OIHW
+  assert loaded['params']['Mixed_5b']['branch5x5_2']['kernel'][1, 3, 7, 11] == w[11, 7, 1, 3]
+  broken = dict(torch_state_dict)
+  del broken['Mixed_6c.branch7x7dbl_3.bn.running_var']
+  with pytest.raises(ValueError, match='1 missing'):
+    ev.load_inception(broken)
+  with pytest.raises(ValueError, match='1 unused'):
+    ev.load_inception({**torch_state_dict, 'AuxLogits.fc.weight': np.zeros((1008, 768))})
+  bad = {**torch_state_dict, 'fc.bias': np.zeros(1000, np.float32)}
+  with pytest.raises(ValueError, match='shape'):
+    ev.load_inception(bad)
+
+
+def test_edm_pkl_loader_maps_every_tensor(tmp_path, fixture, torch_state_dict, weights):
+  """EDM's detector (TF names, BN without gamma), wrapped in an outer module, in a pickle."""
+  pairs = json.loads(str(fixture['edm_names_json']))
+  assert len(pairs) == 94 * 4 + 2
+  edm = {f'detector.{e}': torch_state_dict[t] for e, t in pairs}
+  path = tmp_path / 'inception-2015-12-05.pkl'
+  path.write_bytes(pickle.dumps(edm))
+  loaded = ev.load_inception(str(path))
+  assert loaded['preprocessing'] == 'edm'
+  _leaves_equal(loaded['params'], weights['params'], skip_scale=True)
+  assert all(np.all(v == 1) for kp, v in jax.tree_util.tree_flatten_with_path(loaded['params'])[0]
+             if kp[-1].key == 'scale')
+  del edm['detector.layers.mixed_10.tower_1_mixed_conv_1.beta']
+  with pytest.raises(ValueError, match='1 missing'):
+    ev.load_inception(edm)
+
+
+def test_npz_export_roundtrip(tmp_path, weights):
+  path = str(tmp_path / 'inception.npz')
+  ev.export_inception_npz(weights, path)
+  back = ev.load_inception(path)
+  assert back['preprocessing'] == 'pytorch_fid'
+  _leaves_equal(back['params'], weights['params'])
+
+
+def test_missing_weights_fail_fast_with_urls(tmp_path):
+  path = str(tmp_path / 'nope' / 'pt_inception-2015-12-05-6726825d.pth')
+  start = time.perf_counter()
+  with pytest.raises(ev.InceptionWeightsNotFoundError) as err:
+    ev.load_inception(path)
+  assert time.perf_counter() - start < 1.0
+  assert isinstance(err.value, FileNotFoundError)
+  msg = str(err.value)
+  for needle in (path, 'eval.inception_path', ev.PYTORCH_FID_URL, ev.EDM_INCEPTION_URL):
+    assert needle in msg
+
+
+def test_missing_stats_fail_fast(tmp_path):
+  path = str(tmp_path / 'cifar10_stats.npz')
+  start = time.perf_counter()
+  with pytest.raises(ev.StatsNotFoundError) as err:
+    ev.load_stats(path)
+  assert time.perf_counter() - start < 1.0
+  assert isinstance(err.value, FileNotFoundError)
+  for needle in (path, 'eval.fid_stats_path', '--mode=fid_stats'):
+    assert needle in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# Metrics against independent formulas and known answers
+
+def _fid_reference(f1, f2):
+  """FID via the symmetric form Tr((S1^½ S2 S1^½)^½) with eigendecompositions (not sqrtm)."""
+  m1, m2 = f1.mean(0), f2.mean(0)
+  s1 = (f1 - m1).T @ (f1 - m1) / (len(f1) - 1)
+  s2 = (f2 - m2).T @ (f2 - m2) / (len(f2) - 1)
+  w, v = np.linalg.eigh(s1)
+  r1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+  tr = np.sqrt(np.clip(np.linalg.eigvalsh(r1 @ s2 @ r1), 0, None)).sum()
+  return np.sum((m1 - m2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * tr
+
+
+def test_fid_matches_independent_formula():
+  rng = np.random.RandomState(1)
+  f1 = rng.randn(400, 24) @ rng.randn(24, 24)
+  f2 = 0.5 + rng.randn(300, 24) @ rng.randn(24, 24) * 0.8
+  got = ev.fid_from_stats(ev.compute_stats(f1), ev.compute_stats(f2))
+  assert abs(got - _fid_reference(f1, f2)) < 1e-6 * abs(got)
+  s = ev.compute_stats(f1)
+  assert abs(ev.fid_from_stats(s, s)) < 1e-8 * np.trace(s['sigma'])
+  # Known answer: two Gaussians' stats given directly, diagonal covariances.
+  a, b = np.array([1., 4., 9.]), np.array([4., 1., 16.])
+  expected = 3 + np.sum(a + b - 2 * np.sqrt(a * b))
+  assert abs(ev.frechet_distance(np.ones(3), np.diag(a), np.zeros(3), np.diag(b)) - expected) < 1e-10
+
+
+def _is_reference(logits, splits, seed):
+  z = logits[np.random.RandomState(seed).permutation(len(logits))]
+  p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+  out = []
+  for part in np.array_split(np.arange(len(z)), splits):
+    pp = p[part]
+    py = pp.mean(0)
+    out.append(np.exp(np.mean([np.sum(q * np.log(q / py)) for q in pp])))
+  return np.mean(out), np.std(out)
+
+
+def test_inception_score_matches_reference_and_known_answers():
+  rng = np.random.RandomState(2)
+  logits = rng.randn(1000, 50) * 3
+  got = ev.inception_score(logits, splits=10)
+  ref = _is_reference(logits, 10, 2020)
+  np.testing.assert_allclose(got, ref, rtol=1e-6)
+  assert ev.inception_score(np.zeros((100, 7)))[0] == pytest.approx(1.0, abs=1e-12)   # no information
+  confident = np.eye(10)[np.arange(200) % 10] * 60.0         # sure and uniform over 10 classes
+  assert ev.inception_score(confident, shuffle=False)[0] == pytest.approx(10.0, rel=1e-6)
+
+
+def _kid_reference(f1, f2, subsets, size, seed):
+  rng = np.random.RandomState(seed)
+  d = f1.shape[1]
+  vals = []
+  for _ in range(subsets):
+    x = f1[rng.choice(len(f1), size, replace=False)]
+    y = f2[rng.choice(len(f2), size, replace=False)]
+    k = lambda a, b: (a @ b.T / d + 1) ** 3
+    off = ~np.eye(size, dtype=bool)
+    vals.append(k(x, x)[off].mean() + k(y, y)[off].mean() - 2 * k(x, y).mean())
+  return np.mean(vals), np.std(vals)
+
+
+def test_kid_matches_reference():
+  rng = np.random.RandomState(3)
+  f1, f2 = rng.randn(300, 16), 0.3 + rng.randn(250, 16)
+  got = ev.kernel_inception_distance(f1, f2, num_subsets=20, subset_size=100)
+  np.testing.assert_allclose(got, _kid_reference(f1, f2, 20, 100, 2020), rtol=1e-6)
+  clipped = ev.kernel_inception_distance(f1, f2, num_subsets=5, subset_size=1000)   # clipped to 250
+  np.testing.assert_allclose(clipped, _kid_reference(f1, f2, 5, 250, 2020), rtol=1e-6)
+  same = ev.kernel_inception_distance(f1, rng.randn(300, 16), num_subsets=20, subset_size=100)[0]
+  assert abs(same) < 0.2 * got[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Statistics files
+
+def test_stats_files_edm_and_score_sde_formats(tmp_path):
+  rng = np.random.RandomState(4)
+  feats = rng.randn(50, 8)
+  edm_path, sde_path = str(tmp_path / 'edm.npz'), str(tmp_path / 'sde.npz')
+  np.savez(edm_path, mu=feats.mean(0), sigma=np.cov(feats, rowvar=False))   # EDM fid.py ref
+  np.savez(sde_path, pool_3=feats)                                            # score_sde stats
+  a, b = ev.load_stats(edm_path), ev.load_stats(sde_path)
+  np.testing.assert_allclose(a['mu'], b['mu'], rtol=1e-12)
+  np.testing.assert_allclose(a['sigma'], b['sigma'], rtol=1e-12)
+  np.testing.assert_array_equal(b['pool_3'], feats)
+  np.savez(str(tmp_path / 'bad.npz'), logits=feats)
+  with pytest.raises(ValueError, match='neither'):
+    ev.load_stats(str(tmp_path / 'bad.npz'))
+
+
+def test_fid_stats_from_images_batches_and_writes_edm_npz(tmp_path):
+  """Leading device axes are flattened; a short last batch is padded and trimmed."""
+  calls = []
+
+  def fake_inception(images):
+    calls.append(images.shape)
+    x = np.asarray(images, np.float64).reshape(len(images), -1)
+    return {'pool_3': np.stack([x.mean(1), x.std(1), x[:, 0]], 1), 'logits': x[:, :4]}
+
+  rng = np.random.RandomState(5)
+  data = rng.randint(0, 256, size=(2 * 2 * 4 + 3, 8, 8, 1)).astype(np.uint8)
+  batches = [data[:8].reshape(2, 4, 8, 8, 1), data[8:16].reshape(2, 4, 8, 8, 1), data[16:]]
+  out = str(tmp_path / 'ref' / 'digits.npz')
+  stats = ev.fid_stats_from_images(iter(batches), fake_inception, out)
+  assert calls == [(8, 8, 8, 1)] * 3
+  feats = np.asarray(fake_inception(data)['pool_3'], np.float32).astype(np.float64)   # kept as f32
+  with np.load(out) as f:
+    np.testing.assert_allclose(f['mu'], feats.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(f['sigma'], np.cov(feats, rowvar=False), rtol=1e-12)
+    assert f['pool_3'].shape == (19, 3)
+  assert ev.fid_from_stats(stats, ev.load_stats(out)) == pytest.approx(0.0, abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# Digits quickstart metric
+
+@pytest.fixture(scope='module')
+def digits_params(tmp_path_factory):
+  cache = str(tmp_path_factory.mktemp('digits_cache'))
+  start = time.perf_counter()
+  params = ev.load_digits_classifier(cache)
+  assert time.perf_counter() - start < 20.0
+  assert os.path.isfile(os.path.join(cache, f'{ev.DIGITS_CLASSIFIER_VERSION}.npz'))
+  cached = ev.load_digits_classifier(cache)
+  _same = [np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(cached))]
+  assert all(_same) and _same
+  return params
+
+
+def test_digits_split_and_classifier(digits_params):
+  split = ev.digits_split()
+  assert split['train_images'].shape == (1500, 8, 8, 1) and split['test_images'].shape == (297, 8, 8, 1)
+  assert split['train_images'].min() == 0.0 and split['train_images'].max() == 1.0
+  logits, _ = ev.DigitsMLP().apply({'params': digits_params}, split['test_images'])
+  assert (np.asarray(logits).argmax(1) == split['test_labels']).mean() > 0.85
+
+
+def test_digits_fd_orders_corruption(digits_params):
+  real = ev.digits_split()['test_images']
+  rng = np.random.RandomState(6)
+  fd_real = ev.digits_fd(real, digits_params)
+  fd_light = ev.digits_fd(np.clip(real + 0.2 * rng.randn(*real.shape), 0, 1), digits_params)
+  fd_blur = ev.digits_fd(scipy.ndimage.gaussian_filter(real, sigma=(0, 1, 1, 0)), digits_params)
+  fd_noise = ev.digits_fd(rng.rand(*real.shape), digits_params)
+  assert fd_real < fd_light < fd_blur < fd_noise
+  assert fd_noise > 10 * fd_real
+  # 16x16 inputs are average-pooled to 8x8: a 2x nearest upsample gives the same distance.
+  big = np.repeat(np.repeat(real, 2, axis=1), 2, axis=2)
+  assert ev.digits_fd(big, digits_params) == pytest.approx(fd_real, rel=1e-6)
