@@ -20,6 +20,7 @@ training/dataset.py (Karras+22, arXiv:2206.00364): images + optional dataset.jso
 Nothing here downloads: a TFDS set that is not prepared fails at once with the fix.
 TensorFlow is imported lazily (about 3 s), with GPUs hidden from it.
 """
+import collections
 import functools
 import io
 import json
@@ -32,8 +33,9 @@ import numpy as np
 
 from utils import Registry
 
-SOURCES = Registry('dataset')      # config.data.dataset -> fn(config, evaluation) -> (train, eval)
-SHUFFLE_BUFFER = 10000             # examples in the shuffle buffer (score_sde's value)
+SOURCES = Registry('dataset')      # config.data.dataset -> fn(config, evaluation) -> Source
+SHUFFLE_BUFFER = 10000             # examples in the shuffle buffer (score_sde's value) ...
+SHUFFLE_BYTES = 2 ** 31            # ... capped so that the buffered decoded pixels fit 2 GiB
 DIGITS_NUM_TRAIN = 1500            # sklearn digits: first 1500 images train, last 297 test
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif')   # what tf.io.decode_image reads
 UNLABELED = -1                     # 'label' of sets without labels
@@ -145,8 +147,11 @@ def _resize_to(config, native):
 
 
 # ------------------------------------------------------------------------------------------------
-# Sources: each returns (train, eval) tf.data datasets of this process's examples, unbatched,
-# as {'image': float32 [H, W, C] in [0, 1], 'label': int32}, plus whether eval = train.
+# Sources. A `Source` holds train and eval tf.data datasets of this process's examples, unbatched
+# and light (encoded images, file names or records), and `decode`, which maps one element to
+# {'image': float32 [H, W, C] in [0, 1], 'label': int32}; decoding runs after the shuffle buffer.
+
+Source = collections.namedtuple('Source', ['train', 'eval', 'decode'])
 
 def _tfds_builder(config, name):
   """The TFDS builder of `name`, after checking that it is prepared (never downloads)."""
@@ -164,20 +169,22 @@ def _tfds_builder(config, name):
 
 
 def _tfds_source(config, evaluation, name, splits, image_op):
-  """Train/eval datasets of a prepared TFDS set; `splits` = (train split, eval split)."""
+  """A prepared TFDS set; `splits` = (train split, eval split); `image_op`: uint8 -> float."""
   tfds, tf = _tfds(), _tf()
   builder = _tfds_builder(config, name)
   read_config = tfds.ReadConfig(shuffle_seed=config.seed)
+  image_feature = builder.info.features['image']
 
   def load(split):
     if jax.process_count() > 1:
       split = tfds.even_splits(split, n=jax.process_count())[jax.process_index()]
-    ds = builder.as_dataset(split=split, shuffle_files=not evaluation, read_config=read_config)
-    return ds.map(lambda d: {'image': image_op(d['image']),
-                             'label': tf.cast(d['label'], tf.int32) if 'label' in d
-                                      else tf.constant(UNLABELED, tf.int32)},
-                  num_parallel_calls=tf.data.AUTOTUNE)
-  return load(splits[0]), load(splits[1])
+    return builder.as_dataset(split=split, shuffle_files=not evaluation, read_config=read_config,
+                              decoders={'image': tfds.decode.SkipDecoding()})
+
+  def decode(d):
+    label = tf.cast(d['label'], tf.int32) if 'label' in d else tf.constant(UNLABELED, tf.int32)
+    return {'image': image_op(image_feature.decode_example(d['image'])), 'label': label}
+  return Source(load(splits[0]), load(splits[1]), decode)
 
 
 @SOURCES.register('CIFAR10')
@@ -228,15 +235,15 @@ def _tfrecords(config, evaluation):
     raise FileNotFoundError(f'data.tfrecords_path {path!r} does not exist')
   size, channels = config.data.image_size, config.data.num_channels
 
-  def parse(record):
+  def decode(record):
     example = tf.io.parse_single_example(record, {
         'shape': tf.io.FixedLenFeature([3], tf.int64),
         'data': tf.io.FixedLenFeature([], tf.string)})
     image = tf.reshape(tf.io.decode_raw(example['data'], tf.uint8), example['shape'])
     image = tf.ensure_shape(tf.transpose(image, (1, 2, 0)), [size, size, channels])
     return {'image': _to_float(image), 'label': tf.constant(UNLABELED, tf.int32)}
-  ds = _shard(tf.data.TFRecordDataset(path)).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-  return ds, ds   # score_sde evaluates on the same records
+  ds = _shard(tf.data.TFRecordDataset(path))
+  return Source(ds, ds, decode)   # score_sde evaluates on the same records
 
 
 SOURCES.register('FFHQ')(_tfrecords)
@@ -258,10 +265,10 @@ def _digits(config, evaluation):
     return tf.tile(image, [1, 1, channels])
 
   def load(images, labels):
-    ds = _shard(tf.data.Dataset.from_tensor_slices({'image': images, 'label': labels}))
-    return ds.map(lambda d: {'image': image_op(d['image']), 'label': d['label']})
-  return (load(split['train_images'], split['train_labels']),
-          load(split['test_images'], split['test_labels']))
+    return _shard(tf.data.Dataset.from_tensor_slices({'image': images, 'label': labels}))
+  return Source(load(split['train_images'], split['train_labels']),
+                load(split['test_images'], split['test_labels']),
+                lambda d: {'image': image_op(d['image']), 'label': d['label']})
 
 
 class _ZipReader:
@@ -353,14 +360,13 @@ def _image_zip(config, evaluation):
   images, labels, read = _image_zip_index(config)
   size, channels = config.data.image_size, config.data.num_channels
 
-  def load(d):
+  def decode(d):
     data = tf.py_function(lambda name: read(name.numpy().decode('utf-8')), [d['name']], tf.string)
     image = tf.io.decode_image(data, channels=channels, expand_animations=False)
     image = tf.ensure_shape(image, [size, size, channels])
     return {'image': _to_float(image), 'label': d['label']}
   ds = _shard(tf.data.Dataset.from_tensor_slices({'name': images, 'label': labels}))
-  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-  return ds, ds   # EDM-style sets have no separate test split
+  return Source(ds, ds, decode)   # EDM-style sets have no separate test split
 
 
 # ------------------------------------------------------------------------------------------------
@@ -373,12 +379,13 @@ def _per_process_batch(batch_size, what):
   return batch_size // jax.process_count()
 
 
-def _augment(config, train, uniform_dequantization):
-  """Per-example map: random left-right flip (train split only) and uniform dequantization."""
+def _preprocess(config, decode, train, uniform_dequantization):
+  """Per-example map: decode, random left-right flip (if `train`), uniform dequantization."""
   tf = _tf()
   flip = config.data.random_flip and train
 
-  def op(d):
+  def op(element):
+    d = decode(element)
     image = d['image']
     if flip:
       image = tf.image.random_flip_left_right(image)
@@ -388,11 +395,13 @@ def _augment(config, train, uniform_dequantization):
   return op
 
 
-def _pipeline(config, ds, train, batch_dims, evaluation, uniform_dequantization):
+def _pipeline(config, ds, decode, train, batch_dims, evaluation, uniform_dequantization):
   tf = _tf()
   if not evaluation:
-    ds = ds.repeat().shuffle(SHUFFLE_BUFFER, seed=config.seed)
-  ds = ds.map(_augment(config, train and not evaluation, uniform_dequantization),
+    pixels = config.data.image_size ** 2 * config.data.num_channels
+    buffer = max(1, min(SHUFFLE_BUFFER, SHUFFLE_BYTES // pixels))
+    ds = ds.repeat().shuffle(buffer, seed=config.seed)
+  ds = ds.map(_preprocess(config, decode, train and not evaluation, uniform_dequantization),
               num_parallel_calls=tf.data.AUTOTUNE)
   for size in reversed(batch_dims):
     ds = ds.batch(size, drop_remainder=True)
@@ -422,6 +431,7 @@ def get_dataset(config, uniform_dequantization=False, evaluation=False):
   else:
     batch_dims = [config.training.n_jitted_steps,
                   _per_process_batch(config.training.batch_size, 'training.batch_size')]
-  train_ds, eval_ds = SOURCES.get(config.data.dataset)(config, evaluation)
-  return (_pipeline(config, train_ds, True, batch_dims, evaluation, uniform_dequantization),
-          _pipeline(config, eval_ds, False, batch_dims, evaluation, uniform_dequantization))
+  source = SOURCES.get(config.data.dataset)(config, evaluation)
+  return tuple(_pipeline(config, ds, source.decode, train, batch_dims, evaluation,
+                         uniform_dequantization)
+               for ds, train in ((source.train, True), (source.eval, False)))

@@ -1,0 +1,301 @@
+"""datasets.py against data whose pixels we know: mocked CIFAR-10, sklearn digits, zips and
+TFRecords written here. Nothing touches the network."""
+import contextlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from unittest import mock
+
+import jax
+import numpy as np
+import pytest
+
+import datasets
+from configs import default_cifar10_configs, quicktest
+from configs.quickstart import digits as digits_config
+
+tf = pytest.importorskip('tensorflow')
+tfds = pytest.importorskip('tensorflow_datasets')
+
+
+def _cifar_config(**eval_and_training):
+  config = default_cifar10_configs.get_config()
+  config.training.batch_size = 4
+  config.training.n_jitted_steps = 2
+  config.eval.batch_size = 4
+  for key, value in eval_and_training.items():
+    section, field = key.split('__')
+    config[section][field] = value
+  return config
+
+
+@contextlib.contextmanager
+def _mock_cifar(num_examples=8):
+  """tfds's mock CIFAR-10 (random uint8 images, the same on each entry), seen as prepared."""
+  with tfds.testing.mock_data(num_examples=num_examples), \
+       mock.patch.object(tfds.core.DatasetBuilder, 'is_prepared', return_value=True):
+    yield
+
+
+def _all(ds, key='image'):
+  return np.concatenate([b[key] for b in ds.as_numpy_iterator()])
+
+
+def _cifar_eval_images(**kwargs):
+  with _mock_cifar():
+    return _all(datasets.get_dataset(_cifar_config(), evaluation=True, **kwargs)[1])
+
+
+# ------------------------------------------------------------------------------------------------
+# CIFAR-10 through tfds (mocked)
+
+def test_cifar10_training_batches(monkeypatch):
+  monkeypatch.setattr(datasets, 'SHUFFLE_BUFFER', 16)   # the mock makes each example anew
+  with _mock_cifar():
+    train_ds, eval_ds = datasets.get_dataset(_cifar_config())
+    batches = [b for _, b in zip(range(3), train_ds.as_numpy_iterator())]   # repeats past 8
+    eval_batch = next(eval_ds.as_numpy_iterator())
+  for batch in batches + [eval_batch]:
+    assert batch['image'].shape == (2, 4, 32, 32, 3) and batch['image'].dtype == np.float32
+    assert batch['label'].shape == (2, 4) and batch['label'].dtype == np.int32
+    assert 0 <= batch['image'].min() and batch['image'].max() <= 1
+    assert set(np.unique(batch['label'])) <= set(range(10))
+    np.testing.assert_allclose(batch['image'] * 255, np.round(batch['image'] * 255), atol=1e-4)
+
+
+def test_cifar10_evaluation_is_one_ordered_pass_without_flips():
+  with _mock_cifar():
+    train_ds, eval_ds = datasets.get_dataset(_cifar_config(data__random_flip=True),
+                                             evaluation=True)
+    shapes = [b['image'].shape for b in eval_ds.as_numpy_iterator()]
+    assert len(list(train_ds.as_numpy_iterator())) == 2
+  assert shapes == [(4, 32, 32, 3)] * 2
+  np.testing.assert_array_equal(_cifar_eval_images(), _cifar_eval_images())
+
+
+def test_cifar10_uniform_dequantization_stays_in_the_pixel_bin():
+  plain = _cifar_eval_images()
+  noisy = _cifar_eval_images(uniform_dequantization=True)
+  k = np.round(plain * 255)
+  # (u + 255x)/256 with u ∈ [0, 1): pixel level k lands in [k/256, (k+1)/256)
+  assert np.all(noisy >= k / 256 - 1e-7) and np.all(noisy < (k + 1) / 256 + 1e-7)
+  u = noisy * 256 - k
+  assert abs(u.mean() - 0.5) < 0.03 and 0.2 < u.std() < 0.38   # U[0,1): mean ½, std 0.289
+
+
+def test_batch_not_divisible_by_devices_is_rejected(monkeypatch):
+  monkeypatch.setattr(jax, 'device_count', lambda: 3)
+  with pytest.raises(ValueError, match='divisible by the number of devices'):
+    datasets.get_dataset(_cifar_config())
+
+
+def test_unknown_dataset_lists_the_valid_names():
+  config = _cifar_config(data__dataset='IMAGENET')
+  with pytest.raises(KeyError, match='CIFAR10.*DIGITS.*IMAGE_ZIP'):
+    datasets.get_dataset(config)
+
+
+def test_missing_tfds_dataset_fails_fast_with_the_fix(tmp_path, monkeypatch):
+  def no_network(*args, **kwargs):
+    raise AssertionError(f'network attempted: {args}')
+  monkeypatch.setattr(socket, 'getaddrinfo', no_network)
+  monkeypatch.setattr(socket.socket, 'connect', no_network)
+  config = _cifar_config(data__tfds_data_dir=str(tmp_path))
+  start = time.time()
+  with pytest.raises(FileNotFoundError) as error:
+    datasets.get_dataset(config)
+  assert time.time() - start < 10
+  message = str(error.value)
+  assert '--config.data.tfds_data_dir' in message and 'tfds build cifar10' in message
+  assert str(tmp_path) in message
+
+
+# ------------------------------------------------------------------------------------------------
+# sklearn digits
+
+def test_digits_split_is_a_fixed_partition():
+  from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+  split, again = datasets.digits_split(), datasets.digits_split()
+  assert split['train_images'].shape == (1500, 8, 8, 1)
+  assert split['test_images'].shape == (297, 8, 8, 1)
+  assert split['train_labels'].shape == (1500,) and split['test_labels'].dtype == np.int32
+  for key in split:
+    np.testing.assert_array_equal(split[key], again[key])
+  raw = load_digits()   # train + test is exactly the whole set, in order: disjoint by index
+  whole = np.concatenate([split['train_images'], split['test_images']])[..., 0]
+  np.testing.assert_array_equal(whole * 16, raw.images)
+  np.testing.assert_array_equal(np.concatenate([split['train_labels'], split['test_labels']]),
+                                raw.target)
+
+
+def test_digits_pipeline_gives_the_test_split_in_order():
+  config = digits_config.get_config()
+  train_ds, eval_ds = datasets.get_dataset(config, evaluation=True)
+  split = datasets.digits_split()
+  np.testing.assert_array_equal(_all(eval_ds), split['test_images'])
+  np.testing.assert_array_equal(_all(eval_ds, 'label'), split['test_labels'])
+  assert len(_all(train_ds)) == 1500 // 99 * 99
+  batch = next(datasets.get_dataset(config)[0].as_numpy_iterator())
+  assert batch['image'].shape == (5, 64, 8, 8, 1)
+
+
+def test_processes_read_disjoint_shards(monkeypatch):
+  config = digits_config.get_config()
+  config.eval.batch_size = 2
+  seen = []
+  for index in range(2):
+    monkeypatch.setattr(jax, 'process_count', lambda: 2)
+    monkeypatch.setattr(jax, 'process_index', lambda i=index: i)
+    seen.append(_all(datasets.get_dataset(config, evaluation=True)[1]))   # batches of 2 / 2
+  test = datasets.digits_split()['test_images']
+  np.testing.assert_array_equal(seen[0], test[0::2])
+  np.testing.assert_array_equal(seen[1], test[1::2])
+
+
+def test_quicktest_configs_read_digits_at_their_size():
+  from configs.ve.ncsnv2 import bedroom  # pylint: disable=import-outside-toplevel
+  config = quicktest.shrink(bedroom.get_config())
+  batch = next(datasets.get_dataset(config)[0].as_numpy_iterator())
+  assert batch['image'].shape == (1, 2, 16, 16, 3)
+  np.testing.assert_array_equal(batch['image'][..., 0], batch['image'][..., 2])
+
+
+def test_scalers_are_inverse():
+  config = digits_config.get_config()
+  x = np.linspace(0., 1., 5)
+  np.testing.assert_allclose(datasets.get_data_scaler(config)(x), 2 * x - 1)
+  np.testing.assert_allclose(datasets.get_data_inverse_scaler(config)(2 * x - 1), x)
+  config.data.centered = False
+  assert datasets.get_data_scaler(config)(x) is x
+
+
+# ------------------------------------------------------------------------------------------------
+# EDM-style zips and folders
+
+def _png(array):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  buffer = io.BytesIO()
+  Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(buffer, 'PNG')
+  return buffer.getvalue()
+
+
+def _images(n, size=8, channels=3, seed=0):
+  """n images whose pixels are random but whose left half is brighter, so a flip shows."""
+  images = np.random.RandomState(seed).randint(0, 128, (n, size, size, channels)).astype(np.uint8)
+  images[:, :, :size // 2] += 128
+  return images
+
+
+def _write_zip(path, images, labels=None, json_text=None):
+  names = [f'{i // 10:05d}/img{i:08d}.png' for i in range(len(images))]   # dataset_tool layout
+  with zipfile.ZipFile(path, 'w', compression=zipfile.ZIP_STORED) as z:
+    for name, image in zip(names, images):
+      z.writestr(name, _png(image))
+    if labels is not None:
+      z.writestr('dataset.json', json.dumps({'labels': [[n, int(l)] for n, l in zip(names, labels)]}))
+    if json_text is not None:
+      z.writestr('dataset.json', json_text)
+  return names
+
+
+def _zip_config(path, size=8, channels=3, batch=4):
+  config = _cifar_config(data__dataset='IMAGE_ZIP', data__path=str(path), data__image_size=size,
+                         data__num_channels=channels, eval__batch_size=batch)
+  return config
+
+
+def test_image_zip_round_trip(tmp_path):
+  images, labels = _images(12), np.arange(12) % 5
+  _write_zip(tmp_path / 'set.zip', images, labels)
+  train_ds, eval_ds = datasets.get_dataset(_zip_config(tmp_path / 'set.zip'), evaluation=True)
+  np.testing.assert_allclose(_all(eval_ds) * 255, images, atol=1e-3)
+  np.testing.assert_array_equal(_all(eval_ds, 'label'), labels)
+  np.testing.assert_array_equal(_all(train_ds), _all(eval_ds))
+
+
+def test_image_folder_gray_without_labels(tmp_path):
+  images = _images(8, channels=1)
+  for i, image in enumerate(images):
+    (tmp_path / f'{i}.png').write_bytes(_png(image))
+  eval_ds = datasets.get_dataset(_zip_config(tmp_path, channels=1), evaluation=True)[1]
+  np.testing.assert_allclose(_all(eval_ds) * 255, images, atol=1e-3)
+  assert set(_all(eval_ds, 'label')) == {datasets.UNLABELED}
+
+
+def test_image_zip_training_flips_and_dequantizes(tmp_path):
+  images = _images(8)
+  _write_zip(tmp_path / 'set.zip', images, labels=np.arange(8))   # label = image index
+  config = _zip_config(tmp_path / 'set.zip')
+  train_ds = datasets.get_dataset(config, uniform_dequantization=True)[0]
+  batches = [b for _, b in zip(range(8), train_ds.as_numpy_iterator())]
+  flipped = 0
+  for x, label in zip(np.concatenate([b['image'].reshape(-1, 8, 8, 3) for b in batches]),
+                      np.concatenate([b['label'].ravel() for b in batches])):
+    def in_bins(k, y=x * 256):                # dequantized: pixel k sits in [k/256, (k+1)/256]
+      return np.all((y >= k - 1e-3) & (y <= k + 1 + 1e-3))
+    original = images[label].astype(np.float32)
+    assert in_bins(original) or in_bins(original[:, ::-1])
+    flipped += in_bins(original[:, ::-1])
+  assert 0 < flipped < 64                     # random flips, about half
+
+
+def test_malformed_zip_is_a_clear_error(tmp_path):
+  (tmp_path / 'bad.zip').write_bytes(b'this is not a zip file')
+  with pytest.raises(ValueError, match='not a readable zip file'):
+    datasets.get_dataset(_zip_config(tmp_path / 'bad.zip'))
+  with pytest.raises(FileNotFoundError, match='does not exist'):
+    datasets.get_dataset(_zip_config(tmp_path / 'missing.zip'))
+
+
+def test_dataset_json_missing_a_label(tmp_path):
+  names = _write_zip(tmp_path / 'a.zip', _images(3), json_text=json.dumps(
+      {'labels': [[f'{0:05d}/img{0:08d}.png', 1], [f'{0:05d}/img{1:08d}.png', 2]]}))
+  with pytest.raises(ValueError, match=r'no label for 1 of 3 images.*' + names[2]):
+    datasets.get_dataset(_zip_config(tmp_path / 'a.zip'))
+
+
+@pytest.mark.parametrize('text', ['{not json', '{"classes": []}', '{"labels": [["a.png"]]}'])
+def test_dataset_json_malformed(tmp_path, text):
+  _write_zip(tmp_path / 'a.zip', _images(2), json_text=text)
+  with pytest.raises(ValueError, match='dataset.json'):
+    datasets.get_dataset(_zip_config(tmp_path / 'a.zip'))
+
+
+def test_image_zip_wrong_resolution(tmp_path):
+  _write_zip(tmp_path / 'a.zip', _images(2, size=16))
+  with pytest.raises(ValueError, match=r'16×16 images.*image_size = 8'):
+    datasets.get_dataset(_zip_config(tmp_path / 'a.zip'))
+
+
+# ------------------------------------------------------------------------------------------------
+# TFRecords (FFHQ / CelebA-HQ layout of score_sde)
+
+def test_tfrecords_round_trip(tmp_path):
+  images = _images(4)
+  path = str(tmp_path / 'r03.tfrecords')
+  with tf.io.TFRecordWriter(path) as writer:
+    for image in images:
+      chw = np.ascontiguousarray(image.transpose(2, 0, 1))
+      feature = {'shape': tf.train.Feature(int64_list=tf.train.Int64List(value=chw.shape)),
+                 'data': tf.train.Feature(bytes_list=tf.train.BytesList(value=[chw.tobytes()]))}
+      writer.write(tf.train.Example(features=tf.train.Features(feature=feature))
+                   .SerializeToString())
+  config = _zip_config('', batch=2)
+  config.data.dataset, config.data.tfrecords_path = 'FFHQ', path
+  eval_ds = datasets.get_dataset(config, evaluation=True)[1]
+  np.testing.assert_allclose(_all(eval_ds) * 255, images, atol=1e-3)
+  config.data.tfrecords_path = ''
+  with pytest.raises(ValueError, match='--config.data.tfrecords_path'):
+    datasets.get_dataset(config)
+
+
+def test_no_tensorflow_on_import():
+  root = os.path.dirname(os.path.abspath(datasets.__file__))
+  code = 'import sys, datasets; assert "tensorflow" not in sys.modules, "TF imported eagerly"'
+  subprocess.run([sys.executable, '-c', code], cwd=root, check=True,
+                 env=dict(os.environ, JAX_PLATFORMS='cpu'))
