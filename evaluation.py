@@ -91,7 +91,7 @@ def inception_from_state_dict(state_dict):
 
 def _read_state_dict(path):
   """Read a weights file into {name: NumPy array}; torch is imported only if the file needs it."""
-  if zipfile.is_zipfile(path):       # torch.save / TorchScript zip archives
+  if zipfile.is_zipfile(path) or _is_legacy_torch_file(path):   # torch.save / TorchScript
     torch = _import_torch(path)
     try:
       obj = torch.load(path, map_location='cpu', weights_only=True)
@@ -100,17 +100,63 @@ def _read_state_dict(path):
   else:
     try:
       with open(path, 'rb') as f:
-        obj = pickle.load(f)
+        obj = _TolerantUnpickler(f).load()
     except ModuleNotFoundError as err:
       if err.name and err.name.split('.')[0] == 'torch':
         _import_torch(path)
-      raise ImportError(
-          f'Reading {path!r} needs the module {err.name!r}: EDM\'s detector pickle refers to EDM\'s '
-          f'code; put a checkout of https://github.com/NVlabs/edm on PYTHONPATH (and install torch), '
-          f'or convert the file once where those exist with evaluation.export_inception_npz.') from None
+      raise ImportError(f'Reading {path!r} needs the module {err.name!r}; install it, or convert the '
+                        f'file once where it exists with evaluation.export_inception_npz.') from None
+  return {k: _to_numpy(v) for k, v in _collect_tensors(obj, '').items()}
+
+
+TORCH_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c   # first pickle of a pre-1.6 torch.save file
+
+
+def _is_legacy_torch_file(path):
+  """True for torch.save's old format (pytorch-fid's 2019 .pth): it opens with a protocol-2 pickle
+  of a magic number (then more pickles and raw storages, which plain pickle.load cannot read)."""
+  head = pickle.dumps(TORCH_LEGACY_MAGIC, protocol=2)[:-1]   # without the STOP opcode
+  with open(path, 'rb') as f:
+    return f.read(len(head)) == head
+
+
+class _PersistentStub:
+  """Stands in for an object pickled by EDM's torch_utils.persistence (its class source is not run)."""
+
+  def __init__(self, meta=None):
+    self.__dict__.update(dict((meta or {}).get('state') or {}))
+
+  def __setstate__(self, state):
+    self.__dict__.update(dict(state or {}))
+
+
+class _TolerantUnpickler(pickle.Unpickler):
+  """Unpickles EDM/StyleGAN `torch_utils.persistence` objects without EDM's code: each becomes a
+  `_PersistentStub` holding its state (`_parameters`, `_buffers`, `_modules` of an nn.Module).
+  torch itself is still imported by the pickle when the file holds torch tensors."""
+
+  def find_class(self, module, name):
+    if module.split('.')[0] in ('torch_utils', 'dnnlib'):
+      return _PersistentStub
+    return super().find_class(module, name)
+
+
+def _collect_tensors(obj, prefix):
+  """{dotted name: tensor} from a torch module, a persistence stub (walked like nn.Module's
+  `_parameters`, `_buffers`, `_modules`) or a plain {name: array} dict."""
   if hasattr(obj, 'state_dict'):
-    obj = obj.state_dict()
-  return {k: _to_numpy(v) for k, v in obj.items()}
+    return {prefix + k: v for k, v in obj.state_dict().items()}
+  if isinstance(obj, _PersistentStub):
+    state = obj.__dict__
+    out = {prefix + k: v for group in ('_parameters', '_buffers')
+           for k, v in dict(state.get(group) or {}).items() if v is not None}
+    for k, child in dict(state.get('_modules') or {}).items():
+      if child is not None:
+        out.update(_collect_tensors(child, f'{prefix}{k}.'))
+    return out
+  if isinstance(obj, dict):
+    return {prefix + k: v for k, v in obj.items()}
+  raise ValueError(f'cannot read Inception weights from a pickled {type(obj).__name__}')
 
 
 def _import_torch(path):

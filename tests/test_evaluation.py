@@ -4,7 +4,9 @@ import importlib.util
 import json
 import os
 import pickle
+import sys
 import time
+import types
 
 import jax
 import numpy as np
@@ -135,6 +137,48 @@ def test_edm_pkl_loader_maps_every_tensor(tmp_path, fixture, torch_state_dict, w
   del edm['detector.layers.mixed_10.tower_1_mixed_conv_1.beta']
   with pytest.raises(ValueError, match='1 missing'):
     ev.load_inception(edm)
+
+
+def _persistence_pickle(monkeypatch, tensors):
+  """Bytes shaped like an EDM/StyleGAN `torch_utils.persistence` pickle of an nn.Module tree: every
+  module is `_reconstruct_persistent_obj(meta)` with meta['state'] = {_parameters, _buffers, _modules}."""
+  def _reconstruct_persistent_obj(meta):
+    return meta
+
+  class Persistent:
+    def __init__(self):
+      self.state = {'_parameters': {}, '_buffers': {}, '_modules': {}}
+
+    def __reduce__(self):
+      meta = dict(type='class', version=6, module_src='import torch', class_name='M', state=self.state)
+      return _reconstruct_persistent_obj, (meta,)
+
+  root = Persistent()
+  for name, value in tensors.items():
+    *path, leaf = name.split('.')
+    node = root
+    for p in path:
+      node = node.state['_modules'].setdefault(p, Persistent())
+    node.state['_buffers' if leaf in ('mean', 'var') else '_parameters'][leaf] = value
+  module = types.ModuleType('torch_utils.persistence')
+  module._reconstruct_persistent_obj = _reconstruct_persistent_obj
+  _reconstruct_persistent_obj.__module__ = module.__name__
+  _reconstruct_persistent_obj.__qualname__ = '_reconstruct_persistent_obj'
+  with monkeypatch.context() as m:
+    m.setitem(sys.modules, 'torch_utils', types.ModuleType('torch_utils'))
+    m.setitem(sys.modules, 'torch_utils.persistence', module)
+    return pickle.dumps(root)
+
+
+def test_edm_persistence_pickle_needs_no_edm_code(tmp_path, monkeypatch, fixture, torch_state_dict,
+                                                   weights):
+  edm = {e: torch_state_dict[t] for e, t in json.loads(str(fixture['edm_names_json']))}
+  path = tmp_path / 'inception-2015-12-05.pkl'
+  path.write_bytes(_persistence_pickle(monkeypatch, edm))
+  assert 'torch_utils' not in sys.modules
+  loaded = ev.load_inception(str(path))
+  assert loaded['preprocessing'] == 'edm'
+  _leaves_equal(loaded['params'], weights['params'], skip_scale=True)
 
 
 def test_npz_export_roundtrip(tmp_path, weights):

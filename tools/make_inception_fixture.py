@@ -3,10 +3,13 @@
 Run in a venv with torch + torchvision + pytorch-fid (see /work/shared/ENVIRONMENT.md):
 
   /tmp/fidvenv/bin/python tools/make_inception_fixture.py
+  /tmp/fidvenv/bin/python tools/make_inception_fixture.py --check-loaders   # + jax flax optax
+                                                                            # scikit-learn ml_collections
 
 No weights are downloaded: every tensor of the state dict is made by `recipe_tensor(name, shape)`,
 a NumPy function of the tensor's name and shape that tests/test_evaluation.py calls too, so the
-fixture stores only the names and shapes, the inputs and the outputs (~100 KB instead of 95 MB).
+fixture stores only the names and shapes, the inputs and the outputs (0.7 MB, mostly the random
+test images, instead of 95 MB of weights).
 pytorch-fid's own `InceptionV3` (resize, normalisation, FID blocks) is built with its weight loader
 swapped for the recipe. Outputs:
   names_json           JSON [[name, shape], ...] of the pytorch-fid state dict
@@ -18,6 +21,7 @@ swapped for the recipe. Outputs:
 """
 import json
 import os
+import sys
 import zlib
 
 import numpy as np
@@ -140,5 +144,58 @@ def main():
   print('wrote', OUT, os.path.getsize(OUT), 'bytes')
 
 
+def check_loaders():
+  """`--check-loaders` (needs torch and jax/flax in the same venv): evaluation.load_inception on real
+  torch files: torch.save zip and legacy (pytorch-fid's 2019 .pth) formats, a TorchScript archive and
+  a plain-pickled nn.Module tree in EDM's naming; each must give the same params."""
+  # pylint: disable=import-outside-toplevel
+  import pickle
+  import tempfile
+  import jax
+  import torch
+  import torchvision
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  import evaluation
+  skeleton = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008,
+                                             init_weights=False)
+  sd = {k: torch.from_numpy(recipe_tensor(k, list(v.shape))) if 'num_batches' not in k else v
+        for k, v in skeleton.state_dict().items()}
+  ref = jax.tree.leaves(evaluation.load_inception({k: v.numpy() for k, v in sd.items()})['params'])
+  edm = torch.nn.Module()
+  for tf_name, tv_name in edm_names():
+    *path, leaf = tf_name.split('.')
+    node = edm
+    for p in path:
+      if not hasattr(node, p):
+        node.add_module(p, torch.nn.Module())
+      node = getattr(node, p)
+    node.register_parameter(leaf, torch.nn.Parameter(sd[tv_name].clone()))
+
+  class Wrap(torch.nn.Module):   # scriptable holder: torch.jit.save writes a TorchScript archive
+    def __init__(self, inner):
+      super().__init__()
+      self.layers, self.output = inner.layers, inner.output
+
+    def forward(self, x):
+      return x
+
+  tmp = tempfile.mkdtemp()
+  files = {'zip.pth': lambda f: torch.save(sd, f),
+           'legacy.pth': lambda f: torch.save(sd, f, _use_new_zipfile_serialization=False),
+           'script.pt': lambda f: torch.jit.save(torch.jit.script(Wrap(edm)), f),
+           'module.pkl': lambda f: open(f, 'wb').write(pickle.dumps(edm))}
+  for name, write in files.items():
+    path = os.path.join(tmp, name)
+    write(path)
+    got = evaluation.load_inception(path)
+    same = all(np.array_equal(a, b) or (a.ndim == 1 and np.all(np.asarray(a) == 1))
+               for a, b in zip(jax.tree.leaves(got['params']), ref))
+    print(f'{name:11s} {got["preprocessing"]:12s} params equal: {same}')
+    assert same, name
+
+
 if __name__ == '__main__':
-  main()
+  if '--check-loaders' in sys.argv:
+    check_loaders()
+  else:
+    main()
