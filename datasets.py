@@ -13,11 +13,14 @@ shapes for jit), as in score_sde. Iterate with `ds.as_numpy_iterator()`.
 Conventions from yang-song/score_sde datasets.py (Song+21, arXiv:2011.13456): CelebA center crop
 140 then resize to 64; LSUN resize-small + central crop (128 px) or crop + bicubic resize; FFHQ /
 CelebA-HQ TFRecords with `shape` + raw uint8 CHW `data`; uniform dequantization
-(u + 255x)/256 (Theis+16, arXiv:1511.01844). EDM-style zips follow NVlabs/edm
-training/dataset.py (Karras+22, arXiv:2206.00364): images + optional dataset.json
-{"labels": [[fname, label], ...]}.
+(u + 255x)/256 (Theis+16, arXiv:1511.01844), so level k lies in [k/256, (k+1)/256]. EDM-style
+zips follow NVlabs/edm training/dataset.py (Karras+22, arXiv:2206.00364): images + optional
+dataset.json {"labels": [[fname, label], ...]}.
 
-Nothing here downloads: a TFDS set that is not prepared fails at once with the fix.
+Shuffling buffers light elements (encoded images, names, records); decoding comes after. Flips
+and dequantization noise are stateless, seeded per element from config.seed: a pipeline is
+reproducible. Nothing here downloads: a TFDS set that is not prepared fails at once with the fix.
+More sets: register a function returning a `Source` under a new name in `SOURCES`.
 TensorFlow is imported lazily (about 3 s), with GPUs hidden from it.
 """
 import collections
@@ -35,7 +38,7 @@ from utils import Registry
 
 SOURCES = Registry('dataset')      # config.data.dataset -> fn(config, evaluation) -> Source
 SHUFFLE_BUFFER = 10000             # examples in the shuffle buffer (score_sde's value) ...
-SHUFFLE_BYTES = 2 ** 31            # ... capped so that the buffered decoded pixels fit 2 GiB
+SHUFFLE_BYTES = 2 ** 31            # ... capped at 2 GiB of raw pixels (TFRecords hold raw pixels)
 DIGITS_NUM_TRAIN = 1500            # sklearn digits: first 1500 images train, last 297 test
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif')   # what tf.io.decode_image reads
 UNLABELED = -1                     # 'label' of sets without labels
@@ -380,27 +383,40 @@ def _per_process_batch(batch_size, what):
 
 
 def _preprocess(config, decode, train, uniform_dequantization):
-  """Per-example map: decode, random left-right flip (if `train`), uniform dequantization."""
+  """Per-example map: decode, random left-right flip (if `train`), uniform dequantization.
+
+  Randomness is stateless, from a per-element seed, so a pipeline is reproducible from
+  config.seed.
+  """
   tf = _tf()
   flip = config.data.random_flip and train
 
-  def op(element):
+  def op(element, element_seed):
     d = decode(element)
     image = d['image']
+    flip_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(
+        tf.stack([element_seed, 0]), 2))
     if flip:
-      image = tf.image.random_flip_left_right(image)
+      image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     if uniform_dequantization:   # (u + 255x)/256, x rounded to its 8-bit level first (Theis+16)
-      image = (tf.random.uniform(tf.shape(image)) + tf.round(image * 255.)) / 256.
+      u = tf.random.stateless_uniform(tf.shape(image), noise_seed)
+      image = (u + tf.round(image * 255.)) / 256.
     return {'image': image, 'label': d['label']}
   return op
 
 
 def _pipeline(config, ds, decode, train, batch_dims, evaluation, uniform_dequantization):
   tf = _tf()
+  stream = 2 * jax.process_index() + int(train)   # distinct randomness per process and split
   if not evaluation:
     pixels = config.data.image_size ** 2 * config.data.num_channels
     buffer = max(1, min(SHUFFLE_BUFFER, SHUFFLE_BYTES // pixels))
-    ds = ds.repeat().shuffle(buffer, seed=config.seed)
+    ds = ds.repeat().shuffle(buffer, seed=config.seed + stream)
+  # Element seeds: the same for a given config.seed on the first pass; new on each re-iteration
+  # (so repeated bpd passes see new dequantization noise).
+  seeds = tf.data.Dataset.random(seed=config.seed * 1000003 + stream,
+                                 rerandomize_each_iteration=True)
+  ds = tf.data.Dataset.zip(ds, seeds)
   ds = ds.map(_preprocess(config, decode, train and not evaluation, uniform_dequantization),
               num_parallel_calls=tf.data.AUTOTUNE)
   for size in reversed(batch_dims):
