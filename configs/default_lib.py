@@ -58,9 +58,11 @@ def _eval():
   evaluate.num_samples = 50000                # samples per checkpoint for FID
   evaluate.bpd_dataset = 'test'               # split for bpd: 'train' | 'test'
   evaluate.bpd_num_repeats = 5                # passes over the test split for bpd (train: 1)
-  evaluate.inception_path = ''                # Inception weights; '' = <data dir>/inception default
-  evaluate.fid_stats_path = ''                # reference stats .npz (mu, sigma / pool_3); '' =
-  #                                             assets/stats/<dataset>_stats.npz
+  evaluate.inception_path = ''                # Inception weights (.pth/.pkl/.npz); '' = assets/
+  #                                             inception/pt_inception-2015-12-05-6726825d.pth
+  evaluate.fid_stats_path = ''                # reference stats .npz (mu, sigma or pool_3); '' =
+  #                                             assets/stats/<dataset>_<image_size>_stats.npz,
+  #                                             <dataset> lower-case (LSUN: lsun_<category>)
   return evaluate
 
 
