@@ -2,7 +2,7 @@
 
 The result keeps what makes the config what it is (SDE, loss, sampler, model family and its
 options, data scaling, channels) and shrinks only cost: batch 2, one jitted step, one residual
-block, two resolutions, width 32, at most 10 noise levels and one corrector step, and the
+block, two resolutions, width 16 (32 for DDPM), at most 10 noise levels and one corrector step, and the
 built-in DIGITS data (sklearn's 8×8 digits; no network) at 8 px, or 16 px for the RefineNet
 models (NCSN / NCSNv2), whose fixed trunk downsamples up to three times.
 
@@ -25,7 +25,7 @@ def _shrink_training(training):
 
 
 def _shrink_model(model, image_size):
-  model.nf = 32                                 # the DDPM U-Net's GroupNorm needs 32 channels
+  model.nf = 32 if model.name == 'ddpm' else 16   # DDPM's GroupNorm has 32 groups (Ho+20)
   model.ch_mult = tuple(model.ch_mult[:2])
   model.num_res_blocks = 1
   model.attn_resolutions = (image_size // 2,)   # keep one attention layer

@@ -2,7 +2,7 @@
 
 Command: python main.py --config=configs/ve/celebahq_ncsnpp_continuous.py --mode=train --workdir=W \
   --config.data.tfrecords_path=/path/to/celebahq-r10.tfrecords
-Expected: samples like Song+21 Fig. 1 [paper]; no FID and no released checkpoint; σ_max = 1348,
+Expected: 1024×1024 samples [paper] (no FID reported, no released checkpoint); σ_max = 1348,
 N = 2000. The original imported torch and hard-coded a path: here it is the LSUN default plus its
 differences, and the record path is yours to pass.
 """
