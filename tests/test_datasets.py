@@ -78,6 +78,17 @@ def test_cifar10_evaluation_is_one_ordered_pass_without_flips():
   np.testing.assert_array_equal(_cifar_eval_images(), _cifar_eval_images())
 
 
+def test_cifar10_training_flips_left_right_only(monkeypatch):
+  monkeypatch.setattr(datasets, 'SHUFFLE_BUFFER', 1)    # keep file order
+  with _mock_cifar():
+    plain = _all(datasets.get_dataset(_cifar_config(), evaluation=True)[0])    # train split
+  with _mock_cifar():
+    batch = next(datasets.get_dataset(_cifar_config())[0].as_numpy_iterator())['image']
+  flips = [np.array_equal(x, p[:, ::-1]) for x, p in zip(batch.reshape(-1, 32, 32, 3), plain)]
+  same = [np.array_equal(x, p) for x, p in zip(batch.reshape(-1, 32, 32, 3), plain)]
+  assert all(f or s for f, s in zip(flips, same)) and any(flips) and any(same)
+
+
 def test_cifar10_uniform_dequantization_stays_in_the_pixel_bin():
   plain = _cifar_eval_images()
   noisy = _cifar_eval_images(uniform_dequantization=True)
