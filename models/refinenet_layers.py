@@ -103,7 +103,7 @@ def resize(x, shape, interpolation):
 
 
 class CRPBlock(nn.Module):
-  """Chained residual pooling (Lin+17 §3.2): x ← act(x); x += conv(maxpool⁵(path)) per stage."""
+  """Chained residual pooling (Lin+17 §3.2): x ← act(x); x += conv(maxpool₅(path)) per stage."""
   features: int
   n_stages: int = 2
   act: Any = nn.relu

@@ -15,11 +15,12 @@ Sources (read from local checkouts made with the `fetch` tool; nothing is copied
   same state dict into it must give the ermongroup output (asserted), so its checkpoints use the
   same converter.
 - yang-song/score_sde (Flax) → `ncsn`, `ncsnv2_64`, `ncsnv2_128`, `ncsnv2_256` (score_sde's
-  layout: refine3 of the 64 px body has 2nf channels). Run from a copy in a temporary directory with a stub
-  `models/utils.py` and three patches: bias initializers accept the `dtype` argument of current
-  Flax; NCSN's `self.normalization(h, y)` becomes `self.normalization()(h, y)` and
-  `config.model.num_classes` is set to `num_scales` (its two bugs); the variance of the channel
-  means in InstanceNorm++ takes ddof=1, the PyTorch numerics we follow. These cases use
+  layout: refine3 of the 64 px body has 2nf channels). Run from a copy in a temporary directory
+  with a stub `models/utils.py` and three patches: bias initializers accept the `dtype`
+  argument of current Flax; NCSN's `self.normalization(h, y)` becomes
+  `self.normalization()(h, y)` and `config.model.num_classes` is set to `num_scales` (its two
+  bugs); the variance of the channel means in InstanceNorm++ takes ddof=1, the PyTorch
+  numerics we follow. These cases use
   `interpolation='nearest_neighbor'` because score_sde's bilinear resize is half-pixel while the
   PyTorch code (and ours) aligns corners. They check the Flax converter's naming exactly.
 
@@ -201,7 +202,8 @@ def _store(out, case, conf, x, labels, ref, shapes, seed):
 
 
 _FLAX_PATCHES = {
-    'layers.py': [('bias_init = lambda key, shape: ', 'bias_init = lambda key, shape, dtype=None: ', 2),
+    'layers.py': [('bias_init = lambda key, shape: ',
+                   'bias_init = lambda key, shape, dtype=None: ', 2),
                   ('h = self.normalization(h, y)', 'h = self.normalization()(h, y)', 1)],
     'normalization.py': [('v = jnp.var(means, axis=-1, keepdims=True)',
                           'v = jnp.var(means, axis=-1, keepdims=True, ddof=1)', 2)],
