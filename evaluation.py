@@ -7,11 +7,13 @@ sqrtm eps fallback), torch-fidelity (IS splits and shuffle, KID subsets), EDM fi
 `mu`, `sigma`). Everything after feature extraction is NumPy float64.
 
 Weights: the network is `models/inception.py`; its weights are read from pytorch-fid's
-`pt_inception-2015-12-05-6726825d.pth`, EDM's `inception-2015-12-05.pkl` (these two need torch,
-imported only here, inside the reader) or our own `.npz` (`export_inception_npz`). They are never
+`pt_inception-2015-12-05-6726825d.pth` or EDM's `inception-2015-12-05.pkl` (both hold torch tensors:
+torch is imported inside the reader only; EDM's own code is not needed), from a pickled
+{name: array} dict, or from our torch-free `.npz` (`export_inception_npz`). They are never
 downloaded: a missing file raises `InceptionWeightsNotFoundError` with the URLs at once.
 The input handling follows the file: pytorch-fid's (half-pixel bilinear resize, x / 127.5 - 1) or
-EDM's detector (TF1 'asymmetric' bilinear resize, (x - 128) / 128).
+EDM's detector (TF1 'asymmetric' bilinear resize, as its grid_sample with a shifted theta does,
+then (x - 128) / 128).
 """
 import os
 import pickle
@@ -25,6 +27,7 @@ import optax
 import scipy.linalg
 import scipy.special
 
+from datasets import DIGITS_NUM_TRAIN, digits_split  # pylint: disable=unused-import
 from models import inception
 
 PYTORCH_FID_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
@@ -252,10 +255,13 @@ def get_inception_fn(params, preprocessing='pytorch_fid', mesh=None):
       along its first axis stays sharded (outputs too). Without it the params live on the default device.
   The network is compiled once per batch size; the resize once per (batch, H, W).
   """
+  if preprocessing not in ('pytorch_fid', 'edm'):
+    raise ValueError(f"unknown preprocessing {preprocessing!r}; expected 'pytorch_fid' or 'edm'")
   if mesh is None:
     params = jax.tree.map(jnp.asarray, params)
   else:
     params = jax.device_put(params, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
   def inception_fn(images):
     return _NETWORK({'params': params}, _PREPROCESS(images, preprocessing))
   return inception_fn
@@ -282,7 +288,8 @@ def inception_features(batches, inception_fn):
 # Metrics (NumPy float64)
 
 def compute_stats(features):
-  """Features [N, D] -> {'mu' [D], 'sigma' [D, D]} (mean and unbiased covariance, as pytorch-fid/EDM)."""
+  """Features [N, D] -> {'mu' [D], 'sigma' [D, D]}: the Gaussian fitted for FID (Heusel+17 Sec. 3):
+  mean and unbiased covariance (N - 1), as pytorch-fid (np.cov) and EDM fid.py."""
   f = np.asarray(features, np.float64)
   return {'mu': f.mean(axis=0), 'sigma': np.cov(f, rowvar=False)}
 
@@ -419,19 +426,9 @@ def fid_stats_from_images(iterator, inception_fn, out_path, keep_features=True):
 # ------------------------------------------------------------------------------------------------
 # Digits quickstart metric: Fréchet distance on a small MLP classifier's penultimate features
 
-DIGITS_NUM_TRAIN = 1500                   # sklearn digits: first 1500 images train, last 297 test
-DIGITS_CLASSIFIER_VERSION = 'digits_mlp_v1'   # cache key: change when the model or training changes
-
-
-def digits_split():
-  """The fixed digits split: {'train_images' [1500, 8, 8, 1], 'train_labels', 'test_images' [297, ...],
-  'test_labels'}; images float32 in [0, 1] (sklearn values 0..16 divided by 16)."""
-  from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
-  d = load_digits()
-  x = (d.images / 16.0).astype(np.float32)[..., None]
-  y = d.target.astype(np.int32)
-  n = DIGITS_NUM_TRAIN
-  return {'train_images': x[:n], 'train_labels': y[:n], 'test_images': x[n:], 'test_labels': y[n:]}
+# The split is datasets.digits_split (sklearn digits: first 1500 images train, last 297 test; values
+# divided by 16), shared with the input pipeline and re-exported here.
+DIGITS_CLASSIFIER_VERSION = 'digits_mlp_v1'   # cache key: change when the model, training or split changes
 
 
 class DigitsMLP(nn.Module):

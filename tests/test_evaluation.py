@@ -344,9 +344,16 @@ def digits_params(tmp_path_factory):
 
 
 def test_digits_split_and_classifier(digits_params):
+  from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+  raw = load_digits()
   split = ev.digits_split()
+  assert ev.DIGITS_NUM_TRAIN == 1500
   assert split['train_images'].shape == (1500, 8, 8, 1) and split['test_images'].shape == (297, 8, 8, 1)
-  assert split['train_images'].min() == 0.0 and split['train_images'].max() == 1.0
+  np.testing.assert_array_equal(split['train_images'][..., 0], raw.images[:1500] / 16)
+  np.testing.assert_array_equal(split['test_labels'], raw.target[1500:])
+  rgb = np.random.RandomState(7).rand(3, 16, 24, 3)
+  np.testing.assert_allclose(ev.to_digits_resolution(rgb)[1, 2, 3, 0],
+                             rgb[1, 4:6, 9:12].mean(), rtol=1e-6)     # channel mean, 2x3 pooling
   logits, _ = ev.DigitsMLP().apply({'params': digits_params}, split['test_images'])
   assert (np.asarray(logits).argmax(1) == split['test_labels']).mean() > 0.85
 
