@@ -372,6 +372,34 @@ def kernel_inception_distance(features1, features2, num_subsets=100, subset_size
   return float(np.mean(mmds)), float(np.std(mmds))
 
 
+def sample_metrics(features, ref_stats, is_logits='logits_unbiased', kid_subsets=100,
+                   kid_subset_size=1000):
+  """All Inception metrics of samples against a reference.
+
+  Args:
+    features: `inception_features(...)` of the samples ({'pool_3', 'logits', 'logits_unbiased'}).
+    ref_stats: `load_stats(...)`; KID needs its 'pool_3' features (else KID is NaN).
+    is_logits: logits for IS: 'logits_unbiased' (no output bias: torch-fidelity, StyleGAN/EDM) or
+      'logits' (with bias: the TF graph's softmax, as TF-GAN / score_sde).
+  Returns: {'fid', 'inception_score', 'inception_score_std', 'kid', 'kid_std'} (floats).
+  """
+  out = {'fid': fid_from_stats(compute_stats(features['pool_3']), ref_stats)}
+  out['inception_score'], out['inception_score_std'] = inception_score(features[is_logits])
+  out['kid'], out['kid_std'] = (kernel_inception_distance(features['pool_3'], ref_stats['pool_3'],
+                                                          kid_subsets, kid_subset_size)
+                                if 'pool_3' in ref_stats else (float('nan'), float('nan')))
+  return out
+
+
+def images_to_uint8(images, centered):
+  """Model images in [0, 1] (centered=False) or [-1, 1] (centered=True) -> uint8 [0, 255] as EDM's
+  generate.py quantises: x * 127.5 + 128 on the [-1, 1] scale, clipped, truncated (i.e. rounded to
+  nearest on the [0, 255] scale). score_sde instead truncated x * 255."""
+  x = np.asarray(images, np.float64)
+  x = x if centered else 2.0 * x - 1.0
+  return np.clip(x * 127.5 + 128.0, 0, 255).astype(np.uint8)
+
+
 # ------------------------------------------------------------------------------------------------
 # Reference statistics files
 

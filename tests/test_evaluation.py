@@ -286,6 +286,23 @@ def test_kid_matches_reference():
   assert abs(same) < 0.2 * got[0]
 
 
+def test_sample_metrics_and_uint8():
+  rng = np.random.RandomState(8)
+  feats = {'pool_3': rng.randn(120, 6), 'logits': rng.randn(120, 5), 'logits_unbiased': rng.randn(120, 5)}
+  ref = {'pool_3': 0.2 + rng.randn(150, 6)}
+  ref.update(ev.compute_stats(ref['pool_3']))
+  got = ev.sample_metrics(feats, ref, kid_subsets=3, kid_subset_size=50)
+  assert got['fid'] == pytest.approx(_fid_reference(feats['pool_3'], ref['pool_3']), rel=1e-6)
+  assert got['inception_score'] == pytest.approx(_is_reference(feats['logits_unbiased'], 10, 2020)[0])
+  assert got['kid'] == pytest.approx(_kid_reference(feats['pool_3'], ref['pool_3'], 3, 50, 2020)[0])
+  assert np.isnan(ev.sample_metrics(feats, {'mu': ref['mu'], 'sigma': ref['sigma']})['kid'])
+  np.testing.assert_array_equal(ev.images_to_uint8(np.array([-0.1, 0., 0.5, 1., 1.2]), False),
+                                [0, 0, 128, 255, 255])
+  x = np.linspace(-1, 1, 1001)
+  np.testing.assert_array_equal(ev.images_to_uint8(x, True),            # EDM: x * 127.5 + 128, truncated
+                                np.clip(x * 127.5 + 128, 0, 255).astype(np.uint8))
+
+
 # ------------------------------------------------------------------------------------------------
 # Statistics files
 
