@@ -1,0 +1,182 @@
+"""NCSN++ / DDPM++ / DDPM: exact parameter counts of the CIFAR-10 configs, construction errors,
+and small forward checks. Parity with the official nets is in test_models_parity.py.
+
+Expected counts: score_sde.md §3 ([verified] by abstract evaluation of the official JAX models);
+the deep positional, DDPM++ deep and unconditional DDPM counts were obtained the same way
+(`jax.eval_shape` of yang-song/score_sde's models under today's JAX).
+"""
+import glob
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+import models  # registers  # pylint: disable=unused-import
+from models import up_or_down_sampling as uds
+from models.utils import count_params, get_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NCSNPP_FOURIER, NCSNPP_FOURIER_DEEP = 62_758_915, 107_587_075
+NCSNPP_POSITIONAL, NCSNPP_POSITIONAL_DEEP = 62_693_251, 107_521_411
+DDPMPP, DDPMPP_DEEP = 61_804_419, 106_632_579
+DDPM, DDPM_UNCONDITIONAL = 35_218_947, 32_329_347
+
+EXPECTED = {  # CIFAR-10 config (path under configs/) -> parameter count
+    've/cifar10_ncsnpp_continuous': NCSNPP_FOURIER,
+    've/cifar10_ncsnpp_deep_continuous': NCSNPP_FOURIER_DEEP,
+    've/cifar10_ncsnpp': NCSNPP_POSITIONAL,
+    'vp/cifar10_ncsnpp': NCSNPP_POSITIONAL,
+    'vp/cifar10_ncsnpp_continuous': NCSNPP_POSITIONAL,
+    'subvp/cifar10_ncsnpp_continuous': NCSNPP_POSITIONAL,
+    'vp/cifar10_ncsnpp_deep_continuous': NCSNPP_POSITIONAL_DEEP,
+    'subvp/cifar10_ncsnpp_deep_continuous': NCSNPP_POSITIONAL_DEEP,
+    'vp/cifar10_ddpmpp': DDPMPP,
+    'vp/cifar10_ddpmpp_continuous': DDPMPP,
+    'subvp/cifar10_ddpmpp_continuous': DDPMPP,
+    'vp/cifar10_ddpmpp_deep_continuous': DDPMPP_DEEP,
+    'subvp/cifar10_ddpmpp_deep_continuous': DDPMPP_DEEP,
+    've/cifar10_ddpm': DDPM,
+    'vp/ddpm/cifar10': DDPM,
+    'vp/ddpm/cifar10_continuous': DDPM,
+    'subvp/cifar10_ddpm_continuous': DDPM,
+    'vp/ddpm/cifar10_unconditional': DDPM_UNCONDITIONAL,
+}
+
+
+def small_config(name='ncsnpp', **model):
+  """A CIFAR-10-shaped config with score_sde's NCSN++ (VE, continuous) model fields."""
+  config = ml_collections.ConfigDict()
+  config.training = ml_collections.ConfigDict(dict(continuous=True))
+  config.data = ml_collections.ConfigDict(dict(image_size=32, num_channels=3, centered=False))
+  config.model = ml_collections.ConfigDict(dict(
+      name=name, sigma_min=0.01, sigma_max=50., num_scales=1000, dropout=0.1,
+      embedding_type='fourier', fourier_scale=16., scale_by_sigma=True, nonlinearity='swish',
+      nf=128, ch_mult=(1, 2, 2, 2), num_res_blocks=4, attn_resolutions=(16,),
+      resamp_with_conv=True, conditional=True, fir=True, fir_kernel=[1, 3, 3, 1],
+      skip_rescale=True, resblock_type='biggan', progressive='none', progressive_input='residual',
+      progressive_combine='sum', init_scale=0.))
+  config.model.update(model)
+  return config
+
+
+def _fallback(path):
+  """The model fields of score_sde's config `path`, for when configs/ does not hold it yet."""
+  base = os.path.basename(path)
+  deep = dict(num_res_blocks=8) if 'deep' in base else {}
+  if 'ddpmpp' in base:
+    return small_config(embedding_type='positional', fir=False, progressive_input='none',
+                        scale_by_sigma=False, **deep)
+  if 'ncsnpp' in base:
+    fourier = path.startswith('ve/') and 'continuous' in base
+    return small_config(embedding_type='fourier' if fourier else 'positional', **deep)
+  return small_config('ddpm', num_res_blocks=2, scale_by_sigma=False,
+                      conditional='unconditional' not in base)
+
+
+def load_config(path):
+  """`get_config()` of configs/<path>.py if that file exists, else `_fallback(path)`."""
+  file = os.path.join(ROOT, 'configs', path + '.py')
+  if not os.path.exists(file):
+    return _fallback(path)
+  spec = importlib.util.spec_from_file_location('config_' + path.replace('/', '_'), file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def random_params(config, seed=0):
+  """N(0, 0.1²) values in our parameter tree (no jitted init: its compile costs ~15 s here)."""
+  x = jnp.zeros((1, config.data.image_size, config.data.image_size, config.data.num_channels))
+  shapes = jax.eval_shape(lambda: get_model(config).init(jax.random.key(0), x, jnp.ones((1,))))
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: jnp.asarray(0.1 * rng.standard_normal(s.shape), jnp.float32),
+                      shapes['params'])
+
+
+@pytest.mark.parametrize('path', sorted(EXPECTED))
+def test_parameter_count(path):
+  config = load_config(path)
+  assert config.model.name in ('ncsnpp', 'ddpm')
+  assert count_params(config) == EXPECTED[path]
+
+
+def test_every_cifar10_config_of_ours_has_an_expected_count():
+  files = glob.glob(os.path.join(ROOT, 'configs', '**', 'cifar10*.py'), recursive=True)
+  ours = []
+  for file in files:
+    path = os.path.relpath(file, os.path.join(ROOT, 'configs'))[:-3]
+    if load_config(path).model.name in ('ncsnpp', 'ddpm'):
+      ours.append(path)
+  assert sorted(set(ours) - set(EXPECTED)) == []
+
+
+def test_config_a_count():
+  assert count_params(small_config(nf=32, num_res_blocks=1)) == 1_831_651
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('progressive', 'foo', "config.model.progressive='foo'.*none, output_skip, residual"),
+    ('progressive_input', 'skip', 'config.model.progressive_input.*input_skip'),
+    ('progressive_combine', 'mul', 'config.model.progressive_combine.*cat, sum'),
+    ('resblock_type', 'resnet', 'config.model.resblock_type.*ddpm, biggan'),
+    ('embedding_type', 'learned', 'config.model.embedding_type.*fourier, positional'),
+    ('nonlinearity', 'gelu', 'config.model.nonlinearity.*swish'),
+])
+def test_bad_option_names_the_field(field, value, message):
+  config = small_config(**{field: value})
+  with pytest.raises((ValueError, KeyError), match=message):
+    get_model(config)
+
+
+@pytest.mark.parametrize('name', ['ncsnpp', 'ddpm'])
+def test_image_size_must_divide(name):
+  config = small_config(name)
+  config.data.image_size = 36
+  with pytest.raises(ValueError, match=r'config.data.image_size=36.*2\*\*\(len\(config.model.ch_mult\)-1\)=8'):
+    get_model(config)
+
+
+def test_fourier_needs_continuous_training():
+  config = small_config()
+  config.training.continuous = False
+  with pytest.raises(ValueError, match='config.training.continuous'):
+    get_model(config)
+
+
+def test_unknown_model_lists_registered():
+  with pytest.raises(KeyError, match='ddpm.*ncsnpp'):
+    get_model(small_config('ncsnpp_typo'))
+
+
+def test_fir_resampling_preserves_constants_and_shapes():
+  x = jnp.ones((1, 8, 8, 2))
+  up, down = uds.upsample_2d(x), uds.downsample_2d(x)
+  assert up.shape == (1, 16, 16, 2) and down.shape == (1, 4, 4, 2)
+  np.testing.assert_allclose(up[:, 2:-2, 2:-2], 1., rtol=1e-6)  # interior: gain 1
+  np.testing.assert_allclose(down[:, 1:-1, 1:-1], 1., rtol=1e-6)
+
+
+def test_dropout_only_in_training_and_scale_by_sigma():
+  config = small_config(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), init_scale=1.)
+  config.data.image_size = 8
+  model = get_model(config)
+  params = random_params(config)
+  unscaled = get_model(small_config(**dict(config.model, scale_by_sigma=False)))
+  x, sigma = jnp.full((2, 8, 8, 3), 0.5), jnp.array([0.1, 10.])
+
+  @jax.jit
+  def run(key):
+    def apply(net, train):
+      return net.apply({'params': params}, x, sigma, train=train, rngs={'dropout': key})
+    return apply(model, False), apply(model, True), apply(unscaled, False)
+
+  (a, a_train, plain), (b, b_train, _) = run(jax.random.key(1)), run(jax.random.key(2))
+  np.testing.assert_array_equal(a, b)
+  assert not np.allclose(a_train, b_train)
+  # scale_by_sigma divides the unscaled network output by the σ label.
+  expected = plain / sigma[:, None, None, None]
+  assert np.linalg.norm(a - expected) / np.linalg.norm(expected) < 1e-5
