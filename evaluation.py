@@ -61,7 +61,7 @@ def load_inception(path_or_state_dict):
       in either naming, or our `.npz`; or an already-loaded {name: array} state dict.
   Raises:
     InceptionWeightsNotFoundError: the file does not exist (raised before anything heavy runs).
-    ImportError: the file needs torch (or EDM's torch_utils) and it is not installed.
+    ImportError: the file holds torch tensors and torch is not installed.
   """
   if isinstance(path_or_state_dict, dict):
     return inception_from_state_dict(path_or_state_dict)
@@ -139,9 +139,9 @@ class _TolerantUnpickler(pickle.Unpickler):
   torch itself is still imported by the pickle when the file holds torch tensors."""
 
   def find_class(self, module, name):
-    if module.split('.')[0] in ('torch_utils', 'dnnlib'):
-      return _PersistentStub
-    return super().find_class(module, name)
+    if module.split('.')[0] not in ('torch_utils', 'dnnlib'):
+      return super().find_class(module, name)
+    return dict if name == 'EasyDict' else _PersistentStub
 
 
 def _collect_tensors(obj, prefix):
@@ -270,15 +270,20 @@ def get_inception_fn(params, preprocessing='pytorch_fid', mesh=None):
 def inception_features(batches, inception_fn):
   """Run `inception_fn` over an iterable of image batches ([..., H, W, C] in [0, 255]; leading axes,
   e.g. [devices, B], are flattened) -> {'pool_3': [N, 2048], 'logits': [N, 1008], ...} float32 NumPy.
-  A batch smaller than the first is zero-padded to its size, so nothing recompiles."""
+
+  A batch may be a NumPy array, a dict with key 'image' (tfds style), or a (sharded) jax.Array, which
+  stays on its devices. A batch smaller than the first is zero-padded to its size (no recompile).
+  """
   out, size = {}, None
   for images in batches:
-    images = np.asarray(images)
+    images = images['image'] if isinstance(images, dict) else images
+    xp = jnp if isinstance(images, jax.Array) else np
+    images = xp.asarray(images)
     images = images.reshape((-1,) + images.shape[-3:])
     n = images.shape[0]
     size = size or n
     if n < size:
-      images = np.concatenate([images, np.zeros((size - n,) + images.shape[1:], images.dtype)])
+      images = xp.concatenate([images, xp.zeros((size - n,) + images.shape[1:], images.dtype)])
     for k, v in inception_fn(images).items():
       out.setdefault(k, []).append(np.asarray(v, np.float32)[:n])
   return {k: np.concatenate(v) for k, v in out.items()}

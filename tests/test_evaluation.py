@@ -181,6 +181,33 @@ def test_edm_persistence_pickle_needs_no_edm_code(tmp_path, monkeypatch, fixture
   _leaves_equal(loaded['params'], weights['params'], skip_scale=True)
 
 
+def test_torch_file_without_torch_gives_clear_error(tmp_path, monkeypatch):
+  """A pickle holding torch tensors (as EDM's .pkl does) names torch in its message, fast."""
+  if importlib.util.find_spec('torch') is not None:
+    pytest.skip('torch is installed here')
+
+  def _rebuild_tensor_v2(*args):
+    return args
+
+  class Tensor:
+    def __reduce__(self):
+      return _rebuild_tensor_v2, (0,)
+
+  module = types.ModuleType('torch._utils')
+  module._rebuild_tensor_v2 = _rebuild_tensor_v2
+  _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = 'torch._utils', '_rebuild_tensor_v2'
+  with monkeypatch.context() as m:
+    m.setitem(sys.modules, 'torch', types.ModuleType('torch'))
+    m.setitem(sys.modules, 'torch._utils', module)
+    data = pickle.dumps({'layers.conv.weight': Tensor()})
+  path = tmp_path / 'inception-2015-12-05.pkl'
+  path.write_bytes(data)
+  start = time.perf_counter()
+  with pytest.raises(ImportError, match='needs PyTorch'):
+    ev.load_inception(str(path))
+  assert time.perf_counter() - start < 1.0
+
+
 def test_npz_export_roundtrip(tmp_path, weights):
   path = str(tmp_path / 'inception.npz')
   ev.export_inception_npz(weights, path)
@@ -322,7 +349,8 @@ def test_stats_files_edm_and_score_sde_formats(tmp_path):
 
 
 def test_fid_stats_from_images_batches_and_writes_edm_npz(tmp_path):
-  """Leading device axes are flattened; a short last batch is padded and trimmed."""
+  """Leading device axes are flattened, dict and jax batches accepted; a short last batch is padded
+  and trimmed."""
   calls = []
 
   def fake_inception(images):
@@ -332,7 +360,7 @@ def test_fid_stats_from_images_batches_and_writes_edm_npz(tmp_path):
 
   rng = np.random.RandomState(5)
   data = rng.randint(0, 256, size=(2 * 2 * 4 + 3, 8, 8, 1)).astype(np.uint8)
-  batches = [data[:8].reshape(2, 4, 8, 8, 1), data[8:16].reshape(2, 4, 8, 8, 1), data[16:]]
+  batches = [data[:8].reshape(2, 4, 8, 8, 1), {'image': jax.numpy.asarray(data[8:16])}, data[16:]]
   out = str(tmp_path / 'ref' / 'digits.npz')
   stats = ev.fid_stats_from_images(iter(batches), fake_inception, out)
   assert calls == [(8, 8, 8, 1)] * 3
