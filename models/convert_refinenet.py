@@ -5,15 +5,17 @@ Two sources:
   NCSNv2Deeper, NCSNv2Deepest) and score_sde_pytorch (same attribute names), with or without
   the `module.` prefix of `nn.DataParallel`, as NumPy arrays: `torch_to_params(sd, config)`.
   Their 64 px body is the `*_torch` layout (`ncsn_torch`, `ncsnv2_64_torch`); the 128 and 256 px
-  bodies are shared with score_sde.
+  bodies are shared with score_sde. An ermongroup checkpoint is a list: `states[0]` is the
+  state dict and, when saved with EMA, `states[4]` the EMA weights under the same names.
 - Flax param trees of score_sde (auto-named `ResidualBlock_3/Conv_1/kernel`, ...):
   `flax_to_params(tree, config)`.
 
 Numerics: our layers follow the PyTorch code (align-corners bilinear upsampling; unbiased
 variance of the channel means in InstanceNorm++; see models/normalization.py). score_sde's
 Flax port used half-pixel bilinear resizing and the biased variance, so a Flax-trained tree
-maps exactly onto our parameters but the network's output differs slightly from score_sde's
-(exactly equal with `interpolation='nearest_neighbor'` up to the variance term).
+maps exactly onto our parameters, but our output differs slightly from score_sde's; with
+`interpolation='nearest_neighbor'` only the variance term differs (tests/test_refinenet_parity.py
+checks the mapping with that term aligned).
 """
 import re
 
