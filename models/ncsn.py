@@ -2,7 +2,7 @@
 
 Papers:
   Song&Ermon19  Generative Modeling by Estimating Gradients of the Data Distribution,
-                arXiv:1907.05600 (§4.2, App. A conditional InstanceNorm++, App. B.1 architecture).
+                arXiv:1907.05600 (§4.2; App. A: architecture, conditional InstanceNorm++).
 
 Same body as NCSNv2's 64 px model (models/ncsnv2.py), but every normalization is conditional:
 it looks up its γ, α, β by the integer noise index (num_classes = config.model.num_scales).

@@ -2,7 +2,7 @@
 
 Papers:
   Song&Ermon20  Improved Techniques for Training Score-Based Generative Models (NCSNv2),
-                arXiv:2006.09011 (App. B.1 architectures; Technique 3: s_θ(x, σ) = s_θ(x)/σ).
+                arXiv:2006.09011 (Technique 3: s_θ(x, σ) = s_θ(x)/σ; bodies as in ermongroup/ncsnv2).
   Song&Ermon19  Generative Modeling by Estimating Gradients of the Data Distribution,
                 arXiv:1907.05600 (the dilated RefineNet that NCSNv2 inherits).
 
@@ -25,7 +25,7 @@ from models.utils import get_sigmas, register_model
 from utils import bcast
 
 # Backbone stages (name, channels / nf, resample of the first block, dilation); each stage is
-# two residual blocks and its output feeds a RefineBlock. Song&Ermon20 App. B.1, Table 6.
+# two residual blocks and its output feeds a RefineBlock (ermongroup/ncsnv2, score_sde).
 STAGES_64 = (('res1', 1, None, 1), ('res2', 2, 'down', 1), ('res3', 2, 'down', 2),
              ('res4', 2, 'down', 4))
 STAGES_128 = (('res1', 1, None, 1), ('res2', 2, 'down', 1), ('res3', 2, 'down', 1),

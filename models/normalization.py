@@ -7,6 +7,7 @@ Papers:
                 arXiv:2006.09011 (Technique 3 drops the conditioning from the normalization).
   Ulyanov+16    Instance Normalization, arXiv:1607.08022.
   Wu&He18       Group Normalization, arXiv:1803.08494.
+  Dumoulin+17   A Learned Representation for Artistic Style, arXiv:1610.07629 (conditional IN).
 
 Every layer keeps its parameters as vectors [C] (or an embedding table [num_classes, k*C]); there
 are no running statistics, so a model needs no mutable collection.
@@ -93,7 +94,7 @@ class InstanceNorm2dPlus(nn.Module):
 
 @CONDITIONAL_NORMALIZATIONS.register('InstanceNorm++')
 class ConditionalInstanceNorm2dPlus(nn.Module):
-  """InstanceNorm++ with γ, α, β looked up per noise index (Song&Ermon19 App. A, Eq. 14).
+  """InstanceNorm++ with γ, α, β looked up per noise index (Song&Ermon19 App. A).
 
   The embedding row is [γ | α | β] (PyTorch's `embed.weight` layout), initialised N(1, 0.02²)
   for γ, α and 0 for β.
@@ -113,7 +114,7 @@ class ConditionalInstanceNorm2dPlus(nn.Module):
     table = nn.Embed(self.num_classes, k * c, embedding_init=init, name='embed').embedding
     rows = jnp.split(_rows(table, labels), k, axis=-1)
     gamma, alpha = rows[0], rows[1]
-    h = _instance_normalize(x) + _standardized_channel_means(x) * alpha  # Song&Ermon19 Eq. 14
+    h = _instance_normalize(x) + _standardized_channel_means(x) * alpha  # Song&Ermon19 App. A
     h = gamma * h
     return h + rows[2] if self.bias else h
 
@@ -134,7 +135,7 @@ class InstanceNorm2d(nn.Module):
 
 @CONDITIONAL_NORMALIZATIONS.register('InstanceNorm')
 class ConditionalInstanceNorm2d(nn.Module):
-  """Conditional instance normalization γ_i ⊙ IN(x) + β_i (Song&Ermon19 §5.1, before ++).
+  """Conditional instance normalization γ_i ⊙ IN(x) + β_i (Dumoulin+17; NCSN's ablation).
 
   Row layout [γ | β]; γ ~ N(1, 0.02²) (the original comment's intent; its code drew U[0, 1)).
   """

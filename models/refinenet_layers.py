@@ -2,9 +2,9 @@
 
 Papers:
   Song&Ermon19  Generative Modeling by Estimating Gradients of the Data Distribution,
-                arXiv:1907.05600 (§4.2 and App. B.1: the dilated RefineNet "CondRefineNetDilated").
+                arXiv:1907.05600 (§4.2, App. A: the dilated RefineNet "CondRefineNetDilated").
   Song&Ermon20  Improved Techniques for Training Score-Based Generative Models (NCSNv2),
-                arXiv:2006.09011 (App. B: the unconditional RefineNet, Technique 3).
+                arXiv:2006.09011 (Technique 3: the same RefineNet, unconditional).
   Lin+17        RefineNet: Multi-Path Refinement Networks, arXiv:1611.06612 (RCU, MSF, CRP).
   He+16         Identity Mappings in Deep Residual Networks, arXiv:1603.05027 (pre-activation).
 
@@ -207,7 +207,7 @@ class CondMSFBlock(nn.Module):
 
 
 class RefineBlock(nn.Module):
-  """RefineNet block (Lin+17 Fig. 3): RCU per input → MSF (if > 1 input) → CRP → RCU."""
+  """RefineNet block (Lin+17 §3.2): RCU per input → MSF (if > 1 input) → CRP → RCU."""
   features: int
   output_shape: Sequence[int]
   act: Any = nn.relu
@@ -226,7 +226,7 @@ class RefineBlock(nn.Module):
 
 
 class CondRefineBlock(nn.Module):
-  """Noise-conditional RefineNet block of NCSN v1 (Song&Ermon19 App. B.1)."""
+  """Noise-conditional RefineNet block of NCSN v1 (Song&Ermon19 App. A)."""
   features: int
   output_shape: Sequence[int]
   normalizer: Any
@@ -262,7 +262,7 @@ def _residual_block(x, norm, act, features, resample, dilation):
   """Pre-activation residual block (He+16) shared by both variants; `norm(name, h)` normalizes.
 
   resample='down' halves H, W with ConvMeanPool when dilation == 1; with dilation > 1 it keeps
-  H, W and the dilated convs widen the receptive field instead (Song&Ermon19 App. B.1).
+  H, W and the dilated convs widen the receptive field instead (Song&Ermon19 App. A).
   """
   c_in = x.shape[-1]
   h = act(norm('normalize1', x))
