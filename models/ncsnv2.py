@@ -2,7 +2,7 @@
 
 Papers:
   Song&Ermon20  Improved Techniques for Training Score-Based Generative Models (NCSNv2),
-                arXiv:2006.09011 (Technique 3: s_θ(x, σ) = s_θ(x)/σ; bodies as in ermongroup/ncsnv2).
+                arXiv:2006.09011 (Technique 3: s_θ(x, σ) = s_θ(x)/σ; bodies of ermongroup/ncsnv2).
   Song&Ermon19  Generative Modeling by Estimating Gradients of the Data Distribution,
                 arXiv:1907.05600 (the dilated RefineNet that NCSNv2 inherits).
 
