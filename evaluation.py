@@ -293,7 +293,7 @@ def inception_features(batches, inception_fn):
 # Metrics (NumPy float64)
 
 def compute_stats(features):
-  """Features [N, D] -> {'mu' [D], 'sigma' [D, D]}: the Gaussian fitted for FID (Heusel+17 Sec. 3):
+  """Features [N, D] -> {'mu' [D], 'sigma' [D, D]}: the Gaussian fitted for FID (Heusel+17):
   mean and unbiased covariance (N - 1), as pytorch-fid (np.cov) and EDM fid.py."""
   f = np.asarray(features, np.float64)
   return {'mu': f.mean(axis=0), 'sigma': np.cov(f, rowvar=False)}
@@ -302,7 +302,7 @@ def compute_stats(features):
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
   """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), pytorch-fid's numerics.
 
-  d² = ||mu1 - mu2||² + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^½)   # Heusel+17 FID Eq. (6)
+  d² = ||mu1 - mu2||² + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^½)   (Heusel+17 FID Eq.)
   If sqrtm is not finite, eps·I is added to both covariances; a small imaginary part is dropped.
   """
   mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
@@ -320,7 +320,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
     if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
       raise ValueError(f'sqrtm has an imaginary component {np.max(np.abs(covmean.imag))}')
     covmean = covmean.real
-  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))  # Heusel+17 FID Eq.
 
 
 def fid_from_stats(stats, ref_stats):
@@ -331,7 +331,7 @@ def fid_from_stats(stats, ref_stats):
 def inception_score(logits, splits=10, shuffle=True, seed=2020):
   """Inception Score (mean, std over `splits`) from logits [N, K], as torch-fidelity computes it.
 
-  IS = exp(E_x KL(p(y|x) || p(y)))   # Salimans+16 IS, Sec. 4
+  IS = exp(E_x KL(p(y|x) || p(y)))   (Salimans+16 IS)
   with p(y) the split's mean prediction; rows are shuffled with RandomState(seed) first, and split
   i holds rows [i N // splits, (i + 1) N // splits).
   """
@@ -345,19 +345,19 @@ def inception_score(logits, splits=10, shuffle=True, seed=2020):
   for i in range(splits):
     lo, hi = i * n // splits, (i + 1) * n // splits
     log_q = np.log(p[lo:hi].mean(axis=0, keepdims=True))
-    kl = (p[lo:hi] * (log_p[lo:hi] - log_q)).sum(axis=1)
-    scores.append(np.exp(kl.mean()))
+    kl = (p[lo:hi] * (log_p[lo:hi] - log_q)).sum(axis=1)     # KL(p(y|x) || p(y))
+    scores.append(np.exp(kl.mean()))                         # Salimans+16 IS
   return float(np.mean(scores)), float(np.std(scores))
 
 
 def _polynomial_mmd2(x, y, degree, gamma, coef0):
-  """Unbiased MMD² with k(a, b) = (gamma a·b + coef0)^degree.   # Binkowski+18 KID, Eq. (2)"""
+  """Unbiased MMD² with k(a, b) = (gamma a·b + coef0)^degree (Binkowski+18 KID)."""
   m = x.shape[0]
   k_xx = (x @ x.T * gamma + coef0) ** degree
   k_yy = (y @ y.T * gamma + coef0) ** degree
   k_xy = (x @ y.T * gamma + coef0) ** degree
   off_diag = k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)
-  return off_diag / (m * (m - 1)) - 2 * k_xy.sum() / (m * m)
+  return off_diag / (m * (m - 1)) - 2 * k_xy.sum() / (m * m)    # Binkowski+18 KID (unbiased MMD²)
 
 
 def kernel_inception_distance(features1, features2, num_subsets=100, subset_size=1000, seed=2020,
@@ -505,8 +505,10 @@ def load_digits_classifier(cache_dir):
       return _unflatten({k: f[k] for k in f.files})
   params = train_digits_classifier()
   os.makedirs(cache_dir, exist_ok=True)
-  np.savez(path, **{'/'.join(p.key for p in kp): v
-                    for kp, v in jax.tree_util.tree_flatten_with_path(params)[0]})
+  tmp = f'{path}.{os.getpid()}.tmp.npz'      # write then rename: a reader never sees half a file
+  np.savez(tmp, **{'/'.join(p.key for p in kp): v
+                   for kp, v in jax.tree_util.tree_flatten_with_path(params)[0]})
+  os.replace(tmp, path)
   return params
 
 
@@ -527,7 +529,7 @@ def digits_features(images, params):
 
 
 def digits_fd(images, params, ref_images=None):
-  """Fréchet distance (Heusel+17 Eq. (6)) between classifier features of `images` and of
+  """Fréchet distance (Heusel+17 FID Eq.) between classifier features of `images` and of
   `ref_images` (default: the digits train split), both [N, H, W, C] in [0, 1]."""
   ref = digits_split()['train_images'] if ref_images is None else ref_images
   a, b = compute_stats(digits_features(images, params)), compute_stats(digits_features(ref, params))
