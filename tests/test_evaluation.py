@@ -383,8 +383,9 @@ def digits_params(tmp_path_factory):
   assert time.perf_counter() - start < 20.0
   assert os.path.isfile(os.path.join(cache, f'{ev.DIGITS_CLASSIFIER_VERSION}.npz'))
   cached = ev.load_digits_classifier(cache)
-  _same = [np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(cached))]
-  assert all(_same) and _same
+  leaves, cached_leaves = jax.tree.leaves(params), jax.tree.leaves(cached)
+  assert len(leaves) == len(cached_leaves) == 6
+  assert all(np.array_equal(a, b) for a, b in zip(leaves, cached_leaves))
   return params
 
 
