@@ -5,6 +5,7 @@ Papers:
   Song+21b  Maximum Likelihood Training of Score-Based Diffusion Models, arXiv:2101.09258.
   Song&Ermon19  Generative Modeling by Estimating Gradients of the Data Distribution, arXiv:1907.05600.
   Ho+20  Denoising Diffusion Probabilistic Models, arXiv:2006.11239.
+  Karras+22  Elucidating the Design Space of Diffusion-Based Generative Models, arXiv:2206.00364.
 
 A registered loss is a factory `(sde, config) -> loss_fn(rng, model_fn, x) -> scalar` where
 `model_fn(x, labels, rng)` is the network and x [B, H, W, C] is a (scaled) data batch.
@@ -14,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from models import precond
 from models import utils as mutils
 import sde_lib
 from utils import Registry, bcast
@@ -95,6 +97,65 @@ def _ddpm(sde, config):
   return lambda rng, model_fn, x: ddpm_loss(rng, model_fn, sde, x, config.training.reduce_mean)
 
 
+EDM_VP_EPS_T = 1e-5    # Karras+22 Table 1 (VP): ε_t, the smallest training time of VPLoss
+
+
+def denoiser_loss(rng, denoiser, x, sample_sigma, weight, reduce_mean):
+  """λ(σ) ‖D(y + n; σ) − y‖² with n ~ N(0, σ² I) (Karras+22 Eq. 8).
+
+  Args:
+    denoiser: (x [B, ...], sigma [B], rng) -> D(x; σ).
+    sample_sigma: (rng, B) -> σ [B]; weight: σ [B] -> λ(σ) [B].
+    x: clean data y [B, ...] in [-1, 1].
+  Returns:
+    the batch-mean loss (per-sample mean or ½·sum over pixels, `reduce_mean`).
+  """
+  s_rng, n_rng, model_rng = jax.random.split(rng, 3)
+  sigma = sample_sigma(s_rng, x.shape[0])
+  n = jax.random.normal(n_rng, x.shape) * bcast(sigma, x)
+  losses = bcast(weight(sigma), x) * jnp.square(denoiser(x + n, sigma, model_rng) - x)
+  return jnp.mean(_reduce(losses, reduce_mean))
+
+
+def _denoiser_loss_factory(config, sample_sigma, weight):
+  def loss_fn(rng, model_fn, x):
+    return denoiser_loss(rng, precond.get_denoiser(config, model_fn), x, sample_sigma, weight,
+                         config.training.reduce_mean)
+  return loss_fn
+
+
+@LOSSES.register('edm')
+def _edm(sde, config):
+  """EDMLoss: ln σ ~ N(P_mean, P_std²), λ = (σ² + σ_d²)/(σ σ_d)² (Karras+22 Table 1, Eq. 8)."""
+  del sde
+  t, sigma_data = config.training, config.model.sigma_data
+  def sample_sigma(rng, n):
+    return jnp.exp(t.P_mean + t.P_std * jax.random.normal(rng, (n,)))       # Karras+22 Table 1
+  def weight(sigma):
+    return (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2        # Karras+22 Table 1
+  return _denoiser_loss_factory(config, sample_sigma, weight)
+
+
+@LOSSES.register('edm_vp')
+def _edm_vp(sde, config):
+  """EDM's VPLoss: σ = σ_VP(t), t ~ U(ε_t, 1), λ = 1/σ² (Karras+22 Table 1, VP column)."""
+  del sde
+  vp = sde_lib.VPSDE(config.model.beta_min, config.model.beta_max)
+  def sample_sigma(rng, n):
+    return vp.sigma(jax.random.uniform(rng, (n,), minval=EDM_VP_EPS_T, maxval=1.))
+  return _denoiser_loss_factory(config, sample_sigma, lambda sigma: 1. / sigma ** 2)
+
+
+@LOSSES.register('edm_ve')
+def _edm_ve(sde, config):
+  """EDM's VELoss: σ = σ_min (σ_max/σ_min)^u, u ~ U(0, 1), λ = 1/σ² (Karras+22 Table 1, VE)."""
+  del sde
+  lo, hi = config.model.sigma_min, config.model.sigma_max
+  def sample_sigma(rng, n):
+    return lo * (hi / lo) ** jax.random.uniform(rng, (n,))                   # Karras+22 Table 1
+  return _denoiser_loss_factory(config, sample_sigma, lambda sigma: 1. / sigma ** 2)
+
+
 def get_loss_fn(sde, config):
   """The registered loss `config.training.loss`, checked against `training.continuous`."""
   if config.training.likelihood_weighting and config.training.loss != 'dsm':
@@ -107,10 +168,15 @@ def get_loss_fn(sde, config):
 
 
 def get_optimizer(config):
-  """Adam with linear warm-up and global-norm clipping, as score_sde's optimize_fn."""
+  """Adam with linear warm-up (or EDM's lr ramp) and global-norm clipping, as score_sde's optimize_fn."""
   lr = config.optim.lr
   if config.optim.warmup > 0:
     lr = optax.linear_schedule(0., config.optim.lr, config.optim.warmup)   # lr·min(step/warmup, 1)
+  if config.optim.lr_rampup_kimg > 0:
+    if config.optim.warmup > 0:
+      raise ValueError('optim.lr_rampup_kimg and optim.warmup are two ramps: set optim.warmup=0')
+    ramp_steps = config.optim.lr_rampup_kimg * 1000. / config.training.batch_size
+    lr = lambda step: config.optim.lr * jnp.minimum(step / ramp_steps, 1.)  # EDM training_loop.py
   if config.optim.optimizer != 'Adam':
     raise ValueError(f'optim.optimizer={config.optim.optimizer!r}: only "Adam" is supported')
   parts = [optax.clip_by_global_norm(config.optim.grad_clip)] if config.optim.grad_clip >= 0 else []
@@ -132,10 +198,28 @@ def init_train_state(params, optimizer):
                     ema_params=jax.tree.map(jnp.copy, params), opt_state=optimizer.init(params))
 
 
+def get_ema_rate(config):
+  """`model.ema_rate`, or with `model.ema_halflife_kimg` > 0 EDM's `step -> β` (NVlabs/edm).
+
+  β = 0.5^(batch / h) with half-life h = 1000·ema_halflife_kimg images, ramped up as
+  h ← min(h, ema_rampup_ratio · images seen before the step) when the ratio is > 0.
+  """
+  m, batch = config.model, config.training.batch_size
+  if m.ema_halflife_kimg <= 0:
+    return m.ema_rate
+  def rate(step):
+    halflife = m.ema_halflife_kimg * 1000.
+    if m.ema_rampup_ratio > 0:
+      halflife = jnp.minimum(halflife, step * batch * m.ema_rampup_ratio)
+    return 0.5 ** (batch / jnp.maximum(halflife, 1e-8))      # EDM training_loop.py
+  return rate
+
+
 def make_train_step(model, loss_fn, optimizer, ema_rate):
   """Pure `train_step(state, batch, rng) -> (state, metrics)` running len(batch) steps in one scan.
 
   Args:
+    ema_rate: EMA decay, a float or `step -> decay` (`get_ema_rate`).
     batch: [n_jitted_steps, B, H, W, C] scaled data; step k uses fold_in(rng, k).
   Returns:
     metrics {'loss': [n_jitted_steps]}.
@@ -147,7 +231,8 @@ def make_train_step(model, loss_fn, optimizer, ema_rate):
     loss, grads = jax.value_and_grad(objective)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    ema = jax.tree.map(lambda e, p: ema_rate * e + (1. - ema_rate) * p, state.ema_params, params)
+    rate = ema_rate(state.step) if callable(ema_rate) else ema_rate
+    ema = jax.tree.map(lambda e, p: rate * e + (1. - rate) * p, state.ema_params, params)
     return TrainState(state.step + 1, params, ema, opt_state), loss
 
   def train_step(state, batch, rng):

@@ -5,6 +5,8 @@ Papers:
   Song&Ermon19  Generative Modeling by Estimating Gradients of the Data Distribution, arXiv:1907.05600.
   Ho+20  Denoising Diffusion Probabilistic Models, arXiv:2006.11239.
   Dormand&Prince80  A family of embedded Runge-Kutta formulae (the adaptive ODE solver).
+  Karras+22  Elucidating the Design Space of Diffusion-Based Generative Models, arXiv:2206.00364.
+  Ning+24  Elucidating the Exposure Bias in Diffusion Models (Epsilon Scaling), arXiv:2308.15321.
 
 Conventions: `score_fn(x [B, ...], t [B]) -> ∇_x log p_t(x)`; a sampler takes per-sample keys
 [B] (see `utils.sample_keys`) so that sample i depends only on keys[i], never on the batch size.
@@ -14,7 +16,9 @@ where `noise(j)` draws the j-th standard normal of this step for every sample.
 import diffrax
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from models import precond
 from models import utils as mutils
 import sde_lib
 from utils import Registry, bcast, per_sample_normal
@@ -215,7 +219,98 @@ def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps):
   @jax.jit
   def sample_fn(keys, params):
     model_fn = mutils.get_model_fn(model, params, train=False)
-    score_fn = mutils.get_score_fn(sde, model_fn, config.training.continuous)
+    score_fn = precond.get_score_fn(config, sde, model_fn)
     x, nfe = sampler(keys, score_fn)
     return inverse_scaler(x), nfe
-  return sample_fn
+  if not config.sampling.float64:
+    return sample_fn
+
+  def sample_fn_x64(keys, params):
+    with jax.enable_x64(True):   # the x64 flag cannot change inside jit: trace and run under it
+      return sample_fn(keys, params)
+  return sample_fn_x64
+
+
+def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sigma_max=80., rho=7.,
+               solver='heun', S_churn=0., S_min=0., S_max=float('inf'), S_noise=1., eps_scaler=1.,
+               eps_scaler_k=0., dtype=jnp.float32, z=None, record_eps_norm=False):
+  """EDM's sampler (Karras+22 Alg. 2) in its general σ(t), s(t) form (Alg. 1, Eq. 4): any SDE.
+
+  Noise levels σ_i follow the ρ-schedule (Eq. 5), t_i = σ⁻¹(σ_i), t_N = 0. The velocity is
+  dx/dt = (ṡ/s) x + s σ̇ ε̂ with ε̂ = −s σ ∇log p_t(x) = (x/s − D(x/s; σ))/σ (Eq. 4; with σ = t,
+  s = 1 it is Alg. 2's d = (x − D)/t). Heun's last step (to t = 0) is Euler: NFE 2N − 1; Euler: N.
+  Epsilon Scaling (Ning+24) divides ε̂ by λ_i = b + k (N − 1 − i) at every evaluation (k = 0:
+  EDM-ES's constant b; k > 0: ADM-ES's linear schedule in the step index t = N − 1 − i); b = 1,
+  k = 0 skips the division, so the plain sampler is unchanged.
+  Args:
+    keys: per-sample keys [B]; latents use fold_in(key, 2**30), churn noise fold_in(key, i).
+    dtype: float32, or float64 (call under `jax.enable_x64(True)`; the network stays float32).
+    z: optional latents [B, *sample_shape] (standard normal), instead of those of `keys`.
+    record_eps_norm: also return ‖ε̂‖ per step and sample [N, B] (at (x̂_i, t̂_i), before scaling).
+  Returns:
+    (x [B, *sample_shape] in dtype, nfe) [, eps_norms].
+  """
+  if solver not in ('heun', 'euler'):
+    raise ValueError(f"sampling.solver={solver!r}: 'heun' or 'euler'")
+  scaled = eps_scaler != 1 or eps_scaler_k != 0
+  n = keys.shape[0]
+  vec = lambda t: jnp.full((n,), t, dtype)   # noqa: E731
+  i = jnp.arange(steps, dtype=dtype)
+  sigmas = (sigma_max ** (1 / rho) + i / (steps - 1)
+            * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho          # Karras+22 Eq. 5
+  t_steps = jnp.concatenate([sde.sigma_inv(sigmas), jnp.zeros((1,), dtype)])    # t_N = 0 (Eq. 5)
+  z = per_sample_normal(keys, 2 ** 30, sample_shape) if z is None else z
+  t0 = vec(t_steps[0])
+  x0 = z.astype(dtype) * bcast(sde.sigma(t0) * sde.scale(t0), z)              # Karras+22 Alg. 1 line 2
+
+  def velocity(x, t, lam):
+    tb = vec(t)
+    s, sigma = sde.scale(tb), sde.sigma(tb)
+    eps_hat = -bcast(s * sigma, x) * score_fn(x, tb).astype(dtype)          # Karras+22 Eq. 3, 10
+    norm = _norm(eps_hat)
+    if scaled:
+      eps_hat = eps_hat / lam                                               # Ning+24 Epsilon Scaling: ε̂ / λ_t
+    d = bcast(sde.scale_deriv(tb) / s, x) * x + bcast(s * sde.sigma_deriv(tb), x) * eps_hat
+    return d, norm                                                          # Karras+22 Eq. 4, Alg. 1 line 4
+
+  def body(i, carry):
+    x, norms = carry
+    t_cur, t_next = t_steps[i], t_steps[i + 1]
+    lam = eps_scaler + eps_scaler_k * (steps - 1 - i)                       # Ning+24 (ADM-ES) λ_t = k t + b
+    if S_churn > 0:
+      sigma_cur = sde.sigma(t_cur)
+      in_range = (S_min <= sigma_cur) & (sigma_cur <= S_max)
+      gamma = jnp.where(in_range, min(S_churn / steps, np.sqrt(2.) - 1.), 0.)  # Karras+22 Alg. 2 γ_i
+      t_hat = sde.sigma_inv(sigma_cur + gamma * sigma_cur)                  # Karras+22 Alg. 2 line 5
+      eps = S_noise * per_sample_normal(keys, i, sample_shape).astype(dtype)  # Karras+22 Alg. 2 line 4
+      s_hat = sde.scale(vec(t_hat))
+      spread = jnp.sqrt(jnp.maximum(sde.sigma(t_hat) ** 2 - sigma_cur ** 2, 0.))
+      x_hat = (bcast(s_hat / sde.scale(vec(t_cur)), x) * x
+               + bcast(spread * s_hat, x) * eps)                           # Karras+22 Alg. 2 line 6 (with s)
+    else:
+      t_hat, x_hat = t_cur, x
+    d_cur, norm = velocity(x_hat, t_hat, lam)                               # Karras+22 Alg. 2 line 7
+    x_next = x_hat + (t_next - t_hat) * d_cur                               # Karras+22 Alg. 2 line 8
+    if solver == 'heun':
+      def correct():
+        d_prime = velocity(x_next, t_next, lam)[0]                          # Karras+22 Alg. 2 line 10
+        return x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)     # Karras+22 Alg. 2 line 11
+      x_next = jax.lax.cond(i < steps - 1, correct, lambda: x_next)         # Karras+22 Alg. 2 line 9
+    return x_next, norms.at[i].set(norm)
+
+  norms = jnp.zeros((steps, n), dtype)
+  x, norms = jax.lax.fori_loop(0, steps, body, (x0, norms))
+  nfe = 2 * steps - 1 if solver == 'heun' else steps
+  return (x, nfe, norms) if record_eps_norm else (x, nfe)
+
+
+@register_sampler('edm')
+def _edm_sampler(config, sde, sample_shape, eps):
+  """EDM sampler with σ_min, σ_max clamped to the SDE's [σ(eps), σ(T)] (as EDM's generate.py)."""
+  s = config.sampling
+  sigma_min = max(s.sigma_min, float(sde.sigma(jnp.asarray(eps, jnp.float32))))
+  sigma_max = min(s.sigma_max, float(sde.sigma(jnp.asarray(sde.T, jnp.float32))))
+  dtype = jnp.float64 if s.float64 else jnp.float32
+  return lambda keys, score_fn: edm_sample(
+      keys, score_fn, sde, sample_shape, s.steps, sigma_min, sigma_max, s.rho, s.solver,
+      s.S_churn, s.S_min, s.S_max, s.S_noise, s.eps_scaler, s.eps_scaler_k, dtype)

@@ -228,14 +228,54 @@ class subVPSDE(_VPFamily):  # pylint: disable=invalid-name
     return (jnp.sqrt(b ** 2 + 4. * a * log_u) - b) / (2. * a)
 
 
+@SDES.register('edm')
+class EDMSDE(SDE):
+  """EDM's process (Karras+22 §3, Eq. 4 with σ(t) = t, s(t) = 1): dx = sqrt(2t) dw on [0, σ_max]."""
+
+  def __init__(self, sigma_min=0.002, sigma_max=80., N=1000):
+    super().__init__(N)
+    self.sigma_min = sigma_min          # smallest sampling noise level (Karras+22 Table 1: 0.002)
+    self.sigma_max = sigma_max          # T = σ_max, the prior std (Karras+22 Table 1: 80)
+
+  @property
+  def T(self):
+    return self.sigma_max
+
+  @property
+  def prior_std(self):
+    return self.sigma_max                                             # Karras+22 Alg. 2 line 2
+
+  def sigma(self, t):
+    return t                                                          # Karras+22 Table 1
+
+  def scale(self, t):
+    return jnp.ones_like(t)                                           # Karras+22 Table 1
+
+  def sigma_inv(self, sigma):
+    return sigma
+
+  def sde(self, x, t):
+    # g(t) = s(t) sqrt(2 σ'(t) σ(t)) = sqrt(2t) (Karras+22 Eq. 6), f = 0
+    return jnp.zeros_like(x), jnp.sqrt(2. * t)
+
+  def discretize(self, x, t):
+    """Euler–Maruyama over the step dt = T/N of t ∈ [0, σ_max] (the base class assumes T = 1)."""
+    dt = self.T / self.N
+    drift, diffusion = self.sde(x, t)
+    return drift * dt, diffusion * np.sqrt(dt)
+
+
 def get_sde(config):
   """The SDE named by `config.training.sde` with its `config.model` parameters, and sampling eps.
 
   Returns:
-    (sde, eps): eps is the smallest time the samplers integrate to (1e-5 for VE, 1e-3 otherwise,
-    as in Song+21's code).
+    (sde, eps): eps is the smallest time the samplers integrate to (1e-5 for VE, 1e-3 for VP and
+    sub-VP, as in Song+21's code; σ_min for EDM).
   """
   cls = SDES.get(config.training.sde)
+  if cls is EDMSDE:   # eps = σ_min: the EDM sampler's last noise level (Karras+22 Table 1)
+    return EDMSDE(config.model.sigma_min, config.model.sigma_max, config.model.num_scales), \
+        config.model.sigma_min
   if cls is VESDE:
     return VESDE(config.model.sigma_min, config.model.sigma_max, config.model.num_scales), 1e-5
   return cls(config.model.beta_min, config.model.beta_max, config.model.num_scales), 1e-3

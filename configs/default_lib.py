@@ -15,10 +15,13 @@ import ml_collections
 
 def _training():
   training = ml_collections.ConfigDict()
-  training.sde = 'vesde'                      # forward SDE: 'vesde' | 'vpsde' | 'subvpsde'
+  training.sde = 'vesde'                      # forward SDE: 'vesde' | 'vpsde' | 'subvpsde' | 'edm'
   training.continuous = True                  # continuous-time t ~ U(eps, 1) vs discrete noise index
   training.loss = 'dsm'                       # loss registry: 'dsm' (continuous), 'smld' (VE
-  #                                             discrete), 'ddpm' (VP discrete), 'edm'
+  #                                             discrete), 'ddpm' (VP discrete), 'edm', 'edm_vp',
+  #                                             'edm_ve' (Karras+22 EDM / VP / VE D-losses)
+  training.P_mean = -1.2                      # EDM loss: mean of ln σ (Karras+22 Table 1)
+  training.P_std = 1.2                        # EDM loss: std of ln σ (Karras+22 Table 1)
   training.reduce_mean = False                # mean over pixels (True) or ½·sum (False)
   training.likelihood_weighting = False       # λ(t) = g(t)² (Song+21 ML training, arXiv:2101.09258)
   training.batch_size = 128                   # global batch, over all processes and devices
@@ -44,6 +47,18 @@ def _sampling():
   sampling.ode_rtol = 1e-5                    # relative tolerance of the adaptive ODE solver
   sampling.ode_atol = 1e-5                    # absolute tolerance of the adaptive ODE solver
   sampling.seeds = ''                         # per-seed generation range, e.g. '0-49999'; '' = off
+  sampling.steps = 18                         # EDM sampler: N noise levels (Heun NFE = 2N − 1)
+  sampling.sigma_min = 0.002                  # EDM sampler: σ_min (clamped to the SDE's σ(eps))
+  sampling.sigma_max = 80.                    # EDM sampler: σ_max (clamped to the SDE's σ(T))
+  sampling.rho = 7.                           # EDM sampler: ρ of the σ-schedule (Karras+22 Eq. 5)
+  sampling.solver = 'heun'                    # EDM sampler: 'heun' (last step Euler) | 'euler'
+  sampling.S_churn = 0.                       # EDM sampler: churn (0 = deterministic ODE)
+  sampling.S_min = 0.                         # EDM sampler: churn only for σ ≥ S_min
+  sampling.S_max = float('inf')               # EDM sampler: churn only for σ ≤ S_max
+  sampling.S_noise = 1.                       # EDM sampler: std of the churn noise (≥ 1)
+  sampling.eps_scaler = 1.                    # Epsilon Scaling b: ε̂ ← ε̂ / λ_t (1 = off, Ning+24)
+  sampling.eps_scaler_k = 0.                  # ADM-ES linear λ_t = k·t + b, t = N−1−i (0 = constant)
+  sampling.float64 = False                    # run the EDM sampler in float64 (EDM's default)
   return sampling
 
 
@@ -86,8 +101,13 @@ def _model():
   model = ml_collections.ConfigDict()
   model.name = 'ddpm'                         # model registry: ncsnpp | ddpm | ncsn | ncsnv2_{64,128,256}
   model.ema_rate = 0.999                      # EMA decay per optimizer step
-  model.sigma_min = 0.01                      # VE σ_min
-  model.sigma_max = 50.                       # VE σ_max (≈ largest pairwise data distance)
+  model.ema_halflife_kimg = 0.                # EMA half-life in kimg (EDM: 500); > 0 replaces ema_rate
+  model.ema_rampup_ratio = 0.05               # EMA half-life ≤ ratio × images seen (0 = no ramp-up)
+  model.precond = 'none'                      # 'none' (score_sde labels) | 'vp' | 've' | 'edm'
+  #                                             (Karras+22 Table 1 D(x; σ) wrappers)
+  model.sigma_data = 0.5                      # EDM σ_data: data std in [-1, 1] (precond and loss)
+  model.sigma_min = 0.01                      # VE / EDM-SDE σ_min (edm_ve loss range)
+  model.sigma_max = 50.                       # VE / EDM-SDE σ_max (≈ largest pairwise data distance)
   model.num_scales = 1000                     # N: discrete noise levels / sampling steps
   model.beta_min = 0.1                        # VP β(0)
   model.beta_max = 20.                        # VP β(1)
@@ -126,6 +146,8 @@ def _optim():
   optim.weight_decay = 0.                     # decoupled weight decay (0 = off)
   optim.amsgrad = False                       # score_sde field (PyTorch Adam); must stay False
   optim.warmup = 5000                         # linear learning-rate warm-up steps (0 = off)
+  optim.lr_rampup_kimg = 0.                   # EDM lr ramp lr·min(images/(1000·kimg), 1) (0 = off;
+  #                                             EDM: 10000); excludes warmup
   optim.grad_clip = 1.                        # global-norm gradient clip (< 0 = off)
   return optim
 

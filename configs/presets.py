@@ -140,3 +140,43 @@ def ncsnv2(config, name='ncsnv2_64'):
   """NCSNv2 (Song&Ermon20): unconditional network whose output is divided by σ; lr 1e-4."""
   _refinenet(config, name, 1e-4)
   config.model.scale_by_sigma = True
+
+
+def edm(config):
+  """EDM training and sampling (Karras+22, arXiv:2206.00364; NVlabs/edm train.py defaults): EDM
+  precond and loss, σ(t) = t, Heun 18 steps in float64, Adam lr 1e-3 with a 10 Mimg ramp, no
+  clipping, EMA half-life 0.5 Mimg, batch 512, dropout 0.13, 200 Mimg; no xflip, and no
+  non-leaky augmentation (EDM's --augment=0.12 is not implemented here)."""
+  training = config.training
+  training.sde = 'edm'
+  training.continuous = True
+  training.loss = 'edm'
+  training.reduce_mean = False
+  training.batch_size = 512
+  training.n_iters = 390625                   # 200 Mimg / 512
+  sampling = config.sampling
+  sampling.method = 'edm'
+  sampling.float64 = True
+  config.data.centered = True
+  config.data.random_flip = False
+  model = config.model
+  model.precond = 'edm'
+  model.scale_by_sigma = False
+  model.sigma_min = 0.002
+  model.sigma_max = 80.
+  model.dropout = 0.13
+  model.ema_halflife_kimg = 500.
+  optim = config.optim
+  optim.lr = 1e-3
+  optim.warmup = 0
+  optim.lr_rampup_kimg = 10000.
+  optim.grad_clip = -1.
+
+
+def edm_songunet(model):
+  """EDM's SongUNet widths for CIFAR-10 (train.py): 128 channels, mult (2, 2, 2), 4 blocks,
+  attention at 16 — applied on top of `ddpmpp` or `ncsnpp`."""
+  model.nf = 128
+  model.ch_mult = (2, 2, 2)
+  model.num_res_blocks = 4
+  model.attn_resolutions = (16,)

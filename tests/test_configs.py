@@ -185,9 +185,9 @@ def test_docstring_gives_command_and_a_number(rel):
 def test_training_mode_loss_and_sampler_agree(rel):
   config = _config(rel)
   training, sampling = config.training, config.sampling
-  assert training.sde in ('vesde', 'vpsde', 'subvpsde')
+  assert training.sde in ('vesde', 'vpsde', 'subvpsde', 'edm')
   if training.continuous:
-    assert training.loss in ('dsm', 'edm'), rel
+    assert training.loss in ('dsm', 'edm', 'edm_vp', 'edm_ve'), rel
   else:
     assert training.sde != 'subvpsde', 'score_sde has no discrete sub-VP loss'
     assert training.loss == {'vesde': 'smld', 'vpsde': 'ddpm'}[training.sde], rel

@@ -1,0 +1,126 @@
+"""EDM preconditioning: any registered network F(x, c_noise) seen as a denoiser D(x; σ).
+
+Papers:
+  Karras+22  Elucidating the Design Space of Diffusion-Based Generative Models, arXiv:2206.00364.
+  Song+21    Score-Based Generative Modeling through SDEs, arXiv:2011.13456.
+
+    D(x; σ) = c_skip(σ) x + c_out(σ) F(c_in(σ) x; c_noise(σ))        (Karras+22 Eq. 7)
+
+with the coefficients of Karras+22 Table 1 ('vp', 've', 'edm'; σ_data = `model.sigma_data`).
+`config.model.precond` picks one; 'none' keeps score_sde's label conventions
+(`models.utils.get_score_fn`). `get_score_fn(config, sde, model_fn)` is the one dispatch every
+sampler uses. Parameters are those of the bare network (the wrapper holds none), so checkpoints
+and parameter counts do not change.
+
+Network mapping (our `ncsnpp` / `ddpm` vs EDM's SongUNet): F is called with label c_noise, except
+that `ncsnpp` with `embedding_type='fourier'` embeds log(label) (score_sde's VE convention), so it
+is fed exp(c_noise) and sees Fourier features of c_noise, as SongUNet does. Positional embeddings
+get c_noise as is (ours: [sin, cos] with endpoint=False; SongUNet: [cos, sin], endpoint=True; a
+fixed reparameterization of the first dense layer). `scale_by_sigma` must be off (c_out scales).
+"""
+import jax.numpy as jnp
+
+from models import utils as mutils
+import sde_lib
+from utils import Registry, bcast
+
+PRECONDS = Registry('precond')
+PRECOND_MODELS = ('ncsnpp', 'ddpm')   # networks whose label is a continuous noise embedding
+VP_M = 1000                           # Karras+22 Table 1: M = 1000 (score_sde's 999·t label)
+
+
+@PRECONDS.register('vp')
+def vp_precond(config):
+  """VP (Karras+22 Table 1): c_skip = 1, c_out = −σ, c_in = 1/√(σ²+1), c_noise = (M−1) σ⁻¹(σ)."""
+  sigma_inv = sde_lib.VPSDE(config.model.beta_min, config.model.beta_max).sigma_inv
+  def coefficients(sigma):
+    c_skip = jnp.ones_like(sigma)                   # Karras+22 Table 1 (VP)
+    c_out = -sigma                                  # Karras+22 Table 1 (VP)
+    c_in = 1. / jnp.sqrt(sigma ** 2 + 1.)           # Karras+22 Table 1 (VP)
+    c_noise = (VP_M - 1) * sigma_inv(sigma)         # Karras+22 Table 1 (VP), Eq. 28 inverted
+    return c_skip, c_out, c_in, c_noise
+  return coefficients
+
+
+@PRECONDS.register('ve')
+def ve_precond(config):
+  """VE (Karras+22 Table 1): c_skip = 1, c_out = σ, c_in = 1, c_noise = ln(½σ)."""
+  del config
+  def coefficients(sigma):
+    ones = jnp.ones_like(sigma)
+    return ones, sigma, ones, jnp.log(0.5 * sigma)  # Karras+22 Table 1 (VE)
+  return coefficients
+
+
+@PRECONDS.register('edm')
+def edm_precond(config):
+  """EDM (Karras+22 Table 1): c_skip = σ_d²/(σ²+σ_d²), c_out = σσ_d/√(σ²+σ_d²), c_in = 1/√(σ²+σ_d²),
+  c_noise = ¼ ln σ."""
+  sigma_data = config.model.sigma_data
+  def coefficients(sigma):
+    total = sigma ** 2 + sigma_data ** 2
+    c_skip = sigma_data ** 2 / total                # Karras+22 Table 1 (EDM), Eq. 7
+    c_out = sigma * sigma_data / jnp.sqrt(total)    # Karras+22 Table 1 (EDM)
+    c_in = 1. / jnp.sqrt(total)                     # Karras+22 Table 1 (EDM)
+    c_noise = 0.25 * jnp.log(sigma)                 # Karras+22 Table 1 (EDM)
+    return c_skip, c_out, c_in, c_noise
+  return coefficients
+
+
+def get_coefficients(config):
+  """`sigma [B] -> (c_skip, c_out, c_in, c_noise)`, each [B], for `config.model.precond`."""
+  return PRECONDS.get(config.model.precond)(config)
+
+
+def check(config):
+  """Errors naming the field for a network the wrapper cannot drive."""
+  m = config.model
+  PRECONDS.get(m.precond)
+  if m.name not in PRECOND_MODELS:
+    raise ValueError(f'model.precond={m.precond!r} needs a network with a continuous noise label '
+                     f'({", ".join(PRECOND_MODELS)}), not model.name={m.name!r}')
+  if m.scale_by_sigma:
+    raise ValueError(f'model.precond={m.precond!r} scales the output by c_out: set '
+                     'model.scale_by_sigma=False')
+  if not config.data.centered:
+    raise ValueError(f'model.precond={m.precond!r} assumes data in [-1, 1] (σ_data = 0.5): set '
+                     'data.centered=True')
+  if _log_label(config) and m.precond == 'vp':
+    raise ValueError("model.precond='vp' feeds c_noise = 999 t, which a Fourier embedding of "
+                     "log(label) cannot take (exp overflows): use model.embedding_type='positional'")
+
+
+def _log_label(config):
+  """Whether the network embeds log(label) (ncsnpp's Fourier features, score_sde's VE form)."""
+  return config.model.name == 'ncsnpp' and config.model.embedding_type == 'fourier'
+
+
+def get_denoiser(config, model_fn):
+  """`denoiser(x [B, ...], sigma [B] or scalar, rng=None) -> D(x; σ)` (Karras+22 Eq. 7).
+
+  The network runs in float32 on c_in·x; the skip connection is computed in x's dtype (float64
+  in the EDM sampler), as EDM's wrappers return D for the sampler to cast.
+  """
+  check(config)
+  coefficients = get_coefficients(config)
+  log_label = _log_label(config)
+
+  def denoiser(x, sigma, rng=None):
+    sigma = jnp.broadcast_to(jnp.asarray(sigma, x.dtype), x.shape[:1])
+    c_skip, c_out, c_in, c_noise = coefficients(sigma)
+    labels = jnp.exp(c_noise) if log_label else c_noise
+    out = model_fn((bcast(c_in, x) * x).astype(jnp.float32), labels.astype(jnp.float32), rng)
+    return bcast(c_skip, x) * x + bcast(c_out, x) * out.astype(x.dtype)   # Karras+22 Eq. 7
+  return denoiser
+
+
+def get_score_fn(config, sde, model_fn):
+  """`score_fn(x, t, rng=None) -> ∇_x log p_t(x)` of `model_fn` for any config.
+
+  precond 'none': score_sde's conventions (`models.utils.get_score_fn`, training.continuous);
+  otherwise the preconditioned denoiser seen as a score through the SDE's σ(t), s(t)
+  (`models.utils.denoiser_to_score`, Karras+22 Eqs. 3, 10).
+  """
+  if config.model.precond == 'none':
+    return mutils.get_score_fn(sde, model_fn, config.training.continuous)
+  return mutils.denoiser_to_score(sde, get_denoiser(config, model_fn))
