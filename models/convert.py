@@ -53,12 +53,7 @@ def _strip_prefix(key):
 
 
 def load_pytorch_checkpoint(path, ema=True):
-  """State dict {name: np.ndarray} of an official `.pth`; with `ema`, the EMA weights.
-
-  The official 'ema' entry is `ExponentialMovingAverage.state_dict()`: a list `shadow_params` in
-  the order of the model's trainable parameters. They are laid onto the 'model' state dict in
-  order, skipping buffers (`sigmas`) and frozen parameters (the Fourier W), told apart by shape.
-  """
+  """State dict {name: np.ndarray} of an official `.pth`; with `ema`, its EMA weights."""
   try:
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError as e:
@@ -67,14 +62,22 @@ def load_pytorch_checkpoint(path, ema=True):
   state = {_strip_prefix(k): v.numpy() for k, v in ckpt['model'].items()}
   if not ema:
     return state
-  shadow = [p.numpy() for p in ckpt['ema']['shadow_params']]
-  j = 0
+  return ema_state_dict(state, [p.numpy() for p in ckpt['ema']['shadow_params']])
+
+
+def ema_state_dict(state, shadow):
+  """Lay score_sde_pytorch's EMA `shadow_params` onto the model state dict.
+
+  The shadow list follows the model's *trainable* parameters in order; buffers (`sigmas`) and
+  frozen parameters (the Fourier W) are absent from it and are told apart by shape.
+  """
+  out, j = dict(state), 0
   for key, value in state.items():
     if j < len(shadow) and not key.endswith('sigmas') and shadow[j].shape == value.shape:
-      state[key], j = shadow[j], j + 1
+      out[key], j = shadow[j], j + 1
   if j != len(shadow):
-    raise ValueError(f'{path}: only {j} of {len(shadow)} EMA parameters matched the model')
-  return state
+    raise ValueError(f'only {j} of {len(shadow)} EMA parameters matched the model state dict')
+  return out
 
 
 def load_flax_checkpoint(path, ema=True):

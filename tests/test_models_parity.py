@@ -66,3 +66,18 @@ def test_unknown_model_name_lists_converters():
   config.model.name = 'nope'
   with pytest.raises(KeyError, match='ncsnpp'):
     convert.convert_pytorch(old, config)
+
+
+def test_ema_shadow_params_skip_buffers_and_frozen_fourier_weights():
+  config, old, *_ = _load('torch/ncsnpp_ve')
+  state = {'sigmas': np.ones(1000, np.float32), **old}
+  trainable = [k for k in old if k != 'all_modules.0.W']  # the Fourier W has requires_grad=False
+  shadow = [old[k] + 1 for k in trainable]
+  merged = convert.ema_state_dict(state, shadow)
+  np.testing.assert_array_equal(merged['all_modules.0.W'], old['all_modules.0.W'])
+  np.testing.assert_array_equal(merged['sigmas'], state['sigmas'])
+  for k in trainable:
+    np.testing.assert_array_equal(merged[k], old[k] + 1)
+  convert.convert_pytorch(merged, config)
+  with pytest.raises(ValueError, match='EMA'):
+    convert.ema_state_dict(state, shadow + [np.zeros((7, 7))])
