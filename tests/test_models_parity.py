@@ -10,6 +10,7 @@ import json
 import os
 
 import flax
+import flax.serialization
 import jax
 import ml_collections
 import numpy as np
@@ -81,3 +82,17 @@ def test_ema_shadow_params_skip_buffers_and_frozen_fourier_weights():
   convert.convert_pytorch(merged, config)
   with pytest.raises(ValueError, match='EMA'):
     convert.ema_state_dict(state, shadow + [np.zeros((7, 7))])
+
+
+def test_flax_checkpoint_file_reads_ema_or_raw_params(tmp_path):
+  config, old, *_ = _load('flax/ncsnpp_ve')
+  tree = flax.traverse_util.unflatten_dict(old, sep='/')
+  raw = jax.tree.map(lambda v: v + 1, tree)
+  state = {'step': 7, 'optimizer': {'target': raw, 'state': {'step': 7}}, 'lr': 2e-4,
+           'model_state': {}, 'ema_rate': 0.999, 'params_ema': tree, 'rng': np.zeros(2, np.uint32)}
+  path = tmp_path / 'checkpoint_26'
+  path.write_bytes(flax.serialization.msgpack_serialize(state))
+  ema = convert.convert_flax(convert.load_flax_checkpoint(str(path)), config)
+  np.testing.assert_array_equal(ema['conv_in']['kernel'], tree['Conv_0']['kernel'])
+  params = convert.convert_flax(convert.load_flax_checkpoint(str(path), ema=False), config)
+  np.testing.assert_array_equal(params['conv_in']['kernel'], raw['Conv_0']['kernel'])
