@@ -1,0 +1,132 @@
+"""Per-seed image generation (EDM's generate.py conventions) and the ‖ε̂‖ trajectory plot.
+
+Papers:
+  Karras+22  Elucidating the Design Space of Diffusion-Based Generative Models, arXiv:2206.00364.
+  Ning+24    Elucidating the Exposure Bias in Diffusion Models (Epsilon Scaling), arXiv:2308.15321.
+
+`generate_seeds` writes one file per seed, `{seed - seed % 1000:06d}/{seed:06d}.png` (EDM's
+--subdirs layout), quantized as EDM does (x·127.5 + 128 on the [-1, 1] scale, clipped, truncated)
+or `.npz` with the float image. Image i depends only on seed i: its key is jax.random.key(seed),
+and every sampler draws per-sample noise from that key alone, so neither the batch size nor the
+number of devices changes it. Existing files are skipped (resume). Batches are sharded over a
+1-D 'data' mesh of all devices; only process 0 writes.
+"""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+import evaluation
+import sampling
+
+FORMATS = ('png', 'npz')
+
+
+def parse_seeds(text):
+  """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11] (EDM's --seeds syntax, ranges inclusive)."""
+  seeds = []
+  for part in text.split(','):
+    lo, _, hi = part.partition('-')
+    seeds.extend(range(int(lo), int(hi or lo) + 1))
+  return seeds
+
+
+def seed_path(out_dir, seed, fmt='png'):
+  """EDM --subdirs layout: out_dir/{seed - seed % 1000:06d}/{seed:06d}.{fmt}."""
+  return os.path.join(out_dir, f'{seed - seed % 1000:06d}', f'{seed:06d}.{fmt}')
+
+
+def _write(path, image, fmt):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = path + '.tmp'
+  if fmt == 'npz':
+    with open(tmp, 'wb') as f:
+      np.savez(f, x=np.asarray(image, np.float32))
+  else:
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    pixels = evaluation.images_to_uint8(image[None], centered=False)[0]
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(tmp, format='PNG')
+  os.replace(tmp, path)   # atomic: an interrupted run never leaves a half-written file
+
+
+def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='png'):
+  """Write one image per seed into `out_dir`; returns the seeds generated (missing ones only).
+
+  Args:
+    config: the run's config; the images must have shape (data.image_size, data.image_size,
+      data.num_channels).
+    sample_fn: `(keys [B], params) -> (images in [0, 1] [B, H, W, C], nfe)`, e.g.
+      `sampling.get_sampling_fn(config, sde, model, shape, inverse_scaler, eps)`.
+    params: network parameters (EMA), replicated over the mesh.
+    seeds: iterable of non-negative ints (see `parse_seeds`).
+    batch_size: images per call; a multiple of jax.device_count(). The last batch is padded
+      with repeats of its last seed, so every call has the same shape (one compilation).
+    fmt: 'png' (uint8, EDM quantization) or 'npz' (float32 image in [0, 1], key 'x').
+  """
+  if fmt not in FORMATS:
+    raise ValueError(f'fmt={fmt!r}: one of {FORMATS}')
+  if batch_size % jax.device_count():
+    raise ValueError(f'batch_size={batch_size} must be a multiple of the device count '
+                     f'({jax.device_count()})')
+  d = config.data
+  shape = (d.image_size, d.image_size, d.num_channels)
+  todo = [s for s in seeds if not os.path.exists(seed_path(out_dir, s, fmt))]
+  mesh = Mesh(np.array(jax.devices()), ('data',))
+  params = jax.device_put(params, NamedSharding(mesh, P()))
+  batched = NamedSharding(mesh, P('data'))
+  for start in range(0, len(todo), batch_size):
+    chunk = todo[start:start + batch_size]
+    padded = np.array(chunk + [chunk[-1]] * (batch_size - len(chunk)), np.uint32)
+    images, _ = sample_fn(jax.device_put(keys_for_seeds(padded), batched), params)
+    images = np.asarray(multihost_utils.process_allgather(images, tiled=True), np.float64)
+    if images.shape[1:] != shape:
+      raise ValueError(f'sample_fn gave images {images.shape[1:]}, the config says {shape}')
+    if jax.process_index() == 0:
+      for seed, image in zip(chunk, images):
+        _write(seed_path(out_dir, seed, fmt), image, fmt)
+  return todo
+
+
+def eps_norm_trajectory(keys, score_fn, sde, sample_shape, **edm_kwargs):
+  """‖ε̂‖ per EDM sampler step [N, B] (at (x̂_i, t̂_i), before Epsilon Scaling; Ning+24 Fig. 6)."""
+  return sampling.edm_sample(keys, score_fn, sde, sample_shape, record_eps_norm=True,
+                             **edm_kwargs)[2]
+
+
+def plot_eps_norms(norms, path, size=(480, 320), reference=None):
+  """Line plot PNG of the mean ‖ε̂‖ over samples against the step index (PIL, no matplotlib).
+
+  Args:
+    norms: [N, B] from `eps_norm_trajectory` (or [N]).
+    reference: optional constant drawn as a dashed line, e.g. √d, the norm of true noise.
+  """
+  from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+  curve = np.asarray(norms, np.float64).reshape(len(norms), -1).mean(axis=1)
+  lo, hi = min(curve.min(), reference or curve.min()), max(curve.max(), reference or curve.max())
+  hi = hi if hi > lo else lo + 1.
+  width, height = size
+  pad = 40
+  def xy(i, v):
+    return (pad + i * (width - 2 * pad) / max(len(curve) - 1, 1),
+            height - pad - (v - lo) * (height - 2 * pad) / (hi - lo))
+  image = Image.new('RGB', size, 'white')
+  draw = ImageDraw.Draw(image)
+  draw.line([(pad, pad), (pad, height - pad), (width - pad, height - pad)], fill='black')
+  if reference is not None:
+    y = xy(0, reference)[1]
+    for x in range(pad, width - pad, 12):
+      draw.line([(x, y), (x + 6, y)], fill='gray')
+  draw.line([xy(i, v) for i, v in enumerate(curve)], fill='blue', width=2)
+  draw.text((pad, 8), f'mean |eps_hat| per step: {curve[0]:.4g} -> {curve[-1]:.4g}', fill='black')
+  draw.text((pad, height - pad + 8), f'step 0 .. {len(curve) - 1}', fill='black')
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  image.save(path)
+  return path
+
+
+def keys_for_seeds(seeds):
+  """Per-image keys [B] = jax.random.key(seed), as `generate_seeds` uses."""
+  return jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
