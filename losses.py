@@ -220,12 +220,16 @@ def make_train_step(model, loss_fn, optimizer, ema_rate):
 
   Args:
     ema_rate: EMA decay, a float or `step -> decay` (`get_ema_rate`).
-    batch: [n_jitted_steps, B, H, W, C] scaled data; step k uses fold_in(rng, k).
+    batch: [n_jitted_steps, B, H, W, C] scaled data.
+    rng: the run's base key; the optimizer step with index `state.step` uses
+      fold_in(rng, state.step), so training does not depend on how steps are grouped into calls
+      and a resumed run repeats an uninterrupted one exactly.
   Returns:
     metrics {'loss': [n_jitted_steps]}.
   """
-  def one_step(state, xs):
-    x, rng = xs
+  def one_step(carry, x):
+    state, base_rng = carry
+    rng = jax.random.fold_in(base_rng, state.step)
     def objective(params):
       return loss_fn(rng, mutils.get_model_fn(model, params, train=True), x)
     loss, grads = jax.value_and_grad(objective)(state.params)
@@ -233,11 +237,10 @@ def make_train_step(model, loss_fn, optimizer, ema_rate):
     params = optax.apply_updates(state.params, updates)
     rate = ema_rate(state.step) if callable(ema_rate) else ema_rate
     ema = jax.tree.map(lambda e, p: rate * e + (1. - rate) * p, state.ema_params, params)
-    return TrainState(state.step + 1, params, ema, opt_state), loss
+    return (TrainState(state.step + 1, params, ema, opt_state), base_rng), loss
 
   def train_step(state, batch, rng):
-    rngs = jax.vmap(lambda k: jax.random.fold_in(rng, k))(jnp.arange(batch.shape[0]))
-    state, losses = jax.lax.scan(one_step, state, (batch, rngs))
+    (state, _), losses = jax.lax.scan(one_step, (state, rng), batch)
     return state, {'loss': losses}
   return train_step
 

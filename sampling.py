@@ -110,11 +110,13 @@ def _norm(v):
 def langevin(sde, score_fn, snr, n_steps):
   """Langevin corrector with ε = 2α (snr ‖z‖ / ‖∇log p‖)² (Song+21 Alg. 4).
 
-  The norms are per sample (the original averages them over the batch; in high dimension the
-  two agree), so that each sample depends only on its own key.
+  As in the official code the norms are averaged over the whole (global, sharded) batch: a
+  per-sample ratio is unstable in low dimension, where ‖∇log p‖ of one sample can be near 0.
+  The step size therefore couples the samples of a batch; the noise stays per sample.
   """
   def step_size(t, grad, z):
-    return 2. * _langevin_alpha(sde, t) * (snr * _norm(z) / _norm(grad)) ** 2
+    ratio = jnp.mean(_norm(z)) / jnp.mean(_norm(grad))
+    return 2. * _langevin_alpha(sde, t) * (snr * ratio) ** 2
   return _langevin(sde, score_fn, n_steps, step_size)
 
 

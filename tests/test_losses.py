@@ -1,0 +1,150 @@
+"""Losses against their minimisers: the true score (or noise predictor) of Gaussian data."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+import losses
+from configs import default_lib
+import sde_lib
+from closed_form import Gaussian
+from models import utils as mutils
+
+DATA = Gaussian.random(8, seed=2)
+X = DATA.sample(jax.random.key(1), 1 << 15)
+
+
+def _grad_at(loss_of_scale, c):
+  return float(jax.grad(loss_of_scale)(c))
+
+
+def _check_minimised_at_one(loss_of_scale):
+  """d loss / d c is ~0 at the true score (c = 1) and clearly negative at c = 0.5."""
+  g1, g_half = _grad_at(loss_of_scale, 1.), _grad_at(loss_of_scale, 0.5)
+  assert g_half < 0
+  assert abs(g1) < 0.03 * abs(g_half), (g1, g_half)
+
+
+@pytest.mark.parametrize('name', ['ve', 'vp', 'subvp'])
+@pytest.mark.parametrize('likelihood_weighting', [False, True])
+def test_dsm_is_minimised_by_the_true_score(name, likelihood_weighting):
+  sde = {'ve': sde_lib.VESDE(0.01, 50.), 'vp': sde_lib.VPSDE(), 'subvp': sde_lib.subVPSDE()}[name]
+  score = DATA.score_fn(sde)
+  rng = jax.random.key(3)
+  def loss_of_scale(c):
+    return losses.dsm_loss(rng, lambda x, t, r: c * score(x, t), sde, X, reduce_mean=True,
+                           likelihood_weighting=likelihood_weighting)
+  _check_minimised_at_one(loss_of_scale)
+
+
+def test_smld_is_minimised_by_the_true_score():
+  sde = sde_lib.VESDE(0.01, 50., 10)
+  sigmas = sde.discrete_sigmas[::-1]
+  def model_fn(x, labels, rng):   # exact score of N(μ, Σ + σ_label² I)
+    return DATA.score_fn(sde)(x, sde.sigma_inv(sigmas[labels]))
+  rng = jax.random.key(4)
+  _check_minimised_at_one(
+      lambda c: losses.smld_loss(rng, lambda x, l, r: c * model_fn(x, l, r), sde, X))
+
+
+def test_ddpm_is_minimised_by_the_true_noise_predictor():
+  sde = sde_lib.VPSDE(0.1, 20., 1000)
+  def model_fn(x, labels, rng):   # ε̂ = −sqrt(1 − ᾱ) ∇log p of N(sqrt(ᾱ)μ, ᾱΣ + (1 − ᾱ) I)
+    abar = sde.alphas_cumprod[labels]
+    def one(xi, a):
+      cov = a * DATA.cov + (1 - a) * jnp.eye(DATA.d)
+      return jnp.sqrt(1 - a) * jnp.linalg.solve(cov, xi - jnp.sqrt(a) * DATA.mu)
+    return jax.vmap(one)(x, abar)
+  rng = jax.random.key(5)
+  _check_minimised_at_one(
+      lambda c: losses.ddpm_loss(rng, lambda x, l, r: c * model_fn(x, l, r), sde, X))
+
+
+def _config(**optim):
+  config = default_lib.get_base_config()
+  config.optim.update(dict(lr=1e-2, warmup=4, grad_clip=1.))
+  config.optim.update(optim)
+  config.training.update(dict(loss='dsm', continuous=True, likelihood_weighting=False,
+                              reduce_mean=True))
+  return config
+
+
+def test_optimizer_warmup_follows_lr_min_step_over_warmup():
+  opt = losses.get_optimizer(_config())
+  params = {'w': jnp.zeros(3)}
+  state = opt.init(params)
+  for step in range(7):
+    # A constant gradient makes Adam's normalised step exactly 1, so the update is −lr_t.
+    updates, state = opt.update({'w': jnp.full(3, 0.3)}, state, params)
+    np.testing.assert_allclose(updates['w'], -1e-2 * min(step / 4, 1.), rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize('grad_clip', [1., -1.])
+def test_optimizer_clips_the_global_norm_before_adam(grad_clip):
+  """Two Adam steps by hand (Kingma&Ba15 Alg. 1) on clipped (norm ≤ 1) or raw gradients."""
+  opt = losses.get_optimizer(_config(warmup=0, grad_clip=grad_clip))
+  params = {'a': jnp.zeros(2)}
+  state = opt.init(params)
+  g1, g2 = np.array([3., 4.]), np.array([0.3, 0.4])
+  for g in (g1, g2):
+    updates, state = opt.update({'a': jnp.asarray(g)}, state, params)
+  g1 = g1 / 5. if grad_clip > 0 else g1          # ‖g1‖ = 5 → clipped to norm 1; ‖g2‖ < 1
+  m = 0.9 * 0.1 * g1 + 0.1 * g2
+  v = 0.999 * 0.001 * g1 ** 2 + 0.001 * g2 ** 2
+  expected = -1e-2 * (m / (1 - 0.9 ** 2)) / (np.sqrt(v / (1 - 0.999 ** 2)) + 1e-8)
+  np.testing.assert_allclose(updates['a'], expected, rtol=1e-4)  # float32 Adam
+
+
+def test_unknown_loss_and_inconsistent_config_fail_clearly():
+  config = _config()
+  config.training.loss = 'dms'
+  with pytest.raises(KeyError, match='ddpm, dsm'):
+    losses.get_loss_fn(sde_lib.VPSDE(), config)
+  config.training.loss, config.training.continuous = 'dsm', False
+  with pytest.raises(ValueError, match='training.continuous'):
+    losses.get_loss_fn(sde_lib.VPSDE(), config)
+
+
+class _Linear(nn.Module):
+  """out = w · x + b(label): a tiny stand-in network with a known gradient path."""
+  config: ml_collections.ConfigDict
+
+  @nn.compact
+  def __call__(self, x, labels, train=False):
+    w = self.param('w', nn.initializers.constant(0.5), (x.shape[-1],))
+    return x * w + jnp.sin(labels)[:, None]
+
+
+def test_scanned_train_step_equals_single_steps_and_ema_formula():
+  config = _config(warmup=0)
+  sde = sde_lib.VPSDE()
+  model = _Linear(config)
+  params = {'w': jnp.asarray(np.full(8, 0.5, np.float32))}   # not weakly typed, as real params
+  opt = losses.get_optimizer(config)
+  step = jax.jit(losses.make_train_step(model, losses.get_loss_fn(sde, config), opt, 0.9))
+  batch = X[:3 * 16].reshape(3, 16, 8)
+  rng = jax.random.key(0)
+  fused, metrics = step(losses.init_train_state(params, opt), batch, rng)
+  state = losses.init_train_state(params, opt)
+  curve = []
+  for k in range(3):   # the same steps one call each
+    single = losses.make_train_step(model, losses.get_loss_fn(sde, config), opt, 0.9)
+    state, m = single(state, batch[k:k + 1], rng)
+    curve.append(float(m['loss'][0]))
+  np.testing.assert_allclose(metrics['loss'], curve, rtol=1e-5)
+  np.testing.assert_allclose(fused.params['w'], state.params['w'], rtol=1e-5)
+  assert int(fused.step) == 3
+  # EMA: ema ← 0.9 · ema + 0.1 · params after every step
+  ema = params['w']
+  replay = losses.init_train_state(params, opt)
+  for k in range(3):
+    replay, _ = single(replay, batch[k:k + 1], rng)
+    ema = 0.9 * ema + 0.1 * replay.params['w']
+  np.testing.assert_allclose(fused.ema_params['w'], ema, rtol=1e-6)
+  # Compiled once: three more calls reuse the same executable.
+  for _ in range(3):
+    fused, _ = step(fused, batch, rng)
+  assert step._cache_size() == 1
