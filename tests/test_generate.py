@@ -1,0 +1,118 @@
+"""generate.py: an image depends only on its seed (batch size, device count), resume, formats.
+
+Runs a tiny EDM-preconditioned NCSN++ (configs/edm/cifar10_ddpmpp.py, shrunk) through the EDM
+sampler (Euler, to compile one network copy) with churn (per-seed noise at every step), in
+float64 as EDM does; the 8-device case runs in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8.
+"""
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+from PIL import Image
+import pytest
+
+import generate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEEDS = list(range(16))
+
+SCRIPT = '''
+import sys
+import jax
+from configs import quicktest
+from configs.edm import cifar10_ddpmpp
+import datasets, sampling, sde_lib
+from models import utils as mutils
+import generate
+
+def build():
+  config = quicktest.shrink(cifar10_ddpmpp.get_config())
+  config.model.update(nf=16, ch_mult=(1,), attn_resolutions=())
+  config.sampling.update(steps=3, S_churn=5., solver='euler')
+  sde, eps = sde_lib.get_sde(config)
+  model, params = mutils.init_model(jax.random.key(0), config)
+  shape = (config.data.image_size, config.data.image_size, config.data.num_channels)
+  sample_fn = sampling.get_sampling_fn(config, sde, model, shape,
+                                       datasets.get_data_inverse_scaler(config), eps)
+  return config, sample_fn, params
+
+if __name__ == '__main__':
+  config, sample_fn, params = build()
+  assert jax.device_count() == int(sys.argv[2]), jax.devices()
+  generate.generate_seeds(config, sample_fn, params, range(16), sys.argv[1], int(sys.argv[3]))
+'''
+
+
+@pytest.fixture(scope='module')
+def built():
+  """(config, sample_fn, params) of SCRIPT's build(), compiled once for the module."""
+  namespace = {'__name__': 'generate_test'}
+  exec(compile(SCRIPT, 'generate_test', 'exec'), namespace)   # pylint: disable=exec-used
+  return namespace['build']()
+
+
+def _pixels(out_dir, fmt='png'):
+  paths = [generate.seed_path(out_dir, s, fmt) for s in SEEDS]
+  if fmt == 'npz':
+    return np.stack([np.load(p)['x'] for p in paths])
+  return np.stack([np.asarray(Image.open(p)) for p in paths])
+
+
+def test_seeds_do_not_depend_on_batch_or_devices(tmp_path, built):
+  config, sample_fn, params = built
+  for batch in (4, 16):
+    written = generate.generate_seeds(config, sample_fn, params, SEEDS, str(tmp_path / f'b{batch}'),
+                                      batch)
+    assert written == SEEDS
+  assert os.path.exists(tmp_path / 'b4' / '000000' / '000015.png')
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', PYTHONPATH=ROOT)
+  script = tmp_path / 'gen.py'
+  script.write_text(SCRIPT)
+  subprocess.run([sys.executable, str(script), str(tmp_path / 'd8'), '8', '16'], check=True,
+                 env=env, cwd=ROOT, timeout=300)
+  b4, b16, d8 = (_pixels(str(tmp_path / d)) for d in ('b4', 'b16', 'd8'))
+  assert b4.shape == (16, 8, 8, 3) and b4.dtype == np.uint8
+  assert len({im.tobytes() for im in b4}) == 16          # 16 different images
+  np.testing.assert_array_equal(b4, b16)
+  np.testing.assert_array_equal(b4, d8)
+
+
+def test_resume_skips_existing_files_and_npz(tmp_path, built):
+  config, sample_fn, params = built
+  out = str(tmp_path / 'out')
+  assert generate.generate_seeds(config, sample_fn, params, SEEDS[:6], out, 4) == SEEDS[:6]
+  os.remove(generate.seed_path(out, 3))
+  assert generate.generate_seeds(config, sample_fn, params, SEEDS[:6], out, 4) == [3]
+  assert generate.generate_seeds(config, sample_fn, params, SEEDS[:6], out, 4) == []
+  npz = str(tmp_path / 'npz')
+  generate.generate_seeds(config, sample_fn, params, SEEDS, npz, 16, fmt='npz')
+  x = _pixels(npz, 'npz')
+  assert x.shape == (16, 8, 8, 3) and x.dtype == np.float32
+  # EDM quantization of the same float images gives the PNGs of the same seeds.
+  png = np.stack([np.asarray(Image.open(generate.seed_path(out, s))) for s in SEEDS[:6]])
+  quantized = np.clip((2. * x[:6].astype(np.float64) - 1.) * 127.5 + 128., 0, 255)
+  np.testing.assert_array_equal(png, quantized.astype(np.uint8))
+
+
+def test_eps_norm_plot_is_written(tmp_path):
+  import sde_lib  # pylint: disable=import-outside-toplevel
+  from closed_form import Gaussian  # pylint: disable=import-outside-toplevel
+  from models import utils as mutils  # pylint: disable=import-outside-toplevel
+  from utils import sample_keys  # pylint: disable=import-outside-toplevel
+  gauss, sde = Gaussian.random(4), sde_lib.EDMSDE(0.002, 80.)
+  score = mutils.denoiser_to_score(sde, gauss.denoiser)
+  norms = generate.eps_norm_trajectory(sample_keys(jax.random.key(0), 32), score, sde, (4,), steps=8)
+  assert norms.shape == (8, 32)
+  path = generate.plot_eps_norms(norms, str(tmp_path / 'plots' / 'eps_norm.png'), reference=2.)
+  with Image.open(path) as image:
+    assert image.size == (480, 320) and image.mode == 'RGB'
+    assert len(np.unique(np.asarray(image).reshape(-1, 3), axis=0)) > 2   # axes, curve, text
+
+
+def test_seed_parsing_and_errors(tmp_path):
+  assert generate.parse_seeds('0-3,7,10-11') == [0, 1, 2, 3, 7, 10, 11]
+  assert generate.seed_path('o', 1234) == os.path.join('o', '001000', '001234.png')
+  with pytest.raises(ValueError, match='fmt'):
+    generate.generate_seeds(None, None, None, [0], str(tmp_path), 4, fmt='jpg')
