@@ -2,8 +2,8 @@
 and small forward checks. Parity with the official nets is in test_models_parity.py.
 
 Expected counts: score_sde.md §3 ([verified] by abstract evaluation of the official JAX models);
-the deep positional, DDPM++ deep and unconditional DDPM counts were obtained the same way
-(`jax.eval_shape` of yang-song/score_sde's models under today's JAX).
+the deep positional, DDPM++ deep, unconditional DDPM and 64/256 px counts were obtained the same
+way (`jax.eval_shape` of yang-song/score_sde's models on its own config files, under today's JAX).
 """
 import glob
 import importlib.util
@@ -44,6 +44,17 @@ EXPECTED = {  # CIFAR-10 config (path under configs/) -> parameter count
     'vp/ddpm/cifar10_continuous': DDPM,
     'subvp/cifar10_ddpm_continuous': DDPM,
     'vp/ddpm/cifar10_unconditional': DDPM_UNCONDITIONAL,
+}
+
+LARGER = {  # other datasets (counted the same way); tested when configs/ holds the file
+    've/celeba_ncsnpp': NCSNPP_POSITIONAL,                  # 64 px
+    've/church_ncsnpp_continuous': 65_574_549,               # 256 px NCSN++, output/input skips
+    've/bedroom_ncsnpp_continuous': 65_574_549,
+    've/celebahq_256_ncsnpp_continuous': 65_574_549,
+    've/ffhq_256_ncsnpp_continuous': 65_574_549,
+    'vp/ddpm/church': 111_569_923,                           # 256 px DDPM
+    'vp/ddpm/bedroom': 111_569_923,
+    'vp/ddpm/celebahq': 111_569_923,
 }
 
 
@@ -102,6 +113,13 @@ def test_parameter_count(path):
   config = load_config(path)
   assert config.model.name in ('ncsnpp', 'ddpm')
   assert count_params(config) == EXPECTED[path]
+
+
+@pytest.mark.parametrize('path', sorted(LARGER))
+def test_parameter_count_larger_images(path):
+  if not os.path.exists(os.path.join(ROOT, 'configs', path + '.py')):
+    pytest.skip(f'configs/{path}.py not written yet')
+  assert count_params(load_config(path)) == LARGER[path]
 
 
 def test_every_cifar10_config_of_ours_has_an_expected_count():
