@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from models import layers
 from models.layers import conv3x3, default_init, ddpm_groups, group_norm
-from models.ncsnpp import check_image_size
+from models.ncsnpp import check_group_norm, check_image_size
 from models.utils import get_sigmas, register_model
 
 
@@ -27,6 +27,7 @@ class DDPM(nn.Module):
   def __post_init__(self):
     layers.get_act(self.config)
     check_image_size(self.config)
+    check_group_norm(self.config, ddpm_groups)
     super().__post_init__()
 
   @nn.compact

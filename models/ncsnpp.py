@@ -38,6 +38,16 @@ def check_image_size(config):
                      f'2**(len(config.model.ch_mult)-1)={factor} (ch_mult={tuple(config.model.ch_mult)})')
 
 
+def check_group_norm(config, groups_fn):
+  """Every U-Net width nf·mult must split into groups_fn(width) GroupNorm groups."""
+  for mult in config.model.ch_mult:
+    width = config.model.nf * mult
+    groups = groups_fn(width)
+    if groups < 1 or width % groups:
+      raise ValueError(f'config.model.nf={config.model.nf} with ch_mult={tuple(config.model.ch_mult)} '
+                       f'gives width {width}, which GroupNorm cannot split into {groups} groups')
+
+
 def validate(config):
   """Fail early, naming the config field, on any option this architecture cannot build."""
   m = config.model
@@ -48,6 +58,7 @@ def validate(config):
   check_option('model.embedding_type', m.embedding_type, EMBEDDINGS)
   layers.get_act(config)
   check_image_size(config)
+  check_group_norm(config, pp_groups)
   if m.embedding_type.lower() == 'fourier' and not config.training.continuous:
     raise ValueError("config.model.embedding_type='fourier' embeds log σ and needs "
                      'config.training.continuous=True (score_sde convention)')

@@ -123,7 +123,9 @@ def test_parameter_count_larger_images(path):
 
 
 def test_every_cifar10_config_of_ours_has_an_expected_count():
-  files = glob.glob(os.path.join(ROOT, 'configs', '**', 'cifar10*.py'), recursive=True)
+  """Over score_sde's config tree (ve/, vp/, subvp/); configs/edm/ has no reference count."""
+  files = [f for sde in ('ve', 'vp', 'subvp')
+           for f in glob.glob(os.path.join(ROOT, 'configs', sde, '**', 'cifar10*.py'), recursive=True)]
   ours = []
   for file in files:
     path = os.path.relpath(file, os.path.join(ROOT, 'configs'))[:-3]
@@ -156,6 +158,12 @@ def test_image_size_must_divide(name):
   config.data.image_size = 36
   with pytest.raises(ValueError, match=r'config.data.image_size=36.*2\*\*\(len\(config.model.ch_mult\)-1\)=8'):
     get_model(config)
+
+
+@pytest.mark.parametrize('name, nf', [('ddpm', 16), ('ncsnpp', 2)])
+def test_group_norm_widths_are_checked(name, nf):
+  with pytest.raises(ValueError, match=f'config.model.nf={nf}'):
+    get_model(small_config(name, nf=nf))
 
 
 def test_fourier_needs_continuous_training():
