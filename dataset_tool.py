@@ -22,6 +22,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import sys
 import tarfile
 import zipfile
@@ -104,7 +105,7 @@ def parse_resolution(text):
   try:
     width, height = (int(v) for v in text.lower().split('x'))
   except ValueError:
-    raise ValueError(f'--resolution={text!r}: expected WxH, e.g. 32x32') from None
+    raise argparse.ArgumentTypeError(f'--resolution={text!r}: expected WxH, e.g. 32x32') from None
   return width, height
 
 
@@ -156,7 +157,7 @@ def write_dataset(source, dest, resolution=None, mode=None, max_images=None):
       with open(os.path.join(dest, name), 'wb') as f:
         f.write(data)
 
-  labels, first = [], None
+  labels, first, done = [], None, False
   try:
     for idx, (image, label) in enumerate(items):
       if max_images is not None and idx >= max_images:
@@ -174,9 +175,15 @@ def write_dataset(source, dest, resolution=None, mode=None, max_images=None):
       raise ValueError(f'--source={source!r} gave no images')
     has_labels = all(entry is not None for entry in labels)
     save('dataset.json', json.dumps({'labels': labels if has_labels else None}).encode('utf-8'))
+    done = True
   finally:
     if archive is not None:
       archive.close()
+    if not done and os.path.exists(dest):   # no half-written dataset is left behind
+      if os.path.isdir(dest):
+        shutil.rmtree(dest)
+      else:
+        os.remove(dest)
   return len(labels)
 
 
