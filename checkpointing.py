@@ -1,0 +1,86 @@
+"""Orbax checkpoints of a `losses.TrainState` in a run directory.
+
+workdir/checkpoints/<step>/       kept snapshots, every training.snapshot_freq steps (all kept);
+                                  `evaluate` reads checkpoint index k as step k·snapshot_freq
+workdir/checkpoints-meta/<step>/  the newest resume point, every snapshot_freq_for_preemption
+                                  steps (only one kept)
+
+Saving is synchronous (no background thread can write a state that the next donated train step
+has already overwritten) and refuses a step that already exists, so a failing run never replaces
+or deletes a kept checkpoint. A checkpoint that cannot be read is reported with its path and the
+next older one is used.
+"""
+import os
+
+from absl import logging
+import jax
+import orbax.checkpoint as ocp
+
+KEPT = 'checkpoints'
+META = 'checkpoints-meta'
+
+
+class CheckpointReadError(RuntimeError):
+  """A checkpoint directory exists but cannot be restored (truncated, corrupt, wrong structure)."""
+
+
+def _manager(directory, max_to_keep):
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                         enable_async_checkpointing=False)
+  return ocp.CheckpointManager(directory, options=options)
+
+
+def kept_manager(workdir):
+  return _manager(os.path.join(workdir, KEPT), None)
+
+
+def meta_manager(workdir):
+  return _manager(os.path.join(workdir, META), 1)
+
+
+def step_path(manager, step):
+  return os.path.join(os.fspath(manager.directory), str(step))
+
+
+def save(manager, state):
+  """Save `state` under its step; a step that is already there is left as it is (False)."""
+  step = int(state.step)
+  if step in manager.all_steps():
+    logging.warning('checkpoint %s exists; not overwritten', step_path(manager, step))
+    return False
+  manager.save(step, args=ocp.args.StandardSave(state))
+  manager.wait_until_finished()
+  return True
+
+
+def abstract(tree, sharding):
+  """`tree` (arrays or ShapeDtypeStructs) as ShapeDtypeStructs placed with `sharding`."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+def restore(manager, step, target):
+  """The state saved at `step`, laid out as `target` (see `abstract`: shapes, dtypes, shardings).
+
+  Raises:
+    CheckpointReadError naming the directory, if it cannot be read.
+  """
+  try:
+    return manager.restore(step, args=ocp.args.StandardRestore(target))
+  except Exception as err:  # pylint: disable=broad-except   # orbax raises many types here
+    raise CheckpointReadError(f'cannot read checkpoint {step_path(manager, step)}: '
+                              f'{type(err).__name__}: {err}') from err
+
+
+def restore_latest(managers, target):
+  """The newest readable state over all `managers` (unreadable ones are logged), or None."""
+  candidates = sorted(((step, m) for m in managers for step in m.all_steps()),
+                      key=lambda c: c[0], reverse=True)
+  for step, manager in candidates:
+    try:
+      state = restore(manager, step, target)
+    except CheckpointReadError as err:
+      logging.error('%s; trying the next older checkpoint', err)
+      continue
+    logging.info('resumed from %s', step_path(manager, step))
+    return state
+  return None

@@ -1,0 +1,76 @@
+"""scoreflow entry point.
+
+  python main.py --config=configs/quickstart/digits.py --workdir=W --mode=train
+  python main.py --config=configs/quickstart/digits.py --workdir=W --mode=eval --eval_folder=eval
+  python main.py --config=configs/ve/cifar10_ncsnpp_continuous.py --config.training.batch_size=64 \
+      --dry_run                                    # print the resolved config and exit
+
+The config is locked: an unknown or mistyped override fails while the flags are parsed, before
+any work. Logs go to stderr and to <workdir>/log.txt.
+"""
+import logging as pylogging
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Config file (ml_collections).', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, logs, samples, results.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'sample', 'fid_stats'], 'What to run.')
+flags.DEFINE_string('eval_folder', 'eval', 'Sub-directory of workdir for --mode=eval results.')
+flags.DEFINE_bool('dry_run', False, 'Print the resolved config and exit.')
+flags.mark_flags_as_required(['config'])
+
+
+def _parse_flags(argv):
+  try:
+    return app.parse_flags_with_usage(argv)
+  except AttributeError as err:   # ml_collections: an override names no field of the locked config
+    cause = err.args[0]           # ml_collections wraps the KeyError that holds the message
+    sys.exit(f'FATAL Flags parsing error: unknown config field '
+             f'{cause.args[0] if isinstance(cause, KeyError) else cause}')
+
+
+def _hide_gpus_from_tensorflow():
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  tf.config.set_visible_devices([], 'GPU')
+
+
+def _tee_logging(workdir):
+  handler = pylogging.FileHandler(os.path.join(workdir, 'log.txt'))
+  handler.setFormatter(pylogging.Formatter('%(levelname)s %(asctime)s %(filename)s:%(lineno)d] '
+                                           '%(message)s'))
+  logging.get_absl_logger().addHandler(handler)
+  logging.set_verbosity(logging.INFO)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if FLAGS.dry_run:
+    print(FLAGS.config)
+    return
+  if not FLAGS.workdir:
+    raise app.UsageError('--workdir is required (except with --dry_run)')
+  os.makedirs(FLAGS.workdir, exist_ok=True)
+  _tee_logging(FLAGS.workdir)
+  _hide_gpus_from_tensorflow()
+  import evaluation  # pylint: disable=import-outside-toplevel   # after TF is told about GPUs
+  import run_lib  # pylint: disable=import-outside-toplevel
+  modes = {'train': lambda: run_lib.train(FLAGS.config, FLAGS.workdir),
+           'eval': lambda: run_lib.evaluate(FLAGS.config, FLAGS.workdir, FLAGS.eval_folder),
+           'sample': lambda: run_lib.sample(FLAGS.config, FLAGS.workdir),
+           'fid_stats': lambda: run_lib.fid_stats(FLAGS.config, FLAGS.workdir)}
+  try:
+    modes[FLAGS.mode]()
+  except (run_lib.TrainingDivergedError, evaluation.EvaluationFileError) as err:
+    logging.error('%s', err)
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=_parse_flags)

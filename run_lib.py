@@ -1,0 +1,577 @@
+"""Training, evaluation and sampling runs (score_sde's run_lib; Song+21, arXiv:2011.13456).
+
+  train(config, workdir)                   train with checkpoints, logs and snapshot samples
+  evaluate(config, workdir, eval_folder)   loss / bits-per-dim / sample metrics per checkpoint
+  sample(config, workdir)                  one grid from the newest checkpoint
+  fid_stats(config, workdir)               Inception reference statistics of the training set
+
+Devices: one 1-D mesh 'data' over all devices of all processes. Batches are sharded along
+their batch axis, the train state is replicated, and each process feeds its own share of the
+data (`jax.make_array_from_process_local_data`). Randomness is a function of (config.seed,
+step): optimizer step s uses fold_in(key(seed), s) (losses.make_train_step), so a resumed run
+repeats an uninterrupted one exactly; the input pipeline is replayed to the resume point. Sample i of an
+evaluation uses fold_in(key(seed), SAMPLE_STREAM) folded with i, whatever the batch size.
+
+Run directory (see checkpointing.py for checkpoints/ and checkpoints-meta/):
+  config.json  stats.jsonl  tensorboard/  samples/iter_<step>.{png,npz}
+  <eval_folder>/ckpt_<k>.json (progress and results of checkpoint index k = step k·snapshot_freq),
+  ckpt_<k>_loss.npz, ckpt_<k>_bpd_<round>.npz, ckpt_<k>/samples_<round>.npz, stats.jsonl,
+  tensorboard/.
+"""
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+
+from absl import logging
+import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import numpy as np
+
+import checkpointing
+import datasets
+import evaluation
+import generate
+import likelihood
+import losses
+import models  # pylint: disable=unused-import   # registers the architectures
+from models import precond
+from models import utils as mutils
+import sampling
+import sde_lib
+import utils
+
+# fold_in constants of the random streams besides training (training folds in the step < 2**30)
+EVAL_STREAM, SAMPLE_STREAM, INIT_STREAM, BPD_STREAM = 2 ** 30, 2 ** 30 + 1, 2 ** 30 + 2, 2 ** 30 + 3
+FREQUENCIES = ('log_freq', 'eval_freq', 'snapshot_freq', 'snapshot_freq_for_preemption')
+ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'assets')
+INCEPTION_FILE = 'pt_inception-2015-12-05-6726825d.pth'
+
+
+class TrainingDivergedError(FloatingPointError):
+  """The training loss became NaN or infinite; the message says where and what to try."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """What every mode builds once from a config."""
+  config: object
+  mesh: Mesh
+  model: object
+  sde: object
+  eps: float                # smallest sampling / likelihood time
+  optimizer: object
+  loss_fn: object
+
+  @property
+  def replicated(self):
+    return NamedSharding(self.mesh, P())
+
+  def sharded(self, axis=0):
+    """Sharding of an array whose axis `axis` is the (global) batch."""
+    return NamedSharding(self.mesh, P(*([None] * axis), 'data'))
+
+  @property
+  def sample_shape(self):
+    d = self.config.data
+    return (d.image_size, d.image_size, d.num_channels)
+
+
+def build(config):
+  mesh = Mesh(np.array(jax.devices()), ('data',))
+  sde, eps = sde_lib.get_sde(config)
+  return Run(config, mesh, mutils.get_model(config), sde, eps, losses.get_optimizer(config),
+             losses.get_loss_fn(sde, config))
+
+
+def _check_divisible(value, name):
+  if value % jax.device_count():
+    raise ValueError(f'{name} = {value} must be divisible by the number of devices '
+                     f'({jax.device_count()}, over {jax.process_count()} processes)')
+
+
+def check_train_config(config):
+  """Errors naming the field, before any work: frequencies vs n_jitted_steps, batch vs devices."""
+  t = config.training
+  if t.n_jitted_steps < 1:
+    raise ValueError(f'training.n_jitted_steps = {t.n_jitted_steps} must be >= 1')
+  for name in FREQUENCIES:
+    value = getattr(t, name)
+    if value <= 0 or value % t.n_jitted_steps:
+      raise ValueError(f'training.{name} = {value} must be a positive multiple of '
+                       f'training.n_jitted_steps = {t.n_jitted_steps}')
+  _check_divisible(t.batch_size, 'training.batch_size')
+
+
+def _key(config, *folds):
+  key = jax.random.key(config.seed)
+  for f in folds:
+    key = jax.random.fold_in(key, f)
+  return key
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _sample_keys(base, start, n, sharding):
+  """Per-sample keys fold_in(base, i) for i in [start, start + n), sharded over the batch."""
+  keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(start + jnp.arange(n))
+  return jax.lax.with_sharding_constraint(keys, sharding)
+
+
+def _gather(x):
+  """A (possibly multi-process) global array as one NumPy array on every process."""
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def _init_state(run):
+  params = mutils.init_model(_key(run.config, INIT_STREAM), run.config)[1]
+  return jax.device_put(losses.init_train_state(params, run.optimizer), run.replicated)
+
+
+def _abstract_state(run):
+  state = jax.eval_shape(lambda: losses.init_train_state(
+      mutils.init_model(_key(run.config, INIT_STREAM), run.config)[1], run.optimizer))
+  return checkpointing.abstract(state, run.replicated)
+
+
+def _batches(ds, run, axis, skip=0):
+  """Scaled global image batches (batch axis `axis`) from a tf.data dataset, after `skip`."""
+  scaler = datasets.get_data_scaler(run.config)
+  for batch in ds.skip(skip).as_numpy_iterator():
+    yield jax.make_array_from_process_local_data(run.sharded(axis), scaler(batch['image']))
+
+
+def _write_json(path, obj):
+  """Atomic JSON write (process 0 only)."""
+  if jax.process_index() == 0:
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+      json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _save_npz(path, **arrays):
+  if jax.process_index() == 0:
+    tmp = f'{path}.tmp.npz'
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _save_samples(images, path_stem):
+  """Images [N, H, W, C] in [0, 1] -> `<stem>.png` (grid) and `<stem>.npz` (uint8 'samples')."""
+  if jax.process_index() == 0:
+    _save_npz(f'{path_stem}.npz', samples=evaluation.images_to_uint8(images, centered=False))
+    utils.save_image_grid(images, f'{path_stem}.png')
+    logging.info('samples written to %s.png', path_stem)
+
+
+def _duration(seconds):
+  seconds = int(seconds)
+  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+class Progress:
+  """Rate (since the previous report) and ETA of a loop of `total` units."""
+
+  def __init__(self, what, done, total, every_s=30.):
+    self.what, self.total, self.every_s = what, total, every_s
+    self._t, self._done, self._last_log = time.time(), done, 0.
+    self.rate = 0.
+
+  def line(self, done):
+    """Update the rate with the units done since the last call; the report line."""
+    now = time.time()
+    self.rate = (done - self._done) / max(now - self._t, 1e-9)
+    self._t, self._done = now, done
+    eta = _duration((self.total - done) / self.rate) if self.rate > 0 else '?'
+    return f'{self.what} {done}/{self.total}: {self.rate:.2f}/s, ETA {eta}'
+
+  def maybe_log(self, done):
+    """Log a line if `every_s` seconds passed since the last one, or at the end."""
+    if time.time() - self._last_log >= self.every_s or done == self.total:
+      self._last_log = time.time()
+      logging.info(self.line(done))
+
+
+class Writer:
+  """Scalars to `<logdir>/stats.jsonl` and TensorBoard `<logdir>/tensorboard` (process 0).
+
+  Events hold plain `simple_value` summaries, written without the tensorboard package (which
+  tensorflow-cpu does not pull in); TensorBoard reads them as scalars.
+  """
+
+  def __init__(self, logdir):
+    self._path, self._tb = os.path.join(logdir, 'stats.jsonl'), None
+    if jax.process_index() == 0:
+      import tensorflow as tf  # pylint: disable=import-outside-toplevel
+      os.makedirs(logdir, exist_ok=True)
+      self._tf = tf
+      self._tb = tf.summary.create_file_writer(os.path.join(logdir, 'tensorboard'))
+
+  def write(self, step, scalars):
+    if self._tb is None:
+      return
+    scalars = {k: float(v) for k, v in scalars.items()}
+    with open(self._path, 'a') as f:
+      f.write(json.dumps({'step': int(step), **scalars}) + '\n')
+    summary = self._tf.compat.v1.Summary(value=[
+        self._tf.compat.v1.Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()])
+    with self._tb.as_default():
+      self._tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=int(step))
+    self._tb.flush()
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+
+@dataclasses.dataclass(frozen=True)
+class TrainFns:
+  train_step: object    # jitted (state, batch [n, B, ...], rng) -> (state, {'loss': [n]})
+  eval_loss: object     # jitted (state, batch [n, B, ...], rng) -> EMA loss over the n·B images
+  all_finite: object    # jitted state -> bool
+  sample: object        # jitted (keys [B], params) -> (images in [0, 1], nfe)
+
+
+def make_train_fns(run):
+  """The jitted functions of a training run; each compiles once (state donated to train_step)."""
+  config, repl, batch = run.config, run.replicated, run.sharded(axis=1)
+  train_step = losses.make_train_step(run.model, run.loss_fn, run.optimizer,
+                                       losses.get_ema_rate(config))
+  eval_step = losses.make_eval_step(run.model, run.loss_fn)
+
+  def eval_loss(state, batch, rng):   # one forward over all n·B images (equal-size batches)
+    return eval_step(state, batch.reshape((-1,) + batch.shape[2:]), rng)
+
+  def all_finite(state):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state)
+                              if jnp.issubdtype(x.dtype, jnp.inexact)]))
+  return TrainFns(
+      jax.jit(train_step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl),
+              donate_argnums=0),
+      jax.jit(eval_loss, in_shardings=(repl, batch, repl), out_shardings=repl),
+      jax.jit(all_finite, out_shardings=repl),
+      sampling.get_sampling_fn(config, run.sde, run.model, run.sample_shape,
+                               datasets.get_data_inverse_scaler(config), run.eps))
+
+
+class _Trainer:
+  """The state of one training run and its periodic actions (log, eval, save, sample)."""
+
+  def __init__(self, run, workdir):
+    self.run, self.workdir, self.config = run, workdir, run.config
+    self.fns = make_train_fns(run)
+    self.kept = checkpointing.kept_manager(workdir)
+    self.meta = checkpointing.meta_manager(workdir)
+    self.writer = Writer(workdir)
+
+  def initial_state(self):
+    state = _init_state(self.run)
+    restored = checkpointing.restore_latest(
+        (self.meta, self.kept), checkpointing.abstract(state, self.run.replicated))
+    return state if restored is None else restored
+
+  def last_good_checkpoint(self):
+    saved = [(s, m) for m in (self.kept, self.meta) for s in m.all_steps()]
+    if not saved:
+      return 'none (no checkpoint was written yet)'
+    return checkpointing.step_path(*max(saved, key=lambda c: c[0])[::-1])
+
+  def diverged(self, first_step, losses_):
+    bad = int(np.argmin(np.isfinite(losses_)))
+    raise TrainingDivergedError(
+        f'Training diverged: the loss is {losses_[bad]} at optimizer step {first_step + bad + 1}. '
+        f'Stopped without saving it; the last good checkpoint is {self.last_good_checkpoint()} '
+        f'(a restart resumes from there and would diverge again). Try a lower optim.lr '
+        f'(now {self.config.optim.lr}), a longer optim.warmup (now {self.config.optim.warmup}), '
+        f'gradient clipping optim.grad_clip > 0 (now {self.config.optim.grad_clip}), or check '
+        f'the data scaling (data.centered).')
+
+  def save(self, state, step, kept):
+    if not bool(self.fns.all_finite(state)):
+      self.diverged(step - 1, np.array([np.nan]))
+    checkpointing.save(self.meta, state)
+    if kept and checkpointing.save(self.kept, state) and self.config.training.snapshot_sampling:
+      self.snapshot(state, step)
+
+  def snapshot(self, state, step):
+    n = self.config.training.batch_size
+    keys = _sample_keys(_key(self.config, SAMPLE_STREAM), 0, n, self.run.sharded())
+    images, _ = self.fns.sample(keys, state.ema_params)
+    os.makedirs(os.path.join(self.workdir, 'samples'), exist_ok=True)
+    _save_samples(_gather(images), os.path.join(self.workdir, 'samples', f'iter_{step}'))
+
+
+def _write_config(config, workdir):
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json(indent=2))
+
+
+def train(config, workdir):
+  """Train from scratch or resume from the newest readable checkpoint in `workdir`."""
+  check_train_config(config)
+  t = config.training
+  _write_config(config, workdir)
+  trainer = _Trainer(build(config), workdir)
+  state = trainer.initial_state()
+  step = start = int(state.step)
+  train_ds, eval_ds = datasets.get_dataset(
+      config, uniform_dequantization=config.data.uniform_dequantization)
+  train_iter = _batches(train_ds, trainer.run, axis=1, skip=start // t.n_jitted_steps)
+  eval_iter = _batches(eval_ds, trainer.run, axis=1, skip=start // t.eval_freq)
+  progress, train_key = Progress('step', start, t.n_iters), _key(config)
+  logging.info('training from step %d to %d on %d devices', start, t.n_iters, jax.device_count())
+  while step < t.n_iters:
+    state, metrics = trainer.fns.train_step(state, next(train_iter), train_key)
+    losses_ = np.asarray(metrics['loss'])
+    if not np.isfinite(losses_).all():
+      trainer.diverged(step, losses_)
+    step += t.n_jitted_steps
+    if step % t.log_freq == 0:
+      logging.info('%s, loss %.5f', progress.line(step), losses_.mean())
+      trainer.writer.write(step, {'loss': losses_.mean(), 'steps_per_s': progress.rate})
+    if step % t.eval_freq == 0:
+      eval_loss = trainer.fns.eval_loss(state, next(eval_iter), _key(config, step, EVAL_STREAM))
+      trainer.writer.write(step, {'eval_loss': eval_loss})
+    done = step >= t.n_iters
+    if step % t.snapshot_freq_for_preemption == 0 or step % t.snapshot_freq == 0 or done:
+      trainer.save(state, step, kept=step % t.snapshot_freq == 0 or done)
+  logging.info('training done at step %d', step)
+  return state
+
+
+# ------------------------------------------------------------------------------------------------
+# Evaluation
+
+@dataclasses.dataclass(frozen=True)
+class EvalFns:
+  loss: object          # jitted (state, x [B, ...], rng) -> mean EMA loss
+  bpd: object           # jitted (keys [B], x [B, ...], params) -> (bpd [B], z, nfe)
+  sample: object        # jitted (keys [B], params) -> (images in [0, 1], nfe)
+
+
+def make_eval_fns(run):
+  config = run.config
+  inverse_scaler = datasets.get_data_inverse_scaler(config)
+  repl, batch = run.replicated, run.sharded()
+
+  def make_score_fn(params):
+    return precond.get_score_fn(config, run.sde,
+                                mutils.get_model_fn(run.model, params, train=False))
+  return EvalFns(
+      jax.jit(losses.make_eval_step(run.model, run.loss_fn), in_shardings=(repl, batch, repl),
+              out_shardings=repl),
+      likelihood.get_likelihood_fn(run.sde, make_score_fn, inverse_scaler,
+                                   rtol=config.sampling.ode_rtol, atol=config.sampling.ode_atol,
+                                   eps=run.eps),
+      sampling.get_sampling_fn(config, run.sde, run.model, run.sample_shape, inverse_scaler,
+                               run.eps))
+
+
+def _inception_path(config):
+  return config.eval.inception_path or os.path.join(ASSETS, 'inception', INCEPTION_FILE)
+
+
+def _stats_path(config):
+  d = config.data
+  name = f'lsun_{d.category}' if d.dataset == 'LSUN' else d.dataset.lower()
+  return config.eval.fid_stats_path or os.path.join(ASSETS, 'stats', f'{name}_{d.image_size}_stats.npz')
+
+
+def sample_metric_fn(run, eval_dir):
+  """uint8 samples [N, H, W, C] -> metrics: the digits Fréchet distance for DIGITS, else Inception
+  FID / IS / KID against the reference statistics. Missing files fail here, before any work."""
+  config = run.config
+  if config.data.dataset == 'DIGITS':
+    params = evaluation.load_digits_classifier(os.path.join(eval_dir, 'digits_classifier'))
+    test_fd = evaluation.digits_fd(datasets.digits_split()['test_images'], params)
+    logging.info('digits FD of the real test split (vs train): %.4f', test_fd)
+    return lambda images: {'digits_fd': evaluation.digits_fd(images / 255., params),
+                           'digits_fd_real_test': test_fd}
+  inception = evaluation.load_inception(_inception_path(config))
+  ref_stats = evaluation.load_stats(_stats_path(config))
+  inception_fn = evaluation.get_inception_fn(inception['params'], inception['preprocessing'],
+                                             mesh=run.mesh)
+
+  def metrics(images):
+    chunks = np.array_split(images, max(1, len(images) // config.eval.batch_size))
+    return evaluation.sample_metrics(evaluation.inception_features(chunks, inception_fn),
+                                     ref_stats)
+  return metrics
+
+
+class _Checkpoint:
+  """Progress and results of one checkpoint index in `<eval_dir>/ckpt_<k>.json` (resumable)."""
+
+  def __init__(self, eval_dir, k):
+    self.dir, self.k = eval_dir, k
+    self.path = os.path.join(eval_dir, f'ckpt_{k}.json')
+    self.info = {}
+    if os.path.isfile(self.path):
+      with open(self.path) as f:
+        self.info = json.load(f)
+
+  def file(self, name):
+    return os.path.join(self.dir, f'ckpt_{self.k}_{name}')
+
+  def update(self, **kv):
+    self.info.update(kv)
+    _write_json(self.path, self.info)
+
+
+def _eval_loss(run, fns, state, ckpt):
+  if 'eval_loss' in ckpt.info:
+    return
+  _, ds = datasets.get_dataset(run.config, evaluation=True)
+  key, values = _key(run.config, EVAL_STREAM), []
+  for i, x in enumerate(_batches(ds, run, axis=0)):
+    values.append(float(fns.loss(state, x, jax.random.fold_in(key, i))))
+  _save_npz(ckpt.file('loss.npz'), all_losses=np.array(values), mean_loss=np.mean(values))
+  ckpt.update(eval_loss=float(np.mean(values)))
+
+
+def _bpd_round(run, fns, state, ds, round_):
+  """Bits/dim of every image of one pass over `ds` (uniformly dequantized)."""
+  base, out = _key(run.config, BPD_STREAM, round_), []
+  progress = Progress(f'bpd batch (round {round_})', 0, int(ds.cardinality()))
+  for i, x in enumerate(_batches(ds, run, axis=0)):
+    start = sum(len(b) for b in out)
+    bpd, _, _ = fns.bpd(_sample_keys(base, start, x.shape[0], run.sharded()), x, state.ema_params)
+    out.append(_gather(bpd))
+    progress.maybe_log(i + 1)
+  return np.concatenate(out)
+
+
+def _eval_bpd(run, fns, state, ckpt):
+  e = run.config.eval
+  train_ds, test_ds = datasets.get_dataset(run.config, uniform_dequantization=True,
+                                           evaluation=True)
+  ds, repeats = (train_ds, 1) if e.bpd_dataset == 'train' else (test_ds, e.bpd_num_repeats)
+  progress = Progress(f'bpd round (ckpt {ckpt.k})', ckpt.info.get('bpd_rounds', 0), repeats, 0.)
+  for r in range(ckpt.info.get('bpd_rounds', 0), repeats):
+    bpd = _bpd_round(run, fns, state, ds, r)
+    _save_npz(ckpt.file(f'bpd_{r}.npz'), bpd=bpd)
+    ckpt.update(bpd_rounds=r + 1)
+    progress.maybe_log(r + 1)
+  if 'bpd' not in ckpt.info:
+    all_bpd = [np.load(ckpt.file(f'bpd_{r}.npz'))['bpd'] for r in range(repeats)]
+    ckpt.update(bpd=float(np.mean(np.concatenate(all_bpd))))
+
+
+def _eval_samples(run, fns, state, ckpt, metric_fn):
+  e = run.config.eval
+  rounds, done = math.ceil(e.num_samples / e.batch_size), ckpt.info.get('sample_rounds', 0)
+  sample_dir = os.path.join(ckpt.dir, f'ckpt_{ckpt.k}')
+  os.makedirs(sample_dir, exist_ok=True)
+  progress = Progress(f'sampling round (ckpt {ckpt.k})', done, rounds)
+  for r in range(done, rounds):
+    keys = _sample_keys(_key(run.config, SAMPLE_STREAM), r * e.batch_size, e.batch_size,
+                        run.sharded())
+    images, _ = fns.sample(keys, state.ema_params)
+    _save_npz(os.path.join(sample_dir, f'samples_{r}.npz'),
+              samples=evaluation.images_to_uint8(_gather(images), centered=False))
+    ckpt.update(sample_rounds=r + 1)
+    progress.maybe_log(r + 1)
+  if 'sample_metrics' not in ckpt.info:
+    images = np.concatenate([np.load(os.path.join(sample_dir, f'samples_{r}.npz'))['samples']
+                             for r in range(rounds)])[:e.num_samples]
+    ckpt.update(sample_metrics=metric_fn(images))
+
+
+def check_eval_config(config):
+  e = config.eval
+  _check_divisible(e.batch_size, 'eval.batch_size')
+  if e.bpd_dataset not in ('train', 'test'):
+    raise ValueError(f"eval.bpd_dataset = {e.bpd_dataset!r}; expected 'train' or 'test'")
+  if e.begin_ckpt > e.end_ckpt:
+    raise ValueError(f'eval.begin_ckpt = {e.begin_ckpt} > eval.end_ckpt = {e.end_ckpt}')
+
+
+def _restore_for_eval(run, kept, step, target):
+  """The checkpoint at `step`, or None (missing or unreadable: logged and skipped)."""
+  path = checkpointing.step_path(kept, step)
+  if step not in kept.all_steps():
+    logging.warning('checkpoint %s does not exist; skipped', path)
+    return None
+  try:
+    return checkpointing.restore(kept, step, target)
+  except checkpointing.CheckpointReadError as err:
+    logging.error('%s; skipped, going on with the next checkpoint', err)
+    return None
+
+
+def evaluate(config, workdir, eval_folder='eval'):
+  """Evaluate checkpoints eval.begin_ckpt..end_ckpt (index k = step k·snapshot_freq)."""
+  check_eval_config(config)
+  run, e = build(config), config.eval
+  eval_dir = os.path.join(workdir, eval_folder)
+  os.makedirs(eval_dir, exist_ok=True)
+  metric_fn = sample_metric_fn(run, eval_dir) if e.enable_sampling else None
+  fns, writer = make_eval_fns(run), Writer(eval_dir)
+  kept, target = checkpointing.kept_manager(workdir), _abstract_state(run)
+  for k in range(e.begin_ckpt, e.end_ckpt + 1):
+    ckpt, step = _Checkpoint(eval_dir, k), k * config.training.snapshot_freq
+    if ckpt.info.get('done'):
+      logging.info('checkpoint index %d already evaluated; skipped', k)
+      continue
+    state = _restore_for_eval(run, kept, step, target)
+    if state is None:
+      continue
+    if e.enable_loss:
+      _eval_loss(run, fns, state, ckpt)
+    if e.enable_bpd:
+      _eval_bpd(run, fns, state, ckpt)
+    if e.enable_sampling:
+      _eval_samples(run, fns, state, ckpt, metric_fn)
+    results = {k_: v for k_, v in ckpt.info.items() if k_ in ('eval_loss', 'bpd')}
+    results.update({f'sample/{k_}': v for k_, v in ckpt.info.get('sample_metrics', {}).items()})
+    writer.write(step, results)
+    ckpt.update(done=True, step=step)
+    logging.info('checkpoint %d (step %d): %s', k, step, results)
+
+
+# ------------------------------------------------------------------------------------------------
+# Sampling and reference statistics
+
+def sample(config, workdir):
+  """Samples from the newest readable checkpoint in `workdir`: one image per seed of
+  sampling.seeds (generate.py, EDM layout, in samples/seeds_<step>/), or else one grid of
+  eval.batch_size images (samples/sample_<step>.{png,npz})."""
+  _check_divisible(config.eval.batch_size, 'eval.batch_size')
+  run = build(config)
+  managers = (checkpointing.meta_manager(workdir), checkpointing.kept_manager(workdir))
+  state = checkpointing.restore_latest(managers, _abstract_state(run))
+  if state is None:
+    raise FileNotFoundError(f'no readable checkpoint in {workdir}/{checkpointing.KEPT} or '
+                            f'{workdir}/{checkpointing.META}; train first (--mode=train)')
+  sample_fn, step = make_eval_fns(run).sample, int(state.step)
+  if config.sampling.seeds:
+    out_dir = os.path.join(workdir, 'samples', f'seeds_{step}')
+    done = generate.generate_seeds(config, sample_fn, state.ema_params,
+                                   generate.parse_seeds(config.sampling.seeds), out_dir,
+                                   config.eval.batch_size)
+    logging.info('wrote %d images to %s', len(done), out_dir)
+    return
+  keys = _sample_keys(_key(config, SAMPLE_STREAM), 0, config.eval.batch_size, run.sharded())
+  images, nfe = sample_fn(keys, state.ema_params)
+  logging.info('sampled %d images with %d network evaluations each', len(keys), int(nfe))
+  os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+  _save_samples(_gather(images), os.path.join(workdir, 'samples', f'sample_{step}'))
+
+
+def fid_stats(config, workdir):
+  """Inception statistics (mu, sigma, pool_3) of the training split -> eval.fid_stats_path."""
+  del workdir
+  if config.data.dataset == 'DIGITS':
+    raise ValueError('data.dataset = DIGITS is scored with the digits classifier '
+                     '(evaluation.digits_fd); it needs no Inception statistics')
+  inception = evaluation.load_inception(_inception_path(config))
+  inception_fn = evaluation.get_inception_fn(inception['params'], inception['preprocessing'])
+  train_ds, _ = datasets.get_dataset(config, evaluation=True)
+  batches = (b['image'] * 255. for b in train_ds.as_numpy_iterator())
+  stats = evaluation.fid_stats_from_images(batches, inception_fn, _stats_path(config))
+  logging.info('wrote %s (%d images)', _stats_path(config), len(stats['pool_3']))

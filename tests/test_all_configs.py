@@ -1,0 +1,88 @@
+"""Every file under configs/ runs one shrunk train step and one sample step (style habit 7).
+
+`quicktest.shrink` makes each config tiny (DIGITS data at 8 px, or 16 px for RefineNets). The
+whole sweep (45 files, ~30 s each on 2 CPU cores) is marked `slow`; by default one
+representative per model family runs, each with a different loss and sampler: the DDPM U-Net
+(ddpm loss, ancestral sampling), NCSN++ (continuous VE DSM, reverse diffusion + Langevin) and
+NCSNv2 (SMLD loss, annealed Langevin). EDM (precond, loss, Heun) and DDPM++ run in
+tests/test_pipeline.py. A last test takes one train step on CIFAR-10 through tfds (mocked).
+The rest are skipped unless SCOREFLOW_SLOW_TESTS=1: `SCOREFLOW_SLOW_TESTS=1 pytest -m slow
+tests/test_all_configs.py` runs the whole sweep.
+"""
+import contextlib
+import glob
+import importlib.util
+import os
+from unittest import mock
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from configs import default_cifar10_configs, quicktest
+import datasets
+import run_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIBRARY = {'__init__.py', 'default_lib.py', 'presets.py', 'quicktest.py'}
+CONFIGS = sorted(os.path.relpath(p, ROOT)
+                 for p in glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+                 if os.path.basename(p) not in LIBRARY)
+DEFAULT = {'configs/vp/ddpm/cifar10.py', 'configs/ve/cifar10_ncsnpp_continuous.py',
+           'configs/ve/ncsnv2/cifar10.py'}
+
+
+def _load(path):
+  spec = importlib.util.spec_from_file_location(os.path.splitext(path)[0].replace('/', '.'),
+                                                os.path.join(ROOT, path))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _one_train_and_sample_step(config):
+  run = run_lib.build(config)
+  fns = run_lib.make_train_fns(run)
+  state = run_lib._init_state(run)
+  train_ds, _ = datasets.get_dataset(config)
+  batch = next(run_lib._batches(train_ds, run, axis=1))
+  state, metrics = fns.train_step(state, batch, run_lib._key(config))
+  assert np.isfinite(np.asarray(metrics['loss'])).all() and int(state.step) == 1
+  keys = run_lib._sample_keys(run_lib._key(config, 0), 0, 2, run.sharded())
+  images, nfe = fns.sample(keys, state.ema_params)
+  size, channels = config.data.image_size, config.data.num_channels
+  assert images.shape == (2, size, size, channels) and int(nfe) > 0
+  assert np.isfinite(np.asarray(images)).all()
+
+
+SLOW = [pytest.mark.slow, pytest.mark.skipif(not os.environ.get('SCOREFLOW_SLOW_TESTS'),
+                                             reason='full sweep: set SCOREFLOW_SLOW_TESTS=1')]
+
+
+@pytest.mark.parametrize('path', [p if p in DEFAULT else pytest.param(p, marks=SLOW)
+                                  for p in CONFIGS])
+def test_config_trains_and_samples(path):
+  _one_train_and_sample_step(quicktest.shrink(_load(path)))
+
+
+def test_every_config_file_is_in_the_sweep():
+  assert set(DEFAULT) <= set(CONFIGS) and len(CONFIGS) >= 40
+  assert 'configs/quickstart/digits.py' in CONFIGS
+
+
+@contextlib.contextmanager
+def _mock_cifar(num_examples=8):
+  """tfds's mock CIFAR-10 (random uint8 images), seen as prepared (as tests/test_datasets.py)."""
+  with tfds.testing.mock_data(num_examples=num_examples), \
+       mock.patch.object(tfds.core.DatasetBuilder, 'is_prepared', return_value=True):
+    yield
+
+
+def test_one_train_step_on_cifar10_through_tfds(monkeypatch):
+  monkeypatch.setattr(datasets, 'SHUFFLE_BUFFER', 16)   # the mock makes each example anew
+  config = quicktest.shrink(default_cifar10_configs.get_config())
+  config.data.dataset = 'CIFAR10'                        # resized 32 -> 8 px by the pipeline
+  assert config.data.num_channels == 3 and jax.device_count() >= 1
+  with _mock_cifar():
+    _one_train_and_sample_step(config)

@@ -1,0 +1,209 @@
+"""End to end: train and evaluate a tiny digits run through run_lib (what main.py dispatches to).
+
+One module-scoped training run (4 steps, checkpoints at 2 and 4) and one evaluation of both
+checkpoints (loss, bits/dim, digits Fréchet distance) are shared by the tests below; the other
+tests copy that run directory before changing anything.
+"""
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from absl import logging
+import jax
+import numpy as np
+import pytest
+
+import checkpointing
+from configs import quicktest
+from configs.quickstart import digits
+import run_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config():
+  config = quicktest.shrink(digits.get_config())
+  t = config.training
+  t.n_iters, t.snapshot_freq, t.snapshot_freq_for_preemption = 4, 2, 2
+  e = config.eval
+  e.begin_ckpt, e.end_ckpt = 1, 2
+  e.enable_loss = e.enable_bpd = e.enable_sampling = True
+  e.batch_size, e.num_samples = 99, 198          # 3 batches of the 297 test digits; 2 rounds
+  config.sampling.ode_rtol = config.sampling.ode_atol = 1e-2   # a short bpd ODE solve
+  config.sampling.steps = 4
+  return config
+
+
+@contextlib.contextmanager
+def _capture(module, name):
+  """Record the return values of `module.name` while the context is open."""
+  seen, original = [], getattr(module, name)
+
+  def wrapper(*args, **kwargs):
+    seen.append(original(*args, **kwargs))
+    return seen[-1]
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(module, name, wrapper)
+    yield seen
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('run'))
+  with _capture(run_lib, 'make_train_fns') as fns:
+    run_lib.train(_config(), workdir)
+  return workdir, fns[0]
+
+
+@pytest.fixture(scope='module')
+def evaluated(trained):
+  workdir, _ = trained
+  run_lib.evaluate(_config(), workdir, 'eval')
+  return workdir
+
+
+def _jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f]
+
+
+def _copy(workdir, tmp_path):
+  dst = str(tmp_path / 'run')
+  shutil.copytree(workdir, dst)
+  return dst
+
+
+def test_train_writes_the_run_directory(trained):
+  workdir, _ = trained
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['training']['n_iters'] == 4
+  stats = _jsonl(os.path.join(workdir, 'stats.jsonl'))
+  assert [s['step'] for s in stats if 'loss' in s] == [1, 2, 3, 4]
+  assert [s['step'] for s in stats if 'eval_loss' in s] == [1, 2, 3, 4]
+  assert all(np.isfinite(s.get('loss', s.get('eval_loss'))) for s in stats)
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(f'{workdir}/tensorboard'))
+  for step in (2, 4):
+    assert os.path.isfile(f'{workdir}/samples/iter_{step}.png')
+    assert np.load(f'{workdir}/samples/iter_{step}.npz')['samples'].shape == (2, 8, 8, 1)
+  assert checkpointing.kept_manager(workdir).all_steps() == [2, 4]
+  assert checkpointing.meta_manager(workdir).all_steps() == [4]
+
+
+def test_train_step_compiles_once(trained):
+  _, fns = trained
+  assert fns.train_step._cache_size() == 1     # pylint: disable=protected-access
+
+
+def test_evaluate_writes_results_per_checkpoint(evaluated):
+  eval_dir = os.path.join(evaluated, 'eval')
+  for k in (1, 2):
+    with open(f'{eval_dir}/ckpt_{k}.json') as f:
+      info = json.load(f)
+    assert info['done'] and info['step'] == 2 * k
+    assert np.isfinite(info['eval_loss']) and 0 < info['bpd'] < 100
+    assert info['sample_metrics']['digits_fd'] > info['sample_metrics']['digits_fd_real_test']
+    assert len(np.load(f'{eval_dir}/ckpt_{k}_loss.npz')['all_losses']) == 3
+    assert np.load(f'{eval_dir}/ckpt_{k}_bpd_0.npz')['bpd'].shape == (297,)
+    assert np.load(f'{eval_dir}/ckpt_{k}/samples_1.npz')['samples'].shape == (99, 8, 8, 1)
+  stats = _jsonl(f'{eval_dir}/stats.jsonl')
+  assert [s['step'] for s in stats] == [2, 4] and 'sample/digits_fd' in stats[0]
+
+
+def test_evaluate_skips_finished_checkpoints(evaluated):
+  before = os.path.getmtime(f'{evaluated}/eval/ckpt_1_loss.npz')
+  run_lib.evaluate(_config(), evaluated, 'eval')
+  assert os.path.getmtime(f'{evaluated}/eval/ckpt_1_loss.npz') == before
+  assert len(_jsonl(f'{evaluated}/eval/stats.jsonl')) == 2
+
+
+def _corrupt(step_dir):
+  """Truncate every data file of an orbax checkpoint directory."""
+  for root, _, files in os.walk(step_dir):
+    for name in files:
+      if name not in ('_CHECKPOINT_METADATA', 'commit_success.txt'):
+        with open(os.path.join(root, name), 'r+b') as f:
+          f.truncate(0)
+
+
+def test_corrupt_checkpoint_is_reported_and_skipped(trained, tmp_path, caplog):
+  workdir = _copy(trained[0], tmp_path)
+  _corrupt(f'{workdir}/checkpoints/2')
+  config = _config()
+  config.eval.enable_bpd = config.eval.enable_sampling = False
+  with caplog.at_level(logging.INFO):
+    run_lib.evaluate(config, workdir, 'eval_corrupt')
+  assert f'{workdir}/checkpoints/2' in caplog.text
+  assert not os.path.exists(f'{workdir}/eval_corrupt/ckpt_1.json')
+  with open(f'{workdir}/eval_corrupt/ckpt_2.json') as f:
+    assert np.isfinite(json.load(f)['eval_loss'])
+  assert os.path.isdir(f'{workdir}/checkpoints/2')      # reported, never deleted
+  # Resuming training skips unreadable checkpoints the same way: the newest readable one wins.
+  _corrupt(f'{workdir}/checkpoints-meta/4')
+  _corrupt(f'{workdir}/checkpoints/4')
+  run = run_lib.build(config)
+  managers = (checkpointing.meta_manager(workdir), checkpointing.kept_manager(workdir))
+  assert checkpointing.restore_latest(managers, run_lib._abstract_state(run)) is None
+  assert f'{workdir}/checkpoints-meta/4' in caplog.text
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, tmp_path, monkeypatch):
+  workdir = _copy(trained[0], tmp_path)
+  batches = run_lib._batches
+
+  def poisoned(ds, run, axis, skip=0):   # the first training batch after the resume is NaN
+    for i, x in enumerate(batches(ds, run, axis, skip)):
+      yield x * np.nan if i == 0 and axis == 1 else x
+  monkeypatch.setattr(run_lib, '_batches', poisoned)
+  config = _config()
+  config.training.n_iters = 6
+  with pytest.raises(run_lib.TrainingDivergedError,
+                     match=r'optimizer step 5\..*checkpoints(-meta)?/4.*optim\.lr'):
+    run_lib.train(config, workdir)
+  assert checkpointing.meta_manager(workdir).all_steps() == [4]
+  assert checkpointing.kept_manager(workdir).all_steps() == [2, 4]
+
+
+def test_validation_names_the_field(monkeypatch):
+  config = _config()
+  config.training.n_jitted_steps = 2
+  config.training.snapshot_freq = 2
+  with pytest.raises(ValueError, match='training.log_freq = 1 must be a positive multiple'):
+    run_lib.check_train_config(config)
+  monkeypatch.setattr(jax, 'device_count', lambda: 3)
+  with pytest.raises(ValueError, match=r'training.batch_size = 2 .* devices \(3'):
+    run_lib.check_train_config(_config())
+
+
+def test_sample_mode_and_fid_stats_mode(trained, tmp_path):
+  workdir = _copy(trained[0], tmp_path)
+  config = _config()
+  config.eval.batch_size = 2
+  run_lib.sample(config, workdir)
+  assert np.load(f'{workdir}/samples/sample_4.npz')['samples'].shape == (2, 8, 8, 1)
+  with pytest.raises(ValueError, match='DIGITS'):
+    run_lib.fid_stats(config, workdir)
+
+
+def _main(*args):
+  return subprocess.run([sys.executable, 'main.py', *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120, env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+
+
+def test_main_rejects_unknown_and_mistyped_overrides_before_any_work(tmp_path):
+  workdir = str(tmp_path / 'never')
+  out = _main('--config=configs/quickstart/digits.py', f'--workdir={workdir}',
+              '--config.training.batch_sizee=3')
+  assert out.returncode != 0 and 'batch_sizee' in out.stderr and 'batch_size' in out.stderr
+  out = _main('--config=configs/quickstart/digits.py', f'--workdir={workdir}',
+              '--config.training.batch_size=abc')
+  assert out.returncode != 0 and 'batch_size' in out.stderr
+  assert not os.path.exists(workdir)
+
+
+def test_main_dry_run_prints_the_resolved_config():
+  out = _main('--config=configs/quickstart/digits.py', '--config.training.batch_size=32',
+              '--dry_run')
+  assert out.returncode == 0 and 'batch_size: 32' in out.stdout
