@@ -15,7 +15,6 @@ from typing import Any, Callable, Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from utils import Registry
 
@@ -107,7 +106,7 @@ class AttnBlock(nn.Module):
     w = jax.nn.softmax(jnp.einsum('bic,bjc->bij', q, k) * (c ** -0.5), axis=-1)
     h = jnp.einsum('bij,bjc->bic', w, v)
     h = nin(c, self.init_scale, name='out')(h).reshape(b, hh, ww, c)
-    return (x + h) / np.sqrt(2.) if self.skip_rescale else x + h
+    return (x + h) / math.sqrt(2.) if self.skip_rescale else x + h
 
 
 def _stacked_init(init, n):
@@ -167,4 +166,4 @@ class ResnetBlockDDPM(nn.Module):
     h = conv3x3(out_ch, init_scale=self.init_scale, name='conv_1')(h)
     if c != out_ch:
       x = nin(out_ch, name='skip')(x)
-    return (x + h) / np.sqrt(2.) if self.skip_rescale else x + h
+    return (x + h) / math.sqrt(2.) if self.skip_rescale else x + h

@@ -6,6 +6,7 @@ Papers:
   Brock+19  Large Scale GAN Training (BigGAN), arXiv:1809.11096 (up/down residual blocks).
   Karras+20 Analyzing and Improving the Image Quality of StyleGAN, arXiv:1912.04958 (FIR).
 """
+import math
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -128,4 +129,4 @@ class ResnetBlockBigGANpp(nn.Module):
     h = conv3x3(out_ch, init_scale=self.init_scale, name='conv_1')(h)
     if c != out_ch or self.up or self.down:
       x = conv1x1(out_ch, name='skip')(x)
-    return (x + h) / np.sqrt(2.) if self.skip_rescale else x + h
+    return (x + h) / math.sqrt(2.) if self.skip_rescale else x + h

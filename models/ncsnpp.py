@@ -13,11 +13,11 @@ Submodule names (`down_{level}_res_{i}`, `mid_attn`, `up_{level}_pyramid_conv`, 
 network's structure; `models.convert` maps score_sde checkpoints onto them.
 """
 import functools
+import math
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
-import numpy as np
 
 from models import layers, layerspp
 from models.layers import check_option, conv3x3, default_init, group_norm, pp_groups
@@ -106,7 +106,7 @@ class NCSNpp(nn.Module):
       res = functools.partial(layerspp.ResnetBlockDDPMpp, **common)
 
     def rescaled_sum(a, b):  # Song+21 App. H: residual sums are divided by √2
-      return (a + b) / np.sqrt(2.) if skip_rescale else a + b
+      return (a + b) / math.sqrt(2.) if skip_rescale else a + b
 
     temb, sigmas = self._embed(labels)
     if not self.config.data.centered:
