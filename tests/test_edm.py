@@ -307,7 +307,7 @@ def test_eps_scaler_divides_the_velocity(solver):
     if solver == 'heun':
       x1 = x0 + (t1 - t0) * 0.5 * (d0 + (x1 - D(x1, t1)) / t1 / lam0)
     x2 = x1 - t1 * (x1 - D(x1, t1)) / t1 / lam1
-  np.testing.assert_allclose(x, x2, rtol=1e-9, atol=1e-9)
+  np.testing.assert_allclose(x, x2, rtol=1e-6, atol=1e-6)   # b − 1 = 1%: far above this
 
 
 def test_eps_norms_are_recorded_per_step():
