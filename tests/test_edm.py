@@ -296,10 +296,11 @@ def test_eps_scaler_divides_the_velocity(solver):
   b, k = 1.01, 0.002
   keys = sample_keys(jax.random.key(6), 8)
   with jax.enable_x64(True):
-    x = _run(keys, steps=2, solver=solver, eps_scaler=b, eps_scaler_k=k, dtype=jnp.float64)
+    x = _run(keys, steps=2, sigma_min=0.5, solver=solver, eps_scaler=b, eps_scaler_k=k,
+             dtype=jnp.float64)
     z = np.asarray(per_sample_normal(keys, 2 ** 30, (4,)), np.float64)
     D = lambda x, s: np.asarray(GAUSS.denoiser(jnp.asarray(x), jnp.full(len(x), s)), np.float64)  # noqa: E731
-    t0, t1 = 80., 0.002
+    t0, t1 = 80., 0.5
     lam0, lam1 = b + k, b                                    # λ_t = k t + b, t = N − 1 − i
     x0 = z * t0
     d0 = (x0 - D(x0, t0)) / t0 / lam0
@@ -307,7 +308,7 @@ def test_eps_scaler_divides_the_velocity(solver):
     if solver == 'heun':
       x1 = x0 + (t1 - t0) * 0.5 * (d0 + (x1 - D(x1, t1)) / t1 / lam0)
     x2 = x1 - t1 * (x1 - D(x1, t1)) / t1 / lam1
-  np.testing.assert_allclose(x, x2, rtol=1e-6, atol=1e-6)   # b − 1 = 1%: far above this
+  np.testing.assert_allclose(x, x2, rtol=1e-5, atol=1e-5)   # b − 1 = 1%: 1000x above this
 
 
 def test_eps_norms_are_recorded_per_step():
