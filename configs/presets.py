@@ -130,10 +130,27 @@ def _refinenet(config, name, lr):
   optim.grad_clip = -1.
 
 
-def ncsn(config):
-  """NCSN v1 (Song&Ermon19): noise-conditional InstanceNorm++, output not divided by σ; lr 1e-3."""
+def ncsn(config, noise=None, ema=False):
+  """NCSN v1 (Song&Ermon19): noise-conditional InstanceNorm++, output not divided by σ; lr 1e-3.
+
+  Args:
+    noise: None for the original 10 levels σ ∈ [0.01, 1] with 100 Langevin steps at snr 0.316;
+      (num_scales, snr) for NCSNv2's Techniques 1, 2 and 4 (Song&Ermon20: σ_max of the dataset,
+      more levels, 5 steps per level).
+    ema: keep the dataset's EMA (NCSNv2 Technique 5) instead of none.
+  """
   _refinenet(config, 'ncsn', 1e-3)
   config.model.scale_by_sigma = False
+  if noise is None:
+    config.model.sigma_max = 1.
+    config.model.num_scales = 10
+    config.sampling.n_steps_each = 100
+    config.sampling.snr = 0.316
+  else:
+    config.model.num_scales, config.sampling.snr = noise
+    config.sampling.n_steps_each = 5
+  if not ema:
+    config.model.ema_rate = 0.
 
 
 def ncsnv2(config, name='ncsnv2_64'):

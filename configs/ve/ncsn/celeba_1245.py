@@ -11,8 +11,5 @@ from configs.default_celeba_configs import get_default_configs
 def get_config():
   config = get_default_configs()
   presets.ve(config, continuous=False)
-  presets.ncsn(config)
-  config.model.num_scales = 500
-  config.sampling.n_steps_each = 5
-  config.sampling.snr = 0.128
+  presets.ncsn(config, noise=(500, 0.128), ema=True)
   return config

@@ -12,9 +12,4 @@ def get_config():
   config = get_default_configs()
   presets.ve(config, continuous=False)
   presets.ncsn(config)
-  config.model.sigma_max = 1.
-  config.model.num_scales = 10
-  config.model.ema_rate = 0.
-  config.sampling.n_steps_each = 100
-  config.sampling.snr = 0.316
   return config

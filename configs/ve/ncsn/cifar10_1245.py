@@ -11,8 +11,5 @@ from configs.default_cifar10_configs import get_default_configs
 def get_config():
   config = get_default_configs()
   presets.ve(config, continuous=False)
-  presets.ncsn(config)
-  config.model.num_scales = 232
-  config.sampling.n_steps_each = 5
-  config.sampling.snr = 0.176
+  presets.ncsn(config, noise=(232, 0.176), ema=True)
   return config

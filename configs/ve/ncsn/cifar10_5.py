@@ -11,9 +11,5 @@ from configs.default_cifar10_configs import get_default_configs
 def get_config():
   config = get_default_configs()
   presets.ve(config, continuous=False)
-  presets.ncsn(config)
-  config.model.sigma_max = 1.
-  config.model.num_scales = 10
-  config.sampling.n_steps_each = 100
-  config.sampling.snr = 0.316
+  presets.ncsn(config, ema=True)
   return config
