@@ -1,0 +1,48 @@
+"""utils: the XLA:CPU convolution setting and the PNG grid."""
+import os
+import subprocess
+import sys
+
+import jaxlib
+import numpy as np
+import pytest
+from PIL import Image
+
+import utils
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_IN_RANGE = (0, 9) <= tuple(int(p) for p in jaxlib.__version__.split('.')[:2]) < (0, 11)
+
+_PROBE = '''
+import jax, jax.numpy as jnp
+import utils
+f = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
+                                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+text = f.lower(jnp.ones((8, 32, 32, 64)), jnp.ones((3, 3, 64, 64))).compile().as_text()
+print('YNN_CONV' if 'ynn_fusion' in text else 'XLA_CONV')
+'''
+
+
+def _probe(xla_flags):
+  env = dict(os.environ, XLA_FLAGS=xla_flags, JAX_PLATFORMS='cpu')
+  out = subprocess.run([sys.executable, '-c', _PROBE], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120, check=True).stdout
+  return out.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(not _IN_RANGE, reason='the setting targets jaxlib 0.9-0.10 only')
+def test_cpu_convolutions_leave_ynnpack_unless_the_user_set_the_flag():
+  """Importing utils compiles convolutions with XLA's own kernels; a user's XLA_FLAGS wins."""
+  assert _probe('') == 'XLA_CONV'
+  ynn_conv = '--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'
+  assert _probe(ynn_conv) == 'YNN_CONV'
+
+
+def test_small_images_are_enlarged_in_the_png(tmp_path):
+  images = np.random.default_rng(0).uniform(size=(4, 8, 8, 1))
+  path = tmp_path / 'grid.png'
+  utils.save_image_grid(images, str(path))
+  grid = np.asarray(Image.open(path))
+  assert grid.shape == (2 + 2 * 34, 2 + 2 * 34)         # 4× nearest neighbour: 32 px per image
+  cell = grid[2:34, 2:34].astype(np.float64) / 255
+  np.testing.assert_allclose(cell, np.kron(images[0, ..., 0], np.ones((4, 4))), atol=0.5 / 255)
