@@ -26,7 +26,7 @@ def _training():
   training.likelihood_weighting = False       # λ(t) = g(t)² (Song+21 ML training, arXiv:2101.09258)
   training.batch_size = 128                   # global batch, over all processes and devices
   training.n_iters = 1300001                  # optimizer steps in total
-  training.n_jitted_steps = 5                 # optimizer steps per jitted call (lax.scan)
+  training.n_jitted_steps = 5                 # optimizer steps per jitted call (unrolled)
   training.log_freq = 50                      # steps between training-loss logs
   training.eval_freq = 100                    # steps between eval-loss logs
   training.snapshot_freq = 50000              # steps between kept checkpoints (checkpoints/)
