@@ -160,6 +160,10 @@ class _VPFamily(SDE):
 
   def __init__(self, beta_min=0.1, beta_max=20., N=1000):
     super().__init__(N)
+    if beta_max / N >= 1:   # α_N = 1 − β_N ≤ 0: DDPM steps and the Langevin step size take √α
+      raise ValueError(f'model.num_scales = {N} gives the discrete β_N = model.beta_max / N = '
+                       f'{beta_max / N:g} ≥ 1 (Ho+20 needs β_i < 1): set model.num_scales > '
+                       f'{beta_max:g}')
     self.beta_0 = beta_min
     self.beta_1 = beta_max
     self.discrete_betas = jnp.linspace(beta_min / N, beta_max / N, N)    # Ho+20 β_i

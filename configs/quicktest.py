@@ -2,7 +2,7 @@
 
 The result keeps what makes the config what it is (SDE, loss, sampler, model family and its
 options, data scaling, channels) and shrinks only cost: batch 2, one jitted step, one residual
-block, two resolutions, width 16 (32 for DDPM), at most 10 noise levels and one corrector step, and the
+block, two resolutions, width 16 (32 for DDPM), at most 10 noise levels (25 for VP and sub-VP) and one corrector step, and the
 built-in DIGITS data (sklearn's 8×8 digits; no network) at 8 px, or 16 px for the RefineNet
 models (NCSN / NCSNv2), whose fixed trunk downsamples up to three times.
 
@@ -24,12 +24,13 @@ def _shrink_training(training):
   training.snapshot_freq_for_preemption = 1
 
 
-def _shrink_model(model, image_size):
+def _shrink_model(model, image_size, sde):
   model.nf = 32 if model.name == 'ddpm' else 16   # DDPM's GroupNorm has 32 groups (Ho+20)
   model.ch_mult = tuple(model.ch_mult[:2])
   model.num_res_blocks = 1
   model.attn_resolutions = (image_size // 2,)   # keep one attention layer
-  model.num_scales = min(model.num_scales, 10)
+  # 10 noise levels; VP/sub-VP keep 25, since DDPM's discrete β_N = β_max / N must stay < 1
+  model.num_scales = min(model.num_scales, 25 if sde in ('vpsde', 'subvpsde') else 10)
 
 
 def shrink(config):
@@ -39,7 +40,7 @@ def shrink(config):
   image_size = 16 if config.model.name in _REFINENETS else 8
   config.data.dataset = 'DIGITS'
   config.data.image_size = image_size
-  _shrink_model(config.model, image_size)
+  _shrink_model(config.model, image_size, config.training.sde)
   config.sampling.n_steps_each = 1
   evaluate = config.eval
   evaluate.batch_size = 2

@@ -63,11 +63,7 @@ SLOW = [pytest.mark.slow, pytest.mark.skipif(not os.environ.get('SCOREFLOW_SLOW_
 @pytest.mark.parametrize('path', [p if p in DEFAULT else pytest.param(p, marks=SLOW)
                                   for p in CONFIGS])
 def test_config_trains_and_samples(path):
-  config = quicktest.shrink(_load(path))
-  if config.training.sde == 'vpsde' and not config.training.continuous:
-    # DDPM's discrete β_i = β(i/N)/N: shrink's N = 10 makes β_i > 1 (α_i < 0, NaN); 25 keeps β_i < 1
-    config.model.num_scales = 25
-  _one_train_and_sample_step(config)
+  _one_train_and_sample_step(quicktest.shrink(_load(path)))
 
 
 def test_every_config_file_is_in_the_sweep():

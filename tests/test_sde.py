@@ -121,3 +121,13 @@ def test_denoiser_and_score_views_round_trip(name):
 def test_unknown_sde_lists_registered_names():
   with pytest.raises(KeyError, match='subvpsde, vesde, vpsde'):
     sde_lib.SDES.get('vesd')
+
+
+@pytest.mark.parametrize('cls', [sde_lib.VPSDE, sde_lib.subVPSDE])
+def test_vp_discretization_with_beta_above_one_is_refused(cls):
+  """DDPM's β_i = β(i/N)/N must stay below 1 (α_i = 1 − β_i is square-rooted); N = 10 with
+  β_max = 20 gives β_N = 2 and used to produce NaNs silently."""
+  with pytest.raises(ValueError, match=r'model.num_scales = 10 .* β_N = model.beta_max / N = 2 .*'
+                                       r'set model.num_scales > 20'):
+    cls(0.1, 20., 10)
+  assert float(cls(0.1, 20., 21).alphas.min()) > 0
