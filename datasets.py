@@ -28,7 +28,6 @@ import functools
 import io
 import json
 import os
-import threading
 import zipfile
 
 import jax
@@ -275,17 +274,16 @@ def _digits(config, evaluation):
 
 
 class _ZipReader:
-  """Reads members of one zip file; one open handle per thread (ZipFile is not thread-safe)."""
+  """Reads members of one zip file through one handle, opened at the first read."""
 
   def __init__(self, path):
     self.path = path
-    self._local = threading.local()
+    self._handle = None
 
   def __call__(self, name):
-    handle = getattr(self._local, 'handle', None)
-    if handle is None:
-      handle = self._local.handle = zipfile.ZipFile(self.path)
-    return handle.read(name)
+    if self._handle is None:
+      self._handle = zipfile.ZipFile(self.path)
+    return self._handle.read(name)
 
 
 def _image_zip_members(path):
@@ -357,18 +355,25 @@ def _image_zip_index(config):
 
 @SOURCES.register('IMAGE_ZIP')
 def _image_zip(config, evaluation):
-  """EDM-style zip or folder at data.path (NVlabs/edm training/dataset.py conventions)."""
+  """EDM-style zip or folder at data.path (NVlabs/edm training/dataset.py conventions).
+
+  This process's share of the encoded images is read into memory once (EDM caches the decoded
+  set by default); tf.data then decodes the PNG bytes in parallel without calling back into
+  Python (a tf.py_function per image cost ~15 ms on 8×8 digits).
+  """
   del evaluation
   tf = _tf()
   images, labels, read = _image_zip_index(config)
+  share = slice(jax.process_index(), None, jax.process_count())   # = _shard's order
+  images, labels = images[share], labels[share]
+  encoded = [read(name) for name in images]
   size, channels = config.data.image_size, config.data.num_channels
 
   def decode(d):
-    data = tf.py_function(lambda name: read(name.numpy().decode('utf-8')), [d['name']], tf.string)
-    image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+    image = tf.io.decode_image(d['encoded'], channels=channels, expand_animations=False)
     image = tf.ensure_shape(image, [size, size, channels])
     return {'image': _to_float(image), 'label': d['label']}
-  ds = _shard(tf.data.Dataset.from_tensor_slices({'name': images, 'label': labels}))
+  ds = tf.data.Dataset.from_tensor_slices({'encoded': encoded, 'label': labels})
   return Source(ds, ds, decode)   # EDM-style sets have no separate test split
 
 

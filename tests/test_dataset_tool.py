@@ -50,7 +50,7 @@ def test_digits_round_trip_through_datasets(tmp_path):
   assert meta['labels'][:2] == [['00000/img00000000.png', 0], ['00000/img00000001.png', 1]]
 
   config = _zip_config(dest, 8, 1)
-  config.eval.batch_size = n = 600   # the first batch, in file order (IMAGE_ZIP decodes ~15 ms/image)
+  config.eval.batch_size = n = 600   # the first batch, in file order
   _, eval_ds = datasets.get_dataset(config, evaluation=True)
   batch = next(eval_ds.as_numpy_iterator())
   got = batch['image'][..., 0]
