@@ -10,6 +10,7 @@ has already overwritten) and refuses a step that already exists, so a failing ru
 or deletes a kept checkpoint. A checkpoint that cannot be read is reported with its path and the
 next older one is used.
 """
+import logging as pylogging
 import os
 
 from absl import logging
@@ -18,6 +19,15 @@ import orbax.checkpoint as ocp
 
 KEPT = 'checkpoints'
 META = 'checkpoints-meta'
+
+
+def _not_orbax_info(record):
+  """Logging filter: False for orbax's INFO chatter (~20 lines per save), which would bury the
+  training progress lines; orbax's warnings and errors still pass."""
+  return record.levelno >= pylogging.WARNING or f'{os.sep}orbax{os.sep}' not in record.pathname
+
+
+logging.get_absl_logger().addFilter(_not_orbax_info)
 
 
 class CheckpointReadError(RuntimeError):

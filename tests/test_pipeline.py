@@ -6,6 +6,7 @@ tests copy that run directory before changing anything.
 """
 import contextlib
 import json
+import logging as pylogging
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 import checkpointing
+import losses
 from configs import quicktest
 from configs.quickstart import digits
 import run_lib
@@ -207,3 +209,26 @@ def test_main_dry_run_prints_the_resolved_config():
   out = _main('--config=configs/quickstart/digits.py', '--config.training.batch_size=32',
               '--dry_run')
   assert out.returncode == 0 and 'batch_size: 32' in out.stdout
+
+
+def test_orbax_info_lines_are_filtered_but_its_warnings_pass(tmp_path):
+  """A checkpoint save logged ~20 orbax INFO lines that buried the progress lines."""
+  records = []
+  handler = pylogging.Handler()
+  handler.emit = records.append
+  absl_logger = logging.get_absl_logger()
+  absl_logger.addHandler(handler)
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.INFO)
+  try:
+    manager = checkpointing.kept_manager(str(tmp_path))
+    w = {'w': np.ones(3, np.float32)}
+    checkpointing.save(manager, losses.TrainState(np.int32(1), w, w, ()))
+    logging.info('progress line')
+  finally:
+    absl_logger.removeHandler(handler)
+    logging.set_verbosity(verbosity)
+  assert [r.getMessage() for r in records] == ['progress line']
+  warning = absl_logger.makeRecord('absl', pylogging.WARNING, f'{os.sep}x{os.sep}orbax{os.sep}a.py',
+                                   1, 'disk full', (), None)
+  assert absl_logger.filter(warning)
