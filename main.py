@@ -6,7 +6,8 @@
       --dry_run                                    # print the resolved config and exit
 
 The config is locked: an unknown or mistyped override fails while the flags are parsed, before
-any work. Logs go to stderr and to <workdir>/log.txt.
+any work. Logs go to stderr and to <workdir>/log.txt (process i > 0 of a multi-process run:
+log<i>.txt). --distributed joins a multi-process run (run_lib.init_distributed).
 """
 import logging as pylogging
 import os
@@ -23,6 +24,7 @@ flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, logs, samples,
 flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'sample', 'fid_stats'], 'What to run.')
 flags.DEFINE_string('eval_folder', 'eval', 'Sub-directory of workdir for --mode=eval results.')
 flags.DEFINE_bool('dry_run', False, 'Print the resolved config and exit.')
+flags.DEFINE_string('distributed', '', "Multi-process: 'auto' or ADDRESS:PORT,NUM_PROCESSES,ID.")
 flags.mark_flags_as_required(['config'])
 
 
@@ -40,8 +42,8 @@ def _hide_gpus_from_tensorflow():
   tf.config.set_visible_devices([], 'GPU')
 
 
-def _tee_logging(workdir):
-  handler = pylogging.FileHandler(os.path.join(workdir, 'log.txt'))
+def _tee_logging(workdir, process):
+  handler = pylogging.FileHandler(os.path.join(workdir, f'log{process or ""}.txt'))
   handler.setFormatter(pylogging.Formatter('%(levelname)s %(asctime)s %(filename)s:%(lineno)d] '
                                            '%(message)s'))
   logging.get_absl_logger().addHandler(handler)
@@ -57,10 +59,10 @@ def main(argv):
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required (except with --dry_run)')
   os.makedirs(FLAGS.workdir, exist_ok=True)
-  _tee_logging(FLAGS.workdir)
   _hide_gpus_from_tensorflow()
   import evaluation  # pylint: disable=import-outside-toplevel   # after TF is told about GPUs
   import run_lib  # pylint: disable=import-outside-toplevel
+  _tee_logging(FLAGS.workdir, run_lib.init_distributed(FLAGS.distributed))
   modes = {'train': lambda: run_lib.train(FLAGS.config, FLAGS.workdir),
            'eval': lambda: run_lib.evaluate(FLAGS.config, FLAGS.workdir, FLAGS.eval_folder),
            'sample': lambda: run_lib.sample(FLAGS.config, FLAGS.workdir),

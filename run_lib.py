@@ -81,6 +81,24 @@ class Run:
     return (d.image_size, d.image_size, d.num_channels)
 
 
+def init_distributed(spec):
+  """Join a multi-process run before JAX starts (`main.py --distributed`): '' = one process;
+  'auto' = jax.distributed's detection (TPU pods, SLURM, Open MPI, Kubernetes);
+  'ADDRESS:PORT,NUM_PROCESSES,PROCESS_ID' = explicit, e.g. '10.0.0.1:1234,2,0'.
+  Returns this process's index."""
+  if spec == 'auto':
+    jax.distributed.initialize()
+  elif spec:
+    try:
+      address, num, index = spec.split(',')
+      num, index = int(num), int(index)
+    except ValueError:
+      raise ValueError(f"--distributed={spec!r}: expected 'auto' or ADDRESS:PORT,NUM_PROCESSES,"
+                       "PROCESS_ID, e.g. 127.0.0.1:1234,2,0") from None
+    jax.distributed.initialize(address, num_processes=num, process_id=index)
+  return jax.process_index()
+
+
 def build(config):
   mesh = Mesh(np.array(jax.devices()), ('data',))
   sde, eps = sde_lib.get_sde(config)

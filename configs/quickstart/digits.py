@@ -2,12 +2,12 @@
 
 Command: python main.py --config=configs/quickstart/digits.py --mode=train --workdir=W
 Data: datasets.DIGITS (1797 sklearn digits, native 8×8, 1500 train / 297 test), centered, no flips.
-Expected: recognisable digits in samples/iter_1500.png [measured 2026-11-22 from a fresh clone,
-2-core CPU: 1,032,353 params, training 6.5 min wall (4.7 steps/s, compiles included) before the
-XLA:CPU convolution fix in utils.py, which makes a step ~20% faster]. `--mode=eval` scores
-checkpoints 1..3 (steps 500..1500) in ~4 min: digits Fréchet distance (evaluation.digits_fd vs
-the train split, 891 samples) 89.6 / 20.9 / 5.38 and bits/dim 7.93 / 6.75 / 6.08 on the test
-split; the real 297-image test split itself scores 13.34 (fewer images bias the FD upwards).
+Expected: recognisable digits in samples/iter_1500.png [measured 2026-11-22 from a fresh clone
+on the 2-core CPU: 1,032,353 params, training 4 min 52 s wall (6.5 steps/s, compiles included)].
+`--mode=eval` then scores checkpoints 1..3 (steps 500..1500) in ~4 min: digits Fréchet distance
+(evaluation.digits_fd vs the train split, 891 samples) 89.5 / 21.2 / 5.25 and bits/dim
+7.94 / 6.76 / 6.08 on the test split; the real 297-image test split itself scores 13.33 (fewer
+images bias the FD upwards).
 score_sde's VP/DSM recipe needs far more steps here; EDM's loss and Heun sampler gave digits
 within minutes [measured: shared/ENVIRONMENT.md].
 """
