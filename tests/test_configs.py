@@ -16,6 +16,7 @@ import ml_collections
 import pytest
 
 from configs import default_lib, quicktest
+import sde_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIBRARY = {'__init__.py', 'default_lib.py', 'presets.py', 'quicktest.py'}
@@ -244,7 +245,9 @@ def test_shrink_gives_a_tiny_copy(rel):
   assert small.training.batch_size == small.eval.batch_size == 2
   assert small.training.n_jitted_steps == 1 and small.model.num_res_blocks == 1
   assert small.data.dataset == 'DIGITS' and small.data.image_size in (8, 16)
-  assert small.model.num_scales <= 10 and small.sampling.n_steps_each == 1
+  vp_family = small.training.sde in ('vpsde', 'subvpsde')   # DDPM's β_N = β_max/N must be < 1
+  assert small.model.num_scales <= (25 if vp_family else 10) and small.sampling.n_steps_each == 1
+  sde_lib.get_sde(small)                                     # raises for an invalid discretization
   for field in ('training.sde', 'training.loss', 'training.continuous', 'model.name',
                 'data.centered', 'data.num_channels', 'sampling.predictor', 'sampling.corrector'):
     assert _flat(small)[field] == before[field], field
