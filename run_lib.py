@@ -268,7 +268,7 @@ def make_train_fns(run):
                               if jnp.issubdtype(x.dtype, jnp.inexact)]))
   return TrainFns(
       jax.jit(train_step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl),
-              donate_argnums=0),
+              donate_argnums=0, compiler_options=utils.train_compiler_options()),
       jax.jit(eval_loss, in_shardings=(repl, batch, repl), out_shardings=repl),
       jax.jit(all_finite, out_shardings=repl),
       sampling.get_sampling_fn(config, run.sde, run.model, run.sample_shape,

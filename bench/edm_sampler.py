@@ -26,6 +26,7 @@ from models import precond
 from models import utils as mutils
 import sampling
 import sde_lib
+import utils
 from utils import sample_keys
 
 PEER_FORWARD_S, PEER_SAMPLER_S, PEER_STEP_S = 0.057, 2.04, 0.21
@@ -75,7 +76,8 @@ def main():
 
   optimizer = losses.get_optimizer(config)
   train_step = jax.jit(losses.make_train_step(model, losses.get_loss_fn(sde, config), optimizer,
-                                              losses.get_ema_rate(config)), donate_argnums=0)
+                                              losses.get_ema_rate(config)), donate_argnums=0,
+                       compiler_options=utils.train_compiler_options())
   box = {'state': losses.init_train_state(params, optimizer)}
   batch = x[None]
   def one_step():

@@ -23,6 +23,7 @@ import optax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # registers  # pylint: disable=unused-import,wrong-import-position
 from models.utils import count_params, get_model  # pylint: disable=wrong-import-position
+import utils  # pylint: disable=wrong-import-position
 
 PEER_FORWARD_S, PEER_STEP_S = 0.066, 0.37
 
@@ -56,7 +57,7 @@ def make_train_step(model, optimizer, sigma_min, sigma_max):
     loss, grads = jax.value_and_grad(loss_fn)(params, x, key)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
-  return jax.jit(step, donate_argnums=(0, 1))
+  return jax.jit(step, donate_argnums=(0, 1), compiler_options=utils.train_compiler_options())
 
 
 def timed(fn, repeats):

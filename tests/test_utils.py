@@ -46,3 +46,20 @@ def test_small_images_are_enlarged_in_the_png(tmp_path):
   assert grid.shape == (2 + 2 * 34, 2 + 2 * 34)         # 4× nearest neighbour: 32 px per image
   cell = grid[2:34, 2:34].astype(np.float64) / 255
   np.testing.assert_allclose(cell, np.kron(images[0, ..., 0], np.ones((4, 4))), atol=0.5 / 255)
+
+
+@pytest.mark.skipif(not _IN_RANGE, reason='the setting targets jaxlib 0.9-0.10 only')
+def test_train_compiler_options_hand_reductions_to_ynnpack(monkeypatch):
+  """Train steps compile reductions as YNNPACK fusions (forward passes do not); a user's own
+  YNNPACK choice in XLA_FLAGS turns the per-jit option off."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  options = utils.train_compiler_options()
+  assert options == {'xla_cpu_experimental_ynn_fusion_type':
+                     'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'}
+  f = lambda x: jnp.sum(jnp.tanh(x) * x, axis=(1, 2))   # noqa: E731
+  x = jnp.ones((8, 32, 32, 64))
+  text = lambda **kw: jax.jit(f, **kw).lower(x).compile().as_text()   # noqa: E731
+  assert 'ynn_fusion' in text(compiler_options=options) and 'ynn_fusion' not in text()
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT')
+  assert utils.train_compiler_options() is None
