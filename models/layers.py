@@ -92,15 +92,22 @@ def pp_groups(channels):
   return min(channels // 4, 32)
 
 
-def _group_stats(x, groups, eps):
+def _group_stats(x, groups, eps, per_channel_first):
   """Per-(image, group) mean and 1/√(var + ε) of NHWC `x`, repeated to [N, 1, 1, C].
 
   var = E[x²] − E[x]² (clipped at 0), as flax's `nn.GroupNorm` computes it (Wu & He 2018, Eq. 1–2).
+  Summing per channel first is faster inside a train step on XLA:CPU, summing over the grouped
+  axes at once is faster in a forward pass (EDM small DDPM++: ~5% of the forward).
   """
   n, h, w, c = x.shape
+  if per_channel_first:
+    s1, s2 = (jnp.sum(v, axis=(1, 2)).reshape(n, groups, -1).sum(-1) for v in (x, x * x))
+  else:
+    x_g = x.reshape(n, h, w, groups, c // groups)
+    s1, s2 = jnp.sum(x_g, axis=(1, 2, 4)), jnp.sum(x_g * x_g, axis=(1, 2, 4))
   k = h * w * (c // groups)                    # elements per group
-  mean = jnp.sum(x, axis=(1, 2)).reshape(n, groups, -1).sum(-1) / k
-  var = jnp.maximum(jnp.sum(x * x, axis=(1, 2)).reshape(n, groups, -1).sum(-1) / k - mean * mean, 0.)
+  mean = s1 / k
+  var = jnp.maximum(s2 / k - mean * mean, 0.)
   return _per_channel(mean, c), _per_channel(jax.lax.rsqrt(var + eps), c)
 
 
@@ -117,12 +124,12 @@ def group_norm_fn(x, scale, bias, groups, eps):
   x̂ · mean_g(ĝ x̂))/σ), built from two per-channel sums; autodiff of the statistics costs
   ~10 ms more per EDM small DDPM++ train step on the 2-core CPU.
   """
-  mean, rstd = _group_stats(x, groups, eps)
+  mean, rstd = _group_stats(x, groups, eps, per_channel_first=False)
   return (x - mean) * (rstd * scale) + bias
 
 
 def _group_norm_fwd(x, scale, bias, groups, eps):
-  mean, rstd = _group_stats(x, groups, eps)
+  mean, rstd = _group_stats(x, groups, eps, per_channel_first=True)
   return (x - mean) * (rstd * scale) + bias, (x, scale, mean, rstd)
 
 

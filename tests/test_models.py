@@ -224,6 +224,7 @@ def test_group_norm_matches_flax_in_value_and_gradient(shape, groups):
     return out, vjp(dy)
   (out, grads), (out_ref, grads_ref) = value_and_grads(ours), value_and_grads(ref)
   np.testing.assert_allclose(out, out_ref, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(ours.apply(params, x), out_ref, rtol=1e-5, atol=1e-5)  # no autodiff
   for g, g_ref in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
     np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(g_ref))))
 
