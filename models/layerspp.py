@@ -125,7 +125,7 @@ class ResnetBlockBigGANpp(nn.Module):
     if temb is not None:
       h = h + nn.Dense(out_ch, kernel_init=default_init(), name='temb')(self.act(temb))[:, None, None, :]
     h = self.act(layers.group_norm(out_ch, pp_groups, name='norm_1')(h))
-    h = layers.Dropout(self.dropout)(h, deterministic=not train)
+    h = nn.Dropout(self.dropout)(h, deterministic=not train)
     h = conv3x3(out_ch, init_scale=self.init_scale, name='conv_1')(h)
     if c != out_ch or self.up or self.down:
       x = conv1x1(out_ch, name='skip')(x)

@@ -11,13 +11,11 @@ import os
 
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 import ml_collections
 import numpy as np
 import pytest
 
 import models  # registers  # pylint: disable=unused-import
-from models import layers
 from models import up_or_down_sampling as uds
 from models.utils import count_params, get_model
 
@@ -208,37 +206,3 @@ def test_dropout_only_in_training_and_scale_by_sigma():
   # scale_by_sigma divides the unscaled network output by the σ label.
   expected = plain / sigma[:, None, None, None]
   assert np.linalg.norm(a - expected) / np.linalg.norm(expected) < 1e-5
-
-
-@pytest.mark.parametrize('shape, groups', [((3, 8, 8, 64), 16), ((2, 5, 3, 12), 3)])
-def test_group_norm_matches_flax_in_value_and_gradient(shape, groups):
-  """Our GroupNorm (hand-written backward pass) against flax's nn.GroupNorm under autodiff."""
-  rng = np.random.default_rng(0)
-  x, dy = (jnp.asarray(rng.normal(1., 2., shape), jnp.float32) for _ in range(2))
-  params = {'params': {k: jnp.asarray(rng.normal(size=shape[-1]), jnp.float32)
-                       for k in ('scale', 'bias')}}
-  ours, ref = layers.GroupNorm(groups), nn.GroupNorm(num_groups=groups, epsilon=1e-6)
-
-  def value_and_grads(module):
-    out, vjp = jax.vjp(lambda p, x: module.apply(p, x), params, x)
-    return out, vjp(dy)
-  (out, grads), (out_ref, grads_ref) = value_and_grads(ours), value_and_grads(ref)
-  np.testing.assert_allclose(out, out_ref, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(ours.apply(params, x), out_ref, rtol=1e-5, atol=1e-5)  # no autodiff
-  for g, g_ref in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
-    np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(g_ref))))
-
-
-@pytest.mark.parametrize('rate', [0.13, 0.5])
-def test_16_bit_dropout_rate_and_unbiased_scale(rate):
-  """Each element is dropped with probability `rate` (to 2⁻¹⁶): the zero count is within 4
-  binomial s.e.; kept elements are x/(1 − rate) (to 2⁻¹⁶), so E[output] = x; odd sizes work."""
-  x = jnp.ones((5, 41, 41, 7))                                  # odd size: the last word is cut
-  out = np.asarray(layers.Dropout(rate).apply({}, x, deterministic=False,
-                                              rngs={'dropout': jax.random.key(0)}))
-  n, dropped = out.size, np.sum(out == 0)
-  assert abs(dropped - rate * n) < 4 * np.sqrt(n * rate * (1 - rate)), (dropped, rate * n)
-  np.testing.assert_allclose(np.unique(out[out != 0]), 1 / (1 - rate), rtol=2 ** -15)
-  assert abs(out.mean() - 1) < 4 * np.sqrt(rate / (1 - rate) / n)
-  np.testing.assert_array_equal(layers.Dropout(rate).apply({}, x, deterministic=True), x)
-  assert np.all(np.asarray(layers.Dropout(1.).apply({}, x, deterministic=False)) == 0)
