@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models import layerspp
+from models import layers, layerspp
 from models.utils import get_model
 from utils import Registry
 
@@ -100,7 +100,7 @@ INNER_NAMES = {  # our submodule name -> official name, per block class
     'AttnBlock': _ATTN, 'AttnBlockpp': _ATTN,
     'Upsample': _RESAMPLE, 'Downsample': _RESAMPLE, 'Combine': {'conv': 'Conv_0'},
 }
-_PRIMITIVES = {nn.Dense: 'Dense', nn.Conv: 'Conv', nn.GroupNorm: 'GroupNorm'}
+_PRIMITIVES = {nn.Dense: 'Dense', nn.Conv: 'Conv', layers.GroupNorm: 'GroupNorm'}
 
 
 def _trace(config):

@@ -5,16 +5,19 @@ Papers:
   Vaswani+17  Attention Is All You Need, arXiv:1706.03762 (sinusoidal embedding, §3.5).
   Wang+18   Non-local Neural Networks, arXiv:1711.07971 (the single-head spatial attention).
   Song+21   Score-Based Generative Modeling through SDEs, arXiv:2011.13456.
+  Wu&He18   Group Normalization, arXiv:1803.08494 (Eq. 1-3).
 
 Parameter layout: convolutions are `nn.Conv` (kernel HWIO), 1×1 convolutions and the DDPM "NIN"
 layers are `nn.Dense` over channels (kernel [in, out]); attention keeps q, k, v in one fused Dense.
 """
+import functools
 import math
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from utils import Registry
 
@@ -69,8 +72,65 @@ def pp_groups(channels):
   return min(channels // 4, 32)
 
 
+def _per_channel(v, c):
+  """[N, G] group values -> [N, 1, 1, C] (each group's value on its C/G channels)."""
+  return jnp.repeat(v, c // v.shape[1], axis=1)[:, None, None, :]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _group_norm(x, scale, bias, groups, eps):
+  """γ (x − μ_g) / √(σ_g² + ε) + β over NHWC `x` (Wu&He18 Eq. 1-3), σ² = E[x²] − E[x]² as flax.
+
+  Sums over the grouped axes at once: the fastest forward pass on XLA:CPU."""
+  n, h, w, c = x.shape
+  x_g = x.reshape(n, h, w, groups, c // groups)
+  k = h * w * (c // groups)                                   # elements per group
+  mean = jnp.sum(x_g, axis=(1, 2, 4)) / k
+  var = jnp.maximum(jnp.sum(x_g * x_g, axis=(1, 2, 4)) / k - mean * mean, 0.)
+  return (x - _per_channel(mean, c)) * (_per_channel(jax.lax.rsqrt(var + eps), c) * scale) + bias
+
+
+@_group_norm.defjvp
+def _group_norm_jvp(groups, eps, primals, tangents):
+  """x̂ = (x − μ)/σ; dy = γ/σ · (dx − mean_g dx − x̂ · mean_g(dx x̂)) + x̂ dγ + dβ (Wu&He18 Eq. 1-3
+  differentiated). Written so that its transpose (the backward pass) needs only two per-channel
+  sums, Σ_hw g and Σ_hw g x̂, shared by dx, dγ and dβ: autodiff of the forward needs four."""
+  (x, scale, bias), (dx, dscale, dbias) = primals, tangents
+  n, h, w, c = x.shape
+  k = h * w * (c // groups)
+  mean_g = lambda v: _per_channel(jnp.sum(v, axis=(1, 2)).reshape(n, groups, -1).sum(-1) / k, c)  # noqa: E731
+  mean = checkpoint_name(mean_g(x), 'group_norm_stats')
+  rstd = checkpoint_name(jax.lax.rsqrt(jnp.maximum(mean_g(x * x) - mean * mean, 0.) + eps),
+                         'group_norm_stats')
+  x_hat = (x - mean) * rstd
+  a = scale * rstd                                            # [N, 1, 1, C]
+  t_scale = dscale - a * mean_g(dx * x_hat)                   # [N, 1, 1, C]: dγ's and x̂'s terms
+  t_bias = dbias - a * mean_g(dx)                             # [N, 1, 1, C]: dβ's and μ's terms
+  return x_hat * scale + bias, a * dx + x_hat * t_scale + t_bias
+
+
+# The backward pass recomputes x̂ from x and the saved statistics instead of storing it.
+group_norm_fn = jax.checkpoint(
+    _group_norm, static_argnums=(3, 4),
+    policy=jax.checkpoint_policies.save_only_these_names('group_norm_stats'))
+
+
+class GroupNorm(nn.Module):
+  """`nn.GroupNorm` for NHWC inputs (same parameters `scale`, `bias`; same outputs and
+  derivatives, forward and reverse mode) with a cheaper backward pass: on the 2-core CPU the EDM
+  small DDPM++ train step takes ~6% less time (bench/edm_sampler.py)."""
+  num_groups: int
+  epsilon: float = 1e-6
+
+  @nn.compact
+  def __call__(self, x):
+    scale = self.param('scale', nn.initializers.ones, (x.shape[-1],))
+    bias = self.param('bias', nn.initializers.zeros, (x.shape[-1],))
+    return group_norm_fn(x, scale, bias, self.num_groups, self.epsilon)
+
+
 def group_norm(channels, groups_fn, name=None):
-  return nn.GroupNorm(num_groups=groups_fn(channels), epsilon=1e-6, name=name)
+  return GroupNorm(num_groups=groups_fn(channels), epsilon=1e-6, name=name)
 
 
 def get_timestep_embedding(timesteps, embedding_dim, max_positions=10000):
