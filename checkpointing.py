@@ -35,6 +35,8 @@ class CheckpointReadError(RuntimeError):
 
 
 def _manager(directory, max_to_keep):
+  if '://' not in directory:                 # orbax refuses relative paths (gs://... stays as is)
+    directory = os.path.abspath(directory)
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                          enable_async_checkpointing=False)
   return ocp.CheckpointManager(directory, options=options)

@@ -54,16 +54,20 @@ def _capture(module, name):
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('run'))
-  with _capture(run_lib, 'make_train_fns') as fns:
-    run_lib.train(_config(), workdir)
-  return workdir, fns[0]
+  """Trained through a relative --workdir, as the README's quickstart command passes it."""
+  workdir = tmp_path_factory.mktemp('run')
+  with _capture(run_lib, 'make_train_fns') as fns, pytest.MonkeyPatch.context() as mp:
+    mp.chdir(workdir.parent)
+    run_lib.train(_config(), workdir.name)
+  return str(workdir), fns[0]
 
 
 @pytest.fixture(scope='module')
 def evaluated(trained):
   workdir, _ = trained
-  run_lib.evaluate(_config(), workdir, 'eval')
+  with pytest.MonkeyPatch.context() as mp:
+    mp.chdir(os.path.dirname(workdir))
+    run_lib.evaluate(_config(), os.path.basename(workdir), 'eval')
   return workdir
 
 
