@@ -429,16 +429,25 @@ def _pipeline(config, ds, decode, train, batch_dims, evaluation, uniform_dequant
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _train_batch(config):
+  """Images per training step and the field that sets it: with STF the reference batch
+  (training.stf_ref_batch; the loss trains on batch_size of them), else training.batch_size."""
+  t = config.training
+  return (t.stf_ref_batch, 'training.stf_ref_batch') if t.stf_ref_batch else \
+      (t.batch_size, 'training.batch_size')
+
+
 def get_dataset(config, uniform_dequantization=False, evaluation=False):
   """(train_ds, eval_ds): tf.data datasets of {'image', 'label'} batches for this process.
 
   Args:
-    config: the config; reads data.*, seed, training.batch_size / n_jitted_steps (training) or
-      eval.batch_size (evaluation).
+    config: the config; reads data.*, seed, training.batch_size (or stf_ref_batch) /
+      n_jitted_steps (training) or eval.batch_size (evaluation).
     uniform_dequantization: add U[0, 1)/256 noise to 8-bit levels: (u + 255x)/256.
     evaluation: one pass in file order, no flips, batches [per_process_eval_batch, H, W, C];
       otherwise repeated and shuffled, flips on the train split, batches
-      [n_jitted_steps, per_process_batch, H, W, C] for both datasets.
+      [n_jitted_steps, per_process_batch, H, W, C] for both datasets (per_process_batch from
+      training.stf_ref_batch when STF is on).
   Returns:
     train_ds, eval_ds; images float32 in [0, 1] (apply `get_data_scaler`), labels int32
     (UNLABELED = -1 where the set has none). For FFHQ / CelebAHQ / IMAGE_ZIP both read the same
@@ -450,8 +459,7 @@ def get_dataset(config, uniform_dequantization=False, evaluation=False):
   if evaluation:
     batch_dims = [_per_process_batch(config.eval.batch_size, 'eval.batch_size')]
   else:
-    batch_dims = [config.training.n_jitted_steps,
-                  _per_process_batch(config.training.batch_size, 'training.batch_size')]
+    batch_dims = [config.training.n_jitted_steps, _per_process_batch(*_train_batch(config))]
   source = SOURCES.get(config.data.dataset)(config, evaluation)
   return tuple(_pipeline(config, ds, source.decode, train, batch_dims, evaluation,
                          uniform_dequantization)

@@ -6,10 +6,17 @@ Papers:
   Song&Ermon19  Generative Modeling by Estimating Gradients of the Data Distribution, arXiv:1907.05600.
   Ho+20  Denoising Diffusion Probabilistic Models, arXiv:2006.11239.
   Karras+22  Elucidating the Design Space of Diffusion-Based Generative Models, arXiv:2206.00364.
+  Xu+23  PFGM++: Unlocking the Potential of Physics-Inspired Generative Models, arXiv:2302.04265.
+  Xu+23b  Stable Target Field for Reduced Variance Score Estimation, arXiv:2302.00670 (STF).
 
-A registered loss is a factory `(sde, config) -> loss_fn(rng, model_fn, x) -> scalar` where
+A registered loss is a factory `(sde, config, train) -> loss_fn(rng, model_fn, x) -> scalar` where
 `model_fn(x, labels, rng)` is the network and x [B, H, W, C] is a (scaled) data batch.
+The D-losses (edm, edm_vp, edm_ve) take two orthogonal switches: the noise law
+(`training.pfgmpp_D`, `sde_lib.get_noise`) and the target (plain y, or STF's reference-batch
+average with `training.stf_ref_batch`, training only: evaluation losses keep the plain target).
 """
+import math
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -75,7 +82,8 @@ def ddpm_loss(rng, model_fn, vpsde, x, reduce_mean=True):
 
 
 @LOSSES.register('dsm')
-def _dsm(sde, config):
+def _dsm(sde, config, train):
+  del train   # the same loss for training and evaluation
   def loss_fn(rng, model_fn, x):
     score_fn = mutils.get_score_fn(sde, model_fn, continuous=True)
     return dsm_loss(rng, score_fn, sde, x, config.training.reduce_mean,
@@ -84,48 +92,88 @@ def _dsm(sde, config):
 
 
 @LOSSES.register('smld')
-def _smld(sde, config):
+def _smld(sde, config, train):
+  del train   # the same loss for training and evaluation
   if not isinstance(sde, sde_lib.VESDE):
     raise ValueError("training.loss='smld' needs training.sde='vesde'")
   return lambda rng, model_fn, x: smld_loss(rng, model_fn, sde, x, config.training.reduce_mean)
 
 
 @LOSSES.register('ddpm')
-def _ddpm(sde, config):
+def _ddpm(sde, config, train):
+  del train   # the same loss for training and evaluation
   if not isinstance(sde, sde_lib.VPSDE):
     raise ValueError("training.loss='ddpm' needs training.sde='vpsde'")
   return lambda rng, model_fn, x: ddpm_loss(rng, model_fn, sde, x, config.training.reduce_mean)
 
 
+DENOISER_LOSSES = ('edm', 'edm_vp', 'edm_ve')
 EDM_VP_EPS_T = 1e-5    # Karras+22 Table 1 (VP): ε_t, the smallest training time of VPLoss
 
 
-def denoiser_loss(rng, denoiser, x, sample_sigma, weight, reduce_mean):
-  """λ(σ) ‖D(y + n; σ) − y‖² with n ~ N(0, σ² I) (Karras+22 Eq. 8).
+def stf_target(x_noisy, sigma, reference, noise):
+  """STF's target Σ_i w_i y_i, w = softmax_i log p_σ(x̃ | y_i) over the reference images y_i
+  (Xu+23b Eq. 6; with PFGM++'s kernel as Newbeeer/pfgmpp's pfgmpp_target). With the whole
+  dataset as reference it is the ideal denoiser of the empirical distribution (Karras+22 Eq. 3).
+
+  Args:
+    x_noisy [B, ...], sigma [B], reference [R, ...] (same pixel shape), noise: a law of sde_lib.
+  Returns:
+    [B, ...], no gradient.
+  """
+  xf, ref = x_noisy.reshape(x_noisy.shape[0], -1), reference.reshape(reference.shape[0], -1)
+  cross = jnp.einsum('bn,rn->br', xf, ref, precision=jax.lax.Precision.HIGHEST)
+  sq_dist = jnp.maximum(jnp.sum(xf ** 2, 1)[:, None] - 2. * cross + jnp.sum(ref ** 2, 1)[None], 0.)
+  logits = noise.log_kernel(sq_dist, sigma[:, None], xf.shape[1])
+  w = jax.nn.softmax(logits, axis=1)                                        # Xu+23b Eq. 6
+  target = jnp.einsum('br,rn->bn', w, ref, precision=jax.lax.Precision.HIGHEST)
+  return jax.lax.stop_gradient(target.reshape(x_noisy.shape))
+
+
+def denoiser_loss(rng, denoiser, x, sample_sigma, weight, reduce_mean,
+                  noise=sde_lib.GaussianNoise(), stf_factor=0):
+  """λ(σ) ‖D(y + σ n; σ) − target‖² (Karras+22 Eq. 8) with n from `noise` (Gaussian, or PFGM++'s
+  kernel: Xu+23 Alg. 1) and target y, or STF's (Xu+23b Alg. 1).
 
   Args:
     denoiser: (x [B, ...], sigma [B], rng) -> D(x; σ).
     sample_sigma: (rng, B) -> σ [B]; weight: σ [B] -> λ(σ) [B].
-    x: clean data y [B, ...] in [-1, 1].
+    x: clean data in [-1, 1]: the batch y [B, ...], or with `stf_factor` k > 0 the reference set
+      [k·B, ...] whose images 0, k, 2k, … are the batch (each device keeps its own).
   Returns:
     the batch-mean loss (per-sample mean or ½·sum over pixels, `reduce_mean`).
   """
   s_rng, n_rng, model_rng = jax.random.split(rng, 3)
-  sigma = sample_sigma(s_rng, x.shape[0])
-  n = jax.random.normal(n_rng, x.shape) * bcast(sigma, x)
-  losses = bcast(weight(sigma), x) * jnp.square(denoiser(x + n, sigma, model_rng) - x)
+  y = x.reshape((-1, stf_factor) + x.shape[1:])[:, 0] if stf_factor else x
+  sigma = sample_sigma(s_rng, y.shape[0])
+  x_noisy = y + noise.sample(n_rng, y.shape) * bcast(sigma, y)
+  target = stf_target(x_noisy, sigma, x, noise) if stf_factor else y
+  losses = bcast(weight(sigma), y) * jnp.square(denoiser(x_noisy, sigma, model_rng) - target)
   return jnp.mean(_reduce(losses, reduce_mean))
 
 
-def _denoiser_loss_factory(config, sample_sigma, weight):
+def stf_factor(config):
+  """k = stf_ref_batch / batch_size (0: STF off), checked."""
+  t = config.training
+  if t.stf_ref_batch == 0:
+    return 0
+  if t.stf_ref_batch < 0 or t.stf_ref_batch % t.batch_size:
+    raise ValueError(f'training.stf_ref_batch = {t.stf_ref_batch} must be 0 (STF off) or a '
+                     f'positive multiple of training.batch_size = {t.batch_size}')
+  return t.stf_ref_batch // t.batch_size
+
+
+def _denoiser_loss_factory(config, sample_sigma, weight, train):
+  noise = sde_lib.get_noise(config)
+  factor = stf_factor(config) if train else 0
   def loss_fn(rng, model_fn, x):
     return denoiser_loss(rng, precond.get_denoiser(config, model_fn), x, sample_sigma, weight,
-                         config.training.reduce_mean)
+                         config.training.reduce_mean, noise, factor)
   return loss_fn
 
 
 @LOSSES.register('edm')
-def _edm(sde, config):
+def _edm(sde, config, train):
   """EDMLoss: ln σ ~ N(P_mean, P_std²), λ = (σ² + σ_d²)/(σ σ_d)² (Karras+22 Table 1, Eq. 8)."""
   del sde
   t, sigma_data = config.training, config.model.sigma_data
@@ -133,38 +181,43 @@ def _edm(sde, config):
     return jnp.exp(t.P_mean + t.P_std * jax.random.normal(rng, (n,)))       # Karras+22 Table 1
   def weight(sigma):
     return (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2        # Karras+22 Table 1
-  return _denoiser_loss_factory(config, sample_sigma, weight)
+  return _denoiser_loss_factory(config, sample_sigma, weight, train)
 
 
 @LOSSES.register('edm_vp')
-def _edm_vp(sde, config):
+def _edm_vp(sde, config, train):
   """EDM's VPLoss: σ = σ_VP(t), t ~ U(ε_t, 1), λ = 1/σ² (Karras+22 Table 1, VP column)."""
   del sde
   vp = sde_lib.VPSDE(config.model.beta_min, config.model.beta_max)
   def sample_sigma(rng, n):
     return vp.sigma(jax.random.uniform(rng, (n,), minval=EDM_VP_EPS_T, maxval=1.))
-  return _denoiser_loss_factory(config, sample_sigma, lambda sigma: 1. / sigma ** 2)
+  return _denoiser_loss_factory(config, sample_sigma, lambda sigma: 1. / sigma ** 2, train)
 
 
 @LOSSES.register('edm_ve')
-def _edm_ve(sde, config):
+def _edm_ve(sde, config, train):
   """EDM's VELoss: σ = σ_min (σ_max/σ_min)^u, u ~ U(0, 1), λ = 1/σ² (Karras+22 Table 1, VE)."""
   del sde
   lo, hi = config.model.sigma_min, config.model.sigma_max
   def sample_sigma(rng, n):
     return lo * (hi / lo) ** jax.random.uniform(rng, (n,))                   # Karras+22 Table 1
-  return _denoiser_loss_factory(config, sample_sigma, lambda sigma: 1. / sigma ** 2)
+  return _denoiser_loss_factory(config, sample_sigma, lambda sigma: 1. / sigma ** 2, train)
 
 
-def get_loss_fn(sde, config):
-  """The registered loss `config.training.loss`, checked against `training.continuous`."""
-  if config.training.likelihood_weighting and config.training.loss != 'dsm':
+def get_loss_fn(sde, config, train=True):
+  """The registered loss `config.training.loss`, checked against `training.continuous`, the
+  noise law and STF; `train=False`: the evaluation loss (STF's target replaced by y)."""
+  t = config.training
+  if t.likelihood_weighting and t.loss != 'dsm':
     raise ValueError('training.likelihood_weighting needs the continuous loss training.loss=dsm')
-  if config.training.continuous != (config.training.loss not in ('smld', 'ddpm')):
-    raise ValueError(f'training.continuous={config.training.continuous} does not match '
-                     f'training.loss={config.training.loss!r}: discrete training uses smld (VE) '
+  if t.continuous != (t.loss not in ('smld', 'ddpm')):
+    raise ValueError(f'training.continuous={t.continuous} does not match '
+                     f'training.loss={t.loss!r}: discrete training uses smld (VE) '
                      'or ddpm (VP), continuous training uses the other losses')
-  return LOSSES.get(config.training.loss)(sde, config)
+  if t.loss not in DENOISER_LOSSES and (t.stf_ref_batch or not math.isinf(t.pfgmpp_D)):
+    raise ValueError(f'training.stf_ref_batch and training.pfgmpp_D need a D-loss '
+                     f'(training.loss in {DENOISER_LOSSES}), not training.loss={t.loss!r}')
+  return LOSSES.get(t.loss)(sde, config, train)
 
 
 def get_optimizer(config):

@@ -65,7 +65,8 @@ class Run:
   sde: object
   eps: float                # smallest sampling / likelihood time
   optimizer: object
-  loss_fn: object
+  loss_fn: object           # training loss
+  eval_loss_fn: object      # evaluation loss (STF's target replaced by the plain one)
 
   @property
   def replicated(self):
@@ -103,7 +104,7 @@ def build(config):
   mesh = Mesh(np.array(jax.devices()), ('data',))
   sde, eps = sde_lib.get_sde(config)
   return Run(config, mesh, mutils.get_model(config), sde, eps, losses.get_optimizer(config),
-             losses.get_loss_fn(sde, config))
+             losses.get_loss_fn(sde, config), losses.get_loss_fn(sde, config, train=False))
 
 
 def _check_divisible(value, name):
@@ -258,7 +259,7 @@ def make_train_fns(run):
   config, repl, batch = run.config, run.replicated, run.sharded(axis=1)
   train_step = losses.make_train_step(run.model, run.loss_fn, run.optimizer,
                                        losses.get_ema_rate(config))
-  eval_step = losses.make_eval_step(run.model, run.loss_fn)
+  eval_step = losses.make_eval_step(run.model, run.eval_loss_fn)
 
   def eval_loss(state, batch, rng):   # one forward over all n·B images (equal-size batches)
     return eval_step(state, batch.reshape((-1,) + batch.shape[2:]), rng)
@@ -381,7 +382,7 @@ def make_eval_fns(run):
     return precond.get_score_fn(config, run.sde,
                                 mutils.get_model_fn(run.model, params, train=False))
   return EvalFns(
-      jax.jit(losses.make_eval_step(run.model, run.loss_fn), in_shardings=(repl, batch, repl),
+      jax.jit(losses.make_eval_step(run.model, run.eval_loss_fn), in_shardings=(repl, batch, repl),
               out_shardings=repl),
       likelihood.get_likelihood_fn(run.sde, make_score_fn, inverse_scaler,
                                    rtol=config.sampling.ode_rtol, atol=config.sampling.ode_atol,
@@ -507,6 +508,10 @@ def check_eval_config(config):
     raise ValueError(f"eval.bpd_dataset = {e.bpd_dataset!r}; expected 'train' or 'test'")
   if e.begin_ckpt > e.end_ckpt:
     raise ValueError(f'eval.begin_ckpt = {e.begin_ckpt} > eval.end_ckpt = {e.end_ckpt}')
+  if e.enable_bpd and not math.isinf(config.training.pfgmpp_D):
+    raise ValueError(f'eval.enable_bpd: bits/dim integrate the Gaussian probability-flow ODE; '
+                     f'training.pfgmpp_D = {config.training.pfgmpp_D} is a PFGM++ model (set '
+                     'eval.enable_bpd=False)')
 
 
 def _restore_for_eval(run, kept, step, target):

@@ -7,12 +7,15 @@ Papers:
   Dormand&Prince80  A family of embedded Runge-Kutta formulae (the adaptive ODE solver).
   Karras+22  Elucidating the Design Space of Diffusion-Based Generative Models, arXiv:2206.00364.
   Ning+24  Elucidating the Exposure Bias in Diffusion Models (Epsilon Scaling), arXiv:2308.15321.
+  Xu+23  PFGM++: Unlocking the Potential of Physics-Inspired Generative Models, arXiv:2302.04265.
 
 Conventions: `score_fn(x [B, ...], t [B]) -> ∇_x log p_t(x)`; a sampler takes per-sample keys
 [B] (see `utils.sample_keys`) so that sample i depends only on keys[i], never on the batch size.
 A predictor or corrector is a registered factory returning `update(x, t, noise) -> (x, x_mean)`,
 where `noise(j)` draws the j-th standard normal of this step for every sample.
 """
+import math
+
 import diffrax
 import jax
 import jax.numpy as jnp
@@ -216,6 +219,10 @@ def _ode_sampler(config, sde, sample_shape, eps):
 
 def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps):
   """A jitted `sample_fn(keys [B], params) -> (images in data range [B, *sample_shape], nfe)`."""
+  if not math.isinf(config.training.pfgmpp_D) and config.sampling.method != 'edm':
+    raise ValueError(f'training.pfgmpp_D = {config.training.pfgmpp_D} (PFGM++) samples with its '
+                     f"prior and EDM's ODE in σ: set sampling.method='edm', not "
+                     f'{config.sampling.method!r}')
   sampler = SAMPLERS.get(config.sampling.method)(config, sde, sample_shape, eps)
 
   @jax.jit
@@ -306,13 +313,25 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
   return (x, nfe, norms) if record_eps_norm else (x, nfe)
 
 
+def pfgmpp_latents(keys, noise, sample_shape):
+  """PFGM++'s prior at σ_max in units of σ_max (Xu+23 §4; Newbeeer/pfgmpp generate.py): the
+  kernel's noise for σ = 1, from per-sample keys as the Gaussian latents are drawn."""
+  return noise.sample_per_key(jax.vmap(lambda k: jax.random.fold_in(k, 2 ** 30))(keys),
+                              sample_shape)
+
+
 @register_sampler('edm')
 def _edm_sampler(config, sde, sample_shape, eps):
-  """EDM sampler with σ_min, σ_max clamped to the SDE's [σ(eps), σ(T)] (as EDM's generate.py)."""
+  """EDM sampler with σ_min, σ_max clamped to the SDE's [σ(eps), σ(T)] (as EDM's generate.py);
+  with `training.pfgmpp_D` finite it starts from PFGM++'s prior (the ODE in σ is the same)."""
   s = config.sampling
   sigma_min = max(s.sigma_min, float(sde.sigma(jnp.asarray(eps, jnp.float32))))
   sigma_max = min(s.sigma_max, float(sde.sigma(jnp.asarray(sde.T, jnp.float32))))
   dtype = jnp.float64 if s.float64 else jnp.float32
-  return lambda keys, score_fn: edm_sample(
-      keys, score_fn, sde, sample_shape, s.steps, sigma_min, sigma_max, s.rho, s.solver,
-      s.S_churn, s.S_min, s.S_max, s.S_noise, s.eps_scaler, s.eps_scaler_k, dtype)
+  noise = sde_lib.get_noise(config)
+  def sampler(keys, score_fn):
+    z = None if math.isinf(noise.D) else pfgmpp_latents(keys, noise, sample_shape)
+    return edm_sample(keys, score_fn, sde, sample_shape, s.steps, sigma_min, sigma_max, s.rho,
+                      s.solver, s.S_churn, s.S_min, s.S_max, s.S_noise, s.eps_scaler,
+                      s.eps_scaler_k, dtype, z=z)
+  return sampler

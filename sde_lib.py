@@ -5,6 +5,7 @@ Papers:
   Karras+22  Elucidating the Design Space of Diffusion-Based Generative Models, arXiv:2206.00364.
   Ho+20  Denoising Diffusion Probabilistic Models, arXiv:2006.11239.
   Song&Ermon19  Generative Modeling by Estimating Gradients of the Data Distribution, arXiv:1907.05600.
+  Xu+23  PFGM++: Unlocking the Potential of Physics-Inspired Generative Models, arXiv:2302.04265.
 
 Every process here is Gaussian and can be written x_t = s(t)·(y + σ(t)·n) with n ~ N(0, I)
 (Karras+22 Eq. 10): VE has s = 1; VP and sub-VP have s = mean coefficient and σ = std / s.
@@ -12,8 +13,12 @@ Every process here is Gaussian and can be written x_t = s(t)·(y + σ(t)·n) wit
 `marginal_prob` is derived from it once, in the base class.
 
 All methods take a batch: x [B, ...] and t [B] (or a scalar t).
+
+PFGM++ (Xu+23) keeps σ and swaps the Gaussian noise for a radial kernel with D extra dimensions
+(`get_noise`, `PFGMPPNoise`); D → ∞ is the Gaussian case. Its sampling ODE in σ is EDM's.
 """
 import abc
+import math
 
 import jax
 import jax.numpy as jnp
@@ -283,3 +288,62 @@ def get_sde(config):
   if cls is VESDE:
     return VESDE(config.model.sigma_min, config.model.sigma_max, config.model.num_scales), 1e-5
   return cls(config.model.beta_min, config.model.beta_max, config.model.num_scales), 1e-3
+
+
+# ------------------------------------------------------------------------------------------------
+# Noise laws: x = y + σ·n. Gaussian (every SDE above) or PFGM++'s kernel (Xu+23).
+
+class GaussianNoise:
+  """n ~ N(0, I): the kernel N(x; y, σ² I), PFGM++'s D → ∞ limit."""
+  D = math.inf
+
+  def sample(self, rng, shape):
+    """Noise for σ = 1, [B, *sample_shape] from one key (the batch draws together)."""
+    return jax.random.normal(rng, shape)
+
+  def log_kernel(self, sq_dist, sigma, n_dims):
+    """log p_σ(x | y) up to a constant in y, from ‖x − y‖² [..., K] and σ [..., 1]."""
+    del n_dims
+    return -sq_dist / (2. * sigma ** 2)
+
+
+class PFGMPPNoise:
+  """PFGM++'s kernel p_r(x | y) ∝ (‖x − y‖² + r²)^(−(N+D)/2), r = σ√D (Xu+23 Eq. 4, §4).
+
+  The radius R = ‖x − y‖ has R²/r² ~ BetaPrime(N/2, D/2) (Xu+23 App. B), drawn as the ratio of
+  Gamma(N/2) and Gamma(D/2) draws (= β/(1 − β) with β ~ Beta(N/2, D/2), without forming β, so
+  any D works in float32). The direction is uniform. E‖n‖² = N·D/(D − 2) → N as D → ∞.
+  Deviation: Newbeeer/pfgmpp's loss.py clips β to [1e-3, 1 − 1e-3], which truncates half of
+  the kernel at the paper's D = 1000·N (β ≈ 1e-3 there); the exact kernel is drawn here.
+  """
+
+  def __init__(self, D):
+    if not D > 2:
+      raise ValueError(f'training.pfgmpp_D = {D}: PFGM++ needs D > 2 (inf = Gaussian diffusion)')
+    self.D = float(D)
+
+  def _one(self, rng, sample_shape):
+    g_rng, a_rng, b_rng = jax.random.split(rng, 3)
+    n_dims = math.prod(sample_shape)
+    g = jax.random.normal(g_rng, sample_shape)
+    ratio = (jax.random.gamma(a_rng, n_dims / 2.)
+             / jax.random.gamma(b_rng, self.D / 2.))               # β/(1−β), β ~ Beta(N/2, D/2)
+    radius = jnp.sqrt(self.D * ratio)                               # R = r √(β/(1−β)), r = √D
+    return g * (radius / jnp.linalg.norm(g))                        # Xu+23 App. B: R · u
+
+  def sample(self, rng, shape):
+    """Noise for σ = 1, [B, *sample_shape]; each sample draws its own radius and direction."""
+    return jax.vmap(lambda k: self._one(k, shape[1:]))(jax.random.split(rng, shape[0]))
+
+  def sample_per_key(self, keys, sample_shape):
+    """Noise for σ = 1 from per-sample keys [B] (sample i depends only on keys[i])."""
+    return jax.vmap(lambda k: self._one(k, sample_shape))(keys)
+
+  def log_kernel(self, sq_dist, sigma, n_dims):
+    return -0.5 * (n_dims + self.D) * jnp.log(sq_dist + self.D * sigma ** 2)   # Xu+23 Eq. 4
+
+
+def get_noise(config):
+  """The noise law of `training.pfgmpp_D`: inf = Gaussian, finite D > 2 = PFGM++."""
+  D = config.training.pfgmpp_D
+  return GaussianNoise() if math.isinf(D) else PFGMPPNoise(D)

@@ -22,6 +22,11 @@ def _training():
   #                                             'edm_ve' (Karras+22 EDM / VP / VE D-losses)
   training.P_mean = -1.2                      # EDM loss: mean of ln σ (Karras+22 Table 1)
   training.P_std = 1.2                        # EDM loss: std of ln σ (Karras+22 Table 1)
+  training.pfgmpp_D = float('inf')            # PFGM++ augmented dimension D > 2 (Xu+23); inf =
+  #                                             Gaussian noise; finite D needs a D-loss (edm*) and
+  #                                             sampling.method='edm'
+  training.stf_ref_batch = 0                  # STF reference images per step (Xu+23b), a multiple
+  #                                             of batch_size read with each batch; 0 = off
   training.reduce_mean = False                # mean over pixels (True) or ½·sum (False)
   training.likelihood_weighting = False       # λ(t) = g(t)² (Song+21 ML training, arXiv:2101.09258)
   training.batch_size = 128                   # global batch, over all processes and devices

@@ -16,6 +16,7 @@ _REFINENETS = ('ncsn', 'ncsnv2_64', 'ncsnv2_128', 'ncsnv2_256')
 
 def _shrink_training(training):
   training.batch_size = 2
+  training.stf_ref_batch = 4 if training.stf_ref_batch else 0   # STF: a reference of 2 batches
   training.n_jitted_steps = 1
   training.n_iters = 2
   training.log_freq = 1

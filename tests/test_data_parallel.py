@@ -3,7 +3,9 @@
 Each run is a subprocess (the device count is fixed when JAX starts) training the tiny digits
 config for 4 steps through run_lib.train; the batch of 8 is split over a 'data' mesh of 8 CPU
 devices in one run and kept on one device in the other. Random numbers do not depend on the
-sharding (threefry is partitionable), so only the reduction order differs.
+sharding (threefry is partitionable), so only the reduction order differs. With STF the
+reference set (16 images per step) is global, so the curve does not depend on the device count
+either.
 """
 import json
 import os
@@ -11,6 +13,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = """
@@ -23,15 +26,16 @@ config = quicktest.shrink(digits.get_config())
 t = config.training
 t.batch_size, t.n_iters, t.snapshot_freq, t.snapshot_freq_for_preemption = 8, 4, 4, 4
 t.n_jitted_steps, t.log_freq, t.eval_freq, t.snapshot_sampling = 2, 2, 2, False
+t.stf_ref_batch = int(sys.argv[3])
 assert jax.device_count() == int(sys.argv[2]), jax.devices()
 run_lib.train(config, sys.argv[1])
 """
 
 
-def _curve(workdir, devices):
+def _curve(workdir, devices, stf_ref_batch):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu',
          'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
-  out = subprocess.run([sys.executable, '-c', SCRIPT, workdir, str(devices)], cwd=ROOT, env=env,
+  out = subprocess.run([sys.executable, '-c', SCRIPT, workdir, str(devices), str(stf_ref_batch)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=400)
   assert out.returncode == 0, out.stderr[-3000:]
   with open(os.path.join(workdir, 'stats.jsonl')) as f:
@@ -40,9 +44,10 @@ def _curve(workdir, devices):
           [s['eval_loss'] for s in stats if 'eval_loss' in s])
 
 
-def test_eight_devices_match_one_device(tmp_path):
-  one = _curve(str(tmp_path / 'one'), 1)
-  eight = _curve(str(tmp_path / 'eight'), 8)
+@pytest.mark.parametrize('stf_ref_batch', [0, 16])
+def test_eight_devices_match_one_device(tmp_path, stf_ref_batch):
+  one = _curve(str(tmp_path / 'one'), 1, stf_ref_batch)
+  eight = _curve(str(tmp_path / 'eight'), 8, stf_ref_batch)
   assert len(one[0]) == 2 and len(one[1]) == 2
   np.testing.assert_allclose(eight[0], one[0], rtol=2e-4)
   np.testing.assert_allclose(eight[1], one[1], rtol=2e-4)
