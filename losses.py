@@ -113,7 +113,7 @@ EDM_VP_EPS_T = 1e-5    # Karras+22 Table 1 (VP): ε_t, the smallest training tim
 
 def stf_target(x_noisy, sigma, reference, noise):
   """STF's target Σ_i w_i y_i, w = softmax_i log p_σ(x̃ | y_i) over the reference images y_i
-  (Xu+23b Eq. 6; with PFGM++'s kernel as Newbeeer/pfgmpp's pfgmpp_target). With the whole
+  (Xu+23b; with PFGM++'s kernel as Newbeeer/pfgmpp's pfgmpp_target). With the whole
   dataset as reference it is the ideal denoiser of the empirical distribution (Karras+22 Eq. 3).
 
   Args:
@@ -125,7 +125,7 @@ def stf_target(x_noisy, sigma, reference, noise):
   cross = jnp.einsum('bn,rn->br', xf, ref, precision=jax.lax.Precision.HIGHEST)
   sq_dist = jnp.maximum(jnp.sum(xf ** 2, 1)[:, None] - 2. * cross + jnp.sum(ref ** 2, 1)[None], 0.)
   logits = noise.log_kernel(sq_dist, sigma[:, None], xf.shape[1])
-  w = jax.nn.softmax(logits, axis=1)                                        # Xu+23b Eq. 6
+  w = jax.nn.softmax(logits, axis=1)                                        # Xu+23b
   target = jnp.einsum('br,rn->bn', w, ref, precision=jax.lax.Precision.HIGHEST)
   return jax.lax.stop_gradient(target.reshape(x_noisy.shape))
 
@@ -133,7 +133,7 @@ def stf_target(x_noisy, sigma, reference, noise):
 def denoiser_loss(rng, denoiser, x, sample_sigma, weight, reduce_mean,
                   noise=sde_lib.GaussianNoise(), stf_factor=0):
   """λ(σ) ‖D(y + σ n; σ) − target‖² (Karras+22 Eq. 8) with n from `noise` (Gaussian, or PFGM++'s
-  kernel: Xu+23 Alg. 1) and target y, or STF's (Xu+23b Alg. 1).
+  kernel: Xu+23) and target y, or STF's (Xu+23b).
 
   Args:
     denoiser: (x [B, ...], sigma [B], rng) -> D(x; σ).

@@ -314,7 +314,7 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
 
 
 def pfgmpp_latents(keys, noise, sample_shape):
-  """PFGM++'s prior at σ_max in units of σ_max (Xu+23 §4; Newbeeer/pfgmpp generate.py): the
+  """PFGM++'s prior at σ_max in units of σ_max (Xu+23; Newbeeer/pfgmpp generate.py): the
   kernel's noise for σ = 1, from per-sample keys as the Gaussian latents are drawn."""
   return noise.sample_per_key(jax.vmap(lambda k: jax.random.fold_in(k, 2 ** 30))(keys),
                               sample_shape)

@@ -308,9 +308,9 @@ class GaussianNoise:
 
 
 class PFGMPPNoise:
-  """PFGM++'s kernel p_r(x | y) ∝ (‖x − y‖² + r²)^(−(N+D)/2), r = σ√D (Xu+23 Eq. 4, §4).
+  """PFGM++'s kernel p_r(x | y) ∝ (‖x − y‖² + r²)^(−(N+D)/2), r = σ√D (Xu+23; Newbeeer/pfgmpp training/loss.py).
 
-  The radius R = ‖x − y‖ has R²/r² ~ BetaPrime(N/2, D/2) (Xu+23 App. B), drawn as the ratio of
+  The radius R = ‖x − y‖ has R²/r² ~ BetaPrime(N/2, D/2) (Xu+23), drawn as the ratio of
   Gamma(N/2) and Gamma(D/2) draws (= β/(1 − β) with β ~ Beta(N/2, D/2), without forming β, so
   any D works in float32). The direction is uniform. E‖n‖² = N·D/(D − 2) → N as D → ∞.
   Deviation: Newbeeer/pfgmpp's loss.py clips β to [1e-3, 1 − 1e-3], which truncates half of
@@ -329,7 +329,7 @@ class PFGMPPNoise:
     ratio = (jax.random.gamma(a_rng, n_dims / 2.)
              / jax.random.gamma(b_rng, self.D / 2.))               # β/(1−β), β ~ Beta(N/2, D/2)
     radius = jnp.sqrt(self.D * ratio)                               # R = r √(β/(1−β)), r = √D
-    return g * (radius / jnp.linalg.norm(g))                        # Xu+23 App. B: R · u
+    return g * (radius / jnp.linalg.norm(g))                        # Xu+23: R · u
 
   def sample(self, rng, shape):
     """Noise for σ = 1, [B, *sample_shape]; each sample draws its own radius and direction."""
@@ -340,7 +340,7 @@ class PFGMPPNoise:
     return jax.vmap(lambda k: self._one(k, sample_shape))(keys)
 
   def log_kernel(self, sq_dist, sigma, n_dims):
-    return -0.5 * (n_dims + self.D) * jnp.log(sq_dist + self.D * sigma ** 2)   # Xu+23 Eq. 4
+    return -0.5 * (n_dims + self.D) * jnp.log(sq_dist + self.D * sigma ** 2)   # Xu+23
 
 
 def get_noise(config):
