@@ -8,13 +8,18 @@ Papers:
   Karras+22  Elucidating the Design Space of Diffusion-Based Generative Models, arXiv:2206.00364.
   Xu+23  PFGM++: Unlocking the Potential of Physics-Inspired Generative Models, arXiv:2302.04265.
   Xu+23b  Stable Target Field for Reduced Variance Score Estimation, arXiv:2302.00670 (STF).
+  Wang+23  Patch Diffusion: Faster and More Data-Efficient Training of Diffusion Models,
+    arXiv:2304.12526.
 
 A registered loss is a factory `(sde, config, train) -> loss_fn(rng, model_fn, x) -> scalar` where
 `model_fn(x, labels, rng)` is the network and x [B, H, W, C] is a (scaled) data batch.
-The D-losses (edm, edm_vp, edm_ve) take two orthogonal switches: the noise law
-(`training.pfgmpp_D`, `sde_lib.get_noise`) and the target (plain y, or STF's reference-batch
-average with `training.stf_ref_batch`, training only: evaluation losses keep the plain target).
+The D-losses (edm, edm_vp, edm_ve) take three switches: the noise law (`training.pfgmpp_D`,
+`sde_lib.get_noise`), the target (plain y, or STF's reference-batch average with
+`training.stf_ref_batch`) and the input (full images, or Patch Diffusion's random patches with
+`training.patch_real_p` < 1). STF and patches act in training only: evaluation losses are the
+plain full-image ones.
 """
+import functools
 import math
 
 import flax
@@ -163,13 +168,63 @@ def stf_factor(config):
   return t.stf_ref_batch // t.batch_size
 
 
+PATCH_DIVISORS = (4, 2, 1)       # patch sizes R/4, R/2, R (Wang+23, pixel space)
+
+
+def patch_probabilities(real_p):
+  """P(R/4), P(R/2), P(R) = (1 − p)·2/5, (1 − p)·3/5, p (Patch-Diffusion training_loop.py)."""
+  return ((1. - real_p) * 0.4, (1. - real_p) * 0.6, real_p)
+
+
+def random_patches(rng, images, size):
+  """A size×size crop of each image at a uniform top-left corner (no padding) and the crop of
+  the full image's coordinate grid: ([B, size, size, C], [B, size, size, 2]) (Wang+23)."""
+  corner = jax.random.randint(rng, (images.shape[0], 2), 0, images.shape[1] - size + 1)
+  grid = precond.coordinate_grid(images.shape[1])
+  def crop(image, ij):
+    return (jax.lax.dynamic_slice(image, (ij[0], ij[1], 0), (size, size, image.shape[-1])),
+            jax.lax.dynamic_slice(grid, (ij[0], ij[1], 0), (size, size, 2)))
+  return jax.vmap(crop)(images, corner)
+
+
+def _patch_loss(config, loss_at):
+  """Patch Diffusion's training loss: one patch size per step for the whole batch, drawn with
+  `patch_probabilities` (Wang+23); one compiled branch per size (lax.switch)."""
+  t, m, size = config.training, config.model, config.data.image_size
+  factor = 4 * 2 ** (len(m.ch_mult) - 1)
+  if not 0 <= t.patch_real_p < 1 or size % factor:
+    raise ValueError(f'training.patch_real_p = {t.patch_real_p} must be in [0, 1], and patches of '
+                     f'data.image_size/4 must halve len(model.ch_mult) - 1 times: image_size = '
+                     f'{size} is not a multiple of {factor}')
+  if t.stf_ref_batch:
+    raise ValueError('training.stf_ref_batch (STF) and training.patch_real_p < 1 (patches) '
+                     'cannot be combined: set one of them off')
+  logits = jnp.log(jnp.asarray(patch_probabilities(t.patch_real_p)))
+
+  def loss_fn(rng, model_fn, x):
+    size_rng, crop_rng, rng = jax.random.split(rng, 3)
+    def branch(divisor):
+      if divisor == 1:
+        return lambda: loss_at(rng, model_fn, x)
+      return lambda: loss_at(rng, model_fn, *random_patches(crop_rng, x, size // divisor))
+    return jax.lax.switch(jax.random.categorical(size_rng, logits),
+                          [branch(d) for d in PATCH_DIVISORS])
+  return loss_fn
+
+
 def _denoiser_loss_factory(config, sample_sigma, weight, train):
   noise = sde_lib.get_noise(config)
   factor = stf_factor(config) if train else 0
-  def loss_fn(rng, model_fn, x):
-    return denoiser_loss(rng, precond.get_denoiser(config, model_fn), x, sample_sigma, weight,
-                         config.training.reduce_mean, noise, factor)
-  return loss_fn
+
+  def loss_at(rng, model_fn, x, coords=None):
+    denoiser = precond.get_denoiser(config, model_fn)
+    if coords is not None:
+      denoiser = functools.partial(denoiser, coords=coords)
+    return denoiser_loss(rng, denoiser, x, sample_sigma, weight, config.training.reduce_mean,
+                         noise, factor)
+  if train and config.training.patch_real_p != 1:
+    return _patch_loss(config, loss_at)
+  return loss_at
 
 
 @LOSSES.register('edm')
@@ -214,8 +269,9 @@ def get_loss_fn(sde, config, train=True):
     raise ValueError(f'training.continuous={t.continuous} does not match '
                      f'training.loss={t.loss!r}: discrete training uses smld (VE) '
                      'or ddpm (VP), continuous training uses the other losses')
-  if t.loss not in DENOISER_LOSSES and (t.stf_ref_batch or not math.isinf(t.pfgmpp_D)):
-    raise ValueError(f'training.stf_ref_batch and training.pfgmpp_D need a D-loss '
+  if t.loss not in DENOISER_LOSSES and (t.stf_ref_batch or not math.isinf(t.pfgmpp_D)
+                                         or t.patch_real_p != 1):
+    raise ValueError(f'training.stf_ref_batch, pfgmpp_D and patch_real_p need a D-loss '
                      f'(training.loss in {DENOISER_LOSSES}), not training.loss={t.loss!r}')
   return LOSSES.get(t.loss)(sde, config, train)
 

@@ -25,6 +25,9 @@ def _training():
   training.pfgmpp_D = float('inf')            # PFGM++ augmented dimension D > 2 (Xu+23); inf =
   #                                             Gaussian noise; finite D needs a D-loss (edm*) and
   #                                             sampling.method='edm'
+  training.patch_real_p = 1.                  # Patch Diffusion (Wang+23): probability of a
+  #                                             full-size step, else patches of R/2 (3/5) or R/4
+  #                                             (2/5); < 1 needs model.patch_coords
   training.stf_ref_batch = 0                  # STF reference images per step (Xu+23b), a multiple
   #                                             of batch_size read with each batch; 0 = off
   training.reduce_mean = False                # mean over pixels (True) or ½·sum (False)
@@ -110,6 +113,8 @@ def _model():
   model.ema_rampup_ratio = 0.05               # EMA half-life ≤ ratio × images seen (0 = no ramp-up)
   model.precond = 'none'                      # 'none' (score_sde labels) | 'vp' | 've' | 'edm'
   #                                             (Karras+22 Table 1 D(x; σ) wrappers)
+  model.patch_coords = False                  # Patch Diffusion: 2 coordinate input channels after
+  #                                             c_in (Wang+23); needs a precond
   model.sigma_data = 0.5                      # EDM σ_data: data std in [-1, 1] (precond and loss)
   model.sigma_min = 0.01                      # VE / EDM-SDE σ_min (edm_ve loss range)
   model.sigma_max = 50.                       # VE / EDM-SDE σ_max (≈ largest pairwise data distance)

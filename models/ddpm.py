@@ -32,7 +32,8 @@ class DDPM(nn.Module):
 
   @nn.compact
   def __call__(self, x, labels, train=False):
-    m, channels = self.config.model, x.shape[-1]
+    m, channels = self.config.model, self.config.data.num_channels   # x may hold coords
+    size = self.config.data.image_size
     act = layers.get_act(self.config)
     nf, ch_mult, n_res = m.nf, tuple(m.ch_mult), m.num_res_blocks
     res = functools.partial(layers.ResnetBlockDDPM, act=act, dropout=m.dropout)
@@ -48,7 +49,7 @@ class DDPM(nn.Module):
     for level, mult in enumerate(ch_mult):
       for i in range(n_res):
         h = res(out_ch=nf * mult, name=f'down_{level}_res_{i}')(hs[-1], temb, train)
-        if h.shape[1] in m.attn_resolutions:
+        if (size >> level) in m.attn_resolutions:   # by level, as SongUNet (patches too)
           h = layers.AttnBlock(name=f'down_{level}_attn_{i}')(h)
         hs.append(h)
       if level != len(ch_mult) - 1:
@@ -62,7 +63,7 @@ class DDPM(nn.Module):
       for i in range(n_res + 1):
         h = res(out_ch=nf * ch_mult[level], name=f'up_{level}_res_{i}')(
             jnp.concatenate([h, hs.pop()], axis=-1), temb, train)
-      if h.shape[1] in m.attn_resolutions:
+      if (size >> level) in m.attn_resolutions:   # by level, as SongUNet (patches too)
         h = layers.AttnBlock(name=f'up_{level}_attn')(h)
       if level != 0:
         h = layers.Upsample(m.resamp_with_conv, name=f'up_{level}_resample')(h)

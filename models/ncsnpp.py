@@ -91,7 +91,8 @@ class NCSNpp(nn.Module):
 
   @nn.compact
   def __call__(self, x, labels, train=False):
-    m, channels = self.config.model, x.shape[-1]
+    m, channels = self.config.model, self.config.data.num_channels   # x may hold coords
+    size = self.config.data.image_size
     act = layers.get_act(self.config)
     nf, ch_mult, n_res = m.nf, tuple(m.ch_mult), m.num_res_blocks
     biggan = m.resblock_type.lower() == 'biggan'
@@ -118,7 +119,7 @@ class NCSNpp(nn.Module):
     for level, mult in enumerate(ch_mult):
       for i in range(n_res):
         h = res(out_ch=nf * mult, name=f'down_{level}_res_{i}')(hs[-1], temb, train)
-        if h.shape[1] in m.attn_resolutions:
+        if (size >> level) in m.attn_resolutions:   # by level, as SongUNet (patches too)
           h = attn(name=f'down_{level}_attn_{i}')(h)
         hs.append(h)
       if level == len(ch_mult) - 1:
@@ -146,7 +147,7 @@ class NCSNpp(nn.Module):
       for i in range(n_res + 1):
         h = res(out_ch=nf * ch_mult[level], name=f'up_{level}_res_{i}')(
             jnp.concatenate([h, hs.pop()], axis=-1), temb, train)
-      if h.shape[1] in m.attn_resolutions:
+      if (size >> level) in m.attn_resolutions:   # by level, as SongUNet (patches too)
         h = attn(name=f'up_{level}_attn')(h)
       top = level == len(ch_mult) - 1
       if progressive == 'output_skip':  # Karras+20 output skips, summed through FIR upsampling

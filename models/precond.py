@@ -17,8 +17,14 @@ that `ncsnpp` with `embedding_type='fourier'` embeds log(label) (score_sde's VE 
 is fed exp(c_noise) and sees Fourier features of c_noise, as SongUNet does. Positional embeddings
 get c_noise as is (ours: [sin, cos] with endpoint=False; SongUNet: [cos, sin], endpoint=True; a
 fixed reparameterization of the first dense layer). `scale_by_sigma` must be off (c_out scales).
+
+Patch Diffusion (Wang+23, arXiv:2304.12526; Patch-Diffusion's Patch_EDMPrecond): with
+`model.patch_coords` the network gets two more input channels, the pixel coordinates of the
+full image [x_pos, y_pos] ∈ [−1, 1], appended after the c_in scaling:
+F(cat[c_in x, coords]; c_noise). A full image gets the full grid; a patch its crop of it.
 """
 import jax.numpy as jnp
+import numpy as np
 
 from models import utils as mutils
 import sde_lib
@@ -85,6 +91,9 @@ def check(config):
   if not config.data.centered:
     raise ValueError(f'model.precond={m.precond!r} assumes data in [-1, 1] (σ_data = 0.5): set '
                      'data.centered=True')
+  if config.training.patch_real_p < 1 and not m.patch_coords:
+    raise ValueError(f'training.patch_real_p = {config.training.patch_real_p} trains on patches, '
+                     'which needs their coordinates: set model.patch_coords=True')
   if _log_label(config) and m.precond == 'vp':
     raise ValueError("model.precond='vp' feeds c_noise = 999 t, which a Fourier embedding of "
                      "log(label) cannot take (exp overflows): use model.embedding_type='positional'")
@@ -95,8 +104,16 @@ def _log_label(config):
   return config.model.name == 'ncsnpp' and config.model.embedding_type == 'fourier'
 
 
+def coordinate_grid(size):
+  """[size, size, 2] channels (x_pos, y_pos) of the pixels of a size×size image: column c, row r
+  -> (2 (c/(size − 1) − ½), 2 (r/(size − 1) − ½)) (Patch-Diffusion training/patch_loss.py)."""
+  pos = 2. * (np.arange(size) / (size - 1) - 0.5)
+  return jnp.asarray(np.stack(np.meshgrid(pos, pos), axis=-1), jnp.float32)   # [r, c] = (x, y)
+
+
 def get_denoiser(config, model_fn):
-  """`denoiser(x [B, ...], sigma [B] or scalar, rng=None) -> D(x; σ)` (Karras+22 Eq. 7).
+  """`denoiser(x [B, ...], sigma [B] or scalar, rng=None, coords=None) -> D(x; σ)` (Karras+22
+  Eq. 7); with `model.patch_coords`, `coords` [B, h, w, 2] of a patch (None: the full grid).
 
   The network runs in float32 on c_in·x; the skip connection is computed in x's dtype (float64
   in the EDM sampler), as EDM's wrappers return D for the sampler to cast.
@@ -105,11 +122,16 @@ def get_denoiser(config, model_fn):
   coefficients = get_coefficients(config)
   log_label = _log_label(config)
 
-  def denoiser(x, sigma, rng=None):
+  def denoiser(x, sigma, rng=None, coords=None):
     sigma = jnp.broadcast_to(jnp.asarray(sigma, x.dtype), x.shape[:1])
     c_skip, c_out, c_in, c_noise = coefficients(sigma)
     labels = jnp.exp(c_noise) if log_label else c_noise
-    out = model_fn((bcast(c_in, x) * x).astype(jnp.float32), labels.astype(jnp.float32), rng)
+    net_in = (bcast(c_in, x) * x).astype(jnp.float32)
+    if config.model.patch_coords:                   # Wang+23: coordinates after c_in scaling
+      if coords is None:
+        coords = jnp.broadcast_to(coordinate_grid(x.shape[1]), x.shape[:3] + (2,))
+      net_in = jnp.concatenate([net_in, coords.astype(jnp.float32)], axis=-1)
+    out = model_fn(net_in, labels.astype(jnp.float32), rng)
     return bcast(c_skip, x) * x + bcast(c_out, x) * out.astype(x.dtype)   # Karras+22 Eq. 7
   return denoiser
 
@@ -122,5 +144,8 @@ def get_score_fn(config, sde, model_fn):
   (`models.utils.denoiser_to_score`, Karras+22 Eqs. 3, 10).
   """
   if config.model.precond == 'none':
+    if config.model.patch_coords:
+      raise ValueError("model.patch_coords feeds coordinates through the EDM wrapper: set "
+                       "model.precond to 'edm', 'vp' or 've'")
     return mutils.get_score_fn(sde, model_fn, config.training.continuous)
   return mutils.denoiser_to_score(sde, get_denoiser(config, model_fn))

@@ -31,7 +31,8 @@ def get_sigmas(config):
 
 
 def _dummy_input(config):
-  shape = (1, config.data.image_size, config.data.image_size, config.data.num_channels)
+  channels = config.data.num_channels + 2 * config.model.patch_coords   # + Patch Diffusion coords
+  shape = (1, config.data.image_size, config.data.image_size, channels)
   return jnp.zeros(shape, jnp.float32), jnp.ones((1,), jnp.float32)
 
 

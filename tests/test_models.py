@@ -71,7 +71,7 @@ def small_config(name='ncsnpp', **model):
       nf=128, ch_mult=(1, 2, 2, 2), num_res_blocks=4, attn_resolutions=(16,),
       resamp_with_conv=True, conditional=True, fir=True, fir_kernel=[1, 3, 3, 1],
       skip_rescale=True, resblock_type='biggan', progressive='none', progressive_input='residual',
-      progressive_combine='sum', init_scale=0.))
+      progressive_combine='sum', init_scale=0., patch_coords=False))
   config.model.update(model)
   return config
 
@@ -193,7 +193,9 @@ def test_dropout_only_in_training_and_scale_by_sigma():
   config.data.image_size = 8
   model = get_model(config)
   params = random_params(config)
-  unscaled = get_model(small_config(**dict(config.model, scale_by_sigma=False)))
+  unscaled_config = small_config(**dict(config.model, scale_by_sigma=False))
+  unscaled_config.data.image_size = 8
+  unscaled = get_model(unscaled_config)
   x, sigma = jnp.full((2, 8, 8, 3), 0.5), jnp.array([0.1, 10.])
 
   @jax.jit

@@ -40,7 +40,8 @@ BASE_MODEL = dict(
     normalization='GroupNorm', nonlinearity='swish', nf=8, ch_mult=(1, 2), num_res_blocks=1,
     attn_resolutions=(4,), resamp_with_conv=True, conditional=True, fir=True,
     fir_kernel=[1, 3, 3, 1], skip_rescale=True, resblock_type='biggan', progressive='none',
-    progressive_input='residual', progressive_combine='sum', init_scale=0., ema_rate=0.999)
+    progressive_input='residual', progressive_combine='sum', init_scale=0., ema_rate=0.999,
+    patch_coords=False)
 
 # case -> (data overrides, model overrides)
 TORCH_CASES = {

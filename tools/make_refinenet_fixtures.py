@@ -70,7 +70,7 @@ def our_config(name, nf, size, num_scales, sigma_max, interpolation='bilinear'):
           'model': {'name': name, 'nf': nf, 'normalization': 'InstanceNorm++',
                     'nonlinearity': 'elu', 'sigma_min': 0.01, 'sigma_max': sigma_max,
                     'num_scales': num_scales, 'scale_by_sigma': name.startswith('ncsnv2'),
-                    'interpolation': interpolation}}
+                    'interpolation': interpolation, 'patch_coords': False}}
 
 
 def _ns(**groups):
