@@ -192,6 +192,13 @@ def ode_sample(keys, score_fn, sde, sample_shape, rtol=1e-5, atol=1e-5, denoise=
   return x, nfe
 
 
+def ode_encode(score_fn, sde, x, rtol=1e-5, atol=1e-5, eps=1e-3, max_steps=8192):
+  """The latent z = x(T) of data x = x(eps) through the probability-flow ODE (Song+21 §4.3,
+  'uniquely identifiable encoding'); `ode_sample(..., z=z)` decodes it. Returns (z, nfe)."""
+  z, num_steps = solve_flow(score_fn, sde, x, eps, sde.T, rtol, atol, max_steps)
+  return z, 6 * num_steps + 2
+
+
 def solve_flow(score_fn, sde, x0, t0, t1, rtol, atol, max_steps):
   """x(t1) of the probability-flow ODE started at x(t0) = x0, and the number of solver steps."""
   rsde = sde.reverse(score_fn, probability_flow=True)
