@@ -136,23 +136,23 @@ def stf_target(x_noisy, sigma, reference, noise):
 
 
 def denoiser_loss(rng, denoiser, x, sample_sigma, weight, reduce_mean,
-                  noise=sde_lib.GaussianNoise(), stf_factor=0):
+                  noise=sde_lib.GaussianNoise(), stf_k=0):
   """λ(σ) ‖D(y + σ n; σ) − target‖² (Karras+22 Eq. 8) with n from `noise` (Gaussian, or PFGM++'s
   kernel: Xu+23) and target y, or STF's (Xu+23b).
 
   Args:
     denoiser: (x [B, ...], sigma [B], rng) -> D(x; σ).
     sample_sigma: (rng, B) -> σ [B]; weight: σ [B] -> λ(σ) [B].
-    x: clean data in [-1, 1]: the batch y [B, ...], or with `stf_factor` k > 0 the reference set
+    x: clean data in [-1, 1]: the batch y [B, ...], or with STF (`stf_k` = k > 0) the reference set
       [k·B, ...] whose images 0, k, 2k, … are the batch (each device keeps its own).
   Returns:
     the batch-mean loss (per-sample mean or ½·sum over pixels, `reduce_mean`).
   """
   s_rng, n_rng, model_rng = jax.random.split(rng, 3)
-  y = x.reshape((-1, stf_factor) + x.shape[1:])[:, 0] if stf_factor else x
+  y = x.reshape((-1, stf_k) + x.shape[1:])[:, 0] if stf_k else x
   sigma = sample_sigma(s_rng, y.shape[0])
   x_noisy = y + noise.sample(n_rng, y.shape) * bcast(sigma, y)
-  target = stf_target(x_noisy, sigma, x, noise) if stf_factor else y
+  target = stf_target(x_noisy, sigma, x, noise) if stf_k else y
   losses = bcast(weight(sigma), y) * jnp.square(denoiser(x_noisy, sigma, model_rng) - target)
   return jnp.mean(_reduce(losses, reduce_mean))
 
@@ -192,10 +192,12 @@ def _patch_loss(config, loss_at):
   `patch_probabilities` (Wang+23); one compiled branch per size (lax.switch)."""
   t, m, size = config.training, config.model, config.data.image_size
   factor = 4 * 2 ** (len(m.ch_mult) - 1)
-  if not 0 <= t.patch_real_p < 1 or size % factor:
-    raise ValueError(f'training.patch_real_p = {t.patch_real_p} must be in [0, 1], and patches of '
-                     f'data.image_size/4 must halve len(model.ch_mult) - 1 times: image_size = '
-                     f'{size} is not a multiple of {factor}')
+  if not 0 <= t.patch_real_p < 1:
+    raise ValueError(f'training.patch_real_p = {t.patch_real_p} must be in [0, 1]')
+  if size % factor:
+    raise ValueError(f'training.patch_real_p < 1: patches of data.image_size/4 must halve '
+                     f'len(model.ch_mult) - 1 times, but image_size = {size} is not a multiple '
+                     f'of {factor}')
   if t.stf_ref_batch:
     raise ValueError('training.stf_ref_batch (STF) and training.patch_real_p < 1 (patches) '
                      'cannot be combined: set one of them off')

@@ -308,7 +308,8 @@ class GaussianNoise:
 
 
 class PFGMPPNoise:
-  """PFGM++'s kernel p_r(x | y) ∝ (‖x − y‖² + r²)^(−(N+D)/2), r = σ√D (Xu+23; Newbeeer/pfgmpp training/loss.py).
+  """PFGM++'s kernel p_r(x | y) ∝ (‖x − y‖² + r²)^(−(N+D)/2), r = σ√D (Xu+23; Newbeeer/pfgmpp
+  training/loss.py).
 
   The radius R = ‖x − y‖ has R²/r² ~ BetaPrime(N/2, D/2) (Xu+23), drawn as the ratio of
   Gamma(N/2) and Gamma(D/2) draws (= β/(1 − β) with β ~ Beta(N/2, D/2), without forming β, so
