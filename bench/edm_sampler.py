@@ -7,8 +7,11 @@ forward, 2.04 s for 18-step Heun (35 NFE, float64), 0.21 s per EDMLoss + Adam st
 Prints: one preconditioned forward, the 35-NFE sampler (float64, as EDM) and its overhead over
 35 forwards (target ≤ 5%), one EDM train step (loss + Adam + EMA, dropout on), and the ratios.
 
-  python bench/edm_sampler.py [--batch 8] [--repeats 10] [--float32]
-Timings vary up to 2x on these shared machines: compare runs only back to back.
+Back to back with us on a faster AMD EPYC (2026-12-01, README): 0.025 s, 0.88–0.95 s, 0.10 s.
+
+  python bench/edm_sampler.py [--batch 8] [--repeats 10] [--float32] [--peer F_S,SAMPLER_S,STEP_S]
+Timings vary up to 2x on these shared machines: compare runs only back to back, and pass the
+peer's times measured on the same machine with --peer.
 """
 import argparse
 import os
@@ -55,7 +58,10 @@ def main():
   parser.add_argument('--batch', type=int, default=8)
   parser.add_argument('--repeats', type=int, default=10)
   parser.add_argument('--float32', action='store_true', help='sample in float32 (EDM: float64)')
+  parser.add_argument('--peer', default=f'{PEER_FORWARD_S},{PEER_SAMPLER_S},{PEER_STEP_S}',
+                      help="NVlabs/edm's forward, sampler and train-step seconds on this machine")
   args = parser.parse_args()
+  peer_forward, peer_sampler, peer_step = (float(v) for v in args.peer.split(','))
   config = small_ddpmpp(args.batch)
   config.sampling.float64 = not args.float32
   sde, eps = sde_lib.get_sde(config)
@@ -87,13 +93,13 @@ def main():
 
   dtype = 'float32' if args.float32 else 'float64'
   print(f'forward (preconditioned, batch {args.batch}): {forward * 1e3:.1f} ms   '
-        f'NVlabs/edm {PEER_FORWARD_S * 1e3:.0f} ms   ratio ours/edm {forward / PEER_FORWARD_S:.2f}')
+        f'NVlabs/edm {peer_forward * 1e3:.0f} ms   ratio ours/edm {forward / peer_forward:.2f}')
   print(f'Heun {config.sampling.steps} steps ({nfe} NFE, {dtype}): {sampler:.3f} s   '
         f'= {sampler / (nfe * forward):.3f} x {nfe} forwards (overhead '
         f'{100 * (sampler / (nfe * forward) - 1):+.1f}%, target <= +5%)   '
-        f'NVlabs/edm {PEER_SAMPLER_S:.2f} s   ratio ours/edm {sampler / PEER_SAMPLER_S:.2f}')
+        f'NVlabs/edm {peer_sampler:.2f} s   ratio ours/edm {sampler / peer_sampler:.2f}')
   print(f'EDM train step (loss + Adam + EMA, batch {args.batch}): {step * 1e3:.0f} ms   '
-        f'NVlabs/edm {PEER_STEP_S * 1e3:.0f} ms   ratio ours/edm {step / PEER_STEP_S:.2f}')
+        f'NVlabs/edm {peer_step * 1e3:.0f} ms   ratio ours/edm {step / peer_step:.2f}')
 
 
 if __name__ == '__main__':

@@ -3,11 +3,13 @@
 Config A: ve/cifar10_ncsnpp_continuous with nf 32, 1 res block, ch_mult (1, 2, 2, 2), attention
 at 16, batch 8 (1,831,651 parameters). The train step is score_sde's VE continuous DSM loss
 (½·sum over pixels, λ(t) = σ², Song+21 Eq. 7) with dropout, global-norm clipping and Adam, jitted
-with donated state. Peer numbers (yang-song/score_sde_pytorch, same model and batch, 2 threads,
-/work/shared/ENVIRONMENT.md): 0.066 s forward, 0.37 s per train step.
+with donated state. Peer numbers (yang-song/score_sde_pytorch, same model and batch, 2 threads):
+0.066 s forward, 0.37 s per train step on the 2026-11-22 machine (/work/shared/ENVIRONMENT.md);
+0.054 s and 0.26 s back to back with us on a faster AMD EPYC on 2026-12-01 (README).
 
-  python bench/model_forward.py [--batch 8] [--repeats 20]
-Timings vary up to 2x on these shared machines: compare runs only back to back.
+  python bench/model_forward.py [--batch 8] [--repeats 20] [--peer FORWARD_S,STEP_S]
+Timings vary up to 2x on these shared machines: compare runs only back to back, and pass the
+peer's times measured on the same machine with --peer.
 """
 import argparse
 import os
@@ -80,7 +82,10 @@ def main():
   parser = argparse.ArgumentParser(description='NCSN++ config A speed on CPU')
   parser.add_argument('--batch', type=int, default=8)
   parser.add_argument('--repeats', type=int, default=20)
+  parser.add_argument('--peer', default=f'{PEER_FORWARD_S},{PEER_STEP_S}',
+                      help="the peer's forward and train-step seconds on this machine")
   args = parser.parse_args()
+  peer_forward, peer_step = (float(v) for v in args.peer.split(','))
   config = config_a()
   model = get_model(config)
   print(f'config A: {count_params(config):,} parameters, batch {args.batch}, '
@@ -96,7 +101,7 @@ def main():
   forward = jax.jit(lambda p, x, s: model.apply({'params': p}, x, s))
   compile_fwd, fwd, fwd_median = timed(lambda: forward(params, x, sigma), args.repeats)
   print(f'forward: {fwd * 1e3:.1f} ms min, {fwd_median * 1e3:.1f} ms median (peer '
-        f'{PEER_FORWARD_S * 1e3:.0f} ms; ratio ours/peer {fwd / PEER_FORWARD_S:.2f}); '
+        f'{peer_forward * 1e3:.0f} ms; ratio ours/peer {fwd / peer_forward:.2f}); '
         f'first call incl. compile {compile_fwd:.2f} s')
 
   optimizer = optax.chain(optax.clip_by_global_norm(1.), optax.adam(2e-4))
@@ -108,7 +113,7 @@ def main():
     return loss
   compile_step, step_s, step_median = timed(run_step, args.repeats)
   print(f'train step (fwd+bwd+Adam): {step_s * 1e3:.1f} ms min, {step_median * 1e3:.1f} ms median '
-        f'(peer {PEER_STEP_S * 1e3:.0f} ms; ratio ours/peer {step_s / PEER_STEP_S:.2f}); '
+        f'(peer {peer_step * 1e3:.0f} ms; ratio ours/peer {step_s / peer_step:.2f}); '
         f'first call incl. compile {compile_step:.2f} s')
 
 
