@@ -205,3 +205,14 @@ def test_heun_from_the_pfgmpp_prior_lands_on_the_points():
   np.testing.assert_allclose(x, plain, atol=1e-6)          # the sampler starts from that prior
   z = np.asarray(z, np.float64)
   assert stats.kstest(np.sum(z ** 2, 1) / D, stats.betaprime(2, D / 2).cdf).pvalue > 1e-3
+
+
+def test_pfgmpp_latents_depend_only_on_each_seed():
+  """As the Gaussian latents: sample i of the prior depends only on key i (batches of 4 vs 16)."""
+  keys = sample_keys(jax.random.key(10), 16)
+  noise = sde_lib.PFGMPPNoise(128.)
+  full = sampling.pfgmpp_latents(keys, noise, (8, 8, 3))
+  parts = jnp.concatenate([sampling.pfgmpp_latents(keys[i:i + 4], noise, (8, 8, 3))
+                           for i in range(0, 16, 4)])
+  np.testing.assert_array_equal(full, parts)
+  assert not np.allclose(full[0], full[1])
