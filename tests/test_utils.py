@@ -63,3 +63,21 @@ def test_train_compiler_options_hand_reductions_to_ynnpack(monkeypatch):
   assert 'ynn_fusion' in text(compiler_options=options) and 'ynn_fusion' not in text()
   monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT')
   assert utils.train_compiler_options() is None
+
+
+def test_threefry_on_cpu_is_unrolled_and_gives_the_known_answers():
+  """Random123's known-answer vectors of Threefry-2x32 (20 rounds), jitted on this backend
+  (the lowering `utils.unroll_threefry_on_cpu` installs), and no while loop left in the HLO."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from jax._src.random import threefry2x32  # pylint: disable=import-outside-toplevel
+  fn = jax.jit(lambda k, c: threefry2x32.threefry_2x32((k[0], k[1]), c))
+  u32 = lambda *v: jnp.asarray(np.array(v, np.uint32))   # noqa: E731
+  cases = [((0, 0), (0, 0), (0x6b200159, 0x99ba4efe)),
+           ((0xffffffff, 0xffffffff), (0xffffffff, 0xffffffff), (0x1cb996fc, 0xbb002be7)),
+           ((0x13198a2e, 0x03707344), (0x243f6a88, 0x85a308d3), (0xc4923a9c, 0x483df7a0))]
+  for key, count, want in cases:
+    np.testing.assert_array_equal(np.asarray(fn(u32(*key), u32(*count))), np.array(want, np.uint32))
+  if utils.UNROLLED_THREEFRY:
+    hlo = fn.lower(u32(0, 0), u32(0, 0)).as_text()
+    assert 'while' not in hlo
