@@ -13,7 +13,11 @@ import numpy as np
 from scipy import stats
 
 from closed_form import Gaussian, Mixture1D
+from configs import quicktest
+from configs.ve import cifar10_ncsnpp_continuous
 import controllable_generation as cg
+import datasets
+from models import utils as mutils
 import sde_lib
 from utils import sample_keys
 
@@ -107,10 +111,6 @@ def test_class_conditional_sampling_gives_the_component():
 def test_inpainter_and_colorizer_run_a_model_and_keep_what_is_known():
   """Through a tiny model (zero weights: score 0, so samples stay O(σ_max) and float32 keeps
   the gray level to 1e-4) and the data scalers: known pixels come back."""
-  from configs import quicktest  # pylint: disable=import-outside-toplevel
-  from configs.ve import cifar10_ncsnpp_continuous  # pylint: disable=import-outside-toplevel
-  import datasets  # pylint: disable=import-outside-toplevel
-  from models import utils as mutils  # pylint: disable=import-outside-toplevel
   config = quicktest.shrink(cifar10_ncsnpp_continuous.get_config())
   config.data.num_channels = 3
   config.sampling.corrector = 'none'                              # Langevin needs a score ≠ 0
