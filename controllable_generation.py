@@ -13,14 +13,26 @@ the rest comes from the prior), x_T's known part is a sample of the same margina
 Class-conditional sampling adds ∇_x log p_t(y | x) of a noise-conditional classifier to the
 score (Song+21 Eq. 14, App. I.4). Each sample's randomness comes from its own key, as in
 `sampling`.
+
+`run_task` is `main.py --mode=inpaint` / `--mode=colorize`: a trained checkpoint on the first
+images of the evaluation split, written to <workdir>/controllable/.
 """
+import math
+import os
+import time
+
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+import datasets
+import evaluation
 from models import precond
 from models import utils as mutils
+import run_lib   # its helpers; run_lib does not import this module
 import sampling
+import utils
 from utils import bcast, per_sample_normal
 
 # Orthonormal rows; the first is the gray direction (1, 1, 1)/√3 (Song+21 App. I.3).
@@ -129,9 +141,23 @@ def _pc_kwargs(config, eps):
               probability_flow=s.probability_flow, denoise=s.noise_removal, eps=eps)
 
 
+def check_model(config):
+  """ValueErrors for the models the replacement method cannot drive: class-conditional networks
+  (they need labels) and PFGM++ (its noise kernel is not the Gaussian marginal replaced here)."""
+  if config.model.class_conditional:
+    raise ValueError('controllable generation (inpainting, colorization) needs an unconditional '
+                     'model: model.class_conditional=True networks need class labels')
+  if not math.isinf(config.training.pfgmpp_D):
+    raise ValueError('controllable generation replaces the known part by samples of the Gaussian '
+                     f'forward marginal; training.pfgmpp_D = {config.training.pfgmpp_D} (PFGM++) '
+                     'perturbs with another kernel')
+
+
 def get_inpainter(config, sde, model, scaler, inverse_scaler, eps):
   """Jitted `(keys [B], params, images [B, H, W, C] in [0, 1], mask) -> images in [0, 1]` with
   config.sampling's predictor/corrector (score_sde's get_pc_inpainter)."""
+  check_model(config)
+
   @jax.jit
   def inpaint(keys, params, images, mask):
     score_fn = _score_fn(config, sde, model, params)
@@ -143,6 +169,8 @@ def get_inpainter(config, sde, model, scaler, inverse_scaler, eps):
 def get_colorizer(config, sde, model, scaler, inverse_scaler, eps):
   """Jitted `(keys [B], params, gray [B, H, W, 1 or 3] in [0, 1]) -> RGB images in [0, 1]`
   (score_sde's get_pc_colorizer)."""
+  check_model(config)
+
   @jax.jit
   def colorize(keys, params, gray):
     score_fn = _score_fn(config, sde, model, params)
@@ -153,3 +181,132 @@ def get_colorizer(config, sde, model, scaler, inverse_scaler, eps):
 
 def _score_fn(config, sde, model, params):
   return precond.get_score_fn(config, sde, mutils.get_model_fn(model, params, train=False))
+
+
+# ------------------------------------------------------------------------------------------------
+# main.py --mode=inpaint / --mode=colorize: a checkpoint on the first evaluation images
+# pylint: disable=protected-access   (run_lib's helpers of --mode=sample, shared on purpose)
+
+def _right_half(n, h, w, seed):
+  """score_sde's notebook mask: the left half known, the right half generated."""
+  del seed
+  return np.broadcast_to(np.arange(w) < w // 2, (n, h, w))
+
+
+def _center(n, h, w, seed):
+  """A centred square of half the side unknown."""
+  del seed
+  known = np.ones((n, h, w), bool)
+  top, left = (h - h // 2) // 2, (w - w // 2) // 2
+  known[:, top:top + h // 2, left:left + w // 2] = False
+  return known
+
+
+def _random(n, h, w, seed):
+  """Each pixel (all its channels) known with probability 1/2, drawn from `seed`."""
+  return np.random.default_rng(seed).random((n, h, w)) < 0.5
+
+
+INPAINT_MASKS = {'right_half': _right_half, 'center': _center, 'random': _random}
+TASKS = ('inpaint', 'colorize')
+
+
+def inpaint_mask(config, n):
+  """The mask `sampling.inpaint_mask` of n images: [n, H, W, 1] float32, 1 where known."""
+  name = config.sampling.inpaint_mask
+  if name not in INPAINT_MASKS:
+    raise ValueError(f'sampling.inpaint_mask = {name!r}; expected one of '
+                     f'{", ".join(map(repr, INPAINT_MASKS))}')
+  size = config.data.image_size
+  return INPAINT_MASKS[name](n, size, size, config.seed)[..., None].astype(np.float32)
+
+
+def check_task_config(config, task):
+  """Errors naming the field, before any work (`run_task`)."""
+  if task not in TASKS:
+    raise ValueError(f'unknown controllable-generation task {task!r}; expected one of {TASKS}')
+  check_model(config)
+  run_lib._check_divisible(config.eval.batch_size, 'eval.batch_size')
+  if task == 'inpaint':
+    inpaint_mask(config, 1)
+  elif config.data.num_channels != 3:
+    raise ValueError(f'--mode=colorize needs RGB images: data.num_channels = '
+                     f'{config.data.num_channels} (data.dataset = {config.data.dataset!r})')
+
+
+def _first_eval_images(run):
+  """The first eval.batch_size images of the evaluation split in [0, 1], a global array sharded
+  over the batch (each process reads its own share)."""
+  config = run.config
+  _, eval_ds = datasets.get_dataset(config, evaluation=True)
+  batch = next(eval_ds.as_numpy_iterator(), None)
+  if batch is None:
+    raise ValueError(f'the evaluation split of data.dataset = {config.data.dataset!r} has fewer '
+                     f'than eval.batch_size = {config.eval.batch_size} images; lower it')
+  return jax.make_array_from_process_local_data(run.sharded(), batch['image'])
+
+
+def _save(arrays, path_stem):
+  """`<stem>.npz` (uint8 arrays; 'mask' 1 = known) and `<stem>.png`: one block of rows each for
+  the originals, the model's input and the result (process 0)."""
+  if jax.process_index() != 0:
+    return
+  u8 = {k: (v.astype(np.uint8) if k == 'mask' else evaluation.images_to_uint8(v, centered=False))
+        for k, v in arrays.items()}
+  run_lib._save_npz(f'{path_stem}.npz', **u8)
+  n = len(u8['original'])
+  nrow = int(math.ceil(math.sqrt(n)))
+  pad = np.zeros((-n % nrow,) + u8['original'].shape[1:], np.uint8)   # each block: whole rows
+  blocks = [np.concatenate([u8[k], pad]) for k in ('original', 'input', 'result')]
+  utils.save_image_grid(np.concatenate(blocks) / 255., f'{path_stem}.png', nrow=nrow)
+
+
+def run_task(config, workdir, task):
+  """`main.py --mode=inpaint|colorize`: the newest readable checkpoint in `workdir` (EMA
+  parameters, as run_lib.sample) inpaints (mask `sampling.inpaint_mask`) or colorizes (from the
+  gray level) the first eval.batch_size evaluation images by PC sampling with config.sampling's
+  predictor and corrector (whatever sampling.method), one key per image as run_lib.sample.
+
+  Writes <workdir>/controllable/<task>_<step>.{png,npz}. Returns the float arrays saved, [B, H,
+  W, C] in [0, 1] before quantization: 'original', 'input' (inpainting: unknown pixels 0.5;
+  colorization: the gray level in every channel), 'result', and 'mask' [B, H, W, 1] (1 = known).
+  """
+  check_task_config(config, task)
+  run = run_lib.build(config)
+  scaler, inverse = datasets.get_data_scaler(config), datasets.get_data_inverse_scaler(config)
+  get_fn = get_inpainter if task == 'inpaint' else get_colorizer
+  fn = get_fn(config, run.sde, run.model, scaler, inverse, run.eps)
+  state = run_lib.restore_newest(run, workdir)
+  images, n, step = _first_eval_images(run), config.eval.batch_size, int(state.step)
+  keys = run_lib._sample_keys(run_lib._key(config, run_lib.SAMPLE_STREAM), 0, n, run.sharded())
+  s, start = config.sampling, time.time()
+  logging.info('%s: %d evaluation images, step-%d checkpoint, PC %s / %s, %d noise levels%s',
+               task, n, step, s.predictor, s.corrector, run.sde.N,
+               f', mask {s.inpaint_mask!r}' if task == 'inpaint' else '')
+  original = run_lib._gather(images)
+  if task == 'inpaint':
+    mask = inpaint_mask(config, n)
+    out = fn(keys, state.ema_params, images,
+             jax.make_array_from_callback(mask.shape, run.sharded(), lambda i: mask[i]))
+    arrays = {'input': original * mask + 0.5 * (1. - mask), 'mask': mask}
+  else:
+    gray = jnp.mean(images, axis=-1, keepdims=True)            # Song+21 App. I.3: the gray level
+    out = fn(keys, state.ema_params, gray)
+    arrays = {'input': np.repeat(run_lib._gather(gray), 3, axis=-1)}
+  arrays.update(original=original, result=run_lib._gather(out))
+  logging.info('%s: %d images in %.1f s (compilation included)', task, n, time.time() - start)
+  stem = os.path.join(workdir, 'controllable', f'{task}_{step}')
+  os.makedirs(os.path.dirname(stem), exist_ok=True)
+  _save(arrays, stem)
+  logging.info('%s: wrote %s.png (originals / input / result) and %s.npz', task, stem, stem)
+  return arrays
+
+
+def run_inpaint(config, workdir):
+  """`main.py --mode=inpaint` (`run_task`)."""
+  return run_task(config, workdir, 'inpaint')
+
+
+def run_colorize(config, workdir):
+  """`main.py --mode=colorize` (`run_task`)."""
+  return run_task(config, workdir, 'colorize')

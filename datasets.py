@@ -429,6 +429,18 @@ def _pipeline(config, ds, decode, train, batch_dims, evaluation, uniform_dequant
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def check_labels(config, labels):
+  """`labels` (a NumPy batch) if every one is a class in [0, data.num_classes), else a ValueError
+  naming the dataset: a class-conditional model cannot train on unlabeled or out-of-range data."""
+  k = config.data.num_classes
+  if labels.size and (labels.min() < 0 or labels.max() >= k):
+    what = 'has no labels' if labels.min() == UNLABELED else f'has labels up to {labels.max()}'
+    raise ValueError(f'model.class_conditional=True, but data.dataset={config.data.dataset!r} '
+                     f'{what} (data.num_classes = {k}): use a labeled set (an IMAGE_ZIP needs '
+                     'dataset.json) or set model.class_conditional=False')
+  return labels
+
+
 def _train_batch(config):
   """Images per training step and the field that sets it: with STF the reference batch
   (training.stf_ref_batch; the loss trains on batch_size of them), else training.batch_size."""

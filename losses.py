@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+import augment
 from models import precond
 from models import utils as mutils
 import sde_lib
@@ -261,9 +262,29 @@ def _edm_ve(sde, config, train):
   return _denoiser_loss_factory(config, sample_sigma, lambda sigma: 1. / sigma ** 2, train)
 
 
+def _with_augmentation(config, loss_fn):
+  """`loss_fn` on EDM's non-leakily augmented images (`augment.py`, Karras+22 App. F.2): each
+  image is transformed with probability `training.augment_p` per transform and the network gets
+  the 9 transform parameters as its 'augment_labels' (with STF: those of the trained images)."""
+  p, k = config.training.augment_p, stf_factor(config)
+  if not 0 <= p <= 1:
+    raise ValueError(f'training.augment_p = {p} must be a probability in [0, 1]')
+  if config.model.augment_dim != augment.AUGMENT_DIM:
+    raise ValueError(f'training.augment_p = {p} conditions the network on the augmentation: set '
+                     f'model.augment_dim={augment.AUGMENT_DIM} (now {config.model.augment_dim})')
+  def augmented(rng, model_fn, x):
+    aug_rng, rng = jax.random.split(rng)
+    x, labels = augment.augment(aug_rng, x, p)
+    if k:
+      labels = labels[::k]    # STF: the trained images are the reference set's 0, k, 2k, ...
+    return loss_fn(rng, mutils.bind_cond(model_fn, {'augment_labels': labels}), x)
+  return augmented
+
+
 def get_loss_fn(sde, config, train=True):
   """The registered loss `config.training.loss`, checked against `training.continuous`, the
-  noise law and STF; `train=False`: the evaluation loss (STF's target replaced by y)."""
+  noise law and STF; `train=False`: the evaluation loss (STF's target replaced by y, no
+  augmentation)."""
   t = config.training
   if t.likelihood_weighting and t.loss != 'dsm':
     raise ValueError('training.likelihood_weighting needs the continuous loss training.loss=dsm')
@@ -275,7 +296,11 @@ def get_loss_fn(sde, config, train=True):
                                          or t.patch_real_p != 1):
     raise ValueError(f'training.stf_ref_batch, pfgmpp_D and patch_real_p need a D-loss '
                      f'(training.loss in {DENOISER_LOSSES}), not training.loss={t.loss!r}')
-  return LOSSES.get(t.loss)(sde, config, train)
+  if t.stf_ref_batch and config.model.class_conditional:
+    raise ValueError('training.stf_ref_batch (STF) averages over unlabeled reference images: '
+                     'it cannot train model.class_conditional=True; set one of them off')
+  loss_fn = LOSSES.get(t.loss)(sde, config, train)
+  return _with_augmentation(config, loss_fn) if train and t.augment_p > 0 else loss_fn
 
 
 def get_optimizer(config):
@@ -331,7 +356,8 @@ def make_train_step(model, loss_fn, optimizer, ema_rate):
 
   Args:
     ema_rate: EMA decay, a float or `step -> decay` (`get_ema_rate`).
-    batch: [n_jitted_steps, B, H, W, C] scaled data.
+    batch: [n_jitted_steps, B, H, W, C] scaled data, or for a class-conditional model
+      (`model.class_conditional`) {'image': that, 'class_labels': one-hot [n_jitted_steps, B, K]}.
     rng: the run's base key; the optimizer step with index `state.step` uses
       fold_in(rng, state.step), so training does not depend on how steps are grouped into calls
       and a resumed run repeats an uninterrupted one exactly.
@@ -341,8 +367,9 @@ def make_train_step(model, loss_fn, optimizer, ema_rate):
   def one_step(carry, x):
     state, base_rng = carry
     rng = jax.random.fold_in(base_rng, state.step)
+    x, cond = _split_batch(x)
     def objective(params):
-      return loss_fn(rng, mutils.get_model_fn(model, params, train=True), x)
+      return loss_fn(rng, mutils.get_model_fn(model, params, train=True, cond=cond), x)
     loss, grads = jax.value_and_grad(objective)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -356,15 +383,24 @@ def make_train_step(model, loss_fn, optimizer, ema_rate):
     # lax.scan(unroll=True) still emits a one-trip stablehlo.while around the steps (measured:
     # 6.5 s vs 0.73 s per step for EDM's small DDPM++ at batch 8, bench/edm_sampler.py).
     carry, losses = (state, rng), []
-    for k in range(batch.shape[0]):
-      carry, loss = one_step(carry, batch[k])
+    for k in range(jax.tree.leaves(batch)[0].shape[0]):
+      carry, loss = one_step(carry, jax.tree.map(lambda b, k=k: b[k], batch))
       losses.append(loss)
     return carry[0], {'loss': jnp.stack(losses)}
   return train_step
 
 
+def _split_batch(batch):
+  """(images, cond): a class-conditional model's batch is {'image', 'class_labels'}."""
+  if not isinstance(batch, dict):
+    return batch, None
+  return batch['image'], {'class_labels': batch['class_labels']}
+
+
 def make_eval_step(model, loss_fn):
-  """`eval_step(state, x, rng) -> loss` on the EMA parameters, without dropout."""
-  def eval_step(state, x, rng):
-    return loss_fn(rng, mutils.get_model_fn(model, state.ema_params, train=False), x)
+  """`eval_step(state, batch, rng) -> loss` on the EMA parameters, without dropout; batch as
+  one step of `make_train_step`'s."""
+  def eval_step(state, batch, rng):
+    x, cond = _split_batch(batch)
+    return loss_fn(rng, mutils.get_model_fn(model, state.ema_params, train=False, cond=cond), x)
   return eval_step

@@ -2,6 +2,7 @@
 
   python main.py --config=configs/quickstart/digits.py --workdir=W --mode=train
   python main.py --config=configs/quickstart/digits.py --workdir=W --mode=eval --eval_folder=eval
+  python main.py --config=configs/ve/cifar10_ncsnpp_continuous.py --workdir=W --mode=inpaint
   python main.py --config=configs/ve/cifar10_ncsnpp_continuous.py --config.training.batch_size=64 \
       --dry_run                                    # print the resolved config and exit
 
@@ -21,7 +22,8 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file (ml_collections).', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, logs, samples, results.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'sample', 'fid_stats'], 'What to run.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'sample', 'fid_stats', 'inpaint', 'colorize'],
+                  'What to run (inpaint / colorize: controllable_generation.run_task).')
 flags.DEFINE_string('eval_folder', 'eval', 'Sub-directory of workdir for --mode=eval results.')
 flags.DEFINE_bool('dry_run', False, 'Print the resolved config and exit.')
 flags.DEFINE_string('distributed', '', "Multi-process: 'auto' or ADDRESS:PORT,NUM_PROCESSES,ID.")
@@ -62,13 +64,13 @@ def main(argv):
   _hide_gpus_from_tensorflow()
   import evaluation  # pylint: disable=import-outside-toplevel   # after TF is told about GPUs
   import run_lib  # pylint: disable=import-outside-toplevel
+  import controllable_generation as cg  # pylint: disable=import-outside-toplevel
   _tee_logging(FLAGS.workdir, run_lib.init_distributed(FLAGS.distributed))
-  modes = {'train': lambda: run_lib.train(FLAGS.config, FLAGS.workdir),
-           'eval': lambda: run_lib.evaluate(FLAGS.config, FLAGS.workdir, FLAGS.eval_folder),
-           'sample': lambda: run_lib.sample(FLAGS.config, FLAGS.workdir),
-           'fid_stats': lambda: run_lib.fid_stats(FLAGS.config, FLAGS.workdir)}
+  modes = {'train': run_lib.train, 'sample': run_lib.sample, 'fid_stats': run_lib.fid_stats,
+           'eval': lambda config, workdir: run_lib.evaluate(config, workdir, FLAGS.eval_folder),
+           'inpaint': cg.run_inpaint, 'colorize': cg.run_colorize}
   try:
-    modes[FLAGS.mode]()
+    modes[FLAGS.mode](FLAGS.config, FLAGS.workdir)
   except (run_lib.TrainingDivergedError, evaluation.EvaluationFileError) as err:
     logging.error('%s', err)
     sys.exit(1)

@@ -23,7 +23,6 @@ import functools
 import json
 import math
 import os
-import time
 
 from absl import logging
 import jax
@@ -157,10 +156,14 @@ def _abstract_state(run):
 
 
 def _batches(ds, run, axis, skip=0):
-  """Scaled global image batches (batch axis `axis`) from a tf.data dataset, after `skip`."""
-  scaler = datasets.get_data_scaler(run.config)
+  """Scaled global batches (batch axis `axis`) of a tf.data dataset, after `skip`: images, or
+  {'image', 'class_labels' (one-hot)} for a class-conditional model (labels checked on the host)."""
+  config, put = run.config, functools.partial(jax.make_array_from_process_local_data,
+                                              run.sharded(axis))
   for batch in ds.skip(skip).as_numpy_iterator():
-    yield jax.make_array_from_process_local_data(run.sharded(axis), scaler(batch['image']))
+    images = put(datasets.get_data_scaler(config)(batch['image']))
+    yield {'image': images, 'class_labels': put(np.eye(config.data.num_classes, dtype=np.float32)[
+        datasets.check_labels(config, batch['label'])])} if config.model.class_conditional else images
 
 
 def _write_json(path, obj):
@@ -185,34 +188,6 @@ def _save_samples(images, path_stem):
     _save_npz(f'{path_stem}.npz', samples=evaluation.images_to_uint8(images, centered=False))
     utils.save_image_grid(images, f'{path_stem}.png')
     logging.info('samples written to %s.png', path_stem)
-
-
-def _duration(seconds):
-  seconds = int(seconds)
-  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
-
-
-class Progress:
-  """Rate (since the previous report) and ETA of a loop of `total` units."""
-
-  def __init__(self, what, done, total, every_s=30.):
-    self.what, self.total, self.every_s = what, total, every_s
-    self._t, self._done, self._last_log = time.time(), done, 0.
-    self.rate = 0.
-
-  def line(self, done):
-    """Update the rate with the units done since the last call; the report line."""
-    now = time.time()
-    self.rate = (done - self._done) / max(now - self._t, 1e-9)
-    self._t, self._done = now, done
-    eta = _duration((self.total - done) / self.rate) if self.rate > 0 else '?'
-    return f'{self.what} {done}/{self.total}: {self.rate:.2f}/s, ETA {eta}'
-
-  def maybe_log(self, done):
-    """Log a line if `every_s` seconds passed since the last one, or at the end."""
-    if time.time() - self._last_log >= self.every_s or done == self.total:
-      self._last_log = time.time()
-      logging.info(self.line(done))
 
 
 class Writer:
@@ -262,7 +237,7 @@ def make_train_fns(run):
   eval_step = losses.make_eval_step(run.model, run.eval_loss_fn)
 
   def eval_loss(state, batch, rng):   # one forward over all n·B images (equal-size batches)
-    return eval_step(state, batch.reshape((-1,) + batch.shape[2:]), rng)
+    return eval_step(state, jax.tree.map(lambda b: b.reshape((-1,) + b.shape[2:]), batch), rng)
 
   def all_finite(state):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state)
@@ -342,7 +317,7 @@ def train(config, workdir):
       config, uniform_dequantization=config.data.uniform_dequantization)
   train_iter = _batches(train_ds, trainer.run, axis=1, skip=start // t.n_jitted_steps)
   eval_iter = _batches(eval_ds, trainer.run, axis=1, skip=start // t.eval_freq)
-  progress, train_key = Progress('step', start, t.n_iters), _key(config)
+  progress, train_key = utils.Progress('step', start, t.n_iters), _key(config)
   logging.info('training from step %d to %d on %d devices', start, t.n_iters, jax.device_count())
   while step < t.n_iters:
     state, metrics = trainer.fns.train_step(state, next(train_iter), train_key)
@@ -456,7 +431,7 @@ def _eval_loss(run, fns, state, ckpt):
 def _bpd_round(run, fns, state, ds, round_):
   """Bits/dim of every image of one pass over `ds` (uniformly dequantized)."""
   base, out = _key(run.config, BPD_STREAM, round_), []
-  progress = Progress(f'bpd batch (round {round_})', 0, int(ds.cardinality()))
+  progress = utils.Progress(f'bpd batch (round {round_})', 0, int(ds.cardinality()))
   for i, x in enumerate(_batches(ds, run, axis=0)):
     start = sum(len(b) for b in out)
     bpd, _, _ = fns.bpd(_sample_keys(base, start, x.shape[0], run.sharded()), x, state.ema_params)
@@ -470,7 +445,7 @@ def _eval_bpd(run, fns, state, ckpt):
   train_ds, test_ds = datasets.get_dataset(run.config, uniform_dequantization=True,
                                            evaluation=True)
   ds, repeats = (train_ds, 1) if e.bpd_dataset == 'train' else (test_ds, e.bpd_num_repeats)
-  progress = Progress(f'bpd round (ckpt {ckpt.k})', ckpt.info.get('bpd_rounds', 0), repeats, 0.)
+  progress = utils.Progress(f'bpd round (ckpt {ckpt.k})', ckpt.info.get('bpd_rounds', 0), repeats, 0.)
   for r in range(ckpt.info.get('bpd_rounds', 0), repeats):
     bpd = _bpd_round(run, fns, state, ds, r)
     _save_npz(ckpt.file(f'bpd_{r}.npz'), bpd=bpd)
@@ -486,7 +461,7 @@ def _eval_samples(run, fns, state, ckpt, metric_fn):
   rounds, done = math.ceil(e.num_samples / e.batch_size), ckpt.info.get('sample_rounds', 0)
   sample_dir = os.path.join(ckpt.dir, f'ckpt_{ckpt.k}')
   os.makedirs(sample_dir, exist_ok=True)
-  progress = Progress(f'sampling round (ckpt {ckpt.k})', done, rounds)
+  progress = utils.Progress(f'sampling round (ckpt {ckpt.k})', done, rounds)
   for r in range(done, rounds):
     keys = _sample_keys(_key(run.config, SAMPLE_STREAM), r * e.batch_size, e.batch_size,
                         run.sharded())
@@ -512,6 +487,9 @@ def check_eval_config(config):
     raise ValueError(f'eval.enable_bpd: bits/dim integrate the Gaussian probability-flow ODE; '
                      f'training.pfgmpp_D = {config.training.pfgmpp_D} is a PFGM++ model (set '
                      'eval.enable_bpd=False)')
+  if e.enable_bpd and config.model.class_conditional:
+    raise ValueError('eval.enable_bpd: bits/dim of a class-conditional model are not '
+                     'implemented (set eval.enable_bpd=False)')
 
 
 def _restore_for_eval(run, kept, step, target):
@@ -560,17 +538,23 @@ def evaluate(config, workdir, eval_folder='eval'):
 # ------------------------------------------------------------------------------------------------
 # Sampling and reference statistics
 
+def restore_newest(run, workdir):
+  """The newest readable checkpoint in `workdir` (resume or kept), or a FileNotFoundError."""
+  managers = (checkpointing.meta_manager(workdir), checkpointing.kept_manager(workdir))
+  state = checkpointing.restore_latest(managers, _abstract_state(run))
+  if state is None:
+    raise FileNotFoundError(f'no readable checkpoint in {workdir}/{checkpointing.KEPT} or '
+                            f'{workdir}/{checkpointing.META}; train first (--mode=train)')
+  return state
+
+
 def sample(config, workdir):
   """Samples from the newest readable checkpoint in `workdir`: one image per seed of
   sampling.seeds (generate.py, EDM layout, in samples/seeds_<step>/), or else one grid of
   eval.batch_size images (samples/sample_<step>.{png,npz})."""
   _check_divisible(config.eval.batch_size, 'eval.batch_size')
   run = build(config)
-  managers = (checkpointing.meta_manager(workdir), checkpointing.kept_manager(workdir))
-  state = checkpointing.restore_latest(managers, _abstract_state(run))
-  if state is None:
-    raise FileNotFoundError(f'no readable checkpoint in {workdir}/{checkpointing.KEPT} or '
-                            f'{workdir}/{checkpointing.META}; train first (--mode=train)')
+  state = restore_newest(run, workdir)
   sample_fn, step = make_eval_fns(run).sample, int(state.step)
   if config.sampling.seeds:
     out_dir = os.path.join(workdir, 'samples', f'seeds_{step}')

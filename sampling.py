@@ -8,6 +8,7 @@ Papers:
   Karras+22  Elucidating the Design Space of Diffusion-Based Generative Models, arXiv:2206.00364.
   Ning+24  Elucidating the Exposure Bias in Diffusion Models (Epsilon Scaling), arXiv:2308.15321.
   Xu+23  PFGM++: Unlocking the Potential of Physics-Inspired Generative Models, arXiv:2302.04265.
+  Ho&Salimans22  Classifier-Free Diffusion Guidance, arXiv:2207.12598.
 
 Conventions: `score_fn(x [B, ...], t [B]) -> ∇_x log p_t(x)`; a sampler takes per-sample keys
 [B] (see `utils.sample_keys`) so that sample i depends only on keys[i], never on the batch size.
@@ -224,8 +225,49 @@ def _ode_sampler(config, sde, sample_shape, eps):
       keys, score_fn, sde, sample_shape, s.ode_rtol, s.ode_atol, s.noise_removal, eps)
 
 
+CLASS_FOLD = 2 ** 30 + 1      # fold_in(key, CLASS_FOLD) draws a sample's class (latents: 2**30)
+
+
+def class_labels(config, keys):
+  """Each sample's class [B] int32: `sampling.class_label`, or (−1) one uniform class per seed
+  drawn from fold_in(key, CLASS_FOLD), so a seed's class does not depend on the batch."""
+  k, label = config.data.num_classes, config.sampling.class_label
+  if label >= k or label < -1:
+    raise ValueError(f'sampling.class_label = {label} must be -1 (random) or a class in '
+                     f'[0, data.num_classes = {k})')
+  if label >= 0:
+    return jnp.full(keys.shape, label, jnp.int32)
+  return jax.vmap(lambda key: jax.random.randint(jax.random.fold_in(key, CLASS_FOLD), (), 0, k))(keys)
+
+
+def conditional_model_fn(config, model, params, keys):
+  """The sampling network: for a class-conditional model bound to `class_labels(config, keys)`,
+  with `sampling.guidance` w ≠ 1 classifier-free guided, F_null + w (F_class − F_null) (Ho&Salimans22
+  Eq. 6; D, ε and the score are affine in F with the same coefficients, so this is guidance on
+  each of them), both terms in one batch of 2B."""
+  model_fn = mutils.get_model_fn(model, params, train=False)
+  w = config.sampling.guidance
+  if not config.model.class_conditional:
+    if w != 1:
+      raise ValueError(f'sampling.guidance = {w} needs model.class_conditional=True')
+    return model_fn
+  onehot = mutils.class_onehot(config, class_labels(config, keys))
+  if w == 1:
+    return mutils.bind_cond(model_fn, {'class_labels': onehot})
+  if config.model.label_dropout <= 0:
+    raise ValueError(f'sampling.guidance = {w} needs a null-label model: train with '
+                     'model.label_dropout > 0 (e.g. 0.1)')
+  def guided(x, labels, rng=None):
+    both = model_fn(jnp.concatenate([x, x]), jnp.concatenate([labels, labels]), rng,
+                    {'class_labels': jnp.concatenate([onehot, jnp.zeros_like(onehot)])})
+    f_class, f_null = jnp.split(both, 2)
+    return f_null + w * (f_class - f_null)                  # Ho&Salimans22 Eq. 6
+  return guided
+
+
 def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps):
-  """A jitted `sample_fn(keys [B], params) -> (images in data range [B, *sample_shape], nfe)`."""
+  """A jitted `sample_fn(keys [B], params) -> (images in data range [B, *sample_shape], nfe)`;
+  class-conditional models sample `class_labels(config, keys)` (`conditional_model_fn`)."""
   if not math.isinf(config.training.pfgmpp_D) and config.sampling.method != 'edm':
     raise ValueError(f'training.pfgmpp_D = {config.training.pfgmpp_D} (PFGM++) samples with its '
                      f"prior and EDM's ODE in σ: set sampling.method='edm', not "
@@ -234,7 +276,7 @@ def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps):
 
   @jax.jit
   def sample_fn(keys, params):
-    model_fn = mutils.get_model_fn(model, params, train=False)
+    model_fn = conditional_model_fn(config, model, params, keys)
     score_fn = precond.get_score_fn(config, sde, model_fn)
     x, nfe = sampler(keys, score_fn)
     return inverse_scaler(x), nfe

@@ -1,10 +1,13 @@
-"""Small shared helpers: the one `Registry`, batch broadcasting, per-sample randomness, PNG grids.
+"""Small shared helpers: the one `Registry`, batch broadcasting, per-sample randomness, PNG grids,
+progress lines (rate and ETA).
 
 Importing this module (every library module does) also applies `prefer_xla_convolutions()` and
 `unroll_threefry_on_cpu()`.
 """
 import os
+import time
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -149,3 +152,31 @@ def save_image_grid(images, path, nrow=None, min_size=32):
   factor = max(1, -(-min_size // np.asarray(images).shape[1]))
   grid = image_grid(np.repeat(np.repeat(images, factor, axis=1), factor, axis=2), nrow)
   Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+
+
+def duration(seconds):
+  seconds = int(seconds)
+  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+class Progress:
+  """Rate (since the previous report) and ETA of a loop of `total` units."""
+
+  def __init__(self, what, done, total, every_s=30.):
+    self.what, self.total, self.every_s = what, total, every_s
+    self._t, self._done, self._last_log = time.time(), done, 0.
+    self.rate = 0.
+
+  def line(self, done):
+    """Update the rate with the units done since the last call; the report line."""
+    now = time.time()
+    self.rate = (done - self._done) / max(now - self._t, 1e-9)
+    self._t, self._done = now, done
+    eta = duration((self.total - done) / self.rate) if self.rate > 0 else '?'
+    return f'{self.what} {done}/{self.total}: {self.rate:.2f}/s, ETA {eta}'
+
+  def maybe_log(self, done):
+    """Log a line if `every_s` seconds passed since the last one, or at the end."""
+    if time.time() - self._last_log >= self.every_s or done == self.total:
+      self._last_log = time.time()
+      logging.info(self.line(done))

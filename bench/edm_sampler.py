@@ -37,7 +37,9 @@ PEER_FORWARD_S, PEER_SAMPLER_S, PEER_STEP_S = 0.057, 2.04, 0.21
 
 def small_ddpmpp(batch):
   config = cifar10_ddpmpp.get_config()
-  config.model.update(nf=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(16,))
+  config.model.update(nf=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(16,),
+                      augment_dim=0)   # the peer's timing: no augmentation
+  config.training.augment_p = 0.
   config.training.batch_size = batch
   return config
 

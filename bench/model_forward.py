@@ -40,7 +40,8 @@ def config_a():
       nf=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(16,),
       resamp_with_conv=True, conditional=True, fir=True, fir_kernel=[1, 3, 3, 1],
       skip_rescale=True, resblock_type='biggan', progressive='none', progressive_input='residual',
-      progressive_combine='sum', init_scale=0., patch_coords=False))
+      progressive_combine='sum', init_scale=0., patch_coords=False, class_conditional=False,
+      augment_dim=0))
   return config
 
 

@@ -30,6 +30,9 @@ def _training():
   #                                             (2/5); < 1 needs model.patch_coords
   training.stf_ref_batch = 0                  # STF reference images per step (Xu+23b), a multiple
   #                                             of batch_size read with each batch; 0 = off
+  training.augment_p = 0.                     # EDM non-leaky augmentation probability (Karras+22
+  #                                             App. F.2; EDM CIFAR-10: 0.12); > 0 needs
+  #                                             model.augment_dim = 9; 0 = off
   training.reduce_mean = False                # mean over pixels (True) or ½·sum (False)
   training.likelihood_weighting = False       # λ(t) = g(t)² (Song+21 ML training, arXiv:2101.09258)
   training.batch_size = 128                   # global batch, over all processes and devices
@@ -66,7 +69,15 @@ def _sampling():
   sampling.S_noise = 1.                       # EDM sampler: std of the churn noise (≥ 1)
   sampling.eps_scaler = 1.                    # Epsilon Scaling b: ε̂ ← ε̂ / λ_t (1 = off, Ning+24)
   sampling.eps_scaler_k = 0.                  # ADM-ES linear λ_t = k·t + b, t = N−1−i (0 = constant)
+  sampling.class_label = -1                   # class-conditional models: the class of every
+  #                                             sample; -1 = a random class per seed (EDM)
+  sampling.guidance = 1.                      # classifier-free guidance weight w (Ho&Salimans22):
+  #                                             D_null + w (D_class − D_null); 1 = off
   sampling.float64 = False                    # run the EDM sampler in float64 (EDM's default)
+  sampling.inpaint_mask = 'right_half'        # --mode=inpaint: the unknown pixels, 'right_half'
+  #                                             (score_sde's notebook) | 'center' (a centred square
+  #                                             of half the side) | 'random' (each pixel unknown
+  #                                             with probability 1/2, drawn from seed)
   return sampling
 
 
@@ -102,6 +113,7 @@ def _data():
   data.tfrecords_path = ''                    # FFHQ / CelebAHQ TFRecord file (required for those)
   data.category = ''                          # LSUN category, e.g. 'bedroom', 'church_outdoor'
   data.path = ''                              # IMAGE_ZIP: EDM-style zip file or image folder
+  data.num_classes = 10                       # classes of the labels (class-conditional models)
   return data
 
 
@@ -115,6 +127,10 @@ def _model():
   #                                             (Karras+22 Table 1 D(x; σ) wrappers)
   model.patch_coords = False                  # Patch Diffusion: 2 coordinate input channels after
   #                                             c_in (Wang+23); needs a precond
+  model.class_conditional = False             # condition on the class label (EDM --cond=1): a
+  #                                             one-hot embedding added to the noise embedding
+  model.label_dropout = 0.                    # P(class label dropped) in training (for guidance)
+  model.augment_dim = 0                       # augmentation-label inputs (EDM: 9 with augment_p)
   model.sigma_data = 0.5                      # EDM σ_data: data std in [-1, 1] (precond and loss)
   model.sigma_min = 0.01                      # VE / EDM-SDE σ_min (edm_ve loss range)
   model.sigma_max = 50.                       # VE / EDM-SDE σ_max (≈ largest pairwise data distance)

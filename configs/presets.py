@@ -162,8 +162,8 @@ def ncsnv2(config, name='ncsnv2_64'):
 def edm(config):
   """EDM training and sampling (Karras+22, arXiv:2206.00364; NVlabs/edm train.py defaults): EDM
   precond and loss, σ(t) = t, Heun 18 steps in float64, Adam lr 1e-3 with a 10 Mimg ramp, no
-  clipping, EMA half-life 0.5 Mimg, batch 512, dropout 0.13, 200 Mimg; no xflip, and no
-  non-leaky augmentation (EDM's --augment=0.12 is not implemented here)."""
+  clipping, EMA half-life 0.5 Mimg, batch 512, dropout 0.13, 200 Mimg; no xflip, EDM's non-leaky
+  augmentation at p = 0.12 with its 9 labels fed to the network (--augment=0.12)."""
   training = config.training
   training.sde = 'edm'
   training.continuous = True
@@ -174,9 +174,11 @@ def edm(config):
   sampling = config.sampling
   sampling.method = 'edm'
   sampling.float64 = True
+  training.augment_p = 0.12
   config.data.centered = True
   config.data.random_flip = False
   model = config.model
+  model.augment_dim = 9
   model.precond = 'edm'
   model.scale_by_sigma = False
   model.sigma_min = 0.002

@@ -31,7 +31,7 @@ class DDPM(nn.Module):
     super().__post_init__()
 
   @nn.compact
-  def __call__(self, x, labels, train=False):
+  def __call__(self, x, labels, train=False, cond=None):
     m, channels = self.config.model, self.config.data.num_channels   # x may hold coords
     size = self.config.data.image_size
     act = layers.get_act(self.config)
@@ -41,6 +41,7 @@ class DDPM(nn.Module):
     temb = None
     if m.conditional:  # Ho+20 App. B: sinusoidal embedding -> Dense -> act -> Dense
       temb = layers.get_timestep_embedding(labels, nf)
+      temb = layers.add_conditioning(self, temb, cond, self.config, train)   # EDM's SongUNet
       temb = nn.Dense(4 * nf, kernel_init=default_init(), name='temb_0')(temb)
       temb = nn.Dense(4 * nf, kernel_init=default_init(), name='temb_1')(act(temb))
     h = x if self.config.data.centered else 2 * x - 1.

@@ -147,6 +147,39 @@ def get_timestep_embedding(timesteps, embedding_dim, max_positions=10000):
   return emb
 
 
+def add_conditioning(module, temb, cond, config, train):
+  """The noise embedding plus class and augmentation embeddings, as EDM's SongUNet (Karras+22
+  App. F; NVlabs/edm networks.py): temb + W_c (√K · one-hot) + W_a a, before the embedding MLP.
+
+  Args:
+    module: the calling network (for the 'dropout' rng of label dropout).
+    temb: [B, E] embedding of the noise label.
+    cond: None or a dict with 'class_labels' [B, K] (one-hot rows; zeros = no class, the null
+      label of classifier-free guidance) and/or 'augment_labels' [B, model.augment_dim] (the
+      non-leaky augmentation's parameters, `augment.py`; absent or zeros when sampling).
+  The layers exist only when `model.class_conditional` / `model.augment_dim` ask for them, so
+  unconditional parameter trees are unchanged. During training, `model.label_dropout` zeroes
+  each sample's class row with that probability (EDM's label_dropout, for guidance).
+  """
+  m, cond = config.model, cond or {}
+  if m.class_conditional:
+    if 'class_labels' not in cond:
+      raise ValueError('model.class_conditional=True: the network needs class labels (cond='
+                       "{'class_labels': one-hot [B, K]})")
+    onehot = cond['class_labels'].astype(temb.dtype)
+    if train and m.label_dropout > 0:
+      keep = jax.random.uniform(module.make_rng('dropout'), onehot.shape[:1]) >= m.label_dropout
+      onehot = onehot * keep[:, None]
+    temb = temb + nn.Dense(temb.shape[-1], kernel_init=default_init(), name='label_embed')(
+        onehot * math.sqrt(onehot.shape[-1]))
+  if m.augment_dim:   # no labels (sampling): zeros, as EDM passes none (the layer has no bias)
+    aug = cond['augment_labels'] if 'augment_labels' in cond else jnp.zeros(
+        temb.shape[:1] + (m.augment_dim,), temb.dtype)
+    temb = temb + nn.Dense(temb.shape[-1], use_bias=False, kernel_init=default_init(),
+                           name='augment_embed')(aug.astype(temb.dtype))
+  return temb
+
+
 class AttnBlock(nn.Module):
   """Single-head spatial self-attention with a residual (Ho+20 App. B; Wang+18).
 

@@ -66,15 +66,17 @@ def validate(config):
 
 @register_model('ncsnpp')
 class NCSNpp(nn.Module):
-  """NCSN++ / DDPM++ U-Net: x [B, H, W, C], labels [B] -> [B, H, W, C]."""
+  """NCSN++ / DDPM++ U-Net: x [B, H, W, C], labels [B] -> [B, H, W, C]; `cond`: class and
+  augmentation labels (`layers.add_conditioning`)."""
   config: Any
 
   def __post_init__(self):
     validate(self.config)
     super().__post_init__()
 
-  def _embed(self, labels):
-    """Noise/time embedding [B, 4 nf] (or None when unconditional) and the σ used for scaling."""
+  def _embed(self, labels, cond, train):
+    """Noise/time embedding [B, 4 nf] (or None when unconditional) and the σ used for scaling;
+    class and augmentation labels (`cond`) join before the MLP (`layers.add_conditioning`)."""
     m = self.config.model
     act = layers.get_act(self.config)
     if m.embedding_type.lower() == 'fourier':  # Song+21 App. H: Fourier features of log σ
@@ -85,12 +87,13 @@ class NCSNpp(nn.Module):
       temb = layers.get_timestep_embedding(labels, m.nf)
     if not m.conditional:
       return None, sigmas
+    temb = layers.add_conditioning(self, temb, cond, self.config, train)
     temb = nn.Dense(4 * m.nf, kernel_init=default_init(), name='temb_0')(temb)
     temb = nn.Dense(4 * m.nf, kernel_init=default_init(), name='temb_1')(act(temb))
     return temb, sigmas
 
   @nn.compact
-  def __call__(self, x, labels, train=False):
+  def __call__(self, x, labels, train=False, cond=None):
     m, channels = self.config.model, self.config.data.num_channels   # x may hold coords
     size = self.config.data.image_size
     act = layers.get_act(self.config)
@@ -109,7 +112,7 @@ class NCSNpp(nn.Module):
     def rescaled_sum(a, b):  # Song+21 App. H: residual sums are divided by √2
       return (a + b) / math.sqrt(2.) if skip_rescale else a + b
 
-    temb, sigmas = self._embed(labels)
+    temb, sigmas = self._embed(labels, cond, train)
     if not self.config.data.centered:
       x = 2 * x - 1.  # data in [0, 1] -> [-1, 1]
 

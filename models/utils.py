@@ -7,6 +7,9 @@ Papers:
 A registered model is a Flax linen module built as `cls(config=config)` and called as
 `module.apply({'params': params}, x, labels, train=..., rngs={'dropout': key})` with x [B, H, W, C]
 and labels [B] (a noise level, a time label or an integer index, per the conventions below).
+Networks with a noise embedding (COND_MODELS) also take `cond=` class and augmentation labels
+(`models.layers.add_conditioning`); a model_fn carries them bound (`get_model_fn`, `bind_cond`),
+so losses and samplers call every network as `model_fn(x, labels, rng)`.
 """
 import jax
 import jax.numpy as jnp
@@ -19,9 +22,31 @@ MODELS = Registry('model')
 register_model = MODELS.register
 
 
+COND_MODELS = ('ncsnpp', 'ddpm')   # networks that take class / augmentation labels
+
+
 def get_model(config):
   """The registered module `config.model.name`, constructed from `config`."""
-  return MODELS.get(config.model.name)(config=config)
+  m = config.model
+  model = MODELS.get(m.name)(config=config)
+  if (m.class_conditional or m.augment_dim) and m.name not in COND_MODELS:
+    raise ValueError(f'model.class_conditional / model.augment_dim need a network with a noise '
+                     f'embedding ({", ".join(COND_MODELS)}), not model.name={m.name!r}')
+  if m.class_conditional and config.data.num_classes < 1:
+    raise ValueError('model.class_conditional=True needs the number of classes: set '
+                     'data.num_classes (e.g. 10 for CIFAR-10)')
+  return model
+
+
+def class_onehot(config, labels):
+  """Integer class labels [B] -> one-hot [B, data.num_classes] float32; −1 (no class) -> zeros."""
+  return jax.nn.one_hot(labels, config.data.num_classes, dtype=jnp.float32)
+
+
+def _dummy_cond(config):
+  if not config.model.class_conditional:
+    return None
+  return {'class_labels': jnp.zeros((1, config.data.num_classes), jnp.float32)}
 
 
 def get_sigmas(config):
@@ -40,7 +65,9 @@ def init_model(rng, config):
   """Construct the model and initialize its parameters (a dict) from `rng`."""
   model = get_model(config)
   x, labels = _dummy_input(config)
-  init = jax.jit(lambda r: model.init({'params': r, 'dropout': r}, x, labels, train=False)['params'])
+  kw = {'cond': _dummy_cond(config)} if config.model.name in COND_MODELS else {}
+  init = jax.jit(lambda r: model.init({'params': r, 'dropout': r}, x, labels, train=False,
+                                      **kw)['params'])
   params = init(rng)  # jitted: eager init dispatches every op separately (~10x slower)
   return model, params
 
@@ -49,18 +76,34 @@ def count_params(config):
   """Number of parameters of `config`'s model, by abstract evaluation (nothing is allocated)."""
   model = get_model(config)
   x, labels = _dummy_input(config)
+  kw = {'cond': _dummy_cond(config)} if config.model.name in COND_MODELS else {}
   shapes = jax.eval_shape(
-      lambda k: model.init({'params': k, 'dropout': k}, x, labels, train=False)['params'],
+      lambda k: model.init({'params': k, 'dropout': k}, x, labels, train=False, **kw)['params'],
       jax.random.key(0))
   return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes))
 
 
-def get_model_fn(model, params, train=False):
-  """(x, labels, rng=None) -> network output; `rng` feeds dropout when `train`."""
-  def model_fn(x, labels, rng=None):
+def get_model_fn(model, params, train=False, cond=None):
+  """(x, labels, rng=None, cond=None) -> network output; `rng` feeds dropout when `train`.
+
+  `cond` (bound here, and per call: the two dicts merge) holds 'class_labels' [B, K] and/or
+  'augment_labels' [B, A] for COND_MODELS; other networks are called without it.
+  """
+  bound = cond or {}
+  def model_fn(x, labels, rng=None, cond=None):
     rngs = {'dropout': rng} if train else {}
-    return model.apply({'params': params}, x, labels, train=train, rngs=rngs)
+    merged = {**bound, **(cond or {})}
+    kw = {'cond': merged} if merged else {}
+    return model.apply({'params': params}, x, labels, train=train, rngs=rngs, **kw)
   return model_fn
+
+
+def bind_cond(model_fn, cond):
+  """`model_fn` with `cond` (class / augmentation labels) added to every call's conditioning."""
+  outer = cond
+  def bound(x, labels, rng=None, cond=None):
+    return model_fn(x, labels, rng, {**outer, **(cond or {})})
+  return bound
 
 
 def get_score_fn(sde, model_fn, continuous=False):

@@ -1,12 +1,13 @@
 """Every file under configs/ runs one shrunk train step and one sample step (style habit 7).
 
 `quicktest.shrink` makes each config tiny (DIGITS data at 8 px, or 16 px for RefineNets). The
-whole sweep (48 files, ~30 s each on 2 CPU cores) is marked `slow`; by default one
+whole sweep (49 files, ~30 s each on 2 CPU cores) is marked `slow`; by default one
 representative per model family runs, each with a different loss and sampler: the DDPM U-Net
 (ddpm loss, ancestral sampling), NCSN++ (continuous VE DSM, reverse diffusion + Langevin) and
 NCSNv2 (SMLD loss, annealed Langevin), STF (a reference batch of twice the batch through
-the data pipeline, EDM loss, Heun) and Patch Diffusion (patches and coordinates, full-size Heun). EDM (precond, loss, Heun) and DDPM++ run in
-tests/test_pipeline.py. A last test takes one train step on CIFAR-10 through tfds (mocked).
+the data pipeline, EDM loss, Heun), Patch Diffusion (patches and coordinates, full-size Heun)
+and class-conditional EDM (labels through the pipeline, non-leaky augmentation). EDM (precond,
+loss, Heun) and DDPM++ run in tests/test_pipeline.py. A last test takes one train step on CIFAR-10 through tfds (mocked).
 The rest are skipped unless SCOREFLOW_SLOW_TESTS=1: `SCOREFLOW_SLOW_TESTS=1 pytest -m slow
 tests/test_all_configs.py` runs the whole sweep.
 """
@@ -32,7 +33,7 @@ CONFIGS = sorted(os.path.relpath(p, ROOT)
                  if os.path.basename(p) not in LIBRARY)
 DEFAULT = {'configs/vp/ddpm/cifar10.py', 'configs/ve/cifar10_ncsnpp_continuous.py',
            'configs/ve/ncsnv2/cifar10.py', 'configs/stf/cifar10_ncsnpp.py',
-           'configs/patch/celeba64_ddpmpp.py'}
+           'configs/patch/celeba64_ddpmpp.py', 'configs/edm/cifar10_ddpmpp_cond.py'}
 
 
 def _load(path):

@@ -6,10 +6,20 @@ levels, a linear constraint) must land on it. The replacement method of Song+21 
 exact only with enough Langevin mixing: with the corrector it lands within 3 s.e. (VE), without
 it the correlated unknown part is measurably off. Class-conditional sampling of a two-component
 mixture with the exact noisy classifier p_t(y | x) gives that component (Song+21 Eq. 14).
+
+The last tests run `main.py --mode=inpaint / colorize` (`controllable_generation.run_task`) on a
+checkpoint of one training step and check what holds for any model: the known pixels and gray
+levels come back, the files hold what was computed, and bad configs fail before any work.
 """
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
+import pytest
 from scipy import stats
 
 from closed_form import Gaussian, Mixture1D
@@ -17,7 +27,9 @@ from configs import quicktest
 from configs.ve import cifar10_ncsnpp_continuous
 import controllable_generation as cg
 import datasets
+import evaluation
 from models import utils as mutils
+import run_lib
 import sde_lib
 from utils import sample_keys
 
@@ -128,3 +140,131 @@ def test_inpainter_and_colorizer_run_a_model_and_keep_what_is_known():
   out = np.asarray(cg.get_colorizer(config, sde, model, scaler, inverse, eps)(keys, params, gray))
   assert np.std(out - np.asarray(gray)) > 1.                      # the chroma was generated
   np.testing.assert_allclose(out.mean(-1, keepdims=True), gray, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------
+# main.py --mode=inpaint / --mode=colorize
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+B, TILE = 4, 32 + 2               # 4 images; 8 px digits enlarged 4× in the PNG, 2 px padding
+
+
+def _task_config():
+  """The README's VE NCSN++ config, shrunk: DIGITS gray tiled to RGB, data in [0, 1]."""
+  config = quicktest.shrink(cifar10_ncsnpp_continuous.get_config())
+  config.data.num_channels = 3
+  t = config.training
+  t.n_iters, t.eval_freq, t.snapshot_sampling = 1, 2, False     # one step, nothing else compiled
+  config.eval.batch_size = B
+  return config
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('controllable'))
+  run_lib.train(_task_config(), workdir)
+  return workdir
+
+
+def _first_test_digits():
+  return evaluation.images_to_uint8(
+      np.repeat(datasets.digits_split()['test_images'][:B], 3, axis=-1), centered=False)
+
+
+def _check_files(workdir, task, arrays):
+  """The npz holds the returned arrays as uint8; the PNG shows them as originals / input /
+  result blocks of 2 × 2 tiles."""
+  saved = np.load(os.path.join(workdir, 'controllable', f'{task}_1.npz'))
+  assert set(saved) == set(arrays)
+  for k, v in arrays.items():
+    assert saved[k].dtype == np.uint8 and saved[k].shape == v.shape, k
+  np.testing.assert_array_equal(saved['original'], _first_test_digits())  # the eval split's first
+  grid = np.asarray(Image.open(os.path.join(workdir, 'controllable', f'{task}_1.png')))
+  assert grid.shape == (6 * TILE + 2, 2 * TILE + 2, 3)
+  for block, name in enumerate(('original', 'input', 'result')):
+    top = 2 + 2 * block * TILE                      # image 0 opens each block
+    np.testing.assert_array_equal(grid[top:top + 32, 2:34],
+                                  np.repeat(np.repeat(saved[name][0], 4, 0), 4, 1))
+  return saved
+
+
+def test_inpaint_mode_keeps_the_known_pixels_exactly(workdir):
+  """With noise_removal the known part is the marginal mean at eps: the data itself for VE."""
+  arrays = cg.run_inpaint(_task_config(), workdir)
+  saved = _check_files(workdir, 'inpaint', arrays)
+  known = np.broadcast_to(saved['mask'], saved['original'].shape).astype(bool)
+  assert known[:, :, :4].all() and not known[:, :, 4:].any()     # right_half: left half known
+  np.testing.assert_array_equal(saved['result'][known], saved['original'][known])
+  assert np.all(saved['input'][~known] == 128)                   # unknown shown as gray 0.5
+  assert np.any(saved['result'][~known] != saved['original'][~known])
+
+
+def test_inpaint_without_noise_removal_keeps_a_noisy_known_part(workdir):
+  """Without it the last replacement is a draw of the marginal at eps: data + σ(eps)·z (VE)."""
+  config = _task_config()
+  config.sampling.noise_removal = False
+  config.sampling.inpaint_mask = 'random'
+  arrays = cg.run_inpaint(config, workdir)
+  sde, eps = sde_lib.get_sde(config)
+  sigma = float(sde.sigma(jnp.asarray(eps)))                     # ≈ σ_min = 0.01 (data in [0, 1])
+  known = np.broadcast_to(arrays['mask'], arrays['original'].shape).astype(bool)
+  z = (arrays['result'] - arrays['original'])[known] / sigma
+  assert np.abs(z).max() < 5.5 and abs(z.std() - 1) < 0.2, (np.abs(z).max(), z.std())
+
+
+def test_colorize_mode_keeps_the_gray_level(workdir):
+  """The result's channel mean is the input gray to float32 rounding, which scales with the
+  pixel's norm (the colour map is orthonormal); a one-step model's chroma is huge, so the uint8
+  files clip it and their gray levels are not comparable."""
+  arrays = cg.run_colorize(_task_config(), workdir)
+  saved = _check_files(workdir, 'colorize', arrays)
+  gray = _first_test_digits().mean(-1, keepdims=True)
+  assert np.all(np.abs(saved['input'] - gray) <= 0.5)            # gray digits stay gray
+  result, gray = arrays['result'], arrays['input'][..., :1]
+  tol = 1e-6 * (1. + np.linalg.norm(result, axis=-1, keepdims=True))
+  assert np.all(np.abs(result.mean(-1, keepdims=True) - gray) <= tol)
+  assert np.std(result - gray) > 1.                              # the chroma was generated
+
+
+def test_inpaint_masks():
+  config = _task_config()
+  config.sampling.inpaint_mask = 'center'
+  center = cg.inpaint_mask(config, 2)[..., 0]
+  np.testing.assert_array_equal(center[0], np.pad(np.zeros((4, 4)), 2, constant_values=1.))
+  config.sampling.inpaint_mask = 'random'
+  draw = cg.inpaint_mask(config, 64)
+  assert draw.shape == (64, 8, 8, 1) and abs(draw.mean() - 0.5) < 3 * 0.5 / 64
+  np.testing.assert_array_equal(draw, cg.inpaint_mask(config, 64))   # seeded by config.seed
+  config.seed += 1
+  assert np.any(draw != cg.inpaint_mask(config, 64))
+
+
+def test_task_errors_before_any_work(tmp_path):
+  config = _task_config()
+  config.sampling.inpaint_mask = 'left_half'
+  with pytest.raises(ValueError, match="inpaint_mask = 'left_half'.*'right_half', 'center', "
+                                       "'random'"):
+    cg.run_inpaint(config, str(tmp_path))
+  config = _task_config()
+  config.data.num_channels = 1
+  with pytest.raises(ValueError, match='colorize needs RGB images: data.num_channels = 1'):
+    cg.run_colorize(config, str(tmp_path))
+  config = _task_config()
+  config.model.class_conditional = True
+  with pytest.raises(ValueError, match='needs an unconditional model'):
+    cg.run_inpaint(config, str(tmp_path))
+  config = _task_config()
+  config.training.pfgmpp_D = 128.
+  with pytest.raises(ValueError, match='pfgmpp_D = 128.0 .PFGM'):
+    cg.run_colorize(config, str(tmp_path))
+  with pytest.raises(FileNotFoundError, match='no readable checkpoint.*train first'):
+    cg.run_colorize(_task_config(), str(tmp_path))
+  assert not os.path.exists(tmp_path / 'controllable')
+
+
+def test_main_dispatches_the_modes(tmp_path):
+  """`main.py --mode=inpaint` reaches run_task: an empty workdir has no checkpoint."""
+  out = subprocess.run([sys.executable, 'main.py', '--config=configs/quickstart/digits.py',
+                        f'--workdir={tmp_path}', '--mode=inpaint'], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert out.returncode != 0 and 'no readable checkpoint' in out.stderr, out.stderr[-2000:]

@@ -1,8 +1,8 @@
 """generate.py: an image depends only on its seed (batch size, device count), resume, formats.
 
-Runs a tiny EDM-preconditioned NCSN++ (configs/edm/cifar10_ddpmpp.py, shrunk) through the EDM
-sampler (Euler, to compile one network copy) with churn (per-seed noise at every step), in
-float64 as EDM does; the 8-device case runs in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8.
+Runs a tiny class-conditional EDM-preconditioned DDPM++ (configs/edm/cifar10_ddpmpp_cond.py,
+shrunk; one class per seed) through the EDM sampler (Euler, to compile one network copy) with
+churn (per-seed noise at every step), in float64 as EDM does; the 8-device case runs in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8.
 """
 import os
 import subprocess
@@ -22,13 +22,13 @@ SCRIPT = '''
 import sys
 import jax
 from configs import quicktest
-from configs.edm import cifar10_ddpmpp
+from configs.edm import cifar10_ddpmpp_cond
 import datasets, sampling, sde_lib
 from models import utils as mutils
 import generate
 
 def build():
-  config = quicktest.shrink(cifar10_ddpmpp.get_config())
+  config = quicktest.shrink(cifar10_ddpmpp_cond.get_config())
   config.model.update(nf=16, ch_mult=(1,), attn_resolutions=())
   config.sampling.update(steps=3, S_churn=5., solver='euler')
   sde, eps = sde_lib.get_sde(config)

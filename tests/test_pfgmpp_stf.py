@@ -117,7 +117,8 @@ def test_pfgmpp_loss_uses_the_kernel():
   the loss is λ c_skip² E‖n‖²/N = 5 · 0.2² · D/(D − 2) = 0.25 (Gaussian noise: 0.2)."""
   config = quicktest.shrink(pfgmpp_config.get_config())
   config.training.pfgmpp_D = 10.
-  config.training.update(P_mean=0., P_std=1e-6, reduce_mean=True)      # σ = 1, λ = 1.25 / 0.25
+  config.training.update(P_mean=0., P_std=1e-6, reduce_mean=True,      # σ = 1, λ = 1.25 / 0.25
+                         augment_p=0.)
   x = jnp.zeros((8000, 2, 2, 2))
   identity = lambda x, labels, rng: jnp.zeros_like(x)                    # noqa: E731  F = 0
   loss = float(losses.get_loss_fn(None, config)(jax.random.key(4), identity, x))
@@ -149,7 +150,7 @@ def test_stf_loss_trains_on_every_kth_reference_image():
   """At σ → 0 the STF target is the sample's own image (it is in the reference): the STF loss of
   reference x equals the plain loss of x[::k] with the same key."""
   config = quicktest.shrink(stf_config.get_config())
-  config.training.update(P_mean=-9., P_std=1e-6, batch_size=3, stf_ref_batch=12)
+  config.training.update(P_mean=-9., P_std=1e-6, batch_size=3, stf_ref_batch=12, augment_p=0.)
   x = jax.random.uniform(jax.random.key(7), (12, 2, 2, 1), minval=-1., maxval=1.)
   net = lambda x, labels, rng: 0.3 * x + 0.1                             # noqa: E731
   stf = losses.get_loss_fn(None, config)(jax.random.key(8), net, x)

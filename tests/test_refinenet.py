@@ -45,7 +45,8 @@ def make_config(name, nf=128, image_size=32, num_scales=10, scale_by_sigma=True,
       'name': name, 'nf': nf, 'normalization': normalization_name,
       'nonlinearity': nonlinearity, 'sigma_min': 0.01, 'sigma_max': 50.,
       'num_scales': num_scales, 'scale_by_sigma': scale_by_sigma,
-      'interpolation': interpolation, 'patch_coords': False})
+      'interpolation': interpolation, 'patch_coords': False, 'class_conditional': False,
+      'augment_dim': 0})
   return config
 
 

@@ -1,9 +1,9 @@
-"""EDM (config F without augmentation): NCSN++ with EDM preconditioning and loss, CIFAR-10 uncond.
+"""EDM (config F): NCSN++ with EDM preconditioning and loss, CIFAR-10 uncond.
 
 Command: python main.py --config=configs/edm/cifar10_ncsnpp.py --mode=train --workdir=W
-Expected: FID 1.98 uncond, 35 NFE Heun [paper, Karras+22 Table 2, with non-leaky augmentation,
-which is not implemented here, so expect a worse number]; 1.79 class-conditional [paper] (not
-supported here). Runtime: ~2 days on 8×V100 [README].
+Expected: FID 1.98 uncond, 35 NFE Heun [paper, Karras+22 Table 2]; class-conditional 1.79 with
+--config.model.class_conditional=True (as configs/edm/cifar10_ddpmpp_cond.py). Runtime: ~2 days
+on 8×V100 [README].
 Mapping to EDM's SongUNet (--arch=ncsnpp): model_channels 128 -> nf, channel_mult (2, 2, 2),
 4 blocks, attention at 16, Fourier embedding (scale 16) of c_noise, FIR [1, 3, 3, 1], residual
 input pyramid, standard decoder; channel_mult_noise 2 -> our 2·nf Fourier features.

@@ -17,7 +17,8 @@ def get_config():
   presets.edm_songunet(config.model)
   presets.edm(config)
   config.training.batch_size, config.training.patch_real_p = 256, 0.5
+  config.training.augment_p = 0.
   m = config.model
-  m.ch_mult, m.dropout, m.patch_coords = (1, 2, 2, 2), 0.05, True
+  m.ch_mult, m.dropout, m.patch_coords, m.augment_dim = (1, 2, 2, 2), 0.05, True, 0
   config.optim.lr = 2e-4
   return config

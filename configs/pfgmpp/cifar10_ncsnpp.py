@@ -2,7 +2,7 @@
 
 Command: python main.py --config=configs/pfgmpp/cifar10_ncsnpp.py --mode=train --workdir=W
 Expected: FID 1.91 uncond at D = 2048, 1.92 at D = 128, 1.98 at D = ∞ (EDM), 35 NFE Heun
-[README of Newbeeer/pfgmpp, with EDM's augmentation, which is not implemented here].
+[README of Newbeeer/pfgmpp, with EDM's augmentation, as here].
 Change D with --config.training.pfgmpp_D=128; inf gives back configs/edm/cifar10_ncsnpp.py.
 Only the training noise and the sampler's prior change; the network, σ schedule and ODE are EDM's.
 """

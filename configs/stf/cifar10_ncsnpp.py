@@ -2,7 +2,7 @@
 
 Command: python main.py --config=configs/stf/cifar10_ncsnpp.py --mode=train --workdir=W
 Expected: FID 1.90 uncond, 35 NFE Heun (EDM NCSN++: 1.98) [README of Newbeeer/stf, with EDM's
-augmentation, which is not implemented here].
+augmentation, as here].
 Each step reads 8192 images (the reference set; Newbeeer/stf: 1024 per GPU on 8 GPUs) and
 trains on 512 of them; the targets average the whole set (one reference for all devices, so
 results do not depend on the device count). Evaluation losses use the plain EDM target.
