@@ -23,7 +23,6 @@ def get_config():
   t = config.training
   t.batch_size, t.n_iters, t.n_jitted_steps = 64, 1500, 1
   t.eval_freq, t.snapshot_freq, t.snapshot_freq_for_preemption = 250, 500, 250
-  t.augment_p = 0.                              # no augmentation: 1500 steps do not overfit
   config.sampling.float64 = False
   e = config.eval
   e.enable_bpd = e.enable_sampling = True       # bpd and loss on the 297 test digits; digits FD
@@ -35,7 +34,7 @@ def get_config():
   m = config.model
   m.nf, m.ch_mult, m.num_res_blocks, m.attn_resolutions = 32, (1, 2), 2, (4,)
   m.dropout, m.ema_halflife_kimg = 0., 0.       # plain EMA (model.ema_rate 0.999)
-  m.augment_dim = 0
+  t.augment_p, m.augment_dim = 0., 0            # no augmentation: 1500 steps do not overfit
   o = config.optim
   o.lr, o.lr_rampup_kimg, o.warmup, o.grad_clip = 2e-3, 0., 100, 1.
   return config
