@@ -9,8 +9,11 @@ Papers:
 or `.npz` with the float image. Image i depends only on seed i: its key is jax.random.key(seed),
 and every sampler draws per-sample noise from that key alone, so neither the batch size nor the
 number of devices changes it. Existing files are skipped (resume). Batches are sharded over a
-1-D 'data' mesh of all devices; only process 0 writes.
+1-D 'data' mesh of all devices; only process 0 writes. A class-conditional model's class of
+each seed (`sampling.class_labels`, itself a function of the seed) is recorded in
+`out_dir/class_labels.json` ({seed: class}) and, for `.npz`, as 'label'.
 """
+import json
 import os
 
 import jax
@@ -39,12 +42,12 @@ def seed_path(out_dir, seed, fmt='png'):
   return os.path.join(out_dir, f'{seed - seed % 1000:06d}', f'{seed:06d}.{fmt}')
 
 
-def _write(path, image, fmt):
+def _write(path, image, fmt, label=None):
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path + '.tmp'
   if fmt == 'npz':
     with open(tmp, 'wb') as f:
-      np.savez(f, x=np.asarray(image, np.float32))
+      np.savez(f, x=np.asarray(image, np.float32), **({} if label is None else {'label': label}))
   else:
     from PIL import Image  # pylint: disable=import-outside-toplevel
     pixels = evaluation.images_to_uint8(image[None], centered=False)[0]
@@ -84,10 +87,33 @@ def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='p
     images = np.asarray(multihost_utils.process_allgather(images, tiled=True), np.float64)
     if images.shape[1:] != shape:
       raise ValueError(f'sample_fn gave images {images.shape[1:]}, the config says {shape}')
+    labels = _class_labels(config, padded)
     if jax.process_index() == 0:
-      for seed, image in zip(chunk, images):
-        _write(seed_path(out_dir, seed, fmt), image, fmt)
+      for i, (seed, image) in enumerate(zip(chunk, images)):
+        _write(seed_path(out_dir, seed, fmt), image, fmt, None if labels is None else labels[i])
+      if labels is not None:
+        _record_labels(out_dir, dict(zip(chunk, labels[:len(chunk)].tolist())))
   return todo
+
+
+def _class_labels(config, seeds):
+  """Each seed's class for a class-conditional model (as the sampler draws it), else None."""
+  if not config.model.class_conditional:
+    return None
+  return np.asarray(sampling.class_labels(config, keys_for_seeds(seeds)))
+
+
+def _record_labels(out_dir, new):
+  """Merge {seed: class} into out_dir/class_labels.json (atomic; a resumed run adds to it)."""
+  path = os.path.join(out_dir, 'class_labels.json')
+  table = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      table = json.load(f)
+  table.update({str(k): int(v) for k, v in new.items()})
+  with open(path + '.tmp', 'w') as f:
+    json.dump(dict(sorted(table.items(), key=lambda kv: int(kv[0]))), f)
+  os.replace(path + '.tmp', path)
 
 
 def eps_norm_trajectory(keys, score_fn, sde, sample_shape, **edm_kwargs):

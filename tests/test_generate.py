@@ -4,6 +4,7 @@ Runs a tiny class-conditional EDM-preconditioned DDPM++ (configs/edm/cifar10_ddp
 shrunk; one class per seed) through the EDM sampler (Euler, to compile one network copy) with
 churn (per-seed noise at every step), in float64 as EDM does; the 8-device case runs in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8.
 """
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from PIL import Image
 import pytest
 
 import generate
+import sampling
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEEDS = list(range(16))
@@ -86,10 +88,16 @@ def test_resume_skips_existing_files_and_npz(tmp_path, built):
   os.remove(generate.seed_path(out, 3))
   assert generate.generate_seeds(config, sample_fn, params, SEEDS[:6], out, 4) == [3]
   assert generate.generate_seeds(config, sample_fn, params, SEEDS[:6], out, 4) == []
+  with open(os.path.join(out, 'class_labels.json')) as f:
+    recorded = json.load(f)                     # each seed's class, kept across the resume
+  want = np.asarray(sampling.class_labels(config, generate.keys_for_seeds(SEEDS[:6])))
+  assert recorded == {str(s): int(c) for s, c in zip(SEEDS[:6], want)}
+  assert len(set(recorded.values())) > 1
   npz = str(tmp_path / 'npz')
   generate.generate_seeds(config, sample_fn, params, SEEDS, npz, 16, fmt='npz')
   x = _pixels(npz, 'npz')
   assert x.shape == (16, 8, 8, 3) and x.dtype == np.float32
+  assert [int(np.load(generate.seed_path(npz, s, 'npz'))['label']) for s in SEEDS[:6]] == list(want)
   # EDM quantization of the same float images gives the PNGs of the same seeds.
   png = np.stack([np.asarray(Image.open(generate.seed_path(out, s))) for s in SEEDS[:6]])
   quantized = np.clip((2. * x[:6].astype(np.float64) - 1.) * 127.5 + 128., 0, 255)
