@@ -158,3 +158,40 @@ def test_jit_batch_shapes_and_finite(batch):
   assert images.shape == x.shape and labels.shape == (batch, augment.AUGMENT_DIM)
   assert np.all(np.isfinite(np.asarray(images))) and np.all(np.isfinite(np.asarray(labels)))
   assert np.all(np.asarray(labels)[:, 2:6] != 0)   # p = 1: scale, rotation, aniso act on all
+
+
+def test_training_loss_sees_the_augmented_images_and_their_labels():
+  """`losses.get_loss_fn` with training.augment_p: the network gets `augment.augment`'s images
+  (with the loss's own key split) and their 9 labels; with STF those of images 0, k, 2k, ...
+  The evaluation loss is not augmented. Bad fields are named."""
+  from configs import quicktest   # pylint: disable=import-outside-toplevel
+  from configs.edm import cifar10_ddpmpp   # pylint: disable=import-outside-toplevel
+  import losses   # pylint: disable=import-outside-toplevel
+  config = quicktest.shrink(cifar10_ddpmpp.get_config())
+  config.training.update(augment_p=1., P_mean=-9., P_std=1e-6, reduce_mean=True)
+  x = jax.random.uniform(jax.random.key(0), (4, 8, 8, 1), minval=-1., maxval=1.)
+  rng = jax.random.key(1)
+  seen = {}
+  def model_fn(x_in, labels, rng_=None, cond=None):
+    seen.update(x=x_in, labels=(cond or {}).get('augment_labels'))
+    return jnp.zeros_like(x_in)
+  losses.get_loss_fn(None, config)(rng, model_fn, x)
+  aug_rng, _ = jax.random.split(rng)
+  images, want = augment.augment(aug_rng, x, 1.)
+  np.testing.assert_array_equal(seen['labels'], want)
+  assert float(jnp.abs(want).sum()) > 0
+  # σ = e^-9: the network input c_in (y + σ n) is 1/√(σ² + ¼) ≈ 2 times the augmented images
+  np.testing.assert_allclose(seen['x'], 2. * images, atol=1e-3)
+  assert float(jnp.abs(images - x).max()) > 0.1
+  losses.get_loss_fn(None, config, train=False)(rng, model_fn, x)
+  assert seen['labels'] is None
+  np.testing.assert_allclose(seen['x'], 2. * x, atol=1e-3)
+  config.training.update(stf_ref_batch=4, batch_size=2)
+  losses.get_loss_fn(None, config)(rng, model_fn, x)
+  np.testing.assert_array_equal(seen['labels'], want[::2])
+  config.model.augment_dim = 0
+  with pytest.raises(ValueError, match='model.augment_dim=9'):
+    losses.get_loss_fn(None, config)
+  config.model.augment_dim, config.training.augment_p = 9, 1.5
+  with pytest.raises(ValueError, match='augment_p'):
+    losses.get_loss_fn(None, config)
