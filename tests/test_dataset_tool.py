@@ -61,33 +61,39 @@ def test_digits_round_trip_through_datasets(tmp_path):
   np.testing.assert_allclose(got, reference[:n, ..., 0], atol=0.5 / 255 + 1e-6)
 
 
-def test_the_zip_trains_an_edm_model(tmp_path):
+def test_the_zip_trains_a_class_conditional_edm_model(tmp_path):
+  """The ZIP's dataset.json labels reach a class-conditional EDM model: in file order they are
+  sklearn's digit classes, and run_lib's batches carry them one-hot next to the images."""
   from configs import quicktest  # pylint: disable=import-outside-toplevel
-  from configs.edm import cifar10_ddpmpp  # pylint: disable=import-outside-toplevel
+  from configs.edm import cifar10_ddpmpp_cond  # pylint: disable=import-outside-toplevel
   import losses  # pylint: disable=import-outside-toplevel
-  import sde_lib  # pylint: disable=import-outside-toplevel
   from models import utils as mutils  # pylint: disable=import-outside-toplevel
+  import run_lib  # pylint: disable=import-outside-toplevel
+  from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
   dest = tmp_path / 'digits.zip'
   dataset_tool.write_dataset('sklearn:digits', str(dest), max_images=64)
-  config = quicktest.shrink(cifar10_ddpmpp.get_config())
-  config.data.update(dataset='IMAGE_ZIP', path=str(dest), num_channels=1)
+  config = quicktest.shrink(cifar10_ddpmpp_cond.get_config())
+  config.data.update(dataset='IMAGE_ZIP', path=str(dest), num_channels=1, num_classes=10)
   config.model.update(nf=16, ch_mult=(1,), attn_resolutions=())
-  config.training.batch_size = 8
+  config.training.batch_size = config.eval.batch_size = 8
+  _, eval_ds = datasets.get_dataset(config, evaluation=True)
+  np.testing.assert_array_equal(next(eval_ds.as_numpy_iterator())['label'],
+                                load_digits().target[:8])
+  run = run_lib.build(config)
   train_ds, _ = datasets.get_dataset(config)
-  batch = next(train_ds.as_numpy_iterator())['image']
-  assert batch.shape == (1, 8, 8, 8, 1)
-  sde, _ = sde_lib.get_sde(config)
+  batch = next(run_lib._batches(train_ds, run, axis=1))
+  assert batch['image'].shape == (1, 8, 8, 8, 1) and batch['class_labels'].shape == (1, 8, 10)
+  np.testing.assert_array_equal(np.asarray(batch['class_labels']).sum(-1), 1.)
   model, params = mutils.init_model(jax.random.key(0), config)
   optimizer = losses.get_optimizer(config)
-  step = jax.jit(losses.make_train_step(model, losses.get_loss_fn(sde, config), optimizer,
+  step = jax.jit(losses.make_train_step(model, run.loss_fn, optimizer,
                                         losses.get_ema_rate(config)))
   state = losses.init_train_state(params, optimizer)
   equal = lambda x, y: all(jax.tree.leaves(jax.tree.map(np.array_equal, x, y)))   # noqa: E731
-  x = datasets.get_data_scaler(config)(batch)
-  state, metrics = step(state, x, jax.random.key(1))
+  state, metrics = step(state, batch, jax.random.key(1))
   assert np.all(np.isfinite(metrics['loss'])) and int(state.step) == 1
   assert equal(state.params, params)          # EDM lr ramp: lr = 0 at the first step
-  state, metrics = step(state, x, jax.random.key(2))
+  state, metrics = step(state, batch, jax.random.key(2))
   assert np.all(np.isfinite(metrics['loss'])) and not equal(state.params, params)
 
 
