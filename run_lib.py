@@ -158,12 +158,13 @@ def _abstract_state(run):
 def _batches(ds, run, axis, skip=0):
   """Scaled global batches (batch axis `axis`) of a tf.data dataset, after `skip`: images, or
   {'image', 'class_labels' (one-hot)} for a class-conditional model (labels checked on the host)."""
-  config, put = run.config, functools.partial(jax.make_array_from_process_local_data,
-                                              run.sharded(axis))
+  config, scaler = run.config, datasets.get_data_scaler(run.config)
+  put = functools.partial(jax.make_array_from_process_local_data, run.sharded(axis))
+  onehot = np.eye(config.data.num_classes, dtype=np.float32)
   for batch in ds.skip(skip).as_numpy_iterator():
-    images = put(datasets.get_data_scaler(config)(batch['image']))
-    yield {'image': images, 'class_labels': put(np.eye(config.data.num_classes, dtype=np.float32)[
-        datasets.check_labels(config, batch['label'])])} if config.model.class_conditional else images
+    images = put(scaler(batch['image']))
+    yield {'image': images, 'class_labels': put(onehot[datasets.check_labels(
+        config, batch['label'])])} if config.model.class_conditional else images
 
 
 def _write_json(path, obj):

@@ -43,12 +43,6 @@ def class_onehot(config, labels):
   return jax.nn.one_hot(labels, config.data.num_classes, dtype=jnp.float32)
 
 
-def _dummy_cond(config):
-  if not config.model.class_conditional:
-    return None
-  return {'class_labels': jnp.zeros((1, config.data.num_classes), jnp.float32)}
-
-
 def get_sigmas(config):
   """Discrete VE noise levels σ_0 > … > σ_{N−1}, geometric and descending (Song&Ermon19 §4.2)."""
   return np.exp(np.linspace(np.log(config.model.sigma_max), np.log(config.model.sigma_min),
@@ -56,16 +50,19 @@ def get_sigmas(config):
 
 
 def _dummy_input(config):
+  """(x, labels, keyword arguments) of one image for `model.init` (with its class label)."""
   channels = config.data.num_channels + 2 * config.model.patch_coords   # + Patch Diffusion coords
   shape = (1, config.data.image_size, config.data.image_size, channels)
-  return jnp.zeros(shape, jnp.float32), jnp.ones((1,), jnp.float32)
+  kw = {}
+  if config.model.class_conditional:
+    kw['cond'] = {'class_labels': jnp.zeros((1, config.data.num_classes), jnp.float32)}
+  return jnp.zeros(shape, jnp.float32), jnp.ones((1,), jnp.float32), kw
 
 
 def init_model(rng, config):
   """Construct the model and initialize its parameters (a dict) from `rng`."""
   model = get_model(config)
-  x, labels = _dummy_input(config)
-  kw = {'cond': _dummy_cond(config)} if config.model.name in COND_MODELS else {}
+  x, labels, kw = _dummy_input(config)
   init = jax.jit(lambda r: model.init({'params': r, 'dropout': r}, x, labels, train=False,
                                       **kw)['params'])
   params = init(rng)  # jitted: eager init dispatches every op separately (~10x slower)
@@ -75,8 +72,7 @@ def init_model(rng, config):
 def count_params(config):
   """Number of parameters of `config`'s model, by abstract evaluation (nothing is allocated)."""
   model = get_model(config)
-  x, labels = _dummy_input(config)
-  kw = {'cond': _dummy_cond(config)} if config.model.name in COND_MODELS else {}
+  x, labels, kw = _dummy_input(config)
   shapes = jax.eval_shape(
       lambda k: model.init({'params': k, 'dropout': k}, x, labels, train=False, **kw)['params'],
       jax.random.key(0))
@@ -89,13 +85,11 @@ def get_model_fn(model, params, train=False, cond=None):
   `cond` (bound here, and per call: the two dicts merge) holds 'class_labels' [B, K] and/or
   'augment_labels' [B, A] for COND_MODELS; other networks are called without it.
   """
-  bound = cond or {}
-  def model_fn(x, labels, rng=None, cond=None):
+  def model_fn(x, labels, rng=None, extra=None):
     rngs = {'dropout': rng} if train else {}
-    merged = {**bound, **(cond or {})}
-    kw = {'cond': merged} if merged else {}
+    kw = {'cond': extra} if extra else {}
     return model.apply({'params': params}, x, labels, train=train, rngs=rngs, **kw)
-  return model_fn
+  return bind_cond(model_fn, cond) if cond else model_fn
 
 
 def bind_cond(model_fn, cond):
