@@ -15,6 +15,9 @@ import os
 
 from absl import logging
 import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 import orbax.checkpoint as ocp
 
 KEPT = 'checkpoints'
@@ -96,3 +99,56 @@ def restore_latest(managers, target):
     logging.info('resumed from %s', step_path(manager, step))
     return state
   return None
+
+
+def load_given(path_or_url, config, optimizer, target):
+  """The state of `--checkpoint=PATH_OR_URL`, laid out as `target` (an abstract TrainState).
+
+  An orbax step directory (`<workdir>/checkpoints/<step>`) is restored as saved; any other file
+  is read by `foreign.load` (EDM pickles, score_sde files, params.msgpack): its EMA weights are
+  `ema_params`, its raw weights `params` and a saved Adam state the optimizer's moments (else a
+  fresh optimizer state).
+  """
+  from foreign import load as foreign_load  # pylint: disable=import-outside-toplevel
+  from foreign import files  # pylint: disable=import-outside-toplevel
+  path = files.local_file(path_or_url)
+  if os.path.isdir(path):
+    path = os.path.abspath(path.rstrip('/'))
+    step = os.path.basename(path)
+    if not step.isdigit():
+      raise files.CheckpointNotFoundError(
+          f'{path} is a directory but not an orbax checkpoint step (<workdir>/checkpoints/<step>)')
+    return restore(_manager(os.path.dirname(path), None), int(step), target)
+  given = foreign_load.load(path, config)
+  params = _fit(given.train_params, target.params, path)
+  ema = _fit(given.params, target.ema_params, path)
+  opt_state = optimizer.init(params)
+  if given.adam is not None:
+    step, mu, nu = given.adam
+    opt_state = optax.tree_utils.tree_set(opt_state, mu=_fit(mu, target.params, path),
+                                          nu=_fit(nu, target.params, path),
+                                          count=jnp.asarray(step, jnp.int32))
+  state = type(target)(step=jnp.asarray(given.step, jnp.int32), params=params, ema_params=ema,
+                       opt_state=opt_state)
+  logging.info('loaded %s (step %d%s)', path, given.step,
+               ', with its Adam state' if given.adam is not None else '')
+  return jax.tree.map(lambda x, t: jax.device_put(x, t.sharding), state, target)
+
+
+def _fit(tree, target, source):
+  """`tree` as float32 arrays with `target`'s structure; a mismatch names the first leaf."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  want = jax.tree_util.tree_flatten_with_path(target)[0]
+  got = {jax.tree_util.keystr(k): v for k, v in flat}
+  leaves = []
+  for k, t in want:
+    name = jax.tree_util.keystr(k)
+    if name not in got or tuple(got[name].shape) != tuple(t.shape):
+      shape = tuple(got[name].shape) if name in got else 'missing'
+      raise CheckpointReadError(f'{source}: parameter {name} is {shape} in the file, {t.shape} in '
+                                f'the config; the checkpoint is for another network')
+    leaves.append(np.asarray(got[name], np.float32))
+  if len(got) != len(want):
+    raise CheckpointReadError(f'{source}: {len(got)} parameters in the file, {len(want)} in the '
+                              f'config; the checkpoint is for another network')
+  return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(target), leaves)

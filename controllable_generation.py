@@ -30,6 +30,7 @@ import datasets
 import evaluation
 from models import precond
 from models import utils as mutils
+import outputs
 import run_lib   # its helpers; run_lib does not import this module
 import sampling
 import utils
@@ -253,7 +254,7 @@ def _save(arrays, path_stem):
     return
   u8 = {k: (v.astype(np.uint8) if k == 'mask' else evaluation.images_to_uint8(v, centered=False))
         for k, v in arrays.items()}
-  run_lib._save_npz(f'{path_stem}.npz', **u8)
+  outputs.save_npz(f'{path_stem}.npz', **u8)
   n = len(u8['original'])
   nrow = int(math.ceil(math.sqrt(n)))
   pad = np.zeros((-n % nrow,) + u8['original'].shape[1:], np.uint8)   # each block: whole rows
@@ -261,9 +262,9 @@ def _save(arrays, path_stem):
   utils.save_image_grid(np.concatenate(blocks) / 255., f'{path_stem}.png', nrow=nrow)
 
 
-def run_task(config, workdir, task):
-  """`main.py --mode=inpaint|colorize`: the newest readable checkpoint in `workdir` (EMA
-  parameters, as run_lib.sample) inpaints (mask `sampling.inpaint_mask`) or colorizes (from the
+def run_task(config, workdir, task, checkpoint=''):
+  """`main.py --mode=inpaint|colorize`: `checkpoint` or the newest readable checkpoint in
+  `workdir` (EMA parameters, as run_lib.sample) inpaints (mask `sampling.inpaint_mask`) or colorizes (from the
   gray level) the first eval.batch_size evaluation images by PC sampling with config.sampling's
   predictor and corrector (whatever sampling.method), one key per image as run_lib.sample.
 
@@ -276,7 +277,7 @@ def run_task(config, workdir, task):
   scaler, inverse = datasets.get_data_scaler(config), datasets.get_data_inverse_scaler(config)
   get_fn = get_inpainter if task == 'inpaint' else get_colorizer
   fn = get_fn(config, run.sde, run.model, scaler, inverse, run.eps)
-  state = run_lib.restore_newest(run, workdir)
+  state = run_lib.restore_newest(run, workdir, checkpoint)
   images, n, step = _first_eval_images(run), config.eval.batch_size, int(state.step)
   keys = run_lib._sample_keys(run_lib._key(config, run_lib.SAMPLE_STREAM), 0, n, run.sharded())
   s, start = config.sampling, time.time()
@@ -302,11 +303,11 @@ def run_task(config, workdir, task):
   return arrays
 
 
-def run_inpaint(config, workdir):
+def run_inpaint(config, workdir, checkpoint=''):
   """`main.py --mode=inpaint` (`run_task`)."""
-  return run_task(config, workdir, 'inpaint')
+  return run_task(config, workdir, 'inpaint', checkpoint)
 
 
-def run_colorize(config, workdir):
+def run_colorize(config, workdir, checkpoint=''):
   """`main.py --mode=colorize` (`run_task`)."""
-  return run_task(config, workdir, 'colorize')
+  return run_task(config, workdir, 'colorize', checkpoint)

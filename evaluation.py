@@ -7,8 +7,8 @@ sqrtm eps fallback), torch-fidelity (IS splits and shuffle, KID subsets), EDM fi
 `mu`, `sigma`). Everything after feature extraction is NumPy float64.
 
 Weights: the network is `models/inception.py`; its weights are read from pytorch-fid's
-`pt_inception-2015-12-05-6726825d.pth` or EDM's `inception-2015-12-05.pkl` (both hold torch tensors:
-torch is imported inside the reader only; EDM's own code is not needed), from a pickled
+`pt_inception-2015-12-05-6726825d.pth` or EDM's `inception-2015-12-05.pkl` (read as data by
+`foreign.torch_pickle`: neither torch nor EDM's code is needed, nothing in the file runs), from a pickled
 {name: array} dict, or from our torch-free `.npz` (`export_inception_npz`). They are never
 downloaded: a missing file raises `InceptionWeightsNotFoundError` with the URLs at once.
 The input handling follows the file: pytorch-fid's (half-pixel bilinear resize, x / 127.5 - 1) or
@@ -16,8 +16,6 @@ EDM's detector (TF1 'asymmetric' bilinear resize, as its grid_sample with a shif
 then (x - 128) / 128).
 """
 import os
-import pickle
-import zipfile
 
 import flax.linen as nn
 import jax
@@ -28,6 +26,7 @@ import scipy.linalg
 import scipy.special
 
 from datasets import DIGITS_NUM_TRAIN, digits_split  # pylint: disable=unused-import
+from foreign import torch_pickle
 from models import inception
 
 PYTORCH_FID_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
@@ -61,7 +60,7 @@ def load_inception(path_or_state_dict):
       in either naming, or our `.npz`; or an already-loaded {name: array} state dict.
   Raises:
     InceptionWeightsNotFoundError: the file does not exist (raised before anything heavy runs).
-    ImportError: the file holds torch tensors and torch is not installed.
+    foreign.torch_pickle.UnsafePickleError: the file names a global outside the allow-list.
   """
   if isinstance(path_or_state_dict, dict):
     return inception_from_state_dict(path_or_state_dict)
@@ -93,89 +92,15 @@ def inception_from_state_dict(state_dict):
 
 
 def _read_state_dict(path):
-  """Read a weights file into {name: NumPy array}; torch is imported only if the file needs it."""
-  if zipfile.is_zipfile(path) or _is_legacy_torch_file(path):   # torch.save / TorchScript
-    torch = _import_torch(path)
-    try:
-      obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception:  # pylint: disable=broad-except   # a TorchScript archive, not a pickle
-      obj = torch.jit.load(path, map_location='cpu')
-  else:
-    try:
-      with open(path, 'rb') as f:
-        obj = _TolerantUnpickler(f).load()
-    except ModuleNotFoundError as err:
-      if err.name and err.name.split('.')[0] == 'torch':
-        _import_torch(path)
-      raise ImportError(f'Reading {path!r} needs the module {err.name!r}; install it, or convert the '
-                        f'file once where it exists with evaluation.export_inception_npz.') from None
-  return {k: _to_numpy(v) for k, v in _collect_tensors(obj, '').items()}
-
-
-TORCH_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c   # first pickle of a pre-1.6 torch.save file
-
-
-def _is_legacy_torch_file(path):
-  """True for torch.save's old format (pytorch-fid's 2019 .pth): it opens with a protocol-2 pickle
-  of a magic number (then more pickles and raw storages, which plain pickle.load cannot read)."""
-  head = pickle.dumps(TORCH_LEGACY_MAGIC, protocol=2)[:-1]   # without the STOP opcode
-  with open(path, 'rb') as f:
-    return f.read(len(head)) == head
-
-
-class _PersistentStub:
-  """Stands in for an object pickled by EDM's torch_utils.persistence (its class source is not run)."""
-
-  def __init__(self, meta=None):
-    self.__dict__.update(dict((meta or {}).get('state') or {}))
-
-  def __setstate__(self, state):
-    self.__dict__.update(dict(state or {}))
-
-
-class _TolerantUnpickler(pickle.Unpickler):
-  """Unpickles EDM/StyleGAN `torch_utils.persistence` objects without EDM's code: each becomes a
-  `_PersistentStub` holding its state (`_parameters`, `_buffers`, `_modules` of an nn.Module).
-  torch itself is still imported by the pickle when the file holds torch tensors."""
-
-  def find_class(self, module, name):
-    if module.split('.')[0] not in ('torch_utils', 'dnnlib'):
-      return super().find_class(module, name)
-    return dict if name == 'EasyDict' else _PersistentStub
-
-
-def _collect_tensors(obj, prefix):
-  """{dotted name: tensor} from a torch module, a persistence stub (walked like nn.Module's
-  `_parameters`, `_buffers`, `_modules`) or a plain {name: array} dict."""
-  if hasattr(obj, 'state_dict'):
-    return {prefix + k: v for k, v in obj.state_dict().items()}
-  if isinstance(obj, _PersistentStub):
-    state = obj.__dict__
-    out = {prefix + k: v for group in ('_parameters', '_buffers')
-           for k, v in dict(state.get(group) or {}).items() if v is not None}
-    for k, child in dict(state.get('_modules') or {}).items():
-      if child is not None:
-        out.update(_collect_tensors(child, f'{prefix}{k}.'))
-    return out
+  """{name: NumPy array} of a weights file, read as data by `foreign.torch_pickle` (torch.save
+  archives of any age and pickles, EDM's persistence objects included; no torch, no code runs)."""
+  obj = torch_pickle.read(path)
+  if isinstance(obj, (torch_pickle.Persistent, torch_pickle.Module)):
+    return torch_pickle.module_tensors(obj)
   if isinstance(obj, dict):
-    return {prefix + k: v for k, v in obj.items()}
-  raise ValueError(f'cannot read Inception weights from a pickled {type(obj).__name__}')
-
-
-def _import_torch(path):
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    raise ImportError(f'Reading {path!r} needs PyTorch (pip install torch; the CPU wheel is enough). '
-                      f'Or convert it once elsewhere with evaluation.export_inception_npz and set '
-                      f'eval.inception_path to the .npz.') from None
-  return torch
-
-
-def _to_numpy(v):
-  if hasattr(v, 'detach'):
-    v = v.detach().cpu().numpy()
-  return np.asarray(v)
+    return {k: np.asarray(v) for k, v in obj.items()}
+  raise ValueError(f'{path}: holds a {type(obj).__name__}, not Inception weights (a state dict '
+                   f'or an nn.Module); point eval.inception_path at pytorch-fid\'s .pth or EDM\'s .pkl')
 
 
 def export_inception_npz(weights, path):

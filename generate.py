@@ -55,7 +55,7 @@ def _write(path, image, fmt, label=None):
   os.replace(tmp, path)   # atomic: an interrupted run never leaves a half-written file
 
 
-def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='png'):
+def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='png', latents=None):
   """Write one image per seed into `out_dir`; returns the seeds generated (missing ones only).
 
   Args:
@@ -68,6 +68,7 @@ def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='p
     batch_size: images per call; a multiple of jax.device_count(). The last batch is padded
       with repeats of its last seed, so every call has the same shape (one compilation).
     fmt: 'png' (uint8, EDM quantization) or 'npz' (float32 image in [0, 1], key 'x').
+    latents: optional `read_latents(...)` dict, row i for seeds[i], replacing the seeds' latents.
   """
   if fmt not in FORMATS:
     raise ValueError(f'fmt={fmt!r}: one of {FORMATS}')
@@ -76,6 +77,7 @@ def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='p
                      f'({jax.device_count()})')
   d = config.data
   shape = (d.image_size, d.image_size, d.num_channels)
+  row = {s: i for i, s in enumerate(seeds)}
   todo = [s for s in seeds if not os.path.exists(seed_path(out_dir, s, fmt))]
   mesh = Mesh(np.array(jax.devices()), ('data',))
   params = jax.device_put(params, NamedSharding(mesh, P()))
@@ -83,7 +85,9 @@ def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='p
   for start in range(0, len(todo), batch_size):
     chunk = todo[start:start + batch_size]
     padded = np.array(chunk + [chunk[-1]] * (batch_size - len(chunk)), np.uint32)
-    images, _ = sample_fn(jax.device_put(keys_for_seeds(padded), batched), params)
+    given = None if latents is None else {
+        k: jax.device_put(v[[row[int(s)] for s in padded]], batched) for k, v in latents.items()}
+    images, _ = sample_fn(jax.device_put(keys_for_seeds(padded), batched), params, given)
     images = np.asarray(multihost_utils.process_allgather(images, tiled=True), np.float64)
     if images.shape[1:] != shape:
       raise ValueError(f'sample_fn gave images {images.shape[1:]}, the config says {shape}')
@@ -151,6 +155,26 @@ def plot_eps_norms(norms, path, size=(480, 320), reference=None):
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   image.save(path)
   return path
+
+
+def read_latents(path, n, sample_shape):
+  """Given latents for n images: `.npy` of standard-normal x_T [N ≥ n, H, W, C] (our layout; for
+  EDM's NCHW latents save x.transpose(0, 2, 3, 1)), or `.npz` with 'z' (or 'latents') and
+  optionally PFGM++'s prior 'radii' [N] = ‖x_T‖ / σ_max. -> {'z'[, 'radii']}, float32, n rows."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'sampling.latents = {path!r} does not exist')
+  with open(path, 'rb') as f:
+    loaded = np.load(f, allow_pickle=False)
+    arrays = ({'z': loaded} if isinstance(loaded, np.ndarray) else
+              {('z' if k == 'latents' else k): loaded[k] for k in loaded.files})
+  if 'z' not in arrays:
+    raise ValueError(f"sampling.latents = {path!r}: an .npz needs 'z' (or 'latents'), "
+                     f'found {sorted(arrays)}')
+  z = arrays['z']
+  if z.ndim != 1 + len(sample_shape) or tuple(z.shape[1:]) != tuple(sample_shape) or len(z) < n:
+    raise ValueError(f'sampling.latents = {path!r} holds {z.shape}; {n} images need '
+                     f'[>= {n}, {", ".join(map(str, sample_shape))}] (channels last)')
+  return {k: np.asarray(v[:n], np.float32) for k, v in arrays.items() if k in ('z', 'radii')}
 
 
 def keys_for_seeds(seeds):

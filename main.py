@@ -3,6 +3,8 @@
   python main.py --config=configs/quickstart/digits.py --workdir=W --mode=train
   python main.py --config=configs/quickstart/digits.py --workdir=W --mode=eval --eval_folder=eval
   python main.py --config=configs/ve/cifar10_ncsnpp_continuous.py --workdir=W --mode=inpaint
+  python main.py --config=configs/edm/cifar10_ddpmpp.py --workdir=W --mode=sample \
+      --checkpoint=https://nvlabs-fi-cdn.nvidia.com/edm/pretrained/edm-cifar10-32x32-uncond-vp.pkl
   python main.py --config=configs/ve/cifar10_ncsnpp_continuous.py --config.training.batch_size=64 \
       --dry_run                                    # print the resolved config and exit
 
@@ -25,6 +27,10 @@ flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, logs, samples,
 flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'sample', 'fid_stats', 'inpaint', 'colorize'],
                   'What to run (inpaint / colorize: controllable_generation.run_task).')
 flags.DEFINE_string('eval_folder', 'eval', 'Sub-directory of workdir for --mode=eval results.')
+flags.DEFINE_string('checkpoint', '', 'Weights to use instead of the workdir\'s newest state: an '
+                    'EDM/STF/PFGM++/Patch/EDM-ES .pkl or training-state .pt, a score_sde .pth or '
+                    'Flax checkpoint, a params.msgpack, an orbax step directory; a path or an '
+                    'http(s):// / gs:// URL (downloaded once into $SCOREFLOW_CACHE_DIR).')
 flags.DEFINE_bool('dry_run', False, 'Print the resolved config and exit.')
 flags.DEFINE_string('distributed', '', "Multi-process: 'auto' or ADDRESS:PORT,NUM_PROCESSES,ID.")
 flags.mark_flags_as_required(['config'])
@@ -52,6 +58,19 @@ def _tee_logging(workdir, process):
   logging.set_verbosity(logging.INFO)
 
 
+def _check_checkpoint(checkpoint, config):
+  """Read --checkpoint's file once (foreign.load keeps it for the run) or exit with one line."""
+  if not checkpoint:
+    return
+  from foreign import files, load  # pylint: disable=import-outside-toplevel
+  try:
+    path = files.local_file(checkpoint)
+    if not os.path.isdir(path):
+      load.load(path, config)
+  except Exception as err:  # pylint: disable=broad-except   # any reader error: one line, exit
+    sys.exit(f'FATAL --checkpoint={checkpoint}: {type(err).__name__}: {err}')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -60,18 +79,23 @@ def main(argv):
     return
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required (except with --dry_run)')
+  _check_checkpoint(FLAGS.checkpoint, FLAGS.config)   # a bad file fails before the workdir changes
   os.makedirs(FLAGS.workdir, exist_ok=True)
   _hide_gpus_from_tensorflow()
   import evaluation  # pylint: disable=import-outside-toplevel   # after TF is told about GPUs
   import run_lib  # pylint: disable=import-outside-toplevel
   import controllable_generation as cg  # pylint: disable=import-outside-toplevel
+  import checkpointing  # pylint: disable=import-outside-toplevel
   _tee_logging(FLAGS.workdir, run_lib.init_distributed(FLAGS.distributed))
-  modes = {'train': run_lib.train, 'sample': run_lib.sample, 'fid_stats': run_lib.fid_stats,
-           'eval': lambda config, workdir: run_lib.evaluate(config, workdir, FLAGS.eval_folder),
-           'inpaint': cg.run_inpaint, 'colorize': cg.run_colorize}
+  modes = {'train': run_lib.train, 'sample': run_lib.sample, 'inpaint': cg.run_inpaint,
+           'colorize': cg.run_colorize,
+           'eval': lambda config, workdir, checkpoint: run_lib.evaluate(
+               config, workdir, FLAGS.eval_folder, checkpoint),
+           'fid_stats': lambda config, workdir, _: run_lib.fid_stats(config, workdir)}
   try:
-    modes[FLAGS.mode](FLAGS.config, FLAGS.workdir)
-  except (run_lib.TrainingDivergedError, evaluation.EvaluationFileError) as err:
+    modes[FLAGS.mode](FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
+  except (run_lib.TrainingDivergedError, evaluation.EvaluationFileError,
+          checkpointing.CheckpointReadError) as err:
     logging.error('%s', err)
     sys.exit(1)
 

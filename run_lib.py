@@ -1,8 +1,9 @@
 """Training, evaluation and sampling runs (score_sde's run_lib; Song+21, arXiv:2011.13456).
 
-  train(config, workdir)                   train with checkpoints, logs and snapshot samples
-  evaluate(config, workdir, eval_folder)   loss / bits-per-dim / sample metrics per checkpoint
-  sample(config, workdir)                  one grid from the newest checkpoint
+  train(config, workdir[, checkpoint])     train with checkpoints, logs and snapshot samples
+  evaluate(config, workdir, eval_folder[, checkpoint])  loss / bits/dim / sample metrics
+  sample(config, workdir[, checkpoint])    per-seed images or one grid (newest checkpoint)
+Each takes `checkpoint`, --checkpoint's file, URL or orbax step directory (foreign.load).
   fid_stats(config, workdir)               Inception reference statistics of the training set
 
 Devices: one 1-D mesh 'data' over all devices of all processes. Batches are sharded along
@@ -37,6 +38,7 @@ import evaluation
 import generate
 import likelihood
 import losses
+import outputs
 import models  # pylint: disable=unused-import   # registers the architectures
 from models import precond
 from models import utils as mutils
@@ -167,58 +169,6 @@ def _batches(ds, run, axis, skip=0):
         config, batch['label'])])} if config.model.class_conditional else images
 
 
-def _write_json(path, obj):
-  """Atomic JSON write (process 0 only)."""
-  if jax.process_index() == 0:
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-      json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
-def _save_npz(path, **arrays):
-  if jax.process_index() == 0:
-    tmp = f'{path}.tmp.npz'
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def _save_samples(images, path_stem):
-  """Images [N, H, W, C] in [0, 1] -> `<stem>.png` (grid) and `<stem>.npz` (uint8 'samples')."""
-  if jax.process_index() == 0:
-    _save_npz(f'{path_stem}.npz', samples=evaluation.images_to_uint8(images, centered=False))
-    utils.save_image_grid(images, f'{path_stem}.png')
-    logging.info('samples written to %s.png', path_stem)
-
-
-class Writer:
-  """Scalars to `<logdir>/stats.jsonl` and TensorBoard `<logdir>/tensorboard` (process 0).
-
-  Events hold plain `simple_value` summaries, written without the tensorboard package (which
-  tensorflow-cpu does not pull in); TensorBoard reads them as scalars.
-  """
-
-  def __init__(self, logdir):
-    self._path, self._tb = os.path.join(logdir, 'stats.jsonl'), None
-    if jax.process_index() == 0:
-      import tensorflow as tf  # pylint: disable=import-outside-toplevel
-      os.makedirs(logdir, exist_ok=True)
-      self._tf = tf
-      self._tb = tf.summary.create_file_writer(os.path.join(logdir, 'tensorboard'))
-
-  def write(self, step, scalars):
-    if self._tb is None:
-      return
-    scalars = {k: float(v) for k, v in scalars.items()}
-    with open(self._path, 'a') as f:
-      f.write(json.dumps({'step': int(step), **scalars}) + '\n')
-    summary = self._tf.compat.v1.Summary(value=[
-        self._tf.compat.v1.Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()])
-    with self._tb.as_default():
-      self._tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=int(step))
-    self._tb.flush()
-
-
 # ------------------------------------------------------------------------------------------------
 # Training
 
@@ -260,13 +210,19 @@ class _Trainer:
     self.fns = make_train_fns(run)
     self.kept = checkpointing.kept_manager(workdir)
     self.meta = checkpointing.meta_manager(workdir)
-    self.writer = Writer(workdir)
+    self.writer = outputs.Writer(workdir)
 
-  def initial_state(self):
-    state = _init_state(self.run)
-    restored = checkpointing.restore_latest(
-        (self.meta, self.kept), checkpointing.abstract(state, self.run.replicated))
-    return state if restored is None else restored
+  def initial_state(self, checkpoint=''):
+    """The newest state in the workdir (resume); else --checkpoint's, else a fresh one."""
+    target = _abstract_state(self.run)
+    restored = checkpointing.restore_latest((self.meta, self.kept), target)
+    if restored is not None:
+      if checkpoint:
+        logging.warning('resuming from the workdir; --checkpoint=%s is not used', checkpoint)
+      return restored
+    if checkpoint:
+      return checkpointing.load_given(checkpoint, self.config, self.run.optimizer, target)
+    return _init_state(self.run)
 
   def last_good_checkpoint(self):
     saved = [(s, m) for m in (self.kept, self.meta) for s in m.all_steps()]
@@ -296,7 +252,7 @@ class _Trainer:
     keys = _sample_keys(_key(self.config, SAMPLE_STREAM), 0, n, self.run.sharded())
     images, _ = self.fns.sample(keys, state.ema_params)
     os.makedirs(os.path.join(self.workdir, 'samples'), exist_ok=True)
-    _save_samples(_gather(images), os.path.join(self.workdir, 'samples', f'iter_{step}'))
+    outputs.save_samples(_gather(images), os.path.join(self.workdir, 'samples', f'iter_{step}'))
 
 
 def _write_config(config, workdir):
@@ -306,13 +262,14 @@ def _write_config(config, workdir):
       f.write(config.to_json(indent=2))
 
 
-def train(config, workdir):
-  """Train from scratch or resume from the newest readable checkpoint in `workdir`."""
+def train(config, workdir, checkpoint=''):
+  """Train from scratch, or from `checkpoint` (fine-tuning published weights), or resume from the
+  newest readable checkpoint in `workdir`."""
   check_train_config(config)
   t = config.training
   _write_config(config, workdir)
   trainer = _Trainer(build(config), workdir)
-  state = trainer.initial_state()
+  state = trainer.initial_state(checkpoint)
   step = start = int(state.step)
   train_ds, eval_ds = datasets.get_dataset(
       config, uniform_dequantization=config.data.uniform_dequantization)
@@ -415,7 +372,7 @@ class _Checkpoint:
 
   def update(self, **kv):
     self.info.update(kv)
-    _write_json(self.path, self.info)
+    outputs.write_json(self.path, self.info)
 
 
 def _eval_loss(run, fns, state, ckpt):
@@ -425,7 +382,7 @@ def _eval_loss(run, fns, state, ckpt):
   key, values = _key(run.config, EVAL_STREAM), []
   for i, x in enumerate(_batches(ds, run, axis=0)):
     values.append(float(fns.loss(state, x, jax.random.fold_in(key, i))))
-  _save_npz(ckpt.file('loss.npz'), all_losses=np.array(values), mean_loss=np.mean(values))
+  outputs.save_npz(ckpt.file('loss.npz'), all_losses=np.array(values), mean_loss=np.mean(values))
   ckpt.update(eval_loss=float(np.mean(values)))
 
 
@@ -449,7 +406,7 @@ def _eval_bpd(run, fns, state, ckpt):
   progress = utils.Progress(f'bpd round (ckpt {ckpt.k})', ckpt.info.get('bpd_rounds', 0), repeats, 0.)
   for r in range(ckpt.info.get('bpd_rounds', 0), repeats):
     bpd = _bpd_round(run, fns, state, ds, r)
-    _save_npz(ckpt.file(f'bpd_{r}.npz'), bpd=bpd)
+    outputs.save_npz(ckpt.file(f'bpd_{r}.npz'), bpd=bpd)
     ckpt.update(bpd_rounds=r + 1)
     progress.maybe_log(r + 1)
   if 'bpd' not in ckpt.info:
@@ -467,7 +424,7 @@ def _eval_samples(run, fns, state, ckpt, metric_fn):
     keys = _sample_keys(_key(run.config, SAMPLE_STREAM), r * e.batch_size, e.batch_size,
                         run.sharded())
     images, _ = fns.sample(keys, state.ema_params)
-    _save_npz(os.path.join(sample_dir, f'samples_{r}.npz'),
+    outputs.save_npz(os.path.join(sample_dir, f'samples_{r}.npz'),
               samples=evaluation.images_to_uint8(_gather(images), centered=False))
     ckpt.update(sample_rounds=r + 1)
     progress.maybe_log(r + 1)
@@ -506,23 +463,28 @@ def _restore_for_eval(run, kept, step, target):
     return None
 
 
-def evaluate(config, workdir, eval_folder='eval'):
-  """Evaluate checkpoints eval.begin_ckpt..end_ckpt (index k = step k·snapshot_freq)."""
+def evaluate(config, workdir, eval_folder='eval', checkpoint=''):
+  """Evaluate checkpoints eval.begin_ckpt..end_ckpt (index k = step k·snapshot_freq), or only
+  `checkpoint` (a file, URL or orbax step directory; results under its file name)."""
   check_eval_config(config)
   run, e = build(config), config.eval
   eval_dir = os.path.join(workdir, eval_folder)
   os.makedirs(eval_dir, exist_ok=True)
   metric_fn = sample_metric_fn(run, eval_dir) if e.enable_sampling else None
-  fns, writer = make_eval_fns(run), Writer(eval_dir)
+  fns, writer = make_eval_fns(run), outputs.Writer(eval_dir)
   kept, target = checkpointing.kept_manager(workdir), _abstract_state(run)
-  for k in range(e.begin_ckpt, e.end_ckpt + 1):
-    ckpt, step = _Checkpoint(eval_dir, k), k * config.training.snapshot_freq
+  todo = ([(os.path.splitext(os.path.basename(checkpoint.rstrip('/')))[0], None)] if checkpoint
+          else [(k, k * config.training.snapshot_freq) for k in range(e.begin_ckpt, e.end_ckpt + 1)])
+  for k, step in todo:
+    ckpt = _Checkpoint(eval_dir, k)
     if ckpt.info.get('done'):
-      logging.info('checkpoint index %d already evaluated; skipped', k)
+      logging.info('checkpoint %s already evaluated; skipped', k)
       continue
-    state = _restore_for_eval(run, kept, step, target)
+    state = (_restore_for_eval(run, kept, step, target) if step is not None else
+             checkpointing.load_given(checkpoint, config, run.optimizer, target))
     if state is None:
       continue
+    step = int(state.step)
     if e.enable_loss:
       _eval_loss(run, fns, state, ckpt)
     if e.enable_bpd:
@@ -533,14 +495,17 @@ def evaluate(config, workdir, eval_folder='eval'):
     results.update({f'sample/{k_}': v for k_, v in ckpt.info.get('sample_metrics', {}).items()})
     writer.write(step, results)
     ckpt.update(done=True, step=step)
-    logging.info('checkpoint %d (step %d): %s', k, step, results)
+    logging.info('checkpoint %s (step %d): %s', k, step, results)
 
 
 # ------------------------------------------------------------------------------------------------
 # Sampling and reference statistics
 
-def restore_newest(run, workdir):
-  """The newest readable checkpoint in `workdir` (resume or kept), or a FileNotFoundError."""
+def restore_newest(run, workdir, checkpoint=''):
+  """`checkpoint` (a file, URL or orbax step directory) if given, else the newest readable
+  checkpoint in `workdir` (resume or kept), or a FileNotFoundError."""
+  if checkpoint:
+    return checkpointing.load_given(checkpoint, run.config, run.optimizer, _abstract_state(run))
   managers = (checkpointing.meta_manager(workdir), checkpointing.kept_manager(workdir))
   state = checkpointing.restore_latest(managers, _abstract_state(run))
   if state is None:
@@ -549,26 +514,29 @@ def restore_newest(run, workdir):
   return state
 
 
-def sample(config, workdir):
-  """Samples from the newest readable checkpoint in `workdir`: one image per seed of
-  sampling.seeds (generate.py, EDM layout, in samples/seeds_<step>/), or else one grid of
-  eval.batch_size images (samples/sample_<step>.{png,npz})."""
+def sample(config, workdir, checkpoint=''):
+  """Samples from `checkpoint` or the newest readable checkpoint in `workdir`: one image per
+  seed of sampling.seeds (generate.py, EDM layout, in samples/seeds_<step>/), or else one grid
+  of eval.batch_size images (samples/sample_<step>.{png,npz}); sampling.latents gives x_T."""
   _check_divisible(config.eval.batch_size, 'eval.batch_size')
-  run = build(config)
-  state = restore_newest(run, workdir)
+  run, s = build(config), config.sampling
+  seeds = generate.parse_seeds(s.seeds) if s.seeds else None
+  n = len(seeds) if seeds else config.eval.batch_size
+  latents = generate.read_latents(s.latents, n, run.sample_shape) if s.latents else None
+  state = restore_newest(run, workdir, checkpoint)
   sample_fn, step = make_eval_fns(run).sample, int(state.step)
-  if config.sampling.seeds:
+  if seeds:
     out_dir = os.path.join(workdir, 'samples', f'seeds_{step}')
-    done = generate.generate_seeds(config, sample_fn, state.ema_params,
-                                   generate.parse_seeds(config.sampling.seeds), out_dir,
-                                   config.eval.batch_size)
+    done = generate.generate_seeds(config, sample_fn, state.ema_params, seeds, out_dir,
+                                   config.eval.batch_size, s.image_format, latents)
     logging.info('wrote %d images to %s', len(done), out_dir)
     return
-  keys = _sample_keys(_key(config, SAMPLE_STREAM), 0, config.eval.batch_size, run.sharded())
-  images, nfe = sample_fn(keys, state.ema_params)
+  keys = _sample_keys(_key(config, SAMPLE_STREAM), 0, n, run.sharded())
+  given = None if latents is None else jax.device_put(latents, run.sharded())
+  images, nfe = sample_fn(keys, state.ema_params, given)
   logging.info('sampled %d images with %d network evaluations each', len(keys), int(nfe))
   os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
-  _save_samples(_gather(images), os.path.join(workdir, 'samples', f'sample_{step}'))
+  outputs.save_samples(_gather(images), os.path.join(workdir, 'samples', f'sample_{step}'))
 
 
 def fid_stats(config, workdir):

@@ -139,13 +139,16 @@ def no_corrector(sde, score_fn, snr, n_steps):
   return lambda x, t, noise: (x, x)
 
 
-def prior_sample(sde, keys, sample_shape):
-  """x_T ~ p_T for each key [B]; sample i depends only on keys[i]."""
+def prior_sample(sde, keys, sample_shape, z=None):
+  """x_T ~ p_T for each key [B] (sample i depends only on keys[i]), or from given standard-normal
+  latents z [B, *sample_shape] (the prior std times z)."""
+  if z is not None:
+    return z * sde.prior_std
   return jax.vmap(lambda k: sde.prior_sampling(jax.random.fold_in(k, 2 ** 30), sample_shape))(keys)
 
 
 def pc_sample(keys, score_fn, sde, sample_shape, predictor='euler_maruyama', corrector='none',
-              snr=0.16, n_steps=1, probability_flow=False, denoise=True, eps=1e-3):
+              snr=0.16, n_steps=1, probability_flow=False, denoise=True, eps=1e-3, z=None):
   """Predictor–corrector sampling over N steps from T to eps (Song+21 Alg. 1; C before P, as in
   the official code).
 
@@ -153,6 +156,7 @@ def pc_sample(keys, score_fn, sde, sample_shape, predictor='euler_maruyama', cor
     keys: per-sample keys [B].
     sample_shape: shape of one sample, e.g. (H, W, C).
     denoise: return the noise-free mean of the last step.
+    z: optional standard-normal latents [B, *sample_shape] for x_T (`prior_sample`).
   Returns:
     (x [B, *sample_shape], nfe) with nfe the number of score evaluations per sample.
   """
@@ -168,7 +172,7 @@ def pc_sample(keys, score_fn, sde, sample_shape, predictor='euler_maruyama', cor
     x, _ = corr(x, t, lambda j: noise(1 + j))
     return pred(x, t, noise)
 
-  x = prior_sample(sde, keys, sample_shape)
+  x = prior_sample(sde, keys, sample_shape, z)
   x, x_mean = jax.lax.fori_loop(0, sde.N, body, (x, x))
   nfe = sde.N * ((predictor != 'none') + n_steps * (corrector != 'none'))
   return (x_mean if denoise else x), nfe
@@ -213,16 +217,17 @@ def solve_flow(score_fn, sde, x0, t0, t1, rtol, atol, max_steps):
 @register_sampler('pc')
 def _pc_sampler(config, sde, sample_shape, eps):
   s = config.sampling
-  return lambda keys, score_fn: pc_sample(
+  return lambda keys, score_fn, latents=None: pc_sample(
       keys, score_fn, sde, sample_shape, s.predictor, s.corrector, s.snr, s.n_steps_each,
-      s.probability_flow, s.noise_removal, eps)
+      s.probability_flow, s.noise_removal, eps, None if latents is None else latents['z'])
 
 
 @register_sampler('ode')
 def _ode_sampler(config, sde, sample_shape, eps):
   s = config.sampling
-  return lambda keys, score_fn: ode_sample(
-      keys, score_fn, sde, sample_shape, s.ode_rtol, s.ode_atol, s.noise_removal, eps)
+  return lambda keys, score_fn, latents=None: ode_sample(
+      keys, score_fn, sde, sample_shape, s.ode_rtol, s.ode_atol, s.noise_removal, eps,
+      None if latents is None else prior_sample(sde, keys, sample_shape, latents['z']))
 
 
 CLASS_FOLD = 2 ** 30 + 1      # fold_in(key, CLASS_FOLD) draws a sample's class (latents: 2**30)
@@ -266,8 +271,10 @@ def conditional_model_fn(config, model, params, keys):
 
 
 def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps):
-  """A jitted `sample_fn(keys [B], params) -> (images in data range [B, *sample_shape], nfe)`;
-  class-conditional models sample `class_labels(config, keys)` (`conditional_model_fn`)."""
+  """A jitted `sample_fn(keys [B], params, latents=None) -> (images in data range
+  [B, *sample_shape], nfe)`; class-conditional models sample `class_labels(config, keys)`
+  (`conditional_model_fn`). `latents` ({'z': standard normal [B, *sample_shape], optional
+  'radii': PFGM++ prior radii [B] for σ = 1}, see `read_latents`) replace those of the keys."""
   if not math.isinf(config.training.pfgmpp_D) and config.sampling.method != 'edm':
     raise ValueError(f'training.pfgmpp_D = {config.training.pfgmpp_D} (PFGM++) samples with its '
                      f"prior and EDM's ODE in σ: set sampling.method='edm', not "
@@ -275,17 +282,17 @@ def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps):
   sampler = SAMPLERS.get(config.sampling.method)(config, sde, sample_shape, eps)
 
   @jax.jit
-  def sample_fn(keys, params):
+  def sample_fn(keys, params, latents=None):
     model_fn = conditional_model_fn(config, model, params, keys)
     score_fn = precond.get_score_fn(config, sde, model_fn)
-    x, nfe = sampler(keys, score_fn)
+    x, nfe = sampler(keys, score_fn, latents)
     return inverse_scaler(x), nfe
   if not config.sampling.float64:
     return sample_fn
 
-  def sample_fn_x64(keys, params):
+  def sample_fn_x64(keys, params, latents=None):
     with jax.enable_x64(True):   # the x64 flag cannot change inside jit: trace and run under it
-      return sample_fn(keys, params)
+      return sample_fn(keys, params, latents)
   return sample_fn_x64
 
 
@@ -362,11 +369,14 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
   return (x, nfe, norms) if record_eps_norm else (x, nfe)
 
 
-def pfgmpp_latents(keys, noise, sample_shape):
+def pfgmpp_latents(keys, noise, sample_shape, latents=None):
   """PFGM++'s prior at σ_max in units of σ_max (Xu+23; Newbeeer/pfgmpp generate.py): the
-  kernel's noise for σ = 1, from per-sample keys as the Gaussian latents are drawn."""
-  return noise.sample_per_key(jax.vmap(lambda k: jax.random.fold_in(k, 2 ** 30))(keys),
-                              sample_shape)
+  kernel's noise for σ = 1, from per-sample keys as the Gaussian latents are drawn, or with the
+  direction of given latents['z'] (and latents['radii'] when given)."""
+  keys = jax.vmap(lambda k: jax.random.fold_in(k, 2 ** 30))(keys)
+  if latents is None:
+    return noise.sample_per_key(keys, sample_shape)
+  return noise.from_latents(keys, latents['z'], latents.get('radii'))
 
 
 @register_sampler('edm')
@@ -378,8 +388,11 @@ def _edm_sampler(config, sde, sample_shape, eps):
   sigma_max = min(s.sigma_max, float(sde.sigma(jnp.asarray(sde.T, jnp.float32))))
   dtype = jnp.float64 if s.float64 else jnp.float32
   noise = sde_lib.get_noise(config)
-  def sampler(keys, score_fn):
-    z = None if math.isinf(noise.D) else pfgmpp_latents(keys, noise, sample_shape)
+  def sampler(keys, score_fn, latents=None):
+    if math.isinf(noise.D):
+      z = None if latents is None else latents['z']
+    else:
+      z = pfgmpp_latents(keys, noise, sample_shape, latents)
     return edm_sample(keys, score_fn, sde, sample_shape, s.steps, sigma_min, sigma_max, s.rho,
                       s.solver, s.S_churn, s.S_min, s.S_max, s.S_noise, s.eps_scaler,
                       s.eps_scaler_k, dtype, z=z)

@@ -323,14 +323,24 @@ class PFGMPPNoise:
       raise ValueError(f'training.pfgmpp_D = {D}: PFGM++ needs D > 2 (inf = Gaussian diffusion)')
     self.D = float(D)
 
-  def _one(self, rng, sample_shape):
-    g_rng, a_rng, b_rng = jax.random.split(rng, 3)
-    n_dims = math.prod(sample_shape)
-    g = jax.random.normal(g_rng, sample_shape)
+  def _radius(self, rng, n_dims):
+    a_rng, b_rng = jax.random.split(rng)
     ratio = (jax.random.gamma(a_rng, n_dims / 2.)
              / jax.random.gamma(b_rng, self.D / 2.))               # β/(1−β), β ~ Beta(N/2, D/2)
-    radius = jnp.sqrt(self.D * ratio)                               # R = r √(β/(1−β)), r = √D
+    return jnp.sqrt(self.D * ratio)                                 # R = r √(β/(1−β)), r = √D
+
+  def _one(self, rng, sample_shape, g=None, radius=None):
+    g_rng, r_rng = jax.random.split(rng)
+    g = jax.random.normal(g_rng, sample_shape) if g is None else g
+    radius = self._radius(r_rng, math.prod(sample_shape)) if radius is None else radius
     return g * (radius / jnp.linalg.norm(g))                        # Xu+23: R · u
+
+  def from_latents(self, keys, z, radii=None):
+    """Noise for σ = 1 with the direction of given Gaussian latents z [B, ...] and the given
+    radii [B] (for σ = 1), or each key's radius (Newbeeer/pfgmpp draws them apart too)."""
+    if radii is None:
+      return jax.vmap(lambda k, g: self._one(k, g.shape, g))(keys, z)
+    return jax.vmap(lambda k, g, r: self._one(k, g.shape, g, r))(keys, z, radii)
 
   def sample(self, rng, shape):
     """Noise for σ = 1, [B, *sample_shape]; each sample draws its own radius and direction."""

@@ -74,6 +74,11 @@ def _sampling():
   sampling.guidance = 1.                      # classifier-free guidance weight w (Ho&Salimans22):
   #                                             D_null + w (D_class − D_null); 1 = off
   sampling.float64 = False                    # run the EDM sampler in float64 (EDM's default)
+  sampling.latents = ''                       # .npy of standard-normal x_T, [N, H, W, C], row i for
+  #                                             the i-th seed (or grid image); .npz may add PFGM++
+  #                                             'radii' [N]; '' = drawn from each seed
+  sampling.image_format = 'png'               # --mode=sample per-seed files: 'png' (uint8) | 'npz'
+  #                                             (float32 in [0, 1], key 'x')
   sampling.inpaint_mask = 'right_half'        # --mode=inpaint: the unknown pixels, 'right_half'
   #                                             (score_sde's notebook) | 'center' (a centred square
   #                                             of half the side) | 'random' (each pixel unknown

@@ -37,7 +37,7 @@ register_converter = CONVERTERS.register
 
 def convert_pytorch(state_dict, config):
   """Our params for `config.model.name` from an official PyTorch state dict (arrays or tensors)."""
-  state_dict = {_strip_prefix(k): np.asarray(v) for k, v in state_dict.items()}
+  state_dict = {strip_prefix(k): np.asarray(v) for k, v in state_dict.items()}
   return CONVERTERS.get(config.model.name).pytorch(state_dict, config)
 
 
@@ -48,21 +48,19 @@ def convert_flax(old_params, config):
   return CONVERTERS.get(config.model.name).flax(old_params, config)
 
 
-def _strip_prefix(key):
+def strip_prefix(key):
   return key[len('module.'):] if key.startswith('module.') else key
 
 
 def load_pytorch_checkpoint(path, ema=True):
-  """State dict {name: np.ndarray} of an official `.pth`; with `ema`, its EMA weights."""
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-  except ImportError as e:
-    raise ImportError('reading .pth checkpoints needs PyTorch: pip install torch==2.13.0') from e
-  ckpt = torch.load(path, map_location='cpu', weights_only=True)
-  state = {_strip_prefix(k): v.numpy() for k, v in ckpt['model'].items()}
+  """State dict {name: np.ndarray} of an official `.pth` (read as data, no torch needed); with
+  `ema`, its EMA weights."""
+  from foreign import torch_pickle  # pylint: disable=import-outside-toplevel
+  ckpt = torch_pickle.read(path)
+  state = {strip_prefix(k): np.asarray(v) for k, v in dict(ckpt['model']).items()}
   if not ema:
     return state
-  return ema_state_dict(state, [p.numpy() for p in ckpt['ema']['shadow_params']])
+  return ema_state_dict(state, [np.asarray(p) for p in dict(ckpt['ema'])['shadow_params']])
 
 
 def ema_state_dict(state, shadow):

@@ -181,33 +181,6 @@ def test_edm_persistence_pickle_needs_no_edm_code(tmp_path, monkeypatch, fixture
   _leaves_equal(loaded['params'], weights['params'], skip_scale=True)
 
 
-def test_torch_file_without_torch_gives_clear_error(tmp_path, monkeypatch):
-  """A pickle holding torch tensors (as EDM's .pkl does) names torch in its message, fast."""
-  if importlib.util.find_spec('torch') is not None:
-    pytest.skip('torch is installed here')
-
-  def _rebuild_tensor_v2(*args):
-    return args
-
-  class Tensor:
-    def __reduce__(self):
-      return _rebuild_tensor_v2, (0,)
-
-  module = types.ModuleType('torch._utils')
-  module._rebuild_tensor_v2 = _rebuild_tensor_v2
-  _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = 'torch._utils', '_rebuild_tensor_v2'
-  with monkeypatch.context() as m:
-    m.setitem(sys.modules, 'torch', types.ModuleType('torch'))
-    m.setitem(sys.modules, 'torch._utils', module)
-    data = pickle.dumps({'layers.conv.weight': Tensor()})
-  path = tmp_path / 'inception-2015-12-05.pkl'
-  path.write_bytes(data)
-  start = time.perf_counter()
-  with pytest.raises(ImportError, match='needs PyTorch'):
-    ev.load_inception(str(path))
-  assert time.perf_counter() - start < 1.0
-
-
 def test_npz_export_roundtrip(tmp_path, weights):
   path = str(tmp_path / 'inception.npz')
   ev.export_inception_npz(weights, path)

@@ -1,0 +1,1 @@
+"""Readers for checkpoints written by other code (read as data, never executed)."""

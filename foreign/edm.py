@@ -1,0 +1,107 @@
+"""NVlabs/edm checkpoints (and its forks': EDM-ES, STF, PFGM++, Patch Diffusion) as our config
+fields and parameters.
+
+Files (NVlabs/edm training/training_loop.py): `network-snapshot-*.pkl` is
+`pickle.dump(dict(ema=net, loss_fn=..., augment_pipe=..., dataset_kwargs=...))`;
+`training-state-*.pt` is `torch.save(dict(net=net, optimizer_state=adam.state_dict()))`. `net` is
+a preconditioner (`EDMPrecond`, `VPPrecond`, `VEPrecond`; PFGM++'s EDMPrecond adds `pfgmpp`, `D`;
+Patch Diffusion's `Patch_EDMPrecond`) around a `SongUNet` (DDPM++ / NCSN++, our `ddpm` /
+`ncsnpp`) or `DhariwalUNet` (ADM, our `adm`). All of it is read as data (`foreign.torch_pickle`);
+the constructor arguments EDM's persistence stored (`_init_kwargs`) describe the network.
+"""
+import math
+
+import numpy as np
+
+from foreign import adm, songunet, torch_pickle
+from models import precond as mprecond
+
+PRECONDS = {'EDMPrecond': 'edm', 'Patch_EDMPrecond': 'edm', 'VPPrecond': 'vp', 'VEPrecond': 've'}
+UNETS = {'SongUNet': songunet, 'DhariwalUNet': adm}
+
+
+class NotANetworkError(ValueError):
+  """The file is readable but holds no EDM-style network."""
+
+
+def read(path):
+  """(net, optimizer_state or None) of a network snapshot or a training state, as data."""
+  return unpack(torch_pickle.read(path), path)
+
+
+def unpack(obj, source):
+  """(net, optimizer_state or None) of an unpickled network snapshot or training state."""
+  for key, opt in (('ema', None), ('net', 'optimizer_state')):
+    if isinstance(obj, dict) and isinstance(obj.get(key), torch_pickle.Persistent):
+      return obj[key], (obj.get(opt) if opt else None)
+  found = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+  raise NotANetworkError(f'{source}: holds {found}, not an NVlabs/edm network snapshot (a dict '
+                         f"with 'ema') or training state (with 'net'); pass a network-snapshot-*.pkl")
+
+
+def _unet(net):
+  if net.class_name not in PRECONDS:
+    raise NotANetworkError(f'preconditioner {net.class_name} is not supported (one of '
+                           f'{", ".join(sorted(PRECONDS))})')
+  unet = torch_pickle.child(net, 'model')
+  if unet is None or getattr(unet, 'class_name', None) not in UNETS:
+    name = getattr(unet, 'class_name', None)
+    raise NotANetworkError(f'network {name} inside {net.class_name} is not supported (one of '
+                           f'{", ".join(sorted(UNETS))})')
+  return unet
+
+
+def describe(net):
+  """(architecture fields, fields to check): {dotted config field: value} from the file.
+
+  The first set says which network the weights fit (model name, widths, resolution, classes,
+  preconditioning); the second holds what changes the meaning of the weights without changing
+  their shapes (PFGM++'s D, which Newbeeer/pfgmpp asserts at sampling time).
+  """
+  kw = torch_pickle.init_kwargs(net)
+  unet = _unet(net)
+  fields = dict(UNETS[unet.class_name].config_overrides(torch_pickle.init_kwargs(unet)))
+  fields['model.precond'] = PRECONDS[net.class_name]
+  if fields['model.precond'] == 'edm':
+    fields['model.sigma_data'] = float(kw.get('sigma_data', 0.5))
+  elif fields['model.precond'] == 'vp':
+    if int(kw.get('M', mprecond.VP_M)) != mprecond.VP_M:
+      raise NotANetworkError(f'VPPrecond with M = {kw["M"]} (only M = {mprecond.VP_M} is supported)')
+    beta_min = float(kw.get('beta_min', 0.1))
+    fields['model.beta_min'] = beta_min
+    fields['model.beta_max'] = beta_min + float(kw.get('beta_d', 19.9))   # β(1) = β_min + β_d
+  pfgmpp = bool(kw.get('pfgmpp', False))
+  checks = {'training.pfgmpp_D': float(kw.get('D', 128)) if pfgmpp else math.inf}
+  return fields, checks
+
+
+def state_dict(net, tensors=None):
+  """{name relative to the UNet: array}; `tensors` replaces the parameters (e.g. Adam moments)
+  in `net.parameters()` order."""
+  unet = _unet(net)
+  out = torch_pickle.module_tensors(unet)
+  if tensors is not None:
+    names = list(torch_pickle.module_tensors(unet, groups=('_parameters',)))
+    if len(names) != len(tensors):
+      raise NotANetworkError(f'the optimizer state holds {len(tensors)} tensors for '
+                             f'{len(names)} parameters')
+    out.update(zip(names, tensors))
+  return out
+
+
+def params(net, config, tensors=None):
+  """Our parameter tree for `config` from the network (or from `tensors` in its layout)."""
+  return UNETS[_unet(net).class_name].to_params(state_dict(net, tensors), config)
+
+
+def adam_moments(net, optimizer_state, config):
+  """(step, mu, nu) of a torch.optim.Adam state_dict, in our parameter layout."""
+  state = optimizer_state.get('state') or {}
+  order = optimizer_state['param_groups'][0]['params']
+  missing = [i for i in order if i not in state]
+  if missing:
+    raise NotANetworkError(f'the optimizer state has no moments for {len(missing)} parameters')
+  step = int(np.asarray(state[order[0]]['step']))
+  mu = params(net, config, [state[i]['exp_avg'] for i in order])
+  nu = params(net, config, [state[i]['exp_avg_sq'] for i in order])
+  return step, mu, nu

@@ -1,0 +1,76 @@
+"""A checkpoint given as a local path or a URL: `http(s)://` and `gs://` files are downloaded once
+into a cache directory (NVlabs/edm's `--network=URL` habit; its dnnlib cache plays this role).
+
+Cache: `$SCOREFLOW_CACHE_DIR`, else `~/.cache/scoreflow`; a URL's file is
+`<cache>/checkpoints/<sha1 of the URL>-<file name>`. Offline, a download fails within
+`TIMEOUT_S` seconds with that path, so the file can be copied there by hand.
+"""
+import hashlib
+import os
+import shutil
+import urllib.error
+import urllib.request
+
+TIMEOUT_S = 15
+
+
+class CheckpointNotFoundError(FileNotFoundError):
+  """A checkpoint path that does not exist or a URL that cannot be fetched (the message says how)."""
+
+
+def cache_dir():
+  return os.path.join(os.environ.get('SCOREFLOW_CACHE_DIR')
+                      or os.path.join(os.path.expanduser('~'), '.cache', 'scoreflow'), 'checkpoints')
+
+
+def cache_path(url):
+  """Where the download of `url` is kept."""
+  name = os.path.basename(url.split('?')[0].rstrip('/')) or 'checkpoint'
+  return os.path.join(cache_dir(), f'{hashlib.sha1(url.encode()).hexdigest()[:16]}-{name}')
+
+
+def is_url(path):
+  return '://' in str(path) and not str(path).startswith('file://')
+
+
+def local_file(path_or_url):
+  """A local path for `path_or_url` (downloading a URL into the cache on first use).
+
+  Raises:
+    CheckpointNotFoundError: a missing local path, or a URL that could not be fetched (with the
+      cache path to fill by hand).
+  """
+  path = str(path_or_url)
+  if path.startswith('file://'):
+    path = path[len('file://'):]
+  if not is_url(path):
+    if not os.path.exists(path):
+      raise CheckpointNotFoundError(f'checkpoint {path!r} does not exist: pass an existing file or '
+                                    f'directory, or an http(s):// / gs:// URL to --checkpoint')
+    return path
+  target = cache_path(path)
+  if os.path.exists(target):
+    return target
+  os.makedirs(os.path.dirname(target), exist_ok=True)
+  tmp = f'{target}.part{os.getpid()}'
+  try:
+    _download(path, tmp)
+  except Exception as err:  # pylint: disable=broad-except   # network, auth, missing object
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise CheckpointNotFoundError(
+        f'cannot download {path} ({type(err).__name__}: {err}); offline, download it elsewhere '
+        f'and copy it to {target}') from None
+  os.replace(tmp, target)   # atomic: an interrupted download never looks complete
+  return target
+
+
+def _download(url, dest):
+  if url.startswith('gs://'):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel   # GCS client
+    tf.io.gfile.copy(url, dest, overwrite=True)
+    return
+  if not url.startswith(('http://', 'https://')):
+    raise ValueError(f'unsupported URL scheme in {url!r} (http, https, gs)')
+  with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(dest, 'wb') as f:
+    shutil.copyfileobj(response, f, length=1 << 20)
