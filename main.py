@@ -25,12 +25,10 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file (ml_collections).', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, logs, samples, results.')
 flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'sample', 'fid_stats', 'inpaint', 'colorize'],
-                  'What to run (inpaint / colorize: controllable_generation.run_task).')
+                  'What to run (modes.py).')
 flags.DEFINE_string('eval_folder', 'eval', 'Sub-directory of workdir for --mode=eval results.')
-flags.DEFINE_string('checkpoint', '', 'Weights to use instead of the workdir\'s newest state: an '
-                    'EDM/STF/PFGM++/Patch/EDM-ES .pkl or training-state .pt, a score_sde .pth or '
-                    'Flax checkpoint, a params.msgpack, an orbax step directory; a path or an '
-                    'http(s):// / gs:// URL (downloaded once into $SCOREFLOW_CACHE_DIR).')
+flags.DEFINE_string('checkpoint', '', 'Weights instead of the workdir\'s newest state: a file or '
+                    'URL of any format foreign/load.py reads, or an orbax step directory.')
 flags.DEFINE_bool('dry_run', False, 'Print the resolved config and exit.')
 flags.DEFINE_string('distributed', '', "Multi-process: 'auto' or ADDRESS:PORT,NUM_PROCESSES,ID.")
 flags.mark_flags_as_required(['config'])
@@ -58,19 +56,6 @@ def _tee_logging(workdir, process):
   logging.set_verbosity(logging.INFO)
 
 
-def _check_checkpoint(checkpoint, config):
-  """Read --checkpoint's file once (foreign.load keeps it for the run) or exit with one line."""
-  if not checkpoint:
-    return
-  from foreign import files, load  # pylint: disable=import-outside-toplevel
-  try:
-    path = files.local_file(checkpoint)
-    if not os.path.isdir(path):
-      load.load(path, config)
-  except Exception as err:  # pylint: disable=broad-except   # any reader error: one line, exit
-    sys.exit(f'FATAL --checkpoint={checkpoint}: {type(err).__name__}: {err}')
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -79,26 +64,16 @@ def main(argv):
     return
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required (except with --dry_run)')
-  _check_checkpoint(FLAGS.checkpoint, FLAGS.config)   # a bad file fails before the workdir changes
+  if FLAGS.checkpoint:                # a bad file fails in seconds, before the workdir changes
+    from foreign import load  # pylint: disable=import-outside-toplevel
+    load.precheck(FLAGS.checkpoint, FLAGS.config)
   os.makedirs(FLAGS.workdir, exist_ok=True)
   _hide_gpus_from_tensorflow()
-  import evaluation  # pylint: disable=import-outside-toplevel   # after TF is told about GPUs
+  import modes  # pylint: disable=import-outside-toplevel   # after TF is told about GPUs
   import run_lib  # pylint: disable=import-outside-toplevel
-  import controllable_generation as cg  # pylint: disable=import-outside-toplevel
-  import checkpointing  # pylint: disable=import-outside-toplevel
   _tee_logging(FLAGS.workdir, run_lib.init_distributed(FLAGS.distributed))
-  modes = {'train': run_lib.train, 'sample': run_lib.sample, 'inpaint': cg.run_inpaint,
-           'colorize': cg.run_colorize,
-           'eval': lambda config, workdir, checkpoint: run_lib.evaluate(
-               config, workdir, FLAGS.eval_folder, checkpoint),
-           'fid_stats': lambda config, workdir, _: run_lib.fid_stats(config, workdir)}
-  try:
-    modes[FLAGS.mode](FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
-  except (run_lib.TrainingDivergedError, evaluation.EvaluationFileError,
-          checkpointing.CheckpointReadError) as err:
-    logging.error('%s', err)
-    sys.exit(1)
-
+  modes.run(FLAGS.mode, FLAGS.config, FLAGS.workdir, checkpoint=FLAGS.checkpoint,
+            eval_folder=FLAGS.eval_folder)
 
 if __name__ == '__main__':
   app.run(main, flags_parser=_parse_flags)

@@ -75,33 +75,26 @@ def describe(net):
   return fields, checks
 
 
-def state_dict(net, tensors=None):
-  """{name relative to the UNet: array}; `tensors` replaces the parameters (e.g. Adam moments)
-  in `net.parameters()` order."""
+def params(net, config):
+  """Our parameter tree for `config` from the network's weights (names relative to the UNet)."""
   unet = _unet(net)
-  out = torch_pickle.module_tensors(unet)
-  if tensors is not None:
-    names = list(torch_pickle.module_tensors(unet, groups=('_parameters',)))
-    if len(names) != len(tensors):
-      raise NotANetworkError(f'the optimizer state holds {len(tensors)} tensors for '
-                             f'{len(names)} parameters')
-    out.update(zip(names, tensors))
-  return out
-
-
-def params(net, config, tensors=None):
-  """Our parameter tree for `config` from the network (or from `tensors` in its layout)."""
-  return UNETS[_unet(net).class_name].to_params(state_dict(net, tensors), config)
+  return UNETS[unet.class_name].to_params(torch_pickle.module_tensors(unet), config)
 
 
 def adam_moments(net, optimizer_state, config):
-  """(step, mu, nu) of a torch.optim.Adam state_dict, in our parameter layout."""
+  """(step, mu, nu) of a torch.optim.Adam state_dict, in our parameter layout (a parameter that
+  never had a gradient has no state in torch: zero moments)."""
   state = optimizer_state.get('state') or {}
   order = optimizer_state['param_groups'][0]['params']
-  missing = [i for i in order if i not in state]
-  if missing:
-    raise NotANetworkError(f'the optimizer state has no moments for {len(missing)} parameters')
-  step = int(np.asarray(state[order[0]]['step']))
-  mu = params(net, config, [state[i]['exp_avg'] for i in order])
-  nu = params(net, config, [state[i]['exp_avg_sq'] for i in order])
-  return step, mu, nu
+  unet = _unet(net)
+  weights = torch_pickle.module_tensors(unet, groups=('_parameters',))
+  if len(weights) != len(order) or not state:
+    raise NotANetworkError(f'the optimizer state holds {len(order)} tensors for {len(weights)} '
+                           f'parameters of the network')
+  step = int(max(np.asarray(s['step']) for s in state.values()))
+  def moment(key):
+    return {name: np.asarray(state[i][key]) if i in state else np.zeros_like(w)
+            for (name, w), i in zip(weights.items(), order)}
+  convert = UNETS[unet.class_name].to_params
+  return step, convert(moment('exp_avg'), config, moments=True), convert(
+      moment('exp_avg_sq'), config, moments=True)

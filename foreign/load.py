@@ -58,6 +58,16 @@ def load(path_or_url, config):
   return _LAST[key]
 
 
+def precheck(checkpoint, config):
+  """Read --checkpoint's file once (kept for the run) or exit with one line naming the problem."""
+  try:
+    path = files.local_file(checkpoint)
+    if not os.path.isdir(path):
+      load(path, config)
+  except Exception as err:  # pylint: disable=broad-except   # any reader error: one line, exit
+    raise SystemExit(f'FATAL --checkpoint={checkpoint}: {type(err).__name__}: {err}') from None
+
+
 def _load_pickled(path, config):
   obj = torch_pickle.read(path)
   if isinstance(obj, dict) and any(isinstance(obj.get(k), torch_pickle.Persistent)

@@ -15,8 +15,10 @@ and parameter counts do not change.
 Network mapping (our `ncsnpp` / `ddpm` vs EDM's SongUNet): F is called with label c_noise, except
 that `ncsnpp` with `embedding_type='fourier'` embeds log(label) (score_sde's VE convention), so it
 is fed exp(c_noise) and sees Fourier features of c_noise, as SongUNet does. Positional embeddings
-get c_noise as is (ours: [sin, cos] with endpoint=False; SongUNet: [cos, sin], endpoint=True; a
-fixed reparameterization of the first dense layer). `scale_by_sigma` must be off (c_out scales).
+get c_noise as is: both use the frequencies 10000^(−i/(D/2−1)) (SongUNet's endpoint=True) and,
+after SongUNet's sin/cos swap, the order [sin, cos], so EDM's weights load unchanged
+(`foreign.songunet`). `adm` (EDM's DhariwalUNet) embeds c_noise as is, positionally as EDM does.
+`scale_by_sigma` must be off (c_out scales).
 
 Patch Diffusion (Wang+23, arXiv:2304.12526; Patch-Diffusion's Patch_EDMPrecond): with
 `model.patch_coords` the network gets two more input channels, the pixel coordinates of the
@@ -31,7 +33,7 @@ import sde_lib
 from utils import Registry, bcast
 
 PRECONDS = Registry('precond')
-PRECOND_MODELS = ('ncsnpp', 'ddpm')   # networks whose label is a continuous noise embedding
+PRECOND_MODELS = ('ncsnpp', 'ddpm', 'adm')   # networks whose label is a continuous noise embedding
 VP_M = 1000                           # Karras+22 Table 1: M = 1000 (score_sde's 999·t label)
 
 

@@ -22,7 +22,7 @@ MODELS = Registry('model')
 register_model = MODELS.register
 
 
-COND_MODELS = ('ncsnpp', 'ddpm')   # networks that take class / augmentation labels
+COND_MODELS = ('ncsnpp', 'ddpm', 'adm')   # networks that take class / augmentation labels
 
 
 def get_model(config):

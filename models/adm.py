@@ -1,0 +1,186 @@
+"""ADM, the U-Net of Dhariwal & Nichol (registered as `adm`), as NVlabs/edm wrote it (DhariwalUNet).
+
+Papers:
+  Dhariwal&Nichol21  Diffusion Models Beat GANs on Image Synthesis, arXiv:2105.05233 (§3: BigGAN
+    up/down residual blocks, adaptive group normalization, attention heads of 64 channels).
+  Karras+22  Elucidating the Design Space of Diffusion-Based Generative Models, arXiv:2206.00364
+    (ADM retrained on ImageNet-64 with EDM's preconditioning and loss; Table 2).
+  Vaswani+17  Attention Is All You Need, arXiv:1706.03762 (positional embedding, attention).
+
+F(x; c_noise, class, augment) [B, H, W, C] -> [B, H, W, data.num_channels], meant to run inside
+`models.precond` (labels = c_noise; x as given, no rescaling). The config sets nf (EDM's
+model_channels), ch_mult, num_res_blocks, attn_resolutions, dropout, class_conditional,
+label_dropout and augment_dim; the rest is fixed by the design, as in DhariwalUNet: SiLU,
+GroupNorm with min(32, C/4) groups and ε = 1e-5, an embedding of 4·nf channels, C // 64 heads
+of attention (none where C < 64), box-filter downsampling and nearest upsampling (EDM's [1, 1]
+filter), unit skip scale.
+
+Submodules carry DhariwalUNet's names (`enc_16x16_block0` for `enc.16x16_block0`, inside it
+norm0, conv0, affine, norm1, conv1, skip, norm2, qkv, proj), 3×3 convolutions are `nn.Conv`
+(kernel HWIO), linear layers and 1×1 convolutions `nn.Dense` (kernel [in, out]); qkv keeps EDM's
+output-channel order (head, channel, q/k/v), so `foreign.adm.to_params` only re-lays tensors out.
+"""
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from models import layers
+from models.ncsnpp import check_group_norm, check_image_size
+from models.utils import register_model
+
+EMB_MULT = 4            # embedding channels per model channel (EDM's channel_mult_emb)
+HEAD_CHANNELS = 64      # channels per attention head (Dhariwal&Nichol21 §3)
+MAX_POSITIONS = 10000   # positional embedding base (Vaswani+17 §3.5)
+
+# EDM's initialisation: kaiming_uniform · √(1/3) = U(±1/√fan_in); zero for the last layer of each
+# branch; biases start at zero here (EDM: U(±1/√fan_in)).
+_INIT = nn.initializers.variance_scaling(1. / 3., 'fan_in', 'uniform')
+_ZERO = nn.initializers.zeros
+
+
+def adm_groups(channels):
+  """GroupNorm groups in DhariwalUNet: min(32, C/4) (EDM's min_channels_per_group = 4)."""
+  return min(32, channels // 4)
+
+
+def _norm(channels, name):
+  return layers.GroupNorm(num_groups=adm_groups(channels), epsilon=1e-5, name=name)
+
+
+def _conv3x3(features, name, init=_INIT):
+  return nn.Conv(features, (3, 3), padding='SAME', kernel_init=init, name=name)
+
+
+def positional_embedding(labels, channels):
+  """[B] -> [B, C]: [cos(c ω_i), sin(c ω_i)], ω_i = 10000^(−i/(C/2)), i < C/2 (Vaswani+17 §3.5
+  without the endpoint, as EDM's PositionalEmbedding(endpoint=False))."""
+  half = channels // 2
+  freqs = (1. / MAX_POSITIONS) ** (jnp.arange(half, dtype=jnp.float32) / half)
+  arg = labels.astype(jnp.float32)[:, None] * freqs[None, :]
+  return jnp.concatenate([jnp.cos(arg), jnp.sin(arg)], axis=1)
+
+
+class UNetBlock(nn.Module):
+  """EDM's UNetBlock with ADM's settings (Dhariwal&Nichol21 §3, adaptive group normalization):
+
+    h = conv0(resample(SiLU(GN(x)))),  (s, b) = affine(emb),  h = SiLU(b + GN(h)·(s + 1))
+    x' = conv1(dropout(h)) + skip(resample(x));  then, with heads, x'' = x' + proj(MHA(GN(x')))
+
+  skip is a 1×1 conv only when the width changes (else the identity); resample halves (2×2 mean)
+  or doubles (nearest) the resolution for `down` / `up`.
+  """
+  out_ch: int
+  up: bool = False
+  down: bool = False
+  attention: bool = False
+  dropout: float = 0.
+
+  def _resample(self, x):
+    if self.down:
+      return layers.Downsample(with_conv=False)(x)
+    return layers.Upsample(with_conv=False)(x) if self.up else x
+
+  @nn.compact
+  def __call__(self, x, emb, train=False):
+    c, out = x.shape[-1], self.out_ch
+    h = _conv3x3(out, 'conv0')(self._resample(nn.silu(_norm(c, 'norm0')(x))))
+    scale, shift = jnp.split(nn.Dense(2 * out, kernel_init=_INIT, name='affine')(emb), 2, axis=-1)
+    h = nn.silu(shift[:, None, None, :] + _norm(out, 'norm1')(h) * (scale[:, None, None, :] + 1.))
+    h = _conv3x3(out, 'conv1', init=_ZERO)(nn.Dropout(self.dropout)(h, deterministic=not train))
+    skip = self._resample(x)
+    if c != out:
+      skip = nn.Dense(out, kernel_init=_INIT, name='skip')(skip)
+    x = h + skip
+    heads = out // HEAD_CHANNELS if self.attention else 0
+    return x + self._attend(x, heads) if heads else x
+
+  def _attend(self, x, heads):
+    """Multi-head self-attention over positions: softmax(q·k/√d) v, d = C/heads (Vaswani+17
+    Eq. 1)."""
+    b, hh, ww, c = x.shape
+    if c % heads:
+      raise ValueError(f'ADM attention: {c} channels do not split into {heads} heads')
+    d = c // heads
+    qkv = nn.Dense(3 * c, kernel_init=_INIT, name='qkv')(_norm(c, 'norm2')(x))
+    qkv = qkv.reshape(b, hh * ww, heads, d, 3)          # EDM's order: (head, channel, q/k/v)
+    q, k, v = qkv[..., 0], qkv[..., 1], qkv[..., 2]
+    w = jax.nn.softmax(jnp.einsum('bqhd,bkhd->bhqk', q, k / math.sqrt(d)), axis=-1)
+    a = jnp.einsum('bhqk,bkhd->bqhd', w, v).reshape(b, hh, ww, c)
+    return nn.Dense(c, kernel_init=_ZERO, name='proj')(a)
+
+
+def _embedding(module, labels, cond, train):
+  """emb = SiLU(L1(SiLU(L0(PE(c_noise) + A·aug))) + W·onehot) [B, 4·nf] (EDM's mapping).
+
+  A (`map_augment`) and W (`map_label`, N(0, 1) init: EDM's √K-scaled kaiming_normal) have no
+  bias; absent augment labels count as zeros (EDM skips the term). In training
+  `model.label_dropout` zeroes each sample's class row with that probability (guidance).
+  """
+  m, cond = module.config.model, cond or {}
+  emb = positional_embedding(labels, m.nf)
+  if m.augment_dim:
+    aug = cond.get('augment_labels', jnp.zeros(labels.shape[:1] + (m.augment_dim,), emb.dtype))
+    emb = emb + nn.Dense(m.nf, use_bias=False, kernel_init=_ZERO, name='map_augment')(
+        aug.astype(emb.dtype))
+  emb = nn.silu(nn.Dense(EMB_MULT * m.nf, kernel_init=_INIT, name='map_layer0')(emb))
+  emb = nn.Dense(EMB_MULT * m.nf, kernel_init=_INIT, name='map_layer1')(emb)
+  if m.class_conditional:
+    if 'class_labels' not in cond:
+      raise ValueError('model.class_conditional=True: the network needs class labels (cond='
+                       "{'class_labels': one-hot [B, K]})")
+    onehot = cond['class_labels'].astype(emb.dtype)
+    if train and m.label_dropout > 0:
+      keep = jax.random.uniform(module.make_rng('dropout'), onehot.shape[:1]) >= m.label_dropout
+      onehot = onehot * keep[:, None]
+    emb = emb + nn.Dense(EMB_MULT * m.nf, use_bias=False, kernel_init=nn.initializers.normal(1.),
+                         name='map_label')(onehot)
+  return nn.silu(emb)
+
+
+@register_model('adm')
+class ADM(nn.Module):
+  """DhariwalUNet: x [B, H, W, C], labels (c_noise) [B] -> [B, H, W, data.num_channels]."""
+  config: Any
+
+  def __post_init__(self):
+    check_image_size(self.config)
+    check_group_norm(self.config, adm_groups)
+    if self.config.model.scale_by_sigma:
+      raise ValueError('model.name=adm does not divide by σ (its precond scales by c_out): set '
+                       'model.scale_by_sigma=False')
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x, labels, train=False, cond=None):
+    m, size = self.config.model, self.config.data.image_size   # names by level (patches too)
+    emb = _embedding(self, labels, cond, train)
+    block = lambda out, name, **kw: UNetBlock(out, dropout=m.dropout, name=name, **kw)  # noqa: E731
+
+    h = _conv3x3(m.nf * m.ch_mult[0], f'enc_{size}x{size}_conv')(x)
+    skips = [h]
+    for level, mult in enumerate(m.ch_mult):
+      r = size >> level
+      if level:
+        h = block(h.shape[-1], f'enc_{r}x{r}_down', down=True)(h, emb, train)
+        skips.append(h)
+      for idx in range(m.num_res_blocks):
+        h = block(m.nf * mult, f'enc_{r}x{r}_block{idx}', attention=r in m.attn_resolutions)(
+            h, emb, train)
+        skips.append(h)
+
+    for level, mult in reversed(list(enumerate(m.ch_mult))):
+      r = size >> level
+      if level == len(m.ch_mult) - 1:
+        h = block(h.shape[-1], f'dec_{r}x{r}_in0', attention=True)(h, emb, train)
+        h = block(h.shape[-1], f'dec_{r}x{r}_in1')(h, emb, train)
+      else:
+        h = block(h.shape[-1], f'dec_{r}x{r}_up', up=True)(h, emb, train)
+      for idx in range(m.num_res_blocks + 1):
+        h = block(m.nf * mult, f'dec_{r}x{r}_block{idx}', attention=r in m.attn_resolutions)(
+            jnp.concatenate([h, skips.pop()], axis=-1), emb, train)
+
+    h = nn.silu(_norm(h.shape[-1], 'out_norm')(h))
+    return _conv3x3(self.config.data.num_channels, 'out_conv', init=_ZERO)(h)
