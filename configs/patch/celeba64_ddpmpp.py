@@ -6,6 +6,9 @@ Expected: FID 1.77 [README of Zhendong-Wang/Patch-Diffusion, ≥ 2× faster trai
 Recipe of its README: --arch=ddpmpp --batch=256 --cres=1,2,2,2 --lr=2e-4 --dropout=0.05
 --augment=0 --real_p=0.5. Deviation: the batch stays 256 images for every patch size (the
 reference draws 2× / 4× more images for the smaller patches).
+Sampling: its README's generate.py --steps=50 (DDPM++; Heun, 99 NFE, deterministic). No checkpoint
+of this model is published: the Hugging Face repo zhendongw/patch-diffusion holds only latent
+ADM models at 256 px (ImageNet, LSUN bedroom / church).
 """
 from configs import presets
 from configs.default_celeba_configs import get_default_configs
@@ -21,4 +24,5 @@ def get_config():
   m = config.model
   m.ch_mult, m.dropout, m.patch_coords, m.augment_dim = (1, 2, 2, 2), 0.05, True, 0
   config.optim.lr = 2e-4
+  config.sampling.steps = 50
   return config

@@ -7,6 +7,10 @@ Each step reads 8192 images (the reference set; Newbeeer/stf: 1024 per GPU on 8 
 trains on 512 of them; the targets average the whole set (one reference for all devices, so
 results do not depend on the device count). Evaluation losses use the plain EDM target.
 Combine with PFGM++: --config.training.pfgmpp_D=2048 (the weights then use its kernel).
+Published: python main.py --config=configs/stf/cifar10_ncsnpp.py --mode=sample --workdir=W \
+  --checkpoint=https://drive.google.com/file/d/1H4aMDHtL2_av9EaYUFHioHaEQcBCVrAu/view
+(Google Drive file `stf/cifar10_ncsnpp/`, trained with --rbatch 1024; Drive serves a page:
+download the file, pass its path); DDPM++: configs/stf/cifar10_ddpmpp.py.
 """
 from configs.edm import cifar10_ncsnpp as edm_ncsnpp
 

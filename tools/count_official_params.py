@@ -1,0 +1,130 @@
+"""Write tests/fixtures/official_param_counts.json: {config file: parameter count} of the
+published network each leaf under configs/{edm,edm_es,pfgmpp,stf,patch}/ stands for.
+
+Each network is built with the official code, from the checkout given on the command line
+(nothing is downloaded, no checkpoint is read), with the network options its train.py derives
+from the flags the checkpoint was trained with (README commands), and counted as the official
+code counts (training_loop.py's module summary, `misc.print_module_summary`):
+`sum(p.numel() for p in net.parameters())` — registered buffers (SongUNet's Fourier
+frequencies, `FourierEmbedding.freqs`) are not parameters there.
+
+  /work/torchvenv/bin/python tools/count_official_params.py --edm=/work/peers/NVlabs+edm \
+      --pfgmpp=/work/peers/Newbeeer+pfgmpp --stf=/work/peers/Newbeeer+stf \
+      --patch=/work/peers/Zhendong-Wang+Patch-Diffusion
+
+Which code builds which entry: EDM's pkls and the EDM-ES leaves (EDM-ES samples EDM's pkls
+unchanged) with NVlabs/edm; PFGM++ and STF checkpoints with their forks (EDMPrecond there only
+adds attributes); Patch Diffusion with its `Patch_EDMPrecond`, whose UNet takes the image plus two
+coordinate channels (training_loop.py: img_channels = C + 2, out_channels = C).
+"""
+import argparse
+import json
+import os
+import sys
+
+OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                   'tests', 'fixtures', 'official_param_counts.json')
+
+# train.py --arch: the UNet options it sets (identical in NVlabs/edm and the four forks).
+ARCH = {
+    'ddpmpp': dict(model_type='SongUNet', embedding_type='positional', encoder_type='standard',
+                   decoder_type='standard', channel_mult_noise=1, resample_filter=[1, 1],
+                   model_channels=128, channel_mult=[2, 2, 2]),
+    'ncsnpp': dict(model_type='SongUNet', embedding_type='fourier', encoder_type='residual',
+                   decoder_type='standard', channel_mult_noise=2, resample_filter=[1, 3, 3, 1],
+                   model_channels=128, channel_mult=[2, 2, 2]),
+    'adm': dict(model_type='DhariwalUNet', model_channels=192, channel_mult=[1, 2, 3, 4]),
+}
+
+# The train.py flags of each published network (README / repo tables). resolution, channels and
+# label_dim are what train.py reads from the dataset zip.
+CIFAR = dict(resolution=32, label_dim=0, augment=0.12, dropout=0.13, cres=None)
+CIFAR_COND = dict(CIFAR, label_dim=10)
+FFHQ = dict(resolution=64, label_dim=0, augment=0.15, dropout=0.05, cres=[1, 2, 2, 2])
+AFHQV2 = dict(FFHQ, dropout=0.25)
+CELEBA_PATCH = dict(resolution=64, label_dim=0, augment=0., dropout=0.05, cres=[1, 2, 2, 2])
+IMAGENET = dict(resolution=64, label_dim=1000, augment=0., dropout=0.10, cres=None)
+
+# config file -> (repository, precond class, --arch, dataset flags)
+ENTRIES = {
+    # NVlabs/edm pretrained/edm-*.pkl
+    'configs/edm/cifar10_ddpmpp.py': ('edm', 'EDMPrecond', 'ddpmpp', CIFAR),          # uncond-vp
+    'configs/edm/cifar10_ddpmpp_cond.py': ('edm', 'EDMPrecond', 'ddpmpp', CIFAR_COND),  # cond-vp
+    'configs/edm/cifar10_ncsnpp.py': ('edm', 'EDMPrecond', 'ncsnpp', CIFAR),          # uncond-ve
+    'configs/edm/cifar10_ncsnpp_cond.py': ('edm', 'EDMPrecond', 'ncsnpp', CIFAR_COND),  # cond-ve
+    'configs/edm/ffhq64_ddpmpp.py': ('edm', 'EDMPrecond', 'ddpmpp', FFHQ),
+    'configs/edm/ffhq64_ncsnpp.py': ('edm', 'EDMPrecond', 'ncsnpp', FFHQ),
+    'configs/edm/afhqv2_64_ddpmpp.py': ('edm', 'EDMPrecond', 'ddpmpp', AFHQV2),
+    'configs/edm/afhqv2_64_ncsnpp.py': ('edm', 'EDMPrecond', 'ncsnpp', AFHQV2),
+    'configs/edm/imagenet64_adm_cond.py': ('edm', 'EDMPrecond', 'adm', IMAGENET),
+    # forever208/EDM-ES: EDM's CIFAR-10 VP pkls
+    'configs/edm_es/cifar10_uncond_heun.py': ('edm', 'EDMPrecond', 'ddpmpp', CIFAR),
+    'configs/edm_es/cifar10_uncond_euler.py': ('edm', 'EDMPrecond', 'ddpmpp', CIFAR),
+    'configs/edm_es/cifar10_cond_heun.py': ('edm', 'EDMPrecond', 'ddpmpp', CIFAR_COND),
+    'configs/edm_es/cifar10_cond_euler.py': ('edm', 'EDMPrecond', 'ddpmpp', CIFAR_COND),
+    # Newbeeer/pfgmpp checkpoints (README table)
+    'configs/pfgmpp/cifar10_ncsnpp.py': ('pfgmpp', 'EDMPrecond', 'ncsnpp', CIFAR),    # D = 2048
+    'configs/pfgmpp/cifar10_ncsnpp_d128.py': ('pfgmpp', 'EDMPrecond', 'ncsnpp', CIFAR),
+    'configs/pfgmpp/cifar10_ncsnpp_cond.py': ('pfgmpp', 'EDMPrecond', 'ncsnpp', CIFAR_COND),
+    'configs/pfgmpp/ffhq64_ddpmpp_d128.py': ('pfgmpp', 'EDMPrecond', 'ddpmpp', FFHQ),
+    # Newbeeer/stf checkpoints (README table)
+    'configs/stf/cifar10_ncsnpp.py': ('stf', 'EDMPrecond', 'ncsnpp', CIFAR),
+    'configs/stf/cifar10_ddpmpp.py': ('stf', 'EDMPrecond', 'ddpmpp', CIFAR),
+    # Zhendong-Wang/Patch-Diffusion README recipes (no pixel-space checkpoint is published)
+    'configs/patch/celeba64_ddpmpp.py': ('patch', 'Patch_EDMPrecond', 'ddpmpp', CELEBA_PATCH),
+    'configs/patch/ffhq64_ddpmpp.py': ('patch', 'Patch_EDMPrecond', 'ddpmpp', CELEBA_PATCH),
+}
+
+
+def network_kwargs(precond, arch, data):
+  """The kwargs train.py + training_loop.py pass to the precond class."""
+  kw = dict(ARCH[arch], dropout=data['dropout'], use_fp16=False)
+  if data['cres'] is not None:
+    kw['channel_mult'] = data['cres']                  # --cres
+  if data['augment']:
+    kw['augment_dim'] = 9                              # --augment > 0
+  channels = 3
+  kw.update(img_resolution=data['resolution'], img_channels=channels, label_dim=data['label_dim'])
+  if precond == 'Patch_EDMPrecond':                    # Patch-Diffusion training_loop.py
+    kw.update(img_channels=channels + 2, out_channels=channels)
+  return kw
+
+
+def import_networks(checkout):
+  """The checkout's training.networks, with any previously imported checkout's modules dropped."""
+  for name in list(sys.modules):
+    if name.split('.')[0] in ('training', 'torch_utils', 'dnnlib'):
+      del sys.modules[name]
+  sys.path.insert(0, checkout)
+  try:
+    import training.networks  # pylint: disable=import-outside-toplevel
+    return training.networks
+  finally:
+    sys.path.remove(checkout)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  for repo in ('edm', 'pfgmpp', 'stf', 'patch'):
+    parser.add_argument(f'--{repo}', required=True, help=f'checkout of the {repo} repository')
+  parser.add_argument('--out', default=OUT)
+  args = parser.parse_args()
+  import torch  # pylint: disable=import-outside-toplevel
+  torch.set_num_threads(1)
+  counts = {}
+  for repo in ('edm', 'pfgmpp', 'stf', 'patch'):
+    networks = import_networks(getattr(args, repo))
+    for config, (entry_repo, precond, arch, data) in ENTRIES.items():
+      if entry_repo != repo:
+        continue
+      with torch.device('meta'):   # shapes only: nothing is allocated or initialised
+        net = getattr(networks, precond)(**network_kwargs(precond, arch, data))
+      counts[config] = sum(p.numel() for p in net.parameters())
+      print(f'{config}: {counts[config]:,} ({repo} {precond} --arch={arch})')
+  with open(args.out, 'w') as f:
+    json.dump(dict(sorted(counts.items())), f, indent=1)
+    f.write('\n')
+
+
+if __name__ == '__main__':
+  main()
