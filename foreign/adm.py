@@ -75,6 +75,13 @@ def config_overrides(kwargs):
   missing img_resolution / img_channels, an unknown argument (e.g. iDDPMPrecond's C_1) or a value
   `models.adm` cannot represent (channel_mult_emb other than 4, another model_type).
   """
+  kwargs = dict(kwargs)
+  for key in ('in_channels', 'out_channels'):   # the UNet's own kwargs: both = img_channels
+    if key in kwargs:
+      channels = kwargs.pop(key)
+      if kwargs.setdefault('img_channels', channels) != channels:
+        raise ValueError(f'DhariwalUNet {key}={channels!r} differs from img_channels='
+                         f'{kwargs["img_channels"]!r}: models.adm maps images to images')
   known = set(DEFAULTS) | set(REQUIRED) | set(PRECOND_FIXED) | {'sigma_data', 'use_fp16'}
   unknown = sorted(set(kwargs) - known)
   if unknown:

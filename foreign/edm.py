@@ -18,6 +18,7 @@ from models import precond as mprecond
 
 PRECONDS = {'EDMPrecond': 'edm', 'Patch_EDMPrecond': 'edm', 'VPPrecond': 'vp', 'VEPrecond': 've'}
 UNETS = {'SongUNet': songunet, 'DhariwalUNet': adm}
+VP_VE_KWARGS = ('beta_d', 'beta_min', 'M', 'epsilon_t', 'sigma_min', 'sigma_max')   # read here
 
 
 class NotANetworkError(ValueError):
@@ -55,12 +56,16 @@ def describe(net):
   """(architecture fields, fields to check): {dotted config field: value} from the file.
 
   The first set says which network the weights fit (model name, widths, resolution, classes,
-  preconditioning); the second holds what changes the meaning of the weights without changing
+  preconditioning; not the training-only dropout rates); the second holds what changes the meaning of the weights without changing
   their shapes (PFGM++'s D, which Newbeeer/pfgmpp asserts at sampling time).
   """
   kw = torch_pickle.init_kwargs(net)
   unet = _unet(net)
-  fields = dict(UNETS[unet.class_name].config_overrides(torch_pickle.init_kwargs(unet)))
+  merged = {k: v for k, v in kw.items() if k not in VP_VE_KWARGS}
+  merged.update(torch_pickle.init_kwargs(unet))
+  fields = dict(UNETS[unet.class_name].config_overrides(merged))
+  for training_only in ('model.dropout', 'model.label_dropout'):   # not the network's shape
+    fields.pop(training_only, None)
   fields['model.precond'] = PRECONDS[net.class_name]
   if fields['model.precond'] == 'edm':
     fields['model.sigma_data'] = float(kw.get('sigma_data', 0.5))

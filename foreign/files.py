@@ -61,6 +61,12 @@ def local_file(path_or_url):
     raise CheckpointNotFoundError(
         f'cannot download {path} ({type(err).__name__}: {err}); offline, download it elsewhere '
         f'and copy it to {target}') from None
+  with open(tmp, 'rb') as f:
+    if f.read(64).lstrip().lower().startswith((b'<!doctype html', b'<html')):
+      os.remove(tmp)
+      raise CheckpointNotFoundError(
+          f'{path} returned a web page, not a checkpoint (Google Drive and similar pages need a '
+          f'download by hand): save the file and pass its local path, or copy it to {target}')
   os.replace(tmp, target)   # atomic: an interrupted download never looks complete
   return target
 

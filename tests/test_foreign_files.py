@@ -65,3 +65,13 @@ def test_offline_url_fails_fast(tmp_path, monkeypatch):
 def test_missing_local_path():
   with pytest.raises(files.CheckpointNotFoundError, match='does not exist'):
     files.local_file('/nonexistent/network-snapshot.pkl')
+
+
+def test_a_web_page_is_not_a_checkpoint(server, tmp_path, monkeypatch):
+  """Google Drive 'file' links serve an HTML page: refused, nothing cached."""
+  monkeypatch.setenv('SCOREFLOW_CACHE_DIR', str(tmp_path / 'cache'))
+  base, served, _ = server
+  (served / 'view').write_bytes(b'<!DOCTYPE html><html><body>Google Drive</body></html>')
+  with pytest.raises(files.CheckpointNotFoundError, match='web page'):
+    files.local_file(f'{base}/view')
+  assert not os.path.exists(files.cache_path(f'{base}/view'))

@@ -17,12 +17,16 @@ import re
 
 import pytest
 
+from foreign import edm, load, torch_pickle
 from models import utils as mutils
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, 'tests', 'fixtures', 'official_param_counts.json')
 with open(FIXTURE, encoding='utf-8') as _f:
   COUNTS = json.load(_f)
+with open(os.path.join(ROOT, 'tests', 'fixtures', 'official_network_kwargs.json'),
+          encoding='utf-8') as _f:
+  STORED = json.load(_f)
 FAMILIES = ('edm', 'edm_es', 'pfgmpp', 'stf', 'patch')
 LEAVES = sorted(os.path.relpath(p, ROOT) for family in FAMILIES
                 for p in glob.glob(os.path.join(ROOT, 'configs', family, '*.py')))
@@ -97,3 +101,36 @@ def test_edm_checkpoint_names_match_the_config(rel):
       assert (config.model.name, config.model.embedding_type) == ('ncsnpp', expected), rel
     if not rel.startswith('configs/edm_es/') and dataset in ('cifar10', 'ffhq', 'afhqv2'):
       assert config.sampling.steps == {32: 18, 64: 40}[int(res)], rel
+
+
+def _stand_in(stored):
+  """The preconditioner a published pickle holds, as `foreign.torch_pickle` reads it (no
+  weights)."""
+  unet = torch_pickle.Persistent(stored['unet']['class_name'],
+                                 {'_init_kwargs': stored['unet']['init_kwargs']})
+  return torch_pickle.Persistent(stored['precond']['class_name'], {
+      '_init_kwargs': stored['precond']['init_kwargs'], '_modules': {'model': unet}})
+
+
+def test_every_counted_network_has_its_stored_kwargs():
+  assert set(STORED) == set(COUNTS)
+
+
+@pytest.mark.parametrize('rel', sorted(STORED))
+def test_published_checkpoint_passes_the_config_check(rel):
+  """What `--mode=sample --config=<rel> --checkpoint=<official URL>` checks before any work."""
+  if not os.path.exists(os.path.join(ROOT, rel)):
+    pytest.skip(f'{rel} does not exist (yet)')
+  config = _module(rel).get_config()
+  fields, checks = edm.describe(_stand_in(STORED[rel]))
+  load.check_config(fields, checks, config, rel)
+  if rel.startswith('configs/pfgmpp/'):      # PFGM++ (Xu+23): the D the network was trained with
+    assert checks['training.pfgmpp_D'] == config.training.pfgmpp_D == STORED[rel][
+        'precond']['init_kwargs']['D'], rel
+
+
+def test_conditional_checkpoint_fails_the_unconditional_config():
+  config = _module('configs/edm/cifar10_ddpmpp.py').get_config()
+  fields, checks = edm.describe(_stand_in(STORED['configs/edm/cifar10_ddpmpp_cond.py']))
+  with pytest.raises(load.CheckpointMismatchError, match=r'model\.class_conditional'):
+    load.check_config(fields, checks, config, 'edm-cifar10-32x32-cond-vp.pkl')

@@ -1,5 +1,9 @@
 """Write tests/fixtures/official_param_counts.json: {config file: parameter count} of the
-published network each leaf under configs/{edm,edm_es,pfgmpp,stf,patch}/ stands for.
+published network each leaf under configs/{edm,edm_es,pfgmpp,stf,patch}/ stands for, and
+tests/fixtures/official_network_kwargs.json: {config file: {'precond': {'class_name',
+'init_kwargs'}, 'unet': {...}}}, what a pickle of that network stores for its preconditioner
+and its `model` (torch_utils.persistence: the meta of `__reduce__`, `class_name` and
+`state['_init_kwargs']`, the constructor's keyword arguments as passed).
 
 Each network is built with the official code, from the checkout given on the command line
 (nothing is downloaded, no checkpoint is read), with the network options its train.py derives
@@ -15,15 +19,16 @@ frequencies, `FourierEmbedding.freqs`) are not parameters there.
 Which code builds which entry: EDM's pkls and the EDM-ES leaves (EDM-ES samples EDM's pkls
 unchanged) with NVlabs/edm; PFGM++ and STF checkpoints with their forks (EDMPrecond there only
 adds attributes); Patch Diffusion with its `Patch_EDMPrecond`, whose UNet takes the image plus two
-coordinate channels (training_loop.py: img_channels = C + 2, out_channels = C).
+coordinate channels (training_loop.py: img_channels = C + 2, out_channels = C). The PFGM++
+fork's training_loop.py passes `pfgmpp` and `D` (--pfgmpp, --aug_dim) to its EDMPrecond.
 """
 import argparse
 import json
 import os
 import sys
 
-OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                   'tests', 'fixtures', 'official_param_counts.json')
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        'tests', 'fixtures')
 
 # train.py --arch: the UNet options it sets (identical in NVlabs/edm and the four forks).
 ARCH = {
@@ -43,7 +48,11 @@ CIFAR_COND = dict(CIFAR, label_dim=10)
 FFHQ = dict(resolution=64, label_dim=0, augment=0.15, dropout=0.05, cres=[1, 2, 2, 2])
 AFHQV2 = dict(FFHQ, dropout=0.25)
 CELEBA_PATCH = dict(resolution=64, label_dim=0, augment=0., dropout=0.05, cres=[1, 2, 2, 2])
-IMAGENET = dict(resolution=64, label_dim=1000, augment=0., dropout=0.10, cres=None)
+IMAGENET = dict(resolution=64, label_dim=1000, augment=0., dropout=0.10, cres=None,
+                fp16=True)                               # --fp16=1 (use_fp16)
+# PFGM++ (README table): --pfgmpp=1 --aug_dim=D
+CIFAR_D2048, CIFAR_D128 = dict(CIFAR, aug_dim=2048), dict(CIFAR, aug_dim=128)
+CIFAR_COND_D2048, FFHQ_D128 = dict(CIFAR_COND, aug_dim=2048), dict(FFHQ, aug_dim=128)
 
 # config file -> (repository, precond class, --arch, dataset flags)
 ENTRIES = {
@@ -63,10 +72,10 @@ ENTRIES = {
     'configs/edm_es/cifar10_cond_heun.py': ('edm', 'EDMPrecond', 'ddpmpp', CIFAR_COND),
     'configs/edm_es/cifar10_cond_euler.py': ('edm', 'EDMPrecond', 'ddpmpp', CIFAR_COND),
     # Newbeeer/pfgmpp checkpoints (README table)
-    'configs/pfgmpp/cifar10_ncsnpp.py': ('pfgmpp', 'EDMPrecond', 'ncsnpp', CIFAR),    # D = 2048
-    'configs/pfgmpp/cifar10_ncsnpp_d128.py': ('pfgmpp', 'EDMPrecond', 'ncsnpp', CIFAR),
-    'configs/pfgmpp/cifar10_ncsnpp_cond.py': ('pfgmpp', 'EDMPrecond', 'ncsnpp', CIFAR_COND),
-    'configs/pfgmpp/ffhq64_ddpmpp_d128.py': ('pfgmpp', 'EDMPrecond', 'ddpmpp', FFHQ),
+    'configs/pfgmpp/cifar10_ncsnpp.py': ('pfgmpp', 'EDMPrecond', 'ncsnpp', CIFAR_D2048),
+    'configs/pfgmpp/cifar10_ncsnpp_d128.py': ('pfgmpp', 'EDMPrecond', 'ncsnpp', CIFAR_D128),
+    'configs/pfgmpp/cifar10_ncsnpp_cond.py': ('pfgmpp', 'EDMPrecond', 'ncsnpp', CIFAR_COND_D2048),
+    'configs/pfgmpp/ffhq64_ddpmpp_d128.py': ('pfgmpp', 'EDMPrecond', 'ddpmpp', FFHQ_D128),
     # Newbeeer/stf checkpoints (README table)
     'configs/stf/cifar10_ncsnpp.py': ('stf', 'EDMPrecond', 'ncsnpp', CIFAR),
     'configs/stf/cifar10_ddpmpp.py': ('stf', 'EDMPrecond', 'ddpmpp', CIFAR),
@@ -77,17 +86,29 @@ ENTRIES = {
 
 
 def network_kwargs(precond, arch, data):
-  """The kwargs train.py + training_loop.py pass to the precond class."""
-  kw = dict(ARCH[arch], dropout=data['dropout'], use_fp16=False)
+  """The kwargs train.py + training_loop.py pass to the precond class, in their order
+  (`construct_class_by_name(**network_kwargs, **interface_kwargs)`)."""
+  kw = dict(ARCH[arch])
   if data['cres'] is not None:
     kw['channel_mult'] = data['cres']                  # --cres
   if data['augment']:
     kw['augment_dim'] = 9                              # --augment > 0
+  kw.update(dropout=data['dropout'], use_fp16=data.get('fp16', False))
   channels = 3
-  kw.update(img_resolution=data['resolution'], img_channels=channels, label_dim=data['label_dim'])
+  kw.update(img_resolution=data['resolution'], img_channels=channels)
   if precond == 'Patch_EDMPrecond':                    # Patch-Diffusion training_loop.py
     kw.update(img_channels=channels + 2, out_channels=channels)
+  kw['label_dim'] = data['label_dim']
+  if 'aug_dim' in data:                                # Newbeeer/pfgmpp training_loop.py
+    kw.update(pfgmpp=True, D=data['aug_dim'])
   return kw
+
+
+def stored(module):
+  """{'class_name', 'init_kwargs'} as torch_utils.persistence pickles `module` (the `meta` its
+  `__reduce__` writes: the original class name and the state's `_init_kwargs`)."""
+  meta = module.__reduce__()[1][0]
+  return {'class_name': meta['class_name'], 'init_kwargs': meta['state']['_init_kwargs']}
 
 
 def import_networks(checkout):
@@ -107,11 +128,11 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   for repo in ('edm', 'pfgmpp', 'stf', 'patch'):
     parser.add_argument(f'--{repo}', required=True, help=f'checkout of the {repo} repository')
-  parser.add_argument('--out', default=OUT)
+  parser.add_argument('--out', default=FIXTURES, help='folder for the two JSON files')
   args = parser.parse_args()
   import torch  # pylint: disable=import-outside-toplevel
   torch.set_num_threads(1)
-  counts = {}
+  counts, kwargs = {}, {}
   for repo in ('edm', 'pfgmpp', 'stf', 'patch'):
     networks = import_networks(getattr(args, repo))
     for config, (entry_repo, precond, arch, data) in ENTRIES.items():
@@ -120,10 +141,13 @@ def main():
       with torch.device('meta'):   # shapes only: nothing is allocated or initialised
         net = getattr(networks, precond)(**network_kwargs(precond, arch, data))
       counts[config] = sum(p.numel() for p in net.parameters())
+      kwargs[config] = {'precond': stored(net), 'unet': stored(net.model)}
       print(f'{config}: {counts[config]:,} ({repo} {precond} --arch={arch})')
-  with open(args.out, 'w') as f:
-    json.dump(dict(sorted(counts.items())), f, indent=1)
-    f.write('\n')
+  for name, table in (('official_param_counts.json', counts),
+                      ('official_network_kwargs.json', kwargs)):
+    with open(os.path.join(args.out, name), 'w') as f:
+      json.dump(dict(sorted(table.items())), f, indent=1)
+      f.write('\n')
 
 
 if __name__ == '__main__':
