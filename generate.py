@@ -67,7 +67,8 @@ def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='p
     seeds: iterable of non-negative ints (see `parse_seeds`).
     batch_size: images per call; a multiple of jax.device_count(). The last batch is padded
       with repeats of its last seed, so every call has the same shape (one compilation).
-    fmt: 'png' (uint8, EDM quantization) or 'npz' (float32 image in [0, 1], key 'x').
+    fmt: 'png' (uint8, EDM quantization) or 'npz' (float32 image on the [0, 1] scale, key 'x',
+      not clipped).
     latents: optional `read_latents(...)` dict, row i for seeds[i], replacing the seeds' latents.
   """
   if fmt not in FORMATS:

@@ -5,7 +5,7 @@
 Prints the time to unpickle the file as data (`foreign.torch_pickle.read`) and the whole
 `foreign.load.load` (read + re-layout into our tree), and the parameter count. A 56M-parameter
 file of EDM's CIFAR-10 DDPM++ shape (what edm-cifar10-32x32-cond-vp.pkl holds) is written with
-NVlabs/edm's own code by `tools/make_published_fixtures.py --big=PATH` (torch needed there only).
+NVlabs/edm's own code by `tools/make_big_edm_pickle.py` (torch needed there only).
 """
 import argparse
 import importlib.util

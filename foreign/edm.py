@@ -26,18 +26,24 @@ class NotANetworkError(ValueError):
 
 
 def read(path):
-  """(net, optimizer_state or None) of a network snapshot or a training state, as data."""
+  """(ema, net, optimizer_state) of a network snapshot or training state, as data (None where
+  the file lacks one; at least one network is there)."""
   return unpack(torch_pickle.read(path), path)
 
 
 def unpack(obj, source):
-  """(net, optimizer_state or None) of an unpickled network snapshot or training state."""
-  for key, opt in (('ema', None), ('net', 'optimizer_state')):
-    if isinstance(obj, dict) and isinstance(obj.get(key), torch_pickle.Persistent):
-      return obj[key], (obj.get(opt) if opt else None)
-  found = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
-  raise NotANetworkError(f'{source}: holds {found}, not an NVlabs/edm network snapshot (a dict '
-                         f"with 'ema') or training state (with 'net'); pass a network-snapshot-*.pkl")
+  """(ema, net, optimizer_state) of an unpickled EDM snapshot ({'ema'}), training state
+  ({'net', 'optimizer_state'}) or PFGM++ training state (both networks)."""
+  get = lambda key: obj.get(key) if isinstance(obj, dict) else None   # noqa: E731
+  ema, net = get('ema'), get('net')
+  ema = ema if isinstance(ema, torch_pickle.Persistent) else None
+  net = net if isinstance(net, torch_pickle.Persistent) else None
+  if ema is None and net is None:
+    found = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+    raise NotANetworkError(f'{source}: holds {found}, not an NVlabs/edm network snapshot (a dict '
+                           f"with 'ema') or training state (with 'net'); pass a "
+                           f'network-snapshot-*.pkl')
+  return ema, net, (get('optimizer_state') if net is not None else None)
 
 
 def _unet(net):

@@ -17,6 +17,7 @@ downloaded once (`foreign.files`). The architecture a file describes is checked 
 import math
 import os
 import re
+import shlex
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -81,16 +82,18 @@ def _load_pickled(path, config):
 
 
 def _load_edm(path, obj, config):
-  net, opt = edm.unpack(obj, path)
-  fields, checks = edm.describe(net)
+  ema_net, net, opt = edm.unpack(obj, path)
+  fields, checks = edm.describe(ema_net or net)
   check_config(fields, checks, config, path)
-  raw = edm.params(net, config)
-  ema, adam = raw, None
-  if opt is not None:                       # a training state: EDM keeps the EMA in the snapshot
-    adam = edm.adam_moments(net, opt, config)
-    sibling = _sibling_snapshot(path)
-    if sibling:
-      ema = edm.params(edm.read(sibling)[0], config)
+  raw = edm.params(net or ema_net, config)
+  adam = edm.adam_moments(net, opt, config) if opt is not None else None
+  sibling = None if ema_net is not None else _sibling_snapshot(path)
+  if ema_net is not None:
+    ema = edm.params(ema_net, config) if net is not None else raw
+  elif sibling:                               # EDM keeps the EMA in the snapshot beside the state
+    ema = edm.params(edm.read(sibling)[0], config)
+  else:
+    ema = raw
   return Checkpoint(ema, raw, adam, adam[0] if adam else _kimg_step(path, config), fields, checks,
                     path)
 
@@ -153,18 +156,28 @@ def _get(config, field):
   return node
 
 
+def apply_fields(config, fields):
+  """Set {dotted field: value} in `config` (lists become tuples where the field holds a tuple)."""
+  for field, value in fields.items():
+    *path, name = field.split('.')
+    node = _get(config, '.'.join(path)) if path else config
+    if isinstance(node[name], tuple) and isinstance(value, list):
+      value = tuple(value)
+    node[name] = value
+  return config
+
+
 def check_config(fields, checks, config, source):
   """Raise CheckpointMismatchError listing every field where the file and the config differ."""
   wrong = [(k, v, _get(config, k)) for k, v in {**fields, **checks}.items()
            if not _same(v, _get(config, k))]
   if wrong:
     diffs = '; '.join(f'{k}: {v!r} in the file, {c!r} in the config' for k, v, c in wrong)
-    flags = ' '.join(f'--config.{k}={_flag(v)}' for k, v, _ in wrong)
+    flags = ' '.join(shlex.quote(f'--config.{k}={flag_value(v)}') for k, v, _ in wrong)
     raise CheckpointMismatchError(f'{source} does not fit the config: {diffs}. Use the config '
                                   f'made for this file, or set {flags}')
 
 
-def _flag(value):
-  if isinstance(value, (list, tuple)):
-    return f'"{tuple(value)}"'
-  return repr(value) if isinstance(value, str) else str(value)
+def flag_value(value):
+  """`value` as main.py's --config.<field>= flag parses it back (tuples as '(1, 2)')."""
+  return str(tuple(value)) if isinstance(value, (list, tuple)) else str(value)

@@ -1,0 +1,599 @@
+"""Write tests/fixtures/published/<case>/: end-to-end parity fixtures made with the official code.
+
+Each case: a tiny random-weight network saved exactly as the official training code saves it,
+4 given latents and the official sampler's result for them (Karras+22 EDM, arXiv:2206.00364;
+Ning+24 EDM-ES, arXiv:2308.15321; Xu+23 PFGM++, arXiv:2302.04265; Wang+23 Patch Diffusion,
+arXiv:2304.12526; Song+21 score SDE, arXiv:2011.13456). Nothing is downloaded:
+  /work/torchvenv/bin/python tools/make_published_fixtures.py --edm=<NVlabs/edm> \
+      --edm_es=<forever208/EDM-ES> --pfgmpp=<Newbeeer/pfgmpp> --patch=<Zhendong-Wang/Patch-Diffusion> \
+      --score_sde=<yang-song/score_sde_pytorch> --out=tests/fixtures/published [--cases=a,b]
+(torch==2.13.0 CPU, numpy, scipy, ml_collections, click, tqdm, pillow, requests). The peers share
+package names (training, torch_utils, dnnlib): each case is built in its own interpreter and
+checked in another that loads the files as the official samplers do, samples again, compares.
+
+A case directory: the checkpoint (name and content as the official loop writes them), latents.npy
+(float32 N(0, I) [4, H, W, C], channels last), reference.npz ('images' = clip((x + 1)/2, 0, 1) of
+the sampler's final x, 'x' = that x, [4, H, W, C] float32; PFGM++ adds 'radii', score_sde 'nfe'
+and 'x_tight'), settings.json (our base config and overrides, the official call, notes). Every
+parameter is random: N(0, 1/fan_in) weights, 1 + 0.2 N norm scales, 0.2 N biases. Workarounds
+that touch no computation: modules only unused paths need are stubbed where missing (torchvision:
+pfgmpp --save_images; diffusers: Patch-Diffusion --on_latents; tensorflow, tensorflow_datasets,
+jax: score_sde_pytorch utils.py / datasets.py, gfile -> os.path); score_sde_pytorch's CUDA `op`
+build gives way to its pure-PyTorch FIR path.
+"""
+import argparse
+import contextlib
+import copy
+import importlib.machinery
+import importlib.util
+import io
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import types
+
+import numpy as np
+import torch
+
+SEEDS = (0, 1, 2, 3)           # generate.py --seeds=0-3: latents (and PFGM++ radii) per seed, CPU
+RES = 16                       # img_resolution of the EDM-family nets
+CLASS = 3                      # --class=3 of the class-conditional cases
+LR = 10e-4                     # train.py --lr default
+SMALL = dict(model_channels=8, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[8])
+ADM_SMALL = dict(model_channels=16, channel_mult=[1, 4], num_blocks=1, attn_resolutions=[8])
+ARCH = {                       # train.py --arch presets (identical in all four EDM-family repos)
+    'ddpmpp': dict(model_type='SongUNet', embedding_type='positional', encoder_type='standard',
+                   decoder_type='standard', channel_mult_noise=1, resample_filter=[1, 1], **SMALL),
+    'ncsnpp': dict(model_type='SongUNet', embedding_type='fourier', encoder_type='residual',
+                   decoder_type='standard', channel_mult_noise=2, resample_filter=[1, 3, 3, 1],
+                   **SMALL),
+    'adm': dict(model_type='DhariwalUNet', **ADM_SMALL),
+}
+AUGMENT = dict(class_name='training.augment.AugmentPipe', p=0.12, xflip=1e8, yflip=1, scale=1,
+               rotate_frac=1, aniso=1, translate_frac=1)          # train.py --augment=0.12
+EDM_SAMPLER = {'sampling.method': 'edm', 'sampling.steps': 18, 'sampling.solver': 'heun',
+               'sampling.sigma_min': 0.002, 'sampling.sigma_max': 80.0, 'sampling.rho': 7.0,
+               'sampling.S_churn': 0.0, 'sampling.float64': True, 'sampling.eps_scaler': 1.0,
+               'sampling.eps_scaler_k': 0.0, 'sampling.guidance': 1.0, 'training.sde': 'edm',
+               'data.image_size': RES, 'data.num_channels': 3, 'data.centered': True}
+EDM_NOTES = ('x_T = latents * sigma_max; the sampler runs in float64, the net in float32 (its '
+             'precond casts x to float32; D goes back to float64). Latents: the per-seed CPU draws '
+             'of generate.py --seeds=0-3 (it draws on CUDA, other streams), no uint8 rounding.')
+PEER = types.SimpleNamespace()  # the modules of the one peer this interpreter imported
+
+
+def stub(name, **attrs):
+  """A placeholder for an importable-but-unused module, only where the real one is missing."""
+  top = name.split('.')[0]
+  if top in sys.modules or importlib.util.find_spec(top) is None:
+    module = sys.modules.setdefault(name, types.ModuleType(name))
+    module.__dict__.update(attrs, __spec__=importlib.machinery.ModuleSpec(name, None))
+
+
+def import_edm_family(repo):
+  """dnnlib and the peer's generate.py (its sampler) from `repo`."""
+  stub('torchvision')
+  stub('torchvision.utils', make_grid=None, save_image=None)   # pfgmpp: --save_images only
+  stub('diffusers', AutoencoderKL=None)                          # Patch-Diffusion: --on_latents only
+  sys.path.insert(0, repo)
+  import dnnlib  # pylint: disable=import-outside-toplevel
+  import generate  # pylint: disable=import-outside-toplevel
+  PEER.dnnlib, PEER.generate = dnnlib, generate
+
+
+def randomize(module, seed, out_gain=1.):
+  """Every parameter random (zero-initialised ones too); `out_gain` scales the last weight."""
+  rng = np.random.default_rng(seed)
+  params = [(n, p) for n, p in module.named_parameters() if p.numel()]
+  for i, (name, p) in enumerate(params):
+    shape = tuple(p.shape)
+    if len(shape) >= 2:
+      v = rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
+    elif name.endswith('weight'):                  # GroupNorm scale
+      v = 1 + 0.2 * rng.standard_normal(shape)
+    else:
+      v = 0.2 * rng.standard_normal(shape)
+    if len(shape) >= 2 and all(len(q.shape) < 2 for _, q in params[i + 1:]):
+      v = v * out_gain                             # the output conv (only biases follow it)
+    with torch.no_grad():
+      p.copy_(torch.from_numpy(v.astype(np.float32)))
+
+
+def rnd():
+  """generate.py's per-seed generators (StackedRandomGenerator), on the CPU."""
+  return PEER.generate.StackedRandomGenerator(torch.device('cpu'), SEEDS)
+
+
+def one_hot(label_dim):
+  return torch.eye(label_dim)[[CLASS] * len(SEEDS)] if label_dim else None   # --class=3
+
+
+def dataset_kwargs(res, use_labels):
+  """train.py's dataset_kwargs, made explicit as it does (resolution, max_size)."""
+  return dict(class_name='training.dataset.ImageFolderDataset', path=f'datasets/fixture-{res}x{res}.zip',
+              use_labels=use_labels, xflip=False, cache=True, resolution=res, max_size=len(SEEDS))
+
+
+def build_net(precond, arch, label_dim, augment, interface=None, dropout=0.13):
+  """train.py's network_kwargs + the loop's interface_kwargs, built as the loop builds them."""
+  kwargs = dict(class_name=precond, **ARCH[arch], dropout=dropout, use_fp16=False)
+  if augment:
+    kwargs['augment_dim'] = 9
+  interface = interface or dict(img_resolution=RES, img_channels=3, label_dim=label_dim)
+  torch.manual_seed(0)
+  net = PEER.dnnlib.util.construct_class_by_name(**kwargs, **interface)
+  return net.train().requires_grad_(True), dict(kwargs, **interface)
+
+
+def save_snapshot(path, ema, loss_fn, augment_pipe, data_kwargs):
+  """training_loop.py's network-snapshot: modules deep-copied to eval / no grad / CPU, pickled."""
+  data = dict(ema=ema, loss_fn=loss_fn, augment_pipe=augment_pipe, dataset_kwargs=dict(data_kwargs))
+  for key, value in data.items():
+    if isinstance(value, torch.nn.Module):
+      data[key] = copy.deepcopy(value).eval().requires_grad_(False).cpu()
+  with open(path, 'wb') as f:
+    pickle.dump(data, f)
+
+
+def first_iteration(net, loss_fn, augment_pipe, label_dim, **loss_kwargs):
+  """training_loop.py's iteration at cur_nimg = 0 on 4 random images: its lr ramp-up gives lr 0,
+  its EMA ramp-up β = 0 (ema = net after the step). Returns (ema, optimizer, cur_nimg)."""
+  batch = len(SEEDS)
+  ema = copy.deepcopy(net).eval().requires_grad_(False)
+  optimizer = torch.optim.Adam(net.parameters(), lr=LR, betas=[0.9, 0.999], eps=1e-8)
+  gen = torch.Generator().manual_seed(1)
+  images = torch.randint(0, 256, [batch, 3, RES, RES], generator=gen).to(torch.float32) / 127.5 - 1
+  labels = torch.zeros([batch, label_dim])
+  torch.manual_seed(2)
+  optimizer.zero_grad(set_to_none=True)
+  loss = loss_fn(net=net, images=images, labels=labels, augment_pipe=augment_pipe, **loss_kwargs)
+  loss.sum().mul(1 / batch).backward()
+  for group in optimizer.param_groups:
+    group['lr'] = LR * min(0 / max(10000 * 1000, 1e-8), 1)
+  for p in net.parameters():
+    if p.grad is not None:
+      torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+  optimizer.step()
+  beta = 0.5 ** (batch / max(min(500 * 1000, 0 * 0.05), 1e-8))
+  with torch.no_grad():
+    for p_ema, p_net in zip(ema.parameters(), net.parameters()):
+      p_ema.copy_(p_net.detach().lerp(p_ema, beta))
+  return ema, optimizer, batch
+
+
+def quiet(fn, *args, **kwargs):
+  """Run without the samplers' per-step prints (EDM-ES's dist.print0)."""
+  with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+    return fn(*args, **kwargs)
+
+
+def load_snapshot(case_dir):
+  """generate.py: pickle.load(f)['ema']."""
+  with open(os.path.join(case_dir, 'network-snapshot-000000.pkl'), 'rb') as f:
+    return pickle.load(f)['ema']
+
+
+# --- EDM-family cases ---------------------------------------------------------------------------
+
+def edm_heun(net, latents, label_dim, steps=18):
+  """NVlabs/edm generate.py: edm_sampler with its defaults (Karras+22 Alg. 2, S_churn = 0)."""
+  return quiet(PEER.generate.edm_sampler, net, latents, one_hot(label_dim),
+               randn_like=rnd().randn_like, num_steps=steps)
+
+
+def build_edm_uncond(out):
+  net, kwargs = build_net('training.networks.EDMPrecond', 'ddpmpp', 0, augment=True)
+  randomize(net, 101)
+  loss_fn = PEER.dnnlib.util.construct_class_by_name(class_name='training.loss.EDMLoss')
+  augment_pipe = PEER.dnnlib.util.construct_class_by_name(**AUGMENT)
+  ema, optimizer, cur_nimg = first_iteration(net, loss_fn, augment_pipe, 0)
+  save_snapshot(os.path.join(out, 'network-snapshot-000000.pkl'), ema, loss_fn, augment_pipe,
+                dataset_kwargs(RES, False))
+  torch.save(dict(net=net, optimizer_state=optimizer.state_dict()),
+             os.path.join(out, f'training-state-{cur_nimg // 1000:06d}.pt'))
+  settings = dict(
+      base_config='configs/edm/cifar10_ddpmpp.py', overrides=dict(EDM_SAMPLER),
+      official="NVlabs/edm generate.py: edm_sampler(net, latents, None, randn_like=rnd.randn_like)"
+               " with its defaults (18 steps, sigma 0.002..80, rho 7, S_churn 0); net = "
+               "pickle.load(network-snapshot-000000.pkl)['ema']",
+      network_kwargs=kwargs,
+      notes=EDM_NOTES + ' --augment=0.12: augment_dim 9 (map_augment, unused when sampling), '
+            'an AugmentPipe in the pickle. training-state-000000.pt: after one training_loop.py '
+            'iteration at cur_nimg 0 (EDMLoss, 4 random images), whose lr ramp-up gives lr 0: net '
+            '(train mode) == snapshot ema, Adam step 1, exp_avg = 0.1 g, exp_avg_sq = 0.001 g^2. '
+            '(The loop skips the dump at tick 0; the call is the same.)')
+  return ema, rnd().randn([len(SEEDS), 3, RES, RES]), settings, {}
+
+
+def snapshot_case(out, seed, arch, label_dim=0, interface=None, dropout=0.13,
+                  precond='training.networks.EDMPrecond', loss='training.loss.EDMLoss'):
+  """A random net (no augmentation) in network-snapshot-000000.pkl; (net, latents, kwargs)."""
+  net, kwargs = build_net(precond, arch, label_dim, False, interface, dropout)
+  randomize(net, seed)
+  loss_fn = PEER.dnnlib.util.construct_class_by_name(class_name=loss)
+  save_snapshot(os.path.join(out, 'network-snapshot-000000.pkl'), net, loss_fn, None,
+                dataset_kwargs(RES, bool(label_dim)))
+  return net.eval(), rnd().randn([len(SEEDS), 3, RES, RES]), kwargs
+
+
+def build_edm_cond(out):
+  net, latents, kwargs = snapshot_case(out, 102, 'ncsnpp', label_dim=10)
+  settings = dict(
+      base_config='configs/edm/cifar10_ncsnpp.py',
+      overrides=dict(EDM_SAMPLER, **{'sampling.class_label': CLASS}),
+      official="NVlabs/edm generate.py --class=3: edm_sampler(net, latents, class_labels, "
+               "randn_like=rnd.randn_like) with its defaults (18 steps); class_labels = one-hot "
+               "[4, 10] with a 1 at index 3",
+      network_kwargs=kwargs,
+      notes=EDM_NOTES + ' label_dim 10 (our model.class_conditional=True). NCSN++: Fourier '
+            'embedding (buffer map_noise.freqs), residual encoder, FIR [1, 3, 3, 1].')
+  return net, latents, settings, {}
+
+
+def es_euler(net, latents, eps_scaler=1.0048):
+  """EDM-ES generate.py --steps=13 --solver=euler --eps_scaler=1.0048: ablation_sampler."""
+  return quiet(PEER.generate.ablation_sampler, net, latents, None, randn_like=rnd().randn_like,
+               num_steps=13, solver='euler', rho=7, S_churn=0, S_min=0, S_max=float('inf'),
+               S_noise=1, eps_scaler=eps_scaler)
+
+
+def build_edm_es(out):
+  net, latents, kwargs = snapshot_case(out, 103, 'ddpmpp')
+  effect = (es_euler(net, latents) - es_euler(net, latents, 1.0)).abs().max().item()
+  overrides = dict(EDM_SAMPLER, **{'sampling.steps': 13, 'sampling.solver': 'euler',
+                                   'sampling.eps_scaler': 1.0048})
+  settings = dict(
+      base_config='configs/edm/cifar10_ddpmpp.py', overrides=overrides,
+      official="forever208/EDM-ES generate.py --steps=13 --solver=euler --eps_scaler=1.0048 "
+               "(README value): ablation_sampler(net, latents, None, randn_like, num_steps=13, "
+               "solver='euler', eps_scaler=1.0048), disc 'edm', schedule 'linear', scaling 'none'",
+      network_kwargs=kwargs,
+      notes=EDM_NOTES + ' Epsilon Scaling: each evaluation eps = (x_hat - D)/sigma is divided by '
+            'the constant lambda = eps_scaler (every step, the last to 0 too), so d = eps/lambda; '
+            '13 Euler steps = 13 NFE. (ablation_sampler does not scale its Heun correction; '
+            f'edm_sampler scales both.) Effect: max |x(1.0048) - x(1.0)| = {effect:.3g}.')
+  return net, latents, settings, {}
+
+
+def pfgmpp_prior(net):
+  """pfgmpp generate.py: rnd.rand_beta_prime (per seed: torch.manual_seed(seed), Beta(N/2, D/2)
+  draw, then torch.randn(N)); also the Gaussians and radii that draw used, replayed."""
+  n_dims, d = 3 * RES * RES, net.D
+  x_t = rnd().rand_beta_prime([len(SEEDS), 3, RES, RES], N=n_dims, D=d, pfgmpp=True,
+                              device=torch.device('cpu'), sigma_max=80)
+  beta = torch.distributions.Beta(torch.FloatTensor([n_dims / 2.]), torch.FloatTensor([d / 2.]))
+  gaussians, radii = [], []
+  for seed in SEEDS:
+    torch.manual_seed(seed)
+    b = beta.sample().double()
+    radii.append((torch.sqrt(b / (1 - b)) * 80 * np.sqrt(d)).item())   # Xu+23: R = r sqrt(b/(1-b))
+    gaussians.append(torch.randn(n_dims).reshape(3, RES, RES))
+  return x_t, torch.stack(gaussians), np.array(radii)
+
+
+def prior_from_latents(latents, radii):
+  """x_T = latents / ||latents|| * radius (norm over all C·H·W entries, in float32), float64."""
+  unit = latents / torch.norm(latents.reshape(len(latents), -1), p=2, dim=1).reshape(-1, 1, 1, 1)
+  return unit.double() * torch.as_tensor(radii, dtype=torch.float64).reshape(-1, 1, 1, 1)
+
+
+def pfgmpp_heun(net, latents, extra):
+  """pfgmpp generate.py --pfgmpp=1 --aug_dim=128: its edm_sampler with its CLI defaults, from the
+  official x_T while building, from (latents, radii) when checking."""
+  x_t = extra['x_t'] if 'x_t' in extra else prior_from_latents(latents, extra['radii'])
+  return quiet(PEER.generate.edm_sampler, net, x_t, None, randn_like=rnd().randn_like,
+               num_steps=18, rho=7, S_churn=0, S_min=0, S_max=0, S_noise=0, pfgmpp=True)[0]
+
+
+def build_pfgmpp(out):
+  interface = dict(img_resolution=RES, img_channels=3, label_dim=0, pfgmpp=True, D=128)
+  net, kwargs = build_net('training.networks.EDMPrecond', 'ncsnpp', 0, True, interface)
+  randomize(net, 104)
+  loss_fn = PEER.dnnlib.util.construct_class_by_name(
+      class_name='training.loss.EDMLoss', opts=PEER.dnnlib.EasyDict(lsun=False), D=128,
+      N=3 * RES * RES)
+  augment_pipe = PEER.dnnlib.util.construct_class_by_name(**AUGMENT)
+  np.random.seed(3)                                  # the loss draws its Beta radii with numpy
+  with contextlib.redirect_stdout(io.StringIO()):   # its loss prints per call
+    ema, optimizer, cur_nimg = first_iteration(net, loss_fn, augment_pipe, 0, stf=False,
+                                               pfgmpp=True, ref_images=None)
+  torch.save(dict(optimizer_state=optimizer.state_dict(), step=cur_nimg, ema=ema, net=net),
+             os.path.join(out, f'training-state-{cur_nimg // 1000:06d}.pt'))
+  x_t, latents, radii = pfgmpp_prior(net)
+  rebuilt = (prior_from_latents(latents, radii) - x_t).abs().max().item()
+  print(f'pfgmpp: |x_T(latents, radii) - official x_T| = {rebuilt:.3g}')
+  assert rebuilt < 1e-9 * 80 * np.sqrt(128)
+  overrides = dict(EDM_SAMPLER, **{'training.pfgmpp_D': 128.0})
+  settings = dict(
+      base_config='configs/pfgmpp/cifar10_ncsnpp.py', overrides=overrides,
+      official="Newbeeer/pfgmpp generate.py --pfgmpp=1 --aug_dim=128 --seeds=0-3: x_T = "
+               "rnd.rand_beta_prime([4, 3, 16, 16], N=768, D=128, sigma_max=80); edm_sampler(net, "
+               "x_T, None, randn_like, num_steps=18, rho=7, S_churn=0, S_min=0, S_max=0, "
+               "S_noise=0, pfgmpp=True)[0]; net = torch.load(training-state-000000.pt)['ema']",
+      network_kwargs=kwargs,
+      notes='Prior (Xu+23), per seed s: torch.manual_seed(s); b ~ Beta(N/2, D/2) (float32; N = '
+            '768, D = 128); radii[i] = R = sqrt(b/(1-b)) * 80 * sqrt(D) (float64); latents[i] = '
+            'g = torch.randn(N) (as [C, H, W]); x_T = g/||g||_2 * R (norm over all N entries, in '
+            'float32), NOT times sigma_max again; in our units (x_T = sigma_max z) z = g/||g|| * '
+            'R/80. Then EDM\'s float64 Heun, 18 steps, sigma 0.002..80 (D is not in the precond '
+            'or the ODE). Checkpoint: what PFGM++\'s training_loop.py writes (no snapshot pkl), '
+            'torch.save(dict(optimizer_state, step=cur_nimg=4, ema, net)) after one iteration at '
+            'cur_nimg 0 (its EDMLoss, pfgmpp=True, --augment=0.12): lr 0, so ema == net. ema is '
+            'EDMPrecond(pfgmpp=True, D=128) with attributes D, N = 768.')
+  return ema, latents, settings, dict(radii=radii, x_t=x_t)
+
+
+def build_adm(out):
+  net, latents, kwargs = snapshot_case(out, 105, 'adm', label_dim=10, dropout=0.10)
+  overrides = dict(EDM_SAMPLER, **{'sampling.steps': 10, 'sampling.class_label': CLASS})
+  settings = dict(
+      base_config='configs/edm/cifar10_ddpmpp_cond.py', overrides=overrides,
+      official="NVlabs/edm generate.py --class=3 --steps=10: edm_sampler(net, latents, "
+               "class_labels, randn_like=rnd.randn_like, num_steps=10) (19 NFE)",
+      network_kwargs=kwargs,
+      notes=EDM_NOTES + ' DhariwalUNet (--arch=adm), model_channels 16, channel_mult [1, 4]: '
+            'the 8x8 level has 64 channels, one attention head of 64 (channels_per_head is fixed); '
+            'no config of ours describes it (base: the nearest conditional EDM config).')
+  return net, latents, settings, {}
+
+
+def patch_grid(batch):
+  """Patch-Diffusion generate.py's full-image coordinates: channel 0 x_pos (column), channel 1
+  y_pos (row), 2 (k/(R - 1) - 1/2) in [-1, 1]; [B, 2, R, R]."""
+  pos = (torch.arange(RES) / (RES - 1) - 0.5) * 2.
+  grid = torch.stack([pos.view(1, -1).repeat(RES, 1), pos.view(-1, 1).repeat(1, RES)], dim=0)
+  return grid.unsqueeze(0).repeat(batch, 1, 1, 1)
+
+
+def patch_heun(net, latents):
+  """Patch-Diffusion generate.py (mask_pos=False, cfg=None): its edm_sampler, 18 steps."""
+  return quiet(PEER.generate.edm_sampler, net, latents, patch_grid(len(latents)), False, None,
+               None, randn_like=rnd().randn_like, num_steps=18)
+
+
+def build_patch(out):
+  interface = dict(img_resolution=RES, img_channels=3 + 2, out_channels=3, label_dim=0)
+  net, latents, kwargs = snapshot_case(out, 106, 'ddpmpp', interface=interface,
+                                       precond='training.networks.Patch_EDMPrecond',
+                                       loss='training.patch_loss.Patch_EDMLoss')
+  settings = dict(
+      base_config='configs/patch/celeba64_ddpmpp.py', overrides=dict(EDM_SAMPLER),
+      official="Zhendong-Wang/Patch-Diffusion generate.py --resolution=16 (mask_pos, embed_fq, "
+               "cfg off): edm_sampler(net, latents, latents_pos, False, None, None, randn_like) "
+               "with 18 steps",
+      network_kwargs=kwargs,
+      notes=EDM_NOTES + ' Patch_EDMPrecond with img_channels 5 (3 + 2), out_channels 3: F(cat[c_in '
+            'x, pos]; c_noise), pos unscaled, the full grid: channel 0 = 2 (col/(R-1) - 1/2) (along '
+            'W), channel 1 = 2 (row/(R-1) - 1/2) (along H). loss_fn: patch_loss.Patch_EDMLoss.')
+  return net, latents, settings, {}
+
+
+def load_edm_uncond(case_dir):
+  """The snapshot's ema, checked against training-state-000000.pt (pickled classes inside:
+  torch >= 2.6 needs weights_only=False)."""
+  net = load_snapshot(case_dir)
+  state = torch.load(os.path.join(case_dir, 'training-state-000000.pt'), 'cpu', weights_only=False)
+  same = all(torch.equal(a, b) for a, b in zip(net.parameters(), state['net'].parameters()))
+  adam = state['optimizer_state']
+  print(f'  training-state: net == ema {same}, Adam lr {adam["param_groups"][0]["lr"]}, steps '
+        f'{sorted({float(v["step"]) for v in adam["state"].values()})}, {len(adam["state"])} tensors')
+  assert same and len(adam['state']) == len(list(net.parameters()))
+  return net
+
+
+def load_pfgmpp(case_dir):
+  """pfgmpp generate.py: torch.load(training-state-*.pt)['ema'].eval(), assert net.D == aug_dim."""
+  data = torch.load(os.path.join(case_dir, 'training-state-000000.pt'), 'cpu', weights_only=False)
+  net = data['ema'].eval()
+  assert net.D == 128 and net.pfgmpp, (net.D, net.pfgmpp)
+  print(f"  training-state: step {data['step']}, D {net.D}, N {net.N}")
+  return net
+
+
+# --- score_sde_pytorch ----------------------------------------------------------------------
+
+def import_score_sde(repo):
+  """score_sde_pytorch's modules; CUDA `op` disabled (pure-PyTorch FIR), unused imports stubbed."""
+  import torch.utils.cpp_extension  # pylint: disable=import-outside-toplevel
+  torch.utils.cpp_extension.load = lambda *a, **k: None
+  gfile = types.SimpleNamespace(exists=os.path.exists, makedirs=os.makedirs)
+  for name, attrs in (('tensorflow', dict(io=types.SimpleNamespace(gfile=gfile))),
+                      ('tensorflow_datasets', {}), ('jax', {})):
+    stub(name, **attrs)
+  sys.path.insert(0, repo)
+  import datasets, losses, sampling, sde_lib, utils  # pylint: disable=import-outside-toplevel
+  from configs.vp import cifar10_ddpmpp_continuous  # pylint: disable=import-outside-toplevel
+  from models import ncsnpp, utils as mutils  # pylint: disable=import-outside-toplevel,unused-import
+  from models.ema import ExponentialMovingAverage
+  PEER.__dict__.update(datasets=datasets, losses=losses, sampling=sampling, sde_lib=sde_lib,
+                       utils=utils, mutils=mutils, EMA=ExponentialMovingAverage,
+                       base=cifar10_ddpmpp_continuous)
+
+
+SDE_SHRINK = {'data.image_size': 8, 'model.nf': 8, 'model.ch_mult': [1, 2],
+              'model.num_res_blocks': 1, 'model.attn_resolutions': [4]}
+SDE_TRAIN = {'training.batch_size': 16, 'training.snapshot_freq': 1500, 'optim.lr': 2e-3,
+             'optim.warmup': 0}
+
+
+def score_sde_state():
+  """configs/vp/cifar10_ddpmpp_continuous.py shrunk; run_lib.train's model, EMA, optimizer."""
+  config = PEER.base.get_config()
+  for key, value in dict(SDE_SHRINK, **SDE_TRAIN).items():
+    group, field = key.split('.')
+    config[group][field] = tuple(value) if isinstance(value, list) else value
+  config.sampling.method, config.device = 'ode', torch.device('cpu')
+  torch.manual_seed(0)
+  model = PEER.mutils.create_model(config)          # torch.nn.DataParallel(NCSNpp)
+  ema = PEER.EMA(model.parameters(), decay=config.model.ema_rate)
+  optimizer = PEER.losses.get_optimizer(config, model.parameters())
+  sde = PEER.sde_lib.VPSDE(beta_min=config.model.beta_min, beta_max=config.model.beta_max,
+                           N=config.model.num_scales)
+  return config, sde, dict(optimizer=optimizer, model=model, ema=ema, step=0)
+
+
+def build_score_sde(out):
+  """Random weights trained by run_lib.train's loop up to its first snapshot (see the notes)."""
+  config, sde, state = score_sde_state()
+  randomize(state['model'], 107, out_gain=0.1)
+  state['ema'] = PEER.EMA(state['model'].parameters(), decay=config.model.ema_rate)
+  step_fn = PEER.losses.get_step_fn(sde, train=True,
+                                    optimize_fn=PEER.losses.optimization_manager(config),
+                                    reduce_mean=config.training.reduce_mean, continuous=True,
+                                    likelihood_weighting=False)
+  gen = torch.Generator().manual_seed(1)
+  torch.manual_seed(2)
+  for _ in range(config.training.snapshot_freq + 1):   # run_lib.train's loop steps 0..freq
+    step_fn(state, 0.5 * torch.randn([config.training.batch_size, 3, 8, 8], generator=gen))
+  PEER.utils.save_checkpoint(os.path.join(out, 'checkpoint_1.pth'), state)
+  torch.manual_seed(0)
+  latents, extra = sde.prior_sampling((len(SEEDS), 3, 8, 8)), {}     # x_T
+  model_x = score_sde_sample(state['model'], latents, {})
+  state['ema'].copy_to(state['model'].parameters())
+  x = score_sde_sample(state['model'], latents, extra)
+  tight = PEER.sampling.get_ode_sampler(sde, tuple(latents.shape), lambda z: z, denoise=True,
+                                        rtol=1e-8, atol=1e-8, eps=1e-3, device=config.device)
+  with torch.no_grad():
+    x_tight, nfe_tight = tight(state['model'], latents)
+  solver_error = (x_tight - x).abs()
+  settings = dict(
+      base_config='configs/vp/cifar10_ddpmpp_continuous.py',
+      overrides=dict(SDE_SHRINK, **{'sampling.method': 'ode', 'sampling.ode_rtol': 1e-5,
+                                    'sampling.ode_atol': 1e-5, 'sampling.noise_removal': True}),
+      official="score_sde_pytorch run_lib.evaluate's ODE path: restore_checkpoint("
+               "checkpoint_1.pth), ema.copy_to(model.parameters()), sampling.get_sampling_fn("
+               "config, VPSDE(0.1, 20, N=1000), (4, 3, 8, 8), inverse_scaler, eps=1e-3) = "
+               "get_ode_sampler(denoise=config.sampling.noise_removal=True, rtol=atol=1e-5, "
+               "method='RK45', eps=1e-3); sample, nfe = sampling_fn(model, z=x_T)",
+      notes='x_T = latents (VP prior, unscaled). scipy RK45 from t = 1 to 1e-3 on the flat float64 '
+            'state, the probability-flow drift (Song+21 Eq. 13) in float32 with labels 999 t and '
+            'score = -model/std(t); then the denoising step, a noiseless reverse-diffusion step at '
+            't = 1e-3 with the DDPM beta at index int(999 t) = 0, beta_0 = 1e-4: x <- x - '
+            '(sqrt(1 - beta_0) - 1) x + beta_0 score(x, 1e-3). nfe = solution.nfev (denoising not '
+            f'counted). x_tight: rtol = atol = 1e-8 ({nfe_tight} NFE, the ODE solution to ~1e-4); '
+            f'x is off from it by max {solver_error.max().item():.3g}, mean '
+            f'{solver_error.mean().item():.3g} (solver error): compare a tight solve with x_tight. '
+            f'Model instead of EMA weights: max |dx| = {(model_x - x).abs().max().item():.3g}. '
+            'checkpoint_1.pth (utils.save_checkpoint): optimizer, model (DataParallel: keys '
+            '"module.*"), ema {decay, num_updates, shadow_params in parameters() order}, step. '
+            'Weights: all random (output conv x 0.1), then run_lib.train\'s loop (official step_fn'
+            ', EMA 0.9999) on N(0, 0.25 I) images, batch 16, lr 2e-3, no warm-up, snapshot_freq '
+            '1500: checkpoint_1 at loop step 1500 (state step 1501). A random VP eps-net makes the '
+            'ODE grow x ~150-fold (exp(0.5 int beta)); this trained one does not.')
+  return state['model'], latents, settings, dict(x_tight=nhwc(x_tight).astype(np.float32))
+
+
+def score_sde_sample(model, latents, extra):
+  """sampling.get_sampling_fn(...)(model, z=x_T); x captured before the inverse scaler."""
+  config, sde, _ = score_sde_state()
+  official_inverse = PEER.datasets.get_data_inverse_scaler(config)
+  captured = []
+  def inverse_scaler(x):
+    captured.append(x)
+    return official_inverse(x)
+  sampling_fn = PEER.sampling.get_sampling_fn(config, sde, tuple(latents.shape), inverse_scaler,
+                                              1e-3)
+  with torch.no_grad():
+    _, nfe = sampling_fn(model, z=latents)
+  extra['nfe'] = np.int64(nfe)
+  return captured[0]
+
+
+def load_score_sde(case_dir):
+  """run_lib.evaluate: a fresh state, restore_checkpoint, ema.copy_to(model.parameters())."""
+  config, _, state = score_sde_state()
+  state = PEER.utils.restore_checkpoint(os.path.join(case_dir, 'checkpoint_1.pth'), state,
+                                        config.device)
+  model = state['model']
+  latents = nchw(np.load(os.path.join(case_dir, 'latents.npy')))
+  wrong = score_sde_sample(model, latents, {})
+  state['ema'].copy_to(model.parameters())
+  right = score_sde_sample(model, latents, {})
+  print(f'  step {state["step"]}; max |x(model weights) - x(ema weights)| = '
+        f'{(wrong - right).abs().max().item():.3g}')
+  return model
+
+
+CASES = {   # case -> (peer flag, build, load as the official sampler loads, sample(net, z, extra))
+    'edm_uncond_heun': ('edm', build_edm_uncond, load_edm_uncond, lambda n, z, e: edm_heun(n, z, 0)),
+    'edm_cond_ncsnpp_heun': ('edm', build_edm_cond, load_snapshot, lambda n, z, e: edm_heun(n, z, 10)),
+    'edm_es_euler': ('edm_es', build_edm_es, load_snapshot, lambda n, z, e: es_euler(n, z)),
+    'pfgmpp_D128': ('pfgmpp', build_pfgmpp, load_pfgmpp, pfgmpp_heun),
+    'adm_cond': ('edm', build_adm, load_snapshot, lambda n, z, e: edm_heun(n, z, 10, steps=10)),
+    'patch_heun': ('patch', build_patch, load_snapshot, lambda n, z, e: patch_heun(n, z)),
+    'score_sde_ode': ('score_sde', build_score_sde, load_score_sde, score_sde_sample),
+}
+
+
+# --- driver ---------------------------------------------------------------------------------
+
+def nhwc(x):
+  return np.ascontiguousarray(x.detach().permute(0, 2, 3, 1).numpy())
+
+
+def nchw(x):
+  return torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2))))
+
+
+def write_case(case_dir, latents, x, settings, extra):
+  """latents.npy, reference.npz and settings.json (with the fraction of unclipped pixels)."""
+  np.save(os.path.join(case_dir, 'latents.npy'), nhwc(latents).astype(np.float32))
+  x = nhwc(x).astype(np.float64)
+  images = np.clip((x + 1) / 2, 0, 1).astype(np.float32)
+  arrays = {k: v for k, v in extra.items() if k != 'x_t'}
+  np.savez(os.path.join(case_dir, 'reference.npz'), images=images, x=x.astype(np.float32), **arrays)
+  inside = float(((images > 0) & (images < 1)).mean())
+  settings['unclipped_fraction'] = round(inside, 4)
+  with open(os.path.join(case_dir, 'settings.json'), 'w') as f:
+    json.dump(settings, f, indent=1)
+  print(f'  x std {x.std():.3f}, |x| max {np.abs(x).max():.3f}, unclipped {inside:.3f}')
+  assert 0.5 < inside, 'images mostly clipped: rescale the output layer'
+
+
+def worker(mode, case, repo, out):
+  torch.set_num_threads(1)
+  peer, build, load, sample = CASES[case]
+  (import_score_sde if peer == 'score_sde' else import_edm_family)(repo)
+  case_dir = os.path.join(out, case)
+  if mode == 'build':
+    shutil.rmtree(case_dir, ignore_errors=True)
+    os.makedirs(case_dir)
+    net, latents, settings, extra = build(case_dir)
+    write_case(case_dir, latents, sample(net, latents, extra), settings, extra)
+    return
+  net = load(case_dir)
+  ref = dict(np.load(os.path.join(case_dir, 'reference.npz')))
+  latents = nchw(np.load(os.path.join(case_dir, 'latents.npy')))
+  x = nhwc(sample(net, latents, ref)).astype(np.float64)
+  diff = np.abs(x - ref['x']).max()
+  image_diff = np.abs(np.clip((x + 1) / 2, 0, 1).astype(np.float32) - ref['images']).max()
+  print(f'  reloaded + resampled: max |x - ref x| = {diff:.3g}, images {image_diff:.3g}')
+  assert diff < 1e-5 and image_diff < 1e-5
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+  for flag in ('edm', 'edm_es', 'pfgmpp', 'patch', 'score_sde'):
+    parser.add_argument(f'--{flag}', help=f'checkout of the official {flag} repository')
+  parser.add_argument('--out', default='tests/fixtures/published')
+  parser.add_argument('--cases', default=','.join(CASES), help='comma-separated subset')
+  parser.add_argument('--worker', choices=('build', 'verify'), help=argparse.SUPPRESS)
+  parser.add_argument('--repo', help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.worker:
+    worker(args.worker, args.cases, args.repo, args.out)
+    return
+  for case in args.cases.split(','):
+    repo = getattr(args, CASES[case][0])
+    for mode in ('build', 'verify'):
+      print(f'{case}: {mode}', flush=True)
+      subprocess.run([sys.executable, os.path.abspath(__file__), f'--worker={mode}',
+                      f'--cases={case}', f'--repo={os.path.abspath(repo)}',
+                      f'--out={os.path.abspath(args.out)}'], check=True)
+
+
+if __name__ == '__main__':
+  main()
