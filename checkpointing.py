@@ -132,7 +132,9 @@ def load_given(path_or_url, config, optimizer, target):
                        opt_state=opt_state)
   logging.info('loaded %s (step %d%s)', path, given.step,
                ', with its Adam state' if given.adam is not None else '')
-  return jax.tree.map(lambda x, t: jax.device_put(x, t.sharding), state, target)
+  # np.array: every leaf its own buffer (shared ones, e.g. one step count in two optimizer
+  # states, could not be donated to the train step twice)
+  return jax.tree.map(lambda x, t: jax.device_put(np.array(x), t.sharding), state, target)
 
 
 def _fit(tree, target, source):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import evaluation
+from foreign import edm
 from foreign import load as foreign_load
 from foreign import torch_pickle
 from models import convert
@@ -107,6 +108,7 @@ LOADERS = {
     'foreign.load': lambda p: foreign_load.load(p, _tiny_config()),
     'evaluation.load_inception': evaluation.load_inception,
     'convert.load_pytorch_checkpoint': convert.load_pytorch_checkpoint,
+    'foreign.edm.read': edm.read,
 }
 
 
@@ -123,8 +125,8 @@ def test_hostile_pickles_run_nothing(hostile, loader):
     if culprit:
       assert isinstance(error, torch_pickle.UnsafePickleError), (name, error)
       assert culprit in str(error) and path in str(error), (name, str(error))
-    else:     # the persistence object is data: only the raw reader accepts it
-      assert (error is None) == (loader == 'torch_pickle.read'), (name, error)
+    else:     # the persistence object is data: only the raw readers accept it
+      assert (error is None) == (loader in ('torch_pickle.read', 'foreign.edm.read')), (name, error)
 
 
 def test_persistence_source_is_read_as_data(hostile):

@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from foreign import load
 import models  # registers  # pylint: disable=unused-import
 from models import convert
 from models.utils import get_model
@@ -97,13 +98,7 @@ def test_flax_checkpoint_file_reads_ema_or_raw_params(tmp_path):
   np.testing.assert_array_equal(ema['conv_in']['kernel'], tree['Conv_0']['kernel'])
   params = convert.convert_flax(convert.load_flax_checkpoint(str(path), ema=False), config)
   np.testing.assert_array_equal(params['conv_in']['kernel'], raw['Conv_0']['kernel'])
-
-
-def test_pth_reader_names_the_torch_install_when_torch_is_missing(tmp_path):
-  try:
-    import torch  # pylint: disable=import-outside-toplevel,unused-import
-    pytest.skip('torch is installed here')
-  except ImportError:
-    pass
-  with pytest.raises(ImportError, match='pip install torch==2.13.0'):
-    convert.load_pytorch_checkpoint(str(tmp_path / 'checkpoint_8.pth'))
+  given = load.load(str(path), config)          # what --checkpoint=checkpoint_26 reads
+  assert given.step == 7 and given.adam is None
+  np.testing.assert_array_equal(given.params['conv_in']['kernel'], tree['Conv_0']['kernel'])
+  np.testing.assert_array_equal(given.train_params['conv_in']['kernel'], raw['Conv_0']['kernel'])

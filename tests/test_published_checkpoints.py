@@ -184,3 +184,32 @@ def test_pfgmpp_checkpoint_with_another_D_is_refused():
 def test_cases_are_the_ones_the_issue_names():
   assert {'edm_uncond_heun', 'edm_cond_ncsnpp_heun', 'edm_es_euler', 'pfgmpp_D128', 'adm_cond',
           'score_sde_ode'} <= set(CASES), CASES
+
+
+def test_train_fine_tunes_from_a_training_state(tmp_path):
+  """--mode=train --checkpoint=training-state-*.pt: starts at the file's step with its weights,
+  EMA and Adam moments, takes optimizer steps, and saves; a second call resumes from the workdir."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  case = 'edm_uncond_heun'
+  config = config_of(case)
+  data = tmp_path / 'images'
+  data.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(8):
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(data / f'{i}.png')
+  config.data.dataset, config.data.path = 'IMAGE_ZIP', str(data)
+  t = config.training
+  t.batch_size, t.n_jitted_steps, t.n_iters, t.snapshot_sampling = 4, 1, 3, False
+  t.log_freq = t.eval_freq = t.snapshot_freq = t.snapshot_freq_for_preemption = 1
+  state_path = glob.glob(os.path.join(FIXTURES, case, 'training-state-*.pt'))[0]
+  given = load.load(state_path, config)
+  workdir = str(tmp_path / 'run')
+  state = run_lib.train(config, workdir, checkpoint=state_path)
+  assert int(state.step) == 3
+  assert sorted(checkpointing.kept_manager(workdir).all_steps()) == [2, 3]   # from step 1
+  moved = max(float(np.abs(np.asarray(a) - b).max()) for a, b in
+              zip(jax.tree.leaves(state.params), jax.tree.leaves(given.train_params)))
+  assert 0 < moved < 0.1
+  t.n_iters = 4                              # the workdir's own state wins over --checkpoint
+  assert int(run_lib.train(config, workdir, checkpoint=state_path).step) == 4
+  assert sorted(checkpointing.kept_manager(workdir).all_steps()) == [2, 3, 4]

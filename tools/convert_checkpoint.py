@@ -3,11 +3,12 @@
   python tools/convert_checkpoint.py --config=configs/ve/cifar10_ncsnpp_continuous.py \
       --checkpoint=checkpoint_24.pth --out=DIR [--no_ema] [--format=auto|pytorch|flax]
 
-Inputs: a yang-song/score_sde_pytorch `.pth` (needs `pip install torch==2.13.0`) or a
+Inputs: a yang-song/score_sde_pytorch `.pth` (read as data, no torch needed) or a
 yang-song/score_sde Flax checkpoint (msgpack of its `State`, e.g. `checkpoint_26`). The EMA weights
 are taken unless --no_ema. Output: DIR/params.msgpack, our params tree serialised with
 `flax.serialization.msgpack_serialize` (read it back with `flax.serialization.msgpack_restore`),
-and DIR/config.json, the config it was converted for. Every converted leaf is shape-checked
+and DIR/config.json, the config it was converted for. Every main.py mode also reads the original
+files directly (`--checkpoint=checkpoint_24.pth`), and the params.msgpack written here. Every converted leaf is shape-checked
 against the model of `--config`, and every official weight must be used.
 """
 import argparse
