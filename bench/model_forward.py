@@ -4,7 +4,7 @@ Config A: ve/cifar10_ncsnpp_continuous with nf 32, 1 res block, ch_mult (1, 2, 2
 at 16, batch 8 (1,831,651 parameters). The train step is score_sde's VE continuous DSM loss
 (½·sum over pixels, λ(t) = σ², Song+21 Eq. 7) with dropout, global-norm clipping and Adam, jitted
 with donated state. Peer numbers (yang-song/score_sde_pytorch, same model and batch, 2 threads):
-0.066 s forward, 0.37 s per train step on the 2026-11-22 machine (/work/shared/ENVIRONMENT.md);
+0.066 s forward, 0.37 s per train step on the 2026-11-22 machine;
 0.054 s and 0.26 s back to back with us on a faster AMD EPYC on 2026-12-01 (README).
 
   python bench/model_forward.py [--batch 8] [--repeats 20] [--peer FORWARD_S,STEP_S]

@@ -268,3 +268,12 @@ def test_main_dispatches_the_modes(tmp_path):
                         f'--workdir={tmp_path}', '--mode=inpaint'], cwd=ROOT, capture_output=True,
                        text=True, timeout=120, env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
   assert out.returncode != 0 and 'no readable checkpoint' in out.stderr, out.stderr[-2000:]
+
+
+def test_tasks_take_a_given_checkpoint(workdir, tmp_path):
+  """--checkpoint=<another run's orbax step dir>: the same inpainting as from that run itself."""
+  own = cg.run_inpaint(_task_config(), workdir)
+  given = cg.run_inpaint(_task_config(), str(tmp_path),
+                         checkpoint=os.path.join(workdir, 'checkpoints', '1'))
+  np.testing.assert_array_equal(given['result'], own['result'])
+  assert os.path.exists(tmp_path / 'controllable' / 'inpaint_1.png')

@@ -1,4 +1,5 @@
-"""House rules that can be checked mechanically (DEVELOPERS.md, shared/reference/style.md §7)."""
+"""House rules that can be checked mechanically: module and function length, no config.get defaults
+in library code, a thin main.py."""
 import ast
 import pathlib
 import re

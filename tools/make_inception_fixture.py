@@ -1,6 +1,6 @@
 """Write tests/fixtures/inception_torch.npz: pytorch-fid's FID Inception outputs on fixed inputs.
 
-Run in a venv with torch + torchvision + pytorch-fid (see /work/shared/ENVIRONMENT.md):
+Run in a venv with torch + torchvision + pytorch-fid (pip install --no-deps pytorch-fid):
 
   /tmp/fidvenv/bin/python tools/make_inception_fixture.py
   /tmp/fidvenv/bin/python tools/make_inception_fixture.py --check-loaders   # + jax flax optax

@@ -29,7 +29,7 @@ Weights: every parameter, normalizations included, is drawn by `fill_weights` fr
 the official names and shapes, and the test regenerates the same float32 values. References
 are computed in float64 from float32 weights and inputs. Tiny models: nf 8, 16–32 px.
 
-Usage (torch in its own venv, see shared/ENVIRONMENT.md):
+Usage (torch in its own venv: pip install torch==2.13.0, the CPU wheel):
   python tools/make_refinenet_fixtures.py --torch_python /tmp/torchvenv_rn/bin/python \
       --ncsn DIR --ncsnv2 DIR --score_sde_pytorch DIR --score_sde DIR \
       --out tests/fixtures/refinenet_torch.npz

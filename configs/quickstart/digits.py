@@ -10,7 +10,7 @@ CPUs: 1,032,353 params, training 4 min 52 s wall (6.5 steps/s, compiles included
 7.94 / 6.76 / 6.08 on the test split; the real 297-image test split itself scores 13.33 (fewer
 images bias the FD upwards).
 score_sde's VP/DSM recipe needs far more steps here; EDM's loss and Heun sampler gave digits
-within minutes [measured: shared/ENVIRONMENT.md].
+within minutes [measured on the project's 2-core CPU machines, 2026-11-22].
 """
 from configs import presets
 from configs.default_cifar10_configs import get_default_configs
