@@ -128,13 +128,7 @@ def _embedding(module, labels, cond, train):
   emb = nn.silu(nn.Dense(EMB_MULT * m.nf, kernel_init=_INIT, name='map_layer0')(emb))
   emb = nn.Dense(EMB_MULT * m.nf, kernel_init=_INIT, name='map_layer1')(emb)
   if m.class_conditional:
-    if 'class_labels' not in cond:
-      raise ValueError('model.class_conditional=True: the network needs class labels (cond='
-                       "{'class_labels': one-hot [B, K]})")
-    onehot = cond['class_labels'].astype(emb.dtype)
-    if train and m.label_dropout > 0:
-      keep = jax.random.uniform(module.make_rng('dropout'), onehot.shape[:1]) >= m.label_dropout
-      onehot = onehot * keep[:, None]
+    onehot = layers.class_onehot(module, module.config, cond, train, emb.dtype)
     emb = emb + nn.Dense(EMB_MULT * m.nf, use_bias=False, kernel_init=nn.initializers.normal(1.),
                          name='map_label')(onehot)
   return nn.silu(emb)

@@ -147,6 +147,20 @@ def get_timestep_embedding(timesteps, embedding_dim, max_positions=10000):
   return emb
 
 
+def class_onehot(module, config, cond, train, dtype):
+  """The one-hot class labels of `cond` [B, K]; in training each row is zeroed with probability
+  `model.label_dropout` (EDM's label dropout, for classifier-free guidance)."""
+  if 'class_labels' not in cond:
+    raise ValueError('model.class_conditional=True: the network needs class labels (cond='
+                     "{'class_labels': one-hot [B, K]})")
+  onehot = cond['class_labels'].astype(dtype)
+  if train and config.model.label_dropout > 0:
+    keep = (jax.random.uniform(module.make_rng('dropout'), onehot.shape[:1])
+            >= config.model.label_dropout)
+    onehot = onehot * keep[:, None]
+  return onehot
+
+
 def add_conditioning(module, temb, cond, config, train):
   """The noise embedding plus class and augmentation embeddings, as EDM's SongUNet (Karras+22
   App. F; NVlabs/edm networks.py): temb + W_c (√K · one-hot) + W_a a, before the embedding MLP.
@@ -163,13 +177,7 @@ def add_conditioning(module, temb, cond, config, train):
   """
   m, cond = config.model, cond or {}
   if m.class_conditional:
-    if 'class_labels' not in cond:
-      raise ValueError('model.class_conditional=True: the network needs class labels (cond='
-                       "{'class_labels': one-hot [B, K]})")
-    onehot = cond['class_labels'].astype(temb.dtype)
-    if train and m.label_dropout > 0:
-      keep = jax.random.uniform(module.make_rng('dropout'), onehot.shape[:1]) >= m.label_dropout
-      onehot = onehot * keep[:, None]
+    onehot = class_onehot(module, config, cond, train, temb.dtype)
     temb = temb + nn.Dense(temb.shape[-1], kernel_init=default_init(), name='label_embed')(
         onehot * math.sqrt(onehot.shape[-1]))
   if m.augment_dim:   # no labels (sampling): zeros, as EDM passes none (the layer has no bias)
