@@ -3,8 +3,13 @@ Fréchet distance on a small digits classifier for the 8x8 quickstart.
 
 Papers: Heusel+17 FID (arXiv:1706.08500); Salimans+16 IS (arXiv:1606.03498); Binkowski+18 KID
 (arXiv:1801.01401). Numerics follow the reference code: pytorch-fid (statistics, FID with its
-sqrtm eps fallback), torch-fidelity (IS splits and shuffle, KID subsets), EDM fid.py (`.npz` with
-`mu`, `sigma`). Everything after feature extraction is NumPy float64.
+sqrtm eps fallback), torch-fidelity (IS splits and shuffle, KID subsets) or TF-GAN (IS in one pass,
+as score_sde reported it; config `eval.is_convention`), EDM fid.py (`.npz` with `mu`, `sigma`).
+Everything after feature extraction is NumPy float64.
+
+Reference statistics are found under score_sde's and EDM's file names too (`default_stats_path`);
+a file of TF-GAN `pool_3` features (score_sde's, from the TF-Hub Inception graph) or one of ours
+written with the other Inception file is refused unless `eval.allow_foreign_stats`.
 
 Weights: the network is `models/inception.py`; its weights are read from pytorch-fid's
 `pt_inception-2015-12-05-6726825d.pth` or EDM's `inception-2015-12-05.pkl` (read as data by
@@ -37,8 +42,8 @@ INCEPTION_SIZE = 299
 
 
 class EvaluationFileError(FileNotFoundError):
-  """A file that evaluation needs is missing; the message says where to get it. Catch this in the
-  pipeline and print `str(err)` instead of a traceback."""
+  """A file that evaluation needs is missing or unusable; the message says where to get a good one.
+  Catch this in the pipeline and print `str(err)` instead of a traceback."""
 
 
 class InceptionWeightsNotFoundError(EvaluationFileError):
@@ -47,6 +52,11 @@ class InceptionWeightsNotFoundError(EvaluationFileError):
 
 class StatsNotFoundError(EvaluationFileError):
   """The reference statistics file (config `eval.fid_stats_path`) does not exist."""
+
+
+class ForeignStatsError(EvaluationFileError):
+  """The reference statistics come from another Inception extractor than ours (one line, naming
+  the file and `eval.allow_foreign_stats`)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -178,7 +188,8 @@ def get_inception_fn(params, preprocessing='pytorch_fid', mesh=None):
     preprocessing: `load_inception(...)['preprocessing']`.
     mesh: optional `jax.sharding.Mesh`; the params are then replicated over it, and a batch sharded
       along its first axis stays sharded (outputs too). Without it the params live on the default device.
-  The network is compiled once per batch size; the resize once per (batch, H, W).
+  The network is compiled once per batch size; the resize once per (batch, H, W). The function's
+  attribute `preprocessing` names the extractor (`fid_stats_from_images` records it in the file).
   """
   if preprocessing not in ('pytorch_fid', 'edm'):
     raise ValueError(f"unknown preprocessing {preprocessing!r}; expected 'pytorch_fid' or 'edm'")
@@ -189,6 +200,7 @@ def get_inception_fn(params, preprocessing='pytorch_fid', mesh=None):
 
   def inception_fn(images):
     return _NETWORK({'params': params}, _PREPROCESS(images, preprocessing))
+  inception_fn.preprocessing = preprocessing
   return inception_fn
 
 
@@ -275,6 +287,55 @@ def inception_score(logits, splits=10, shuffle=True, seed=2020):
   return float(np.mean(scores)), float(np.std(scores))
 
 
+def classifier_score_from_logits(logits):
+  """Inception Score as TF-GAN's `classifier_score_from_logits`, the IS score_sde reported.
+
+  One pass over all N rows (no splits, no shuffle, no std), in float64:
+    p(y|x) = softmax(z_x),  p(y) = mean_x p(y|x),
+    IS = exp(mean_x sum_y p(y|x) (log_softmax(z_x)_y - log p(y)))   (Salimans+16 IS)
+  What matches score_sde (run_lib.evaluate: `classifier_score_from_logits(all_logits)` over the
+  first eval.num_samples rows): this formula, its float64 arithmetic, and the logits taken, which
+  are the 'logits' output of TF-GAN's Inception (TF-Hub tfgan/eval/inception/1, the 2015-12-05
+  graph): all 1008 entries, the 8 unused classes included and nothing dropped, with the output bias
+  (the graph's softmax input W pool_3 + b, read from TF-GAN's node names, not from the module's
+  weights; our network's 'logits', not 'logits_unbiased').
+  What cannot match: the logits' values. Ours come from pytorch-fid's or EDM's port of that graph
+  with its own resize to 299 (half-pixel bilinear, or TF1's asymmetric one), while score_sde fed
+  its 32x32 samples, scaled by (x - 127.5) / 127.5, to the TF-Hub module; the IS then differs by
+  that extractor gap, as FID does. score_sde computed no IS at image_size >= 256 (its
+  feature-vector Inception v3 has no logits; it reported -1).
+  """
+  z = np.asarray(logits, np.float64)
+  log_p = z - scipy.special.logsumexp(z, axis=1, keepdims=True)     # log_softmax
+  p = np.exp(log_p)
+  kl = (p * (log_p - np.log(p.mean(axis=0)))).sum(axis=1)          # KL(p(y|x) || p(y))
+  return float(np.exp(kl.mean()))                                   # Salimans+16 IS
+
+
+IS_CONVENTIONS = {'torch_fidelity': 'logits_unbiased', 'tfgan': 'logits'}   # convention -> logits
+
+
+def check_is_convention(convention):
+  """Raise ValueError (one line, naming eval.is_convention) unless `convention` is known."""
+  if convention not in IS_CONVENTIONS:
+    raise ValueError(f'eval.is_convention = {convention!r}; expected one of {sorted(IS_CONVENTIONS)}')
+
+
+def inception_score_by_convention(features, convention='torch_fidelity', is_logits=None):
+  """(IS, std) of `inception_features(...)` in `convention` (config `eval.is_convention`).
+
+  'torch_fidelity': `inception_score` on 'logits_unbiased' (10 shuffled splits; torch-fidelity,
+    StyleGAN's metrics). 'tfgan': `classifier_score_from_logits` on 'logits' (one pass, as
+    score_sde); its std is NaN, TF-GAN reports none.
+  is_logits: another key of `features` to score instead of the convention's own logits.
+  """
+  check_is_convention(convention)
+  z = features[is_logits or IS_CONVENTIONS[convention]]
+  if convention == 'tfgan':
+    return classifier_score_from_logits(z), float('nan')
+  return inception_score(z)
+
+
 def _polynomial_mmd2(x, y, degree, gamma, coef0):
   """Unbiased MMD² with k(a, b) = (gamma a·b + coef0)^degree (Binkowski+18 KID)."""
   m = x.shape[0]
@@ -302,19 +363,21 @@ def kernel_inception_distance(features1, features2, num_subsets=100, subset_size
   return float(np.mean(mmds)), float(np.std(mmds))
 
 
-def sample_metrics(features, ref_stats, is_logits='logits_unbiased', kid_subsets=100,
-                   kid_subset_size=1000):
+def sample_metrics(features, ref_stats, is_logits=None, kid_subsets=100, kid_subset_size=1000,
+                   is_convention='torch_fidelity'):
   """All Inception metrics of samples against a reference.
 
   Args:
     features: `inception_features(...)` of the samples ({'pool_3', 'logits', 'logits_unbiased'}).
     ref_stats: `load_stats(...)`; KID needs its 'pool_3' features (else KID is NaN).
-    is_logits: logits for IS: 'logits_unbiased' (no output bias: torch-fidelity, StyleGAN/EDM) or
-      'logits' (with bias: the TF graph's softmax, as TF-GAN / score_sde).
+    is_logits: None (the convention's logits) or the key to score: 'logits_unbiased' (no output
+      bias: torch-fidelity, StyleGAN/EDM) or 'logits' (with bias: the TF graph's, as TF-GAN).
+    is_convention: 'torch_fidelity' or 'tfgan' (`inception_score_by_convention`).
   Returns: {'fid', 'inception_score', 'inception_score_std', 'kid', 'kid_std'} (floats).
   """
   out = {'fid': fid_from_stats(compute_stats(features['pool_3']), ref_stats)}
-  out['inception_score'], out['inception_score_std'] = inception_score(features[is_logits])
+  out['inception_score'], out['inception_score_std'] = inception_score_by_convention(
+      features, is_convention, is_logits)
   out['kid'], out['kid_std'] = (kernel_inception_distance(features['pool_3'], ref_stats['pool_3'],
                                                           kid_subsets, kid_subset_size)
                                 if 'pool_3' in ref_stats else (float('nan'), float('nan')))
@@ -333,17 +396,81 @@ def images_to_uint8(images, centered):
 # ------------------------------------------------------------------------------------------------
 # Reference statistics files
 
+STATS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'assets', 'stats')
+_SCORE_SDE_STATS = {('CIFAR10', 32): 'cifar10_stats.npz', ('CELEBA', 64): 'celeba_stats.npz'}
+_EDM_REFS = {'CIFAR10': 'cifar10', 'FFHQ': 'ffhq'}   # + IMAGE_ZIP: the zip's stem (afhqv2-64x64...)
+
+
+def stats_path_candidates(config):
+  """Where reference statistics for `config` may be, in the order `default_stats_path` tries them.
+
+  [config.eval.fid_stats_path] when set; else, under assets/stats/: ours
+  `<dataset>_<image_size>_stats.npz` (dataset lower-case; LSUN: lsun_<category>; IMAGE_ZIP: the
+  stem of data.path), score_sde's `cifar10_stats.npz` (32x32) / `celeba_stats.npz` (64x64) (its LSUN
+  name is ours), then EDM's fid-refs `cifar10-32x32.npz`, `ffhq-64x64.npz`, or `<zip stem>.npz`
+  for IMAGE_ZIP (EDM's afhqv2-64x64, imagenet-64x64). The first is where `--mode=fid_stats` writes.
+  """
+  if config.eval.fid_stats_path:
+    return [config.eval.fid_stats_path]
+  d = config.data
+  stem = os.path.splitext(os.path.basename(os.path.normpath(d.path)))[0] if d.path else ''
+  if d.dataset == 'LSUN':
+    name = f'lsun_{d.category}'
+  elif d.dataset == 'IMAGE_ZIP' and stem:
+    name = stem.lower()
+  else:
+    name = d.dataset.lower()
+  sde = _SCORE_SDE_STATS.get((d.dataset, d.image_size))
+  names = [f'{name}_{d.image_size}_stats.npz'] + ([sde] if sde else [])
+  if d.dataset in _EDM_REFS:
+    names.append(f'{_EDM_REFS[d.dataset]}-{d.image_size}x{d.image_size}.npz')
+  elif d.dataset == 'IMAGE_ZIP' and stem:
+    names.append(f'{stem}.npz')
+  return [os.path.join(STATS_DIR, n) for n in names]
+
+
+def default_stats_path(config):
+  """The reference statistics file to read for `config`: the first of `stats_path_candidates`
+  that exists, else the first (ours, so that the missing-file error names it)."""
+  candidates = stats_path_candidates(config)
+  return next((p for p in candidates if os.path.isfile(p)), candidates[0])
+
+
 def save_stats(path, stats):
-  """Write EDM-compatible `.npz` (`mu`, `sigma`), plus `pool_3` features when `stats` has them."""
+  """Write EDM-compatible `.npz` (`mu`, `sigma`), plus `pool_3` features when `stats` has them and
+  `extractor` ('pytorch_fid' | 'edm': the Inception file's preprocessing) when known."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  np.savez(path, **{k: np.asarray(v) for k, v in stats.items() if k in ('mu', 'sigma', 'pool_3')})
+  keys = ('mu', 'sigma', 'pool_3', 'extractor')
+  np.savez(path, **{k: np.asarray(v) for k, v in stats.items() if k in keys})
 
 
-def load_stats(path):
-  """Reference statistics -> {'mu', 'sigma'} (+ 'pool_3' when stored, for KID).
+def _check_provenance(path, data, extractor):
+  """Refuse statistics from another Inception extractor than `extractor` (see `load_stats`)."""
+  fix = 'recompute them with --mode=fid_stats, or set eval.allow_foreign_stats=True to use them anyway'
+  if 'extractor' in data:
+    theirs = str(data['extractor'])
+    if extractor is not None and theirs != extractor:
+      raise ForeignStatsError(
+          f'{path!r} holds statistics of the {theirs!r} Inception extractor, but eval.inception_path '
+          f'is the {extractor!r} one (FIDs across extractors are not comparable); {fix}')
+  elif 'pool_3' in data and not ('mu' in data and 'sigma' in data):
+    raise ForeignStatsError(
+        f'{path!r} holds TF-GAN pool_3 features (score_sde\'s format, from the TF-Hub Inception '
+        f'graph), but our Inception is pytorch-fid\'s or EDM\'s (the FID would not be comparable); {fix}')
 
-  Reads EDM fid-refs (`mu`, `sigma`), our `save_stats` files, and score-SDE stats files
+
+def load_stats(path, extractor=None, allow_foreign_stats=False):
+  """Reference statistics -> {'mu', 'sigma'} (+ 'pool_3' when stored, for KID; + 'extractor').
+
+  Reads EDM fid-refs (`mu`, `sigma`), our `save_stats` files, and score_sde's stats files
   (`pool_3` features [N, 2048]; mu/sigma are computed from them).
+  Provenance: a file with `pool_3` but no `mu`/`sigma` is TF-GAN's (score_sde's; its LSUN files
+  come from yet another Inception v3), which neither of our extractors reproduces; a file with
+  `extractor` (ours) must name `extractor` when that is given; files with `mu`/`sigma` and no
+  `extractor` (EDM's fid-refs, our older files) are accepted. A refusal raises ForeignStatsError
+  unless `allow_foreign_stats` (config eval.allow_foreign_stats).
+  Args:
+    extractor: the samples' `load_inception(...)['preprocessing']`, or None (not compared).
   Raises StatsNotFoundError (naming eval.fid_stats_path and --mode=fid_stats) if missing.
   """
   path = os.fspath(path)
@@ -355,11 +482,15 @@ def load_stats(path):
         f'(https://nvlabs-fi-cdn.nvidia.com/edm/fid-refs/cifar10-32x32.npz) to that path.')
   with np.load(path) as f:
     data = {k: f[k] for k in f.files}
+  if not allow_foreign_stats:
+    _check_provenance(path, data, extractor)
   stats = {k: data[k] for k in ('mu', 'sigma', 'pool_3') if k in data}
   if 'mu' not in stats or 'sigma' not in stats:
     if 'pool_3' not in stats:
       raise ValueError(f'{path!r} has neither mu/sigma nor pool_3 (keys: {sorted(data)})')
     stats.update(compute_stats(stats['pool_3']))
+  if 'extractor' in data:
+    stats['extractor'] = str(data['extractor'])
   return stats
 
 
@@ -368,8 +499,8 @@ def fid_stats_from_images(iterator, inception_fn, out_path, keep_features=True):
 
   Args:
     iterator: yields image batches [..., H, W, C] with values in [0, 255] (uint8 or float).
-    inception_fn: `get_inception_fn(...)`.
-    out_path: the `.npz` to write (config eval.fid_stats_path).
+    inception_fn: `get_inception_fn(...)`; its `preprocessing` is stored as the file's `extractor`.
+    out_path: the `.npz` to write (`stats_path_candidates(config)[0]`).
     keep_features: also store the pool_3 features (needed for KID against this reference).
   Returns: the stats dict that was written.
   """
@@ -377,6 +508,8 @@ def fid_stats_from_images(iterator, inception_fn, out_path, keep_features=True):
   stats = compute_stats(pool)
   if keep_features:
     stats['pool_3'] = pool
+  if getattr(inception_fn, 'preprocessing', None):
+    stats['extractor'] = inception_fn.preprocessing
   save_stats(out_path, stats)
   return stats
 

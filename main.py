@@ -1,8 +1,6 @@
 """scoreflow entry point.
 
   python main.py --config=configs/quickstart/digits.py --workdir=W --mode=train
-  python main.py --config=configs/quickstart/digits.py --workdir=W --mode=eval --eval_folder=eval
-  python main.py --config=configs/ve/cifar10_ncsnpp_continuous.py --workdir=W --mode=inpaint
   python main.py --config=configs/edm/cifar10_ddpmpp.py --workdir=W --mode=sample \
       --checkpoint=https://nvlabs-fi-cdn.nvidia.com/edm/pretrained/edm-cifar10-32x32-uncond-vp.pkl
   python main.py --config=configs/ve/cifar10_ncsnpp_continuous.py --config.training.batch_size=64 \
@@ -24,8 +22,8 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file (ml_collections).', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, logs, samples, results.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'sample', 'fid_stats', 'inpaint', 'colorize'],
-                  'What to run (modes.py).')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'sample', 'fid', 'fid_stats', 'inpaint',
+                                    'colorize'], 'What to run (modes.py).')
 flags.DEFINE_string('eval_folder', 'eval', 'Sub-directory of workdir for --mode=eval results.')
 flags.DEFINE_string('checkpoint', '', 'Weights instead of the workdir\'s newest state: a file or '
                     'URL of any format foreign/load.py reads, or an orbax step directory.')
@@ -59,6 +57,8 @@ def _tee_logging(workdir, process):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  import utils  # pylint: disable=import-outside-toplevel
+  utils.configure_cpu()               # before anything starts JAX's CPU backend
   if FLAGS.dry_run:
     print(FLAGS.config)
     return

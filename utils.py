@@ -1,8 +1,8 @@
 """Small shared helpers: the one `Registry`, batch broadcasting, per-sample randomness, PNG grids,
 progress lines (rate and ETA).
 
-Importing this module (every library module does) also applies `prefer_xla_convolutions()` and
-`unroll_threefry_on_cpu()`.
+Importing it changes nothing global: entry points (main.py, bench/, tests/conftest.py) call
+`configure_cpu()` first, which applies `prefer_xla_convolutions()` and `unroll_threefry_on_cpu()`.
 """
 import os
 import time
@@ -33,8 +33,6 @@ def prefer_xla_convolutions():
     os.environ['XLA_FLAGS'] = f'{flags} {_YNN_DOTS}'.strip()
 
 
-prefer_xla_convolutions()
-
 
 def unroll_threefry_on_cpu():
   """On CPU, lower threefry2x32 with unrolled rounds, as JAX does on GPU and TPU.
@@ -59,7 +57,12 @@ def unroll_threefry_on_cpu():
   return True
 
 
-UNROLLED_THREEFRY = unroll_threefry_on_cpu()
+def configure_cpu():
+  """XLA's CPU settings of this project, before JAX starts its CPU backend (call it first in an
+  entry point): convolutions to XLA's Eigen kernels, threefry unrolled. Returns whether the
+  threefry lowering was installed. GPUs and TPUs are unaffected."""
+  prefer_xla_convolutions()
+  return unroll_threefry_on_cpu()
 
 
 def train_compiler_options():

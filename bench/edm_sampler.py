@@ -63,6 +63,7 @@ def main():
   parser.add_argument('--peer', default=f'{PEER_FORWARD_S},{PEER_SAMPLER_S},{PEER_STEP_S}',
                       help="NVlabs/edm's forward, sampler and train-step seconds on this machine")
   args = parser.parse_args()
+  utils.configure_cpu()   # before JAX starts its CPU backend
   peer_forward, peer_sampler, peer_step = (float(v) for v in args.peer.split(','))
   config = small_ddpmpp(args.batch)
   config.sampling.float64 = not args.float32

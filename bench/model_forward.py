@@ -86,6 +86,7 @@ def main():
   parser.add_argument('--peer', default=f'{PEER_FORWARD_S},{PEER_STEP_S}',
                       help="the peer's forward and train-step seconds on this machine")
   args = parser.parse_args()
+  utils.configure_cpu()   # before JAX starts its CPU backend
   peer_forward, peer_step = (float(v) for v in args.peer.split(','))
   config = config_a()
   model = get_model(config)

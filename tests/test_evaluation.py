@@ -9,9 +9,12 @@ import time
 import types
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 import scipy.ndimage
+import scipy.special
+import scipy.stats
 
 import evaluation as ev
 
@@ -262,6 +265,47 @@ def test_inception_score_matches_reference_and_known_answers():
   assert ev.inception_score(confident, shuffle=False)[0] == pytest.approx(10.0, rel=1e-6)
 
 
+def _tfgan_is_reference(logits):
+  """TF-GAN's classifier_score_from_logits written with scipy: softmax, KL by scipy.stats.entropy."""
+  p = scipy.special.softmax(np.asarray(logits, np.float64), axis=1)
+  q = p.mean(0)
+  return np.exp(np.mean([scipy.stats.entropy(row, q) for row in p]))
+
+
+def test_is_conventions_match_their_formulas():
+  rng = np.random.RandomState(12)
+  feats = {'logits': rng.randn(500, 1008) * 4, 'logits_unbiased': rng.randn(500, 1008) * 4}
+  tfgan, tfgan_std = ev.inception_score_by_convention(feats, 'tfgan')
+  assert abs(tfgan - _tfgan_is_reference(feats['logits'])) < 1e-12 * tfgan    # the biased logits
+  assert np.isnan(tfgan_std)                                                  # TF-GAN reports none
+  torch_fidelity = ev.inception_score_by_convention(feats, 'torch_fidelity')
+  np.testing.assert_allclose(torch_fidelity, _is_reference(feats['logits_unbiased'], 10, 2020),
+                             rtol=1e-12)
+  assert ev.inception_score_by_convention(feats) == torch_fidelity          # the default
+  assert ev.inception_score_by_convention(feats, 'tfgan', 'logits_unbiased')[0] == pytest.approx(
+      _tfgan_is_reference(feats['logits_unbiased']), rel=1e-12)
+  assert ev.classifier_score_from_logits(np.zeros((30, 7))) == pytest.approx(1.0, abs=1e-12)
+  with pytest.raises(ValueError, match='eval.is_convention'):
+    ev.inception_score_by_convention(feats, 'tf_gan')
+
+
+def test_is_conventions_differ_where_splits_matter():
+  """20 confident samples of 20 classes: one pass sees 20 classes (IS 20), torch-fidelity's 10
+  splits of 2 samples see 2 each (IS 2)."""
+  logits = np.eye(20) * 80.0
+  feats = {'logits': logits, 'logits_unbiased': logits}
+  assert ev.inception_score_by_convention(feats, 'tfgan')[0] == pytest.approx(20.0, rel=1e-9)
+  assert ev.inception_score_by_convention(feats, 'torch_fidelity')[0] == pytest.approx(2.0, rel=1e-9)
+  assert _tfgan_is_reference(logits) == pytest.approx(20.0, rel=1e-9)
+  assert _is_reference(logits, 10, 2020)[0] == pytest.approx(2.0, rel=1e-9)
+  rng = np.random.RandomState(13)                          # and on generic logits, by more than 1%
+  z = rng.randn(60, 30) * 3
+  generic = {'logits': z, 'logits_unbiased': z}
+  a = ev.inception_score_by_convention(generic, 'tfgan')[0]
+  b = ev.inception_score_by_convention(generic, 'torch_fidelity')[0]
+  assert abs(a - b) > 0.01 * a
+
+
 def _kid_reference(f1, f2, subsets, size, seed):
   rng = np.random.RandomState(seed)
   d = f1.shape[1]
@@ -296,6 +340,11 @@ def test_sample_metrics_and_uint8():
   assert got['inception_score'] == pytest.approx(_is_reference(feats['logits_unbiased'], 10, 2020)[0])
   assert got['kid'] == pytest.approx(_kid_reference(feats['pool_3'], ref['pool_3'], 3, 50, 2020)[0])
   assert np.isnan(ev.sample_metrics(feats, {'mu': ref['mu'], 'sigma': ref['sigma']})['kid'])
+  tfgan = ev.sample_metrics(feats, ref, kid_subsets=3, kid_subset_size=50, is_convention='tfgan')
+  assert tfgan['inception_score'] == pytest.approx(_tfgan_is_reference(feats['logits']), rel=1e-12)
+  assert np.isnan(tfgan['inception_score_std']) and tfgan['fid'] == got['fid']
+  assert ev.sample_metrics(feats, ref, is_logits='logits', kid_subsets=3, kid_subset_size=50)[
+      'inception_score'] == pytest.approx(_is_reference(feats['logits'], 10, 2020)[0])
   np.testing.assert_array_equal(ev.images_to_uint8(np.array([-0.1, 0., 0.5, 1., 1.2]), False),
                                 [0, 0, 128, 255, 255])
   x = np.linspace(-1, 1, 1001)
@@ -312,7 +361,7 @@ def test_stats_files_edm_and_score_sde_formats(tmp_path):
   edm_path, sde_path = str(tmp_path / 'edm.npz'), str(tmp_path / 'sde.npz')
   np.savez(edm_path, mu=feats.mean(0), sigma=np.cov(feats, rowvar=False))   # EDM fid.py ref
   np.savez(sde_path, pool_3=feats)                                            # score_sde stats
-  a, b = ev.load_stats(edm_path), ev.load_stats(sde_path)
+  a, b = ev.load_stats(edm_path), ev.load_stats(sde_path, allow_foreign_stats=True)
   np.testing.assert_allclose(a['mu'], b['mu'], rtol=1e-12)
   np.testing.assert_allclose(a['sigma'], b['sigma'], rtol=1e-12)
   np.testing.assert_array_equal(b['pool_3'], feats)
@@ -343,6 +392,88 @@ def test_fid_stats_from_images_batches_and_writes_edm_npz(tmp_path):
     np.testing.assert_allclose(f['sigma'], np.cov(feats, rowvar=False), rtol=1e-12)
     assert f['pool_3'].shape == (19, 3)
   assert ev.fid_from_stats(stats, ev.load_stats(out)) == pytest.approx(0.0, abs=1e-6)
+
+
+def _config(dataset, image_size, category='', path='', fid_stats_path=''):
+  return ml_collections.ConfigDict({
+      'data': {'dataset': dataset, 'image_size': image_size, 'category': category, 'path': path},
+      'eval': {'fid_stats_path': fid_stats_path}})
+
+
+def test_default_stats_path_tries_ours_score_sde_then_edm(tmp_path, monkeypatch):
+  monkeypatch.setattr(ev, 'STATS_DIR', str(tmp_path))
+  names = lambda cfg: [os.path.basename(p) for p in ev.stats_path_candidates(cfg)]
+  cifar = _config('CIFAR10', 32)
+  assert names(cifar) == ['cifar10_32_stats.npz', 'cifar10_stats.npz', 'cifar10-32x32.npz']
+  assert ev.default_stats_path(cifar) == str(tmp_path / 'cifar10_32_stats.npz')     # none exists
+  for name, expected in (('cifar10-32x32.npz', 'cifar10-32x32.npz'),               # EDM's
+                         ('cifar10_stats.npz', 'cifar10_stats.npz'),               # score_sde's first
+                         ('cifar10_32_stats.npz', 'cifar10_32_stats.npz')):        # ours first
+    np.savez(str(tmp_path / name), mu=np.zeros(2), sigma=np.eye(2))
+    assert ev.default_stats_path(cifar) == str(tmp_path / expected)
+  assert names(_config('CELEBA', 64)) == ['celeba_64_stats.npz', 'celeba_stats.npz']
+  assert names(_config('LSUN', 256, category='church_outdoor')) == ['lsun_church_outdoor_256_stats.npz']
+  assert names(_config('FFHQ', 64)) == ['ffhq_64_stats.npz', 'ffhq-64x64.npz']
+  for stem in ('afhqv2-64x64', 'imagenet-64x64'):                  # EDM configs: IMAGE_ZIP + zip
+    zipped = _config('IMAGE_ZIP', 64, path=f'datasets/{stem}.zip')
+    assert names(zipped) == [f'{stem}_64_stats.npz', f'{stem}.npz']
+  assert names(_config('IMAGE_ZIP', 64, path='data/my_folder/')) == ['my_folder_64_stats.npz',
+                                                                     'my_folder.npz']
+  explicit = _config('CIFAR10', 32, fid_stats_path=str(tmp_path / 'missing.npz'))
+  assert ev.default_stats_path(explicit) == str(tmp_path / 'missing.npz')         # as given
+  assert ev.stats_path_candidates(explicit) == [str(tmp_path / 'missing.npz')]
+
+
+def test_foreign_stats_are_refused_with_the_reason(tmp_path):
+  rng = np.random.RandomState(14)
+  feats = rng.randn(40, 5)
+  sde_path = str(tmp_path / 'cifar10_stats.npz')
+  np.savez(sde_path, pool_3=feats)                                # TF-GAN pool_3 (score_sde)
+  for extractor in (None, 'pytorch_fid', 'edm'):
+    with pytest.raises(ev.ForeignStatsError) as err:
+      ev.load_stats(sde_path, extractor=extractor)
+    msg = str(err.value)
+    assert '\n' not in msg and isinstance(err.value, ev.EvaluationFileError)   # one line, caught
+    for needle in (sde_path, 'eval.allow_foreign_stats', 'TF-GAN pool_3', '--mode=fid_stats'):
+      assert needle in msg
+  allowed = ev.load_stats(sde_path, extractor='pytorch_fid', allow_foreign_stats=True)
+  np.testing.assert_allclose(allowed['mu'], feats.mean(0), rtol=1e-12)
+
+  ours = str(tmp_path / 'cifar10_32_stats.npz')                    # ours, marked with the extractor
+  ev.save_stats(ours, dict(ev.compute_stats(feats), pool_3=feats, extractor='edm'))
+  with np.load(ours) as f:
+    assert str(f['extractor']) == 'edm' and sorted(f.files) == ['extractor', 'mu', 'pool_3', 'sigma']
+  for extractor in (None, 'edm'):
+    assert ev.load_stats(ours, extractor=extractor)['extractor'] == 'edm'
+  with pytest.raises(ev.ForeignStatsError) as err:
+    ev.load_stats(ours, extractor='pytorch_fid')
+  assert '\n' not in str(err.value)
+  for needle in (ours, 'eval.allow_foreign_stats', "'edm'", "'pytorch_fid'"):
+    assert needle in str(err.value)
+  assert ev.load_stats(ours, extractor='pytorch_fid', allow_foreign_stats=True)['mu'].shape == (5,)
+
+  edm_ref = str(tmp_path / 'cifar10-32x32.npz')                    # EDM fid-refs / our older files
+  np.savez(edm_ref, mu=feats.mean(0), sigma=np.cov(feats, rowvar=False))
+  old = str(tmp_path / 'old.npz')
+  np.savez(old, mu=feats.mean(0), sigma=np.cov(feats, rowvar=False), pool_3=feats)
+  for path in (edm_ref, old):
+    for extractor in (None, 'pytorch_fid', 'edm'):
+      assert 'extractor' not in ev.load_stats(path, extractor=extractor)
+
+
+def test_fid_stats_file_records_the_extractor(tmp_path, weights):
+  assert ev.get_inception_fn(weights['params'], 'edm').preprocessing == 'edm'
+  assert ev.get_inception_fn(weights['params']).preprocessing == 'pytorch_fid'
+
+  def fake_inception(images):
+    return {'pool_3': np.asarray(images, np.float64).reshape(len(images), -1)[:, :3]}
+  fake_inception.preprocessing = 'pytorch_fid'
+  data = np.random.RandomState(15).randint(0, 256, size=(12, 4, 4, 1)).astype(np.uint8)
+  out = str(tmp_path / 'ref.npz')
+  ev.fid_stats_from_images(iter([data[:6], data[6:]]), fake_inception, out)
+  assert ev.load_stats(out, extractor='pytorch_fid')['extractor'] == 'pytorch_fid'
+  with pytest.raises(ev.ForeignStatsError, match='eval.allow_foreign_stats'):
+    ev.load_stats(out, extractor='edm')
 
 
 # ------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ _IN_RANGE = (0, 9) <= tuple(int(p) for p in jaxlib.__version__.split('.')[:2]) <
 _PROBE = '''
 import jax, jax.numpy as jnp
 import utils
+utils.configure_cpu()
 f = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
                                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
 text = f.lower(jnp.ones((8, 32, 32, 64)), jnp.ones((3, 3, 64, 64))).compile().as_text()
@@ -32,7 +33,7 @@ def _probe(xla_flags):
 
 @pytest.mark.skipif(not _IN_RANGE, reason='the setting targets jaxlib 0.9-0.10 only')
 def test_cpu_convolutions_leave_ynnpack_unless_the_user_set_the_flag():
-  """Importing utils compiles convolutions with XLA's own kernels; a user's XLA_FLAGS wins."""
+  """utils.configure_cpu() compiles convolutions with XLA's own kernels; a user's XLA_FLAGS wins."""
   assert _probe('') == 'XLA_CONV'
   ynn_conv = '--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'
   assert _probe(ynn_conv) == 'YNN_CONV'
@@ -78,6 +79,22 @@ def test_threefry_on_cpu_is_unrolled_and_gives_the_known_answers():
            ((0x13198a2e, 0x03707344), (0x243f6a88, 0x85a308d3), (0xc4923a9c, 0x483df7a0))]
   for key, count, want in cases:
     np.testing.assert_array_equal(np.asarray(fn(u32(*key), u32(*count))), np.array(want, np.uint32))
-  if utils.UNROLLED_THREEFRY:
+  if utils.unroll_threefry_on_cpu():
     hlo = fn.lower(u32(0, 0), u32(0, 0)).as_text()
     assert 'while' not in hlo
+
+
+def test_importing_modules_changes_nothing_global():
+  """Importing the library leaves XLA_FLAGS and JAX's CPU lowerings as they were
+  (`utils.configure_cpu` is the explicit step)."""
+  code = ('import os; before = os.environ.get("XLA_FLAGS"); '
+          'from jax._src.interpreters import mlir; from jax._src.random import threefry2x32 as t; '
+          'rule = lambda: mlir._platform_specific_lowerings["cpu"].get(t.threefry2x32_p); '
+          'before_rule = rule(); '
+          'import sde_lib, losses, sampling, run_lib, modes, evaluation, utils, foreign.load; '
+          'assert os.environ.get("XLA_FLAGS") == before, os.environ.get("XLA_FLAGS"); '
+          'assert rule() is before_rule; print("ok")')
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120, env=env, check=False)
+  assert out.stdout.strip().endswith('ok'), out.stderr[-2000:]
