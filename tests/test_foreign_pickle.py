@@ -167,3 +167,13 @@ def test_object_arrays_are_refused():
   data = pickle.dumps(np.array([None, 1], dtype=object))
   with pytest.raises(pickle.UnpicklingError, match='object'):
     torch_pickle.read(io.BytesIO(data), 'mem')
+
+
+@pytest.mark.parametrize('name', ['zip.pth', 'legacy.pth'])
+def test_both_torch_save_formats_read_without_torch(name):
+  """Files torch itself wrote (tools/make_torch_format_fixtures.py): dtypes, views and strides."""
+  state = torch_pickle.read(os.path.join(ROOT, 'tests', 'fixtures', 'torch_formats', name))
+  assert list(state) == ['weight', 'half', 'view', 'transposed']
+  np.testing.assert_array_equal(state['weight'], np.arange(6.).reshape(2, 3))
+  assert state['half'].dtype == np.float16 and state['view'].tolist() == [2, 4, 6]
+  np.testing.assert_array_equal(state['transposed'], np.arange(6.).reshape(2, 3).T)
