@@ -90,6 +90,11 @@ def _eval():
   evaluate = ml_collections.ConfigDict()
   evaluate.begin_ckpt = 9                     # first checkpoint index (×snapshot_freq steps)
   evaluate.end_ckpt = 26                      # last checkpoint index, inclusive
+  evaluate.begin_step = -1                    # first checkpoint step (≥ 0 replaces begin_ckpt)
+  evaluate.end_step = -1                      # last checkpoint step (≥ 0 replaces end_ckpt)
+  evaluate.wait_for_checkpoints = True        # poll for checkpoints not written yet (score_sde)
+  evaluate.wait_timeout_s = 3600.             # give up on a missing checkpoint after this long
+  evaluate.poll_interval_s = 60.              # seconds between polls for a missing checkpoint
   evaluate.batch_size = 1024                  # global eval / sampling batch
   evaluate.enable_loss = True                 # loss over the eval split
   evaluate.enable_bpd = False                 # bits/dim by the probability-flow ODE
@@ -97,6 +102,16 @@ def _eval():
   evaluate.num_samples = 50000                # samples per checkpoint for FID
   evaluate.bpd_dataset = 'test'               # split for bpd: 'train' | 'test'
   evaluate.bpd_num_repeats = 5                # passes over the test split for bpd (train: 1)
+  evaluate.likelihood_eps = 1e-5              # bits/dim integrate from t = eps (Song+21: 1e-5
+  #                                             for every SDE; the sampling eps is separate)
+  evaluate.images = ''                        # --mode=fid: a folder (recursive), EDM zip or .npz
+  #                                             files of images to score
+  evaluate.fid_repeats = 1                    # --mode=fid: FIDs over consecutive seed ranges of
+  #                                             num_samples each; the minimum is reported (EDM: 3)
+  evaluate.is_convention = 'torch_fidelity'   # Inception Score: 'torch_fidelity' (10 splits) |
+  #                                             'tfgan' (TF-GAN's, as score_sde reported it)
+  evaluate.allow_foreign_stats = False        # accept TF-GAN pool_3 stats with our pytorch-fid
+  #                                             Inception graph (the FID is then not comparable)
   evaluate.inception_path = ''                # Inception weights (.pth/.pkl/.npz); '' = assets/
   #                                             inception/pt_inception-2015-12-05-6726825d.pth
   evaluate.fid_stats_path = ''                # reference stats .npz (mu, sigma or pool_3); '' =

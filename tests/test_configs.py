@@ -199,7 +199,7 @@ def test_training_mode_loss_and_sampler_agree(rel):
     assert not training.likelihood_weighting
   assert sampling.method in ('pc', 'ode', 'edm')
   assert sampling.predictor in PREDICTORS and sampling.corrector in CORRECTORS
-  if training.sde == 'subvpsde':   # subVPSDE has no alphas (score_sde.md §10)
+  if training.sde == 'subvpsde':   # subVPSDE has no alphas (score_sde's sde_lib)
     assert sampling.predictor != 'ancestral_sampling' and sampling.corrector != 'langevin'
   for freq in ('log_freq', 'eval_freq', 'snapshot_freq', 'snapshot_freq_for_preemption'):
     assert training[freq] % training.n_jitted_steps == 0, freq

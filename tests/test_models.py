@@ -1,7 +1,7 @@
 """NCSN++ / DDPM++ / DDPM: exact parameter counts of the CIFAR-10 configs, construction errors,
 and small forward checks. Parity with the official nets is in test_models_parity.py.
 
-Expected counts: score_sde.md §3 ([verified] by abstract evaluation of the official JAX models);
+Expected counts: the official code ([verified] by abstract evaluation of the official JAX models);
 the deep positional, DDPM++ deep, unconditional DDPM and 64/256 px counts were obtained the same
 way (`jax.eval_shape` of yang-song/score_sde's models on its own config files, under today's JAX).
 """

@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # score_sde config file -> parameter count of its model.
 CONFIG_COUNTS = {
-    've/ncsn/cifar10.py': 34_428_675,        # 10 scales [score_sde.md §3]
+    've/ncsn/cifar10.py': 34_428_675,        # 10 scales [the official code]
     've/ncsn/cifar10_5.py': 34_428_675,
     've/ncsn/cifar10_124.py': 44_828_931,    # 232 scales
     've/ncsn/cifar10_1245.py': 44_828_931,
@@ -30,7 +30,7 @@ CONFIG_COUNTS = {
     've/ncsn/celeba_5.py': 34_428_675,
     've/ncsn/celeba_124.py': 57_384_195,     # 500 scales
     've/ncsn/celeba_1245.py': 57_384_195,
-    've/ncsnv2/cifar10.py': 33_970_563,      # [score_sde.md §3]
+    've/ncsnv2/cifar10.py': 33_970_563,      # [the official code]
     've/ncsnv2/celeba.py': 33_970_563,
     've/ncsnv2/bedroom.py': 83_445_379,      # ncsnv2_128 at 128 px
 }

@@ -1,10 +1,10 @@
-"""Write the README's config reference table from configs/default_lib.py (the one field tree).
+"""Write docs/config_reference.md's table from configs/default_lib.py (the one field tree).
 
 Every field of `default_lib.get_base_config()` is listed with its default and the comment that
-follows it in default_lib.py, so the table cannot drift from the code (tests/test_configs.py
-compares the README with this output).
+follows it in default_lib.py, so the table cannot drift from the code (tests/test_docs.py
+compares docs/config_reference.md with this output).
 
-  python tools/config_reference.py            # rewrite the table in README.md in place
+  python tools/config_reference.py            # rewrite the table in docs/config_reference.md
   python tools/config_reference.py --print    # print it instead
 """
 import os
@@ -15,6 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from configs import default_lib  # pylint: disable=wrong-import-position
 
+DOC = os.path.join(ROOT, 'docs', 'config_reference.md')
 BEGIN, END = '<!-- config-reference:begin -->', '<!-- config-reference:end -->'
 _FIELD = re.compile(r'^\s+(\w+)\.(\w+) = .*?#\s?(.*)$')
 _MORE = re.compile(r'^\s+#\s{20,}(.*)$')   # a comment continued under the previous one
@@ -54,20 +55,20 @@ def table():
   return '\n'.join(rows)
 
 
-def readme_with_table(text):
+def with_table(text):
+  """`text` with the table between its BEGIN and END markers replaced by `table()`."""
   start, stop = text.index(BEGIN) + len(BEGIN), text.index(END)
   return text[:start] + '\n' + table() + '\n' + text[stop:]
 
 
 def main():
-  path = os.path.join(ROOT, 'README.md')
   if '--print' in sys.argv:
     print(table())
     return
-  with open(path, encoding='utf-8') as f:
+  with open(DOC, encoding='utf-8') as f:
     text = f.read()
-  with open(path, 'w', encoding='utf-8') as f:
-    f.write(readme_with_table(text))
+  with open(DOC, 'w', encoding='utf-8') as f:
+    f.write(with_table(text))
 
 
 if __name__ == '__main__':

@@ -12,9 +12,9 @@ code counts (training_loop.py's module summary, `misc.print_module_summary`):
 `sum(p.numel() for p in net.parameters())` — registered buffers (SongUNet's Fourier
 frequencies, `FourierEmbedding.freqs`) are not parameters there.
 
-  /work/torchvenv/bin/python tools/count_official_params.py --edm=/work/peers/NVlabs+edm \
-      --pfgmpp=/work/peers/Newbeeer+pfgmpp --stf=/work/peers/Newbeeer+stf \
-      --patch=/work/peers/Zhendong-Wang+Patch-Diffusion
+  python tools/count_official_params.py --edm=<NVlabs/edm> \
+      --pfgmpp=<Newbeeer/pfgmpp> --stf=<Newbeeer/stf> \
+      --patch=<Zhendong-Wang/Patch-Diffusion>   # checkouts; torch installed
 
 Which code builds which entry: EDM's pkls and the EDM-ES leaves (EDM-ES samples EDM's pkls
 unchanged) with NVlabs/edm; PFGM++ and STF checkpoints with their forks (EDMPrecond there only

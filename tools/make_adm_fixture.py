@@ -2,7 +2,7 @@
 for tests/test_adm.py (our `models.adm` through `foreign.adm`; torch is not needed there).
 
 Usage (torch 2.13 CPU in its own venv; --edm is a checkout of NVlabs/edm, imported from there):
-  /work/torchvenv/bin/python tools/make_adm_fixture.py --edm=/work/peers/NVlabs+edm
+  python tools/make_adm_fixture.py --edm=<NVlabs/edm checkout>   # with torch installed
 
 Cases, each an EDMPrecond(model_type='DhariwalUNet') built as train.py builds it, in eval mode:
   uncond: 16 px, model_channels 32, channel_mult [1, 2], num_blocks 2, attn_resolutions [16, 8]

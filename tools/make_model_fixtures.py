@@ -7,7 +7,7 @@ Two runs, two interpreters (each replaces only its own `<backend>/...` entries i
   /tmp/torchvenv/bin/python tools/make_model_fixtures.py --backend=torch --official=/tmp/sdept
       (a venv with torch==2.13.0 numpy ml_collections; score_sde_pytorch's CUDA `op` build is
       disabled and its pure-PyTorch FIR path is used)
-  /work/venv/bin/python tools/make_model_fixtures.py --backend=flax --official=/tmp/sdejax
+  python tools/make_model_fixtures.py --backend=flax --official=/tmp/sdejax
       (yang-song/score_sde run under today's JAX/Flax with a `flax.optim` shim; its params are the
       old-style tree `Conv_0`, `ResnetBlockBigGANpp_3`, ... that `convert_flax` must read)
 Every weight is randomised (zero-initialised layers included) and rounded to float16 so that it

@@ -4,7 +4,7 @@ Each case: a tiny random-weight network saved exactly as the official training c
 4 given latents and the official sampler's result for them (Karras+22 EDM, arXiv:2206.00364;
 Ning+24 EDM-ES, arXiv:2308.15321; Xu+23 PFGM++, arXiv:2302.04265; Wang+23 Patch Diffusion,
 arXiv:2304.12526; Song+21 score SDE, arXiv:2011.13456). Nothing is downloaded:
-  /work/torchvenv/bin/python tools/make_published_fixtures.py --edm=<NVlabs/edm> \
+  python tools/make_published_fixtures.py --edm=<NVlabs/edm> \
       --edm_es=<forever208/EDM-ES> --pfgmpp=<Newbeeer/pfgmpp> --patch=<Zhendong-Wang/Patch-Diffusion> \
       --score_sde=<yang-song/score_sde_pytorch> --out=tests/fixtures/published [--cases=a,b]
 (torch==2.13.0 CPU, numpy, scipy, ml_collections, click, tqdm, pillow, requests). The peers share

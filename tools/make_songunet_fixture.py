@@ -19,7 +19,7 @@ frequencies, resampling filters) keep EDM's values. Per net: `<net>/sd/<name>`, 
 network output `out`; for `ncsnpp` and `patch` also `precond/{x, sigma, pos, class_labels, D}`, the
 preconditioned D(x; σ) (Patch_EDMPrecond on an 8×8 crop with its coordinates).
 
-Usage: /work/torchvenv/bin/python tools/make_songunet_fixture.py --edm=DIR --patch=DIR
+Usage (torch installed): python tools/make_songunet_fixture.py --edm=DIR --patch=DIR
 """
 import argparse
 import json

@@ -1,7 +1,7 @@
 """NCSN++ deep (8 blocks per resolution), VE SDE, continuous, CIFAR-10: the paper's best FID.
 
 Command: python main.py --config=configs/ve/cifar10_ncsnpp_deep_continuous.py --mode=train --workdir=W
-Expected: FID 2.20, IS 9.89 [paper] [README]; 107,587,075 parameters [verified: score_sde.md §3].
+Expected: FID 2.20, IS 9.89 [paper] [README]; 107,587,075 parameters [verified: counted with the official code].
 """
 from configs import presets
 from configs.default_cifar10_configs import get_default_configs

@@ -2,7 +2,7 @@
 
 Command: python main.py --config=configs/vp/cifar10_ncsnpp.py --mode=train --workdir=W
 Expected: no number in the README for this config; 62,693,251 parameters [verified:
-score_sde.md §3].
+counted with the official code].
 """
 from configs import presets
 from configs.default_cifar10_configs import get_default_configs

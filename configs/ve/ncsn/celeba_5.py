@@ -2,7 +2,7 @@
 
 Command: python main.py --config=configs/ve/ncsn/celeba_5.py --mode=train --workdir=W
 Expected: no number in score_sde's README; 34,428,675 parameters for 10 scales [verified:
-score_sde.md §3].
+counted with the official code].
 """
 from configs import presets
 from configs.default_celeba_configs import get_default_configs

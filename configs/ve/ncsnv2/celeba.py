@@ -1,7 +1,7 @@
 """NCSNv2 on CelebA 64×64: 500 levels σ ∈ [0.01, 90], ALD sampling.
 
 Command: python main.py --config=configs/ve/ncsnv2/celeba.py --mode=train --workdir=W
-Expected: no number in score_sde's README; 33,970,563 parameters [verified: score_sde.md §3].
+Expected: no number in score_sde's README; 33,970,563 parameters [verified: counted with the official code].
 """
 from configs import presets
 from configs.default_celeba_configs import get_default_configs

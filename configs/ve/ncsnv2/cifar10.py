@@ -1,7 +1,7 @@
 """NCSNv2 (Song&Ermon20, arXiv:2006.09011) on CIFAR-10: 232 levels σ ∈ [0.01, 50], ALD sampling.
 
 Command: python main.py --config=configs/ve/ncsnv2/cifar10.py --mode=train --workdir=W
-Expected: no number in score_sde's README; 33,970,563 parameters [verified: score_sde.md §3].
+Expected: no number in score_sde's README; 33,970,563 parameters [verified: counted with the official code].
 """
 from configs import presets
 from configs.default_cifar10_configs import get_default_configs
