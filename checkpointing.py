@@ -1,7 +1,7 @@
 """Orbax checkpoints of a `losses.TrainState` in a run directory.
 
 workdir/checkpoints/<step>/       kept snapshots, every training.snapshot_freq steps (all kept);
-                                  `evaluate` reads checkpoint index k as step k·snapshot_freq
+                                  --mode=eval picks steps by run_lib.eval_steps
 workdir/checkpoints-meta/<step>/  the newest resume point, every snapshot_freq_for_preemption
                                   steps (only one kept)
 

@@ -1,5 +1,5 @@
-"""Sample-quality evaluation: FID, Inception Score and KID on FID Inception-v3 features, and a
-Fréchet distance on a small digits classifier for the 8x8 quickstart.
+"""Sample-quality evaluation: FID, Inception Score and KID on FID Inception-v3 features (the 8x8
+quickstart's digits metric is in digits_metric.py).
 
 Papers: Heusel+17 FID (arXiv:1706.08500); Salimans+16 IS (arXiv:1606.03498); Binkowski+18 KID
 (arXiv:1801.01401). Numerics follow the reference code: pytorch-fid (statistics, FID with its
@@ -26,11 +26,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import scipy.linalg
 import scipy.special
 
-from datasets import DIGITS_NUM_TRAIN, digits_split  # pylint: disable=unused-import
 from foreign import torch_pickle
 from models import inception
 
@@ -85,7 +83,7 @@ def load_inception(path_or_state_dict):
     with np.load(path) as f:
       flat = {k: f[k] for k in f.files if k != 'preprocessing'}
       prep = str(f['preprocessing'])
-    return {'params': _unflatten(flat), 'preprocessing': prep}
+    return {'params': unflatten_params(flat), 'preprocessing': prep}
   return inception_from_state_dict(_read_state_dict(path))
 
 
@@ -120,7 +118,7 @@ def export_inception_npz(weights, path):
   np.savez(path, preprocessing=np.array(weights['preprocessing']), **flat)
 
 
-def _unflatten(flat):
+def unflatten_params(flat):
   tree = {}
   for k, v in flat.items():
     *head, last = k.split('/')
@@ -397,6 +395,13 @@ def images_to_uint8(images, centered):
 # Reference statistics files
 
 STATS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'assets', 'stats')
+INCEPTION_DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'assets', 'inception',
+                                 'pt_inception-2015-12-05-6726825d.pth')
+
+
+def default_inception_path(config):
+  """`eval.inception_path`, or pytorch-fid's weights under assets/inception/."""
+  return config.eval.inception_path or INCEPTION_DEFAULT
 _SCORE_SDE_STATS = {('CIFAR10', 32): 'cifar10_stats.npz', ('CELEBA', 64): 'celeba_stats.npz'}
 _EDM_REFS = {'CIFAR10': 'cifar10', 'FFHQ': 'ffhq'}   # + IMAGE_ZIP: the zip's stem (afhqv2-64x64...)
 
@@ -512,83 +517,3 @@ def fid_stats_from_images(iterator, inception_fn, out_path, keep_features=True):
     stats['extractor'] = inception_fn.preprocessing
   save_stats(out_path, stats)
   return stats
-
-
-# ------------------------------------------------------------------------------------------------
-# Digits quickstart metric: Fréchet distance on a small MLP classifier's penultimate features
-
-# The split is datasets.digits_split (sklearn digits: first 1500 images train, last 297 test; values
-# divided by 16), shared with the input pipeline and re-exported here.
-DIGITS_CLASSIFIER_VERSION = 'digits_mlp_v1'   # cache key: change when the model, training or split changes
-
-
-class DigitsMLP(nn.Module):
-  """64 -> 256 -> 64 -> 10 MLP. Features: the 64-d penultimate layer before its ReLU (after the
-  ReLU, dead units would make the covariance singular)."""
-
-  @nn.compact
-  def __call__(self, x):
-    x = x.reshape((x.shape[0], -1))
-    x = nn.relu(nn.Dense(256)(x))
-    features = nn.Dense(64)(x)
-    return nn.Dense(10)(nn.relu(features)), features
-
-
-def train_digits_classifier(seed=0, steps=400, learning_rate=3e-3):
-  """Train `DigitsMLP` on the train split: full batch, Adam, fixed seed and steps (a few s on CPU)."""
-  data = digits_split()
-  x, y = jnp.asarray(data['train_images']), jnp.asarray(data['train_labels'])
-  model = DigitsMLP()
-  params = model.init(jax.random.key(seed), x[:1])['params']
-  opt = optax.adam(learning_rate)
-
-  def step(carry, _):
-    params, opt_state = carry
-    def loss_fn(p):
-      logits, _ = model.apply({'params': p}, x)
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    grads = jax.grad(loss_fn)(params)
-    updates, opt_state = opt.update(grads, opt_state)
-    return (optax.apply_updates(params, updates), opt_state), None
-
-  (params, _), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=steps))((params, opt.init(params)))
-  return jax.tree.map(np.asarray, params)
-
-
-def load_digits_classifier(cache_dir):
-  """Classifier params, cached as `<cache_dir>/digits_mlp_v1.npz` (trained and written if absent)."""
-  path = os.path.join(cache_dir, f'{DIGITS_CLASSIFIER_VERSION}.npz')
-  if os.path.isfile(path):
-    with np.load(path) as f:
-      return _unflatten({k: f[k] for k in f.files})
-  params = train_digits_classifier()
-  os.makedirs(cache_dir, exist_ok=True)
-  tmp = f'{path}.{os.getpid()}.tmp.npz'      # write then rename: a reader never sees half a file
-  np.savez(tmp, **{'/'.join(p.key for p in kp): v
-                   for kp, v in jax.tree_util.tree_flatten_with_path(params)[0]})
-  os.replace(tmp, path)
-  return params
-
-
-def to_digits_resolution(images):
-  """Images [N, H, W, C] in [0, 1] -> [N, 8, 8, 1]: channels averaged, HxW average-pooled to 8x8."""
-  x = np.asarray(images, np.float32)
-  x = x.mean(axis=-1, keepdims=True)
-  n, h, w, _ = x.shape
-  if h % 8 or w % 8:
-    raise ValueError(f'digits metric needs a size divisible by 8, got {h}x{w}')
-  return x.reshape(n, 8, h // 8, 8, w // 8, 1).mean(axis=(2, 4))
-
-
-def digits_features(images, params):
-  """Penultimate features [N, 64] of the digits classifier for images [N, H, W, C] in [0, 1]."""
-  _, feats = DigitsMLP().apply({'params': params}, jnp.asarray(to_digits_resolution(images)))
-  return np.asarray(feats, np.float64)
-
-
-def digits_fd(images, params, ref_images=None):
-  """Fréchet distance (Heusel+17 FID Eq.) between classifier features of `images` and of
-  `ref_images` (default: the digits train split), both [N, H, W, C] in [0, 1]."""
-  ref = digits_split()['train_images'] if ref_images is None else ref_images
-  a, b = compute_stats(digits_features(images, params)), compute_stats(digits_features(ref, params))
-  return fid_from_stats(a, b)

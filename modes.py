@@ -8,7 +8,9 @@ from absl import logging
 
 import checkpointing
 import controllable_generation as cg
+import eval_lib
 import evaluation
+import fid
 import run_lib
 from utils import Registry
 
@@ -23,12 +25,18 @@ def _train(config, workdir, options):
 
 @register_mode('eval')
 def _eval(config, workdir, options):
-  return run_lib.evaluate(config, workdir, options['eval_folder'], options['checkpoint'])
+  return eval_lib.evaluate(config, workdir, options['eval_folder'], options['checkpoint'])
 
 
 @register_mode('sample')
 def _sample(config, workdir, options):
   return run_lib.sample(config, workdir, options['checkpoint'])
+
+
+@register_mode('fid')
+def _fid(config, workdir, options):
+  del options
+  return fid.run(config, workdir)
 
 
 @register_mode('fid_stats')
@@ -52,6 +60,6 @@ def run(mode, config, workdir, **options):
   try:
     return MODES.get(mode)(config, workdir, options)
   except (run_lib.TrainingDivergedError, evaluation.EvaluationFileError,
-          checkpointing.CheckpointReadError) as err:
+          checkpointing.CheckpointReadError, fid.ImagesError) as err:
     logging.error('%s', err)
     raise SystemExit(1) from None

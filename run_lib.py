@@ -1,10 +1,11 @@
-"""Training, evaluation and sampling runs (score_sde's run_lib; Song+21, arXiv:2011.13456).
+"""Training and sampling runs (score_sde's run_lib; Song+21, arXiv:2011.13456).
 
   train(config, workdir[, checkpoint])     train with checkpoints, logs and snapshot samples
-  evaluate(config, workdir, eval_folder[, checkpoint])  loss / bits/dim / sample metrics
   sample(config, workdir[, checkpoint])    per-seed images or one grid (newest checkpoint)
-Each takes `checkpoint`, --checkpoint's file, URL or orbax step directory (foreign.load).
   fid_stats(config, workdir)               Inception reference statistics of the training set
+Each takes `checkpoint`, --checkpoint's file, URL or orbax step directory (foreign.load).
+Evaluation runs (loss, bits/dim, sample metrics) are in eval_lib.py; the helpers they share
+(build, keys, batches, config checks) are here.
 
 Devices: one 1-D mesh 'data' over all devices of all processes. Batches are sharded along
 their batch axis, the train state is replicated, and each process feeds its own share of the
@@ -13,15 +14,12 @@ step): optimizer step s uses fold_in(key(seed), s) (losses.make_train_step), so 
 repeats an uninterrupted one exactly; the input pipeline is replayed to the resume point. Sample i of an
 evaluation uses fold_in(key(seed), SAMPLE_STREAM) folded with i, whatever the batch size.
 
-Run directory (see checkpointing.py for checkpoints/ and checkpoints-meta/):
+Run directory (see checkpointing.py for checkpoints/ and checkpoints-meta/, eval_lib.py for
+<eval_folder>/):
   config.json  stats.jsonl  tensorboard/  samples/iter_<step>.{png,npz}
-  <eval_folder>/ckpt_<k>.json (progress and results of checkpoint index k = step k·snapshot_freq),
-  ckpt_<k>_loss.npz, ckpt_<k>_bpd_<round>.npz, ckpt_<k>/samples_<round>.npz, stats.jsonl,
-  tensorboard/.
 """
 import dataclasses
 import functools
-import json
 import math
 import os
 
@@ -36,11 +34,9 @@ import checkpointing
 import datasets
 import evaluation
 import generate
-import likelihood
 import losses
 import outputs
 import models  # pylint: disable=unused-import   # registers the architectures
-from models import precond
 from models import utils as mutils
 import sampling
 import sde_lib
@@ -49,8 +45,6 @@ import utils
 # fold_in constants of the random streams besides training (training folds in the step < 2**30)
 EVAL_STREAM, SAMPLE_STREAM, INIT_STREAM, BPD_STREAM = 2 ** 30, 2 ** 30 + 1, 2 ** 30 + 2, 2 ** 30 + 3
 FREQUENCIES = ('log_freq', 'eval_freq', 'snapshot_freq', 'snapshot_freq_for_preemption')
-ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'assets')
-INCEPTION_FILE = 'pt_inception-2015-12-05-6726825d.pth'
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -64,7 +58,7 @@ class Run:
   mesh: Mesh
   model: object
   sde: object
-  eps: float                # smallest sampling / likelihood time
+  eps: float                # smallest sampling time (bits/dim: eval.likelihood_eps)
   optimizer: object
   loss_fn: object           # training loss
   eval_loss_fn: object      # evaluation loss (STF's target replaced by the plain one)
@@ -198,8 +192,13 @@ def make_train_fns(run):
               donate_argnums=0, compiler_options=utils.train_compiler_options()),
       jax.jit(eval_loss, in_shardings=(repl, batch, repl), out_shardings=repl),
       jax.jit(all_finite, out_shardings=repl),
-      sampling.get_sampling_fn(config, run.sde, run.model, run.sample_shape,
-                               datasets.get_data_inverse_scaler(config), run.eps))
+      make_sample_fn(run))
+
+
+def make_sample_fn(run):
+  """config.sampling's jitted sampler `(keys [B], params[, x_T]) -> (images in [0, 1], nfe)`."""
+  return sampling.get_sampling_fn(run.config, run.sde, run.model, run.sample_shape,
+                                  datasets.get_data_inverse_scaler(run.config), run.eps)
 
 
 class _Trainer:
@@ -297,141 +296,16 @@ def train(config, workdir, checkpoint=''):
 
 
 # ------------------------------------------------------------------------------------------------
-# Evaluation
+# Evaluation (the runs are in eval_lib.py)
 
-@dataclasses.dataclass(frozen=True)
-class EvalFns:
-  loss: object          # jitted (state, x [B, ...], rng) -> mean EMA loss
-  bpd: object           # jitted (keys [B], x [B, ...], params) -> (bpd [B], z, nfe)
-  sample: object        # jitted (keys [B], params) -> (images in [0, 1], nfe)
-
-
-def make_eval_fns(run):
-  config = run.config
-  inverse_scaler = datasets.get_data_inverse_scaler(config)
-  repl, batch = run.replicated, run.sharded()
-
-  def make_score_fn(params):
-    return precond.get_score_fn(config, run.sde,
-                                mutils.get_model_fn(run.model, params, train=False))
-  return EvalFns(
-      jax.jit(losses.make_eval_step(run.model, run.eval_loss_fn), in_shardings=(repl, batch, repl),
-              out_shardings=repl),
-      likelihood.get_likelihood_fn(run.sde, make_score_fn, inverse_scaler,
-                                   rtol=config.sampling.ode_rtol, atol=config.sampling.ode_atol,
-                                   eps=run.eps),
-      sampling.get_sampling_fn(config, run.sde, run.model, run.sample_shape, inverse_scaler,
-                               run.eps))
-
-
-def _inception_path(config):
-  return config.eval.inception_path or os.path.join(ASSETS, 'inception', INCEPTION_FILE)
-
-
-def _stats_path(config):
-  d = config.data
-  name = f'lsun_{d.category}' if d.dataset == 'LSUN' else d.dataset.lower()
-  return config.eval.fid_stats_path or os.path.join(ASSETS, 'stats', f'{name}_{d.image_size}_stats.npz')
-
-
-def sample_metric_fn(run, eval_dir):
-  """uint8 samples [N, H, W, C] -> metrics: the digits Fréchet distance for DIGITS, else Inception
-  FID / IS / KID against the reference statistics. Missing files fail here, before any work."""
-  config = run.config
-  if config.data.dataset == 'DIGITS':
-    params = evaluation.load_digits_classifier(os.path.join(eval_dir, 'digits_classifier'))
-    test_fd = evaluation.digits_fd(datasets.digits_split()['test_images'], params)
-    logging.info('digits FD of the real test split (vs train): %.4f', test_fd)
-    return lambda images: {'digits_fd': evaluation.digits_fd(images / 255., params),
-                           'digits_fd_real_test': test_fd}
-  inception = evaluation.load_inception(_inception_path(config))
-  ref_stats = evaluation.load_stats(_stats_path(config))
-  inception_fn = evaluation.get_inception_fn(inception['params'], inception['preprocessing'],
-                                             mesh=run.mesh)
-
-  def metrics(images):
-    chunks = np.array_split(images, max(1, len(images) // config.eval.batch_size))
-    return evaluation.sample_metrics(evaluation.inception_features(chunks, inception_fn),
-                                     ref_stats)
-  return metrics
-
-
-class _Checkpoint:
-  """Progress and results of one checkpoint index in `<eval_dir>/ckpt_<k>.json` (resumable)."""
-
-  def __init__(self, eval_dir, k):
-    self.dir, self.k = eval_dir, k
-    self.path = os.path.join(eval_dir, f'ckpt_{k}.json')
-    self.info = {}
-    if os.path.isfile(self.path):
-      with open(self.path) as f:
-        self.info = json.load(f)
-
-  def file(self, name):
-    return os.path.join(self.dir, f'ckpt_{self.k}_{name}')
-
-  def update(self, **kv):
-    self.info.update(kv)
-    outputs.write_json(self.path, self.info)
-
-
-def _eval_loss(run, fns, state, ckpt):
-  if 'eval_loss' in ckpt.info:
-    return
-  _, ds = datasets.get_dataset(run.config, evaluation=True)
-  key, values = _key(run.config, EVAL_STREAM), []
-  for i, x in enumerate(_batches(ds, run, axis=0)):
-    values.append(float(fns.loss(state, x, jax.random.fold_in(key, i))))
-  outputs.save_npz(ckpt.file('loss.npz'), all_losses=np.array(values), mean_loss=np.mean(values))
-  ckpt.update(eval_loss=float(np.mean(values)))
-
-
-def _bpd_round(run, fns, state, ds, round_):
-  """Bits/dim of every image of one pass over `ds` (uniformly dequantized)."""
-  base, out = _key(run.config, BPD_STREAM, round_), []
-  progress = utils.Progress(f'bpd batch (round {round_})', 0, int(ds.cardinality()))
-  for i, x in enumerate(_batches(ds, run, axis=0)):
-    start = sum(len(b) for b in out)
-    bpd, _, _ = fns.bpd(_sample_keys(base, start, x.shape[0], run.sharded()), x, state.ema_params)
-    out.append(_gather(bpd))
-    progress.maybe_log(i + 1)
-  return np.concatenate(out)
-
-
-def _eval_bpd(run, fns, state, ckpt):
-  e = run.config.eval
-  train_ds, test_ds = datasets.get_dataset(run.config, uniform_dequantization=True,
-                                           evaluation=True)
-  ds, repeats = (train_ds, 1) if e.bpd_dataset == 'train' else (test_ds, e.bpd_num_repeats)
-  progress = utils.Progress(f'bpd round (ckpt {ckpt.k})', ckpt.info.get('bpd_rounds', 0), repeats, 0.)
-  for r in range(ckpt.info.get('bpd_rounds', 0), repeats):
-    bpd = _bpd_round(run, fns, state, ds, r)
-    outputs.save_npz(ckpt.file(f'bpd_{r}.npz'), bpd=bpd)
-    ckpt.update(bpd_rounds=r + 1)
-    progress.maybe_log(r + 1)
-  if 'bpd' not in ckpt.info:
-    all_bpd = [np.load(ckpt.file(f'bpd_{r}.npz'))['bpd'] for r in range(repeats)]
-    ckpt.update(bpd=float(np.mean(np.concatenate(all_bpd))))
-
-
-def _eval_samples(run, fns, state, ckpt, metric_fn):
-  e = run.config.eval
-  rounds, done = math.ceil(e.num_samples / e.batch_size), ckpt.info.get('sample_rounds', 0)
-  sample_dir = os.path.join(ckpt.dir, f'ckpt_{ckpt.k}')
-  os.makedirs(sample_dir, exist_ok=True)
-  progress = utils.Progress(f'sampling round (ckpt {ckpt.k})', done, rounds)
-  for r in range(done, rounds):
-    keys = _sample_keys(_key(run.config, SAMPLE_STREAM), r * e.batch_size, e.batch_size,
-                        run.sharded())
-    images, _ = fns.sample(keys, state.ema_params)
-    outputs.save_npz(os.path.join(sample_dir, f'samples_{r}.npz'),
-              samples=evaluation.images_to_uint8(_gather(images), centered=False))
-    ckpt.update(sample_rounds=r + 1)
-    progress.maybe_log(r + 1)
-  if 'sample_metrics' not in ckpt.info:
-    images = np.concatenate([np.load(os.path.join(sample_dir, f'samples_{r}.npz'))['samples']
-                             for r in range(rounds)])[:e.num_samples]
-    ckpt.update(sample_metrics=metric_fn(images))
+def eval_steps(config):
+  """The checkpoint steps `--mode=eval` evaluates: the multiples of training.snapshot_freq in
+  [begin, end], with begin / end = eval.begin_step / end_step, or where those are -1,
+  eval.begin_ckpt / end_ckpt × snapshot_freq (score_sde's checkpoint indices)."""
+  e, freq = config.eval, config.training.snapshot_freq
+  begin = e.begin_step if e.begin_step >= 0 else e.begin_ckpt * freq
+  end = e.end_step if e.end_step >= 0 else e.end_ckpt * freq
+  return list(range(-(-begin // freq) * freq, end + 1, freq))
 
 
 def check_eval_config(config):
@@ -439,8 +313,13 @@ def check_eval_config(config):
   _check_divisible(e.batch_size, 'eval.batch_size')
   if e.bpd_dataset not in ('train', 'test'):
     raise ValueError(f"eval.bpd_dataset = {e.bpd_dataset!r}; expected 'train' or 'test'")
-  if e.begin_ckpt > e.end_ckpt:
-    raise ValueError(f'eval.begin_ckpt = {e.begin_ckpt} > eval.end_ckpt = {e.end_ckpt}')
+  if not eval_steps(config):
+    raise ValueError(f'no checkpoint to evaluate: eval.begin_step..end_step = {e.begin_step}..'
+                     f'{e.end_step} (-1: eval.begin_ckpt..end_ckpt = {e.begin_ckpt}..'
+                     f'{e.end_ckpt} × training.snapshot_freq = {config.training.snapshot_freq}) '
+                     'holds no multiple of training.snapshot_freq')
+  if e.likelihood_eps <= 0:
+    raise ValueError(f'eval.likelihood_eps = {e.likelihood_eps} must be > 0')
   if e.enable_bpd and not math.isinf(config.training.pfgmpp_D):
     raise ValueError(f'eval.enable_bpd: bits/dim integrate the Gaussian probability-flow ODE; '
                      f'training.pfgmpp_D = {config.training.pfgmpp_D} is a PFGM++ model (set '
@@ -448,54 +327,6 @@ def check_eval_config(config):
   if e.enable_bpd and config.model.class_conditional:
     raise ValueError('eval.enable_bpd: bits/dim of a class-conditional model are not '
                      'implemented (set eval.enable_bpd=False)')
-
-
-def _restore_for_eval(run, kept, step, target):
-  """The checkpoint at `step`, or None (missing or unreadable: logged and skipped)."""
-  path = checkpointing.step_path(kept, step)
-  if step not in kept.all_steps():
-    logging.warning('checkpoint %s does not exist; skipped', path)
-    return None
-  try:
-    return checkpointing.restore(kept, step, target)
-  except checkpointing.CheckpointReadError as err:
-    logging.error('%s; skipped, going on with the next checkpoint', err)
-    return None
-
-
-def evaluate(config, workdir, eval_folder='eval', checkpoint=''):
-  """Evaluate checkpoints eval.begin_ckpt..end_ckpt (index k = step k·snapshot_freq), or only
-  `checkpoint` (a file, URL or orbax step directory; results under its file name)."""
-  check_eval_config(config)
-  run, e = build(config), config.eval
-  eval_dir = os.path.join(workdir, eval_folder)
-  os.makedirs(eval_dir, exist_ok=True)
-  metric_fn = sample_metric_fn(run, eval_dir) if e.enable_sampling else None
-  fns, writer = make_eval_fns(run), outputs.Writer(eval_dir)
-  kept, target = checkpointing.kept_manager(workdir), _abstract_state(run)
-  todo = ([(os.path.splitext(os.path.basename(checkpoint.rstrip('/')))[0], None)] if checkpoint
-          else [(k, k * config.training.snapshot_freq) for k in range(e.begin_ckpt, e.end_ckpt + 1)])
-  for k, step in todo:
-    ckpt = _Checkpoint(eval_dir, k)
-    if ckpt.info.get('done'):
-      logging.info('checkpoint %s already evaluated; skipped', k)
-      continue
-    state = (_restore_for_eval(run, kept, step, target) if step is not None else
-             checkpointing.load_given(checkpoint, config, run.optimizer, target))
-    if state is None:
-      continue
-    step = int(state.step)
-    if e.enable_loss:
-      _eval_loss(run, fns, state, ckpt)
-    if e.enable_bpd:
-      _eval_bpd(run, fns, state, ckpt)
-    if e.enable_sampling:
-      _eval_samples(run, fns, state, ckpt, metric_fn)
-    results = {k_: v for k_, v in ckpt.info.items() if k_ in ('eval_loss', 'bpd')}
-    results.update({f'sample/{k_}': v for k_, v in ckpt.info.get('sample_metrics', {}).items()})
-    writer.write(step, results)
-    ckpt.update(done=True, step=step)
-    logging.info('checkpoint %s (step %d): %s', k, step, results)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -524,7 +355,7 @@ def sample(config, workdir, checkpoint=''):
   n = len(seeds) if seeds else config.eval.batch_size
   latents = generate.read_latents(s.latents, n, run.sample_shape) if s.latents else None
   state = restore_newest(run, workdir, checkpoint)
-  sample_fn, step = make_eval_fns(run).sample, int(state.step)
+  sample_fn, step = make_sample_fn(run), int(state.step)
   if seeds:
     out_dir = os.path.join(workdir, 'samples', f'seeds_{step}')
     done = generate.generate_seeds(config, sample_fn, state.ema_params, seeds, out_dir,
@@ -540,14 +371,16 @@ def sample(config, workdir, checkpoint=''):
 
 
 def fid_stats(config, workdir):
-  """Inception statistics (mu, sigma, pool_3) of the training split -> eval.fid_stats_path."""
+  """Inception statistics (mu, sigma, pool_3) of the training split -> eval.fid_stats_path, or
+  where --mode=eval looks first (evaluation.stats_path_candidates)."""
   del workdir
   if config.data.dataset == 'DIGITS':
     raise ValueError('data.dataset = DIGITS is scored with the digits classifier '
-                     '(evaluation.digits_fd); it needs no Inception statistics')
-  inception = evaluation.load_inception(_inception_path(config))
+                     '(digits_metric.digits_fd); it needs no Inception statistics')
+  inception = evaluation.load_inception(evaluation.default_inception_path(config))
   inception_fn = evaluation.get_inception_fn(inception['params'], inception['preprocessing'])
   train_ds, _ = datasets.get_dataset(config, evaluation=True)
   batches = (b['image'] * 255. for b in train_ds.as_numpy_iterator())
-  stats = evaluation.fid_stats_from_images(batches, inception_fn, _stats_path(config))
-  logging.info('wrote %s (%d images)', _stats_path(config), len(stats['pool_3']))
+  path = evaluation.stats_path_candidates(config)[0]     # where --mode=eval looks first
+  stats = evaluation.fid_stats_from_images(batches, inception_fn, path)
+  logging.info('wrote %s (%d images)', path, len(stats['pool_3']))

@@ -16,6 +16,8 @@ import scipy.ndimage
 import scipy.special
 import scipy.stats
 
+import datasets
+import digits_metric
 import evaluation as ev
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -483,10 +485,10 @@ def test_fid_stats_file_records_the_extractor(tmp_path, weights):
 def digits_params(tmp_path_factory):
   cache = str(tmp_path_factory.mktemp('digits_cache'))
   start = time.perf_counter()
-  params = ev.load_digits_classifier(cache)
+  params = digits_metric.load_digits_classifier(cache)
   assert time.perf_counter() - start < 20.0
-  assert os.path.isfile(os.path.join(cache, f'{ev.DIGITS_CLASSIFIER_VERSION}.npz'))
-  cached = ev.load_digits_classifier(cache)
+  assert os.path.isfile(os.path.join(cache, f'{digits_metric.DIGITS_CLASSIFIER_VERSION}.npz'))
+  cached = digits_metric.load_digits_classifier(cache)
   leaves, cached_leaves = jax.tree.leaves(params), jax.tree.leaves(cached)
   assert len(leaves) == len(cached_leaves) == 6
   assert all(np.array_equal(a, b) for a, b in zip(leaves, cached_leaves))
@@ -496,15 +498,15 @@ def digits_params(tmp_path_factory):
 def test_digits_split_and_classifier(digits_params):
   from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
   raw = load_digits()
-  split = ev.digits_split()
-  assert ev.DIGITS_NUM_TRAIN == 1500
+  split = datasets.digits_split()
+  assert datasets.DIGITS_NUM_TRAIN == 1500
   assert split['train_images'].shape == (1500, 8, 8, 1) and split['test_images'].shape == (297, 8, 8, 1)
   np.testing.assert_array_equal(split['train_images'][..., 0], raw.images[:1500] / 16)
   np.testing.assert_array_equal(split['test_labels'], raw.target[1500:])
   rgb = np.random.RandomState(7).rand(3, 16, 24, 3)
-  np.testing.assert_allclose(ev.to_digits_resolution(rgb)[1, 2, 3, 0],
+  np.testing.assert_allclose(digits_metric.to_digits_resolution(rgb)[1, 2, 3, 0],
                              rgb[1, 4:6, 9:12].mean(), rtol=1e-6)     # channel mean, 2x3 pooling
-  logits, _ = ev.DigitsMLP().apply({'params': digits_params}, split['test_images'])
+  logits, _ = digits_metric.DigitsMLP().apply({'params': digits_params}, split['test_images'])
   assert (np.asarray(logits).argmax(1) == split['test_labels']).mean() > 0.85
 
 
@@ -515,23 +517,23 @@ def test_digits_fd_orders_real_early_and_trained_samples(digits_params):
   with np.load(os.path.join(ROOT, 'tests', 'fixtures', 'digits_samples.npz')) as f:
     early, trained = f['early'] / 255., f['trained'] / 255.
     assert (int(f['early_step']), int(f['trained_step'])) == (500, 1500)
-  test = ev.digits_split()['test_images']
+  test = datasets.digits_split()['test_images']
   assert len(early) == len(trained) == len(test) == 297      # FD's bias depends on the count
-  fd_test, fd_early, fd_trained = (ev.digits_fd(x, digits_params) for x in (test, early, trained))
+  fd_test, fd_early, fd_trained = (digits_metric.digits_fd(x, digits_params) for x in (test, early, trained))
   assert fd_early > 4 * fd_test, (fd_test, fd_early)         # far above the real data's own FD
   assert fd_trained < fd_early / 4, (fd_trained, fd_early)
   assert fd_trained < 1.5 * fd_test, (fd_trained, fd_test)   # trained: close to real data
 
 
 def test_digits_fd_orders_corruption(digits_params):
-  real = ev.digits_split()['test_images']
+  real = datasets.digits_split()['test_images']
   rng = np.random.RandomState(6)
-  fd_real = ev.digits_fd(real, digits_params)
-  fd_light = ev.digits_fd(np.clip(real + 0.2 * rng.randn(*real.shape), 0, 1), digits_params)
-  fd_blur = ev.digits_fd(scipy.ndimage.gaussian_filter(real, sigma=(0, 1, 1, 0)), digits_params)
-  fd_noise = ev.digits_fd(rng.rand(*real.shape), digits_params)
+  fd_real = digits_metric.digits_fd(real, digits_params)
+  fd_light = digits_metric.digits_fd(np.clip(real + 0.2 * rng.randn(*real.shape), 0, 1), digits_params)
+  fd_blur = digits_metric.digits_fd(scipy.ndimage.gaussian_filter(real, sigma=(0, 1, 1, 0)), digits_params)
+  fd_noise = digits_metric.digits_fd(rng.rand(*real.shape), digits_params)
   assert fd_real < fd_light < fd_blur < fd_noise
   assert fd_noise > 10 * fd_real
   # 16x16 inputs are average-pooled to 8x8: a 2x nearest upsample gives the same distance.
   big = np.repeat(np.repeat(real, 2, axis=1), 2, axis=2)
-  assert ev.digits_fd(big, digits_params) == pytest.approx(fd_real, rel=1e-6)
+  assert digits_metric.digits_fd(big, digits_params) == pytest.approx(fd_real, rel=1e-6)

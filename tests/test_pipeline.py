@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import checkpointing
+import eval_lib
 import losses
 from configs import quicktest
 from configs.quickstart import digits
@@ -67,7 +68,7 @@ def evaluated(trained):
   workdir, _ = trained
   with pytest.MonkeyPatch.context() as mp:
     mp.chdir(os.path.dirname(workdir))
-    run_lib.evaluate(_config(), os.path.basename(workdir), 'eval')
+    eval_lib.evaluate(_config(), os.path.basename(workdir), 'eval')
   return workdir
 
 
@@ -105,23 +106,27 @@ def test_train_step_compiles_once(trained):
 
 def test_evaluate_writes_results_per_checkpoint(evaluated):
   eval_dir = os.path.join(evaluated, 'eval')
-  for k in (1, 2):
-    with open(f'{eval_dir}/ckpt_{k}.json') as f:
+  for step in (2, 4):
+    with open(f'{eval_dir}/report_{step}.json') as f:
       info = json.load(f)
-    assert info['done'] and info['step'] == 2 * k
+    assert info['step'] == step
     assert np.isfinite(info['eval_loss']) and 0 < info['bpd'] < 100
     assert info['sample_metrics']['digits_fd'] > info['sample_metrics']['digits_fd_real_test']
-    assert len(np.load(f'{eval_dir}/ckpt_{k}_loss.npz')['all_losses']) == 3
-    assert np.load(f'{eval_dir}/ckpt_{k}_bpd_0.npz')['bpd'].shape == (297,)
-    assert np.load(f'{eval_dir}/ckpt_{k}/samples_1.npz')['samples'].shape == (99, 8, 8, 1)
+    report = np.load(f'{eval_dir}/report_{step}.npz')
+    assert len(report['all_losses']) == 3 and report['bpd'].shape == (297,)
+    work = f'{eval_dir}/step_{step}'
+    assert len(np.load(f'{work}/loss.npz')['all_losses']) == 3
+    np.testing.assert_array_equal(np.load(f'{work}/bpd_0_2.npz')['bpd'], report['bpd'][198:])
+    assert np.load(f'{work}/samples_1.npz')['samples'].shape == (99, 8, 8, 1)
+    assert np.load(f'{work}/statistics_1.npz')['features'].shape == (99, 64)
   stats = _jsonl(f'{eval_dir}/stats.jsonl')
   assert [s['step'] for s in stats] == [2, 4] and 'sample/digits_fd' in stats[0]
 
 
 def test_evaluate_skips_finished_checkpoints(evaluated):
-  before = os.path.getmtime(f'{evaluated}/eval/ckpt_1_loss.npz')
-  run_lib.evaluate(_config(), evaluated, 'eval')
-  assert os.path.getmtime(f'{evaluated}/eval/ckpt_1_loss.npz') == before
+  before = os.path.getmtime(f'{evaluated}/eval/step_2/loss.npz')
+  eval_lib.evaluate(_config(), evaluated, 'eval')
+  assert os.path.getmtime(f'{evaluated}/eval/step_2/loss.npz') == before
   assert len(_jsonl(f'{evaluated}/eval/stats.jsonl')) == 2
 
 
@@ -140,10 +145,10 @@ def test_corrupt_checkpoint_is_reported_and_skipped(trained, tmp_path, caplog):
   config = _config()
   config.eval.enable_bpd = config.eval.enable_sampling = False
   with caplog.at_level(logging.INFO):
-    run_lib.evaluate(config, workdir, 'eval_corrupt')
+    eval_lib.evaluate(config, workdir, 'eval_corrupt')
   assert f'{workdir}/checkpoints/2' in caplog.text
-  assert not os.path.exists(f'{workdir}/eval_corrupt/ckpt_1.json')
-  with open(f'{workdir}/eval_corrupt/ckpt_2.json') as f:
+  assert not os.path.exists(f'{workdir}/eval_corrupt/report_2.json')
+  with open(f'{workdir}/eval_corrupt/report_4.json') as f:
     assert np.isfinite(json.load(f)['eval_loss'])
   assert os.path.isdir(f'{workdir}/checkpoints/2')      # reported, never deleted
   # Resuming training skips unreadable checkpoints the same way: the newest readable one wins.
@@ -246,9 +251,9 @@ def test_checkpoint_flag_evaluates_and_samples_a_given_state(trained, evaluated,
   config = _config()
   config.eval.enable_bpd = config.eval.enable_sampling = False
   step_dir = os.path.join(workdir, checkpointing.KEPT, '4')
-  run_lib.evaluate(config, str(tmp_path / 'other'), 'eval', checkpoint=step_dir)
-  with open(tmp_path / 'other' / 'eval' / 'ckpt_4.json') as f, \
-       open(os.path.join(evaluated, 'eval', 'ckpt_2.json')) as g:
+  eval_lib.evaluate(config, str(tmp_path / 'other'), 'eval', checkpoint=step_dir)
+  with open(tmp_path / 'other' / 'eval' / 'report_4.json') as f, \
+       open(os.path.join(evaluated, 'eval', 'report_4.json')) as g:
     assert json.load(f)['eval_loss'] == json.load(g)['eval_loss']
   own_dir = _copy(workdir, tmp_path)
   run_lib.sample(config, own_dir)

@@ -6,7 +6,7 @@ Expected: recognisable digits in samples/iter_1500.png [measured from a fresh cl
 CPUs: 1,032,353 params, training 4 min 52 s wall (6.5 steps/s, compiles included) on
 2026-11-22; 2 min 40 s and digits FD 5.30 on a faster AMD EPYC, 2026-12-01].
 `--mode=eval` then scores checkpoints 1..3 (steps 500..1500) in ~4 min: digits Fréchet distance
-(evaluation.digits_fd vs the train split, 891 samples) 89.5 / 21.2 / 5.25 and bits/dim
+(digits_metric.digits_fd vs the train split, 891 samples) 89.5 / 21.2 / 5.25 and bits/dim
 7.94 / 6.76 / 6.08 on the test split; the real 297-image test split itself scores 13.33 (fewer
 images bias the FD upwards).
 score_sde's VP/DSM recipe needs far more steps here; EDM's loss and Heun sampler gave digits

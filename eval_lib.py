@@ -1,0 +1,310 @@
+"""Evaluation runs, `--mode=eval` (score_sde's run_lib.evaluate; Song+21, arXiv:2011.13456): the
+eval loss, bits/dim and sample metrics of a run's checkpoints, beside training and resumable.
+
+  evaluate(config, workdir, eval_folder[, checkpoint])
+
+Checkpoints: the kept steps `run_lib.eval_steps(config)` (multiples of training.snapshot_freq in
+eval.begin_step..end_step; -1 = eval.begin_ckpt..end_ckpt × snapshot_freq, score_sde's indices),
+in order. With eval.wait_for_checkpoints one that is not written yet is polled for every
+eval.poll_interval_s, with a log line, up to eval.wait_timeout_s, then skipped with a warning; a
+step older than the newest kept one will never be written and is skipped at once. `checkpoint`
+(--checkpoint: a file, URL or orbax step directory) evaluates only that one.
+
+Results in <workdir>/<eval_folder>/, L = the step (--checkpoint: its file name without suffix):
+  report_<L>.json   {'step', 'eval_loss', 'bpd', 'sample_metrics': {...}}; written last, so a
+                    checkpoint with a report is done (skipped when the eval runs again)
+  report_<L>.npz    all_losses [batches], bpd [passes · images]
+  step_<L>/         work files, each written as soon as its unit is done; a restarted eval reads
+                    them instead of redoing the work:
+                      loss.npz, bpd_<pass>_<batch>.npz, samples_<round>.npz (uint8),
+                      statistics_<round>.npz (the round's features: Inception pool_3 / logits /
+                      logits_unbiased, or for DIGITS the classifier's 'features')
+  stats.jsonl, tensorboard/   the scalars per step
+
+Bits/dim integrate the probability-flow ODE from t = eval.likelihood_eps (Song+21 App. D.2: 1e-5
+for every SDE; for EDM's process t = σ), not from the sampling eps. Randomness does not depend on
+what was done before a restart: pass r over the bpd split draws its dequantization noise with
+seed config.seed + r, the trace-estimator probe of image i is fold_in(fold_in(fold_in(key(seed),
+BPD_STREAM), r), i), and sample i is drawn from fold_in(fold_in(key(seed), SAMPLE_STREAM), i).
+
+Multi-process: every process computes, process 0 writes, and every read of a file that process
+0 writes comes after a barrier (`_sync`); whether a checkpoint has arrived is process 0's view,
+broadcast to the others.
+"""
+import dataclasses
+import functools
+import math
+import os
+import time
+
+from absl import logging
+import jax
+from jax.experimental import multihost_utils
+import numpy as np
+
+import checkpointing
+import datasets
+import digits_metric
+import evaluation
+import likelihood
+import losses
+from models import precond
+from models import utils as mutils
+import outputs
+import run_lib
+import utils
+
+_WAIT, _FOUND, _SKIP = 0, 1, 2     # states of a polled checkpoint (_poll)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalFns:
+  loss: object          # jitted (state, x [B, ...], rng) -> mean EMA loss
+  bpd: object           # jitted (keys [B], x [B, ...], params) -> (bpd [B], z, nfe)
+  sample: object        # jitted (keys [B], params) -> (images in [0, 1], nfe)
+
+
+def make_eval_fns(run, make_score_fn=None):
+  """The jitted functions of an evaluation; bits/dim from t = eval.likelihood_eps.
+
+  Args:
+    make_score_fn: params -> score_fn(x, t); default: the run's network through its
+      preconditioning (tests pass an exact score).
+  """
+  config = run.config
+  repl, batch = run.replicated, run.sharded()
+
+  def network_score_fn(params):
+    return precond.get_score_fn(config, run.sde,
+                                mutils.get_model_fn(run.model, params, train=False))
+  return EvalFns(
+      jax.jit(losses.make_eval_step(run.model, run.eval_loss_fn), in_shardings=(repl, batch, repl),
+              out_shardings=repl),
+      likelihood.get_likelihood_fn(run.sde, make_score_fn or network_score_fn,
+                                   datasets.get_data_inverse_scaler(config),
+                                   rtol=config.sampling.ode_rtol, atol=config.sampling.ode_atol,
+                                   eps=config.eval.likelihood_eps),
+      run_lib.make_sample_fn(run))
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleScorer:
+  """Sample metrics in two parts, so that a finished sampling round keeps its features."""
+  features: object      # uint8 images [B, H, W, C] -> {name: [B, ...]} (one round)
+  metrics: object       # {name: [N, ...]} (all rounds) -> {metric: float}
+
+
+def sample_scorer(run, eval_dir):
+  """The digits Fréchet distance for DIGITS, else Inception FID / IS (eval.is_convention) / KID
+  against the reference statistics (evaluation.default_stats_path; provenance checked unless
+  eval.allow_foreign_stats). Missing or foreign files fail here, before any work."""
+  config = run.config
+  if config.data.dataset == 'DIGITS':
+    params = digits_metric.load_digits_classifier(os.path.join(eval_dir, 'digits_classifier'))
+    split = datasets.digits_split()
+    train = evaluation.compute_stats(digits_metric.digits_features(split['train_images'], params))
+    test_fd = digits_metric.digits_fd(split['test_images'], params)
+    logging.info('digits FD of the real test split (vs train): %.4f', test_fd)
+    return SampleScorer(   # digits_metric.digits_fd, from stored features
+        lambda images: {'features': digits_metric.digits_features(images / 255., params)},
+        lambda f: {'digits_fd': evaluation.fid_from_stats(
+            evaluation.compute_stats(f['features']), train), 'digits_fd_real_test': test_fd})
+  e = config.eval
+  evaluation.check_is_convention(e.is_convention)
+  inception = evaluation.load_inception(evaluation.default_inception_path(config))
+  ref_stats = evaluation.load_stats(evaluation.default_stats_path(config),
+                                    inception['preprocessing'], e.allow_foreign_stats)
+  inception_fn = evaluation.get_inception_fn(inception['params'], inception['preprocessing'],
+                                             mesh=run.mesh)
+  return SampleScorer(lambda images: evaluation.inception_features([images], inception_fn),
+                      lambda f: evaluation.sample_metrics(f, ref_stats,
+                                                          is_convention=e.is_convention))
+
+
+def _sync(name):
+  """A barrier of all processes; a file process 0 wrote before it can be read after it."""
+  multihost_utils.sync_global_devices(name)
+
+
+class Work:
+  """The files of one checkpoint's evaluation (see the module docstring). `has` and `load` read
+  process 0's files: call them after a `_sync`."""
+
+  def __init__(self, eval_dir, label):
+    self.label = label
+    self.dir = os.path.join(eval_dir, f'step_{label}')
+    self.report = os.path.join(eval_dir, f'report_{label}')
+
+  def path(self, name):
+    return os.path.join(self.dir, name)
+
+  def has(self, name):
+    return os.path.isfile(self.path(name))
+
+  def load(self, name):
+    with np.load(self.path(name)) as f:
+      return {k: f[k] for k in f.files}
+
+  def save(self, name, **arrays):
+    os.makedirs(self.dir, exist_ok=True)
+    outputs.save_npz(self.path(name), **arrays)
+
+
+def eval_loss(run, fns, state, work):
+  """The EMA loss over the eval split (loss.npz) -> ({'eval_loss'}, {'all_losses'})."""
+  _sync(f'loss {work.label}')
+  if not work.has('loss.npz'):
+    _, ds = datasets.get_dataset(run.config, evaluation=True)
+    key = run_lib._key(run.config, run_lib.EVAL_STREAM)
+    values = [float(fns.loss(state, x, jax.random.fold_in(key, i)))
+              for i, x in enumerate(run_lib._batches(ds, run, axis=0))]
+    work.save('loss.npz', all_losses=np.array(values), mean_loss=np.mean(values))
+    _sync(f'loss saved {work.label}')
+  all_losses = work.load('loss.npz')['all_losses']
+  return {'eval_loss': float(np.mean(all_losses))}, {'all_losses': all_losses}
+
+
+def _bpd_pass(run, fns, params, work, r):
+  """Bits/dim of pass r over eval.bpd_dataset (uniformly dequantized), each batch b stored in
+  bpd_<r>_<b>.npz when it is done; stored batches are not recomputed. Returns the batch count."""
+  config = run.config.copy_and_resolve_references()
+  config.seed = run.config.seed + r        # pass r's own dequantization noise, after any restart
+  train_ds, test_ds = datasets.get_dataset(config, uniform_dequantization=True, evaluation=True)
+  ds = train_ds if config.eval.bpd_dataset == 'train' else test_ds
+  n = int(ds.cardinality())
+  _sync(f'bpd pass {r} {work.label}')
+  todo = [b for b in range(n) if not work.has(f'bpd_{r}_{b}.npz')]
+  if not todo:
+    return n
+  base = run_lib._key(run.config, run_lib.BPD_STREAM, r)
+  progress = utils.Progress(f'bits/dim of step_{work.label}, pass {r}, batch', todo[0], n, 0.)
+  for b, x in enumerate(run_lib._batches(ds, run, axis=0, skip=todo[0]), start=todo[0]):
+    if b not in todo:
+      continue
+    size = x.shape[0]
+    bpd, _, _ = fns.bpd(run_lib._sample_keys(base, b * size, size, run.sharded()), x, params)
+    bpd = run_lib._gather(bpd)
+    work.save(f'bpd_{r}_{b}.npz', bpd=bpd)
+    logging.info('%s; %.4f bits/dim', progress.line(b + 1), bpd.mean())
+  return n
+
+
+def eval_bpd(run, fns, params, work):
+  """Bits/dim of every image of eval.bpd_dataset (test: eval.bpd_num_repeats passes; train: one)
+  by the probability-flow ODE (Song+21 App. D.2) -> ({'bpd': mean}, {'bpd': per image})."""
+  e = run.config.eval
+  passes = 1 if e.bpd_dataset == 'train' else e.bpd_num_repeats
+  batches = [_bpd_pass(run, fns, params, work, r) for r in range(passes)]
+  _sync(f'bpd done {work.label}')
+  bpd = np.concatenate([work.load(f'bpd_{r}_{b}.npz')['bpd']
+                        for r, n in enumerate(batches) for b in range(n)])
+  return {'bpd': float(np.mean(bpd))}, {'bpd': bpd}
+
+
+def eval_samples(run, fns, params, work, scorer):
+  """eval.num_samples samples in rounds of eval.batch_size; each round stores its images
+  (samples_<r>.npz) and their features (statistics_<r>.npz) and is not redone after a restart.
+  -> ({'sample_metrics': scorer.metrics of all features}, {})."""
+  e = run.config.eval
+  rounds = math.ceil(e.num_samples / e.batch_size)
+  _sync(f'samples {work.label}')
+  todo = [r for r in range(rounds) if not work.has(f'statistics_{r}.npz')]
+  base = run_lib._key(run.config, run_lib.SAMPLE_STREAM)
+  progress = utils.Progress(f'sampling of step_{work.label}, round', todo[0] if todo else 0,
+                            rounds, 0.)
+  for r in todo:
+    keys = run_lib._sample_keys(base, r * e.batch_size, e.batch_size, run.sharded())
+    images, _ = fns.sample(keys, params)
+    images = evaluation.images_to_uint8(run_lib._gather(images), centered=False)
+    work.save(f'samples_{r}.npz', samples=images)
+    work.save(f'statistics_{r}.npz', **scorer.features(images))
+    logging.info(progress.line(r + 1))
+  _sync(f'samples done {work.label}')
+  stats = [work.load(f'statistics_{r}.npz') for r in range(rounds)]
+  features = {k: np.concatenate([s[k] for s in stats])[:e.num_samples] for k in stats[0]}
+  return {'sample_metrics': scorer.metrics(features)}, {}
+
+
+def _poll(e, kept, path, step, waited):
+  """_FOUND, _WAIT or _SKIP (logged) for the kept checkpoint at `step` after `waited` seconds."""
+  kept.reload()                       # orbax caches the steps; training may have added some
+  steps = kept.all_steps()
+  if step in steps:
+    return _FOUND
+  if steps and max(steps) > step:
+    logging.warning('checkpoint %s was not kept (the run has step %d); skipped', path, max(steps))
+    return _SKIP
+  if not e.wait_for_checkpoints or waited >= e.wait_timeout_s:
+    waited_for = f' after {waited:.0f} s (eval.wait_timeout_s)' if e.wait_for_checkpoints else ''
+    logging.warning('checkpoint %s does not exist%s; skipped', path, waited_for)
+    return _SKIP
+  logging.info('waiting for checkpoint %s: %.0f s of eval.wait_timeout_s = %.0f s', path, waited,
+               e.wait_timeout_s)
+  return _WAIT
+
+
+def _restore_when_written(run, kept, target, step):
+  """The kept checkpoint at `step` once it exists (eval.wait_for_checkpoints), or None when it
+  is not written in time or cannot be read (logged; the eval goes on with the next one)."""
+  e, path, start = run.config.eval, checkpointing.step_path(kept, step), time.time()
+  while True:
+    status = _poll(e, kept, path, step, time.time() - start) if jax.process_index() == 0 else _WAIT
+    status = int(multihost_utils.broadcast_one_to_all(np.int32(status)))
+    if status == _SKIP:
+      return None
+    if status == _FOUND:
+      break
+    time.sleep(e.poll_interval_s)
+  try:
+    return checkpointing.restore(kept, step, target)
+  except checkpointing.CheckpointReadError as err:
+    logging.error('%s; skipped, going on with the next checkpoint', err)
+    return None
+
+
+def _evaluate_checkpoint(run, fns, state, work, scorer, writer):
+  """Loss, bits/dim and sample metrics of one state (as enabled) -> report_<L>.{npz,json}."""
+  e, step = run.config.eval, int(state.step)
+  results, arrays = {'step': step}, {}
+  parts = [eval_loss(run, fns, state, work)] if e.enable_loss else []
+  if e.enable_bpd:
+    parts.append(eval_bpd(run, fns, state.ema_params, work))
+  if e.enable_sampling:
+    parts.append(eval_samples(run, fns, state.ema_params, work, scorer))
+  for scalars, part_arrays in parts:
+    results.update(scalars)
+    arrays.update(part_arrays)
+  scalars = {k: v for k, v in results.items() if k in ('eval_loss', 'bpd')}
+  scalars.update({f'sample/{k}': v for k, v in results.get('sample_metrics', {}).items()})
+  writer.write(step, scalars)
+  outputs.save_npz(f'{work.report}.npz', **arrays)
+  outputs.write_json(f'{work.report}.json', results)     # last: the checkpoint is done
+  logging.info('step_%s (step %d): %s', work.label, step, scalars)
+
+
+def evaluate(config, workdir, eval_folder='eval', checkpoint=''):
+  """Evaluate the checkpoints `run_lib.eval_steps(config)` of `workdir`, waiting for those not
+  written yet, or only `checkpoint` (a file, URL or orbax step directory); resumable."""
+  run_lib.check_eval_config(config)
+  run, e = run_lib.build(config), config.eval
+  eval_dir = os.path.join(workdir, eval_folder)
+  os.makedirs(eval_dir, exist_ok=True)
+  scorer = sample_scorer(run, eval_dir) if e.enable_sampling else None
+  fns, writer = make_eval_fns(run), outputs.Writer(eval_dir)
+  target = run_lib._abstract_state(run)
+  if checkpoint:
+    todo = [(os.path.splitext(os.path.basename(checkpoint.rstrip('/')))[0], functools.partial(
+        checkpointing.load_given, checkpoint, config, run.optimizer, target))]
+  else:
+    kept = checkpointing.kept_manager(workdir)
+    todo = [(str(step), functools.partial(_restore_when_written, run, kept, target, step))
+            for step in run_lib.eval_steps(config)]
+  for label, restore in todo:
+    work = Work(eval_dir, label)
+    _sync(f'report {label}')
+    if os.path.isfile(f'{work.report}.json'):
+      logging.info('%s.json exists: step_%s is already evaluated; skipped', work.report, label)
+      continue
+    state = restore()
+    if state is not None:
+      _evaluate_checkpoint(run, fns, state, work, scorer, writer)
