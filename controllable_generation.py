@@ -14,26 +14,18 @@ Class-conditional sampling adds ∇_x log p_t(y | x) of a noise-conditional clas
 score (Song+21 Eq. 14, App. I.4). Each sample's randomness comes from its own key, as in
 `sampling`.
 
-`run_task` is `main.py --mode=inpaint` / `--mode=colorize`: a trained checkpoint on the first
-images of the evaluation split, written to <workdir>/controllable/.
+A library: `main.py --mode=inpaint` / `--mode=colorize` (`modes.run_task`) run it on a trained
+checkpoint and the first images of the evaluation split.
 """
 import math
-import os
-import time
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import datasets
-import evaluation
 from models import precond
 from models import utils as mutils
-import outputs
-import run_lib   # its helpers; run_lib does not import this module
 import sampling
-import utils
 from utils import bcast, per_sample_normal
 
 # Orthonormal rows; the first is the gray direction (1, 1, 1)/√3 (Song+21 App. I.3).
@@ -185,8 +177,7 @@ def _score_fn(config, sde, model, params):
 
 
 # ------------------------------------------------------------------------------------------------
-# main.py --mode=inpaint / --mode=colorize: a checkpoint on the first evaluation images
-# pylint: disable=protected-access   (run_lib's helpers of --mode=sample, shared on purpose)
+# Inpainting masks (main.py --mode=inpaint runs in modes.py)
 
 def _right_half(n, h, w, seed):
   """score_sde's notebook mask: the left half known, the right half generated."""
@@ -220,94 +211,3 @@ def inpaint_mask(config, n):
                      f'{", ".join(map(repr, INPAINT_MASKS))}')
   size = config.data.image_size
   return INPAINT_MASKS[name](n, size, size, config.seed)[..., None].astype(np.float32)
-
-
-def check_task_config(config, task):
-  """Errors naming the field, before any work (`run_task`)."""
-  if task not in TASKS:
-    raise ValueError(f'unknown controllable-generation task {task!r}; expected one of {TASKS}')
-  check_model(config)
-  run_lib._check_divisible(config.eval.batch_size, 'eval.batch_size')
-  if task == 'inpaint':
-    inpaint_mask(config, 1)
-  elif config.data.num_channels != 3:
-    raise ValueError(f'--mode=colorize needs RGB images: data.num_channels = '
-                     f'{config.data.num_channels} (data.dataset = {config.data.dataset!r})')
-
-
-def _first_eval_images(run):
-  """The first eval.batch_size images of the evaluation split in [0, 1], a global array sharded
-  over the batch (each process reads its own share)."""
-  config = run.config
-  _, eval_ds = datasets.get_dataset(config, evaluation=True)
-  batch = next(eval_ds.as_numpy_iterator(), None)
-  if batch is None:
-    raise ValueError(f'the evaluation split of data.dataset = {config.data.dataset!r} has fewer '
-                     f'than eval.batch_size = {config.eval.batch_size} images; lower it')
-  return jax.make_array_from_process_local_data(run.sharded(), batch['image'])
-
-
-def _save(arrays, path_stem):
-  """`<stem>.npz` (uint8 arrays; 'mask' 1 = known) and `<stem>.png`: one block of rows each for
-  the originals, the model's input and the result (process 0)."""
-  if jax.process_index() != 0:
-    return
-  u8 = {k: (v.astype(np.uint8) if k == 'mask' else evaluation.images_to_uint8(v, centered=False))
-        for k, v in arrays.items()}
-  outputs.save_npz(f'{path_stem}.npz', **u8)
-  n = len(u8['original'])
-  nrow = int(math.ceil(math.sqrt(n)))
-  pad = np.zeros((-n % nrow,) + u8['original'].shape[1:], np.uint8)   # each block: whole rows
-  blocks = [np.concatenate([u8[k], pad]) for k in ('original', 'input', 'result')]
-  utils.save_image_grid(np.concatenate(blocks) / 255., f'{path_stem}.png', nrow=nrow)
-
-
-def run_task(config, workdir, task, checkpoint=''):
-  """`main.py --mode=inpaint|colorize`: `checkpoint` or the newest readable checkpoint in
-  `workdir` (EMA parameters, as run_lib.sample) inpaints (mask `sampling.inpaint_mask`) or colorizes (from the
-  gray level) the first eval.batch_size evaluation images by PC sampling with config.sampling's
-  predictor and corrector (whatever sampling.method), one key per image as run_lib.sample.
-
-  Writes <workdir>/controllable/<task>_<step>.{png,npz}. Returns the float arrays saved, [B, H,
-  W, C] in [0, 1] before quantization: 'original', 'input' (inpainting: unknown pixels 0.5;
-  colorization: the gray level in every channel), 'result', and 'mask' [B, H, W, 1] (1 = known).
-  """
-  check_task_config(config, task)
-  run = run_lib.build(config)
-  scaler, inverse = datasets.get_data_scaler(config), datasets.get_data_inverse_scaler(config)
-  get_fn = get_inpainter if task == 'inpaint' else get_colorizer
-  fn = get_fn(config, run.sde, run.model, scaler, inverse, run.eps)
-  state = run_lib.restore_newest(run, workdir, checkpoint)
-  images, n, step = _first_eval_images(run), config.eval.batch_size, int(state.step)
-  keys = run_lib._sample_keys(run_lib._key(config, run_lib.SAMPLE_STREAM), 0, n, run.sharded())
-  s, start = config.sampling, time.time()
-  logging.info('%s: %d evaluation images, step-%d checkpoint, PC %s / %s, %d noise levels%s',
-               task, n, step, s.predictor, s.corrector, run.sde.N,
-               f', mask {s.inpaint_mask!r}' if task == 'inpaint' else '')
-  original = run_lib._gather(images)
-  if task == 'inpaint':
-    mask = inpaint_mask(config, n)
-    out = fn(keys, state.ema_params, images,
-             jax.make_array_from_callback(mask.shape, run.sharded(), lambda i: mask[i]))
-    arrays = {'input': original * mask + 0.5 * (1. - mask), 'mask': mask}
-  else:
-    gray = jnp.mean(images, axis=-1, keepdims=True)            # Song+21 App. I.3: the gray level
-    out = fn(keys, state.ema_params, gray)
-    arrays = {'input': np.repeat(run_lib._gather(gray), 3, axis=-1)}
-  arrays.update(original=original, result=run_lib._gather(out))
-  logging.info('%s: %d images in %.1f s (compilation included)', task, n, time.time() - start)
-  stem = os.path.join(workdir, 'controllable', f'{task}_{step}')
-  os.makedirs(os.path.dirname(stem), exist_ok=True)
-  _save(arrays, stem)
-  logging.info('%s: wrote %s.png (originals / input / result) and %s.npz', task, stem, stem)
-  return arrays
-
-
-def run_inpaint(config, workdir, checkpoint=''):
-  """`main.py --mode=inpaint` (`run_task`)."""
-  return run_task(config, workdir, 'inpaint', checkpoint)
-
-
-def run_colorize(config, workdir, checkpoint=''):
-  """`main.py --mode=colorize` (`run_task`)."""
-  return run_task(config, workdir, 'colorize', checkpoint)

@@ -155,7 +155,7 @@ def eval_loss(run, fns, state, work):
   _sync(f'loss {work.label}')
   if not work.has('loss.npz'):
     _, ds = datasets.get_dataset(run.config, evaluation=True)
-    key = run_lib._key(run.config, run_lib.EVAL_STREAM)
+    key = run_lib.stream_key(run.config, run_lib.EVAL_STREAM)
     values = [float(fns.loss(state, x, jax.random.fold_in(key, i)))
               for i, x in enumerate(run_lib._batches(ds, run, axis=0))]
     work.save('loss.npz', all_losses=np.array(values), mean_loss=np.mean(values))
@@ -176,14 +176,14 @@ def _bpd_pass(run, fns, params, work, r):
   todo = [b for b in range(n) if not work.has(f'bpd_{r}_{b}.npz')]
   if not todo:
     return n
-  base = run_lib._key(run.config, run_lib.BPD_STREAM, r)
+  base = run_lib.stream_key(run.config, run_lib.BPD_STREAM, r)
   progress = utils.Progress(f'bits/dim of step_{work.label}, pass {r}, batch', todo[0], n, 0.)
   for b, x in enumerate(run_lib._batches(ds, run, axis=0, skip=todo[0]), start=todo[0]):
     if b not in todo:
       continue
     size = x.shape[0]
-    bpd, _, _ = fns.bpd(run_lib._sample_keys(base, b * size, size, run.sharded()), x, params)
-    bpd = run_lib._gather(bpd)
+    bpd, _, _ = fns.bpd(run_lib.sample_keys(base, b * size, size, run.sharded()), x, params)
+    bpd = run_lib.gather(bpd)
     work.save(f'bpd_{r}_{b}.npz', bpd=bpd)
     logging.info('%s; %.4f bits/dim', progress.line(b + 1), bpd.mean())
   return n
@@ -209,13 +209,13 @@ def eval_samples(run, fns, params, work, scorer):
   rounds = math.ceil(e.num_samples / e.batch_size)
   _sync(f'samples {work.label}')
   todo = [r for r in range(rounds) if not work.has(f'statistics_{r}.npz')]
-  base = run_lib._key(run.config, run_lib.SAMPLE_STREAM)
+  base = run_lib.stream_key(run.config, run_lib.SAMPLE_STREAM)
   progress = utils.Progress(f'sampling of step_{work.label}, round', todo[0] if todo else 0,
                             rounds, 0.)
   for r in todo:
-    keys = run_lib._sample_keys(base, r * e.batch_size, e.batch_size, run.sharded())
+    keys = run_lib.sample_keys(base, r * e.batch_size, e.batch_size, run.sharded())
     images, _ = fns.sample(keys, params)
-    images = evaluation.images_to_uint8(run_lib._gather(images), centered=False)
+    images = evaluation.images_to_uint8(run_lib.gather(images), centered=False)
     work.save(f'samples_{r}.npz', samples=images)
     work.save(f'statistics_{r}.npz', **scorer.features(images))
     logging.info(progress.line(r + 1))

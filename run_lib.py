@@ -102,7 +102,7 @@ def build(config):
              losses.get_loss_fn(sde, config), losses.get_loss_fn(sde, config, train=False))
 
 
-def _check_divisible(value, name):
+def check_divisible(value, name):
   if value % jax.device_count():
     raise ValueError(f'{name} = {value} must be divisible by the number of devices '
                      f'({jax.device_count()}, over {jax.process_count()} processes)')
@@ -118,10 +118,10 @@ def check_train_config(config):
     if value <= 0 or value % t.n_jitted_steps:
       raise ValueError(f'training.{name} = {value} must be a positive multiple of '
                        f'training.n_jitted_steps = {t.n_jitted_steps}')
-  _check_divisible(t.batch_size, 'training.batch_size')
+  check_divisible(t.batch_size, 'training.batch_size')
 
 
-def _key(config, *folds):
+def stream_key(config, *folds):
   key = jax.random.key(config.seed)
   for f in folds:
     key = jax.random.fold_in(key, f)
@@ -129,25 +129,25 @@ def _key(config, *folds):
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
-def _sample_keys(base, start, n, sharding):
+def sample_keys(base, start, n, sharding):
   """Per-sample keys fold_in(base, i) for i in [start, start + n), sharded over the batch."""
   keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(start + jnp.arange(n))
   return jax.lax.with_sharding_constraint(keys, sharding)
 
 
-def _gather(x):
+def gather(x):
   """A (possibly multi-process) global array as one NumPy array on every process."""
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def _init_state(run):
-  params = mutils.init_model(_key(run.config, INIT_STREAM), run.config)[1]
+  params = mutils.init_model(stream_key(run.config, INIT_STREAM), run.config)[1]
   return jax.device_put(losses.init_train_state(params, run.optimizer), run.replicated)
 
 
 def _abstract_state(run):
   state = jax.eval_shape(lambda: losses.init_train_state(
-      mutils.init_model(_key(run.config, INIT_STREAM), run.config)[1], run.optimizer))
+      mutils.init_model(stream_key(run.config, INIT_STREAM), run.config)[1], run.optimizer))
   return checkpointing.abstract(state, run.replicated)
 
 
@@ -248,10 +248,10 @@ class _Trainer:
 
   def snapshot(self, state, step):
     n = self.config.training.batch_size
-    keys = _sample_keys(_key(self.config, SAMPLE_STREAM), 0, n, self.run.sharded())
+    keys = sample_keys(stream_key(self.config, SAMPLE_STREAM), 0, n, self.run.sharded())
     images, _ = self.fns.sample(keys, state.ema_params)
     os.makedirs(os.path.join(self.workdir, 'samples'), exist_ok=True)
-    outputs.save_samples(_gather(images), os.path.join(self.workdir, 'samples', f'iter_{step}'))
+    outputs.save_samples(gather(images), os.path.join(self.workdir, 'samples', f'iter_{step}'))
 
 
 def _write_config(config, workdir):
@@ -274,7 +274,7 @@ def train(config, workdir, checkpoint=''):
       config, uniform_dequantization=config.data.uniform_dequantization)
   train_iter = _batches(train_ds, trainer.run, axis=1, skip=start // t.n_jitted_steps)
   eval_iter = _batches(eval_ds, trainer.run, axis=1, skip=start // t.eval_freq)
-  progress, train_key = utils.Progress('step', start, t.n_iters), _key(config)
+  progress, train_key = utils.Progress('step', start, t.n_iters), stream_key(config)
   logging.info('training from step %d to %d on %d devices', start, t.n_iters, jax.device_count())
   while step < t.n_iters:
     state, metrics = trainer.fns.train_step(state, next(train_iter), train_key)
@@ -286,7 +286,7 @@ def train(config, workdir, checkpoint=''):
       logging.info('%s, loss %.5f', progress.line(step), losses_.mean())
       trainer.writer.write(step, {'loss': losses_.mean(), 'steps_per_s': progress.rate})
     if step % t.eval_freq == 0:
-      eval_loss = trainer.fns.eval_loss(state, next(eval_iter), _key(config, step, EVAL_STREAM))
+      eval_loss = trainer.fns.eval_loss(state, next(eval_iter), stream_key(config, step, EVAL_STREAM))
       trainer.writer.write(step, {'eval_loss': eval_loss})
     done = step >= t.n_iters
     if step % t.snapshot_freq_for_preemption == 0 or step % t.snapshot_freq == 0 or done:
@@ -310,7 +310,7 @@ def eval_steps(config):
 
 def check_eval_config(config):
   e = config.eval
-  _check_divisible(e.batch_size, 'eval.batch_size')
+  check_divisible(e.batch_size, 'eval.batch_size')
   if e.bpd_dataset not in ('train', 'test'):
     raise ValueError(f"eval.bpd_dataset = {e.bpd_dataset!r}; expected 'train' or 'test'")
   if not eval_steps(config):
@@ -349,7 +349,7 @@ def sample(config, workdir, checkpoint=''):
   """Samples from `checkpoint` or the newest readable checkpoint in `workdir`: one image per
   seed of sampling.seeds (generate.py, EDM layout, in samples/seeds_<step>/), or else one grid
   of eval.batch_size images (samples/sample_<step>.{png,npz}); sampling.latents gives x_T."""
-  _check_divisible(config.eval.batch_size, 'eval.batch_size')
+  check_divisible(config.eval.batch_size, 'eval.batch_size')
   run, s = build(config), config.sampling
   seeds = generate.parse_seeds(s.seeds) if s.seeds else None
   n = len(seeds) if seeds else config.eval.batch_size
@@ -362,12 +362,12 @@ def sample(config, workdir, checkpoint=''):
                                    config.eval.batch_size, s.image_format, latents)
     logging.info('wrote %d images to %s', len(done), out_dir)
     return
-  keys = _sample_keys(_key(config, SAMPLE_STREAM), 0, n, run.sharded())
+  keys = sample_keys(stream_key(config, SAMPLE_STREAM), 0, n, run.sharded())
   given = None if latents is None else jax.device_put(latents, run.sharded())
   images, nfe = sample_fn(keys, state.ema_params, given)
   logging.info('sampled %d images with %d network evaluations each', len(keys), int(nfe))
   os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
-  outputs.save_samples(_gather(images), os.path.join(workdir, 'samples', f'sample_{step}'))
+  outputs.save_samples(gather(images), os.path.join(workdir, 'samples', f'sample_{step}'))
 
 
 def fid_stats(config, workdir):

@@ -7,7 +7,7 @@ exact only with enough Langevin mixing: with the corrector it lands within 3 s.e
 it the correlated unknown part is measurably off. Class-conditional sampling of a two-component
 mixture with the exact noisy classifier p_t(y | x) gives that component (Song+21 Eq. 14).
 
-The last tests run `main.py --mode=inpaint / colorize` (`controllable_generation.run_task`) on a
+The last tests run `main.py --mode=inpaint / colorize` (`modes.run_task`) on a
 checkpoint of one training step and check what holds for any model: the known pixels and gray
 levels come back, the files hold what was computed, and bad configs fail before any work.
 """
@@ -29,6 +29,7 @@ import controllable_generation as cg
 import datasets
 import evaluation
 from models import utils as mutils
+import modes
 import run_lib
 import sde_lib
 from utils import sample_keys
@@ -190,7 +191,7 @@ def _check_files(workdir, task, arrays):
 
 def test_inpaint_mode_keeps_the_known_pixels_exactly(workdir):
   """With noise_removal the known part is the marginal mean at eps: the data itself for VE."""
-  arrays = cg.run_inpaint(_task_config(), workdir)
+  arrays = modes.run_inpaint(_task_config(), workdir)
   saved = _check_files(workdir, 'inpaint', arrays)
   known = np.broadcast_to(saved['mask'], saved['original'].shape).astype(bool)
   assert known[:, :, :4].all() and not known[:, :, 4:].any()     # right_half: left half known
@@ -204,7 +205,7 @@ def test_inpaint_without_noise_removal_keeps_a_noisy_known_part(workdir):
   config = _task_config()
   config.sampling.noise_removal = False
   config.sampling.inpaint_mask = 'random'
-  arrays = cg.run_inpaint(config, workdir)
+  arrays = modes.run_inpaint(config, workdir)
   sde, eps = sde_lib.get_sde(config)
   sigma = float(sde.sigma(jnp.asarray(eps)))                     # ≈ σ_min = 0.01 (data in [0, 1])
   known = np.broadcast_to(arrays['mask'], arrays['original'].shape).astype(bool)
@@ -216,7 +217,7 @@ def test_colorize_mode_keeps_the_gray_level(workdir):
   """The result's channel mean is the input gray to float32 rounding, which scales with the
   pixel's norm (the colour map is orthonormal); a one-step model's chroma is huge, so the uint8
   files clip it and their gray levels are not comparable."""
-  arrays = cg.run_colorize(_task_config(), workdir)
+  arrays = modes.run_colorize(_task_config(), workdir)
   saved = _check_files(workdir, 'colorize', arrays)
   gray = _first_test_digits().mean(-1, keepdims=True)
   assert np.all(np.abs(saved['input'] - gray) <= 0.5)            # gray digits stay gray
@@ -244,21 +245,21 @@ def test_task_errors_before_any_work(tmp_path):
   config.sampling.inpaint_mask = 'left_half'
   with pytest.raises(ValueError, match="inpaint_mask = 'left_half'.*'right_half', 'center', "
                                        "'random'"):
-    cg.run_inpaint(config, str(tmp_path))
+    modes.run_inpaint(config, str(tmp_path))
   config = _task_config()
   config.data.num_channels = 1
   with pytest.raises(ValueError, match='colorize needs RGB images: data.num_channels = 1'):
-    cg.run_colorize(config, str(tmp_path))
+    modes.run_colorize(config, str(tmp_path))
   config = _task_config()
   config.model.class_conditional = True
   with pytest.raises(ValueError, match='needs an unconditional model'):
-    cg.run_inpaint(config, str(tmp_path))
+    modes.run_inpaint(config, str(tmp_path))
   config = _task_config()
   config.training.pfgmpp_D = 128.
   with pytest.raises(ValueError, match='pfgmpp_D = 128.0 .PFGM'):
-    cg.run_colorize(config, str(tmp_path))
+    modes.run_colorize(config, str(tmp_path))
   with pytest.raises(FileNotFoundError, match='no readable checkpoint.*train first'):
-    cg.run_colorize(_task_config(), str(tmp_path))
+    modes.run_colorize(_task_config(), str(tmp_path))
   assert not os.path.exists(tmp_path / 'controllable')
 
 
@@ -272,8 +273,8 @@ def test_main_dispatches_the_modes(tmp_path):
 
 def test_tasks_take_a_given_checkpoint(workdir, tmp_path):
   """--checkpoint=<another run's orbax step dir>: the same inpainting as from that run itself."""
-  own = cg.run_inpaint(_task_config(), workdir)
-  given = cg.run_inpaint(_task_config(), str(tmp_path),
+  own = modes.run_inpaint(_task_config(), workdir)
+  given = modes.run_inpaint(_task_config(), str(tmp_path),
                          checkpoint=os.path.join(workdir, 'checkpoints', '1'))
   np.testing.assert_array_equal(given['result'], own['result'])
   assert os.path.exists(tmp_path / 'controllable' / 'inpaint_1.png')
