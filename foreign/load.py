@@ -23,7 +23,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from foreign import edm, files, torch_pickle
-from models import convert
+from foreign import score_sde
 
 
 class CheckpointMismatchError(ValueError):
@@ -114,10 +114,10 @@ def _kimg_step(path, config):
 
 
 def _load_score_sde_pytorch(path, obj, config):
-  model = {convert.strip_prefix(k): np.asarray(v) for k, v in dict(obj['model']).items()}
+  model = {score_sde.strip_prefix(k): np.asarray(v) for k, v in dict(obj['model']).items()}
   shadow = [np.asarray(p) for p in dict(obj['ema'])['shadow_params']]
-  ema = convert.convert_pytorch(convert.ema_state_dict(model, shadow), config)
-  raw = convert.convert_pytorch(model, config)
+  ema = score_sde.convert_pytorch(score_sde.ema_state_dict(model, shadow), config)
+  raw = score_sde.convert_pytorch(model, config)
   return Checkpoint(ema, raw, None, int(obj.get('step', 0)), {}, {}, path)
 
 
@@ -131,8 +131,8 @@ def _load_msgpack(path, config):
           f'{path}: not a checkpoint this project reads ({type(err).__name__}: {err}); expected an '
           f'EDM .pkl/.pt, a score_sde .pth or Flax checkpoint, or a params.msgpack') from None
   if isinstance(state, dict) and 'params_ema' in state:          # score_sde (Flax) State
-    ema = convert.convert_flax(state['params_ema'], config)
-    raw = convert.convert_flax(state['optimizer']['target'], config)
+    ema = score_sde.convert_flax(state['params_ema'], config)
+    raw = score_sde.convert_flax(state['optimizer']['target'], config)
     return Checkpoint(ema, raw, None, int(np.asarray(state.get('step', 0))), {}, {}, path)
   return Checkpoint(state, state, None, 0, {}, {}, path)         # our params.msgpack
 

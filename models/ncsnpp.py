@@ -10,7 +10,7 @@ Labels: σ itself for `embedding_type='fourier'` (embedded as log σ), the time 
 or the integer noise index for `'positional'`; `scale_by_sigma` divides the output by σ (the label
 for Fourier, `get_sigmas(config)[label]` for positional).
 Submodule names (`down_{level}_res_{i}`, `mid_attn`, `up_{level}_pyramid_conv`, ...) follow the
-network's structure; `models.convert` maps score_sde checkpoints onto them.
+network's structure; `foreign.score_sde` maps score_sde checkpoints onto them.
 """
 import functools
 import math

@@ -16,7 +16,7 @@ Numerics follow the original PyTorch code (ermongroup/ncsn, ermongroup/ncsnv2, c
 score_sde_pytorch), where every published NCSN/NCSNv2 checkpoint was trained: the per-image
 variance over H, W is the biased one (as `torch.nn.InstanceNorm2d`), while the variance of the
 channel means in InstanceNorm++ and the variance in VarianceNorm are unbiased (`torch.var`).
-score_sde's Flax port used the biased variance there; see models/convert_refinenet.py.
+score_sde's Flax port used the biased variance there; see foreign/score_sde_refinenet.py.
 """
 import functools
 

@@ -10,7 +10,7 @@ Papers:
 
 Submodules are named after the attributes of the original PyTorch modules (`res1_0/conv1`,
 `refine2/adapt_convs_0/1_2_conv`, `crp/convs_1`, ...), so an official state dict converts by
-renaming (models/convert_refinenet.py). Conditional layers take integer noise indices `labels`
+renaming (foreign/score_sde_refinenet.py). Conditional layers take integer noise indices `labels`
 [B] and pass them to every normalization.
 """
 import math

@@ -20,7 +20,7 @@ import evaluation
 from foreign import edm
 from foreign import load as foreign_load
 from foreign import torch_pickle
-from models import convert
+from foreign import score_sde
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,7 +107,7 @@ LOADERS = {
     'torch_pickle.read': torch_pickle.read,
     'foreign.load': lambda p: foreign_load.load(p, _tiny_config()),
     'evaluation.load_inception': evaluation.load_inception,
-    'convert.load_pytorch_checkpoint': convert.load_pytorch_checkpoint,
+    'score_sde.load_pytorch_checkpoint': score_sde.load_pytorch_checkpoint,
     'foreign.edm.read': edm.read,
 }
 

@@ -1,4 +1,4 @@
-"""Parity of our `ncsnpp` / `ddpm` with the official score_sde networks, through `models.convert`.
+"""Parity of our `ncsnpp` / `ddpm` with the official score_sde networks, through `foreign.score_sde`.
 
 The fixture (tools/make_model_fixtures.py) holds tiny official nets with random weights (every
 layer, zero-initialised ones included), fixed inputs and the official outputs:
@@ -18,7 +18,7 @@ import pytest
 
 from foreign import load
 import models  # registers  # pylint: disable=unused-import
-from models import convert
+from foreign import score_sde
 from models.utils import get_model
 
 FIXTURE = os.path.join(os.path.dirname(__file__), 'fixtures', 'models_torch.npz')
@@ -42,9 +42,9 @@ def _load(case):
 def test_matches_official(case):
   config, old, x, labels, expected = _load(case)
   if case.startswith('torch/'):
-    params = convert.convert_pytorch(old, config)
+    params = score_sde.convert_pytorch(old, config)
   else:
-    params = convert.convert_flax(flax.traverse_util.unflatten_dict(old, sep='/'), config)
+    params = score_sde.convert_flax(flax.traverse_util.unflatten_dict(old, sep='/'), config)
   out = jax.jit(lambda p: get_model(config).apply({'params': p}, x, labels, train=False))(params)
   err = np.linalg.norm(np.asarray(out) - expected) / np.linalg.norm(expected)
   assert err < 1e-4, f'{case}: relative error {err:.2e}'
@@ -54,21 +54,21 @@ def test_converter_rejects_a_mismatched_checkpoint():
   config, old, *_ = _load('torch/ncsnpp_ve')
   config.model.nf = 16
   with pytest.raises(ValueError, match='official shape'):
-    convert.convert_pytorch(old, config)
+    score_sde.convert_pytorch(old, config)
 
 
 def test_converter_reports_unused_weights():
   config, old, *_ = _load('torch/ncsnpp_ve')
   old['all_modules.99.weight'] = np.zeros((3,), np.float32)
   with pytest.raises(ValueError, match='not used'):
-    convert.convert_pytorch(old, config)
+    score_sde.convert_pytorch(old, config)
 
 
 def test_unknown_model_name_lists_converters():
   config, old, *_ = _load('torch/ncsnpp_ve')
   config.model.name = 'nope'
   with pytest.raises(KeyError, match='ncsnpp'):
-    convert.convert_pytorch(old, config)
+    score_sde.convert_pytorch(old, config)
 
 
 def test_ema_shadow_params_skip_buffers_and_frozen_fourier_weights():
@@ -76,14 +76,14 @@ def test_ema_shadow_params_skip_buffers_and_frozen_fourier_weights():
   state = {'sigmas': np.ones(1000, np.float32), **old}
   trainable = [k for k in old if k != 'all_modules.0.W']  # the Fourier W has requires_grad=False
   shadow = [old[k] + 1 for k in trainable]
-  merged = convert.ema_state_dict(state, shadow)
+  merged = score_sde.ema_state_dict(state, shadow)
   np.testing.assert_array_equal(merged['all_modules.0.W'], old['all_modules.0.W'])
   np.testing.assert_array_equal(merged['sigmas'], state['sigmas'])
   for k in trainable:
     np.testing.assert_array_equal(merged[k], old[k] + 1)
-  convert.convert_pytorch(merged, config)
+  score_sde.convert_pytorch(merged, config)
   with pytest.raises(ValueError, match='EMA'):
-    convert.ema_state_dict(state, shadow + [np.zeros((7, 7))])
+    score_sde.ema_state_dict(state, shadow + [np.zeros((7, 7))])
 
 
 def test_flax_checkpoint_file_reads_ema_or_raw_params(tmp_path):
@@ -94,9 +94,9 @@ def test_flax_checkpoint_file_reads_ema_or_raw_params(tmp_path):
            'model_state': {}, 'ema_rate': 0.999, 'params_ema': tree, 'rng': np.zeros(2, np.uint32)}
   path = tmp_path / 'checkpoint_26'
   path.write_bytes(flax.serialization.msgpack_serialize(state))
-  ema = convert.convert_flax(convert.load_flax_checkpoint(str(path)), config)
+  ema = score_sde.convert_flax(score_sde.load_flax_checkpoint(str(path)), config)
   np.testing.assert_array_equal(ema['conv_in']['kernel'], tree['Conv_0']['kernel'])
-  params = convert.convert_flax(convert.load_flax_checkpoint(str(path), ema=False), config)
+  params = score_sde.convert_flax(score_sde.load_flax_checkpoint(str(path), ema=False), config)
   np.testing.assert_array_equal(params['conv_in']['kernel'], raw['Conv_0']['kernel'])
   given = load.load(str(path), config)          # what --checkpoint=checkpoint_26 reads
   assert given.step == 7 and given.adam is None

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from models import convert, convert_refinenet
+from foreign import score_sde, score_sde_refinenet
 from models.utils import get_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,9 +49,9 @@ def _case(case):
 
 def _convert(case, weights, config):
   if case.startswith('torch.'):
-    return convert.convert_pytorch(weights, config)
+    return score_sde.convert_pytorch(weights, config)
   tree = traverse_util.unflatten_dict({tuple(k.split('/')): v for k, v in weights.items()})
-  return convert.convert_flax({'params': tree}, config)
+  return score_sde.convert_flax({'params': tree}, config)
 
 
 def test_fixture_covers_every_refinenet_model():
@@ -84,7 +84,7 @@ def test_torch_layout_into_score_sde_layout_is_refused_with_a_hint():
   config, weights, *_ = _case('torch.ncsnv2_64_torch')
   config.model.name = 'ncsnv2_64'
   with pytest.raises(ValueError, match="model.name = 'ncsnv2_64_torch'"):
-    convert_refinenet.torch_to_params(weights, config)
+    score_sde_refinenet.torch_to_params(weights, config)
 
 
 def test_incomplete_flax_tree_is_refused():

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # registers  # pylint: disable=unused-import,wrong-import-position
-from models import convert  # pylint: disable=wrong-import-position
+from foreign import score_sde  # pylint: disable=wrong-import-position
 
 
 def load_config(path):
@@ -48,9 +48,9 @@ def main():
   if fmt == 'auto':
     fmt = 'pytorch' if args.checkpoint.endswith('.pth') else 'flax'
   if fmt == 'pytorch':
-    params = convert.convert_pytorch(convert.load_pytorch_checkpoint(args.checkpoint, not args.no_ema), config)
+    params = score_sde.convert_pytorch(score_sde.load_pytorch_checkpoint(args.checkpoint, not args.no_ema), config)
   else:
-    params = convert.convert_flax(convert.load_flax_checkpoint(args.checkpoint, not args.no_ema), config)
+    params = score_sde.convert_flax(score_sde.load_flax_checkpoint(args.checkpoint, not args.no_ema), config)
 
   os.makedirs(args.out, exist_ok=True)
   params = jax.tree.map(lambda v: np.asarray(v, np.float32), params)

@@ -2,7 +2,7 @@
 
 Papers: Song+21, Score-Based Generative Modeling through SDEs, arXiv:2011.13456 (the checkpoints).
 
-Dispatch: `CONVERTERS` maps `config.model.name` to a `Converter(pytorch=..., flax=...)`; each
+Dispatch: `foreign.converters.CONVERTERS` maps `config.model.name` to a `Converter(pytorch=..., flax=...)`; each
 function takes the old weights and `config` and returns our `params` dict.
   - PyTorch (yang-song/score_sde_pytorch): a flat state dict `all_modules.{i}.<sub>.<leaf>` (an
     optional `module.` prefix is stripped); `i` counts every module of the official `nn.ModuleList`.
@@ -14,25 +14,17 @@ order; each gets its old Flax name from a per-class counter and its PyTorch inde
 counter. Every leaf of the result is checked against our shapes and every old leaf must be used.
 """
 import collections
-from typing import Callable, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from foreign import score_sde_refinenet  # pylint: disable=unused-import   # registers ncsn*
+from foreign import torch_pickle
+from foreign.converters import CONVERTERS, Converter, register_converter, strip_prefix
 from models import layers, layerspp
 from models.utils import get_model
-from utils import Registry
-
-
-class Converter(NamedTuple):
-  pytorch: Callable  # (state_dict: {name: array}, config) -> params
-  flax: Callable     # (old_params: nested dict, config) -> params
-
-
-CONVERTERS = Registry('converter')
-register_converter = CONVERTERS.register
 
 
 def convert_pytorch(state_dict, config):
@@ -48,14 +40,9 @@ def convert_flax(old_params, config):
   return CONVERTERS.get(config.model.name).flax(old_params, config)
 
 
-def strip_prefix(key):
-  return key[len('module.'):] if key.startswith('module.') else key
-
-
 def load_pytorch_checkpoint(path, ema=True):
   """State dict {name: np.ndarray} of an official `.pth` (read as data, no torch needed); with
   `ema`, its EMA weights."""
-  from foreign import torch_pickle  # pylint: disable=import-outside-toplevel
   ckpt = torch_pickle.read(path)
   state = {strip_prefix(k): np.asarray(v) for k, v in dict(ckpt['model']).items()}
   if not ema:
@@ -251,6 +238,3 @@ def unet_from_flax(old_params, config):
 
 register_converter('ncsnpp')(Converter(unet_from_pytorch, unet_from_flax))
 register_converter('ddpm')(Converter(unet_from_pytorch, unet_from_flax))
-
-# Registers the RefineNet converters (ncsn*, ncsnv2_*); at the end because it imports this module.
-from models import convert_refinenet  # pylint: disable=wrong-import-position,unused-import

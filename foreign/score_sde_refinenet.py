@@ -25,7 +25,7 @@ import numpy as np
 from flax import traverse_util
 
 from models import utils as mutils
-from models.convert import Converter, register_converter
+from foreign.converters import Converter, register_converter
 
 # score_sde's Flax class names of the normalization layers (models/normalization.py there).
 _FLAX_NORMS = {'InstanceNorm++': 'InstanceNorm2dPlus', 'InstanceNorm': 'InstanceNorm2d',
