@@ -91,7 +91,7 @@ def ddpm_loss(rng, model_fn, vpsde, x, reduce_mean=True):
 def _dsm(sde, config, train):
   del train   # the same loss for training and evaluation
   def loss_fn(rng, model_fn, x):
-    score_fn = mutils.get_score_fn(sde, model_fn, continuous=True)
+    score_fn = mutils.label_score_fn(sde, model_fn, continuous=True)
     return dsm_loss(rng, score_fn, sde, x, config.training.reduce_mean,
                     config.training.likelihood_weighting)
   return loss_fn

@@ -8,7 +8,7 @@ Papers:
 
 with the coefficients of Karras+22 Table 1 ('vp', 've', 'edm'; σ_data = `model.sigma_data`).
 `config.model.precond` picks one; 'none' keeps score_sde's label conventions
-(`models.utils.get_score_fn`). `get_score_fn(config, sde, model_fn)` is the one dispatch every
+(`models.utils.label_score_fn`). `get_score_fn(config, sde, model_fn)` is the one dispatch every
 sampler uses. Parameters are those of the bare network (the wrapper holds none), so checkpoints
 and parameter counts do not change.
 
@@ -141,7 +141,7 @@ def get_denoiser(config, model_fn):
 def get_score_fn(config, sde, model_fn):
   """`score_fn(x, t, rng=None) -> ∇_x log p_t(x)` of `model_fn` for any config.
 
-  precond 'none': score_sde's conventions (`models.utils.get_score_fn`, training.continuous);
+  precond 'none': score_sde's conventions (`models.utils.label_score_fn`, training.continuous);
   otherwise the preconditioned denoiser seen as a score through the SDE's σ(t), s(t)
   (`models.utils.denoiser_to_score`, Karras+22 Eqs. 3, 10).
   """
@@ -149,5 +149,5 @@ def get_score_fn(config, sde, model_fn):
     if config.model.patch_coords:
       raise ValueError("model.patch_coords feeds coordinates through the EDM wrapper: set "
                        "model.precond to 'edm', 'vp' or 've'")
-    return mutils.get_score_fn(sde, model_fn, config.training.continuous)
+    return mutils.label_score_fn(sde, model_fn, config.training.continuous)
   return mutils.denoiser_to_score(sde, get_denoiser(config, model_fn))

@@ -100,7 +100,7 @@ def bind_cond(model_fn, cond):
   return bound
 
 
-def get_score_fn(sde, model_fn, continuous=False):
+def label_score_fn(sde, model_fn, continuous=False):
   """(x [B, ...], t [B]) -> ∇_x log p_t(x), with the official score_sde label conventions.
 
   - VP / sub-VP: the network predicts noise; label 999·t (continuous) or t·(N−1) (discrete VP);
