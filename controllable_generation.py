@@ -26,6 +26,7 @@ import numpy as np
 from models import precond
 from models import utils as mutils
 import sampling
+import streams
 from utils import bcast, per_sample_normal
 
 # Orthonormal rows; the first is the gray direction (1, 1, 1)/√3 (Song+21 App. I.3).
@@ -85,7 +86,7 @@ def pc_replace(keys, score_fn, sde, known, mask, predictor='reverse_diffusion',
 
   t_max = jnp.full((keys.shape[0],), sde.T)
   x_T = sampling.prior_sample(sde, keys, shape)
-  x, _ = replace(x_T, x_T, t_max, per_sample_normal(keys, 2 ** 30 + 1, shape))
+  x, _ = replace(x_T, x_T, t_max, per_sample_normal(keys, streams.KNOWN_STREAM, shape))
   x, x_mean = jax.lax.fori_loop(0, sde.N, body, (x, x))
   nfe = sde.N * ((predictor != 'none') + n_steps * (corrector != 'none'))
   return (x_mean if denoise else x), nfe

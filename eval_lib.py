@@ -25,7 +25,8 @@ Bits/dim integrate the probability-flow ODE from t = eval.likelihood_eps (Song+2
 for every SDE; for EDM's process t = σ), not from the sampling eps. Randomness does not depend on
 what was done before a restart: pass r over the bpd split draws its dequantization noise with
 seed config.seed + r, the trace-estimator probe of image i is fold_in(fold_in(fold_in(key(seed),
-BPD_STREAM), r), i), and sample i is drawn from fold_in(fold_in(key(seed), SAMPLE_STREAM), i).
+BPD_STREAM), r), i), and sample i is drawn from fold_in(fold_in(key(seed), SAMPLE_STREAM), i)
+(the streams: streams.py).
 
 Multi-process: every process computes, process 0 writes, and every read of a file that process
 0 writes comes after a barrier (`_sync`); whether a checkpoint has arrived is process 0's view,
@@ -52,6 +53,7 @@ from models import precond
 from models import utils as mutils
 import outputs
 import run_lib
+import streams
 import utils
 
 _WAIT, _FOUND, _SKIP = 0, 1, 2     # states of a polled checkpoint (_poll)
@@ -126,6 +128,18 @@ def _sync(name):
   multihost_utils.sync_global_devices(name)
 
 
+def _common_batches(ds):
+  """(ds, n): the first n batches of this process's eval batches, n the fewest any process has.
+  Shards may differ by an image (297 test digits over 2 processes: 149 and 148), and so by a
+  batch; each global batch needs every process, so a process with one more would wait forever.
+  A count tf.data does not know (TFRecord sets) is counted by one pass."""
+  n = int(ds.cardinality())
+  if n < 0:
+    n = int(ds.reduce(np.int64(0), lambda count, _: count + 1))
+  n = int(np.min(multihost_utils.process_allgather(np.int64(n))))
+  return ds.take(n), n
+
+
 class Work:
   """The files of one checkpoint's evaluation (see the module docstring). `has` and `load` read
   process 0's files: call them after a `_sync`."""
@@ -154,8 +168,8 @@ def eval_loss(run, fns, state, work):
   """The EMA loss over the eval split (loss.npz) -> ({'eval_loss'}, {'all_losses'})."""
   _sync(f'loss {work.label}')
   if not work.has('loss.npz'):
-    _, ds = datasets.get_dataset(run.config, evaluation=True)
-    key = run_lib.stream_key(run.config, run_lib.EVAL_STREAM)
+    ds, _ = _common_batches(datasets.get_dataset(run.config, evaluation=True)[1])
+    key = streams.run_key(run.config, streams.EVAL_STREAM)
     values = [float(fns.loss(state, x, jax.random.fold_in(key, i)))
               for i, x in enumerate(run_lib._batches(ds, run, axis=0))]
     work.save('loss.npz', all_losses=np.array(values), mean_loss=np.mean(values))
@@ -170,19 +184,19 @@ def _bpd_pass(run, fns, params, work, r):
   config = run.config.copy_and_resolve_references()
   config.seed = run.config.seed + r        # pass r's own dequantization noise, after any restart
   train_ds, test_ds = datasets.get_dataset(config, uniform_dequantization=True, evaluation=True)
-  ds = train_ds if config.eval.bpd_dataset == 'train' else test_ds
-  n = int(ds.cardinality())
+  ds, n = _common_batches(train_ds if config.eval.bpd_dataset == 'train' else test_ds)
   _sync(f'bpd pass {r} {work.label}')
   todo = [b for b in range(n) if not work.has(f'bpd_{r}_{b}.npz')]
   if not todo:
     return n
-  base = run_lib.stream_key(run.config, run_lib.BPD_STREAM, r)
+  base = streams.run_key(run.config, streams.BPD_STREAM, r)
   progress = utils.Progress(f'bits/dim of step_{work.label}, pass {r}, batch', todo[0], n, 0.)
   for b, x in enumerate(run_lib._batches(ds, run, axis=0, skip=todo[0]), start=todo[0]):
     if b not in todo:
       continue
     size = x.shape[0]
-    bpd, _, _ = fns.bpd(run_lib.sample_keys(base, b * size, size, run.sharded()), x, params)
+    keys = streams.sample_keys(base, size, start=b * size, sharding=run.sharded())
+    bpd, _, _ = fns.bpd(keys, x, params)
     bpd = run_lib.gather(bpd)
     work.save(f'bpd_{r}_{b}.npz', bpd=bpd)
     logging.info('%s; %.4f bits/dim', progress.line(b + 1), bpd.mean())
@@ -209,11 +223,11 @@ def eval_samples(run, fns, params, work, scorer):
   rounds = math.ceil(e.num_samples / e.batch_size)
   _sync(f'samples {work.label}')
   todo = [r for r in range(rounds) if not work.has(f'statistics_{r}.npz')]
-  base = run_lib.stream_key(run.config, run_lib.SAMPLE_STREAM)
+  base = streams.run_key(run.config, streams.SAMPLE_STREAM)
   progress = utils.Progress(f'sampling of step_{work.label}, round', todo[0] if todo else 0,
                             rounds, 0.)
   for r in todo:
-    keys = run_lib.sample_keys(base, r * e.batch_size, e.batch_size, run.sharded())
+    keys = streams.sample_keys(base, e.batch_size, start=r * e.batch_size, sharding=run.sharded())
     images, _ = fns.sample(keys, params)
     images = evaluation.images_to_uint8(run_lib.gather(images), centered=False)
     work.save(f'samples_{r}.npz', samples=images)

@@ -36,13 +36,14 @@ import zipfile
 from absl import logging
 import jax
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 
 import datasets
 import digits_metric
 import evaluation
 import outputs
+import streams
 import utils
 
 SUBSET_SEED = 0                  # EDM fid.py calc --seed default: which images when there are more
@@ -272,7 +273,7 @@ def run(config, workdir):
   _check(config, images)
   out_dir = os.path.join(workdir, 'fid')
   os.makedirs(out_dir, exist_ok=True)
-  mesh = Mesh(np.array(jax.devices()), ('data',))
+  mesh = streams.data_mesh()
   digits = config.data.dataset == 'DIGITS'
   metric_fn = digits_metric_fn(out_dir) if digits else inception_metric_fn(config, mesh)
   key = 'digits_fd' if digits else 'fid'

@@ -6,24 +6,24 @@ Papers:
 
 `generate_seeds` writes one file per seed, `{seed - seed % 1000:06d}/{seed:06d}.png` (EDM's
 --subdirs layout), quantized as EDM does (x·127.5 + 128 on the [-1, 1] scale, clipped, truncated)
-or `.npz` with the float image. Image i depends only on seed i: its key is jax.random.key(seed),
-and every sampler draws per-sample noise from that key alone, so neither the batch size nor the
-number of devices changes it. Existing files are skipped (resume). Batches are sharded over a
-1-D 'data' mesh of all devices; only process 0 writes. A class-conditional model's class of
-each seed (`sampling.class_labels`, itself a function of the seed) is recorded in
-`out_dir/class_labels.json` ({seed: class}) and, for `.npz`, as 'label'.
+or `.npz` with the float image. Image i depends only on seed i: its key is jax.random.key(seed)
+(`streams.keys_for_seeds`), and every sampler draws per-sample noise from that key alone, so
+neither the batch size nor the number of devices changes it. Existing files are skipped
+(resume). Batches are sharded over `streams.data_mesh()`; only process 0 writes. A
+class-conditional model's class of each seed (`sampling.class_labels`, itself a function of the
+seed) is recorded in `out_dir/class_labels.json` ({seed: class}) and, for `.npz`, as 'label'.
 """
 import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 import evaluation
 import sampling
+from streams import data_mesh, keys_for_seeds
 
 FORMATS = ('png', 'npz')
 
@@ -80,7 +80,7 @@ def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='p
   shape = (d.image_size, d.image_size, d.num_channels)
   row = {s: i for i, s in enumerate(seeds)}
   todo = [s for s in seeds if not os.path.exists(seed_path(out_dir, s, fmt))]
-  mesh = Mesh(np.array(jax.devices()), ('data',))
+  mesh = data_mesh()
   params = jax.device_put(params, NamedSharding(mesh, P()))
   batched = NamedSharding(mesh, P('data'))
   for start in range(0, len(todo), batch_size):
@@ -88,7 +88,7 @@ def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='p
     padded = np.array(chunk + [chunk[-1]] * (batch_size - len(chunk)), np.uint32)
     given = None if latents is None else {
         k: jax.device_put(v[[row[int(s)] for s in padded]], batched) for k, v in latents.items()}
-    images, _ = sample_fn(jax.device_put(keys_for_seeds(padded), batched), params, given)
+    images, _ = sample_fn(keys_for_seeds(jax.device_put(padded, batched)), params, given)
     images = np.asarray(multihost_utils.process_allgather(images, tiled=True), np.float64)
     if images.shape[1:] != shape:
       raise ValueError(f'sample_fn gave images {images.shape[1:]}, the config says {shape}')
@@ -176,8 +176,3 @@ def read_latents(path, n, sample_shape):
     raise ValueError(f'sampling.latents = {path!r} holds {z.shape}; {n} images need '
                      f'[>= {n}, {", ".join(map(str, sample_shape))}] (channels last)')
   return {k: np.asarray(v[:n], np.float32) for k, v in arrays.items() if k in ('z', 'radii')}
-
-
-def keys_for_seeds(seeds):
-  """Per-image keys [B] = jax.random.key(seed), as `generate_seeds` uses."""
-  return jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))

@@ -22,6 +22,7 @@ import evaluation
 import fid
 import outputs
 import run_lib
+import streams
 import utils
 from utils import Registry
 
@@ -126,7 +127,8 @@ def run_task(config, workdir, task, checkpoint=''):
   fn = get_fn(config, run.sde, run.model, scaler, inverse, run.eps)
   state = run_lib.restore_newest(run, workdir, checkpoint)
   images, n, step = _first_eval_images(run), config.eval.batch_size, int(state.step)
-  keys = run_lib.sample_keys(run_lib.stream_key(config, run_lib.SAMPLE_STREAM), 0, n, run.sharded())
+  keys = streams.sample_keys(streams.run_key(config, streams.SAMPLE_STREAM), n,
+                             sharding=run.sharded())
   s, start = config.sampling, time.time()
   logging.info('%s: %d evaluation images, step-%d checkpoint, PC %s / %s, %d noise levels%s',
                task, n, step, s.predictor, s.corrector, run.sde.N,

@@ -12,7 +12,8 @@ their batch axis, the train state is replicated, and each process feeds its own 
 data (`jax.make_array_from_process_local_data`). Randomness is a function of (config.seed,
 step): optimizer step s uses fold_in(key(seed), s) (losses.make_train_step), so a resumed run
 repeats an uninterrupted one exactly; the input pipeline is replayed to the resume point. Sample i of an
-evaluation uses fold_in(key(seed), SAMPLE_STREAM) folded with i, whatever the batch size.
+evaluation uses fold_in(key(seed), SAMPLE_STREAM) folded with i, whatever the batch size (every
+stream: streams.py).
 
 Run directory (see checkpointing.py for checkpoints/ and checkpoints-meta/, eval_lib.py for
 <eval_folder>/):
@@ -40,10 +41,9 @@ import models  # pylint: disable=unused-import   # registers the architectures
 from models import utils as mutils
 import sampling
 import sde_lib
+import streams
 import utils
 
-# fold_in constants of the random streams besides training (training folds in the step < 2**30)
-EVAL_STREAM, SAMPLE_STREAM, INIT_STREAM, BPD_STREAM = 2 ** 30, 2 ** 30 + 1, 2 ** 30 + 2, 2 ** 30 + 3
 FREQUENCIES = ('log_freq', 'eval_freq', 'snapshot_freq', 'snapshot_freq_for_preemption')
 
 
@@ -96,7 +96,7 @@ def init_distributed(spec):
 
 
 def build(config):
-  mesh = Mesh(np.array(jax.devices()), ('data',))
+  mesh = streams.data_mesh()
   sde, eps = sde_lib.get_sde(config)
   return Run(config, mesh, mutils.get_model(config), sde, eps, losses.get_optimizer(config),
              losses.get_loss_fn(sde, config), losses.get_loss_fn(sde, config, train=False))
@@ -121,33 +121,19 @@ def check_train_config(config):
   check_divisible(t.batch_size, 'training.batch_size')
 
 
-def stream_key(config, *folds):
-  key = jax.random.key(config.seed)
-  for f in folds:
-    key = jax.random.fold_in(key, f)
-  return key
-
-
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def sample_keys(base, start, n, sharding):
-  """Per-sample keys fold_in(base, i) for i in [start, start + n), sharded over the batch."""
-  keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(start + jnp.arange(n))
-  return jax.lax.with_sharding_constraint(keys, sharding)
-
-
 def gather(x):
   """A (possibly multi-process) global array as one NumPy array on every process."""
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def _init_state(run):
-  params = mutils.init_model(stream_key(run.config, INIT_STREAM), run.config)[1]
+  params = mutils.init_model(streams.run_key(run.config, streams.INIT_STREAM), run.config)[1]
   return jax.device_put(losses.init_train_state(params, run.optimizer), run.replicated)
 
 
 def _abstract_state(run):
-  state = jax.eval_shape(lambda: losses.init_train_state(
-      mutils.init_model(stream_key(run.config, INIT_STREAM), run.config)[1], run.optimizer))
+  state = jax.eval_shape(lambda: losses.init_train_state(mutils.init_model(
+      streams.run_key(run.config, streams.INIT_STREAM), run.config)[1], run.optimizer))
   return checkpointing.abstract(state, run.replicated)
 
 
@@ -248,7 +234,8 @@ class _Trainer:
 
   def snapshot(self, state, step):
     n = self.config.training.batch_size
-    keys = sample_keys(stream_key(self.config, SAMPLE_STREAM), 0, n, self.run.sharded())
+    keys = streams.sample_keys(streams.run_key(self.config, streams.SAMPLE_STREAM), n,
+                               sharding=self.run.sharded())
     images, _ = self.fns.sample(keys, state.ema_params)
     os.makedirs(os.path.join(self.workdir, 'samples'), exist_ok=True)
     outputs.save_samples(gather(images), os.path.join(self.workdir, 'samples', f'iter_{step}'))
@@ -274,7 +261,7 @@ def train(config, workdir, checkpoint=''):
       config, uniform_dequantization=config.data.uniform_dequantization)
   train_iter = _batches(train_ds, trainer.run, axis=1, skip=start // t.n_jitted_steps)
   eval_iter = _batches(eval_ds, trainer.run, axis=1, skip=start // t.eval_freq)
-  progress, train_key = utils.Progress('step', start, t.n_iters), stream_key(config)
+  progress, train_key = utils.Progress('step', start, t.n_iters), streams.run_key(config)
   logging.info('training from step %d to %d on %d devices', start, t.n_iters, jax.device_count())
   while step < t.n_iters:
     state, metrics = trainer.fns.train_step(state, next(train_iter), train_key)
@@ -286,7 +273,8 @@ def train(config, workdir, checkpoint=''):
       logging.info('%s, loss %.5f', progress.line(step), losses_.mean())
       trainer.writer.write(step, {'loss': losses_.mean(), 'steps_per_s': progress.rate})
     if step % t.eval_freq == 0:
-      eval_loss = trainer.fns.eval_loss(state, next(eval_iter), stream_key(config, step, EVAL_STREAM))
+      eval_loss = trainer.fns.eval_loss(state, next(eval_iter),
+                                        streams.run_key(config, step, streams.EVAL_STREAM))
       trainer.writer.write(step, {'eval_loss': eval_loss})
     done = step >= t.n_iters
     if step % t.snapshot_freq_for_preemption == 0 or step % t.snapshot_freq == 0 or done:
@@ -362,7 +350,8 @@ def sample(config, workdir, checkpoint=''):
                                    config.eval.batch_size, s.image_format, latents)
     logging.info('wrote %d images to %s', len(done), out_dir)
     return
-  keys = sample_keys(stream_key(config, SAMPLE_STREAM), 0, n, run.sharded())
+  keys = streams.sample_keys(streams.run_key(config, streams.SAMPLE_STREAM), n,
+                             sharding=run.sharded())
   given = None if latents is None else jax.device_put(latents, run.sharded())
   images, nfe = sample_fn(keys, state.ema_params, given)
   logging.info('sampled %d images with %d network evaluations each', len(keys), int(nfe))

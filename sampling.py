@@ -11,7 +11,8 @@ Papers:
   Ho&Salimans22  Classifier-Free Diffusion Guidance, arXiv:2207.12598.
 
 Conventions: `score_fn(x [B, ...], t [B]) -> ∇_x log p_t(x)`; a sampler takes per-sample keys
-[B] (see `utils.sample_keys`) so that sample i depends only on keys[i], never on the batch size.
+[B] (`streams.sample_keys`; every fold_in constant is in streams.py) so that sample i depends only
+on keys[i], never on the batch size.
 A predictor or corrector is a registered factory returning `update(x, t, noise) -> (x, x_mean)`,
 where `noise(j)` draws the j-th standard normal of this step for every sample.
 """
@@ -25,6 +26,7 @@ import numpy as np
 from models import precond
 from models import utils as mutils
 import sde_lib
+import streams
 from utils import Registry, bcast, per_sample_normal
 
 PREDICTORS = Registry('predictor')
@@ -144,7 +146,8 @@ def prior_sample(sde, keys, sample_shape, z=None):
   latents z [B, *sample_shape] (the prior std times z)."""
   if z is not None:
     return z * sde.prior_std
-  return jax.vmap(lambda k: sde.prior_sampling(jax.random.fold_in(k, 2 ** 30), sample_shape))(keys)
+  return jax.vmap(lambda k: sde.prior_sampling(
+      jax.random.fold_in(k, streams.LATENT_STREAM), sample_shape))(keys)
 
 
 def pc_sample(keys, score_fn, sde, sample_shape, predictor='euler_maruyama', corrector='none',
@@ -230,19 +233,18 @@ def _ode_sampler(config, sde, sample_shape, eps):
       None if latents is None else prior_sample(sde, keys, sample_shape, latents['z']))
 
 
-CLASS_FOLD = 2 ** 30 + 1      # fold_in(key, CLASS_FOLD) draws a sample's class (latents: 2**30)
-
-
 def class_labels(config, keys):
   """Each sample's class [B] int32: `sampling.class_label`, or (−1) one uniform class per seed
-  drawn from fold_in(key, CLASS_FOLD), so a seed's class does not depend on the batch."""
+  drawn from fold_in(key, streams.CLASS_STREAM), so a seed's class does not depend on the
+  batch."""
   k, label = config.data.num_classes, config.sampling.class_label
   if label >= k or label < -1:
     raise ValueError(f'sampling.class_label = {label} must be -1 (random) or a class in '
                      f'[0, data.num_classes = {k})')
   if label >= 0:
     return jnp.full(keys.shape, label, jnp.int32)
-  return jax.vmap(lambda key: jax.random.randint(jax.random.fold_in(key, CLASS_FOLD), (), 0, k))(keys)
+  return jax.vmap(lambda key: jax.random.randint(
+      jax.random.fold_in(key, streams.CLASS_STREAM), (), 0, k))(keys)
 
 
 def conditional_model_fn(config, model, params, keys):
@@ -308,7 +310,8 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
   EDM-ES's constant b; k > 0: ADM-ES's linear schedule in the step index t = N − 1 − i); b = 1,
   k = 0 skips the division, so the plain sampler is unchanged.
   Args:
-    keys: per-sample keys [B]; latents use fold_in(key, 2**30), churn noise fold_in(key, i).
+    keys: per-sample keys [B]; latents use fold_in(key, streams.LATENT_STREAM), churn noise
+      fold_in(key, i).
     dtype: float32, or float64 (call under `jax.enable_x64(True)`; the network stays float32).
     z: optional latents [B, *sample_shape] (standard normal), instead of those of `keys`.
     record_eps_norm: also return ‖ε̂‖ per step and sample [N, B] (at (x̂_i, t̂_i), before scaling).
@@ -324,7 +327,7 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
   sigmas = (sigma_max ** (1 / rho) + i / (steps - 1)
             * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho          # Karras+22 Eq. 5
   t_steps = jnp.concatenate([sde.sigma_inv(sigmas), jnp.zeros((1,), dtype)])    # t_N = 0 (Eq. 5)
-  z = per_sample_normal(keys, 2 ** 30, sample_shape) if z is None else z
+  z = per_sample_normal(keys, streams.LATENT_STREAM, sample_shape) if z is None else z
   t0 = vec(t_steps[0])
   x0 = z.astype(dtype) * bcast(sde.sigma(t0) * sde.scale(t0), z)              # Karras+22 Alg. 1 line 2
 
@@ -373,7 +376,7 @@ def pfgmpp_latents(keys, noise, sample_shape, latents=None):
   """PFGM++'s prior at σ_max in units of σ_max (Xu+23; Newbeeer/pfgmpp generate.py): the
   kernel's noise for σ = 1, from per-sample keys as the Gaussian latents are drawn, or with the
   direction of given latents['z'] (and latents['radii'] when given)."""
-  keys = jax.vmap(lambda k: jax.random.fold_in(k, 2 ** 30))(keys)
+  keys = jax.vmap(lambda k: jax.random.fold_in(k, streams.LATENT_STREAM))(keys)
   if latents is None:
     return noise.sample_per_key(keys, sample_shape)
   return noise.from_latents(keys, latents['z'], latents.get('radii'))

@@ -1,5 +1,5 @@
-"""Small shared helpers: the one `Registry`, batch broadcasting, per-sample randomness, PNG grids,
-progress lines (rate and ETA).
+"""Small shared helpers: the one `Registry`, batch broadcasting, per-sample normals (keys and
+streams: streams.py), PNG grids, progress lines (rate and ETA).
 
 Importing it changes nothing global: entry points (main.py, bench/, tests/conftest.py) call
 `configure_cpu()` first, which applies `prefer_xla_convolutions()` and `unroll_threefry_on_cpu()`.
@@ -11,6 +11,7 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 
 _YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type'
 _YNN_DOTS = f'{_YNN_FLAG}=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'
@@ -118,11 +119,6 @@ def bcast(v, x):
   """Reshape a per-sample vector `v` [B] so that it broadcasts against `x` [B, ...]."""
   v = jnp.asarray(v)
   return v.reshape(v.shape + (1,) * (x.ndim - v.ndim))
-
-
-def sample_keys(rng, n):
-  """Per-sample keys [n] from one key: key i = fold_in(rng, i), so sample i does not depend on n."""
-  return jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(n))
 
 
 def per_sample_normal(keys, step, shape, dtype=jnp.float32):

@@ -30,7 +30,7 @@ from models import utils as mutils
 import sampling
 import sde_lib
 import utils
-from utils import sample_keys
+from streams import sample_keys
 
 PEER_FORWARD_S, PEER_SAMPLER_S, PEER_STEP_S = 0.057, 2.04, 0.21
 

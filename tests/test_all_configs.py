@@ -25,6 +25,7 @@ import tensorflow_datasets as tfds
 from configs import default_cifar10_configs, quicktest
 import datasets
 import run_lib
+import streams
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIBRARY = {'__init__.py', 'default_lib.py', 'presets.py', 'quicktest.py'}
@@ -50,9 +51,9 @@ def _one_train_and_sample_step(config):
   state = run_lib._init_state(run)
   train_ds, _ = datasets.get_dataset(config)
   batch = next(run_lib._batches(train_ds, run, axis=1))
-  state, metrics = fns.train_step(state, batch, run_lib.stream_key(config))
+  state, metrics = fns.train_step(state, batch, streams.run_key(config))
   assert np.isfinite(np.asarray(metrics['loss'])).all() and int(state.step) == 1
-  keys = run_lib.sample_keys(run_lib.stream_key(config, 0), 0, 2, run.sharded())
+  keys = streams.sample_keys(streams.run_key(config, 0), 2, sharding=run.sharded())
   images, nfe = fns.sample(keys, state.ema_params)
   size, channels = config.data.image_size, config.data.num_channels
   assert images.shape == (2, size, size, channels) and int(nfe) > 0

@@ -16,7 +16,7 @@ import losses
 from models import utils as mutils
 import sampling
 import sde_lib
-from utils import sample_keys
+from streams import sample_keys
 
 K = 10
 

@@ -32,7 +32,7 @@ from models import utils as mutils
 import modes
 import run_lib
 import sde_lib
-from utils import sample_keys
+from streams import sample_keys
 
 N = 4096
 VE = sde_lib.VESDE(0.01, 50., 1000)

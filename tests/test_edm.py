@@ -17,7 +17,8 @@ from models import precond
 from models import utils as mutils
 import sampling
 import sde_lib
-from utils import per_sample_normal, sample_keys
+from streams import sample_keys
+from utils import per_sample_normal
 
 SIGMAS = np.array([0.002, 0.05, 0.5, 1., 7., 80.])
 SD = 0.5

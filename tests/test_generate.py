@@ -108,7 +108,7 @@ def test_eps_norm_plot_is_written(tmp_path):
   import sde_lib  # pylint: disable=import-outside-toplevel
   from closed_form import Gaussian  # pylint: disable=import-outside-toplevel
   from models import utils as mutils  # pylint: disable=import-outside-toplevel
-  from utils import sample_keys  # pylint: disable=import-outside-toplevel
+  from streams import sample_keys  # pylint: disable=import-outside-toplevel
   gauss, sde = Gaussian.random(4), sde_lib.EDMSDE(0.002, 80.)
   score = mutils.denoiser_to_score(sde, gauss.denoiser)
   norms = generate.eps_norm_trajectory(sample_keys(jax.random.key(0), 32), score, sde, (4,), steps=8)

@@ -14,7 +14,7 @@ import likelihood
 import run_lib
 import sde_lib
 from closed_form import Gaussian
-from utils import sample_keys
+from streams import sample_keys
 
 DATA = Gaussian.random(8, seed=4)
 SDES = {'ve': lambda: sde_lib.VESDE(0.01, 50.), 'vp': sde_lib.VPSDE, 'subvp': sde_lib.subVPSDE}

@@ -24,7 +24,7 @@ from models import utils as mutils
 import run_lib
 import sampling
 import sde_lib
-from utils import sample_keys
+from streams import sample_keys
 
 
 def _posterior_mean(x, sigma, points, weights, D):

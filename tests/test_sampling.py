@@ -13,7 +13,7 @@ from scipy import stats
 import sampling
 import sde_lib
 from closed_form import Gaussian, Mixture1D
-from utils import sample_keys
+from streams import sample_keys
 
 N_SAMPLES = 4096
 DATA = Gaussian.random(8, seed=1)
