@@ -1,30 +1,53 @@
-"""Two processes on loopback (jax.distributed, one CPU device each) train one run together.
+"""Two processes on loopback (jax.distributed, one CPU device each) against one process.
 
-main.py --distributed=127.0.0.1:PORT,2,i starts each process; they share one workdir as hosts
-of a pod share a bucket. The global batch is the union of the processes' shares of the data
-(each reads its own shard, datasets._shard), so the loss curve depends on the process count
-like any multi-host input pipeline; what must hold is that the run is one run: every step is
-logged once (by process 0), checkpoints and samples are written once and restore, and each
-process keeps its own log file.
+main.py --distributed=127.0.0.1:PORT,2,i starts each process (a fresh port per run, each under
+`timeout -s KILL`); they share one workdir as hosts of a pod share a bucket.
+
+Training: the global batch is the union of the processes' shares of the data (each reads its
+own shard, datasets._shard), so the loss curve depends on the process count like any multi-host
+input pipeline; what must hold is that the run is one run: every step is logged once (by
+process 0), checkpoints and samples are written once and restore, and each process keeps its
+own log file.
+
+Evaluation and sampling, of one kept checkpoint (configs/quicktest.py's shrink of the digits
+quickstart, initial weights as step 1): --mode=eval in two processes gives the sample metrics
+of one process exactly, and ends when the processes' shards differ by a batch; its loss and
+bits/dim do not equal one process's yet (xfail: datasets.py's shards). --mode=sample writes the
+one-process files exactly: one .npz per seed (sampling.seeds), or the grid.
 """
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+import checkpointing
+from configs import quicktest
+from configs.quickstart import digits
+import datasets
+import eval_lib
+import run_lib
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# SIGKILL: a process of jax.distributed outlives timeout's SIGTERM (taken as a preemption notice)
+TIMEOUT = ['timeout', '-s', 'KILL', '400']
 STEPS = 4
 OVERRIDES = ['--config=configs/quickstart/digits.py', '--config.training.batch_size=4',
              f'--config.training.n_iters={STEPS}', '--config.training.n_jitted_steps=1',
              '--config.training.log_freq=1', '--config.training.eval_freq=2',
              '--config.training.snapshot_freq=2', '--config.training.snapshot_freq_for_preemption=2',
              '--config.model.nf=16', '--config.model.num_res_blocks=1', '--config.sampling.steps=4']
+
+
+SLOW = pytest.mark.skipif(not os.environ.get('SCOREFLOW_SLOW_TESTS'),
+                          reason='two-process eval/sample (~5 min): set SCOREFLOW_SLOW_TESTS=1')
 
 
 def _free_port():
@@ -37,7 +60,7 @@ def test_two_processes_train_one_run(tmp_path):
   workdir, port = str(tmp_path / 'run'), _free_port()
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
   env.pop('XLA_FLAGS', None)   # one device per process
-  procs = [subprocess.Popen(['timeout', '400', sys.executable, 'main.py', '--mode=train',
+  procs = [subprocess.Popen([*TIMEOUT, sys.executable, 'main.py', '--mode=train',
                              f'--workdir={workdir}', f'--distributed=127.0.0.1:{port},2,{i}',
                              *OVERRIDES], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE) for i in range(2)]
@@ -67,7 +90,160 @@ def test_two_processes_train_one_run(tmp_path):
 
 
 def test_distributed_flag_is_checked_before_jax_starts():
-  import run_lib  # pylint: disable=import-outside-toplevel
   assert run_lib.init_distributed('') == 0                    # one process: nothing to join
   with pytest.raises(ValueError, match=r"expected 'auto' or ADDRESS:PORT,NUM_PROCESSES,PROCESS_ID"):
     run_lib.init_distributed('127.0.0.1:1234,two,0')
+
+
+# ------------------------------------------------------------------------------------------------
+# --mode=eval and --mode=sample: two processes against one, on one kept checkpoint
+
+def _flat(config, prefix=''):
+  out = {}
+  for k, v in config.items():
+    out.update(_flat(v, f'{prefix}{k}.') if hasattr(v, 'items') else {f'{prefix}{k}': v})
+  return out
+
+
+def _shrunk_config():
+  return quicktest.shrink(digits.get_config())
+
+
+def _shrink_flags():
+  """configs/quicktest.py's shrink of the digits quickstart, as main.py overrides."""
+  full, small = _flat(digits.get_config()), _flat(_shrunk_config())
+  return [f'--config.{k}={v}' for k, v in small.items() if full[k] != v]
+
+
+@pytest.fixture(scope='module')
+def kept_step_1(tmp_path_factory):
+  """A run directory holding the shrunk model's initial weights as kept step 1 (no training)."""
+  workdir = str(tmp_path_factory.mktemp('kept'))
+  state = run_lib._init_state(run_lib.build(_shrunk_config()))
+  checkpointing.save(checkpointing.kept_manager(workdir), state.replace(step=jnp.asarray(1)))
+  return workdir
+
+
+def _main(kept, workdir, mode, settings, processes, devices=1):
+  """main.py --mode=`mode` over a copy of `kept`: `processes` processes on loopback with
+  `devices` CPU devices each; logs in <workdir>_<i>.log."""
+  shutil.copytree(kept, workdir)
+  flags = [f'--config.{k}={v}' for k, v in settings.items()]
+  port, env = _free_port(), {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  procs = []
+  for i in range(processes):
+    distributed = [f'--distributed=127.0.0.1:{port},{processes},{i}'] if processes > 1 else []
+    with open(f'{workdir}_{i}.log', 'w') as log:   # a file: a child never blocks on a full pipe
+      procs.append(subprocess.Popen(
+          [*TIMEOUT, sys.executable, 'main.py', f'--mode={mode}', f'--workdir={workdir}',
+           '--config=configs/quickstart/digits.py', *_shrink_flags(), *flags, *distributed],
+          cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log))
+  for i, p in enumerate(procs):
+    p.wait(timeout=420)
+    with open(f'{workdir}_{i}.log') as log:
+      assert p.returncode == 0, f'{processes} processes, process {i}:\n{log.read()[-3000:]}'
+
+
+def _report(workdir):
+  with open(f'{workdir}/eval/report_1.json') as f, np.load(f'{workdir}/eval/report_1.npz') as a:
+    return json.load(f), {k: a[k] for k in a.files}
+
+
+EVAL = {'eval.batch_size': 96, 'eval.num_samples': 192, 'eval.wait_for_checkpoints': False,
+        'sampling.steps': 4, 'sampling.ode_rtol': 1e-3, 'sampling.ode_atol': 1e-3}
+
+
+@pytest.fixture(scope='module')
+def eval_reports(kept_step_1, tmp_path_factory):
+  """(one, two): (report_1.json, report_1.npz) of --mode=eval in one process with 2 devices and
+  in 2 processes with one each: loss and bits/dim over 3 batches of 96 test digits (288 of
+  297), the digits FD of 2 rounds of 96 samples. The same 2 devices: bits/dim integrate a batch
+  with one adaptive step size (a norm over the batch, summed across devices), so splitting a
+  batch over 1 or 2 devices moves each image's bits/dim by up to 1.3e-5 (relative, measured)."""
+  tmp = tmp_path_factory.mktemp('eval')
+  _main(kept_step_1, str(tmp / 'one'), 'eval', EVAL, processes=1, devices=2)
+  _main(kept_step_1, str(tmp / 'two'), 'eval', EVAL, processes=2)
+  return _report(str(tmp / 'one')), _report(str(tmp / 'two'))
+
+
+@SLOW
+def test_two_process_eval_scores_the_same_samples(eval_reports):
+  """Sample i's key is fold_in(SAMPLE_STREAM key, i) wherever it runs: the samples, and so the
+  digits FD, are the one-process ones exactly."""
+  (one, one_arrays), (two, two_arrays) = eval_reports
+  assert two['sample_metrics'] == one['sample_metrics']
+  assert two['step'] == one['step'] == 1
+  for k, shape in (('all_losses', (3,)), ('bpd', (288,))):
+    assert two_arrays[k].shape == one_arrays[k].shape == shape
+
+
+@SLOW
+@pytest.mark.xfail(strict=True, reason=(
+    'datasets.py: each process reads every P-th test image (its shard) with its own '
+    'dequantization stream, so a global eval batch holds other images, in another order, with '
+    'other noise, than the one-process batch'))
+def test_two_process_eval_loss_and_bpd_equal_one_process(eval_reports):
+  (one, one_arrays), (two, two_arrays) = eval_reports
+  assert (two['eval_loss'], two['bpd']) == (one['eval_loss'], one['bpd'])
+  for k in ('all_losses', 'bpd'):
+    np.testing.assert_array_equal(two_arrays[k], one_arrays[k])
+
+
+def test_two_process_eval_with_uneven_shards_ends(kept_step_1, tmp_path):
+  """eval.batch_size 2 (quicktest's): the 297 test digits split 149 / 148, a batch more on
+  process 0; both evaluate the 148 batches every process has (eval_lib._common_batches)."""
+  workdir = str(tmp_path / 'run')
+  _main(kept_step_1, workdir, 'eval', {'eval.enable_bpd': False, 'eval.enable_sampling': False,
+                                       'eval.wait_for_checkpoints': False}, processes=2)
+  info, arrays = _report(workdir)
+  assert arrays['all_losses'].shape == (148,) and np.isfinite(info['eval_loss'])
+
+
+def test_eval_counts_batches_tf_data_does_not_know():
+  """TFRecord sets have an unknown cardinality (-2): their batches are counted."""
+  tf = datasets._tf()
+  ds = tf.data.Dataset.range(7).filter(lambda x: x >= 0).batch(2, drop_remainder=True)
+  assert int(ds.cardinality()) < 0
+  taken, n = eval_lib._common_batches(ds)
+  assert n == 3 and len(list(taken)) == 3
+
+
+def _read_all(folder):
+  """{path under `folder`: the arrays of an .npz, the bytes of any other file}."""
+  out = {}
+  for base, _, names in os.walk(folder):
+    for name in names:
+      path = os.path.join(base, name)
+      if name.endswith('.npz'):
+        with np.load(path) as f:
+          out[os.path.relpath(path, folder)] = {k: f[k] for k in f.files}
+      else:
+        with open(path, 'rb') as f:
+          out[os.path.relpath(path, folder)] = f.read()
+  return out
+
+
+@SLOW
+@pytest.mark.parametrize('seeds', ['0-6', ''])
+def test_two_process_sampling_writes_the_one_process_files(kept_step_1, tmp_path, seeds):
+  """sampling.seeds: one .npz per seed (7 seeds in batches of 4, the last one padded); none: one
+  grid of eval.batch_size = 4 (.npz + .png). Two processes write the one-process files."""
+  settings = {'eval.batch_size': 4, 'sampling.steps': 4, 'sampling.seeds': seeds,
+              'sampling.image_format': 'npz'}
+  written = {}
+  for processes in (1, 2):
+    workdir = str(tmp_path / f'run{processes}')
+    _main(kept_step_1, workdir, 'sample', settings, processes)
+    written[processes] = _read_all(f'{workdir}/samples')
+  one, two = written[1], written[2]
+  names = [f'seeds_1/000000/{s:06d}.npz' for s in range(7)] if seeds else [
+      'sample_1.npz', 'sample_1.png']
+  assert sorted(one) == sorted(two) == names
+  for name in names:
+    if name.endswith('.png'):
+      assert two[name] == one[name]
+      continue
+    assert sorted(two[name]) == sorted(one[name])
+    for k in one[name]:
+      np.testing.assert_array_equal(two[name][k], one[name][k], err_msg=f'{name}: {k}')
