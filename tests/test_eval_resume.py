@@ -49,6 +49,10 @@ def _config(**changes):
   return config
 
 
+SLOW = pytest.mark.skipif(not os.environ.get('SCOREFLOW_SLOW_TESTS'),
+                          reason='eval subprocesses (~2.5 min): set SCOREFLOW_SLOW_TESTS=1')
+
+
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('run'))
@@ -120,6 +124,7 @@ def polled(trained, tmp_path_factory):
   return workdir, _read(log_path)
 
 
+@SLOW
 def test_eval_waits_for_checkpoints_written_after_it_started(polled):
   workdir, log = polled
   for step in (2, 4):
@@ -139,6 +144,7 @@ def _kill_when(proc, log_path, condition):
   proc.wait()
 
 
+@SLOW
 def test_killed_eval_resumes_without_redoing_finished_batches(trained, polled, tmp_path):
   workdir = str(tmp_path / 'run')
   shutil.copytree(trained, workdir)

@@ -190,6 +190,7 @@ def test_two_process_eval_loss_and_bpd_equal_one_process(eval_reports):
     np.testing.assert_array_equal(two_arrays[k], one_arrays[k])
 
 
+@SLOW
 def test_two_process_eval_with_uneven_shards_ends(kept_step_1, tmp_path):
   """eval.batch_size 2 (quicktest's): the 297 test digits split 149 / 148, a batch more on
   process 0; both evaluate the 148 batches every process has (eval_lib._common_batches)."""
