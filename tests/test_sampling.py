@@ -106,8 +106,10 @@ def test_sample_depends_only_on_its_key():
 
 
 def test_unknown_predictor_and_corrector_list_registered_names():
-  with pytest.raises(KeyError, match='ancestral_sampling, euler_maruyama, none, reverse_diffusion'):
+  with pytest.raises(KeyError) as info:      # other tests may register more (the recipe test)
     sampling.PREDICTORS.get('euler')
+  for name in ('ancestral_sampling', 'euler_maruyama', 'none', 'reverse_diffusion'):
+    assert name in str(info.value)
   with pytest.raises(KeyError, match='ald, langevin, none'):
     sampling.CORRECTORS.get('langevine')
   with pytest.raises(ValueError, match='ancestral_sampling'):
