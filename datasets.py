@@ -7,8 +7,10 @@ returns two `tf.data.Dataset`s of dicts
   training (evaluation=False): [n_jitted_steps, per_process_batch, H, W, C], repeated, shuffled;
   evaluation=True:             [per_process_eval_batch, H, W, C], one pass in file order,
 with per_process_batch = batch_size // jax.process_count(); the batch must divide by
-jax.device_count(). Each process reads its own shard. Incomplete batches are dropped (fixed
-shapes for jit), as in score_sde. Iterate with `ds.as_numpy_iterator()`.
+jax.device_count(). Training: each process reads its own shard. Evaluation: every process reads
+the whole split, forms the global batches of eval.batch_size, with the same dequantization
+noise, and keeps its rows (process p: rows [p·b, (p+1)·b)), so a P-process evaluation sees the
+one-process batches exactly. Incomplete batches are dropped (fixed shapes for jit), as in score_sde. Iterate with `ds.as_numpy_iterator()`.
 
 Conventions from yang-song/score_sde datasets.py (Song+21, arXiv:2011.13456): CelebA center crop
 140 then resize to 64; LSUN resize-small + central crop (128 px) or crop + bicubic resize; FFHQ /
@@ -178,7 +180,7 @@ def _tfds_source(config, evaluation, name, splits, image_op):
   image_feature = builder.info.features['image']
 
   def load(split):
-    if jax.process_count() > 1:
+    if _shards(evaluation) > 1:
       split = tfds.even_splits(split, n=jax.process_count())[jax.process_index()]
     return builder.as_dataset(split=split, shuffle_files=not evaluation, read_config=read_config,
                               decoders={'image': tfds.decode.SkipDecoding()})
@@ -222,13 +224,18 @@ def _lsun(config, evaluation):
                       ('train', 'validation'), image_op)
 
 
-def _shard(ds):
-  return ds.shard(jax.process_count(), jax.process_index()) if jax.process_count() > 1 else ds
+def _shards(evaluation):
+  """Into how many shards a source splits: one per process for training, none for evaluation
+  (every process reads the whole split; `_pipeline` gives each its rows of each global batch)."""
+  return 1 if evaluation else jax.process_count()
+
+
+def _shard(ds, evaluation):
+  return ds.shard(jax.process_count(), jax.process_index()) if _shards(evaluation) > 1 else ds
 
 
 def _tfrecords(config, evaluation):
   """FFHQ / CelebA-HQ records of score_sde: features `shape` [3] (C, H, W) and raw uint8 `data`."""
-  del evaluation
   tf, path = _tf(), config.data.tfrecords_path
   if not path:
     raise ValueError(f'{config.data.dataset} reads a TFRecord file: pass '
@@ -244,7 +251,7 @@ def _tfrecords(config, evaluation):
     image = tf.reshape(tf.io.decode_raw(example['data'], tf.uint8), example['shape'])
     image = tf.ensure_shape(tf.transpose(image, (1, 2, 0)), [size, size, channels])
     return {'image': _to_float(image), 'label': tf.constant(UNLABELED, tf.int32)}
-  ds = _shard(tf.data.TFRecordDataset(path))
+  ds = _shard(tf.data.TFRecordDataset(path), evaluation)
   return Source(ds, ds, decode)   # score_sde evaluates on the same records
 
 
@@ -255,7 +262,6 @@ SOURCES.register('CelebAHQ')(_tfrecords)
 @SOURCES.register('DIGITS')
 def _digits(config, evaluation):
   """sklearn digits (`digits_split`), resized if data.image_size ≠ 8, gray tiled to C channels."""
-  del evaluation
   tf, split = _tf(), digits_split()
   size, channels = config.data.image_size, config.data.num_channels
   if channels not in (1, 3):
@@ -267,7 +273,8 @@ def _digits(config, evaluation):
     return tf.tile(image, [1, 1, channels])
 
   def load(images, labels):
-    return _shard(tf.data.Dataset.from_tensor_slices({'image': images, 'label': labels}))
+    return _shard(tf.data.Dataset.from_tensor_slices({'image': images, 'label': labels}),
+                  evaluation)
   return Source(load(split['train_images'], split['train_labels']),
                 load(split['test_images'], split['test_labels']),
                 lambda d: {'image': image_op(d['image']), 'label': d['label']})
@@ -361,10 +368,10 @@ def _image_zip(config, evaluation):
   set by default); tf.data then decodes the PNG bytes in parallel without calling back into
   Python (a tf.py_function per image cost ~15 ms on 8×8 digits).
   """
-  del evaluation
   tf = _tf()
   images, labels, read = _image_zip_index(config)
-  share = slice(jax.process_index(), None, jax.process_count())   # = _shard's order
+  count = _shards(evaluation)
+  share = slice(jax.process_index() if count > 1 else 0, None, count)   # = _shard's order
   images, labels = images[share], labels[share]
   encoded = [read(name) for name in images]
   size, channels = config.data.image_size, config.data.num_channels
@@ -412,7 +419,9 @@ def _preprocess(config, decode, train, uniform_dequantization):
 
 def _pipeline(config, ds, decode, train, batch_dims, evaluation, uniform_dequantization):
   tf = _tf()
-  stream = 2 * jax.process_index() + int(train)   # distinct randomness per process and split
+  # Randomness: per process and split in training; per split only in evaluation (all processes
+  # draw the one-process noise for the whole split and keep their rows, `_own_rows`).
+  stream = int(train) if evaluation else 2 * jax.process_index() + int(train)
   if not evaluation:
     pixels = config.data.image_size ** 2 * config.data.num_channels
     buffer = max(1, min(SHUFFLE_BUFFER, SHUFFLE_BYTES // pixels))
@@ -426,7 +435,15 @@ def _pipeline(config, ds, decode, train, batch_dims, evaluation, uniform_dequant
               num_parallel_calls=tf.data.AUTOTUNE)
   for size in reversed(batch_dims):
     ds = ds.batch(size, drop_remainder=True)
+  if evaluation and jax.process_count() > 1:
+    ds = ds.map(_own_rows(batch_dims[0] // jax.process_count()))
   return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _own_rows(rows):
+  """Map of a global evaluation batch to this process's `rows` rows (process p: [p·rows, ...))."""
+  start = jax.process_index() * rows
+  return lambda batch: {k: v[start:start + rows] for k, v in batch.items()}
 
 
 def check_labels(config, labels):
@@ -468,8 +485,9 @@ def get_dataset(config, uniform_dequantization=False, evaluation=False):
     KeyError listing the valid names for an unknown data.dataset; FileNotFoundError (with the
     fix) for data that are not there, at once; ValueError for malformed data or batch sizes.
   """
-  if evaluation:
-    batch_dims = [_per_process_batch(config.eval.batch_size, 'eval.batch_size')]
+  if evaluation:   # global batches, cut to this process's rows in `_pipeline`
+    _per_process_batch(config.eval.batch_size, 'eval.batch_size')
+    batch_dims = [config.eval.batch_size]
   else:
     batch_dims = [config.training.n_jitted_steps, _per_process_batch(*_train_batch(config))]
   source = SOURCES.get(config.data.dataset)(config, evaluation)

@@ -128,16 +128,11 @@ def _sync(name):
   multihost_utils.sync_global_devices(name)
 
 
-def _common_batches(ds):
-  """(ds, n): the first n batches of this process's eval batches, n the fewest any process has.
-  Shards may differ by an image (297 test digits over 2 processes: 149 and 148), and so by a
-  batch; each global batch needs every process, so a process with one more would wait forever.
-  A count tf.data does not know (TFRecord sets) is counted by one pass."""
+def _batch_count(ds):
+  """The number of batches of `ds`, the same on every process (each reads the whole evaluation
+  split, datasets.py). A count tf.data does not know (TFRecord sets) is counted by one pass."""
   n = int(ds.cardinality())
-  if n < 0:
-    n = int(ds.reduce(np.int64(0), lambda count, _: count + 1))
-  n = int(np.min(multihost_utils.process_allgather(np.int64(n))))
-  return ds.take(n), n
+  return n if n >= 0 else int(ds.reduce(np.int64(0), lambda count, _: count + 1))
 
 
 class Work:
@@ -168,7 +163,7 @@ def eval_loss(run, fns, state, work):
   """The EMA loss over the eval split (loss.npz) -> ({'eval_loss'}, {'all_losses'})."""
   _sync(f'loss {work.label}')
   if not work.has('loss.npz'):
-    ds, _ = _common_batches(datasets.get_dataset(run.config, evaluation=True)[1])
+    ds = datasets.get_dataset(run.config, evaluation=True)[1]
     key = streams.run_key(run.config, streams.EVAL_STREAM)
     values = [float(fns.loss(state, x, jax.random.fold_in(key, i)))
               for i, x in enumerate(run_lib._batches(ds, run, axis=0))]
@@ -184,7 +179,8 @@ def _bpd_pass(run, fns, params, work, r):
   config = run.config.copy_and_resolve_references()
   config.seed = run.config.seed + r        # pass r's own dequantization noise, after any restart
   train_ds, test_ds = datasets.get_dataset(config, uniform_dequantization=True, evaluation=True)
-  ds, n = _common_batches(train_ds if config.eval.bpd_dataset == 'train' else test_ds)
+  ds = train_ds if config.eval.bpd_dataset == 'train' else test_ds
+  n = _batch_count(ds)
   _sync(f'bpd pass {r} {work.label}')
   todo = [b for b in range(n) if not work.has(f'bpd_{r}_{b}.npz')]
   if not todo:

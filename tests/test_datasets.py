@@ -171,17 +171,46 @@ def test_pipelines_are_reproducible_from_the_seed():
   assert not np.array_equal(_all(eval_ds), _all(eval_ds))   # each pass: new dequantization noise
 
 
-def test_processes_read_disjoint_shards(monkeypatch):
+def _as_process(monkeypatch, index, count=2):
+  monkeypatch.setattr(jax, 'process_count', lambda: count)
+  monkeypatch.setattr(jax, 'process_index', lambda: index)
+
+
+def test_training_processes_read_disjoint_shards(monkeypatch):
   config = digits_config.get_config()
-  config.eval.batch_size = 2
-  seen = []
+  config.training.batch_size, config.training.n_jitted_steps = 2, 1
+  config.data.random_flip = False
+  firsts = []
   for index in range(2):
-    monkeypatch.setattr(jax, 'process_count', lambda: 2)
-    monkeypatch.setattr(jax, 'process_index', lambda i=index: i)
-    seen.append(_all(datasets.get_dataset(config, evaluation=True)[1]))   # batches of 2 / 2
-  test = datasets.digits_split()['test_images']
-  np.testing.assert_array_equal(seen[0], test[0::2])
-  np.testing.assert_array_equal(seen[1], test[1::2])
+    _as_process(monkeypatch, index)
+    train_ds = datasets.get_dataset(config)[0]          # [1, 1, 8, 8, 1]: one image a process
+    firsts.append({float(b['image'].sum()) for b in train_ds.take(200).as_numpy_iterator()})
+  train = datasets.digits_split()['train_images']
+  assert firsts[0] <= {float(x.sum()) for x in train[0::2]}
+  assert firsts[1] <= {float(x.sum()) for x in train[1::2]}
+
+
+@pytest.mark.parametrize('dequantize', [False, True])
+def test_evaluation_processes_take_their_rows_of_the_one_process_batches(monkeypatch,
+                                                                         dequantize):
+  """Process p keeps rows [2p, 2p + 2) of each global batch of 4, noise included: the two
+  processes together see the one-process batches exactly (296 of the 297 test digits)."""
+  config = digits_config.get_config()
+  config.eval.batch_size = 4
+
+  def batches():
+    ds = datasets.get_dataset(config, uniform_dequantization=dequantize, evaluation=True)[1]
+    return np.stack([b['image'] for b in ds.as_numpy_iterator()])
+  one = batches()
+  rows = []
+  for index in range(2):
+    _as_process(monkeypatch, index)
+    rows.append(batches())
+  assert one.shape == (74, 4, 8, 8, 1) and rows[0].shape == (74, 2, 8, 8, 1)
+  np.testing.assert_array_equal(np.concatenate(rows, axis=1), one)
+  if not dequantize:
+    np.testing.assert_array_equal(one.reshape(-1, 8, 8, 1),
+                                  datasets.digits_split()['test_images'][:296])
 
 
 def test_quicktest_configs_read_digits_at_their_size():

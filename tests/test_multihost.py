@@ -11,9 +11,10 @@ own log file.
 
 Evaluation and sampling, of one kept checkpoint (configs/quicktest.py's shrink of the digits
 quickstart, initial weights as step 1): --mode=eval in two processes gives the sample metrics
-of one process exactly, and ends when the processes' shards differ by a batch; its loss and
-bits/dim do not equal one process's yet (xfail: datasets.py's shards). --mode=sample writes the
-one-process files exactly: one .npz per seed (sampling.seeds), or the grid.
+of one process exactly, and so do its loss and bits/dim (every process reads the whole evaluation
+split and keeps its rows of each global batch, with the one-process dequantization noise),
+also when the split does not fill the last batch. --mode=sample writes the one-process files
+exactly: one .npz per seed (sampling.seeds), or the grid.
 """
 import json
 import os
@@ -179,10 +180,6 @@ def test_two_process_eval_scores_the_same_samples(eval_reports):
 
 
 @SLOW
-@pytest.mark.xfail(strict=True, reason=(
-    'datasets.py: each process reads every P-th test image (its shard) with its own '
-    'dequantization stream, so a global eval batch holds other images, in another order, with '
-    'other noise, than the one-process batch'))
 def test_two_process_eval_loss_and_bpd_equal_one_process(eval_reports):
   (one, one_arrays), (two, two_arrays) = eval_reports
   assert (two['eval_loss'], two['bpd']) == (one['eval_loss'], one['bpd'])
@@ -191,9 +188,9 @@ def test_two_process_eval_loss_and_bpd_equal_one_process(eval_reports):
 
 
 @SLOW
-def test_two_process_eval_with_uneven_shards_ends(kept_step_1, tmp_path):
-  """eval.batch_size 2 (quicktest's): the 297 test digits split 149 / 148, a batch more on
-  process 0; both evaluate the 148 batches every process has (eval_lib._common_batches)."""
+def test_two_process_eval_of_a_split_that_leaves_a_remainder_ends(kept_step_1, tmp_path):
+  """eval.batch_size 2 (quicktest's): the 297 test digits make 148 global batches and one image
+  left over, dropped on every process as by one process."""
   workdir = str(tmp_path / 'run')
   _main(kept_step_1, workdir, 'eval', {'eval.enable_bpd': False, 'eval.enable_sampling': False,
                                        'eval.wait_for_checkpoints': False}, processes=2)
@@ -206,8 +203,7 @@ def test_eval_counts_batches_tf_data_does_not_know():
   tf = datasets._tf()
   ds = tf.data.Dataset.range(7).filter(lambda x: x >= 0).batch(2, drop_remainder=True)
   assert int(ds.cardinality()) < 0
-  taken, n = eval_lib._common_batches(ds)
-  assert n == 3 and len(list(taken)) == 3
+  assert eval_lib._batch_count(ds) == 3
 
 
 def _read_all(folder):
