@@ -8,7 +8,8 @@ workdir/checkpoints-meta/<step>/  the newest resume point, every snapshot_freq_f
 Saving is synchronous (no background thread can write a state that the next donated train step
 has already overwritten) and refuses a step that already exists, so a failing run never replaces
 or deletes a kept checkpoint. A checkpoint that cannot be read is reported with its path and the
-next older one is used.
+next older one is used. The workdir may be a gs:// or s3:// URI (orbax and paths.py share
+etils.epath's client).
 """
 import logging as pylogging
 import os
@@ -19,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+
+import paths
 
 KEPT = 'checkpoints'
 META = 'checkpoints-meta'
@@ -38,7 +41,7 @@ class CheckpointReadError(RuntimeError):
 
 
 def _manager(directory, max_to_keep):
-  if '://' not in directory:                 # orbax refuses relative paths (gs://... stays as is)
+  if not paths.is_remote(directory):         # orbax refuses relative paths (gs://... stays as is)
     directory = os.path.abspath(directory)
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                          enable_async_checkpointing=False)
@@ -46,25 +49,27 @@ def _manager(directory, max_to_keep):
 
 
 def kept_manager(workdir):
-  return _manager(os.path.join(workdir, KEPT), None)
+  return _manager(paths.join(workdir, KEPT), None)
 
 
 def meta_manager(workdir):
-  return _manager(os.path.join(workdir, META), 1)
+  return _manager(paths.join(workdir, META), 1)
 
 
 def step_path(manager, step):
-  return os.path.join(os.fspath(manager.directory), str(step))
+  return paths.join(os.fspath(manager.directory), str(step))
 
 
 def save(manager, state):
-  """Save `state` under its step; a step that is already there is left as it is (False)."""
+  """Save `state` under its step; a step that is already there is left as it is (False). The
+  logs staged for a remote workdir are uploaded with it (paths.sync)."""
   step = int(state.step)
   if step in manager.all_steps():
     logging.warning('checkpoint %s exists; not overwritten', step_path(manager, step))
     return False
   manager.save(step, args=ocp.args.StandardSave(state))
   manager.wait_until_finished()
+  paths.sync(force=True)
   return True
 
 
@@ -112,13 +117,13 @@ def load_given(path_or_url, config, optimizer, target):
   from foreign import load as foreign_load  # pylint: disable=import-outside-toplevel
   from foreign import files  # pylint: disable=import-outside-toplevel
   path = files.local_file(path_or_url)
-  if os.path.isdir(path):
-    path = os.path.abspath(path.rstrip('/'))
-    step = os.path.basename(path)
+  if paths.isdir(path):
+    path = path.rstrip('/') if paths.is_remote(path) else os.path.abspath(path)
+    folder, _, step = path.rpartition('/')
     if not step.isdigit():
       raise files.CheckpointNotFoundError(
           f'{path} is a directory but not an orbax checkpoint step (<workdir>/checkpoints/<step>)')
-    return restore(_manager(os.path.dirname(path), None), int(step), target)
+    return restore(_manager(folder, None), int(step), target)
   given = foreign_load.load(path, config)
   params = _fit(given.train_params, target.params, path)
   ema = _fit(given.params, target.ema_params, path)

@@ -17,7 +17,6 @@ score (Song+21 Eq. 14, App. I.4). Each sample's randomness comes from its own ke
 A library: `main.py --mode=inpaint` / `--mode=colorize` (`modes.run_task`) run it on a trained
 checkpoint and the first images of the evaluation split.
 """
-import math
 
 import jax
 import jax.numpy as jnp
@@ -135,22 +134,10 @@ def _pc_kwargs(config, eps):
               probability_flow=s.probability_flow, denoise=s.noise_removal, eps=eps)
 
 
-def check_model(config):
-  """ValueErrors for the models the replacement method cannot drive: class-conditional networks
-  (they need labels) and PFGM++ (its noise kernel is not the Gaussian marginal replaced here)."""
-  if config.model.class_conditional:
-    raise ValueError('controllable generation (inpainting, colorization) needs an unconditional '
-                     'model: model.class_conditional=True networks need class labels')
-  if not math.isinf(config.training.pfgmpp_D):
-    raise ValueError('controllable generation replaces the known part by samples of the Gaussian '
-                     f'forward marginal; training.pfgmpp_D = {config.training.pfgmpp_D} (PFGM++) '
-                     'perturbs with another kernel')
-
-
 def get_inpainter(config, sde, model, scaler, inverse_scaler, eps):
   """Jitted `(keys [B], params, images [B, H, W, C] in [0, 1], mask) -> images in [0, 1]` with
-  config.sampling's predictor/corrector (score_sde's get_pc_inpainter)."""
-  check_model(config)
+  config.sampling's predictor/corrector (score_sde's get_pc_inpainter). For an unconditional
+  Gaussian model (configs/rules.py: controllable_needs_*)."""
 
   @jax.jit
   def inpaint(keys, params, images, mask):
@@ -162,8 +149,7 @@ def get_inpainter(config, sde, model, scaler, inverse_scaler, eps):
 
 def get_colorizer(config, sde, model, scaler, inverse_scaler, eps):
   """Jitted `(keys [B], params, gray [B, H, W, 1 or 3] in [0, 1]) -> RGB images in [0, 1]`
-  (score_sde's get_pc_colorizer)."""
-  check_model(config)
+  (score_sde's get_pc_colorizer). For an unconditional Gaussian model, as the inpainter."""
 
   @jax.jit
   def colorize(keys, params, gray):
@@ -206,9 +192,5 @@ TASKS = ('inpaint', 'colorize')
 
 def inpaint_mask(config, n):
   """The mask `sampling.inpaint_mask` of n images: [n, H, W, 1] float32, 1 where known."""
-  name = config.sampling.inpaint_mask
-  if name not in INPAINT_MASKS:
-    raise ValueError(f'sampling.inpaint_mask = {name!r}; expected one of '
-                     f'{", ".join(map(repr, INPAINT_MASKS))}')
   size = config.data.image_size
-  return INPAINT_MASKS[name](n, size, size, config.seed)[..., None].astype(np.float32)
+  return INPAINT_MASKS[config.sampling.inpaint_mask](n, size, size, config.seed)[..., None].astype(np.float32)

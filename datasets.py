@@ -35,6 +35,7 @@ import zipfile
 import jax
 import numpy as np
 
+import paths
 from utils import Registry
 
 SOURCES = Registry('dataset')      # config.data.dataset -> fn(config, evaluation) -> Source
@@ -212,8 +213,6 @@ def _celeba(config, evaluation):
 @SOURCES.register('LSUN')
 def _lsun(config, evaluation):
   size = config.data.image_size
-  if not config.data.category:
-    raise ValueError("LSUN needs --config.data.category (e.g. 'bedroom', 'church_outdoor')")
   if size == 128:   # score_sde: resize-small + central crop at 128 px, crop + bicubic otherwise
     def image_op(image):
       return central_crop(resize_small(_to_float(image), size), size)
@@ -237,9 +236,6 @@ def _shard(ds, evaluation):
 def _tfrecords(config, evaluation):
   """FFHQ / CelebA-HQ records of score_sde: features `shape` [3] (C, H, W) and raw uint8 `data`."""
   tf, path = _tf(), config.data.tfrecords_path
-  if not path:
-    raise ValueError(f'{config.data.dataset} reads a TFRecord file: pass '
-                     '--config.data.tfrecords_path=/path/to/file.tfrecords')
   if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f'data.tfrecords_path {path!r} does not exist')
   size, channels = config.data.image_size, config.data.num_channels
@@ -264,8 +260,6 @@ def _digits(config, evaluation):
   """sklearn digits (`digits_split`), resized if data.image_size ≠ 8, gray tiled to C channels."""
   tf, split = _tf(), digits_split()
   size, channels = config.data.image_size, config.data.num_channels
-  if channels not in (1, 3):
-    raise ValueError(f'DIGITS gives 1 or 3 channels, not data.num_channels={channels}')
 
   def image_op(image):
     if size != 8:
@@ -289,24 +283,19 @@ class _ZipReader:
 
   def __call__(self, name):
     if self._handle is None:
-      self._handle = zipfile.ZipFile(self.path)
+      self._handle = zipfile.ZipFile(paths.open(self.path, 'rb'))
     return self._handle.read(name)
 
 
 def _image_zip_members(path):
-  """(all member names with '/' separators, reader name -> bytes) of a zip file or a folder."""
-  if os.path.isdir(path):
-    names = [os.path.relpath(os.path.join(root, f), path).replace(os.sep, '/')
-             for root, _, files in os.walk(path) for f in files]
-
-    def read(name):
-      with open(os.path.join(path, name), 'rb') as f:
-        return f.read()
-    return names, read
-  if not os.path.exists(path):
+  """(all member names with '/' separators, reader name -> bytes) of a zip file or a folder,
+  local or remote (paths.py)."""
+  if paths.isdir(path):
+    return paths.list_files(path), lambda name: paths.read_bytes(paths.join(path, name))
+  if not paths.exists(path):
     raise FileNotFoundError(f'data.path {path!r} does not exist (an EDM-style zip or folder)')
   try:
-    with zipfile.ZipFile(path) as z:
+    with paths.open(path, 'rb') as f, zipfile.ZipFile(f) as z:
       names = z.namelist()
   except zipfile.BadZipFile as e:
     raise ValueError(f'data.path {path!r} is not a readable zip file ({e}). Expected an '
@@ -339,8 +328,6 @@ def _image_zip_index(config):
   """Sorted image names, int32 labels (UNLABELED if no dataset.json) and a reader, validated."""
   import PIL.Image  # pylint: disable=import-outside-toplevel
   path = config.data.path
-  if not path:
-    raise ValueError('IMAGE_ZIP reads an EDM-style zip or folder: pass --config.data.path=PATH')
   names, read = _image_zip_members(path)
   images = sorted(n for n in names if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
   if not images:
@@ -386,13 +373,6 @@ def _image_zip(config, evaluation):
 
 # ------------------------------------------------------------------------------------------------
 # The pipeline
-
-def _per_process_batch(batch_size, what):
-  if batch_size % jax.device_count() != 0:
-    raise ValueError(f'{what} = {batch_size} must be divisible by the number of devices '
-                     f'({jax.device_count()})')
-  return batch_size // jax.process_count()
-
 
 def _preprocess(config, decode, train, uniform_dequantization):
   """Per-example map: decode, random left-right flip (if `train`), uniform dequantization.
@@ -458,12 +438,12 @@ def check_labels(config, labels):
   return labels
 
 
-def _train_batch(config):
-  """Images per training step and the field that sets it: with STF the reference batch
-  (training.stf_ref_batch; the loss trains on batch_size of them), else training.batch_size."""
+def _per_process_train_batch(config):
+  """Images per training step on this process: with STF the reference batch
+  (training.stf_ref_batch; the loss trains on batch_size of them), else training.batch_size;
+  divisible by the device count (configs/rules.py)."""
   t = config.training
-  return (t.stf_ref_batch, 'training.stf_ref_batch') if t.stf_ref_batch else \
-      (t.batch_size, 'training.batch_size')
+  return (t.stf_ref_batch or t.batch_size) // jax.process_count()
 
 
 def get_dataset(config, uniform_dequantization=False, evaluation=False):
@@ -482,14 +462,13 @@ def get_dataset(config, uniform_dequantization=False, evaluation=False):
     (UNLABELED = -1 where the set has none). For FFHQ / CelebAHQ / IMAGE_ZIP both read the same
     images (no test split); DIGITS uses `digits_split`.
   Raises:
-    KeyError listing the valid names for an unknown data.dataset; FileNotFoundError (with the
-    fix) for data that are not there, at once; ValueError for malformed data or batch sizes.
+    FileNotFoundError (with the fix) for data that are not there, at once; ValueError for
+    malformed data. The config is one that passed configs/validate.py.
   """
   if evaluation:   # global batches, cut to this process's rows in `_pipeline`
-    _per_process_batch(config.eval.batch_size, 'eval.batch_size')
     batch_dims = [config.eval.batch_size]
   else:
-    batch_dims = [config.training.n_jitted_steps, _per_process_batch(*_train_batch(config))]
+    batch_dims = [config.training.n_jitted_steps, _per_process_train_batch(config)]
   source = SOURCES.get(config.data.dataset)(config, evaluation)
   return tuple(_pipeline(config, ds, source.decode, train, batch_dims, evaluation,
                          uniform_dequantization)

@@ -44,6 +44,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 
 import checkpointing
+from configs import validate
 import datasets
 import digits_metric
 import evaluation
@@ -52,6 +53,7 @@ import losses
 from models import precond
 from models import utils as mutils
 import outputs
+import paths
 import run_lib
 import streams
 import utils
@@ -97,22 +99,23 @@ class SampleScorer:
 
 
 def sample_scorer(run, eval_dir):
-  """The digits Fréchet distance for DIGITS, else Inception FID / IS (eval.is_convention) / KID
-  against the reference statistics (evaluation.default_stats_path; provenance checked unless
+  """For DIGITS the digits metrics (digits_metric.DigitsReference: each model number next to the
+  real test split's at equal n, logged on one line), else Inception FID / IS (eval.is_convention)
+  / KID against the reference statistics (evaluation.default_stats_path; provenance checked unless
   eval.allow_foreign_stats). Missing or foreign files fail here, before any work."""
   config = run.config
   if config.data.dataset == 'DIGITS':
-    params = digits_metric.load_digits_classifier(os.path.join(eval_dir, 'digits_classifier'))
-    split = datasets.digits_split()
-    train = evaluation.compute_stats(digits_metric.digits_features(split['train_images'], params))
-    test_fd = digits_metric.digits_fd(split['test_images'], params)
-    logging.info('digits FD of the real test split (vs train): %.4f', test_fd)
-    return SampleScorer(   # digits_metric.digits_fd, from stored features
-        lambda images: {'features': digits_metric.digits_features(images / 255., params)},
-        lambda f: {'digits_fd': evaluation.fid_from_stats(
-            evaluation.compute_stats(f['features']), train), 'digits_fd_real_test': test_fd})
+    ref = digits_metric.DigitsReference(
+        digits_metric.load_digits_classifier(os.path.join(eval_dir, 'digits_classifier')))
+    n = min(digits_metric.EQUAL_N, config.eval.num_samples)
+    logging.info('digits metrics of the real test split (vs train) at n=%d: %s', n, ref.real(n))
+
+    def metrics(outputs):
+      scores = ref.metrics(outputs)
+      logging.info(digits_metric.comparison_line(scores))
+      return scores
+    return SampleScorer(lambda images: ref.outputs(images / 255.), metrics)
   e = config.eval
-  evaluation.check_is_convention(e.is_convention)
   inception = evaluation.load_inception(evaluation.default_inception_path(config))
   ref_stats = evaluation.load_stats(evaluation.default_stats_path(config),
                                     inception['preprocessing'], e.allow_foreign_stats)
@@ -141,21 +144,19 @@ class Work:
 
   def __init__(self, eval_dir, label):
     self.label = label
-    self.dir = os.path.join(eval_dir, f'step_{label}')
-    self.report = os.path.join(eval_dir, f'report_{label}')
+    self.dir = paths.join(eval_dir, f'step_{label}')
+    self.report = paths.join(eval_dir, f'report_{label}')
 
   def path(self, name):
-    return os.path.join(self.dir, name)
+    return paths.join(self.dir, name)
 
   def has(self, name):
-    return os.path.isfile(self.path(name))
+    return paths.exists(self.path(name))
 
   def load(self, name):
-    with np.load(self.path(name)) as f:
-      return {k: f[k] for k in f.files}
+    return paths.load_npz(self.path(name))
 
   def save(self, name, **arrays):
-    os.makedirs(self.dir, exist_ok=True)
     outputs.save_npz(self.path(name), **arrays)
 
 
@@ -166,7 +167,7 @@ def eval_loss(run, fns, state, work):
     ds = datasets.get_dataset(run.config, evaluation=True)[1]
     key = streams.run_key(run.config, streams.EVAL_STREAM)
     values = [float(fns.loss(state, x, jax.random.fold_in(key, i)))
-              for i, x in enumerate(run_lib._batches(ds, run, axis=0))]
+              for i, x in enumerate(run_lib.global_batches(ds, run, axis=0))]
     work.save('loss.npz', all_losses=np.array(values), mean_loss=np.mean(values))
     _sync(f'loss saved {work.label}')
   all_losses = work.load('loss.npz')['all_losses']
@@ -187,7 +188,7 @@ def _bpd_pass(run, fns, params, work, r):
     return n
   base = streams.run_key(run.config, streams.BPD_STREAM, r)
   progress = utils.Progress(f'bits/dim of step_{work.label}, pass {r}, batch', todo[0], n, 0.)
-  for b, x in enumerate(run_lib._batches(ds, run, axis=0, skip=todo[0]), start=todo[0]):
+  for b, x in enumerate(run_lib.global_batches(ds, run, axis=0, skip=todo[0]), start=todo[0]):
     if b not in todo:
       continue
     size = x.shape[0]
@@ -264,6 +265,7 @@ def _restore_when_written(run, kept, target, step):
       return None
     if status == _FOUND:
       break
+    paths.sync()                      # a gs:// workdir's log shows the wait (rate-limited)
     time.sleep(e.poll_interval_s)
   try:
     return checkpointing.restore(kept, step, target)
@@ -295,10 +297,10 @@ def _evaluate_checkpoint(run, fns, state, work, scorer, writer):
 def evaluate(config, workdir, eval_folder='eval', checkpoint=''):
   """Evaluate the checkpoints `run_lib.eval_steps(config)` of `workdir`, waiting for those not
   written yet, or only `checkpoint` (a file, URL or orbax step directory); resumable."""
-  run_lib.check_eval_config(config)
+  validate.check_run(config, 'eval')
   run, e = run_lib.build(config), config.eval
-  eval_dir = os.path.join(workdir, eval_folder)
-  os.makedirs(eval_dir, exist_ok=True)
+  eval_dir = paths.join(workdir, eval_folder)
+  paths.makedirs(eval_dir)
   scorer = sample_scorer(run, eval_dir) if e.enable_sampling else None
   fns, writer = make_eval_fns(run), outputs.Writer(eval_dir)
   target = run_lib._abstract_state(run)
@@ -312,7 +314,7 @@ def evaluate(config, workdir, eval_folder='eval', checkpoint=''):
   for label, restore in todo:
     work = Work(eval_dir, label)
     _sync(f'report {label}')
-    if os.path.isfile(f'{work.report}.json'):
+    if paths.exists(f'{work.report}.json'):
       logging.info('%s.json exists: step_%s is already evaluated; skipped', work.report, label)
       continue
     state = restore()

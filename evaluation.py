@@ -31,6 +31,7 @@ import scipy.special
 
 from foreign import torch_pickle
 from models import inception
+import paths
 
 PYTORCH_FID_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
                    'pt_inception-2015-12-05-6726825d.pth')
@@ -73,16 +74,15 @@ def load_inception(path_or_state_dict):
   if isinstance(path_or_state_dict, dict):
     return inception_from_state_dict(path_or_state_dict)
   path = os.fspath(path_or_state_dict)
-  if not os.path.isfile(path):
+  if not paths.isfile(path):
     raise InceptionWeightsNotFoundError(
         f'Inception weights not found at {path!r} (config field eval.inception_path). They are never '
         f'downloaded automatically. Download one of\n  pytorch-fid: {PYTORCH_FID_URL}\n'
         f'  EDM/StyleGAN3: {EDM_INCEPTION_URL}\nand save it as {path!r}, or point '
         f'--config.eval.inception_path at the file.')
   if path.endswith('.npz'):
-    with np.load(path) as f:
-      flat = {k: f[k] for k in f.files if k != 'preprocessing'}
-      prep = str(f['preprocessing'])
+    flat = paths.load_npz(path)
+    prep = str(flat.pop('preprocessing'))
     return {'params': unflatten_params(flat), 'preprocessing': prep}
   return inception_from_state_dict(_read_state_dict(path))
 
@@ -102,7 +102,8 @@ def inception_from_state_dict(state_dict):
 def _read_state_dict(path):
   """{name: NumPy array} of a weights file, read as data by `foreign.torch_pickle` (torch.save
   archives of any age and pickles, EDM's persistence objects included; no torch, no code runs)."""
-  obj = torch_pickle.read(path)
+  with paths.open(path, 'rb') as f:
+    obj = torch_pickle.read(f, source=path)
   if isinstance(obj, (torch_pickle.Persistent, torch_pickle.Module)):
     return torch_pickle.module_tensors(obj)
   if isinstance(obj, dict):
@@ -115,7 +116,7 @@ def export_inception_npz(weights, path):
   """Save `load_inception(...)`'s result as a torch-free `.npz` that `load_inception` reads back."""
   flat = {'/'.join(p.key for p in kp): np.asarray(v)
           for kp, v in jax.tree_util.tree_flatten_with_path(weights['params'])[0]}
-  np.savez(path, preprocessing=np.array(weights['preprocessing']), **flat)
+  paths.save_npz(path, preprocessing=np.array(weights['preprocessing']), **flat)
 
 
 def unflatten_params(flat):
@@ -313,12 +314,6 @@ def classifier_score_from_logits(logits):
 IS_CONVENTIONS = {'torch_fidelity': 'logits_unbiased', 'tfgan': 'logits'}   # convention -> logits
 
 
-def check_is_convention(convention):
-  """Raise ValueError (one line, naming eval.is_convention) unless `convention` is known."""
-  if convention not in IS_CONVENTIONS:
-    raise ValueError(f'eval.is_convention = {convention!r}; expected one of {sorted(IS_CONVENTIONS)}')
-
-
 def inception_score_by_convention(features, convention='torch_fidelity', is_logits=None):
   """(IS, std) of `inception_features(...)` in `convention` (config `eval.is_convention`).
 
@@ -327,7 +322,6 @@ def inception_score_by_convention(features, convention='torch_fidelity', is_logi
     score_sde); its std is NaN, TF-GAN reports none.
   is_logits: another key of `features` to score instead of the convention's own logits.
   """
-  check_is_convention(convention)
   z = features[is_logits or IS_CONVENTIONS[convention]]
   if convention == 'tfgan':
     return classifier_score_from_logits(z), float('nan')
@@ -438,15 +432,14 @@ def default_stats_path(config):
   """The reference statistics file to read for `config`: the first of `stats_path_candidates`
   that exists, else the first (ours, so that the missing-file error names it)."""
   candidates = stats_path_candidates(config)
-  return next((p for p in candidates if os.path.isfile(p)), candidates[0])
+  return next((p for p in candidates if paths.isfile(p)), candidates[0])
 
 
 def save_stats(path, stats):
   """Write EDM-compatible `.npz` (`mu`, `sigma`), plus `pool_3` features when `stats` has them and
   `extractor` ('pytorch_fid' | 'edm': the Inception file's preprocessing) when known."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   keys = ('mu', 'sigma', 'pool_3', 'extractor')
-  np.savez(path, **{k: np.asarray(v) for k, v in stats.items() if k in keys})
+  paths.save_npz(path, **{k: np.asarray(v) for k, v in stats.items() if k in keys})
 
 
 def _check_provenance(path, data, extractor):
@@ -479,14 +472,13 @@ def load_stats(path, extractor=None, allow_foreign_stats=False):
   Raises StatsNotFoundError (naming eval.fid_stats_path and --mode=fid_stats) if missing.
   """
   path = os.fspath(path)
-  if not os.path.isfile(path):
+  if not paths.isfile(path):
     raise StatsNotFoundError(
         f'Reference statistics not found at {path!r} (config field eval.fid_stats_path). Compute them '
         f'from the training data with `python main.py --mode=fid_stats ...` (same Inception weights '
         f'as for the samples), or download EDM fid-refs '
         f'(https://nvlabs-fi-cdn.nvidia.com/edm/fid-refs/cifar10-32x32.npz) to that path.')
-  with np.load(path) as f:
-    data = {k: f[k] for k in f.files}
+  data = paths.load_npz(path)
   if not allow_foreign_stats:
     _check_provenance(path, data, extractor)
   stats = {k: data[k] for k in ('mu', 'sigma', 'pool_3') if k in data}

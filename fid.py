@@ -39,10 +39,12 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 
+from configs import validate
 import datasets
 import digits_metric
 import evaluation
 import outputs
+import paths
 import streams
 import utils
 
@@ -81,18 +83,17 @@ def _npz_count(opener, name):
 
 def _members(path):
   """(file names with '/' separators, name -> open binary file) of a folder (recursive), zip or
-  .npz file."""
-  if os.path.isdir(path):
-    names = [os.path.relpath(os.path.join(root, f), path).replace(os.sep, '/')
-             for root, _, files in os.walk(path) for f in files]
-    return names, lambda name: open(os.path.join(path, name), 'rb')
-  if not os.path.isfile(path):
+  .npz file, local or remote (paths.py)."""
+  if paths.isdir(path):
+    return paths.list_files(path), lambda name: paths.open(paths.join(path, name), 'rb')
+  if not paths.exists(path):
     raise ImagesError(f'eval.images = {path!r} does not exist (a folder, zip or .npz of images)')
   if path.lower().endswith('.npz'):
-    return [os.path.basename(path)], lambda name: open(path, 'rb')
-  if not zipfile.is_zipfile(path):
+    return [os.path.basename(path)], lambda name: paths.open(path, 'rb')
+  file = paths.open(path, 'rb')
+  if not zipfile.is_zipfile(file):
     raise ImagesError(f'eval.images = {path!r} is neither a folder, a zip nor an .npz file')
-  handle = zipfile.ZipFile(path)      # thread-safe reads: each open() gets its own position
+  handle = zipfile.ZipFile(file)      # thread-safe reads: each open() gets its own position
   return handle.namelist(), handle.open
 
 
@@ -240,7 +241,7 @@ def digits_metric_fn(out_dir):
   """The digits Fréchet distance of images[idx], as --mode=eval scores DIGITS samples
   (eval_lib.sample_scorer): digits_metric.digits_fd(uint8 / 255, classifier) vs the train split, the
   classifier cached in <workdir>/fid/digits_classifier/."""
-  params = digits_metric.load_digits_classifier(os.path.join(out_dir, 'digits_classifier'))
+  params = digits_metric.load_digits_classifier(paths.join(out_dir, 'digits_classifier'))
 
   def metrics(images, idx, done):
     with concurrent.futures.ThreadPoolExecutor(DECODE_THREADS) as pool:
@@ -251,28 +252,20 @@ def digits_metric_fn(out_dir):
 
 
 def _check(config, images):
-  e = config.eval
-  if e.batch_size % jax.device_count():
-    raise ValueError(f'eval.batch_size = {e.batch_size} must be divisible by the number of '
-                     f'devices ({jax.device_count()}, over {jax.process_count()} processes)')
-  if config.data.dataset != 'DIGITS':
-    evaluation.check_is_convention(e.is_convention)
-  elif images.shape[0] % 8 or images.shape[1] % 8:
+  if config.data.dataset == 'DIGITS' and (images.shape[0] % 8 or images.shape[1] % 8):
     raise ImagesError(f'eval.images = {images.path!r}: the digits metric needs sizes divisible '
                       f'by 8, the images are {images.shape[0]}x{images.shape[1]}')
 
 
 def run(config, workdir):
   """Score eval.images; results to <workdir>/fid/ (results.json, stats.jsonl). Returns them."""
+  validate.check_run(config, 'fid')
   e = config.eval
-  if not e.images:
-    raise ImagesError('eval.images is empty: pass --config.eval.images=PATH (a folder, zip or '
-                      '.npz)')
   images = ImageSet(e.images)
   indices = select(images, e.num_samples, e.fid_repeats)
   _check(config, images)
-  out_dir = os.path.join(workdir, 'fid')
-  os.makedirs(out_dir, exist_ok=True)
+  out_dir = paths.join(workdir, 'fid')
+  paths.makedirs(out_dir)
   mesh = streams.data_mesh()
   digits = config.data.dataset == 'DIGITS'
   metric_fn = digits_metric_fn(out_dir) if digits else inception_metric_fn(config, mesh)
@@ -294,7 +287,7 @@ def run(config, workdir):
   results = {'images': e.images, 'num_found': len(images), 'num_samples': e.num_samples,
              'fid_repeats': e.fid_repeats, 'subset': subset, 'metric': key, 'values': values,
              'min': min(values), 'repeats': repeats}
-  outputs.write_json(os.path.join(out_dir, 'results.json'), results)
+  outputs.write_json(paths.join(out_dir, 'results.json'), results)
   logging.info('%s %.6g (min of %d: %s); written to %s', key, min(values), len(values),
-               ', '.join(f'{v:.6g}' for v in values), os.path.join(out_dir, 'results.json'))
+               ', '.join(f'{v:.6g}' for v in values), paths.join(out_dir, 'results.json'))
   return results

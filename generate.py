@@ -9,12 +9,12 @@ Papers:
 or `.npz` with the float image. Image i depends only on seed i: its key is jax.random.key(seed)
 (`streams.keys_for_seeds`), and every sampler draws per-sample noise from that key alone, so
 neither the batch size nor the number of devices changes it. Existing files are skipped
-(resume). Batches are sharded over `streams.data_mesh()`; only process 0 writes. A
+(resume; `out_dir` may be a gs:// or s3:// URI, paths.py). Batches are sharded over `streams.data_mesh()`; only process 0 writes. A
 class-conditional model's class of each seed (`sampling.class_labels`, itself a function of the
 seed) is recorded in `out_dir/class_labels.json` ({seed: class}) and, for `.npz`, as 'label'.
 """
+import io
 import json
-import os
 
 import jax
 import numpy as np
@@ -22,6 +22,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import evaluation
+import paths
 import sampling
 from streams import data_mesh, keys_for_seeds
 
@@ -37,22 +38,23 @@ def parse_seeds(text):
   return seeds
 
 
+def seed_name(seed, fmt='png'):
+  """EDM --subdirs layout: {seed - seed % 1000:06d}/{seed:06d}.{fmt} (in out_dir)."""
+  return f'{seed - seed % 1000:06d}/{seed:06d}.{fmt}'
+
+
 def seed_path(out_dir, seed, fmt='png'):
-  """EDM --subdirs layout: out_dir/{seed - seed % 1000:06d}/{seed:06d}.{fmt}."""
-  return os.path.join(out_dir, f'{seed - seed % 1000:06d}', f'{seed:06d}.{fmt}')
+  return paths.join(out_dir, *seed_name(seed, fmt).split('/'))
 
 
 def _write(path, image, fmt, label=None):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + '.tmp'
+  """Atomic (paths.py): an interrupted run never leaves a half-written file."""
   if fmt == 'npz':
-    with open(tmp, 'wb') as f:
-      np.savez(f, x=np.asarray(image, np.float32), **({} if label is None else {'label': label}))
+    paths.save_npz(path, x=np.asarray(image, np.float32),
+                   **({} if label is None else {'label': label}))
   else:
-    from PIL import Image  # pylint: disable=import-outside-toplevel
     pixels = evaluation.images_to_uint8(image[None], centered=False)[0]
-    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(tmp, format='PNG')
-  os.replace(tmp, path)   # atomic: an interrupted run never leaves a half-written file
+    paths.save_png(path, pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
 
 
 def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='png', latents=None):
@@ -71,15 +73,12 @@ def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='p
       not clipped).
     latents: optional `read_latents(...)` dict, row i for seeds[i], replacing the seeds' latents.
   """
-  if fmt not in FORMATS:
-    raise ValueError(f'fmt={fmt!r}: one of {FORMATS}')
-  if batch_size % jax.device_count():
-    raise ValueError(f'batch_size={batch_size} must be a multiple of the device count '
-                     f'({jax.device_count()})')
+  assert fmt in FORMATS and batch_size % jax.device_count() == 0, (fmt, batch_size)
   d = config.data
   shape = (d.image_size, d.image_size, d.num_channels)
   row = {s: i for i, s in enumerate(seeds)}
-  todo = [s for s in seeds if not os.path.exists(seed_path(out_dir, s, fmt))]
+  done = set(paths.list_files(out_dir)) if paths.isdir(out_dir) else set()   # one listing
+  todo = [s for s in seeds if seed_name(s, fmt) not in done]
   mesh = data_mesh()
   params = jax.device_put(params, NamedSharding(mesh, P()))
   batched = NamedSharding(mesh, P('data'))
@@ -110,15 +109,10 @@ def _class_labels(config, seeds):
 
 def _record_labels(out_dir, new):
   """Merge {seed: class} into out_dir/class_labels.json (atomic; a resumed run adds to it)."""
-  path = os.path.join(out_dir, 'class_labels.json')
-  table = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      table = json.load(f)
+  path = paths.join(out_dir, 'class_labels.json')
+  table = json.loads(paths.read_text(path)) if paths.exists(path) else {}
   table.update({str(k): int(v) for k, v in new.items()})
-  with open(path + '.tmp', 'w') as f:
-    json.dump(dict(sorted(table.items(), key=lambda kv: int(kv[0]))), f)
-  os.replace(path + '.tmp', path)
+  paths.write_text(path, json.dumps(dict(sorted(table.items(), key=lambda kv: int(kv[0])))))
 
 
 def eps_norm_trajectory(keys, score_fn, sde, sample_shape, **edm_kwargs):
@@ -153,8 +147,7 @@ def plot_eps_norms(norms, path, size=(480, 320), reference=None):
   draw.line([xy(i, v) for i, v in enumerate(curve)], fill='blue', width=2)
   draw.text((pad, 8), f'mean |eps_hat| per step: {curve[0]:.4g} -> {curve[-1]:.4g}', fill='black')
   draw.text((pad, height - pad + 8), f'step 0 .. {len(curve) - 1}', fill='black')
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  image.save(path)
+  paths.save_png(path, np.asarray(image))
   return path
 
 
@@ -162,9 +155,9 @@ def read_latents(path, n, sample_shape):
   """Given latents for n images: `.npy` of standard-normal x_T [N ≥ n, H, W, C] (our layout; for
   EDM's NCHW latents save x.transpose(0, 2, 3, 1)), or `.npz` with 'z' (or 'latents') and
   optionally PFGM++'s prior 'radii' [N] = ‖x_T‖ / σ_max. -> {'z'[, 'radii']}, float32, n rows."""
-  if not os.path.isfile(path):
+  if not paths.isfile(path):
     raise FileNotFoundError(f'sampling.latents = {path!r} does not exist')
-  with open(path, 'rb') as f:
+  with io.BytesIO(paths.read_bytes(path)) as f:
     loaded = np.load(f, allow_pickle=False)
     arrays = ({'z': loaded} if isinstance(loaded, np.ndarray) else
               {('z' if k == 'latents' else k): loaded[k] for k in loaded.files})

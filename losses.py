@@ -20,7 +20,6 @@ The D-losses (edm, edm_vp, edm_ve) take three switches: the noise law (`training
 plain full-image ones.
 """
 import functools
-import math
 
 import flax
 import jax
@@ -30,6 +29,7 @@ import optax
 import augment
 from models import precond
 from models import utils as mutils
+import precision
 import sde_lib
 from utils import Registry, bcast
 
@@ -88,32 +88,27 @@ def ddpm_loss(rng, model_fn, vpsde, x, reduce_mean=True):
 
 
 @LOSSES.register('dsm')
-def _dsm(sde, config, train):
+def _dsm(config, sde, train):
   del train   # the same loss for training and evaluation
   def loss_fn(rng, model_fn, x):
-    score_fn = mutils.label_score_fn(sde, model_fn, continuous=True)
+    score_fn = sde.label_score_fn(model_fn, continuous=True)
     return dsm_loss(rng, score_fn, sde, x, config.training.reduce_mean,
                     config.training.likelihood_weighting)
   return loss_fn
 
 
 @LOSSES.register('smld')
-def _smld(sde, config, train):
+def _smld(config, sde, train):
   del train   # the same loss for training and evaluation
-  if not isinstance(sde, sde_lib.VESDE):
-    raise ValueError("training.loss='smld' needs training.sde='vesde'")
   return lambda rng, model_fn, x: smld_loss(rng, model_fn, sde, x, config.training.reduce_mean)
 
 
 @LOSSES.register('ddpm')
-def _ddpm(sde, config, train):
+def _ddpm(config, sde, train):
   del train   # the same loss for training and evaluation
-  if not isinstance(sde, sde_lib.VPSDE):
-    raise ValueError("training.loss='ddpm' needs training.sde='vpsde'")
   return lambda rng, model_fn, x: ddpm_loss(rng, model_fn, sde, x, config.training.reduce_mean)
 
 
-DENOISER_LOSSES = ('edm', 'edm_vp', 'edm_ve')
 EDM_VP_EPS_T = 1e-5    # Karras+22 Table 1 (VP): ε_t, the smallest training time of VPLoss
 
 
@@ -159,14 +154,8 @@ def denoiser_loss(rng, denoiser, x, sample_sigma, weight, reduce_mean,
 
 
 def stf_factor(config):
-  """k = stf_ref_batch / batch_size (0: STF off), checked."""
-  t = config.training
-  if t.stf_ref_batch == 0:
-    return 0
-  if t.stf_ref_batch < 0 or t.stf_ref_batch % t.batch_size:
-    raise ValueError(f'training.stf_ref_batch = {t.stf_ref_batch} must be 0 (STF off) or a '
-                     f'positive multiple of training.batch_size = {t.batch_size}')
-  return t.stf_ref_batch // t.batch_size
+  """k = stf_ref_batch / batch_size (0: STF off)."""
+  return config.training.stf_ref_batch // config.training.batch_size
 
 
 PATCH_DIVISORS = (4, 2, 1)       # patch sizes R/4, R/2, R (Wang+23, pixel space)
@@ -191,18 +180,8 @@ def random_patches(rng, images, size):
 def _patch_loss(config, loss_at):
   """Patch Diffusion's training loss: one patch size per step for the whole batch, drawn with
   `patch_probabilities` (Wang+23); one compiled branch per size (lax.switch)."""
-  t, m, size = config.training, config.model, config.data.image_size
-  factor = 4 * 2 ** (len(m.ch_mult) - 1)
-  if not 0 <= t.patch_real_p < 1:
-    raise ValueError(f'training.patch_real_p = {t.patch_real_p} must be in [0, 1]')
-  if size % factor:
-    raise ValueError(f'training.patch_real_p < 1: patches of data.image_size/4 must halve '
-                     f'len(model.ch_mult) - 1 times, but image_size = {size} is not a multiple '
-                     f'of {factor}')
-  if t.stf_ref_batch:
-    raise ValueError('training.stf_ref_batch (STF) and training.patch_real_p < 1 (patches) '
-                     'cannot be combined: set one of them off')
-  logits = jnp.log(jnp.asarray(patch_probabilities(t.patch_real_p)))
+  size = config.data.image_size
+  logits = jnp.log(jnp.asarray(patch_probabilities(config.training.patch_real_p)))
 
   def loss_fn(rng, model_fn, x):
     size_rng, crop_rng, rng = jax.random.split(rng, 3)
@@ -231,7 +210,7 @@ def _denoiser_loss_factory(config, sample_sigma, weight, train):
 
 
 @LOSSES.register('edm')
-def _edm(sde, config, train):
+def _edm(config, sde, train):
   """EDMLoss: ln σ ~ N(P_mean, P_std²), λ = (σ² + σ_d²)/(σ σ_d)² (Karras+22 Table 1, Eq. 8)."""
   del sde
   t, sigma_data = config.training, config.model.sigma_data
@@ -243,7 +222,7 @@ def _edm(sde, config, train):
 
 
 @LOSSES.register('edm_vp')
-def _edm_vp(sde, config, train):
+def _edm_vp(config, sde, train):
   """EDM's VPLoss: σ = σ_VP(t), t ~ U(ε_t, 1), λ = 1/σ² (Karras+22 Table 1, VP column)."""
   del sde
   vp = sde_lib.VPSDE(config.model.beta_min, config.model.beta_max)
@@ -253,7 +232,7 @@ def _edm_vp(sde, config, train):
 
 
 @LOSSES.register('edm_ve')
-def _edm_ve(sde, config, train):
+def _edm_ve(config, sde, train):
   """EDM's VELoss: σ = σ_min (σ_max/σ_min)^u, u ~ U(0, 1), λ = 1/σ² (Karras+22 Table 1, VE)."""
   del sde
   lo, hi = config.model.sigma_min, config.model.sigma_max
@@ -267,11 +246,6 @@ def _with_augmentation(config, loss_fn):
   image is transformed with probability `training.augment_p` per transform and the network gets
   the 9 transform parameters as its 'augment_labels' (with STF: those of the trained images)."""
   p, k = config.training.augment_p, stf_factor(config)
-  if not 0 <= p <= 1:
-    raise ValueError(f'training.augment_p = {p} must be a probability in [0, 1]')
-  if config.model.augment_dim != augment.AUGMENT_DIM:
-    raise ValueError(f'training.augment_p = {p} conditions the network on the augmentation: set '
-                     f'model.augment_dim={augment.AUGMENT_DIM} (now {config.model.augment_dim})')
   def augmented(rng, model_fn, x):
     aug_rng, rng = jax.random.split(rng)
     x, labels = augment.augment(aug_rng, x, p)
@@ -281,44 +255,27 @@ def _with_augmentation(config, loss_fn):
   return augmented
 
 
-def get_loss_fn(sde, config, train=True):
-  """The registered loss `config.training.loss`, checked against `training.continuous`, the
-  noise law and STF; `train=False`: the evaluation loss (STF's target replaced by y, no
-  augmentation)."""
+def get_loss_fn(config, sde, train=True):
+  """The registered loss `config.training.loss` (a config that passed configs/validate.py);
+  `train=False`: the evaluation loss (STF's target replaced by y, no augmentation)."""
   t = config.training
-  if t.likelihood_weighting and t.loss != 'dsm':
-    raise ValueError('training.likelihood_weighting needs the continuous loss training.loss=dsm')
-  if t.continuous != (t.loss not in ('smld', 'ddpm')):
-    raise ValueError(f'training.continuous={t.continuous} does not match '
-                     f'training.loss={t.loss!r}: discrete training uses smld (VE) '
-                     'or ddpm (VP), continuous training uses the other losses')
-  if t.loss not in DENOISER_LOSSES and (t.stf_ref_batch or not math.isinf(t.pfgmpp_D)
-                                         or t.patch_real_p != 1):
-    raise ValueError(f'training.stf_ref_batch, pfgmpp_D and patch_real_p need a D-loss '
-                     f'(training.loss in {DENOISER_LOSSES}), not training.loss={t.loss!r}')
-  if t.stf_ref_batch and config.model.class_conditional:
-    raise ValueError('training.stf_ref_batch (STF) averages over unlabeled reference images: '
-                     'it cannot train model.class_conditional=True; set one of them off')
-  loss_fn = LOSSES.get(t.loss)(sde, config, train)
+  loss_fn = LOSSES.get(t.loss)(config, sde, train)
   return _with_augmentation(config, loss_fn) if train and t.augment_p > 0 else loss_fn
 
 
 def get_optimizer(config):
-  """Adam with linear warm-up (or EDM's lr ramp) and global-norm clipping, as score_sde's optimize_fn."""
+  """Adam with linear warm-up (or EDM's lr ramp) and global-norm clipping, as score_sde's optimize_fn;
+  with model.dtype='float16', inside dynamic loss scaling (`precision.with_loss_scale`)."""
   lr = config.optim.lr
   if config.optim.warmup > 0:
     lr = optax.linear_schedule(0., config.optim.lr, config.optim.warmup)   # lr·min(step/warmup, 1)
   if config.optim.lr_rampup_kimg > 0:
-    if config.optim.warmup > 0:
-      raise ValueError('optim.lr_rampup_kimg and optim.warmup are two ramps: set optim.warmup=0')
     ramp_steps = config.optim.lr_rampup_kimg * 1000. / config.training.batch_size
     lr = lambda step: config.optim.lr * jnp.minimum(step / ramp_steps, 1.)  # EDM training_loop.py
-  if config.optim.optimizer != 'Adam':
-    raise ValueError(f'optim.optimizer={config.optim.optimizer!r}: only "Adam" is supported')
   parts = [optax.clip_by_global_norm(config.optim.grad_clip)] if config.optim.grad_clip >= 0 else []
   parts.append(optax.adamw(lr, b1=config.optim.beta1, eps=config.optim.eps,
                            weight_decay=config.optim.weight_decay))
-  return optax.chain(*parts)
+  return precision.with_loss_scale(config, optax.chain(*parts))
 
 
 @flax.struct.dataclass
@@ -351,42 +308,57 @@ def get_ema_rate(config):
   return rate
 
 
-def make_train_step(model, loss_fn, optimizer, ema_rate):
+def make_train_step(model, loss_fn, optimizer, ema_rate, grad_accum=1):
   """Pure `train_step(state, batch, rng) -> (state, metrics)` running len(batch) steps, unrolled.
 
   Args:
+    optimizer: from `get_optimizer`; float16's loss-scaled one (`precision.dynamic_loss_scale`)
+      makes the step differentiate S·loss and skip a step with non-finite gradients: parameters,
+      EMA and optimizer moments are kept, S is halved, `state.step` still advances (precision.py).
     ema_rate: EMA decay, a float or `step -> decay` (`get_ema_rate`).
+    grad_accum: k (training.grad_accum): the network runs on k micro-batches of B/k rows in
+      turn (`models.utils.micro_batched`); the loss draws its noise for all B rows, so loss and
+      gradients are k = 1's up to float summation order, and k = 1 is the plain step.
     batch: [n_jitted_steps, B, H, W, C] scaled data, or for a class-conditional model
       (`model.class_conditional`) {'image': that, 'class_labels': one-hot [n_jitted_steps, B, K]}.
     rng: the run's base key; the optimizer step with index `state.step` uses
       fold_in(rng, state.step), so training does not depend on how steps are grouped into calls
       and a resumed run repeats an uninterrupted one exactly.
   Returns:
-    metrics {'loss': [n_jitted_steps]}.
+    metrics {'loss': [n_jitted_steps]}; with loss scaling also 'loss_scale': S after each step.
   """
   def one_step(carry, x):
     state, base_rng = carry
     rng = jax.random.fold_in(base_rng, state.step)
     x, cond = _split_batch(x)
+    scale = precision.loss_scale(state.opt_state)     # None: no loss scaling
     def objective(params):
-      return loss_fn(rng, mutils.get_model_fn(model, params, train=True, cond=cond), x)
-    loss, grads = jax.value_and_grad(objective)(state.params)
+      model_fn = mutils.get_model_fn(model, params, train=True, cond=cond,
+                                     micro_batches=grad_accum)
+      loss = loss_fn(rng, model_fn, x)
+      return (loss if scale is None else loss * scale), loss
+    (_, loss), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     rate = ema_rate(state.step) if callable(ema_rate) else ema_rate
     ema = jax.tree.map(lambda e, p: rate * e + (1. - rate) * p, state.ema_params, params)
-    return (TrainState(state.step + 1, params, ema, opt_state), base_rng), loss
+    params, ema = precision.keep_if_skipped(opt_state, (params, ema),
+                                            (state.params, state.ema_params))
+    metrics = {'loss': loss}
+    if scale is not None:
+      metrics['loss_scale'] = precision.loss_scale(opt_state)
+    return (TrainState(state.step + 1, params, ema, opt_state), base_rng), metrics
 
   def train_step(state, batch, rng):
     # Unrolled: XLA:CPU ran a U-Net inside a while loop ~20x slower (measured: 9-13 s vs 0.4 s
     # per step for the 1M-parameter digits DDPM++ at batch 64). A Python loop, because
     # lax.scan(unroll=True) still emits a one-trip stablehlo.while around the steps (measured:
     # 6.5 s vs 0.73 s per step for EDM's small DDPM++ at batch 8, bench/edm_sampler.py).
-    carry, losses = (state, rng), []
+    carry, metrics = (state, rng), []
     for k in range(jax.tree.leaves(batch)[0].shape[0]):
-      carry, loss = one_step(carry, jax.tree.map(lambda b, k=k: b[k], batch))
-      losses.append(loss)
-    return carry[0], {'loss': jnp.stack(losses)}
+      carry, step_metrics = one_step(carry, jax.tree.map(lambda b, k=k: b[k], batch))
+      metrics.append(step_metrics)
+    return carry[0], jax.tree.map(lambda *m: jnp.stack(m), *metrics)
   return train_step
 
 

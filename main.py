@@ -5,18 +5,18 @@
       --checkpoint=https://nvlabs-fi-cdn.nvidia.com/edm/pretrained/edm-cifar10-32x32-uncond-vp.pkl
   python main.py --config=configs/ve/cifar10_ncsnpp_continuous.py --config.training.batch_size=64 \
       --dry_run                                    # print the resolved config and exit
+  python main.py --explain_config [--config=C --mode=M]   # the config rules [and which C breaks]
 
-The config is locked: an unknown or mistyped override fails while the flags are parsed, before
-any work. Logs go to stderr and to <workdir>/log.txt (process i > 0 of a multi-process run:
-log<i>.txt). --distributed joins a multi-process run (run_lib.init_distributed).
+The config is locked: an unknown or mistyped override fails while the flags are parsed, and a
+combination the rules forbid (configs/rules.py) fails before the workdir is touched. Logs go to
+stderr and to <workdir>/log.txt (process i > 0: log<i>.txt). --workdir may be a gs:// or s3://
+URI (paths.py); an unreachable one fails in seconds, before anything is written. --distributed
+joins a multi-process run (run_lib.init_distributed).
 """
-import logging as pylogging
-import os
 import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
@@ -28,8 +28,9 @@ flags.DEFINE_string('eval_folder', 'eval', 'Sub-directory of workdir for --mode=
 flags.DEFINE_string('checkpoint', '', 'Weights instead of the workdir\'s newest state: a file or '
                     'URL of any format foreign/load.py reads, or an orbax step directory.')
 flags.DEFINE_bool('dry_run', False, 'Print the resolved config and exit.')
+flags.DEFINE_bool('explain_config', False, 'Print the config rules (the legal combinations) and, '
+                  'with --config, the ones it breaks in --mode; then exit.')
 flags.DEFINE_string('distributed', '', "Multi-process: 'auto' or ADDRESS:PORT,NUM_PROCESSES,ID.")
-flags.mark_flags_as_required(['config'])
 
 
 def _parse_flags(argv):
@@ -46,34 +47,34 @@ def _hide_gpus_from_tensorflow():
   tf.config.set_visible_devices([], 'GPU')
 
 
-def _tee_logging(workdir, process):
-  handler = pylogging.FileHandler(os.path.join(workdir, f'log{process or ""}.txt'))
-  handler.setFormatter(pylogging.Formatter('%(levelname)s %(asctime)s %(filename)s:%(lineno)d] '
-                                           '%(message)s'))
-  logging.get_absl_logger().addHandler(handler)
-  logging.set_verbosity(logging.INFO)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  import paths  # pylint: disable=import-outside-toplevel
   import utils  # pylint: disable=import-outside-toplevel
+  paths.configure()                   # before the first path operation (orbax's included)
   utils.configure_cpu()               # before anything starts JAX's CPU backend
-  if FLAGS.dry_run:
-    print(FLAGS.config)
-    return
+  from configs import validate  # pylint: disable=import-outside-toplevel
+  if FLAGS.explain_config or FLAGS.dry_run:
+    return print(validate.explain(FLAGS.config, FLAGS.mode) if FLAGS.explain_config
+                 else FLAGS.config)
+  if FLAGS.config is None:
+    raise app.UsageError('--config is required (except with --explain_config)')
+  validate.check_or_exit(FLAGS.config, FLAGS.mode)   # device rules wait for the entry points
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required (except with --dry_run)')
   if FLAGS.checkpoint:                # a bad file fails in seconds, before the workdir changes
     from foreign import load  # pylint: disable=import-outside-toplevel
     load.precheck(FLAGS.checkpoint, FLAGS.config)
-  os.makedirs(FLAGS.workdir, exist_ok=True)
+  paths.precheck(FLAGS.workdir)      # an unreachable bucket fails in seconds, nothing written
   _hide_gpus_from_tensorflow()
   import modes  # pylint: disable=import-outside-toplevel   # after TF is told about GPUs
+  import outputs  # pylint: disable=import-outside-toplevel
   import run_lib  # pylint: disable=import-outside-toplevel
-  _tee_logging(FLAGS.workdir, run_lib.init_distributed(FLAGS.distributed))
+  outputs.tee_logging(FLAGS.workdir, run_lib.init_distributed(FLAGS.distributed))
   modes.run(FLAGS.mode, FLAGS.config, FLAGS.workdir, checkpoint=FLAGS.checkpoint,
             eval_folder=FLAGS.eval_folder)
+
 
 if __name__ == '__main__':
   app.run(main, flags_parser=_parse_flags)

@@ -6,7 +6,6 @@ workdir's newest state, `foreign.load`) and `eval_folder`. Register a new mode w
 (controllable_generation, sampling, ...) know nothing of runs; the inpaint / colorize runs live here.
 """
 import math
-import os
 import time
 
 from absl import logging
@@ -15,12 +14,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import checkpointing
+from configs import validate
 import controllable_generation as cg
 import datasets
 import eval_lib
 import evaluation
 import fid
 import outputs
+import paths
 import run_lib
 import streams
 import utils
@@ -70,19 +71,6 @@ def _colorize(config, workdir, options):
 # ------------------------------------------------------------------------------------------------
 # --mode=inpaint / colorize: a checkpoint on the first evaluation images (controllable_generation)
 
-def check_task_config(config, task):
-  """Errors naming the field, before any work (`run_task`)."""
-  if task not in cg.TASKS:
-    raise ValueError(f'unknown controllable-generation task {task!r}; expected one of {cg.TASKS}')
-  cg.check_model(config)
-  run_lib.check_divisible(config.eval.batch_size, 'eval.batch_size')
-  if task == 'inpaint':
-    cg.inpaint_mask(config, 1)
-  elif config.data.num_channels != 3:
-    raise ValueError(f'--mode=colorize needs RGB images: data.num_channels = '
-                     f'{config.data.num_channels} (data.dataset = {config.data.dataset!r})')
-
-
 def _first_eval_images(run):
   """The first eval.batch_size images of the evaluation split in [0, 1], a global array sharded
   over the batch (each process reads its own share)."""
@@ -120,7 +108,7 @@ def run_task(config, workdir, task, checkpoint=''):
   W, C] in [0, 1] before quantization: 'original', 'input' (inpainting: unknown pixels 0.5;
   colorization: the gray level in every channel), 'result', and 'mask' [B, H, W, 1] (1 = known).
   """
-  check_task_config(config, task)
+  validate.check_run(config, task)
   run = run_lib.build(config)
   scaler, inverse = datasets.get_data_scaler(config), datasets.get_data_inverse_scaler(config)
   get_fn = cg.get_inpainter if task == 'inpaint' else cg.get_colorizer
@@ -145,8 +133,7 @@ def run_task(config, workdir, task, checkpoint=''):
     arrays = {'input': np.repeat(run_lib.gather(gray), 3, axis=-1)}
   arrays.update(original=original, result=run_lib.gather(out))
   logging.info('%s: %d images in %.1f s (compilation included)', task, n, time.time() - start)
-  stem = os.path.join(workdir, 'controllable', f'{task}_{step}')
-  os.makedirs(os.path.dirname(stem), exist_ok=True)
+  stem = paths.join(workdir, 'controllable', f'{task}_{step}')
   _save(arrays, stem)
   logging.info('%s: wrote %s.png (originals / input / result) and %s.npz', task, stem, stem)
   return arrays

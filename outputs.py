@@ -1,30 +1,40 @@
 """Run outputs written by process 0: atomic JSON and `.npz` files, sample grids (PNG + `.npz`),
-and scalars to `stats.jsonl` and TensorBoard (`Writer`)."""
+scalars to `stats.jsonl` and TensorBoard (`Writer`); and every process's log file (`tee_logging`).
+Every file goes through paths.py (local folders or gs:// / s3:// alike)."""
 import json
+import logging as pylogging
 import os
 
 from absl import logging
 import jax
-import numpy as np
 
 import evaluation
+import paths
 import utils
 
 
 def write_json(path, obj):
   """Atomic JSON write (process 0 only)."""
   if jax.process_index() == 0:
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-      json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+    paths.write_text(path, json.dumps(obj, indent=2))
 
 
 def save_npz(path, **arrays):
+  """Atomic `.npz` write (process 0 only)."""
   if jax.process_index() == 0:
-    tmp = f'{path}.tmp.npz'
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    paths.save_npz(path, **arrays)
+
+
+def tee_logging(workdir, process):
+  """Also log to <workdir>/log.txt (process i > 0: log<i>.txt), appending. For a gs:// or s3://
+  workdir the file is written locally and uploaded by paths.sync (paths.staged): a logging
+  handler cannot append to an object."""
+  name = f'log{process or ""}.txt'
+  handler = pylogging.FileHandler(os.path.join(paths.staged(workdir, carry=(name,)), name))
+  handler.setFormatter(pylogging.Formatter('%(levelname)s %(asctime)s %(filename)s:%(lineno)d] '
+                                           '%(message)s'))
+  logging.get_absl_logger().addHandler(handler)
+  logging.set_verbosity(logging.INFO)
 
 
 def save_samples(images, path_stem):
@@ -39,16 +49,18 @@ class Writer:
   """Scalars to `<logdir>/stats.jsonl` and TensorBoard `<logdir>/tensorboard` (process 0).
 
   Events hold plain `simple_value` summaries, written without the tensorboard package (which
-  tensorflow-cpu does not pull in); TensorBoard reads them as scalars.
+  tensorflow-cpu does not pull in); TensorBoard reads them as scalars. Both files grow, so for a
+  gs:// or s3:// `logdir` they are written in paths.staged(logdir) and uploaded by paths.sync
+  (at most every paths.SYNC_INTERVAL_S seconds, at every checkpoint and at exit).
   """
 
   def __init__(self, logdir):
-    self._path, self._tb = os.path.join(logdir, 'stats.jsonl'), None
+    self._tb = None
     if jax.process_index() == 0:
       import tensorflow as tf  # pylint: disable=import-outside-toplevel
-      os.makedirs(logdir, exist_ok=True)
-      self._tf = tf
-      self._tb = tf.summary.create_file_writer(os.path.join(logdir, 'tensorboard'))
+      local = paths.staged(logdir, carry=('stats.jsonl',))
+      self._path, self._tf = os.path.join(local, 'stats.jsonl'), tf
+      self._tb = tf.summary.create_file_writer(os.path.join(local, 'tensorboard'))
 
   def write(self, step, scalars):
     if self._tb is None:
@@ -61,3 +73,4 @@ class Writer:
     with self._tb.as_default():
       self._tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=int(step))
     self._tb.flush()
+    paths.sync()

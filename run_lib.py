@@ -16,13 +16,11 @@ evaluation uses fold_in(key(seed), SAMPLE_STREAM) folded with i, whatever the ba
 stream: streams.py).
 
 Run directory (see checkpointing.py for checkpoints/ and checkpoints-meta/, eval_lib.py for
-<eval_folder>/):
-  config.json  stats.jsonl  tensorboard/  samples/iter_<step>.{png,npz}
+<eval_folder>/), a local folder or a gs:// / s3:// URI (every file goes through paths.py):
+  config.json  stats.jsonl  tensorboard/  samples/iter_<step>.{png,npz}  log.txt (main.py)
 """
 import dataclasses
 import functools
-import math
-import os
 
 from absl import logging
 import jax
@@ -32,11 +30,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
 import checkpointing
+from configs import validate
 import datasets
 import evaluation
 import generate
 import losses
 import outputs
+import paths
 import models  # pylint: disable=unused-import   # registers the architectures
 from models import utils as mutils
 import sampling
@@ -44,7 +44,6 @@ import sde_lib
 import streams
 import utils
 
-FREQUENCIES = ('log_freq', 'eval_freq', 'snapshot_freq', 'snapshot_freq_for_preemption')
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -99,26 +98,7 @@ def build(config):
   mesh = streams.data_mesh()
   sde, eps = sde_lib.get_sde(config)
   return Run(config, mesh, mutils.get_model(config), sde, eps, losses.get_optimizer(config),
-             losses.get_loss_fn(sde, config), losses.get_loss_fn(sde, config, train=False))
-
-
-def check_divisible(value, name):
-  if value % jax.device_count():
-    raise ValueError(f'{name} = {value} must be divisible by the number of devices '
-                     f'({jax.device_count()}, over {jax.process_count()} processes)')
-
-
-def check_train_config(config):
-  """Errors naming the field, before any work: frequencies vs n_jitted_steps, batch vs devices."""
-  t = config.training
-  if t.n_jitted_steps < 1:
-    raise ValueError(f'training.n_jitted_steps = {t.n_jitted_steps} must be >= 1')
-  for name in FREQUENCIES:
-    value = getattr(t, name)
-    if value <= 0 or value % t.n_jitted_steps:
-      raise ValueError(f'training.{name} = {value} must be a positive multiple of '
-                       f'training.n_jitted_steps = {t.n_jitted_steps}')
-  check_divisible(t.batch_size, 'training.batch_size')
+             losses.get_loss_fn(config, sde), losses.get_loss_fn(config, sde, train=False))
 
 
 def gather(x):
@@ -126,7 +106,8 @@ def gather(x):
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def _init_state(run):
+def init_state(run):
+  """A fresh TrainState (parameters from the INIT stream), replicated over the mesh."""
   params = mutils.init_model(streams.run_key(run.config, streams.INIT_STREAM), run.config)[1]
   return jax.device_put(losses.init_train_state(params, run.optimizer), run.replicated)
 
@@ -137,7 +118,7 @@ def _abstract_state(run):
   return checkpointing.abstract(state, run.replicated)
 
 
-def _batches(ds, run, axis, skip=0):
+def global_batches(ds, run, axis, skip=0):
   """Scaled global batches (batch axis `axis`) of a tf.data dataset, after `skip`: images, or
   {'image', 'class_labels' (one-hot)} for a class-conditional model (labels checked on the host)."""
   config, scaler = run.config, datasets.get_data_scaler(run.config)
@@ -164,7 +145,7 @@ def make_train_fns(run):
   """The jitted functions of a training run; each compiles once (state donated to train_step)."""
   config, repl, batch = run.config, run.replicated, run.sharded(axis=1)
   train_step = losses.make_train_step(run.model, run.loss_fn, run.optimizer,
-                                       losses.get_ema_rate(config))
+                                       losses.get_ema_rate(config), config.training.grad_accum)
   eval_step = losses.make_eval_step(run.model, run.eval_loss_fn)
 
   def eval_loss(state, batch, rng):   # one forward over all n·B images (equal-size batches)
@@ -207,7 +188,7 @@ class _Trainer:
       return restored
     if checkpoint:
       return checkpointing.load_given(checkpoint, self.config, self.run.optimizer, target)
-    return _init_state(self.run)
+    return init_state(self.run)
 
   def last_good_checkpoint(self):
     saved = [(s, m) for m in (self.kept, self.meta) for s in m.all_steps()]
@@ -237,21 +218,18 @@ class _Trainer:
     keys = streams.sample_keys(streams.run_key(self.config, streams.SAMPLE_STREAM), n,
                                sharding=self.run.sharded())
     images, _ = self.fns.sample(keys, state.ema_params)
-    os.makedirs(os.path.join(self.workdir, 'samples'), exist_ok=True)
-    outputs.save_samples(gather(images), os.path.join(self.workdir, 'samples', f'iter_{step}'))
+    outputs.save_samples(gather(images), paths.join(self.workdir, 'samples', f'iter_{step}'))
 
 
 def _write_config(config, workdir):
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json(indent=2))
+    paths.write_text(paths.join(workdir, 'config.json'), config.to_json(indent=2))
 
 
 def train(config, workdir, checkpoint=''):
   """Train from scratch, or from `checkpoint` (fine-tuning published weights), or resume from the
   newest readable checkpoint in `workdir`."""
-  check_train_config(config)
+  validate.check_run(config, 'train')
   t = config.training
   _write_config(config, workdir)
   trainer = _Trainer(build(config), workdir)
@@ -259,8 +237,8 @@ def train(config, workdir, checkpoint=''):
   step = start = int(state.step)
   train_ds, eval_ds = datasets.get_dataset(
       config, uniform_dequantization=config.data.uniform_dequantization)
-  train_iter = _batches(train_ds, trainer.run, axis=1, skip=start // t.n_jitted_steps)
-  eval_iter = _batches(eval_ds, trainer.run, axis=1, skip=start // t.eval_freq)
+  train_iter = global_batches(train_ds, trainer.run, axis=1, skip=start // t.n_jitted_steps)
+  eval_iter = global_batches(eval_ds, trainer.run, axis=1, skip=start // t.eval_freq)
   progress, train_key = utils.Progress('step', start, t.n_iters), streams.run_key(config)
   logging.info('training from step %d to %d on %d devices', start, t.n_iters, jax.device_count())
   while step < t.n_iters:
@@ -296,27 +274,6 @@ def eval_steps(config):
   return list(range(-(-begin // freq) * freq, end + 1, freq))
 
 
-def check_eval_config(config):
-  e = config.eval
-  check_divisible(e.batch_size, 'eval.batch_size')
-  if e.bpd_dataset not in ('train', 'test'):
-    raise ValueError(f"eval.bpd_dataset = {e.bpd_dataset!r}; expected 'train' or 'test'")
-  if not eval_steps(config):
-    raise ValueError(f'no checkpoint to evaluate: eval.begin_step..end_step = {e.begin_step}..'
-                     f'{e.end_step} (-1: eval.begin_ckpt..end_ckpt = {e.begin_ckpt}..'
-                     f'{e.end_ckpt} × training.snapshot_freq = {config.training.snapshot_freq}) '
-                     'holds no multiple of training.snapshot_freq')
-  if e.likelihood_eps <= 0:
-    raise ValueError(f'eval.likelihood_eps = {e.likelihood_eps} must be > 0')
-  if e.enable_bpd and not math.isinf(config.training.pfgmpp_D):
-    raise ValueError(f'eval.enable_bpd: bits/dim integrate the Gaussian probability-flow ODE; '
-                     f'training.pfgmpp_D = {config.training.pfgmpp_D} is a PFGM++ model (set '
-                     'eval.enable_bpd=False)')
-  if e.enable_bpd and config.model.class_conditional:
-    raise ValueError('eval.enable_bpd: bits/dim of a class-conditional model are not '
-                     'implemented (set eval.enable_bpd=False)')
-
-
 # ------------------------------------------------------------------------------------------------
 # Sampling and reference statistics
 
@@ -337,7 +294,7 @@ def sample(config, workdir, checkpoint=''):
   """Samples from `checkpoint` or the newest readable checkpoint in `workdir`: one image per
   seed of sampling.seeds (generate.py, EDM layout, in samples/seeds_<step>/), or else one grid
   of eval.batch_size images (samples/sample_<step>.{png,npz}); sampling.latents gives x_T."""
-  check_divisible(config.eval.batch_size, 'eval.batch_size')
+  validate.check_run(config, 'sample')
   run, s = build(config), config.sampling
   seeds = generate.parse_seeds(s.seeds) if s.seeds else None
   n = len(seeds) if seeds else config.eval.batch_size
@@ -345,7 +302,7 @@ def sample(config, workdir, checkpoint=''):
   state = restore_newest(run, workdir, checkpoint)
   sample_fn, step = make_sample_fn(run), int(state.step)
   if seeds:
-    out_dir = os.path.join(workdir, 'samples', f'seeds_{step}')
+    out_dir = paths.join(workdir, 'samples', f'seeds_{step}')
     done = generate.generate_seeds(config, sample_fn, state.ema_params, seeds, out_dir,
                                    config.eval.batch_size, s.image_format, latents)
     logging.info('wrote %d images to %s', len(done), out_dir)
@@ -355,17 +312,14 @@ def sample(config, workdir, checkpoint=''):
   given = None if latents is None else jax.device_put(latents, run.sharded())
   images, nfe = sample_fn(keys, state.ema_params, given)
   logging.info('sampled %d images with %d network evaluations each', len(keys), int(nfe))
-  os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
-  outputs.save_samples(gather(images), os.path.join(workdir, 'samples', f'sample_{step}'))
+  outputs.save_samples(gather(images), paths.join(workdir, 'samples', f'sample_{step}'))
 
 
 def fid_stats(config, workdir):
   """Inception statistics (mu, sigma, pool_3) of the training split -> eval.fid_stats_path, or
   where --mode=eval looks first (evaluation.stats_path_candidates)."""
   del workdir
-  if config.data.dataset == 'DIGITS':
-    raise ValueError('data.dataset = DIGITS is scored with the digits classifier '
-                     '(digits_metric.digits_fd); it needs no Inception statistics')
+  validate.check_run(config, 'fid_stats')
   inception = evaluation.load_inception(evaluation.default_inception_path(config))
   inception_fn = evaluation.get_inception_fn(inception['params'], inception['preprocessing'])
   train_ds, _ = datasets.get_dataset(config, evaluation=True)

@@ -63,20 +63,9 @@ def reverse_diffusion(sde, score_fn, probability_flow=False):
 @register_predictor('ancestral_sampling')
 def ancestral_sampling(sde, score_fn, probability_flow=False):
   """Ancestral sampling of SMLD (VE) or DDPM (VP) (Song+21 Eqs. 47, 48; Ho+20 Alg. 2)."""
-  if probability_flow or not isinstance(sde, (sde_lib.VESDE, sde_lib.VPSDE)):
-    raise ValueError('ancestral_sampling needs training.sde vesde or vpsde and no probability flow')
+  del probability_flow   # none here (configs/rules.py: ancestral_needs_ve_or_vp)
   def update(x, t, noise):
-    i = sde.discrete_index(t)
-    score = score_fn(x, t)
-    if isinstance(sde, sde_lib.VESDE):
-      sigma = sde.discrete_sigmas[i]
-      prev = jnp.where(i == 0, 0., sde.discrete_sigmas[jnp.maximum(i - 1, 0)])
-      x_mean = x + bcast(sigma ** 2 - prev ** 2, x) * score
-      std = jnp.sqrt(prev ** 2 * (sigma ** 2 - prev ** 2) / sigma ** 2)
-    else:
-      beta = sde.discrete_betas[i]
-      x_mean = (x + bcast(beta, x) * score) / bcast(jnp.sqrt(1. - beta), x)
-      std = jnp.sqrt(beta)
+    x_mean, std = sde.ancestral_step(x, t, score_fn(x, t))
     return x_mean + bcast(std, x) * noise(0), x_mean
   return update
 
@@ -85,13 +74,6 @@ def ancestral_sampling(sde, score_fn, probability_flow=False):
 def no_predictor(sde, score_fn, probability_flow=False):
   del sde, score_fn, probability_flow
   return lambda x, t, noise: (x, x)
-
-
-def _langevin_alpha(sde, t):
-  """α_i = 1 − β_i for VP and sub-VP (their shared β schedule), 1 for VE (Song+21 Alg. 5)."""
-  if isinstance(sde, sde_lib.VESDE):
-    return jnp.ones_like(t)
-  return sde.alphas[sde.discrete_index(t)]
 
 
 def _langevin(sde, score_fn, n_steps, step_size):
@@ -122,7 +104,7 @@ def langevin(sde, score_fn, snr, n_steps):
   """
   def step_size(t, grad, z):
     ratio = jnp.mean(_norm(z)) / jnp.mean(_norm(grad))
-    return 2. * _langevin_alpha(sde, t) * (snr * ratio) ** 2
+    return 2. * sde.langevin_alpha(t) * (snr * ratio) ** 2
   return _langevin(sde, score_fn, n_steps, step_size)
 
 
@@ -131,7 +113,7 @@ def annealed_langevin_dynamics(sde, score_fn, snr, n_steps):
   """Annealed Langevin dynamics with ε = 2α (snr σ_t)² (Song&Ermon19 Alg. 1)."""
   def step_size(t, grad, z):
     del grad, z
-    return 2. * _langevin_alpha(sde, t) * (snr * sde.scale(t) * sde.sigma(t)) ** 2
+    return 2. * sde.langevin_alpha(t) * (snr * sde.scale(t) * sde.sigma(t)) ** 2
   return _langevin(sde, score_fn, n_steps, step_size)
 
 
@@ -238,9 +220,6 @@ def class_labels(config, keys):
   drawn from fold_in(key, streams.CLASS_STREAM), so a seed's class does not depend on the
   batch."""
   k, label = config.data.num_classes, config.sampling.class_label
-  if label >= k or label < -1:
-    raise ValueError(f'sampling.class_label = {label} must be -1 (random) or a class in '
-                     f'[0, data.num_classes = {k})')
   if label >= 0:
     return jnp.full(keys.shape, label, jnp.int32)
   return jax.vmap(lambda key: jax.random.randint(
@@ -255,15 +234,10 @@ def conditional_model_fn(config, model, params, keys):
   model_fn = mutils.get_model_fn(model, params, train=False)
   w = config.sampling.guidance
   if not config.model.class_conditional:
-    if w != 1:
-      raise ValueError(f'sampling.guidance = {w} needs model.class_conditional=True')
     return model_fn
   onehot = mutils.class_onehot(config, class_labels(config, keys))
   if w == 1:
     return mutils.bind_cond(model_fn, {'class_labels': onehot})
-  if config.model.label_dropout <= 0:
-    raise ValueError(f'sampling.guidance = {w} needs a null-label model: train with '
-                     'model.label_dropout > 0 (e.g. 0.1)')
   def guided(x, labels, rng=None):
     both = model_fn(jnp.concatenate([x, x]), jnp.concatenate([labels, labels]), rng,
                     {'class_labels': jnp.concatenate([onehot, jnp.zeros_like(onehot)])})
@@ -277,10 +251,6 @@ def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps):
   [B, *sample_shape], nfe)`; class-conditional models sample `class_labels(config, keys)`
   (`conditional_model_fn`). `latents` ({'z': standard normal [B, *sample_shape], optional
   'radii': PFGM++ prior radii [B] for σ = 1}, see `read_latents`) replace those of the keys."""
-  if not math.isinf(config.training.pfgmpp_D) and config.sampling.method != 'edm':
-    raise ValueError(f'training.pfgmpp_D = {config.training.pfgmpp_D} (PFGM++) samples with its '
-                     f"prior and EDM's ODE in σ: set sampling.method='edm', not "
-                     f'{config.sampling.method!r}')
   sampler = SAMPLERS.get(config.sampling.method)(config, sde, sample_shape, eps)
 
   @jax.jit
@@ -318,8 +288,7 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
   Returns:
     (x [B, *sample_shape] in dtype, nfe) [, eps_norms].
   """
-  if solver not in ('heun', 'euler'):
-    raise ValueError(f"sampling.solver={solver!r}: 'heun' or 'euler'")
+  assert solver in ('heun', 'euler'), solver
   scaled = eps_scaler != 1 or eps_scaler_k != 0
   n = keys.shape[0]
   vec = lambda t: jnp.full((n,), t, dtype)   # noqa: E731

@@ -97,6 +97,20 @@ class SDE(abc.ABC):
     """The reverse-time SDE (Song+21 Eq. 6) or its probability-flow ODE (Song+21 Eq. 13)."""
     return ReverseSDE(self, score_fn, probability_flow)
 
+  # Conventions of score_sde's samplers and networks, per SDE (overridden where they differ).
+
+  def langevin_alpha(self, t):
+    """α_i of the Langevin step size ε = 2α(snr ‖z‖/‖∇log p‖)² (Song+21 Alg. 5): 1 here."""
+    return jnp.ones_like(t)
+
+  def ancestral_step(self, x, t, score):
+    """(x_mean, std) of one ancestral step (Song+21 Eqs. 47, 48); VE and VP only."""
+    raise NotImplementedError(f'no ancestral sampling for {type(self).__name__}')
+
+  def label_score_fn(self, model_fn, continuous):
+    """`score_fn(x, t, rng=None)` of a network trained with score_sde's labels (VE, VP, sub-VP)."""
+    raise NotImplementedError(f'no score_sde label convention for {type(self).__name__}')
+
 
 class ReverseSDE:
   """dx = [f − g² ∇log p_t] dt + g dw̄, or the ODE dx = [f − ½ g² ∇log p_t] dt."""
@@ -133,6 +147,12 @@ class VESDE(SDE):
     self.sigma_max = sigma_max
     self.discrete_sigmas = jnp.exp(jnp.linspace(np.log(sigma_min), np.log(sigma_max), N))
 
+  sampling_eps = 1e-5            # the smallest time the samplers reach (Song+21's code)
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(config.model.sigma_min, config.model.sigma_max, config.model.num_scales)
+
   @property
   def prior_std(self):
     return self.sigma_max                                             # Song+21 App. C
@@ -159,16 +179,32 @@ class VESDE(SDE):
     adjacent = jnp.where(i == 0, 0., self.discrete_sigmas[jnp.maximum(i - 1, 0)])
     return jnp.zeros_like(x), jnp.sqrt(sigma ** 2 - adjacent ** 2)
 
+  def ancestral_step(self, x, t, score):
+    """SMLD ancestral step (Song+21 Eq. 47): x + (σ_i² − σ_{i−1}²) s, std σ_{i−1} √(σ_i² −
+    σ_{i−1}²) / σ_i."""
+    i = self.discrete_index(t)
+    sigma = self.discrete_sigmas[i]
+    prev = jnp.where(i == 0, 0., self.discrete_sigmas[jnp.maximum(i - 1, 0)])
+    x_mean = x + bcast(sigma ** 2 - prev ** 2, x) * score
+    return x_mean, jnp.sqrt(prev ** 2 * (sigma ** 2 - prev ** 2) / sigma ** 2)
+
+  def label_score_fn(self, model_fn, continuous):
+    """The network output is the score; its label is σ(t) (continuous) or the index
+    round((T − t)(N − 1)) into the descending σ list (discrete SMLD)."""
+    def score_fn(x, t, rng=None):
+      if continuous:
+        labels = self.marginal_prob(jnp.zeros_like(x), t)[1]
+      else:
+        labels = jnp.round((self.T - t) * (self.N - 1)).astype(jnp.int32)
+      return model_fn(x, labels, rng)
+    return score_fn
+
 
 class _VPFamily(SDE):
   """Shared linear β(t) = β_0 + t (β_1 − β_0) schedule of VP and sub-VP (Song+21 Eq. 32)."""
 
   def __init__(self, beta_min=0.1, beta_max=20., N=1000):
-    super().__init__(N)
-    if beta_max / N >= 1:   # α_N = 1 − β_N ≤ 0: DDPM steps and the Langevin step size take √α
-      raise ValueError(f'model.num_scales = {N} gives the discrete β_N = model.beta_max / N = '
-                       f'{beta_max / N:g} ≥ 1 (Ho+20 needs β_i < 1): set model.num_scales > '
-                       f'{beta_max:g}')
+    super().__init__(N)            # needs β_N = beta_max / N < 1 (configs/rules.py)
     self.beta_0 = beta_min
     self.beta_1 = beta_max
     self.discrete_betas = jnp.linspace(beta_min / N, beta_max / N, N)    # Ho+20 β_i
@@ -177,9 +213,32 @@ class _VPFamily(SDE):
     self.sqrt_alphas_cumprod = jnp.sqrt(self.alphas_cumprod)
     self.sqrt_1m_alphas_cumprod = jnp.sqrt(1. - self.alphas_cumprod)
 
+  sampling_eps = 1e-3            # the smallest time the samplers reach (Song+21's code)
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(config.model.beta_min, config.model.beta_max, config.model.num_scales)
+
   @property
   def prior_std(self):
     return 1.                                                         # Song+21 App. C
+
+  def langevin_alpha(self, t):
+    """α_i = 1 − β_i of the shared β schedule (Song+21 Alg. 5)."""
+    return self.alphas[self.discrete_index(t)]
+
+  def label_score_fn(self, model_fn, continuous):
+    """The network predicts the noise: label 999 t (continuous) or t (N − 1) (discrete DDPM);
+    score = −output / std (Song+21 App. C; Ho+20 Eq. 11)."""
+    def score_fn(x, t, rng=None):
+      if continuous:
+        labels = t * 999
+        std = self.marginal_prob(jnp.zeros_like(x), t)[1]
+      else:
+        labels = t * (self.N - 1)
+        std = self.sqrt_1m_alphas_cumprod[labels.astype(jnp.int32)]
+      return -model_fn(x, labels, rng) / bcast(std, x)
+    return score_fn
 
   def beta(self, t):
     return self.beta_0 + t * (self.beta_1 - self.beta_0)
@@ -215,6 +274,11 @@ class VPSDE(_VPFamily):
     beta = self.discrete_betas[i]
     return bcast(jnp.sqrt(1. - beta), x) * x - x, jnp.sqrt(beta)
 
+  def ancestral_step(self, x, t, score):
+    """DDPM ancestral step (Song+21 Eq. 48; Ho+20 Alg. 2): (x + β_i s) / √(1 − β_i), std √β_i."""
+    beta = self.discrete_betas[self.discrete_index(t)]
+    return (x + bcast(beta, x) * score) / bcast(jnp.sqrt(1. - beta), x), jnp.sqrt(beta)
+
 
 @SDES.register('subvpsde')
 class subVPSDE(_VPFamily):  # pylint: disable=invalid-name
@@ -236,6 +300,11 @@ class subVPSDE(_VPFamily):  # pylint: disable=invalid-name
     a, b = 0.25 * (self.beta_1 - self.beta_0), 0.5 * self.beta_0
     return (jnp.sqrt(b ** 2 + 4. * a * log_u) - b) / (2. * a)
 
+  def label_score_fn(self, model_fn, continuous):
+    """score_sde trains sub-VP only continuously: label 999 t whatever `continuous` says."""
+    del continuous
+    return super().label_score_fn(model_fn, continuous=True)
+
 
 @SDES.register('edm')
 class EDMSDE(SDE):
@@ -245,6 +314,14 @@ class EDMSDE(SDE):
     super().__init__(N)
     self.sigma_min = sigma_min          # smallest sampling noise level (Karras+22 Table 1: 0.002)
     self.sigma_max = sigma_max          # T = σ_max, the prior std (Karras+22 Table 1: 80)
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(config.model.sigma_min, config.model.sigma_max, config.model.num_scales)
+
+  @property
+  def sampling_eps(self):
+    return self.sigma_min               # the EDM sampler's last noise level (Karras+22 Table 1)
 
   @property
   def T(self):
@@ -275,19 +352,11 @@ class EDMSDE(SDE):
 
 
 def get_sde(config):
-  """The SDE named by `config.training.sde` with its `config.model` parameters, and sampling eps.
-
-  Returns:
-    (sde, eps): eps is the smallest time the samplers integrate to (1e-5 for VE, 1e-3 for VP and
-    sub-VP, as in Song+21's code; σ_min for EDM).
-  """
-  cls = SDES.get(config.training.sde)
-  if cls is EDMSDE:   # eps = σ_min: the EDM sampler's last noise level (Karras+22 Table 1)
-    return EDMSDE(config.model.sigma_min, config.model.sigma_max, config.model.num_scales), \
-        config.model.sigma_min
-  if cls is VESDE:
-    return VESDE(config.model.sigma_min, config.model.sigma_max, config.model.num_scales), 1e-5
-  return cls(config.model.beta_min, config.model.beta_max, config.model.num_scales), 1e-3
+  """(sde, eps): the SDE named by `config.training.sde` built from its `config.model` fields, and
+  its `sampling_eps`, the smallest time the samplers integrate to (1e-5 for VE, 1e-3 for VP and
+  sub-VP, as in Song+21's code; σ_min for EDM)."""
+  sde = SDES.get(config.training.sde).from_config(config)
+  return sde, sde.sampling_eps
 
 
 # ------------------------------------------------------------------------------------------------
@@ -319,9 +388,7 @@ class PFGMPPNoise:
   """
 
   def __init__(self, D):
-    if not D > 2:
-      raise ValueError(f'training.pfgmpp_D = {D}: PFGM++ needs D > 2 (inf = Gaussian diffusion)')
-    self.D = float(D)
+    self.D = float(D)                   # D > 2 (configs/rules.py)
 
   def _radius(self, rng, n_dims):
     a_rng, b_rng = jax.random.split(rng)

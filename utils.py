@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import paths
+
 
 _YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type'
 _YNN_DOTS = f'{_YNN_FLAG}=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'
@@ -141,16 +143,15 @@ def image_grid(images, nrow=None, padding=2):
 
 
 def save_image_grid(images, path, nrow=None, min_size=32):
-  """Save images [N, H, W, C] in [0, 1] as one PNG grid at `path` (directories are created).
+  """Save images [N, H, W, C] in [0, 1] as one PNG grid at `path` (local folders are created;
+  any paths.py path).
 
   Images smaller than `min_size` pixels are enlarged by an integer factor (nearest neighbour)
   so that 8×8 digits can be seen in an image viewer.
   """
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   factor = max(1, -(-min_size // np.asarray(images).shape[1]))
   grid = image_grid(np.repeat(np.repeat(images, factor, axis=1), factor, axis=2), nrow)
-  Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+  paths.save_png(path, grid[..., 0] if grid.shape[-1] == 1 else grid)
 
 
 def duration(seconds):

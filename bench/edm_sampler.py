@@ -84,7 +84,7 @@ def main():
   sampler = best(lambda: sample_fn(keys, params)[0], max(2, args.repeats // 4))
 
   optimizer = losses.get_optimizer(config)
-  train_step = jax.jit(losses.make_train_step(model, losses.get_loss_fn(sde, config), optimizer,
+  train_step = jax.jit(losses.make_train_step(model, losses.get_loss_fn(config, sde), optimizer,
                                               losses.get_ema_rate(config)), donate_argnums=0,
                        compiler_options=utils.train_compiler_options())
   box = {'state': losses.init_train_state(params, optimizer)}

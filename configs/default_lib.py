@@ -43,6 +43,10 @@ def _training():
   training.snapshot_freq = 50000              # steps between kept checkpoints (checkpoints/)
   training.snapshot_freq_for_preemption = 10000  # steps between resume checkpoints (checkpoints-meta/)
   training.snapshot_sampling = True           # sample a batch at every kept checkpoint
+  training.grad_accum = 1                     # k: the network runs on batch_size / k rows at a
+  #                                             time (remat per micro-batch: +1 forward pass),
+  #                                             one optimizer step per batch; same loss and
+  #                                             gradients as k = 1 (models.utils.micro_batched)
   return training
 
 
@@ -180,6 +184,14 @@ def _model():
   model.interpolation = 'bilinear'            # NCSN/NCSNv2 RefineNet upsampling
   model.attention_type = 'ddpm'               # score_sde field, kept for its configs; not read
   model.conv_size = 3                         # score_sde field, kept for its configs; not read
+  model.dtype = 'float32'                     # compute dtype of convs, matmuls, activations:
+  #                                             'float32' | 'bfloat16' | 'float16' (dynamic loss
+  #                                             scaling); parameters, optimizer, EMA, loss and
+  #                                             normalization statistics stay float32 (precision.py)
+  model.remat = 'none'                        # rematerialise each residual / attention block:
+  #                                             'none' | 'full' | 'dots_saveable' |
+  #                                             'dots_with_no_batch_dims_saveable' (what a block
+  #                                             keeps; models.utils.REMAT_POLICIES)
   return model
 
 
@@ -195,6 +207,9 @@ def _optim():
   optim.lr_rampup_kimg = 0.                   # EDM lr ramp lr·min(images/(1000·kimg), 1) (0 = off;
   #                                             EDM: 10000); excludes warmup
   optim.grad_clip = 1.                        # global-norm gradient clip (< 0 = off)
+  optim.loss_scale_init = 32768.              # model.dtype='float16': initial loss scale S (2^15)
+  optim.loss_scale_period = 2000              # float16: S doubles after this many finite steps
+  #                                             in a row; a non-finite step is skipped, S halved
   return optim
 
 

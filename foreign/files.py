@@ -1,5 +1,6 @@
-"""A checkpoint given as a local path or a URL: `http(s)://` and `gs://` files are downloaded once
-into a cache directory (NVlabs/edm's `--network=URL` habit; its dnnlib cache plays this role).
+"""A checkpoint given as a local path or a URL: `http(s)://`, `gs://` and `s3://` files are
+downloaded once into a cache directory (NVlabs/edm's `--network=URL` habit; its dnnlib cache plays
+this role); a gs:// / s3:// folder (an orbax step directory) is read in place.
 
 Cache: `$SCOREFLOW_CACHE_DIR`, else `~/.cache/scoreflow`; a URL's file is
 `<cache>/checkpoints/<sha1 of the URL>-<file name>`. Offline, a download fails within
@@ -10,6 +11,8 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+
+import paths
 
 TIMEOUT_S = 15
 
@@ -48,6 +51,8 @@ def local_file(path_or_url):
       raise CheckpointNotFoundError(f'checkpoint {path!r} does not exist: pass an existing file or '
                                     f'directory, or an http(s):// / gs:// URL to --checkpoint')
     return path
+  if not path.startswith(('http://', 'https://')) and paths.isdir(path):
+    return path                 # an orbax step directory in a bucket: orbax reads it there
   target = cache_path(path)
   if os.path.exists(target):
     return target
@@ -72,11 +77,11 @@ def local_file(path_or_url):
 
 
 def _download(url, dest):
-  if url.startswith('gs://'):
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel   # GCS client
-    tf.io.gfile.copy(url, dest, overwrite=True)
+  if url.startswith(('gs://', 's3://')):
+    with paths.open(url, 'rb') as source, open(dest, 'wb') as f:
+      shutil.copyfileobj(source, f, length=1 << 20)
     return
   if not url.startswith(('http://', 'https://')):
-    raise ValueError(f'unsupported URL scheme in {url!r} (http, https, gs)')
+    raise ValueError(f'unsupported URL scheme in {url!r} (http, https, gs, s3)')
   with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(dest, 'wb') as f:
     shutil.copyfileobj(response, f, length=1 << 20)

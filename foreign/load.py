@@ -24,6 +24,7 @@ import numpy as np
 
 from foreign import edm, files, torch_pickle
 from foreign import score_sde
+import paths
 
 
 class CheckpointMismatchError(ValueError):
@@ -63,7 +64,7 @@ def precheck(checkpoint, config):
   """Read --checkpoint's file once (kept for the run) or exit with one line naming the problem."""
   try:
     path = files.local_file(checkpoint)
-    if not os.path.isdir(path):
+    if not paths.isdir(path):       # an orbax step directory (local or a bucket): checkpointing
       load(path, config)
   except Exception as err:  # pylint: disable=broad-except   # any reader error: one line, exit
     raise SystemExit(f'FATAL --checkpoint={checkpoint}: {type(err).__name__}: {err}') from None

@@ -19,6 +19,9 @@ Submodules carry DhariwalUNet's names (`enc_16x16_block0` for `enc.16x16_block0`
 norm0, conv0, affine, norm1, conv1, skip, norm2, qkv, proj), 3×3 convolutions are `nn.Conv`
 (kernel HWIO), linear layers and 1×1 convolutions `nn.Dense` (kernel [in, out]); qkv keeps EDM's
 output-channel order (head, channel, q/k/v), so `foreign.adm.to_params` only re-lays tensors out.
+`model.dtype` is the compute dtype of the convolutions and dense layers of the blocks, with
+attention logits and softmax in float32 as EDM's AttentionOp (the embedding MLP stays float32:
+precision.py); `model.remat` rematerialises each UNetBlock (`models.utils.remat`).
 """
 import math
 from typing import Any
@@ -28,8 +31,8 @@ import jax
 import jax.numpy as jnp
 
 from models import layers
-from models.ncsnpp import check_group_norm, check_image_size
-from models.utils import register_model
+from models.utils import register_model, remat
+import precision
 
 EMB_MULT = 4            # embedding channels per model channel (EDM's channel_mult_emb)
 HEAD_CHANNELS = 64      # channels per attention head (Dhariwal&Nichol21 §3)
@@ -50,8 +53,8 @@ def _norm(channels, name):
   return layers.GroupNorm(num_groups=adm_groups(channels), epsilon=1e-5, name=name)
 
 
-def _conv3x3(features, name, init=_INIT):
-  return nn.Conv(features, (3, 3), padding='SAME', kernel_init=init, name=name)
+def _conv3x3(features, name, init=_INIT, dtype=None):
+  return nn.Conv(features, (3, 3), padding='SAME', kernel_init=init, name=name, dtype=dtype)
 
 
 def positional_embedding(labels, channels):
@@ -77,6 +80,10 @@ class UNetBlock(nn.Module):
   down: bool = False
   attention: bool = False
   dropout: float = 0.
+  dtype: Any = None
+
+  def _dense(self, features, name, init=_INIT):
+    return nn.Dense(features, kernel_init=init, name=name, dtype=self.dtype)
 
   def _resample(self, x):
     if self.down:
@@ -86,13 +93,14 @@ class UNetBlock(nn.Module):
   @nn.compact
   def __call__(self, x, emb, train=False):
     c, out = x.shape[-1], self.out_ch
-    h = _conv3x3(out, 'conv0')(self._resample(nn.silu(_norm(c, 'norm0')(x))))
-    scale, shift = jnp.split(nn.Dense(2 * out, kernel_init=_INIT, name='affine')(emb), 2, axis=-1)
+    h = _conv3x3(out, 'conv0', dtype=self.dtype)(self._resample(nn.silu(_norm(c, 'norm0')(x))))
+    scale, shift = jnp.split(self._dense(2 * out, 'affine')(emb), 2, axis=-1)
     h = nn.silu(shift[:, None, None, :] + _norm(out, 'norm1')(h) * (scale[:, None, None, :] + 1.))
-    h = _conv3x3(out, 'conv1', init=_ZERO)(nn.Dropout(self.dropout)(h, deterministic=not train))
+    h = _conv3x3(out, 'conv1', init=_ZERO, dtype=self.dtype)(
+        nn.Dropout(self.dropout)(h, deterministic=not train))
     skip = self._resample(x)
     if c != out:
-      skip = nn.Dense(out, kernel_init=_INIT, name='skip')(skip)
+      skip = self._dense(out, 'skip')(skip)
     x = h + skip
     heads = out // HEAD_CHANNELS if self.attention else 0
     return x + self._attend(x, heads) if heads else x
@@ -104,12 +112,14 @@ class UNetBlock(nn.Module):
     if c % heads:
       raise ValueError(f'ADM attention: {c} channels do not split into {heads} heads')
     d = c // heads
-    qkv = nn.Dense(3 * c, kernel_init=_INIT, name='qkv')(_norm(c, 'norm2')(x))
+    qkv = self._dense(3 * c, 'qkv')(_norm(c, 'norm2')(x))
     qkv = qkv.reshape(b, hh * ww, heads, d, 3)          # EDM's order: (head, channel, q/k/v)
     q, k, v = qkv[..., 0], qkv[..., 1], qkv[..., 2]
-    w = jax.nn.softmax(jnp.einsum('bqhd,bkhd->bhqk', q, k / math.sqrt(d)), axis=-1)
+    logits = jnp.einsum('bqhd,bkhd->bhqk', q.astype(jnp.float32),
+                        (k / math.sqrt(d)).astype(jnp.float32))
+    w = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
     a = jnp.einsum('bhqk,bkhd->bqhd', w, v).reshape(b, hh, ww, c)
-    return nn.Dense(c, kernel_init=_ZERO, name='proj')(a)
+    return self._dense(c, 'proj', init=_ZERO)(a)
 
 
 def _embedding(module, labels, cond, train):
@@ -139,21 +149,15 @@ class ADM(nn.Module):
   """DhariwalUNet: x [B, H, W, C], labels (c_noise) [B] -> [B, H, W, data.num_channels]."""
   config: Any
 
-  def __post_init__(self):
-    check_image_size(self.config)
-    check_group_norm(self.config, adm_groups)
-    if self.config.model.scale_by_sigma:
-      raise ValueError('model.name=adm does not divide by σ (its precond scales by c_out): set '
-                       'model.scale_by_sigma=False')
-    super().__post_init__()
-
   @nn.compact
   def __call__(self, x, labels, train=False, cond=None):
     m, size = self.config.model, self.config.data.image_size   # names by level (patches too)
-    emb = _embedding(self, labels, cond, train)
-    block = lambda out, name, **kw: UNetBlock(out, dropout=m.dropout, name=name, **kw)  # noqa: E731
+    emb, dtype = _embedding(self, labels, cond, train), precision.compute_dtype(self.config)
+    unet_block = remat(UNetBlock, self.config, static_argnums=(3,))
+    block = lambda out, name, **kw: unet_block(out, dropout=m.dropout, dtype=dtype, name=name,  # noqa: E731
+                                               **kw)
 
-    h = _conv3x3(m.nf * m.ch_mult[0], f'enc_{size}x{size}_conv')(x)
+    h = _conv3x3(m.nf * m.ch_mult[0], f'enc_{size}x{size}_conv', dtype=dtype)(x)
     skips = [h]
     for level, mult in enumerate(m.ch_mult):
       r = size >> level
@@ -177,4 +181,4 @@ class ADM(nn.Module):
             jnp.concatenate([h, skips.pop()], axis=-1), emb, train)
 
     h = nn.silu(_norm(h.shape[-1], 'out_norm')(h))
-    return _conv3x3(self.config.data.num_channels, 'out_conv', init=_ZERO)(h)
+    return _conv3x3(self.config.data.num_channels, 'out_conv', init=_ZERO, dtype=dtype)(h)

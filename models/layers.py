@@ -9,6 +9,9 @@ Papers:
 
 Parameter layout: convolutions are `nn.Conv` (kernel HWIO), 1×1 convolutions and the DDPM "NIN"
 layers are `nn.Dense` over channels (kernel [in, out]); attention keeps q, k, v in one fused Dense.
+Mixed precision (precision.py): blocks take `dtype`, the compute dtype of their convolutions and
+dense layers (None: float32 here); parameters stay float32; GroupNorm and the attention softmax
+compute in float32 and return their input's dtype.
 """
 import functools
 import math
@@ -33,32 +36,25 @@ def get_act(config):
   return ACTIVATIONS.get(config.model.nonlinearity.lower())
 
 
-def check_option(field, value, valid):
-  """`value.lower()` if it is one of `valid`, else a ValueError naming `config.<field>`."""
-  if not isinstance(value, str) or value.lower() not in valid:
-    raise ValueError(f'config.{field}={value!r} is not valid; choose one of {", ".join(valid)}')
-  return value.lower()
-
-
 def default_init(scale=1.):
   """DDPM's initializer: variance_scaling(scale, fan_avg, uniform); scale 0 means 1e-10 (Ho+20)."""
   return nn.initializers.variance_scaling(1e-10 if scale == 0 else scale, 'fan_avg', 'uniform')
 
 
-def conv3x3(features, init_scale=1., stride=1, name=None):
+def conv3x3(features, init_scale=1., stride=1, name=None, dtype=None):
   """3×3 'SAME' convolution with DDPM init; stride 2 pads (0, 1) like TF's SAME."""
   return nn.Conv(features, (3, 3), strides=(stride, stride), padding='SAME',
-                 kernel_init=default_init(init_scale), name=name)
+                 kernel_init=default_init(init_scale), name=name, dtype=dtype)
 
 
-def conv1x1(features, init_scale=1., name=None):
+def conv1x1(features, init_scale=1., name=None, dtype=None):
   """1×1 convolution with DDPM init, as a Dense over channels."""
-  return nn.Dense(features, kernel_init=default_init(init_scale), name=name)
+  return nn.Dense(features, kernel_init=default_init(init_scale), name=name, dtype=dtype)
 
 
-def nin(features, init_scale=0.1, name=None):
+def nin(features, init_scale=0.1, name=None, dtype=None):
   """DDPM's "network in network" layer: a Dense over channels with init scale 0.1 (Ho+20)."""
-  return nn.Dense(features, kernel_init=default_init(init_scale), name=name)
+  return nn.Dense(features, kernel_init=default_init(init_scale), name=name, dtype=dtype)
 
 
 def ddpm_groups(channels):
@@ -109,9 +105,14 @@ def _group_norm_jvp(groups, eps, primals, tangents):
   return x_hat * scale + bias, a * dx + x_hat * t_scale + t_bias
 
 
+def _group_norm_float32(x, scale, bias, groups, eps):
+  """`_group_norm` in float32 (statistics included), returned in x's dtype (precision.py)."""
+  return _group_norm(x.astype(jnp.float32), scale, bias, groups, eps).astype(x.dtype)
+
+
 # The backward pass recomputes x̂ from x and the saved statistics instead of storing it.
 group_norm_fn = jax.checkpoint(
-    _group_norm, static_argnums=(3, 4),
+    _group_norm_float32, static_argnums=(3, 4),
     policy=jax.checkpoint_policies.save_only_these_names('group_norm_stats'))
 
 
@@ -197,16 +198,19 @@ class AttnBlock(nn.Module):
   groups_fn: Callable[[int], int] = ddpm_groups
   init_scale: float = 0.
   skip_rescale: bool = False
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
     b, hh, ww, c = x.shape
     h = group_norm(c, self.groups_fn, name='norm')(x).reshape(b, hh * ww, c)
-    qkv = nn.Dense(3 * c, kernel_init=_stacked_init(default_init(0.1), 3), name='qkv')(h)
+    qkv = nn.Dense(3 * c, kernel_init=_stacked_init(default_init(0.1), 3), name='qkv',
+                   dtype=self.dtype)(h)
     q, k, v = jnp.split(qkv, 3, axis=-1)
-    w = jax.nn.softmax(jnp.einsum('bic,bjc->bij', q, k) * (c ** -0.5), axis=-1)
+    logits = jnp.einsum('bic,bjc->bij', q.astype(jnp.float32), k.astype(jnp.float32))
+    w = jax.nn.softmax(logits * (c ** -0.5), axis=-1).astype(v.dtype)
     h = jnp.einsum('bij,bjc->bic', w, v)
-    h = nin(c, self.init_scale, name='out')(h).reshape(b, hh, ww, c)
+    h = nin(c, self.init_scale, name='out', dtype=self.dtype)(h).reshape(b, hh, ww, c)
     return (x + h) / math.sqrt(2.) if self.skip_rescale else x + h
 
 
@@ -221,22 +225,24 @@ def _stacked_init(init, n):
 class Upsample(nn.Module):
   """Nearest-neighbour ×2 upsampling, then an optional 3×3 conv (Ho+20)."""
   with_conv: bool = False
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
     n, h, w, c = x.shape
     x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, 2, w, 2, c)).reshape(n, 2 * h, 2 * w, c)
-    return conv3x3(c, name='conv')(x) if self.with_conv else x
+    return conv3x3(c, name='conv', dtype=self.dtype)(x) if self.with_conv else x
 
 
 class Downsample(nn.Module):
   """×2 downsampling by a stride-2 3×3 conv or 2×2 mean pooling (Ho+20)."""
   with_conv: bool = False
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
     if self.with_conv:
-      return conv3x3(x.shape[-1], stride=2, name='conv')(x)
+      return conv3x3(x.shape[-1], stride=2, name='conv', dtype=self.dtype)(x)
     n, h, w, c = x.shape
     return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
@@ -253,18 +259,20 @@ class ResnetBlockDDPM(nn.Module):
   groups_fn: Callable[[int], int] = ddpm_groups
   init_scale: float = 0.
   skip_rescale: bool = False
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, temb=None, train=False):
     c = x.shape[-1]
     out_ch = self.out_ch or c
     h = self.act(group_norm(c, self.groups_fn, name='norm_0')(x))
-    h = conv3x3(out_ch, name='conv_0')(h)
+    h = conv3x3(out_ch, name='conv_0', dtype=self.dtype)(h)
     if temb is not None:
-      h = h + nn.Dense(out_ch, kernel_init=default_init(), name='temb')(self.act(temb))[:, None, None, :]
+      h = h + nn.Dense(out_ch, kernel_init=default_init(), name='temb',
+                       dtype=self.dtype)(self.act(temb))[:, None, None, :]
     h = self.act(group_norm(out_ch, self.groups_fn, name='norm_1')(h))
     h = nn.Dropout(self.dropout)(h, deterministic=not train)
-    h = conv3x3(out_ch, init_scale=self.init_scale, name='conv_1')(h)
+    h = conv3x3(out_ch, init_scale=self.init_scale, name='conv_1', dtype=self.dtype)(h)
     if c != out_ch:
-      x = nin(out_ch, name='skip')(x)
+      x = nin(out_ch, name='skip', dtype=self.dtype)(x)
     return (x + h) / math.sqrt(2.) if self.skip_rescale else x + h

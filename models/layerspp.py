@@ -37,10 +37,11 @@ class GaussianFourierProjection(nn.Module):
 class Combine(nn.Module):
   """Merge the input pyramid x into h: conv1×1(x) then concatenate ('cat') or add ('sum')."""
   method: str = 'cat'
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, h):
-    x = conv1x1(h.shape[-1], name='conv')(x)
+    x = conv1x1(h.shape[-1], name='conv', dtype=self.dtype)(x)
     return jnp.concatenate([x, h], axis=-1) if self.method == 'cat' else x + h
 
 
@@ -55,17 +56,18 @@ class Upsample(nn.Module):
   with_conv: bool = False
   fir: bool = False
   fir_kernel: Sequence[int] = (1, 3, 3, 1)
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
     out_ch = self.out_ch or x.shape[-1]
     if not self.fir:
       x = uds.naive_upsample_2d(x)
-      return conv3x3(out_ch, name='conv')(x) if self.with_conv else x
+      return conv3x3(out_ch, name='conv', dtype=self.dtype)(x) if self.with_conv else x
     if not self.with_conv:
       return uds.upsample_2d(x, self.fir_kernel)
     return uds.Conv2d(out_ch, 3, up=True, resample_kernel=self.fir_kernel,
-                      kernel_init=default_init(), name='fir_conv')(x)
+                      kernel_init=default_init(), dtype=self.dtype, name='fir_conv')(x)
 
 
 class Downsample(nn.Module):
@@ -74,16 +76,19 @@ class Downsample(nn.Module):
   with_conv: bool = False
   fir: bool = False
   fir_kernel: Sequence[int] = (1, 3, 3, 1)
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
     out_ch = self.out_ch or x.shape[-1]
     if not self.fir:
-      return conv3x3(out_ch, stride=2, name='conv')(x) if self.with_conv else uds.naive_downsample_2d(x)
+      if not self.with_conv:
+        return uds.naive_downsample_2d(x)
+      return conv3x3(out_ch, stride=2, name='conv', dtype=self.dtype)(x)
     if not self.with_conv:
       return uds.downsample_2d(x, self.fir_kernel)
     return uds.Conv2d(out_ch, 3, down=True, resample_kernel=self.fir_kernel,
-                      kernel_init=default_init(), name='fir_conv')(x)
+                      kernel_init=default_init(), dtype=self.dtype, name='fir_conv')(x)
 
 
 class ResnetBlockDDPMpp(layers.ResnetBlockDDPM):
@@ -107,6 +112,7 @@ class ResnetBlockBigGANpp(nn.Module):
   fir_kernel: Sequence[int] = (1, 3, 3, 1)
   skip_rescale: bool = True
   init_scale: float = 0.
+  dtype: Any = None
 
   def _resample(self, x):
     if self.up:
@@ -121,12 +127,13 @@ class ResnetBlockBigGANpp(nn.Module):
     out_ch = self.out_ch or c
     h = self.act(layers.group_norm(c, pp_groups, name='norm_0')(x))
     h, x = self._resample(h), self._resample(x)
-    h = conv3x3(out_ch, name='conv_0')(h)
+    h = conv3x3(out_ch, name='conv_0', dtype=self.dtype)(h)
     if temb is not None:
-      h = h + nn.Dense(out_ch, kernel_init=default_init(), name='temb')(self.act(temb))[:, None, None, :]
+      h = h + nn.Dense(out_ch, kernel_init=default_init(), name='temb',
+                       dtype=self.dtype)(self.act(temb))[:, None, None, :]
     h = self.act(layers.group_norm(out_ch, pp_groups, name='norm_1')(h))
     h = nn.Dropout(self.dropout)(h, deterministic=not train)
-    h = conv3x3(out_ch, init_scale=self.init_scale, name='conv_1')(h)
+    h = conv3x3(out_ch, init_scale=self.init_scale, name='conv_1', dtype=self.dtype)(h)
     if c != out_ch or self.up or self.down:
-      x = conv1x1(out_ch, name='skip')(x)
+      x = conv1x1(out_ch, name='skip', dtype=self.dtype)(x)
     return (x + h) / math.sqrt(2.) if self.skip_rescale else x + h

@@ -11,6 +11,8 @@ or the integer noise index for `'positional'`; `scale_by_sigma` divides the outp
 for Fourier, `get_sigmas(config)[label]` for positional).
 Submodule names (`down_{level}_res_{i}`, `mid_attn`, `up_{level}_pyramid_conv`, ...) follow the
 network's structure; `foreign.score_sde` maps score_sde checkpoints onto them.
+`model.dtype` is the compute dtype of the convolutions (the noise embedding MLP stays float32:
+precision.py); `model.remat` rematerialises each residual and attention block (`utils.remat`).
 """
 import functools
 import math
@@ -20,59 +22,15 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from models import layers, layerspp
-from models.layers import check_option, conv3x3, default_init, group_norm, pp_groups
-from models.utils import get_sigmas, register_model
-
-RESBLOCK_TYPES = ('ddpm', 'biggan')
-PROGRESSIVE = ('none', 'output_skip', 'residual')
-PROGRESSIVE_INPUT = ('none', 'input_skip', 'residual')
-COMBINE = ('cat', 'sum')
-EMBEDDINGS = ('fourier', 'positional')
-
-
-def check_image_size(config):
-  """image_size must halve exactly at every one of the len(ch_mult) − 1 downsamplings."""
-  factor = 2 ** (len(config.model.ch_mult) - 1)
-  if config.data.image_size % factor:
-    raise ValueError(f'config.data.image_size={config.data.image_size} is not divisible by '
-                     f'2**(len(config.model.ch_mult)-1)={factor} (ch_mult={tuple(config.model.ch_mult)})')
-
-
-def check_group_norm(config, groups_fn):
-  """Every U-Net width nf·mult must split into groups_fn(width) GroupNorm groups."""
-  for mult in config.model.ch_mult:
-    width = config.model.nf * mult
-    groups = groups_fn(width)
-    if groups < 1 or width % groups:
-      raise ValueError(f'config.model.nf={config.model.nf} with ch_mult={tuple(config.model.ch_mult)} '
-                       f'gives width {width}, which GroupNorm cannot split into {groups} groups')
-
-
-def validate(config):
-  """Fail early, naming the config field, on any option this architecture cannot build."""
-  m = config.model
-  check_option('model.resblock_type', m.resblock_type, RESBLOCK_TYPES)
-  check_option('model.progressive', m.progressive, PROGRESSIVE)
-  check_option('model.progressive_input', m.progressive_input, PROGRESSIVE_INPUT)
-  check_option('model.progressive_combine', m.progressive_combine, COMBINE)
-  check_option('model.embedding_type', m.embedding_type, EMBEDDINGS)
-  layers.get_act(config)
-  check_image_size(config)
-  check_group_norm(config, pp_groups)
-  if m.embedding_type.lower() == 'fourier' and not config.training.continuous:
-    raise ValueError("config.model.embedding_type='fourier' embeds log σ and needs "
-                     'config.training.continuous=True (score_sde convention)')
-
+from models.layers import conv3x3, default_init, group_norm, pp_groups
+from models.utils import get_sigmas, register_model, remat
+import precision
 
 @register_model('ncsnpp')
 class NCSNpp(nn.Module):
   """NCSN++ / DDPM++ U-Net: x [B, H, W, C], labels [B] -> [B, H, W, C]; `cond`: class and
   augmentation labels (`layers.add_conditioning`)."""
   config: Any
-
-  def __post_init__(self):
-    validate(self.config)
-    super().__post_init__()
 
   def _embed(self, labels, cond, train):
     """Noise/time embedding [B, 4 nf] (or None when unconditional) and the σ used for scaling;
@@ -100,14 +58,17 @@ class NCSNpp(nn.Module):
     nf, ch_mult, n_res = m.nf, tuple(m.ch_mult), m.num_res_blocks
     biggan = m.resblock_type.lower() == 'biggan'
     progressive, progressive_input = m.progressive.lower(), m.progressive_input.lower()
-    skip_rescale = m.skip_rescale
-    fir = dict(fir=m.fir, fir_kernel=tuple(m.fir_kernel))
-    attn = functools.partial(layerspp.AttnBlockpp, init_scale=m.init_scale, skip_rescale=skip_rescale)
+    skip_rescale, dtype = m.skip_rescale, precision.compute_dtype(self.config)
+    resample = dict(fir=m.fir, fir_kernel=tuple(m.fir_kernel), dtype=dtype)
+    attn = functools.partial(remat(layerspp.AttnBlockpp, self.config), init_scale=m.init_scale,
+                             skip_rescale=skip_rescale, dtype=dtype)
     common = dict(act=act, dropout=m.dropout, init_scale=m.init_scale, skip_rescale=skip_rescale)
     if biggan:
-      res = functools.partial(layerspp.ResnetBlockBigGANpp, **common, **fir)
+      res = functools.partial(remat(layerspp.ResnetBlockBigGANpp, self.config, static_argnums=(3,)),
+                              **common, **resample)
     else:
-      res = functools.partial(layerspp.ResnetBlockDDPMpp, **common)
+      res = functools.partial(remat(layerspp.ResnetBlockDDPMpp, self.config, static_argnums=(3,)),
+                              **common, dtype=dtype)
 
     def rescaled_sum(a, b):  # Song+21 App. H: residual sums are divided by √2
       return (a + b) / math.sqrt(2.) if skip_rescale else a + b
@@ -118,7 +79,7 @@ class NCSNpp(nn.Module):
 
     # Downsampling path.
     pyramid_in = x
-    hs = [conv3x3(nf, name='conv_in')(x)]
+    hs = [conv3x3(nf, name='conv_in', dtype=dtype)(x)]
     for level, mult in enumerate(ch_mult):
       for i in range(n_res):
         h = res(out_ch=nf * mult, name=f'down_{level}_res_{i}')(hs[-1], temb, train)
@@ -130,12 +91,13 @@ class NCSNpp(nn.Module):
       if biggan:
         h = res(down=True, name=f'down_{level}_resample')(hs[-1], temb, train)
       else:
-        h = layerspp.Downsample(with_conv=m.resamp_with_conv, **fir, name=f'down_{level}_resample')(hs[-1])
+        h = layerspp.Downsample(with_conv=m.resamp_with_conv, **resample, name=f'down_{level}_resample')(hs[-1])
       if progressive_input == 'input_skip':  # Karras+20 input skips
-        pyramid_in = layerspp.Downsample(**fir, name=f'down_{level}_pyramid_down')(pyramid_in)
-        h = layerspp.Combine(m.progressive_combine.lower(), name=f'down_{level}_combine')(pyramid_in, h)
+        pyramid_in = layerspp.Downsample(**resample, name=f'down_{level}_pyramid_down')(pyramid_in)
+        h = layerspp.Combine(m.progressive_combine.lower(), dtype=dtype,
+                             name=f'down_{level}_combine')(pyramid_in, h)
       elif progressive_input == 'residual':
-        pyramid_in = layerspp.Downsample(out_ch=h.shape[-1], with_conv=True, **fir,
+        pyramid_in = layerspp.Downsample(out_ch=h.shape[-1], with_conv=True, **resample,
                                          name=f'down_{level}_pyramid_down')(pyramid_in)
         h = pyramid_in = rescaled_sum(pyramid_in, h)
       hs.append(h)
@@ -155,28 +117,28 @@ class NCSNpp(nn.Module):
       top = level == len(ch_mult) - 1
       if progressive == 'output_skip':  # Karras+20 output skips, summed through FIR upsampling
         if not top:
-          pyramid = layerspp.Upsample(**fir, name=f'up_{level}_pyramid_up')(pyramid)
+          pyramid = layerspp.Upsample(**resample, name=f'up_{level}_pyramid_up')(pyramid)
         head = act(group_norm(h.shape[-1], pp_groups, name=f'up_{level}_pyramid_norm')(h))
-        head = conv3x3(channels, m.init_scale, name=f'up_{level}_pyramid_conv')(head)
+        head = conv3x3(channels, m.init_scale, name=f'up_{level}_pyramid_conv', dtype=dtype)(head)
         pyramid = head if top else pyramid + head
       elif progressive == 'residual' and top:
         pyramid = act(group_norm(h.shape[-1], pp_groups, name=f'up_{level}_pyramid_norm')(h))
-        pyramid = conv3x3(h.shape[-1], name=f'up_{level}_pyramid_conv')(pyramid)
+        pyramid = conv3x3(h.shape[-1], name=f'up_{level}_pyramid_conv', dtype=dtype)(pyramid)
       elif progressive == 'residual':
-        pyramid = layerspp.Upsample(out_ch=h.shape[-1], with_conv=True, **fir,
+        pyramid = layerspp.Upsample(out_ch=h.shape[-1], with_conv=True, **resample,
                                     name=f'up_{level}_pyramid_up')(pyramid)
         h = pyramid = rescaled_sum(pyramid, h)
       if level != 0:
         if biggan:
           h = res(up=True, name=f'up_{level}_resample')(h, temb, train)
         else:
-          h = layerspp.Upsample(with_conv=m.resamp_with_conv, **fir, name=f'up_{level}_resample')(h)
+          h = layerspp.Upsample(with_conv=m.resamp_with_conv, **resample, name=f'up_{level}_resample')(h)
 
     if progressive == 'output_skip':
       h = pyramid
     else:
       h = act(group_norm(h.shape[-1], pp_groups, name='out_norm')(h))
-      h = conv3x3(channels, m.init_scale, name='out_conv')(h)
+      h = conv3x3(channels, m.init_scale, name='out_conv', dtype=dtype)(h)
     if m.scale_by_sigma:
       h = h / sigmas.reshape(-1, 1, 1, 1)
     return h

@@ -13,6 +13,9 @@ Pick the variant by resolution as score_sde does: `ncsnv2_64` below 96 px, `ncsn
 128 px, `ncsnv2_256` up to 256 px. `ncsnv2_64` is score_sde's Flax layout (33,970,563 parameters
 for CIFAR-10); `ncsnv2_64_torch` is the layout of ermongroup/ncsnv2 and score_sde_pytorch
 (refine3 with nf channels, 29,694,083 parameters), needed to load their checkpoints.
+`model.dtype`: the trunk computes in it from the first convolution on, the normalizations in
+float32 (precision.py); `model.remat` rematerialises each residual and RefineNet block
+(`models.utils.remat`).
 """
 from typing import Any
 
@@ -21,7 +24,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from models import normalization, refinenet_layers as rl
-from models.utils import get_sigmas, register_model
+from models.layers import get_act
+from models.utils import get_sigmas, register_model, remat
+import precision
 from utils import bcast
 
 # Backbone stages (name, channels / nf, resample of the first block, dilation); each stage is
@@ -59,17 +64,17 @@ class RefineNetScore(nn.Module):
     del train  # no dropout and no batch statistics in these models
     config = self.config
     nf = config.model.nf
-    act = rl.get_act(config)
-    interpolation = rl.check_interpolation(config.model.interpolation)
+    act = get_act(config)
+    interpolation = config.model.interpolation
     norm = normalization.get_normalization(config, conditional=self.conditional)
     labels = labels.astype(jnp.int32)  # index into the descending σ list
     cond = (labels,) if self.conditional else ()
-    block = rl.ConditionalResidualBlock if self.conditional else rl.ResidualBlock
-    refine_block = rl.CondRefineBlock if self.conditional else rl.RefineBlock
+    block = remat(rl.ConditionalResidualBlock if self.conditional else rl.ResidualBlock, config)
+    refine_block = remat(rl.CondRefineBlock if self.conditional else rl.RefineBlock, config)
     extra = {'normalizer': norm} if self.conditional else {}
 
     h = x if config.data.centered else 2. * x - 1.   # data in [0, 1] → [−1, 1]
-    h = rl.ncsn_conv3x3(h, nf, name='begin_conv')
+    h = rl.ncsn_conv3x3(h.astype(precision.compute_dtype(config)), nf, name='begin_conv')
     layers = []
     for name, mult, resample, dilation in self.stages:
       h = block(mult * nf, norm, resample, act, dilation, name=f'{name}_0')(h, *cond)
@@ -84,7 +89,7 @@ class RefineNetScore(nn.Module):
                          end=i == len(self.refines) - 1, name=name, **extra)(xs, *cond)
 
     h = act(norm(name='normalizer')(ref, *cond))
-    h = rl.ncsn_conv3x3(h, x.shape[-1], name='end_conv')
+    h = rl.ncsn_conv3x3(h, x.shape[-1], name='end_conv').astype(jnp.float32)
     if config.model.scale_by_sigma:
       sigmas = jnp.asarray(get_sigmas(config), h.dtype)
       h = h / bcast(sigmas[labels], h)   # Song&Ermon20 Technique 3: s_θ(x, σ) = s_θ(x)/σ

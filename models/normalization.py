@@ -17,6 +17,8 @@ score_sde_pytorch), where every published NCSN/NCSNv2 checkpoint was trained: th
 variance over H, W is the biased one (as `torch.nn.InstanceNorm2d`), while the variance of the
 channel means in InstanceNorm++ and the variance in VarianceNorm are unbiased (`torch.var`).
 score_sde's Flax port used the biased variance there; see foreign/score_sde_refinenet.py.
+Every layer computes in float32 (statistics and affine parameters) and returns its input's dtype
+(`in_float32`; mixed precision: precision.py).
 """
 import functools
 
@@ -44,6 +46,15 @@ def get_normalization(config, conditional=False):
     cls = CONDITIONAL_NORMALIZATIONS.get(name)
     return functools.partial(cls, num_classes=config.model.num_scales)
   return NORMALIZATIONS.get(name)
+
+
+def in_float32(call):
+  """A normalization's `__call__(self, x, *labels)` run on float32 x, its result cast back to
+  x's dtype (mixed precision: statistics in float32, precision.py)."""
+  @functools.wraps(call)
+  def wrapped(self, x, *labels):
+    return call(self, x.astype(jnp.float32), *labels).astype(x.dtype)
+  return wrapped
 
 
 def one_plus_normal(key, shape, dtype=jnp.float32):
@@ -80,6 +91,7 @@ class InstanceNorm2dPlus(nn.Module):
   """InstanceNorm++: γ ⊙ (IN(x) + α ⊙ standardized channel means) + β (Song&Ermon19 App. A)."""
   bias: bool = True   # learn β
 
+  @in_float32
   @nn.compact
   def __call__(self, x):
     c = x.shape[-1]
@@ -102,6 +114,7 @@ class ConditionalInstanceNorm2dPlus(nn.Module):
   num_classes: int    # number of noise levels
   bias: bool = True   # learn β
 
+  @in_float32
   @nn.compact
   def __call__(self, x, labels):
     c = x.shape[-1]
@@ -124,6 +137,7 @@ class InstanceNorm2d(nn.Module):
   """Affine instance normalization γ ⊙ IN(x) + β (Ulyanov+16)."""
   bias: bool = True
 
+  @in_float32
   @nn.compact
   def __call__(self, x):
     c = x.shape[-1]
@@ -142,6 +156,7 @@ class ConditionalInstanceNorm2d(nn.Module):
   num_classes: int
   bias: bool = True
 
+  @in_float32
   @nn.compact
   def __call__(self, x, labels):
     c = x.shape[-1]
@@ -166,6 +181,7 @@ def _variance_normalize(x):
 class VarianceNorm2d(nn.Module):
   """Variance-only normalization α ⊙ x / s (ablation of Song&Ermon19 App. A)."""
 
+  @in_float32
   @nn.compact
   def __call__(self, x):
     return _variance_normalize(x) * self.param('alpha', one_plus_normal, (x.shape[-1],))
@@ -176,6 +192,7 @@ class ConditionalVarianceNorm2d(nn.Module):
   """Variance-only normalization with a scale per noise index."""
   num_classes: int
 
+  @in_float32
   @nn.compact
   def __call__(self, x, labels):
     table = nn.Embed(self.num_classes, x.shape[-1], embedding_init=one_plus_normal,
@@ -188,6 +205,7 @@ class GroupNorm2d(nn.Module):
   """Group normalization (Wu&He18) with min(C // 4, 32) groups: Flax's 32 for C ≥ 128."""
   epsilon: float = 1e-6   # Flax's default, which score_sde's GroupNorm used
 
+  @in_float32
   @nn.compact
   def __call__(self, x):
     b, hgt, wid, c = x.shape

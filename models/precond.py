@@ -8,7 +8,7 @@ Papers:
 
 with the coefficients of Karras+22 Table 1 ('vp', 've', 'edm'; σ_data = `model.sigma_data`).
 `config.model.precond` picks one; 'none' keeps score_sde's label conventions
-(`models.utils.label_score_fn`). `get_score_fn(config, sde, model_fn)` is the one dispatch every
+(the SDE's `label_score_fn`). `get_score_fn(config, sde, model_fn)` is the one dispatch every
 sampler uses. Parameters are those of the bare network (the wrapper holds none), so checkpoints
 and parameter counts do not change.
 
@@ -33,7 +33,6 @@ import sde_lib
 from utils import Registry, bcast
 
 PRECONDS = Registry('precond')
-PRECOND_MODELS = ('ncsnpp', 'ddpm', 'adm')   # networks whose label is a continuous noise embedding
 VP_M = 1000                           # Karras+22 Table 1: M = 1000 (score_sde's 999·t label)
 
 
@@ -80,27 +79,6 @@ def get_coefficients(config):
   return PRECONDS.get(config.model.precond)(config)
 
 
-def check(config):
-  """Errors naming the field for a network the wrapper cannot drive."""
-  m = config.model
-  PRECONDS.get(m.precond)
-  if m.name not in PRECOND_MODELS:
-    raise ValueError(f'model.precond={m.precond!r} needs a network with a continuous noise label '
-                     f'({", ".join(PRECOND_MODELS)}), not model.name={m.name!r}')
-  if m.scale_by_sigma:
-    raise ValueError(f'model.precond={m.precond!r} scales the output by c_out: set '
-                     'model.scale_by_sigma=False')
-  if not config.data.centered:
-    raise ValueError(f'model.precond={m.precond!r} assumes data in [-1, 1] (σ_data = 0.5): set '
-                     'data.centered=True')
-  if config.training.patch_real_p < 1 and not m.patch_coords:
-    raise ValueError(f'training.patch_real_p = {config.training.patch_real_p} trains on patches, '
-                     'which needs their coordinates: set model.patch_coords=True')
-  if _log_label(config) and m.precond == 'vp':
-    raise ValueError("model.precond='vp' feeds c_noise = 999 t, which a Fourier embedding of "
-                     "log(label) cannot take (exp overflows): use model.embedding_type='positional'")
-
-
 def _log_label(config):
   """Whether the network embeds log(label) (ncsnpp's Fourier features, score_sde's VE form)."""
   return config.model.name == 'ncsnpp' and config.model.embedding_type == 'fourier'
@@ -120,7 +98,6 @@ def get_denoiser(config, model_fn):
   The network runs in float32 on c_in·x; the skip connection is computed in x's dtype (float64
   in the EDM sampler), as EDM's wrappers return D for the sampler to cast.
   """
-  check(config)
   coefficients = get_coefficients(config)
   log_label = _log_label(config)
 
@@ -141,13 +118,10 @@ def get_denoiser(config, model_fn):
 def get_score_fn(config, sde, model_fn):
   """`score_fn(x, t, rng=None) -> ∇_x log p_t(x)` of `model_fn` for any config.
 
-  precond 'none': score_sde's conventions (`models.utils.label_score_fn`, training.continuous);
+  precond 'none': score_sde's conventions (`sde.label_score_fn`, training.continuous);
   otherwise the preconditioned denoiser seen as a score through the SDE's σ(t), s(t)
   (`models.utils.denoiser_to_score`, Karras+22 Eqs. 3, 10).
   """
   if config.model.precond == 'none':
-    if config.model.patch_coords:
-      raise ValueError("model.patch_coords feeds coordinates through the EDM wrapper: set "
-                       "model.precond to 'edm', 'vp' or 've'")
-    return mutils.label_score_fn(sde, model_fn, config.training.continuous)
+    return sde.label_score_fn(model_fn, config.training.continuous)
   return mutils.denoiser_to_score(sde, get_denoiser(config, model_fn))

@@ -21,27 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from utils import Registry
-
-ACTIVATIONS = Registry('nonlinearity')
-ACTIVATIONS.register('elu')(nn.elu)
-ACTIVATIONS.register('relu')(nn.relu)
-ACTIVATIONS.register('lrelu')(lambda x: nn.leaky_relu(x, negative_slope=0.2))
-ACTIVATIONS.register('swish')(nn.swish)
 
 INTERPOLATIONS = ('bilinear', 'nearest_neighbor')
-
-
-def get_act(config):
-  """Activation named by `config.model.nonlinearity` (case-insensitive, as score_sde)."""
-  return ACTIVATIONS.get(config.model.nonlinearity.lower())
-
-
-def check_interpolation(name):
-  """`name` if it is a known `config.model.interpolation`, else a ValueError listing them."""
-  if name not in INTERPOLATIONS:
-    raise ValueError(f'unknown interpolation {name!r}; valid: {", ".join(INTERPOLATIONS)}')
-  return name
 
 
 def _uniform(bound):
@@ -54,13 +35,14 @@ def _ncsn_conv(x, features, size, dilation, use_bias, name):
   """Conv with PyTorch's default init, which the NCSN models were trained from.
 
   Kernel ~ U(±1/√fan_in) = variance_scaling(1/3, 'fan_in', 'uniform'); bias ~ U(±1/√fan_in).
-  'SAME' padding keeps H, W (PyTorch padding = dilation).
+  'SAME' padding keeps H, W (PyTorch padding = dilation). It computes in x's dtype (the trunk's
+  input is cast to `model.dtype`: precision.py); the float32 parameters are cast to it.
   """
   fan_in = size * size * x.shape[-1]
   return nn.Conv(features, (size, size), padding='SAME', kernel_dilation=(dilation, dilation),
                  use_bias=use_bias,
                  kernel_init=nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform'),
-                 bias_init=_uniform(1 / math.sqrt(fan_in)), name=name)(x)
+                 bias_init=_uniform(1 / math.sqrt(fan_in)), name=name, dtype=x.dtype)(x)
 
 
 def ncsn_conv1x1(x, features, use_bias=True, name=None):

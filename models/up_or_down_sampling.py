@@ -22,8 +22,7 @@ import numpy as np
 def fir_kernel_1d(k, gain=1.):
   """The 1-D factor of the normalised separable FIR kernel: outer(k, k)/sum(k)² · gain."""
   k = np.asarray(k, np.float64)
-  if k.ndim != 1 or k.size == 0:
-    raise ValueError(f'fir_kernel must be a non-empty 1-D list (separable filter), got {k.tolist()}')
+  assert k.ndim == 1 and k.size, k       # configs/rules.py: fir_kernel_is_a_1d_filter
   return k / k.sum() * np.sqrt(gain)
 
 
@@ -123,6 +122,7 @@ class Conv2d(nn.Module):
   down: bool = False
   resample_kernel: Sequence[int] = (1, 3, 3, 1)
   kernel_init: Any = nn.initializers.lecun_normal()
+  dtype: Any = None       # compute dtype (None: x's and the float32 kernel's promoted dtype)
 
   @nn.compact
   def __call__(self, x):
@@ -130,6 +130,8 @@ class Conv2d(nn.Module):
       raise ValueError('Conv2d: up and down are exclusive')
     shape = (self.kernel_size, self.kernel_size, x.shape[-1], self.features)
     w = self.param('kernel', self.kernel_init, shape)
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    x, w, bias = nn.dtypes.promote_dtype(x, w, bias, dtype=self.dtype)
     if self.up:
       x = upsample_conv_2d(x, w, self.resample_kernel)
     elif self.down:
@@ -137,4 +139,4 @@ class Conv2d(nn.Module):
     else:
       x = jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    return x + self.param('bias', nn.initializers.zeros, (self.features,))
+    return x + bias

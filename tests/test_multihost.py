@@ -57,6 +57,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow   # ~1 min
 def test_two_processes_train_one_run(tmp_path):
   workdir, port = str(tmp_path / 'run'), _free_port()
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
@@ -120,7 +121,7 @@ def _shrink_flags():
 def kept_step_1(tmp_path_factory):
   """A run directory holding the shrunk model's initial weights as kept step 1 (no training)."""
   workdir = str(tmp_path_factory.mktemp('kept'))
-  state = run_lib._init_state(run_lib.build(_shrunk_config()))
+  state = run_lib.init_state(run_lib.build(_shrunk_config()))
   checkpointing.save(checkpointing.kept_manager(workdir), state.replace(step=jnp.asarray(1)))
   return workdir
 

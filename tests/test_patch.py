@@ -9,7 +9,6 @@ extra input channels of the first 3×3 convolution.
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from scipy import stats
 
 from configs import quicktest
@@ -66,7 +65,7 @@ def test_the_loss_feeds_patches_with_their_coordinates_at_the_reference_rates():
   config = _config(real_p=0.5)
   config.training.update(P_mean=-9., P_std=1e-6)             # σ ≈ 1e-4: c_in x ≈ x / σ_data
   seen = []
-  loss_fn = jax.jit(lambda k: losses.get_loss_fn(None, config)(k, _recording_net(seen),
+  loss_fn = jax.jit(lambda k: losses.get_loss_fn(config, None)(k, _recording_net(seen),
                                                                _position_images()))
   for i in range(600):
     loss_fn(jax.random.key(i))
@@ -85,7 +84,7 @@ def test_the_loss_feeds_patches_with_their_coordinates_at_the_reference_rates():
 def test_evaluation_and_sampling_see_full_images_with_the_full_grid():
   config = _config(real_p=0.)
   seen = []
-  losses.get_loss_fn(None, config, train=False)(jax.random.key(1), _recording_net(seen),
+  losses.get_loss_fn(config, None, train=False)(jax.random.key(1), _recording_net(seen),
                                                 _position_images())
   jax.effects_barrier()
   assert seen[0].shape == (4, R, R, 5)
@@ -102,22 +101,3 @@ def test_coordinates_add_two_input_channels_to_the_first_convolution():
   plain.model.patch_coords = False
   plain.training.patch_real_p = 1.
   assert mutils.count_params(config) - mutils.count_params(plain) == 2 * 3 * 3 * config.model.nf
-
-
-def test_errors_name_the_fields():
-  config = _config()
-  config.model.patch_coords = False
-  with pytest.raises(ValueError, match='patch_coords'):
-    losses.get_loss_fn(None, config)(jax.random.key(0), _recording_net([]), _position_images())
-  config = _config()
-  config.training.stf_ref_batch = 4
-  with pytest.raises(ValueError, match='stf_ref_batch'):
-    losses.get_loss_fn(None, config)
-  config = _config()
-  config.data.image_size = 12
-  with pytest.raises(ValueError, match='image_size'):
-    losses.get_loss_fn(None, config)
-  config = _config()
-  config.model.precond = 'none'
-  with pytest.raises(ValueError, match='model.precond'):
-    precond.get_score_fn(config, sde_lib.EDMSDE(), _recording_net([]))

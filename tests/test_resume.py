@@ -15,6 +15,7 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 12
@@ -66,6 +67,7 @@ def _wait_for_resume_point(workdir, proc, after_step=4, timeout=240):
   raise TimeoutError('no resume checkpoint appeared')
 
 
+@pytest.mark.slow   # ~3.5 min on 2 cores
 def test_killed_and_restarted_run_equals_an_uninterrupted_run(tmp_path):
   straight, killed = str(tmp_path / 'straight'), str(tmp_path / 'killed')
   _finish(_start(straight))

@@ -112,8 +112,9 @@ def test_unknown_predictor_and_corrector_list_registered_names():
     assert name in str(info.value)
   with pytest.raises(KeyError, match='ald, langevin, none'):
     sampling.CORRECTORS.get('langevine')
-  with pytest.raises(ValueError, match='ancestral_sampling'):
-    sampling.ancestral_sampling(sde_lib.subVPSDE(), None)
+  with pytest.raises(NotImplementedError, match='subVPSDE'):
+    sampling.ancestral_sampling(sde_lib.subVPSDE(), lambda x, t: x)(jnp.ones((1, 2)),
+                                                                    jnp.ones((1,)), None)
 
 
 def test_ode_encoding_is_the_exact_transport_map_and_decodes_back():

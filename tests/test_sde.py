@@ -123,11 +123,16 @@ def test_unknown_sde_lists_registered_names():
     sde_lib.SDES.get('vesd')
 
 
-@pytest.mark.parametrize('cls', [sde_lib.VPSDE, sde_lib.subVPSDE])
-def test_vp_discretization_with_beta_above_one_is_refused(cls):
+@pytest.mark.parametrize('name', ['vpsde', 'subvpsde'])
+def test_vp_discretization_with_beta_above_one_is_refused(name):
   """DDPM's β_i = β(i/N)/N must stay below 1 (α_i = 1 − β_i is square-rooted); N = 10 with
-  β_max = 20 gives β_N = 2 and used to produce NaNs silently."""
-  with pytest.raises(ValueError, match=r'model.num_scales = 10 .* β_N = model.beta_max / N = 2 .*'
-                                       r'set model.num_scales > 20'):
-    cls(0.1, 20., 10)
-  assert float(cls(0.1, 20., 21).alphas.min()) > 0
+  β_max = 20 gives β_N = 2 and used to produce NaNs silently (configs/rules.py)."""
+  from configs import default_lib, validate  # pylint: disable=import-outside-toplevel
+  config = default_lib.get_base_config()
+  config.training.sde, config.model.num_scales, config.model.beta_max = name, 10, 20.
+  with pytest.raises(validate.ConfigError, match=r'model.num_scales = 10 .* β_N = model.beta_max '
+                                                 r'/ N = 2 .*raise model.num_scales above 20'):
+    validate.check(config, 'sample')
+  config.model.num_scales = 21
+  assert not validate.violations(config, 'sample')
+  assert float(sde_lib.SDES.get(name)(0.1, 20., 21).alphas.min()) > 0

@@ -1,0 +1,350 @@
+"""Each seed's headline claim on sklearn digits: one table, one training budget per row.
+
+  python bench/digits_table.py [--budget_s 120] [--out bench/results/digits_table] [--smoke]
+
+Every row trains the quickstart's network (configs/quickstart/digits.py) from scratch for the
+same wall-clock budget (compilation excluded), then samples and scores with the digits metric
+(digits_metric.DigitsReference: FD at n = 297 vs the real test split's, KID ± std). Writes
+<out>.md (the table, with the CPU, date and budget), <out>.png (samples of every row) and
+<out>_es.png (Epsilon Scaling: FD vs b, and ‖ε̂‖ of sampling vs of training, per step).
+Rows that do not reproduce a paper's direction are reported as measured, not tuned.
+
+  - score-SDE (Song+21): VE / VP / sub-VP with DSM, PC and probability-flow ODE samplers, and
+    bits/dim on the test split (the paper's claim: sub-VP the best likelihood).
+  - EDM vs Epsilon Scaling (Ning+24): one EDM model; Euler 13 and Heun 9 steps, b swept (the
+    claim: b slightly > 1 lowers FD at few steps, because sampling's ‖ε̂‖ exceeds training's).
+  - STF (Xu+23b): the variance of the training target at σ = 1 around the ideal denoiser of the
+    train split, with and without a 512-image reference batch (measured), and FD.
+  - PFGM++ (Xu+23): D = 64, 128, 2048 (∞ is the EDM row).
+  - Patch Diffusion (Wang+23): digits upsampled to 32×32, real_p = 0.5 vs 1: images/s and FD.
+--smoke runs two rows for a few seconds each (tests/test_digits_table.py).
+"""
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# pylint: disable=wrong-import-position
+from configs import presets
+from configs import validate
+from configs.quickstart import digits
+import datasets
+import digits_metric
+import eval_lib
+import losses
+from models import precond
+from models import utils as mutils
+import run_lib
+import sampling
+import sde_lib
+import streams
+import utils
+
+N_SAMPLES = 297                 # = the test split: the metric's equal n
+ES_B = (1.0, 1.002, 1.005, 1.01, 1.02)
+STF_REF = 512                   # STF reference batch (8 × the batch of 64)
+
+
+def _digits_config(**overrides):
+  """The quickstart config with `overrides` ({'section.field': value})."""
+  config = digits.get_config()
+  for field, value in overrides.items():
+    section, name = field.split('.')
+    setattr(getattr(config, section), name, value)
+  return config
+
+
+def _sde_config(name):
+  """score_sde's recipe for `name` on the quickstart network: DSM, no preconditioning."""
+  config = digits.get_config()
+  {'vesde': presets.ve, 'vpsde': presets.vp, 'subvpsde': presets.subvp}[name](config)
+  m = config.model
+  m.precond, m.ema_halflife_kimg, m.ema_rate = 'none', 0., 0.999
+  m.embedding_type = 'fourier' if name == 'vesde' else 'positional'
+  m.sigma_min, m.sigma_max = 0.01, 12.   # σ_max ≈ the largest distance between digits (Song&Ermon20)
+  m.num_scales = 1000
+  config.sampling.snr = 0.16
+  return config
+
+
+def train_for(config, seconds):
+  """(run, state, optimizer steps, images/s): train from scratch for `seconds` of wall time after
+  the first (compiling) step."""
+  validate.check_run(config, 'train')
+  run = run_lib.build(config)
+  fns = run_lib.make_train_fns(run)
+  state = run_lib.init_state(run)
+  batches = run_lib.global_batches(datasets.get_dataset(config)[0], run, axis=1)
+  key = streams.run_key(config)
+  state, _ = fns.train_step(state, next(batches), key)
+  jax.block_until_ready(state)
+  steps, start = config.training.n_jitted_steps, time.time()
+  while time.time() - start < seconds:
+    state, metrics = fns.train_step(state, next(batches), key)
+    steps += config.training.n_jitted_steps
+  jax.block_until_ready(state)
+  rate = (steps - config.training.n_jitted_steps) * config.training.batch_size / (time.time() - start)
+  if not np.isfinite(np.asarray(metrics['loss'])).all():
+    raise FloatingPointError(f'{config.training.sde}/{config.training.loss}: the loss diverged')
+  return run, state, steps, rate
+
+
+def sample(run, params, config=None):
+  """N_SAMPLES images in [0, 1] from seeds 0.. with `config.sampling` (default: the run's)."""
+  config, n = config or run.config, N_SAMPLES
+  fn = sampling.get_sampling_fn(config, run.sde, run.model, run.sample_shape,
+                                datasets.get_data_inverse_scaler(config), run.eps)
+  keys = streams.sample_keys(streams.run_key(config, streams.SAMPLE_STREAM), n,
+                             sharding=run.sharded())
+  images, _ = fn(keys, params)
+  return np.clip(np.asarray(run_lib.gather(images)), 0., 1.)
+
+
+def scores(reference, images):
+  m = reference.metrics(reference.outputs(images))
+  return {'fd': m['digits_fd_equal_n'], 'fd_real': m['digits_fd_equal_n_real_test'],
+          'kid': m['digits_kid'], 'kid_std': m['digits_kid_std'],
+          'confident': m['digits_confident_share'], 'copies': m['digits_copy_share']}
+
+
+def bits_per_dim(run, params):
+  """Mean bits/dim of the 297 test digits, uniformly dequantized (Song+21 App. D.2, t from
+  eval.likelihood_eps)."""
+  fns = eval_lib.make_eval_fns(run)
+  config = run.config
+  test = datasets.get_dataset(config, uniform_dequantization=True, evaluation=True)[1]
+  values = []
+  for b, x in enumerate(run_lib.global_batches(test, run, axis=0)):
+    keys = streams.sample_keys(streams.run_key(config, streams.BPD_STREAM), x.shape[0],
+                               start=b * x.shape[0], sharding=run.sharded())
+    values.append(np.asarray(run_lib.gather(fns.bpd(keys, x, params)[0])))
+  return float(np.mean(np.concatenate(values)))
+
+
+def _with_sampling(config, **fields):
+  config = config.copy_and_resolve_references()
+  config.sampling.update(fields)
+  return config
+
+
+def sde_rows(reference, budget, names=('vesde', 'vpsde', 'subvpsde')):
+  rows, figures = [], {}
+  for name in names:
+    config = _sde_config(name)
+    run, state, steps, rate = train_for(config, budget)
+    params = state.ema_params
+    pc = sample(run, params)
+    ode = sample(run, params, _with_sampling(config, method='ode'))
+    bpd = bits_per_dim(run, params)
+    for sampler, images in (('PC', pc), ('ODE', ode)):
+      rows.append({'row': f'score-SDE {name} ({sampler})', 'steps': steps, 'images_per_s': rate,
+                   'bpd': bpd, **scores(reference, images)})
+    figures[f'{name} PC'] = pc
+  return rows, figures
+
+
+def _eps_norms_of_training(run, params, sigmas):
+  """Mean ‖ε̂‖ over the test digits noised to each σ: ε̂ = (x − D(x; σ)) / σ, x = y + σ n."""
+  config = run.config
+  test = datasets.get_data_scaler(config)(datasets.digits_split()['test_images'])
+  denoiser = precond.get_denoiser(config, mutils.get_model_fn(run.model, params, train=False))
+  key = jax.random.key(0)
+  out = []
+  for i, sigma in enumerate(sigmas):
+    x = test + sigma * jax.random.normal(jax.random.fold_in(key, i), test.shape)
+    eps = (x - denoiser(x, jnp.full((len(x),), sigma))) / sigma
+    out.append(float(jnp.mean(jnp.linalg.norm(eps.reshape(len(x), -1), axis=1))))
+  return np.array(out)
+
+
+def _eps_norms_of_sampling(run, params, solver, steps):
+  """Mean ‖ε̂‖ per step of the EDM sampler (b = 1) and its noise levels σ_i."""
+  config, s = run.config, run.config.sampling
+  score_fn = precond.get_score_fn(config, run.sde, mutils.get_model_fn(run.model, params,
+                                                                         train=False))
+  keys = streams.sample_keys(streams.run_key(config, streams.SAMPLE_STREAM), N_SAMPLES)
+  _, _, norms = sampling.edm_sample(keys, score_fn, run.sde, run.sample_shape, steps=steps,
+                                    sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho,
+                                    solver=solver, record_eps_norm=True)
+  i = np.arange(steps)
+  sigmas = (s.sigma_max ** (1 / s.rho) + i / (steps - 1)
+            * (s.sigma_min ** (1 / s.rho) - s.sigma_max ** (1 / s.rho))) ** s.rho   # Karras+22 Eq. 5
+  return np.asarray(norms).mean(axis=1), sigmas
+
+
+def edm_es_rows(reference, budget, bs=ES_B, solvers=(('euler', 13), ('heun', 9))):
+  """EDM trained once; Euler 13 / Heun 9 with ε̂ / b (Ning+24); the ‖ε̂‖ curves at b = 1."""
+  config = digits.get_config()
+  run, state, steps, rate = train_for(config, budget)
+  params, rows, curves = state.ema_params, [], {}
+  for solver, n in solvers:
+    for b in bs:
+      images = sample(run, params, _with_sampling(config, solver=solver, steps=n, eps_scaler=b))
+      rows.append({'row': f'EDM{"-ES" if b != 1 else ""} {solver} {n} steps, b = {b:g}',
+                   'steps': steps, 'images_per_s': rate, 'b': b, **scores(reference, images)})
+    sample_norms, sigmas = _eps_norms_of_sampling(run, params, solver, n)
+    curves[f'{solver} {n}'] = (sigmas, sample_norms, _eps_norms_of_training(run, params, sigmas))
+  figures = {'EDM heun 9': sample(run, params, _with_sampling(config, solver='heun', steps=9))}
+  return rows, figures, curves
+
+
+def stf_target_variance(sigma=1., batch=256, seed=0):
+  """E‖target − E[y | x̃]‖² per pixel at σ for the plain target y and STF's with a reference batch
+  of STF_REF train images (the batch among them); E[y | x̃] is STF's target with the whole train
+  split as reference (the ideal denoiser of the empirical distribution, Karras+22 Eq. 3)."""
+  train = jnp.asarray(datasets.digits_split()['train_images'] * 2. - 1.)
+  rng = np.random.default_rng(seed)
+  noise = sde_lib.GaussianNoise()
+  plain, stf = [], []
+  for _ in range(4):
+    ref = train[rng.choice(len(train), STF_REF, replace=False)]
+    y = ref[:batch]
+    x = y + sigma * jax.random.normal(jax.random.key(int(rng.integers(1 << 30))), y.shape)
+    sig = jnp.full((batch,), sigma)
+    ideal = losses.stf_target(x, sig, train, noise)
+    plain.append(float(jnp.mean((y - ideal) ** 2)))
+    stf.append(float(jnp.mean((losses.stf_target(x, sig, ref, noise) - ideal) ** 2)))
+  return float(np.mean(plain)), float(np.mean(stf))
+
+
+def stf_rows(reference, budget):
+  plain_var, stf_var = stf_target_variance()
+  config = _digits_config(**{'training.stf_ref_batch': STF_REF})
+  run, state, steps, rate = train_for(config, budget)
+  images = sample(run, state.ema_params)
+  row = {'row': f'STF (reference batch {STF_REF})', 'steps': steps, 'images_per_s': rate,
+         'target_var': stf_var, 'target_var_plain': plain_var, **scores(reference, images)}
+  return [row], {'STF': images}
+
+
+def pfgmpp_rows(reference, budget, dims=(64, 128, 2048)):
+  rows, figures = [], {}
+  for D in dims:
+    run, state, steps, rate = train_for(_digits_config(**{'training.pfgmpp_D': float(D)}), budget)
+    images = sample(run, state.ema_params)
+    rows.append({'row': f'PFGM++ D = {D}', 'steps': steps, 'images_per_s': rate,
+                 **scores(reference, images)})
+    figures[f'PFGM++ D={D}'] = images
+  return rows, figures
+
+
+def patch_rows(reference, budget, real_ps=(0.5, 1.0)):
+  rows, figures = [], {}
+  for p in real_ps:
+    config = _digits_config(**{'data.image_size': 32, 'model.patch_coords': True,
+                               'training.patch_real_p': p})
+    run, state, steps, rate = train_for(config, budget)
+    images = sample(run, state.ema_params)
+    rows.append({'row': f'Patch Diffusion 32 px, real_p = {p:g}', 'steps': steps,
+                 'images_per_s': rate, **scores(reference, images)})
+    figures[f'patch p={p:g}'] = images
+  return rows, figures
+
+
+def _cpu():
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8') as f:
+      return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+  except (OSError, StopIteration):
+    return platform.processor() or 'unknown CPU'
+
+
+def markdown(rows, real, budget):
+  """The table: one line per row, the real test split's scores on top."""
+  head = ('| row | steps | images/s | FD₂₉₇ | KID | confident | copies | other |\n'
+          '|---|---|---|---|---|---|---|---|')
+  lines = [f'Digits, {budget:g} s of training per row (compilation excluded), {N_SAMPLES} samples '
+           f'per row; {_cpu()}, {datetime.date.today().isoformat()}. FD₂₉₇: the digits FD at '
+           f'n = {N_SAMPLES} against the train split (the real test split: {real["fd"]:.2f}); '
+           f'KID ± std over subsets (real: {real["kid"]:.3g} ± {real["kid_std"]:.2g}).',
+           '', head,
+           f'| real test split | – | – | {real["fd"]:.2f} | {real["kid"]:.3g} ± '
+           f'{real["kid_std"]:.2g} | {real["confident"]:.2f} | {real["copies"]:.3f} | – |']
+  for r in rows:
+    other = []
+    if 'bpd' in r:
+      other.append(f'{r["bpd"]:.3f} bits/dim')
+    if 'target_var' in r:
+      other.append(f'target var {r["target_var"]:.2e} (plain {r["target_var_plain"]:.2e})')
+    lines.append(f'| {r["row"]} | {r["steps"]} | {r["images_per_s"]:.0f} | {r["fd"]:.2f} | '
+                 f'{r["kid"]:.3g} ± {r["kid_std"]:.2g} | {r["confident"]:.2f} | '
+                 f'{r["copies"]:.3f} | {", ".join(other) or "–"} |')
+  return '\n'.join(lines) + '\n'
+
+
+def _plots(figures, curves, rows, out):
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, axes = plt.subplots(1, len(figures), figsize=(2.2 * len(figures), 2.6), squeeze=False)
+  for ax, (name, images) in zip(axes[0], figures.items()):
+    ax.imshow(utils.image_grid(images[:64], nrow=8)[..., 0], cmap="gray", vmin=0, vmax=255)
+    ax.set_title(name, fontsize=8)
+    ax.axis('off')
+  fig.tight_layout()
+  fig.savefig(f'{out}.png', dpi=120)
+  plt.close(fig)
+  if not curves:
+    return
+  fig, (ax_fd, ax_norm) = plt.subplots(1, 2, figsize=(9, 3.5))
+  for solver in ('euler', 'heun'):
+    es = [r for r in rows if 'b' in r and solver in r['row']]
+    ax_fd.plot([r['b'] for r in es], [r['fd'] for r in es], 'o-', label=solver)
+  ax_fd.set(xlabel='b (ε̂ / b)', ylabel='FD₂₉₇', title='Epsilon Scaling')
+  ax_fd.legend()
+  for name, (sigmas, sample_norms, train_norms) in curves.items():
+    ax_norm.plot(sigmas, sample_norms, 'o-', label=f'sampling, {name}')
+    ax_norm.plot(sigmas, train_norms, 'x--', label=f'training (noised test digits), {name}')
+  ax_norm.set(xscale='log', xlabel='σ', ylabel='mean ‖ε̂‖', title='‖ε̂‖ per step')
+  ax_norm.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(f'{out}_es.png', dpi=120)
+  plt.close(fig)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+  parser.add_argument('--budget_s', type=float, default=120.)
+  parser.add_argument('--out', default=os.path.join('bench', 'results', 'digits_table'))
+  parser.add_argument('--smoke', action='store_true',
+                      help='two rows, a few seconds each, 99 samples (the CI test)')
+  args = parser.parse_args(argv)
+  global N_SAMPLES  # pylint: disable=global-statement
+  N_SAMPLES = 99 if args.smoke else N_SAMPLES
+  utils.configure_cpu()
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  reference = digits_metric.DigitsReference(digits_metric.train_digits_classifier())
+  real = scores(reference, datasets.digits_split()['test_images'])
+  rows, figures, curves = [], {}, {}
+  if args.smoke:
+    parts = [lambda: edm_es_rows(reference, args.budget_s, bs=(1.0, 1.01),
+                                 solvers=(('heun', 9),)),
+             lambda: pfgmpp_rows(reference, args.budget_s, dims=(128,))]
+  else:
+    parts = [lambda: sde_rows(reference, args.budget_s),
+             lambda: edm_es_rows(reference, args.budget_s),
+             lambda: stf_rows(reference, args.budget_s),
+             lambda: pfgmpp_rows(reference, args.budget_s),
+             lambda: patch_rows(reference, args.budget_s)]
+  for part in parts:
+    result = part()
+    rows += result[0]
+    figures.update(result[1])
+    if len(result) > 2:
+      curves.update(result[2])
+    print(markdown(rows, real, args.budget_s), flush=True)
+  with open(f'{args.out}.md', 'w', encoding='utf-8') as f:
+    f.write(markdown(rows, real, args.budget_s))
+  _plots(figures, curves, rows, args.out)
+  return rows
+
+
+if __name__ == '__main__':
+  main()

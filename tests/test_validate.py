@@ -1,0 +1,209 @@
+"""configs/validate.py: every rule is hit by a config that breaks only it, with its message;
+the shipped configs break none; main.py checks before the workdir exists and explains the rules."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import validate
+from configs.quickstart import digits
+from configs.ve import cifar10_ncsnpp_continuous as ve_continuous
+from configs.ve.ncsnv2 import cifar10 as ncsnv2_cifar10
+from configs.vp.ddpm import cifar10 as ddpm_cifar10
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASES = {'edm': digits.get_config,                   # EDM preconditioning, loss and sampler
+         've': ve_continuous.get_config,             # score_sde: VE, DSM, NCSN++ (Fourier), PC
+         'ddpm': ddpm_cifar10.get_config,            # score_sde: VP, discrete DDPM loss, ancestral
+         'ncsnv2': ncsnv2_cifar10.get_config}        # RefineNet
+BS = 64                                              # the 'edm' base's training.batch_size
+
+# rule -> (base, overrides, mode, a piece of the message); the overrides break that rule only.
+CASES = {
+    'smld_loss_needs_ve': ('ddpm', {'training.loss': 'smld'}, 'train', "training.sde='vesde'"),
+    'ddpm_loss_needs_vp': ('ddpm', {'training.sde': 'vesde'}, 'train', "training.sde='vpsde'"),
+    'continuous_matches_loss': ('edm', {'training.continuous': False}, 'train', 'continuous'),
+    'likelihood_weighting_needs_dsm': ('edm', {'training.likelihood_weighting': True}, 'train',
+                                       'training.loss=dsm'),
+    'denoiser_switches_need_denoiser_loss': ('ve', {'training.stf_ref_batch': 256}, 'train',
+                                             'need a D-loss'),
+    'stf_ref_batch_is_a_multiple': ('edm', {'training.stf_ref_batch': BS + 1}, 'train',
+                                    'positive multiple of training.batch_size = 64'),
+    'stf_is_unconditional': ('edm', {'training.stf_ref_batch': 2 * BS,
+                                     'model.class_conditional': True}, 'train', 'unlabeled'),
+    'stf_or_patches': ('edm', {'training.stf_ref_batch': 2 * BS, 'training.patch_real_p': 0.5,
+                               'model.patch_coords': True}, 'train', 'cannot be combined'),
+    'patch_real_p_is_a_probability': ('edm', {'training.patch_real_p': 1.5}, 'train', '[0, 1]'),
+    'patches_halve_through_the_unet': ('edm', {'training.patch_real_p': 0.5, 'data.image_size': 12,
+                                               'model.patch_coords': True}, 'train',
+                                       'not a multiple of 8'),
+    'patches_need_coordinates': ('edm', {'training.patch_real_p': 0.5}, 'train',
+                                 'model.patch_coords=True'),
+    'patch_coords_need_precond': ('ve', {'model.patch_coords': True}, 'sample', 'model.precond'),
+    'augment_p_is_a_probability': ('edm', {'training.augment_p': -0.1}, 'train', 'probability'),
+    'augmentation_conditions_the_network': ('edm', {'training.augment_p': 0.1}, 'train',
+                                            'model.augment_dim=9'),
+    'one_lr_ramp': ('edm', {'optim.lr_rampup_kimg': 10.}, 'train', 'optim.warmup=0'),
+    'n_jitted_steps_positive': ('edm', {'training.n_jitted_steps': 0}, 'train', '>= 1'),
+    'frequencies_are_multiples': ('edm', {'training.log_freq': 0}, 'train', 'training.log_freq'),
+    'train_batch_splits_over_devices': ('edm', {'devices': 3}, 'train',
+                                        r'training.batch_size = 64 .* devices \(3\)'),
+    'eval_batch_splits_over_devices': ('edm', {'devices': 2}, 'sample',
+                                       r'eval.batch_size = 99 .* devices \(2\)'),
+    'grad_accum_positive': ('edm', {'training.grad_accum': 0}, 'train', 'grad_accum = 0'),
+    'grad_accum_splits_the_batch': ('edm', {'training.grad_accum': 3}, 'train',
+                                    r'training.batch_size = 64 .*grad_accum × devices = 3 × 1'),
+    'loss_scale_is_usable': ('edm', {'model.dtype': 'float16', 'optim.loss_scale_init': 0.5},
+                             'train', 'optim.loss_scale_init = 0.5'),
+    'precond_needs_a_noise_embedding': ('edm', {'model.name': 'ncsn'}, 'sample',
+                                        'continuous noise label'),
+    'precond_scales_by_c_out': ('edm', {'model.scale_by_sigma': True}, 'sample',
+                                'scale_by_sigma=False'),
+    'precond_needs_centered_data': ('edm', {'data.centered': False}, 'sample', 'centered=True'),
+    'vp_precond_needs_a_positional_label': ('edm', {'model.precond': 'vp',
+                                                    'model.embedding_type': 'fourier'}, 'sample',
+                                            "embedding_type='positional'"),
+    'conditioning_needs_a_noise_embedding': ('ncsnv2', {'model.augment_dim': 9}, 'sample',
+                                             "not model.name='ncsnv2_64'"),
+    'classes_are_counted': ('edm', {'model.class_conditional': True, 'data.num_classes': 0},
+                            'sample', 'data.num_classes'),
+    'image_size_halves_through_the_unet': ('edm', {'data.image_size': 9}, 'sample',
+                                           r'2\*\*\(len\(model.ch_mult\)-1\) = 2'),
+    'widths_split_into_groups': ('edm', {'model.nf': 130, 'model.ch_mult': (1,)}, 'sample',
+                                 'width 130'),
+    'adm_heads_split_the_width': ('edm', {'model.name': 'adm', 'model.nf': 352,
+                                          'model.ch_mult': (1,), 'model.attn_resolutions': (8,)},
+                                  'sample', '352'),
+    'fir_kernel_is_a_1d_filter': ('edm', {'model.fir_kernel': []}, 'sample', 'fir_kernel'),
+    'fourier_labels_are_continuous': ('ve', {'training.continuous': False, 'training.loss': 'smld'},
+                                      'train', 'training.continuous=True'),
+    'vp_betas_below_one': ('ddpm', {'model.num_scales': 10}, 'sample',
+                           r'model.num_scales = 10 .* β_N = model.beta_max / N = 2 '),
+    'pfgmpp_D_above_two': ('edm', {'training.pfgmpp_D': 2.}, 'train', 'D > 2'),
+    'pfgmpp_samples_with_edm': ('edm', {'training.pfgmpp_D': 128., 'sampling.method': 'ode'},
+                                'sample', "sampling.method='edm'"),
+    'ancestral_needs_ve_or_vp': ('ve', {'sampling.predictor': 'ancestral_sampling',
+                                        'sampling.probability_flow': True}, 'sample',
+                                 'ancestral_sampling'),
+    'class_label_is_a_class': ('edm', {'model.class_conditional': True, 'sampling.class_label': 10},
+                               'sample', 'sampling.class_label = 10'),
+    'guidance_needs_classes': ('edm', {'sampling.guidance': 2.}, 'sample',
+                               'model.class_conditional=True'),
+    'guidance_needs_a_null_label': ('edm', {'model.class_conditional': True,
+                                            'sampling.guidance': 2.}, 'sample', 'label_dropout'),
+    'checkpoints_to_evaluate': ('edm', {'eval.begin_step': 5, 'eval.end_step': 5}, 'eval',
+                                'no checkpoint to evaluate'),
+    'likelihood_eps_positive': ('edm', {'eval.likelihood_eps': 0.}, 'eval', 'likelihood_eps'),
+    'bpd_needs_a_gaussian_model': ('edm', {'training.pfgmpp_D': 128.}, 'eval', 'enable_bpd'),
+    'bpd_needs_an_unconditional_model': ('edm', {'model.class_conditional': True}, 'eval',
+                                         'class-conditional'),
+    'fid_images_given': ('edm', {}, 'fid', '--config.eval.images'),
+    'fid_stats_not_for_digits': ('edm', {}, 'fid_stats', 'digits classifier'),
+    'lsun_category_given': ('ve', {'data.dataset': 'LSUN'}, 'train', 'data.category'),
+    'tfrecords_path_given': ('ve', {'data.dataset': 'FFHQ'}, 'train', 'tfrecords_path'),
+    'image_zip_path_given': ('edm', {'data.dataset': 'IMAGE_ZIP'}, 'train', 'data.path'),
+    'digits_channels': ('edm', {'data.num_channels': 2}, 'train', '1 or 3 channels'),
+    'controllable_needs_an_unconditional_model': ('ve', {'model.class_conditional': True,
+                                                         'data.num_classes': 10}, 'inpaint',
+                                                  'unconditional model'),
+    'controllable_needs_a_gaussian_model': ('edm', {'training.pfgmpp_D': 128.}, 'inpaint',
+                                            'PFGM'),
+    'colorize_needs_rgb': ('edm', {}, 'colorize', 'data.num_channels = 1'),
+}
+# Choice rules (validate.CHOICES) are broken by an unknown name, in this base and mode:
+CHOICE_BASES = {'model.precond': ('edm', 'sample'), 'sampling.solver': ('edm', 'sample'),
+                'eval.bpd_dataset': ('edm', 'eval'), 'eval.is_convention': ('ve', 'eval'),
+                'model.interpolation': ('ncsnv2', 'sample'),
+                'model.normalization': ('ncsnv2', 'sample'),
+                'sampling.inpaint_mask': ('ve', 'inpaint'), 'data.dataset': ('ve', 'train'),
+                'sampling.image_format': ('edm', 'sample')}
+
+
+def _config(base, overrides):
+  config = BASES[base]()
+  for field, value in overrides.items():
+    if field != 'devices':
+      section, name = field.split('.')
+      setattr(getattr(config, section), name, value)
+  return config
+
+
+def _cases():
+  cases = dict(CASES)
+  for field, _, _, _ in validate.CHOICES:
+    base, mode = CHOICE_BASES.get(field, ('ve', 'sample'))
+    overrides = {field: 'no_such_name'}
+    if field == 'sampling.image_format':
+      overrides['sampling.seeds'] = '0-3'
+    cases[f'known_{field.replace(".", "_")}'] = (base, overrides, mode, "'no_such_name' is not")
+  return cases
+
+
+def test_every_rule_has_a_breaking_case():
+  assert sorted(_cases()) == sorted(r.name for r in validate.RULES)
+
+
+@pytest.mark.parametrize('name', sorted(_cases()))
+def test_each_case_breaks_only_its_rule(name):
+  base, overrides, mode, message = _cases()[name]
+  config = _config(base, overrides)
+  devices = overrides.get('devices', 1)
+  found = validate.violations(config, mode, devices)
+  assert [n for n, _ in found] == [name], found
+  with pytest.raises(validate.ConfigError, match=message):
+    validate.check(config, mode, devices)
+  assert not validate.violations(_config(base, {}), mode, 1) or name in (
+      'fid_images_given', 'fid_stats_not_for_digits', 'colorize_needs_rgb')   # the base's mode
+
+
+def test_a_config_breaking_two_rules_gets_one_line_each():
+  config = _config('edm', {'training.likelihood_weighting': True, 'data.centered': False})
+  with pytest.raises(validate.ConfigError) as err:
+    validate.check(config, 'train')
+  lines = str(err.value).splitlines()
+  assert len(lines) == 2 and all('[rule ' in line for line in lines)
+
+
+def _main(*args):
+  return subprocess.run([sys.executable, 'main.py', *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120, env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+
+
+def test_main_refuses_a_broken_config_before_the_workdir_exists(tmp_path):
+  workdir = tmp_path / 'run'
+  done = _main('--config=configs/quickstart/digits.py', f'--workdir={workdir}',
+               '--config.training.likelihood_weighting=True')
+  assert done.returncode != 0 and not workdir.exists()
+  assert 'FATAL config error: training.likelihood_weighting needs' in done.stderr
+  assert 'Traceback' not in done.stderr
+
+
+def test_main_explains_the_rules_and_what_a_config_breaks():
+  done = _main('--explain_config', '--config=configs/quickstart/digits.py', '--mode=colorize')
+  assert done.returncode == 0, done.stderr
+  for r in validate.RULES:
+    assert f'- {r.name} [' in done.stdout
+  assert done.stdout.strip().endswith('[rule colorize_needs_rgb]')
+
+
+def _shipped_configs():
+  import glob  # pylint: disable=import-outside-toplevel
+  import importlib  # pylint: disable=import-outside-toplevel
+  library = {'__init__.py', 'default_lib.py', 'presets.py', 'quicktest.py', 'rules.py',
+             'validate.py'}
+  for path in sorted(glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'), recursive=True)):
+    if os.path.basename(path) not in library:
+      name = os.path.relpath(path, ROOT)[:-3].replace(os.sep, '.')
+      yield name, importlib.import_module(name).get_config()
+
+
+def test_shipped_configs_break_no_rule_once_their_data_is_named():
+  """Every leaf config trains, evaluates and samples as shipped; those whose data the user must
+  point to (an EDM zip, a TFRecord file) break only the rule that asks for it."""
+  for name, config in _shipped_configs():
+    asks = {'IMAGE_ZIP': 'image_zip_path_given', 'FFHQ': 'tfrecords_path_given',
+            'CelebAHQ': 'tfrecords_path_given'}.get(config.data.dataset)
+    for mode in ('train', 'eval', 'sample'):
+      found = [n for n, _ in validate.violations(config, mode, 1)]
+      assert found in ([], [asks] if mode != 'sample' else []), (name, mode, found)
