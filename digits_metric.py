@@ -187,9 +187,11 @@ class DigitsReference:
   def scores(self, outputs, n):
     """The scores of `outputs` (all rounds concatenated) at equal n, without the digits_ prefix.
     KID per subset pair X, Y of n (Bińkowski+18): MMD²_u = Σ_{i≠j} k(x_i, x_j) / (n(n-1))
-    + Σ_{i≠j} k(y_i, y_j) / (n(n-1)) - 2 Σ_{i,j} k(x_i, y_j) / n², Y drawn from the train split."""
+    + Σ_{i≠j} k(y_i, y_j) / (n(n-1)) - 2 Σ_{i,j} k(x_i, y_j) / n², Y drawn from the train
+    split."""
     fd, subsets = fd_at_n(outputs['features'], self.train_stats, n)
-    kid, kid_std = kernel_inception_distance(outputs['features'], self.train_features, KID_SUBSETS, n)
+    kid, kid_std = kernel_inception_distance(outputs['features'], self.train_features,
+                                             KID_SUBSETS, n)
     nn = outputs['nn_train_l2']
     return {'fd_equal_n': fd, 'fd_equal_n_subsets': float(subsets), 'kid': kid, 'kid_std': kid_std,
             **class_scores(outputs['logits'], self.train_share),
@@ -219,7 +221,8 @@ def comparison_line(m):
   """One log line: the model's numbers next to the real test split's at the same n."""
   def pair(key, fmt='.4g'):
     return f'{m[f"digits_{key}"]:{fmt}} vs {m[f"digits_{key}_real_test"]:{fmt}}'
-  return (f'digits, model vs real test split at n={m["digits_equal_n"]:.0f}: FD {pair("fd_equal_n")} '
+  return (f'digits, model vs real test split at n={m["digits_equal_n"]:.0f}: '
+          f'FD {pair("fd_equal_n")} '
           f'(mean of {m["digits_fd_equal_n_subsets"]:.0f} vs '
           f'{m["digits_fd_equal_n_subsets_real_test"]:.0f} subsets), KID '
           f'{m["digits_kid"]:.4g}±{m["digits_kid_std"]:.2g} vs '

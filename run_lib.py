@@ -135,7 +135,8 @@ def global_batches(ds, run, axis, skip=0):
 
 @dataclasses.dataclass(frozen=True)
 class TrainFns:
-  train_step: object    # jitted (state, batch [n, B, ...], rng) -> (state, {'loss': [n]})
+  train_step: object    # jitted (state, batch [n, B, ...], rng) -> (state, metrics): 'loss' [n]
+  #                       and, with float16's loss scaling, 'loss_scale' [n]
   eval_loss: object     # jitted (state, batch [n, B, ...], rng) -> EMA loss over the n·B images
   all_finite: object    # jitted state -> bool
   sample: object        # jitted (keys [B], params) -> (images in [0, 1], nfe)
@@ -249,7 +250,9 @@ def train(config, workdir, checkpoint=''):
     step += t.n_jitted_steps
     if step % t.log_freq == 0:
       logging.info('%s, loss %.5f', progress.line(step), losses_.mean())
-      trainer.writer.write(step, {'loss': losses_.mean(), 'steps_per_s': progress.rate})
+      latest = {k: float(np.asarray(v)[-1]) for k, v in metrics.items() if k != 'loss'}
+      trainer.writer.write(step, {'loss': losses_.mean(), 'steps_per_s': progress.rate,
+                                  **latest})     # float16: the loss scale
     if step % t.eval_freq == 0:
       eval_loss = trainer.fns.eval_loss(state, next(eval_iter),
                                         streams.run_key(config, step, streams.EVAL_STREAM))

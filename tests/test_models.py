@@ -72,7 +72,7 @@ def small_config(name='ncsnpp', **model):
       resamp_with_conv=True, conditional=True, fir=True, fir_kernel=[1, 3, 3, 1],
       skip_rescale=True, resblock_type='biggan', progressive='none', progressive_input='residual',
       progressive_combine='sum', init_scale=0., patch_coords=False, class_conditional=False,
-      augment_dim=0))
+      augment_dim=0, dtype='float32', remat='none'))
   config.model.update(model)
   return config
 

@@ -34,7 +34,8 @@ def _load(case):
     prefix = case + '/param/'
     params = {k[len(prefix):]: f[k].astype(np.float32) for k in f.files if k.startswith(prefix)}
     config = ml_collections.ConfigDict(json.loads(str(f[case + '/config'])))
-    config.model.update(patch_coords=False, class_conditional=False, augment_dim=0)   # newer fields
+    config.model.update(patch_coords=False, class_conditional=False, augment_dim=0,   # newer fields
+                      dtype='float32', remat='none')
     return config, params, f[case + '/x'], f[case + '/labels'], f[case + '/out']
 
 

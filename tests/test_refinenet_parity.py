@@ -41,7 +41,8 @@ CASES = sorted({k.split('/')[0] for k in DATA})
 
 def _case(case):
   config = ml_collections.ConfigDict(json.loads(str(DATA[f'{case}/config'])))
-  config.model.update(patch_coords=False, class_conditional=False, augment_dim=0)   # newer fields
+  config.model.update(patch_coords=False, class_conditional=False, augment_dim=0,   # newer fields
+                      dtype='float32', remat='none')
   spec = json.loads(str(DATA[f'{case}/weights']))
   weights = fill_weights(spec['shapes'], spec['seed'])
   return config, weights, DATA[f'{case}/x'], DATA[f'{case}/labels'], DATA[f'{case}/out']
