@@ -4,6 +4,8 @@ workdir/checkpoints/<step>/       kept snapshots, every training.snapshot_freq s
                                   --mode=eval picks steps by run_lib.eval_steps
 workdir/checkpoints-meta/<step>/  the newest resume point, every snapshot_freq_for_preemption
                                   steps (only one kept)
+workdir/checkpoints-data/<step>/  the input pipeline's position at each of those steps
+                                  (data_state.py)
 
 Saving is synchronous (no background thread can write a state that the next donated train step
 has already overwritten) and refuses a step that already exists, so a failing run never replaces

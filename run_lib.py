@@ -11,9 +11,10 @@ Devices: one 1-D mesh 'data' over all devices of all processes. Batches are shar
 their batch axis, the train state is replicated, and each process feeds its own share of the
 data (`jax.make_array_from_process_local_data`). Randomness is a function of (config.seed,
 step): optimizer step s uses fold_in(key(seed), s) (losses.make_train_step), so a resumed run
-repeats an uninterrupted one exactly; the input pipeline is replayed to the resume point. Sample i of an
-evaluation uses fold_in(key(seed), SAMPLE_STREAM) folded with i, whatever the batch size (every
-stream: streams.py).
+repeats an uninterrupted one exactly; the input pipeline resumes from its position saved with
+the checkpoint (data_state.py: checkpoints-data/). Sample i of an evaluation uses
+fold_in(key(seed), SAMPLE_STREAM) folded with i, whatever the batch size (every stream:
+streams.py).
 
 Run directory (see checkpointing.py for checkpoints/ and checkpoints-meta/, eval_lib.py for
 <eval_folder>/), a local folder or a gs:// / s3:// URI (every file goes through paths.py):
@@ -31,6 +32,7 @@ import numpy as np
 
 import checkpointing
 from configs import validate
+import data_state
 import datasets
 import evaluation
 import generate
@@ -119,12 +121,15 @@ def _abstract_state(run):
 
 
 def global_batches(ds, run, axis, skip=0):
-  """Scaled global batches (batch axis `axis`) of a tf.data dataset, after `skip`: images, or
-  {'image', 'class_labels' (one-hot)} for a class-conditional model (labels checked on the host)."""
+  """Scaled global batches (batch axis `axis`) of a tf.data dataset (after `skip`) or iterator:
+  images, or {'image', 'class_labels' (one-hot)} for a class-conditional model (labels checked
+  on the host)."""
   config, scaler = run.config, datasets.get_data_scaler(run.config)
   put = functools.partial(jax.make_array_from_process_local_data, run.sharded(axis))
   onehot = np.eye(config.data.num_classes, dtype=np.float32)
-  for batch in ds.skip(skip).as_numpy_iterator():
+  elements = iter(ds.skip(skip)) if hasattr(ds, 'skip') else ds
+  for element in elements:
+    batch = {k: v.numpy() for k, v in element.items()}
     images = put(scaler(batch['image']))
     yield {'image': images, 'class_labels': put(onehot[datasets.check_labels(
         config, batch['label'])])} if config.model.class_conditional else images
@@ -180,16 +185,30 @@ class _Trainer:
     self.writer = outputs.Writer(workdir)
 
   def initial_state(self, checkpoint=''):
-    """The newest state in the workdir (resume); else --checkpoint's, else a fresh one."""
+    """(state, resumed): the newest state in the workdir (resumed); else --checkpoint's, else a
+    fresh one."""
     target = _abstract_state(self.run)
     restored = checkpointing.restore_latest((self.meta, self.kept), target)
     if restored is not None:
       if checkpoint:
         logging.warning('resuming from the workdir; --checkpoint=%s is not used', checkpoint)
-      return restored
+      return restored, True
     if checkpoint:
-      return checkpointing.load_given(checkpoint, self.config, self.run.optimizer, target)
-    return init_state(self.run)
+      return checkpointing.load_given(checkpoint, self.config, self.run.optimizer, target), False
+    return init_state(self.run), False
+
+  def data(self, start, resumed):
+    """The training and eval-loss batches from step `start`: where the run left them if
+    `resumed` (data_state.py), else from their beginning (a fresh or fine-tuning run)."""
+    config, t = self.config, self.config.training
+
+    def make():
+      return dict(zip(('train', 'eval'), datasets.get_dataset(
+          config, uniform_dequantization=config.data.uniform_dequantization)))
+    self.iterators = data_state.iterators(
+        self.workdir, start if resumed else 0, make,
+        {'train': start // t.n_jitted_steps, 'eval': start // t.eval_freq})
+    return (global_batches(self.iterators[name], self.run, axis=1) for name in ('train', 'eval'))
 
   def last_good_checkpoint(self):
     saved = [(s, m) for m in (self.kept, self.meta) for s in m.all_steps()]
@@ -210,6 +229,7 @@ class _Trainer:
   def save(self, state, step, kept):
     if not bool(self.fns.all_finite(state)):
       self.diverged(step - 1, np.array([np.nan]))
+    data_state.save(self.workdir, step, self.iterators)
     checkpointing.save(self.meta, state)
     if kept and checkpointing.save(self.kept, state) and self.config.training.snapshot_sampling:
       self.snapshot(state, step)
@@ -234,12 +254,9 @@ def train(config, workdir, checkpoint=''):
   t = config.training
   _write_config(config, workdir)
   trainer = _Trainer(build(config), workdir)
-  state = trainer.initial_state(checkpoint)
+  state, resumed = trainer.initial_state(checkpoint)
   step = start = int(state.step)
-  train_ds, eval_ds = datasets.get_dataset(
-      config, uniform_dequantization=config.data.uniform_dequantization)
-  train_iter = global_batches(train_ds, trainer.run, axis=1, skip=start // t.n_jitted_steps)
-  eval_iter = global_batches(eval_ds, trainer.run, axis=1, skip=start // t.eval_freq)
+  train_iter, eval_iter = trainer.data(start, resumed)
   progress, train_key = utils.Progress('step', start, t.n_iters), streams.run_key(config)
   logging.info('training from step %d to %d on %d devices', start, t.n_iters, jax.device_count())
   while step < t.n_iters:

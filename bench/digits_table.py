@@ -50,12 +50,14 @@ import utils
 N_SAMPLES = 297                 # = the test split: the metric's equal n
 ES_B = (1.0, 1.002, 1.005, 1.01, 1.02)
 STF_REF = 512                   # STF reference batch (8 × the batch of 64)
+SMOKE_MODEL = {'model.nf': 16, 'model.ch_mult': (1,), 'model.attn_resolutions': ()}
+MODEL = {}                      # --smoke: SMOKE_MODEL (a network that compiles in seconds)
 
 
 def _digits_config(**overrides):
-  """The quickstart config with `overrides` ({'section.field': value})."""
+  """The quickstart config with MODEL's and `overrides` ({'section.field': value})."""
   config = digits.get_config()
-  for field, value in overrides.items():
+  for field, value in {**MODEL, **overrides}.items():
     section, name = field.split('.')
     setattr(getattr(config, section), name, value)
   return config
@@ -63,7 +65,7 @@ def _digits_config(**overrides):
 
 def _sde_config(name):
   """score_sde's recipe for `name` on the quickstart network: DSM, no preconditioning."""
-  config = digits.get_config()
+  config = _digits_config()
   {'vesde': presets.ve, 'vpsde': presets.vp, 'subvpsde': presets.subvp}[name](config)
   m = config.model
   m.precond, m.ema_halflife_kimg, m.ema_rate = 'none', 0., 0.999
@@ -181,7 +183,7 @@ def _eps_norms_of_sampling(run, params, solver, steps):
 
 def edm_es_rows(reference, budget, bs=ES_B, solvers=(('euler', 13), ('heun', 9))):
   """EDM trained once; Euler 13 / Heun 9 with ε̂ / b (Ning+24); the ‖ε̂‖ curves at b = 1."""
-  config = digits.get_config()
+  config = _digits_config()
   run, state, steps, rate = train_for(config, budget)
   params, rows, curves = state.ema_params, [], {}
   for solver, n in solvers:
@@ -203,10 +205,10 @@ def stf_target_variance(sigma=1., batch=256, seed=0):
   rng = np.random.default_rng(seed)
   noise = sde_lib.GaussianNoise()
   plain, stf = [], []
-  for _ in range(4):
+  for key in jax.random.split(jax.random.key(seed), 4):
     ref = train[rng.choice(len(train), STF_REF, replace=False)]
     y = ref[:batch]
-    x = y + sigma * jax.random.normal(jax.random.key(int(rng.integers(1 << 30))), y.shape)
+    x = y + sigma * jax.random.normal(key, y.shape)
     sig = jnp.full((batch,), sigma)
     ideal = losses.stf_target(x, sig, train, noise)
     plain.append(float(jnp.mean((y - ideal) ** 2)))
@@ -314,10 +316,10 @@ def main(argv=None):
   parser.add_argument('--budget_s', type=float, default=120.)
   parser.add_argument('--out', default=os.path.join('bench', 'results', 'digits_table'))
   parser.add_argument('--smoke', action='store_true',
-                      help='two rows, a few seconds each, 99 samples (the CI test)')
+                      help='two rows of a small network, a few seconds each, 99 samples (CI)')
   args = parser.parse_args(argv)
-  global N_SAMPLES  # pylint: disable=global-statement
-  N_SAMPLES = 99 if args.smoke else N_SAMPLES
+  global N_SAMPLES, MODEL  # pylint: disable=global-statement
+  N_SAMPLES, MODEL = (99, SMOKE_MODEL) if args.smoke else (N_SAMPLES, MODEL)
   utils.configure_cpu()
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   reference = digits_metric.DigitsReference(digits_metric.train_digits_classifier())

@@ -3,26 +3,34 @@
 Model: our `ncsnpp` as DDPM++ (configs/edm/cifar10_ddpmpp.py) at 32 px with nf 32, ch_mult
 (1, 2, 2, 2), 1 block, attention at 16, EDM preconditioning, batch 8 — the small SongUNet that
 NVlabs/edm's own code ran on the 2-core CPU of 2026-11-22 (1.77M parameters there): 0.057 s
-forward, 2.04 s for 18-step Heun (35 NFE, float64), 0.21 s per EDMLoss + Adam step.
-Prints: one preconditioned forward, the 35-NFE sampler (float64, as EDM) and its overhead over
-35 forwards (target ≤ 5%), one EDM train step (loss + Adam + EMA, dropout on), and the ratios.
+forward, 2.04 s for 18-step Heun (35 NFE, float64), 0.21 s per EDMLoss + Adam step; back to back
+with us on a faster AMD EPYC (2026-12-01): 0.025 s, 0.88–0.95 s, 0.10 s.
+Rows, each the minimum over the repeats (the sampler: max(2, repeats // 4)):
+  forward      one preconditioned forward D(x; σ) at σ = 1.3 (no dropout).
+  Heun         `sampling.get_sampling_fn`: 18 steps, 35 NFE, float64 as EDM; its overhead over 35
+               forwards is printed too (target ≤ 5%). GFLOP: 35 × the forward's.
+  train step   EDM loss + Adam (lr ramp) + EMA, dropout 0.13 (`losses.make_train_step`).
+Columns (bench/common.py): ours ms, peer ms, peer/ours, GFLOP (XLA), GFLOP/s, and that rate as a
+share of this machine's f32 GEMM rate measured in the same run.
 
-Back to back with us on a faster AMD EPYC (2026-12-01, README): 0.025 s, 0.88–0.95 s, 0.10 s.
-
-  python bench/edm_sampler.py [--batch 8] [--repeats 10] [--float32] [--peer F_S,SAMPLER_S,STEP_S]
-Timings vary up to 2x on these shared machines: compare runs only back to back, and pass the
-peer's times measured on the same machine with --peer.
+  python bench/edm_sampler.py [--batch 8] [--repeats 10] [--float32] \
+      [--peer_python TORCH_PYTHON --edm DIR | --peer F_S,SAMPLER_S,STEP_S]
+With --peer_python (a Python with torch) and a checkout of NVlabs/edm, bench/peers.py times
+EDM's own network, EDMLoss and an Algorithm 2 loop over it right after us, with the same batch
+and as many torch threads as we have cores; without them the peer's seconds are --peer's (by
+default the 2026-11-22 numbers above). Timings vary up to 2x on these shared machines: compare
+only numbers measured back to back.
 """
-import argparse
 import os
 import sys
-import time
 
 import jax
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
+import common
 from configs.edm import cifar10_ddpmpp
 import losses
 from models import precond
@@ -32,7 +40,8 @@ import sde_lib
 import utils
 from streams import sample_keys
 
-PEER_FORWARD_S, PEER_SAMPLER_S, PEER_STEP_S = 0.057, 2.04, 0.21
+WORKLOADS = ('edm_forward', 'edm_heun', 'edm_train_step')
+PEER_2026_11_22 = '0.057,2.04,0.21'
 
 
 def small_ddpmpp(batch):
@@ -44,65 +53,64 @@ def small_ddpmpp(batch):
   return config
 
 
-def best(fn, repeats):
-  """Minimum wall time of `fn()` (blocked until ready) over `repeats` runs, after one warm-up."""
-  jax.block_until_ready(fn())
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return min(times)
-
-
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
-  parser.add_argument('--batch', type=int, default=8)
-  parser.add_argument('--repeats', type=int, default=10)
-  parser.add_argument('--float32', action='store_true', help='sample in float32 (EDM: float64)')
-  parser.add_argument('--peer', default=f'{PEER_FORWARD_S},{PEER_SAMPLER_S},{PEER_STEP_S}',
-                      help="NVlabs/edm's forward, sampler and train-step seconds on this machine")
-  args = parser.parse_args()
-  utils.configure_cpu()   # before JAX starts its CPU backend
-  peer_forward, peer_sampler, peer_step = (float(v) for v in args.peer.split(','))
-  config = small_ddpmpp(args.batch)
-  config.sampling.float64 = not args.float32
+def measure(config, repeats):
+  """[(name, seconds, workload, flops)] of the forward, the Heun sampler and the train step."""
   sde, eps = sde_lib.get_sde(config)
   model, params = mutils.init_model(jax.random.key(0), config)
-  print(f'parameters: {mutils.count_params(config):,} (NVlabs/edm small SongUNet: 1.77M)')
+  batch = config.training.batch_size
   shape = (32, 32, 3)
-  x = jax.random.normal(jax.random.key(1), (args.batch,) + shape)
-  sigma = np.full((args.batch,), 1.3, np.float32)
+  x = jax.random.normal(jax.random.key(1), (batch,) + shape)
+  sigma = np.full((batch,), 1.3, np.float32)
 
   denoise = jax.jit(lambda p, x: precond.get_denoiser(
       config, mutils.get_model_fn(model, p))(x, sigma))
-  forward = best(lambda: denoise(params, x), args.repeats)
+  forward = common.timed(lambda: denoise(params, x), repeats)[1]
+  forward_flops = common.xla_flops(denoise, params, x)
 
   sample_fn = sampling.get_sampling_fn(config, sde, model, shape, lambda v: v, eps)
-  keys = sample_keys(jax.random.key(2), args.batch)
+  keys = sample_keys(jax.random.key(2), batch)
   nfe = int(sample_fn(keys, params)[1])
-  sampler = best(lambda: sample_fn(keys, params)[0], max(2, args.repeats // 4))
+  sampler = common.timed(lambda: sample_fn(keys, params)[0], max(2, repeats // 4))[1]
+  print(f'Heun: {sampler / (nfe * forward):.3f} x {nfe} forwards (overhead '
+        f'{100 * (sampler / (nfe * forward) - 1):+.1f}%, target <= +5%)')
 
   optimizer = losses.get_optimizer(config)
   train_step = jax.jit(losses.make_train_step(model, losses.get_loss_fn(config, sde), optimizer,
                                               losses.get_ema_rate(config)), donate_argnums=0,
                        compiler_options=utils.train_compiler_options())
   box = {'state': losses.init_train_state(params, optimizer)}
-  batch = x[None]
   def one_step():
-    box['state'], metrics = train_step(box['state'], batch, jax.random.key(3))
+    box['state'], metrics = train_step(box['state'], x[None], jax.random.key(3))
     return metrics['loss']
-  step = best(one_step, args.repeats)
+  step = common.timed(one_step, repeats)[1]
+  step_flops = common.xla_flops(train_step, box['state'], x[None], jax.random.key(3))
 
-  dtype = 'float32' if args.float32 else 'float64'
-  print(f'forward (preconditioned, batch {args.batch}): {forward * 1e3:.1f} ms   '
-        f'NVlabs/edm {peer_forward * 1e3:.0f} ms   ratio ours/edm {forward / peer_forward:.2f}')
-  print(f'Heun {config.sampling.steps} steps ({nfe} NFE, {dtype}): {sampler:.3f} s   '
-        f'= {sampler / (nfe * forward):.3f} x {nfe} forwards (overhead '
-        f'{100 * (sampler / (nfe * forward) - 1):+.1f}%, target <= +5%)   '
-        f'NVlabs/edm {peer_sampler:.2f} s   ratio ours/edm {sampler / peer_sampler:.2f}')
-  print(f'EDM train step (loss + Adam + EMA, batch {args.batch}): {step * 1e3:.0f} ms   '
-        f'NVlabs/edm {peer_step * 1e3:.0f} ms   ratio ours/edm {step / peer_step:.2f}')
+  dtype = 'float64' if config.sampling.float64 else 'float32'
+  return [('EDM forward (preconditioned)', forward, 'edm_forward', forward_flops),
+          (f'EDM Heun {config.sampling.steps} steps ({nfe} NFE, {dtype})', sampler, 'edm_heun',
+           nfe * forward_flops),
+          ('EDM train step (loss + Adam + EMA)', step, 'edm_train_step', step_flops)]
+
+
+def main(argv=None):
+  parser = common.parser(__doc__, 10, 'edm', 'checkout of NVlabs/edm', PEER_2026_11_22,
+                         "NVlabs/edm's forward, sampler and train-step seconds on this machine")
+  parser.add_argument('--float32', action='store_true', help='sample in float32 (EDM: float64)')
+  args = common.parse(parser, 'edm', argv)
+  utils.configure_cpu()   # before JAX starts its CPU backend
+  config = small_ddpmpp(args.batch)
+  config.sampling.float64 = not args.float32
+  print(f'parameters: {mutils.count_params(config):,} (NVlabs/edm small SongUNet: 1.77M), '
+        f'batch {args.batch}, {common.cores()} cores')
+  rows = measure(config, args.repeats)
+  gemm = common.gemm_rate()
+  if args.peer_python:
+    peer = common.peer_times(args.peer_python, {'edm': args.edm}, args.batch, args.repeats,
+                             common.cores())
+    source = 'NVlabs/edm measured now by bench/peers.py (Heun: float64)'
+  else:
+    peer, source = common.given_peer(args.peer, WORKLOADS), f'--peer {args.peer}'
+  common.print_table([(name, s, peer.get(w), f) for name, s, w, f in rows], gemm, source)
 
 
 if __name__ == '__main__':

@@ -1,47 +1,64 @@
-"""Forward and train-step speed of NCSN++ "config A" on this CPU, against the PyTorch peer.
+"""Speed of NCSN++ "config A" on this CPU against yang-song/score_sde_pytorch: forward, train
+step, one PC step and the likelihood's cost per NFE.
 
 Config A: ve/cifar10_ncsnpp_continuous with nf 32, 1 res block, ch_mult (1, 2, 2, 2), attention
-at 16, batch 8 (1,831,651 parameters). The train step is score_sde's VE continuous DSM loss
-(½·sum over pixels, λ(t) = σ², Song+21 Eq. 7) with dropout, global-norm clipping and Adam, jitted
-with donated state. Peer numbers (yang-song/score_sde_pytorch, same model and batch, 2 threads):
-0.066 s forward, 0.37 s per train step on the 2026-11-22 machine;
-0.054 s and 0.26 s back to back with us on a faster AMD EPYC on 2026-12-01 (README).
+at 16, batch 8 (1,831,651 parameters). Rows, each timed as the minimum over the repeats:
+  forward      the network at σ = 1 (no dropout).
+  train step   score_sde's VE continuous DSM loss (½·sum over pixels, λ(t) = σ², Song+21 Eq. 7)
+               with dropout, global-norm clipping and Adam, jitted with donated state (no EMA).
+  PC step      `sampling.get_sampling_fn` as the config samples (reverse-diffusion predictor +
+               Langevin corrector, snr 0.16; Song+21 Alg. 1) over N = --pc_steps noise levels,
+               divided by N: 2 NFE per step. GFLOP: XLA's count of the sampler, which counts its
+               loop body, one PC step, once.
+  likelihood   `likelihood.get_likelihood_fn` as eval uses it (Dopri5, rtol = atol = 1e-5, from
+  per NFE      t = 1e-5) divided by its NFE; GFLOP: one NFE, the probability-flow drift and its
+               JVP along the Hutchinson probe (Grathwohl+19 Eq. 7). The peer's NFE (scipy RK45)
+               is the drift plus a vjp divergence: two forwards and one backward.
+The PC and likelihood rows run the initial weights (trained weights change the ODE's NFE, not the
+cost of one); the slow rows repeat max(2, repeats // 4) times. Columns (bench/common.py): ours
+ms, peer ms, peer/ours, GFLOP (XLA), GFLOP/s, and that rate as a share of this machine's f32
+GEMM rate measured in the same run.
 
-  python bench/model_forward.py [--batch 8] [--repeats 20] [--peer FORWARD_S,STEP_S]
-Timings vary up to 2x on these shared machines: compare runs only back to back, and pass the
-peer's times measured on the same machine with --peer.
+  python bench/model_forward.py [--batch 8] [--repeats 20] [--pc_steps 4] \
+      [--peer_python TORCH_PYTHON --score_sde_pytorch DIR | --peer FWD_S,STEP_S,PC_S,NFE_S]
+With --peer_python (a Python with torch, numpy, scipy, ml_collections) and a checkout of
+yang-song/score_sde_pytorch, bench/peers.py times the peer's own code right after us, with the
+same batch and as many torch threads as we have cores. Without them, the peer's seconds are
+--peer's: by default those recorded on the 2026-11-22 machine (0.066, 0.37, 0.22, 0.45 s; on a
+faster AMD EPYC, 2026-12-01: 0.054 s forward, 0.26 s train step). Timings vary up to 2x on these
+shared machines: compare only numbers measured back to back.
 """
-import argparse
 import os
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
-import numpy as np
 import optax
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import models  # registers  # pylint: disable=unused-import,wrong-import-position
-from models.utils import count_params, get_model  # pylint: disable=wrong-import-position
-import utils  # pylint: disable=wrong-import-position
+# pylint: disable=wrong-import-position
+import common
+from configs.ve import cifar10_ncsnpp_continuous
+import datasets
+import likelihood
+from models import precond
+from models import utils as mutils
+import sampling
+import sde_lib
+from streams import sample_keys
+import utils
 
-PEER_FORWARD_S, PEER_STEP_S = 0.066, 0.37
+WORKLOADS = ('ncsnpp_forward', 'ncsnpp_train_step', 'ncsnpp_pc_step', 'ncsnpp_likelihood_nfe')
+PEER_2026_11_22 = '0.066,0.37,0.22,0.45'
 
 
-def config_a():
-  config = ml_collections.ConfigDict()
-  config.training = ml_collections.ConfigDict(dict(continuous=True))
-  config.data = ml_collections.ConfigDict(dict(image_size=32, num_channels=3, centered=False))
-  config.model = ml_collections.ConfigDict(dict(
-      name='ncsnpp', sigma_min=0.01, sigma_max=50., num_scales=1000, dropout=0.1,
-      embedding_type='fourier', fourier_scale=16., scale_by_sigma=True, nonlinearity='swish',
-      nf=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(16,),
-      resamp_with_conv=True, conditional=True, fir=True, fir_kernel=[1, 3, 3, 1],
-      skip_rescale=True, resblock_type='biggan', progressive='none', progressive_input='residual',
-      progressive_combine='sum', init_scale=0., patch_coords=False, class_conditional=False,
-      augment_dim=0, dtype='float32', remat='none'))
+def config_a(batch, pc_steps):
+  """ve/cifar10_ncsnpp_continuous made small; its SDE has `pc_steps` noise levels."""
+  config = cifar10_ncsnpp_continuous.get_config()
+  config.model.update(nf=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(16,),
+                      num_scales=pc_steps)
+  config.training.batch_size = batch
   return config
 
 
@@ -63,60 +80,84 @@ def make_train_step(model, optimizer, sigma_min, sigma_max):
   return jax.jit(step, donate_argnums=(0, 1), compiler_options=utils.train_compiler_options())
 
 
-def timed(fn, repeats):
-  """(first-call seconds, min and median seconds of `repeats` further calls).
-
-  On a shared machine the minimum is the better estimate of the uncontended time.
-  """
-  t0 = time.perf_counter()
-  jax.block_until_ready(fn())
-  first = time.perf_counter() - t0
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - t0)
-  return first, float(np.min(times)), float(np.median(times))
+def likelihood_nfe_flops(config, sde, model, params, x):
+  """XLA's FLOPs of one likelihood NFE: the probability-flow drift (Song+21 Eq. 13) and its JVP
+  along a probe, the two things `likelihood.log_likelihood`'s vector field evaluates."""
+  def field(params, y):
+    score_fn = precond.get_score_fn(config, sde, mutils.get_model_fn(model, params, train=False))
+    drift = lambda v: sde.reverse(score_fn, probability_flow=True).sde(
+        v, jnp.full((v.shape[0],), 0.5))[0]
+    return jax.jvp(drift, (y,), (y,))
+  return common.xla_flops(jax.jit(field), params, x)
 
 
-def main():
-  parser = argparse.ArgumentParser(description='NCSN++ config A speed on CPU')
-  parser.add_argument('--batch', type=int, default=8)
-  parser.add_argument('--repeats', type=int, default=20)
-  parser.add_argument('--peer', default=f'{PEER_FORWARD_S},{PEER_STEP_S}',
-                      help="the peer's forward and train-step seconds on this machine")
-  args = parser.parse_args()
-  utils.configure_cpu()   # before JAX starts its CPU backend
-  peer_forward, peer_step = (float(v) for v in args.peer.split(','))
-  config = config_a()
-  model = get_model(config)
-  print(f'config A: {count_params(config):,} parameters, batch {args.batch}, '
-        f'{jax.devices()[0].platform}, {os.cpu_count()} cores')
+def sampling_rows(config, model, params, x, repeats):
+  """(name, seconds, workload, flops) of one PC step and one likelihood NFE (module docstring)."""
+  sde, eps = sde_lib.get_sde(config)
+  slow = max(2, repeats // 4)
+  keys = sample_keys(jax.random.key(2), x.shape[0])
+  sample_fn = sampling.get_sampling_fn(config, sde, model, x.shape[1:], lambda v: v, eps)
+  pc_s = common.timed(lambda: sample_fn(keys, params)[0], slow)[1] / sde.N
+  pc_flops = common.xla_flops(sample_fn, keys, params)
 
-  key = jax.random.key(0)
-  x = jax.random.uniform(key, (args.batch, 32, 32, 3))
-  sigma = jnp.full((args.batch,), 1.)
-  t0 = time.perf_counter()
-  params = jax.jit(lambda k: model.init(k, x[:1], sigma[:1]))(key)['params']
-  print(f'init (jitted, incl. compile): {time.perf_counter() - t0:.2f} s')
+  make_score_fn = lambda p: precond.get_score_fn(config, sde, mutils.get_model_fn(
+      model, p, train=False))
+  bpd_fn = likelihood.get_likelihood_fn(
+      sde, make_score_fn, datasets.get_data_inverse_scaler(config), rtol=config.sampling.ode_rtol,
+      atol=config.sampling.ode_atol, eps=config.eval.likelihood_eps)
+  nfe = int(bpd_fn(keys, x, params)[2])
+  nfe_s = common.timed(lambda: bpd_fn(keys, x, params)[0], slow)[1] / nfe
+  return [(f'PC step (RD + Langevin, 2 NFE; N = {sde.N})', pc_s, 'ncsnpp_pc_step', pc_flops),
+          (f'likelihood per NFE ({nfe} NFE, Dopri5)', nfe_s, 'ncsnpp_likelihood_nfe',
+           likelihood_nfe_flops(config, sde, model, params, x))]
 
+
+def network_rows(config, model, params, x, repeats):
+  """(name, seconds, workload, flops) of the forward pass and the train step; prints compile times.
+  The train step donates `params`: call last."""
+  sigma = jnp.full((x.shape[0],), 1.)
   forward = jax.jit(lambda p, x, s: model.apply({'params': p}, x, s))
-  compile_fwd, fwd, fwd_median = timed(lambda: forward(params, x, sigma), args.repeats)
-  print(f'forward: {fwd * 1e3:.1f} ms min, {fwd_median * 1e3:.1f} ms median (peer '
-        f'{peer_forward * 1e3:.0f} ms; ratio ours/peer {fwd / peer_forward:.2f}); '
-        f'first call incl. compile {compile_fwd:.2f} s')
+  compile_fwd, fwd, _ = common.timed(lambda: forward(params, x, sigma), repeats)
+  fwd_flops = common.xla_flops(forward, params, x, sigma)
 
   optimizer = optax.chain(optax.clip_by_global_norm(1.), optax.adam(2e-4))
   step = make_train_step(model, optimizer, config.model.sigma_min, config.model.sigma_max)
   state = [params, optimizer.init(params)]
+  key = jax.random.key(3)
 
   def run_step():
     state[0], state[1], loss = step(state[0], state[1], x, key)
     return loss
-  compile_step, step_s, step_median = timed(run_step, args.repeats)
-  print(f'train step (fwd+bwd+Adam): {step_s * 1e3:.1f} ms min, {step_median * 1e3:.1f} ms median '
-        f'(peer {peer_step * 1e3:.0f} ms; ratio ours/peer {step_s / peer_step:.2f}); '
-        f'first call incl. compile {compile_step:.2f} s')
+  compile_step, step_s, _ = common.timed(run_step, repeats)
+  step_flops = common.xla_flops(step, *state, x, key)   # after the timing: its compile is cached
+  print(f'first call incl. compile: forward {compile_fwd:.2f} s, train step {compile_step:.2f} s')
+  return [('config A forward', fwd, 'ncsnpp_forward', fwd_flops),
+          ('config A train step (DSM + clip + Adam)', step_s, 'ncsnpp_train_step', step_flops)]
+
+
+def main(argv=None):
+  parser = common.parser(__doc__, 20, 'score_sde_pytorch',
+                         'checkout of yang-song/score_sde_pytorch', PEER_2026_11_22,
+                         "the peer's forward, train-step, PC-step and per-NFE seconds")
+  parser.add_argument('--pc_steps', type=int, default=4, help='noise levels of the PC row')
+  args = common.parse(parser, 'score_sde_pytorch', argv)
+  utils.configure_cpu()   # before JAX starts its CPU backend
+  config = config_a(args.batch, args.pc_steps)
+  model, params = mutils.init_model(jax.random.key(0), config)
+  print(f'config A: {mutils.count_params(config):,} parameters, batch {args.batch}, '
+        f'{jax.devices()[0].platform}, {common.cores()} cores')
+  x = jax.random.uniform(jax.random.key(1), (args.batch, 32, 32, 3))
+  rows = sampling_rows(config, model, params, x, args.repeats)
+  rows = network_rows(config, model, params, x, args.repeats) + rows
+  gemm = common.gemm_rate()
+  if args.peer_python:
+    peer = common.peer_times(args.peer_python, {'score_sde_pytorch': args.score_sde_pytorch},
+                             args.batch, args.repeats, common.cores(),
+                             extra=('--pc_steps', str(args.pc_steps)))
+    source = 'score_sde_pytorch measured now by bench/peers.py'
+  else:
+    peer, source = common.given_peer(args.peer, WORKLOADS), f'--peer {args.peer}'
+  common.print_table([(name, s, peer.get(w), f) for name, s, w, f in rows], gemm, source)
 
 
 if __name__ == '__main__':

@@ -16,8 +16,11 @@ from absl import logging
 import jax
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import checkpointing
+import data_state
+import datasets
 import eval_lib
 import losses
 from configs import quicktest
@@ -97,6 +100,30 @@ def test_train_writes_the_run_directory(trained):
     assert np.load(f'{workdir}/samples/iter_{step}.npz')['samples'].shape == (2, 8, 8, 1)
   assert checkpointing.kept_manager(workdir).all_steps() == [2, 4]
   assert checkpointing.meta_manager(workdir).all_steps() == [4]
+
+
+def test_resumed_training_is_fed_from_the_saved_pipeline_position(trained, tmp_path,
+                                                                  monkeypatch):
+  """A resume at step 4 gets the batches of steps 5 and 6 of an uninterrupted pipeline without
+  replaying it (data_state.py; Dataset.skip is refused)."""
+  workdir, config = _copy(trained[0], tmp_path), _config()
+  assert sorted(os.listdir(os.path.join(workdir, data_state.DATA))) == ['2', '4']
+  train, _ = datasets.get_dataset(config, uniform_dequantization=config.data.uniform_dequantization)
+  expected = [b['image'] for b in train.take(6).as_numpy_iterator()][4:]
+  calls, batches = [], run_lib.global_batches
+
+  def recorded(ds, run, axis, skip=0):     # first used for the training, then the eval batches
+    calls.append(seen := [])
+    for x in batches(ds, run, axis, skip):
+      seen.append(np.asarray(x))
+      yield x
+  monkeypatch.setattr(run_lib, 'global_batches', recorded)
+  monkeypatch.setattr(tf.data.Dataset, 'skip', None)
+  config.training.n_iters = 6
+  assert int(run_lib.train(config, workdir).step) == 6
+  assert [len(c) for c in calls] == [2, 2]     # eval_freq = 1
+  for want, got in zip(expected, calls[0]):
+    np.testing.assert_array_equal(got, datasets.get_data_scaler(config)(want))
 
 
 def test_train_step_compiles_once(trained):

@@ -1,0 +1,132 @@
+"""What the speed benches share: timing, XLA's FLOP count, this machine's GEMM rate, the peers'
+times from bench/peers.py (run by a Python with torch, in a subprocess) and the printed table.
+
+Each table row is one workload: our seconds, the peer's, the ratio peer/ours (above 1: we are
+faster), XLA's FLOP count of our compiled function, our FLOP rate and that rate as a share of the
+f32 GEMM rate (`gemm_rate`) measured in the same run — how far the workload is from what this CPU
+does on the best-case kernel.
+"""
+import argparse
+import json
+import os
+import subprocess
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'peers.py')
+
+
+def timed(fn, repeats):
+  """(first-call seconds, min and median seconds of `repeats` further calls), blocked until ready.
+
+  On a shared machine the minimum is the better estimate of the uncontended time.
+  """
+  start = time.perf_counter()
+  jax.block_until_ready(fn())
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return first, float(np.min(times)), float(np.median(times))
+
+
+def xla_flops(jitted, *args):
+  """XLA's FLOP count of the compiled `jitted(*args)` (HloCostAnalysis, after optimisation).
+
+  XLA counts a while loop's body once, whatever its trip count (tests/test_bench.py pins this):
+  for a sampler loop the count is one iteration's.
+  """
+  cost = jitted.lower(*args).compile().cost_analysis()
+  if isinstance(cost, (list, tuple)):     # older jaxlibs: one dict per computation
+    cost = cost[0]
+  return float(cost['flops'])
+
+
+def gemm_rate(n=2048, repeats=5):
+  """This machine's f32 GEMM rate in FLOP/s: the best of `repeats` jitted n×n @ n×n products
+  (2n³ FLOPs each), in the process of the workloads it is compared with (same XLA flags)."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  matmul = jax.jit(jnp.matmul)
+  return 2. * n ** 3 / timed(lambda: matmul(a, b), repeats)[1]
+
+
+def cores():
+  """CPU cores this process may run on (JAX's CPU backend uses them all)."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+
+
+def parser(doc, repeats, checkout, checkout_help, peer_default, peer_help):
+  """The benches' shared flags: --batch, --repeats, --peer_python with --<checkout> (the peer
+  measured now), or --peer (its seconds passed in)."""
+  result = argparse.ArgumentParser(description=doc.split('\n', 1)[0])
+  result.add_argument('--batch', type=int, default=8)
+  result.add_argument('--repeats', type=int, default=repeats)
+  result.add_argument('--peer_python', help='a Python with torch: run bench/peers.py after us')
+  result.add_argument(f'--{checkout}', help=checkout_help)
+  result.add_argument('--peer', default=peer_default, help=peer_help)
+  return result
+
+
+def parse(parser_, checkout, argv):
+  args = parser_.parse_args(argv)
+  if args.peer_python and not getattr(args, checkout):
+    parser_.error(f'--peer_python needs --{checkout}')
+  return args
+
+
+def peer_times(python, checkouts, batch, repeats, threads, extra=(), script=PEERS):
+  """{workload: seconds} printed by `script` (bench/peers.py) run by `python` (a Python with torch).
+
+  Args:
+    checkouts: {flag: path}, e.g. {'score_sde_pytorch': DIR} or {'edm': DIR}.
+    extra: further command-line arguments for the script.
+  The script's stderr passes through; its stdout's last line is the JSON object.
+  """
+  command = [python, script, '--batch', str(batch), '--repeats', str(repeats),
+             '--threads', str(threads), *extra]
+  for flag, path in checkouts.items():
+    command += [f'--{flag}', path]
+  result = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def given_peer(text, workloads):
+  """{workload: seconds} from `--peer`'s comma-separated seconds, in the order of `workloads`
+  (fewer values leave the last workloads without a peer time)."""
+  values = [float(v) for v in text.split(',') if v.strip()]
+  return dict(zip(workloads, values))
+
+
+def row(name, ours, peer, flops, gemm):
+  """One table line: ours ms, peer ms, peer/ours, GFLOP (XLA), GFLOP/s and share of the GEMM rate.
+
+  Args:
+    ours, peer: seconds (peer None: not measured); flops: per call of our function (or None);
+    gemm: FLOP/s of `gemm_rate`.
+  """
+  peer_ms = f'{peer * 1e3:.1f}' if peer else '-'
+  ratio = f'{peer / ours:.2f}' if peer else '-'
+  if flops:
+    rate = flops / ours
+    tail = f'{flops / 1e9:9.2f} {rate / 1e9:9.1f} {100 * rate / gemm:7.1f}%'
+  else:
+    tail = f'{"-":>9} {"-":>9} {"-":>8}'
+  return f'{name:<44} {ours * 1e3:9.1f} {peer_ms:>9} {ratio:>9} {tail}'
+
+
+def print_table(rows, gemm, peer_source):
+  """Print `rows` [(name, ours_s, peer_s, flops)] under a header naming the peer's source."""
+  print(f'f32 GEMM 2048^3 (jnp.matmul, jitted, best of 5): {gemm / 1e9:.1f} GFLOP/s; '
+        f'peer: {peer_source}')
+  if hasattr(os, 'getloadavg'):   # other jobs slow torch's threads far more than XLA's
+    print(f'1-min load average {os.getloadavg()[0]:.1f} on {cores()} cores (this run included)')
+  print(f'{"workload":<44} {"ours ms":>9} {"peer ms":>9} {"peer/ours":>9} '
+        f'{"GFLOP":>9} {"GFLOP/s":>9} {"% GEMM":>8}')
+  for name, ours, peer, flops in rows:
+    print(row(name, ours, peer, flops, gemm))

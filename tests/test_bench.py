@@ -1,0 +1,56 @@
+"""bench/common.py: XLA's FLOP count, the peers' JSON read back from a subprocess (a fake peer
+script stands in for bench/peers.py, so no torch is needed) and the table row; no timing."""
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'bench')
+sys.path.insert(0, BENCH)
+import common  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def test_xla_flops_of_a_matmul_is_2n3():
+  n = 64
+  a = jnp.ones((n, n), jnp.float32)
+  assert common.xla_flops(jax.jit(jnp.matmul), a, a) == 2 * n ** 3
+
+
+def test_xla_flops_counts_a_loop_body_once():
+  """The PC-step row of bench/model_forward.py reads one step off a sampler loop this way."""
+  n = 32
+  a = jnp.ones((n, n), jnp.float32)
+  loop = jax.jit(lambda a: jax.lax.fori_loop(0, 10, lambda i, x: x @ a, a))
+  assert common.xla_flops(loop, a) == pytest.approx(2 * n ** 3, rel=1e-3)   # + the loop counter
+
+
+def test_peer_times_reads_the_json_line_of_the_peer_script(tmp_path):
+  fake = tmp_path / 'fake_peers.py'
+  fake.write_text(
+      'import json, sys\n'
+      'print("a log line before the result")\n'
+      'print("and a warning", file=sys.stderr)\n'
+      'print(json.dumps({"edm_forward": 0.025, "argv": sys.argv[1:]}))\n')
+  out = common.peer_times(sys.executable, {'edm': '/some/checkout'}, batch=8, repeats=3,
+                          threads=2, extra=('--pc_steps', '4'), script=str(fake))
+  assert out['edm_forward'] == 0.025
+  assert out['argv'] == ['--batch', '8', '--repeats', '3', '--threads', '2', '--pc_steps', '4',
+                         '--edm', '/some/checkout']
+
+
+def test_peers_script_runs_its_argument_parser_without_torch():
+  result = subprocess.run([sys.executable, os.path.join(BENCH, 'peers.py'), '--help'],
+                          check=True, capture_output=True, text=True)
+  assert '--score_sde_pytorch' in result.stdout and '--edm' in result.stdout
+
+
+def test_given_peer_and_row():
+  peer = common.given_peer('0.02,1.5', ('forward', 'sampler', 'step'))
+  assert peer == {'forward': 0.02, 'sampler': 1.5}
+  line = common.row('forward', 0.01, peer['forward'], 1e9, gemm=2e11)
+  assert line.split()[1:] == ['10.0', '20.0', '2.00', '1.00', '100.0', '50.0%']
+  assert common.row('step', 0.01, None, None, gemm=2e11).split()[1:] == ['10.0', '-', '-', '-',
+                                                                          '-', '-']
