@@ -1,13 +1,14 @@
 """Every file under configs/ runs one shrunk train step and one sample step (style habit 7).
 
 `quicktest.shrink` makes each config tiny (DIGITS data at 8 px, or 16 px for RefineNets). The
-whole sweep (49 files, ~30 s each on 2 CPU cores) is marked `slow`; by default one
-representative per model family runs, each with a different loss and sampler: the DDPM U-Net
-(ddpm loss, ancestral sampling), NCSN++ (continuous VE DSM, reverse diffusion + Langevin) and
-NCSNv2 (SMLD loss, annealed Langevin), STF (a reference batch of twice the batch through
-the data pipeline, EDM loss, Heun), Patch Diffusion (patches and coordinates, full-size Heun)
-and class-conditional EDM (labels through the pipeline, non-leaky augmentation). EDM (precond,
-loss, Heun) and DDPM++ run in tests/test_pipeline.py. A last test takes one train step on CIFAR-10 through tfds (mocked).
+whole sweep (49 files, ~30 s each on 2 CPU cores) is marked `slow`; by default four configs run,
+each with a different loss and sampler: NCSN++ (continuous VE DSM, reverse diffusion + Langevin),
+STF (a reference batch of twice the batch through the data pipeline, EDM loss, Heun), Patch
+Diffusion (patches and coordinates, full-size Heun) and class-conditional EDM (labels through the
+pipeline, non-leaky augmentation). EDM (precond, loss, Heun) and DDPM++ run in
+tests/test_pipeline.py; the DDPM and NCSNv2 networks and their samplers have their own tests
+(test_models, test_refinenet, test_sampling). A last test takes one train step on CIFAR-10
+through tfds (mocked).
 The rest are skipped unless SCOREFLOW_SLOW_TESTS=1: `SCOREFLOW_SLOW_TESTS=1 pytest -m slow
 tests/test_all_configs.py` runs the whole sweep.
 """
@@ -32,8 +33,7 @@ LIBRARY = {'__init__.py', 'default_lib.py', 'presets.py', 'quicktest.py', 'rules
 CONFIGS = sorted(os.path.relpath(p, ROOT)
                  for p in glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'), recursive=True)
                  if os.path.basename(p) not in LIBRARY)
-DEFAULT = {'configs/vp/ddpm/cifar10.py', 'configs/ve/cifar10_ncsnpp_continuous.py',
-           'configs/ve/ncsnv2/cifar10.py', 'configs/stf/cifar10_ncsnpp.py',
+DEFAULT = {'configs/ve/cifar10_ncsnpp_continuous.py', 'configs/stf/cifar10_ncsnpp.py',
            'configs/patch/celeba64_ddpmpp.py', 'configs/edm/cifar10_ddpmpp_cond.py'}
 
 

@@ -72,7 +72,7 @@ def _smoothed(curve):
   return np.convolve(curve, np.ones(SMOOTH) / SMOOTH, mode='valid')
 
 
-@pytest.mark.parametrize('dtype', ['bfloat16', 'float16'])
+@pytest.mark.parametrize('dtype', ['bfloat16', pytest.param('float16', marks=pytest.mark.slow)])
 def test_low_precision_tracks_the_float32_loss_curve(dtype):
   (_, _, reference), (_, state, curve) = _run('float32'), _run(dtype)
   assert not np.array_equal(curve, reference)                  # it ran in low precision

@@ -150,6 +150,7 @@ def _train(config, params, batches, grad_accum):
   return state, np.array(curve)
 
 
+@pytest.mark.slow   # ~40 s on 2 cores
 def test_grad_accum_gives_the_loss_and_parameters_of_the_whole_batch():
   """Three steps of 16 class-labelled digits (the labels go to the micro-batches with their
   rows), as one batch and as 2 micro-batches of 8. Dropout is off: its masks are drawn per
