@@ -268,6 +268,13 @@ def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps):
   return sample_fn_x64
 
 
+def edm_sigmas(steps, sigma_min, sigma_max, rho, dtype=jnp.float32):
+  """The noise levels σ_0 > ... > σ_{N-1} of Karras+22 Eq. 5 (σ_N = 0 is not included)."""
+  i = jnp.arange(steps, dtype=dtype)
+  return (sigma_max ** (1 / rho) + i / (steps - 1)
+          * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho          # Karras+22 Eq. 5
+
+
 def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sigma_max=80., rho=7.,
                solver='heun', S_churn=0., S_min=0., S_max=float('inf'), S_noise=1., eps_scaler=1.,
                eps_scaler_k=0., dtype=jnp.float32, z=None, record_eps_norm=False):
@@ -292,9 +299,7 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
   scaled = eps_scaler != 1 or eps_scaler_k != 0
   n = keys.shape[0]
   vec = lambda t: jnp.full((n,), t, dtype)   # noqa: E731
-  i = jnp.arange(steps, dtype=dtype)
-  sigmas = (sigma_max ** (1 / rho) + i / (steps - 1)
-            * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho          # Karras+22 Eq. 5
+  sigmas = edm_sigmas(steps, sigma_min, sigma_max, rho, dtype)
   t_steps = jnp.concatenate([sde.sigma_inv(sigmas), jnp.zeros((1,), dtype)])    # t_N = 0 (Eq. 5)
   z = per_sample_normal(keys, streams.LATENT_STREAM, sample_shape) if z is None else z
   t0 = vec(t_steps[0])

@@ -175,10 +175,8 @@ def _eps_norms_of_sampling(run, params, solver, steps):
   _, _, norms = sampling.edm_sample(keys, score_fn, run.sde, run.sample_shape, steps=steps,
                                     sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho,
                                     solver=solver, record_eps_norm=True)
-  i = np.arange(steps)
-  sigmas = (s.sigma_max ** (1 / s.rho) + i / (steps - 1)
-            * (s.sigma_min ** (1 / s.rho) - s.sigma_max ** (1 / s.rho))) ** s.rho   # Karras+22 Eq. 5
-  return np.asarray(norms).mean(axis=1), sigmas
+  sigmas = sampling.edm_sigmas(steps, s.sigma_min, s.sigma_max, s.rho)
+  return np.asarray(norms).mean(axis=1), np.asarray(sigmas)
 
 
 def edm_es_rows(reference, budget, bs=ES_B, solvers=(('euler', 13), ('heun', 9))):
