@@ -1,6 +1,7 @@
 """Each seed's headline claim on sklearn digits: one table, one training budget per row.
 
   python bench/digits_table.py [--budget_s 120] [--out bench/results/digits_table] [--smoke]
+                               [--parts sde,edm_es,stf,pfgmpp,patch]
 
 Every row trains the quickstart's network (configs/quickstart/digits.py) from scratch for the
 same wall-clock budget (compilation excluded), then samples and scores with the digits metric
@@ -17,10 +18,14 @@ Rows that do not reproduce a paper's direction are reported as measured, not tun
     train split, with and without a 512-image reference batch (measured), and FD.
   - PFGM++ (Xu+23): D = 64, 128, 2048 (∞ is the EDM row).
   - Patch Diffusion (Wang+23): digits upsampled to 32×32, real_p = 0.5 vs 1: images/s and FD.
---smoke runs two rows for a few seconds each (tests/test_digits_table.py).
+--smoke runs two rows for a few seconds each (tests/test_digits_table.py). Runtime on a 2-core
+Intel Xeon, --budget_s 60: the EDM-family parts ~15 min; the sde part did not finish in 22 min
+(2026-12-02: the VE model's bits/dim, an adaptive ODE solve at rtol = atol = 1e-5 per test batch,
+was still running after its PC and ODE samples).
 """
 import argparse
 import datetime
+import functools
 import os
 import platform
 import sys
@@ -309,12 +314,18 @@ def _plots(figures, curves, rows, out):
   plt.close(fig)
 
 
+PARTS = {'sde': sde_rows, 'edm_es': edm_es_rows, 'stf': stf_rows, 'pfgmpp': pfgmpp_rows,
+         'patch': patch_rows}
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--budget_s', type=float, default=120.)
   parser.add_argument('--out', default=os.path.join('bench', 'results', 'digits_table'))
   parser.add_argument('--smoke', action='store_true',
                       help='two rows of a small network, a few seconds each, 99 samples (CI)')
+  parser.add_argument('--parts', default=','.join(PARTS),
+                      help=f'comma-separated subset of {",".join(PARTS)}')
   args = parser.parse_args(argv)
   global N_SAMPLES, MODEL  # pylint: disable=global-statement
   N_SAMPLES, MODEL = (99, SMOKE_MODEL) if args.smoke else (N_SAMPLES, MODEL)
@@ -328,11 +339,8 @@ def main(argv=None):
                                  solvers=(('heun', 9),)),
              lambda: pfgmpp_rows(reference, args.budget_s, dims=(128,))]
   else:
-    parts = [lambda: sde_rows(reference, args.budget_s),
-             lambda: edm_es_rows(reference, args.budget_s),
-             lambda: stf_rows(reference, args.budget_s),
-             lambda: pfgmpp_rows(reference, args.budget_s),
-             lambda: patch_rows(reference, args.budget_s)]
+    parts = [functools.partial(PARTS[name], reference, args.budget_s)
+             for name in args.parts.split(',')]
   for part in parts:
     result = part()
     rows += result[0]
