@@ -188,7 +188,7 @@ def _bpd_pass(run, fns, params, work, r):
     return n
   base = streams.run_key(run.config, streams.BPD_STREAM, r)
   progress = utils.Progress(f'bits/dim of step_{work.label}, pass {r}, batch', todo[0], n, 0.)
-  for b, x in enumerate(run_lib.global_batches(ds, run, axis=0, skip=todo[0]), start=todo[0]):
+  for b, x in enumerate(run_lib.global_batches(ds.skip(todo[0]), run, axis=0), start=todo[0]):
     if b not in todo:
       continue
     size = x.shape[0]

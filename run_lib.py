@@ -120,14 +120,13 @@ def _abstract_state(run):
   return checkpointing.abstract(state, run.replicated)
 
 
-def global_batches(ds, run, axis, skip=0):
-  """Scaled global batches (batch axis `axis`) of a tf.data dataset (after `skip`) or iterator:
+def global_batches(elements, run, axis):
+  """Scaled global batches (batch axis `axis`) of a tf.data dataset or iterator `elements`:
   images, or {'image', 'class_labels' (one-hot)} for a class-conditional model (labels checked
   on the host)."""
   config, scaler = run.config, datasets.get_data_scaler(run.config)
   put = functools.partial(jax.make_array_from_process_local_data, run.sharded(axis))
   onehot = np.eye(config.data.num_classes, dtype=np.float32)
-  elements = iter(ds.skip(skip)) if hasattr(ds, 'skip') else ds
   for element in elements:
     batch = {k: v.numpy() for k, v in element.items()}
     images = put(scaler(batch['image']))
@@ -183,6 +182,7 @@ class _Trainer:
     self.kept = checkpointing.kept_manager(workdir)
     self.meta = checkpointing.meta_manager(workdir)
     self.writer = outputs.Writer(workdir)
+    self.iterators = {}   # 'train', 'eval' -> tf.data iterators, set by data(), saved by save()
 
   def initial_state(self, checkpoint=''):
     """(state, resumed): the newest state in the workdir (resumed); else --checkpoint's, else a

@@ -19,9 +19,10 @@ Rows that do not reproduce a paper's direction are reported as measured, not tun
   - PFGM++ (Xu+23): D = 64, 128, 2048 (∞ is the EDM row).
   - Patch Diffusion (Wang+23): digits upsampled to 32×32, real_p = 0.5 vs 1: images/s and FD.
 --smoke runs two rows for a few seconds each (tests/test_digits_table.py). Runtime on a 2-core
-Intel Xeon, --budget_s 60: the EDM-family parts ~15 min; the sde part did not finish in 22 min
-(2026-12-02: the VE model's bits/dim, an adaptive ODE solve at rtol = atol = 1e-5 per test batch,
-was still running after its PC and ODE samples).
+Intel Xeon, --budget_s 60 (2026-12-02): the sde part ~21 min (per SDE: 1,000-step PC and ODE
+samples, bits/dim of BPD_N test digits, 520–760 NFE at the config's rtol = atol = 1e-5), patch
+~6 min, edm_es ~7 min, stf ~3 min, pfgmpp ~3 min per D. `--parts` runs a subset; the md and
+png are rewritten after every part.
 """
 import argparse
 import datetime
@@ -54,6 +55,7 @@ import utils
 
 N_SAMPLES = 297                 # = the test split: the metric's equal n
 ES_B = (1.0, 1.002, 1.005, 1.01, 1.02)
+BPD_N = 99                      # test digits in the bits/dim column (one eval batch)
 STF_REF = 512                   # STF reference batch (8 × the batch of 64)
 SMOKE_MODEL = {'model.nf': 16, 'model.ch_mult': (1,), 'model.attn_resolutions': ()}
 MODEL = {}                      # --smoke: SMOKE_MODEL (a network that compiles in seconds)
@@ -69,11 +71,15 @@ def _digits_config(**overrides):
 
 
 def _sde_config(name):
-  """score_sde's recipe for `name` on the quickstart network: DSM, no preconditioning."""
+  """score_sde's recipe for `name` on the quickstart network: DSM, no preconditioning. The EMA
+  stays the quickstart's (EDM's half-life with ramp-up, as every row): score_sde's constant
+  0.999 / 0.9999 from the initialisation leaves 61% / 95% of the random init in the EMA after
+  500 steps (measured: FD 89–197 at 60 s)."""
   config = _digits_config()
+  ema = (config.model.ema_halflife_kimg, config.model.ema_rampup_ratio)
   {'vesde': presets.ve, 'vpsde': presets.vp, 'subvpsde': presets.subvp}[name](config)
   m = config.model
-  m.precond, m.ema_halflife_kimg, m.ema_rate = 'none', 0., 0.999
+  m.precond, (m.ema_halflife_kimg, m.ema_rampup_ratio) = 'none', ema
   m.embedding_type = 'fourier' if name == 'vesde' else 'positional'
   m.sigma_min, m.sigma_max = 0.01, 12.   # σ_max ≈ the largest distance between digits (Song&Ermon20)
   m.num_scales = 1000
@@ -83,7 +89,8 @@ def _sde_config(name):
 
 def train_for(config, seconds):
   """(run, state, optimizer steps, images/s): train from scratch for `seconds` of wall time after
-  the first (compiling) step."""
+  the first (compiling) step; each step waits for the one before it, so that the steps queued by
+  JAX's asynchronous dispatch cannot run past the budget."""
   validate.check_run(config, 'train')
   run = run_lib.build(config)
   fns = run_lib.make_train_fns(run)
@@ -92,10 +99,12 @@ def train_for(config, seconds):
   key = streams.run_key(config)
   state, _ = fns.train_step(state, next(batches), key)
   jax.block_until_ready(state)
-  steps, start = config.training.n_jitted_steps, time.time()
+  steps, start, metrics = config.training.n_jitted_steps, time.time(), None
   while time.time() - start < seconds:
+    previous = metrics
     state, metrics = fns.train_step(state, next(batches), key)
     steps += config.training.n_jitted_steps
+    jax.block_until_ready(previous)   # at most two steps in flight: JAX dispatches ahead
   jax.block_until_ready(state)
   rate = (steps - config.training.n_jitted_steps) * config.training.batch_size / (time.time() - start)
   if not np.isfinite(np.asarray(metrics['loss'])).all():
@@ -121,17 +130,22 @@ def scores(reference, images):
           'confident': m['digits_confident_share'], 'copies': m['digits_copy_share']}
 
 
-def bits_per_dim(run, params):
-  """Mean bits/dim of the 297 test digits, uniformly dequantized (Song+21 App. D.2, t from
-  eval.likelihood_eps)."""
+def bits_per_dim(run, params, n=BPD_N):
+  """Mean bits/dim of the first `n` test digits (whole eval batches), uniformly dequantized
+  (Song+21 App. D.2, t from eval.likelihood_eps, the config's ODE tolerances)."""
   fns = eval_lib.make_eval_fns(run)
   config = run.config
   test = datasets.get_dataset(config, uniform_dequantization=True, evaluation=True)[1]
-  values = []
+  values, start = [], time.time()
   for b, x in enumerate(run_lib.global_batches(test, run, axis=0)):
+    if b * x.shape[0] >= n:
+      break
     keys = streams.sample_keys(streams.run_key(config, streams.BPD_STREAM), x.shape[0],
                                start=b * x.shape[0], sharding=run.sharded())
-    values.append(np.asarray(run_lib.gather(fns.bpd(keys, x, params)[0])))
+    bpd, _, nfe = fns.bpd(keys, x, params)
+    values.append(np.asarray(run_lib.gather(bpd)))
+    print(f'  bits/dim batch {b}: {values[-1].mean():.3f}, {int(np.max(nfe))} NFE, '
+          f'{time.time() - start:.0f} s', flush=True)
   return float(np.mean(np.concatenate(values)))
 
 
@@ -229,14 +243,16 @@ def stf_rows(reference, budget):
   return [row], {'STF': images}
 
 
-def pfgmpp_rows(reference, budget, dims=(64, 128, 2048)):
+def pfgmpp_rows(reference, budget, dims=(64, 128, 2048, float('inf'))):
+  """PFGM++ at each D; D = ∞ is EDM (Xu+23 Prop. 3.4), the same sampler (Heun, 18 steps)."""
   rows, figures = [], {}
   for D in dims:
     run, state, steps, rate = train_for(_digits_config(**{'training.pfgmpp_D': float(D)}), budget)
     images = sample(run, state.ema_params)
-    rows.append({'row': f'PFGM++ D = {D}', 'steps': steps, 'images_per_s': rate,
+    name = f'PFGM++ D = {D:g}' if np.isfinite(D) else 'EDM (PFGM++ D = ∞)'
+    rows.append({'row': name, 'steps': steps, 'images_per_s': rate,
                  **scores(reference, images)})
-    figures[f'PFGM++ D={D}'] = images
+    figures[name] = images
   return rows, figures
 
 
@@ -326,6 +342,8 @@ def main(argv=None):
                       help='two rows of a small network, a few seconds each, 99 samples (CI)')
   parser.add_argument('--parts', default=','.join(PARTS),
                       help=f'comma-separated subset of {",".join(PARTS)}')
+  parser.add_argument('--pfgmpp_D', default='64,128,2048,inf',
+                      help="the pfgmpp part's D values (inf: EDM)")
   args = parser.parse_args(argv)
   global N_SAMPLES, MODEL  # pylint: disable=global-statement
   N_SAMPLES, MODEL = (99, SMOKE_MODEL) if args.smoke else (N_SAMPLES, MODEL)
@@ -339,7 +357,8 @@ def main(argv=None):
                                  solvers=(('heun', 9),)),
              lambda: pfgmpp_rows(reference, args.budget_s, dims=(128,))]
   else:
-    parts = [functools.partial(PARTS[name], reference, args.budget_s)
+    dims = {'pfgmpp': {'dims': tuple(float(d) for d in args.pfgmpp_D.split(','))}}
+    parts = [functools.partial(PARTS[name], reference, args.budget_s, **dims.get(name, {}))
              for name in args.parts.split(',')]
   for part in parts:
     result = part()
@@ -348,9 +367,9 @@ def main(argv=None):
     if len(result) > 2:
       curves.update(result[2])
     print(markdown(rows, real, args.budget_s), flush=True)
-  with open(f'{args.out}.md', 'w', encoding='utf-8') as f:
-    f.write(markdown(rows, real, args.budget_s))
-  _plots(figures, curves, rows, args.out)
+    with open(f'{args.out}.md', 'w', encoding='utf-8') as f:    # after every part
+      f.write(markdown(rows, real, args.budget_s))
+    _plots(figures, curves, rows, args.out)
   return rows
 
 

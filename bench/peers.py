@@ -82,6 +82,15 @@ def config_a():
                  grad_clip=1.)))
 
 
+def inference(torch, model, x, sigma):
+  """A no-argument call of `model(x, sigma)` in eval mode without autograd."""
+  def forward():
+    model.eval()
+    with torch.no_grad():
+      model(x, sigma)
+  return forward
+
+
 def time_score_sde(root, batch, repeats, pc_steps):
   """Seconds of the four config A workloads (module docstring); the samplers run before the train
   step, on the initial weights (training them moves the ODE's NFE, not the cost of one)."""
@@ -94,11 +103,7 @@ def time_score_sde(root, batch, repeats, pc_steps):
   sigma = torch.ones(batch)
   out = {}
 
-  def forward():
-    model.eval()
-    with torch.no_grad():
-      model(x, sigma)
-  out['ncsnpp_forward'] = best(forward, repeats)
+  out['ncsnpp_forward'] = best(inference(torch, model, x, sigma), repeats)
 
   slow = max(2, repeats // 4)
   pc_sde = sd.sde_lib.VESDE(config.model.sigma_min, config.model.sigma_max, pc_steps)
@@ -167,11 +172,7 @@ def time_edm(root, batch, repeats):
   sigma = torch.full((batch,), 1.3)
   out = {}
 
-  def forward():
-    net.eval()
-    with torch.no_grad():
-      net(x, sigma)
-  out['edm_forward'] = best(forward, repeats)
+  out['edm_forward'] = best(inference(torch, net, x, sigma), repeats)
 
   ema = copy.deepcopy(net).eval().requires_grad_(False)
   optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)

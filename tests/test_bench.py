@@ -54,3 +54,18 @@ def test_given_peer_and_row():
   assert line.split()[1:] == ['10.0', '20.0', '2.00', '1.00', '100.0', '50.0%']
   assert common.row('step', 0.01, None, None, gemm=2e11).split()[1:] == ['10.0', '-', '-', '-',
                                                                           '-', '-']
+
+
+def test_profile_step_finds_each_kernel_and_the_op_it_comes_from():
+  """bench/profile_step.py on a matmul followed by elementwise ops: the kernels are timed, named
+  after the compiled HLO, and mapped back to the JAX ops that produced them (the elementwise
+  fusion is named after its root, the add)."""
+  import profile_step  # pylint: disable=import-outside-toplevel
+  a = jnp.ones((256, 256), jnp.float32)
+  fn, args = jax.jit(lambda a: jnp.sin(a @ a) + 1.), [a]
+  names = profile_step.op_names(fn, args)
+  times = profile_step.kernel_times(fn, args, steps=2, kernels=names)
+  assert times and all(ms >= 0 for ms in times.values())
+  ops = ' '.join(names[k] for k in times)
+  assert 'dot_general' in ops and 'add' in ops, ops
+  assert all(names[k].startswith('jit(') for k in times), times

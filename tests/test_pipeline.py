@@ -112,9 +112,9 @@ def test_resumed_training_is_fed_from_the_saved_pipeline_position(trained, tmp_p
   expected = [b['image'] for b in train.take(6).as_numpy_iterator()][4:]
   calls, batches = [], run_lib.global_batches
 
-  def recorded(ds, run, axis, skip=0):     # first used for the training, then the eval batches
+  def recorded(elements, run, axis):     # first used for the training, then the eval batches
     calls.append(seen := [])
-    for x in batches(ds, run, axis, skip):
+    for x in batches(elements, run, axis):
       seen.append(np.asarray(x))
       yield x
   monkeypatch.setattr(run_lib, 'global_batches', recorded)
@@ -192,8 +192,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, tmp_path, mo
   workdir = _copy(trained[0], tmp_path)
   batches = run_lib.global_batches
 
-  def poisoned(ds, run, axis, skip=0):   # the first training batch after the resume is NaN
-    for i, x in enumerate(batches(ds, run, axis, skip)):
+  def poisoned(elements, run, axis):   # the first training batch after the resume is NaN
+    for i, x in enumerate(batches(elements, run, axis)):
       yield x * np.nan if i == 0 and axis == 1 else x
   monkeypatch.setattr(run_lib, 'global_batches', poisoned)
   config = _config()

@@ -1,0 +1,130 @@
+"""Where a step's time goes: the compiled kernels of EDM's small DDPM++ train step (or forward),
+from a jax.profiler trace, summed per kernel kind and listed with the layer each comes from.
+
+  python bench/profile_step.py [--workload train_step|forward] [--batch 8] [--steps 5] [--top 20]
+
+The model and step are bench/edm_sampler.py's. XLA:CPU names each kernel after its fusion kind
+and an index (`copy_bitcast_fusion.6`, `ynn_fusion.194`, `convolution.12`); the first table sums
+the trace's durations per kind (index dropped) over `--steps` calls, per call; the second lists
+the slowest kernels with the JAX op that produced them (the compiled HLO's `op_name`, e.g.
+`transpose(jvp(NCSNpp))/up_1_resample/skip/transpose`: the backward pass of a 1×1 skip). Kernels
+of the two cores overlap, so the per-kind sums can exceed the wall time of a step; read shares,
+and compare runs only back to back (docs/performance.md).
+"""
+import argparse
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# pylint: disable=wrong-import-position
+import edm_sampler
+import losses
+from models import precond
+from models import utils as mutils
+import sde_lib
+import utils
+
+
+
+def build(workload, batch):
+  """(jitted fn, args) of the workload; a train step's state is threaded through `args`."""
+  config = edm_sampler.small_ddpmpp(batch)
+  sde, _ = sde_lib.get_sde(config)
+  model, params = mutils.init_model(jax.random.key(0), config)
+  x = jax.random.normal(jax.random.key(1), (batch, 32, 32, 3))
+  if workload == 'forward':
+    sigma = np.full((batch,), 1.3, np.float32)
+    fn = jax.jit(lambda p, x: precond.get_denoiser(config, mutils.get_model_fn(model, p))(x, sigma))
+    return fn, [params, x]
+  optimizer = losses.get_optimizer(config)
+  fn = jax.jit(losses.make_train_step(model, losses.get_loss_fn(config, sde), optimizer,
+                                      losses.get_ema_rate(config)), donate_argnums=0,
+               compiler_options=utils.train_compiler_options())
+  return fn, [losses.init_train_state(params, optimizer), x[None], jax.random.key(3)]
+
+
+def call(fn, args):
+  out = fn(*args)
+  if isinstance(out, tuple):          # a train step: the new state replaces the donated one
+    args[0] = out[0]
+  jax.block_until_ready(out)
+
+
+def op_names(fn, args):
+  """{HLO instruction name: the JAX op_name that produced it ('?' if none)} of the compiled
+  `fn(*args)`; the trace names each kernel after its instruction."""
+  names = {}
+  for line in fn.lower(*args).compile().as_text().splitlines():
+    found = re.match(r'\s*(?:ROOT )?%([\w.\-]+) = ', line)
+    if found:
+      op = re.search(r'op_name="([^"]+)"', line)
+      names[found.group(1)] = op.group(1) if op else '?'
+  return names
+
+
+def kernel_times(fn, args, steps, kernels):
+  """{kernel name: ms per call} of the trace events named in `kernels` (the runtime's own spans
+  are left out) over `steps` calls."""
+  with tempfile.TemporaryDirectory() as trace_dir:
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+      for _ in range(steps):
+        call(fn, args)
+    path = glob.glob(os.path.join(trace_dir, '**', '*.trace.json.gz'), recursive=True)[0]
+    with gzip.open(path) as f:
+      events = json.load(f)
+  events = events['traceEvents'] if isinstance(events, dict) else events
+  times = collections.Counter()
+  for e in events:
+    if e.get('ph') == 'X' and 'dur' in e and e['name'] in kernels:
+      times[e['name']] += e['dur'] / 1e3 / steps
+  return times
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+  parser.add_argument('--workload', choices=('train_step', 'forward'), default='train_step')
+  parser.add_argument('--batch', type=int, default=8)
+  parser.add_argument('--steps', type=int, default=5)
+  parser.add_argument('--top', type=int, default=20)
+  args = parser.parse_args(argv)
+  utils.configure_cpu()
+  fn, fn_args = build(args.workload, args.batch)
+  names = op_names(fn, fn_args)
+  for _ in range(3):
+    call(fn, fn_args)
+  walls = []
+  for _ in range(10):
+    start = time.perf_counter()
+    call(fn, fn_args)
+    walls.append(time.perf_counter() - start)
+  times = kernel_times(fn, fn_args, args.steps, names)
+  total = sum(times.values())
+  print(f'{args.workload}, batch {args.batch}: wall min {1e3 * min(walls):.1f} ms, median '
+        f'{1e3 * np.median(walls):.1f} ms; kernels {total:.1f} ms per call ({len(times)} kernels)')
+  kinds, counts = collections.Counter(), collections.Counter()
+  for name, ms in times.items():
+    kind = re.sub(r'\.\d+$', '', name)
+    kinds[kind] += ms
+    counts[kind] += 1
+  print(f'{"ms":>8} {"share":>6} {"kernels":>7}  kind')
+  for kind, ms in kinds.most_common(args.top):
+    print(f'{ms:8.2f} {100 * ms / total:5.1f}% {counts[kind]:7d}  {kind}')
+  print(f'\n{"ms":>8}  kernel  <-  JAX op')
+  for name, ms in times.most_common(args.top):
+    print(f'{ms:8.2f}  {name}  <-  {names[name]}')
+  return kinds
+
+
+if __name__ == '__main__':
+  main()
