@@ -244,7 +244,8 @@ def stf_rows(reference, budget):
 
 
 def pfgmpp_rows(reference, budget, dims=(64, 128, 2048, float('inf'))):
-  """PFGM++ at each D; D = ∞ is EDM (Xu+23 Prop. 3.4), the same sampler (Heun, 18 steps)."""
+  """PFGM++ at each D; D = ∞ is EDM (Gaussian noise: the kernel's limit, Xu+23), the same
+  sampler (Heun, 18 steps)."""
   rows, figures = [], {}
   for D in dims:
     run, state, steps, rate = train_for(_digits_config(**{'training.pfgmpp_D': float(D)}), budget)
