@@ -53,6 +53,20 @@ def small_ddpmpp(batch):
   return config
 
 
+def forward_fn(config, model, sigma):
+  """Jitted `(params, x) -> D(x; sigma)`, the preconditioned forward without dropout."""
+  return jax.jit(lambda p, x: precond.get_denoiser(config, mutils.get_model_fn(model, p))(x, sigma))
+
+
+def train_step_fn(config, sde, model):
+  """(jitted train step (state donated), optimizer): EDM loss + Adam + EMA, as training runs."""
+  optimizer = losses.get_optimizer(config)
+  step = jax.jit(losses.make_train_step(model, losses.get_loss_fn(config, sde), optimizer,
+                                        losses.get_ema_rate(config)), donate_argnums=0,
+                 compiler_options=utils.train_compiler_options())
+  return step, optimizer
+
+
 def measure(config, repeats):
   """[(name, seconds, workload, flops)] of the forward, the Heun sampler and the train step."""
   sde, eps = sde_lib.get_sde(config)
@@ -62,8 +76,7 @@ def measure(config, repeats):
   x = jax.random.normal(jax.random.key(1), (batch,) + shape)
   sigma = np.full((batch,), 1.3, np.float32)
 
-  denoise = jax.jit(lambda p, x: precond.get_denoiser(
-      config, mutils.get_model_fn(model, p))(x, sigma))
+  denoise = forward_fn(config, model, sigma)
   forward = common.timed(lambda: denoise(params, x), repeats)[1]
   forward_flops = common.xla_flops(denoise, params, x)
 
@@ -74,10 +87,7 @@ def measure(config, repeats):
   print(f'Heun: {sampler / (nfe * forward):.3f} x {nfe} forwards (overhead '
         f'{100 * (sampler / (nfe * forward) - 1):+.1f}%, target <= +5%)')
 
-  optimizer = losses.get_optimizer(config)
-  train_step = jax.jit(losses.make_train_step(model, losses.get_loss_fn(config, sde), optimizer,
-                                              losses.get_ema_rate(config)), donate_argnums=0,
-                       compiler_options=utils.train_compiler_options())
+  train_step, optimizer = train_step_fn(config, sde, model)
   box = {'state': losses.init_train_state(params, optimizer)}
   def one_step():
     box['state'], metrics = train_step(box['state'], x[None], jax.random.key(3))

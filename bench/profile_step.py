@@ -20,7 +20,6 @@ import os
 import re
 import sys
 import tempfile
-import time
 
 import jax
 import numpy as np
@@ -28,13 +27,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
+import common
 import edm_sampler
 import losses
-from models import precond
 from models import utils as mutils
 import sde_lib
 import utils
-
 
 
 def build(workload, batch):
@@ -44,13 +42,8 @@ def build(workload, batch):
   model, params = mutils.init_model(jax.random.key(0), config)
   x = jax.random.normal(jax.random.key(1), (batch, 32, 32, 3))
   if workload == 'forward':
-    sigma = np.full((batch,), 1.3, np.float32)
-    fn = jax.jit(lambda p, x: precond.get_denoiser(config, mutils.get_model_fn(model, p))(x, sigma))
-    return fn, [params, x]
-  optimizer = losses.get_optimizer(config)
-  fn = jax.jit(losses.make_train_step(model, losses.get_loss_fn(config, sde), optimizer,
-                                      losses.get_ema_rate(config)), donate_argnums=0,
-               compiler_options=utils.train_compiler_options())
+    return edm_sampler.forward_fn(config, model, np.full((batch,), 1.3, np.float32)), [params, x]
+  fn, optimizer = edm_sampler.train_step_fn(config, sde, model)
   return fn, [losses.init_train_state(params, optimizer), x[None], jax.random.key(3)]
 
 
@@ -101,17 +94,11 @@ def main(argv=None):
   utils.configure_cpu()
   fn, fn_args = build(args.workload, args.batch)
   names = op_names(fn, fn_args)
-  for _ in range(3):
-    call(fn, fn_args)
-  walls = []
-  for _ in range(10):
-    start = time.perf_counter()
-    call(fn, fn_args)
-    walls.append(time.perf_counter() - start)
+  _, wall_min, wall_median = common.timed(lambda: call(fn, fn_args), 10)
   times = kernel_times(fn, fn_args, args.steps, names)
   total = sum(times.values())
-  print(f'{args.workload}, batch {args.batch}: wall min {1e3 * min(walls):.1f} ms, median '
-        f'{1e3 * np.median(walls):.1f} ms; kernels {total:.1f} ms per call ({len(times)} kernels)')
+  print(f'{args.workload}, batch {args.batch}: wall min {1e3 * wall_min:.1f} ms, median '
+        f'{1e3 * wall_median:.1f} ms; kernels {total:.1f} ms per call ({len(times)} kernels)')
   kinds, counts = collections.Counter(), collections.Counter()
   for name, ms in times.items():
     kind = re.sub(r'\.\d+$', '', name)
