@@ -24,6 +24,7 @@ import functools
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import augment
@@ -31,6 +32,7 @@ from models import precond
 from models import utils as mutils
 import precision
 import sde_lib
+import streams
 from utils import Registry, bcast
 
 LOSSES = Registry('loss')
@@ -177,20 +179,38 @@ def random_patches(rng, images, size):
   return jax.vmap(crop)(images, corner)
 
 
-def _patch_loss(config, loss_at):
-  """Patch Diffusion's training loss: one patch size per step for the whole batch, drawn with
-  `patch_probabilities` (Wang+23); one compiled branch per size (lax.switch)."""
-  size = config.data.image_size
-  logits = jnp.log(jnp.asarray(patch_probabilities(config.training.patch_real_p)))
+def patch_schedule(config):
+  """Patch Diffusion's patch size per optimizer step, drawn on the host: `(first, n) -> divisors`
+  of steps first … first + n − 1, each PATCH_DIVISORS[i] with i ~ categorical(
+  `patch_probabilities`) from fold_in(fold_in(R, PATCH_STREAM), s) (streams.py), so a step's size
+  depends only on the seed and its index. The train step compiles once per tuple of sizes
+  (`make_train_step`'s `patches`): a size chosen inside the step (lax.switch) ran the network up to
+  50× slower on XLA:CPU (docs/performance.md). Computed on the host's CPU device, so drawing never
+  waits for an accelerator."""
+  cpu = jax.local_devices(backend='cpu')[0]
+  with jax.default_device(cpu):
+    key = streams.run_key(config, streams.PATCH_STREAM)
+    logits = jnp.log(jnp.asarray(patch_probabilities(config.training.patch_real_p)))
+  draw = jax.jit(jax.vmap(lambda s: jax.random.categorical(jax.random.fold_in(key, s), logits)))
 
-  def loss_fn(rng, model_fn, x):
-    size_rng, crop_rng, rng = jax.random.split(rng, 3)
-    def branch(divisor):
-      if divisor == 1:
-        return lambda: loss_at(rng, model_fn, x)
-      return lambda: loss_at(rng, model_fn, *random_patches(crop_rng, x, size // divisor))
-    return jax.lax.switch(jax.random.categorical(size_rng, logits),
-                          [branch(d) for d in PATCH_DIVISORS])
+  def divisors(first, n):
+    with jax.default_device(cpu):
+      index = np.asarray(draw(jnp.arange(first, first + n)))
+    return tuple(PATCH_DIVISORS[i] for i in index)
+  return divisors
+
+
+def _patch_loss(config, loss_at):
+  """Patch Diffusion's training loss at one patch size for the whole batch (Wang+23):
+  `loss_fn(rng, model_fn, x, patch=d)` trains on uniform crops of R/d pixels with their
+  coordinates (d = 1: the full images); the size is drawn by `patch_schedule`."""
+  size = config.data.image_size
+
+  def loss_fn(rng, model_fn, x, patch=1):
+    if patch == 1:
+      return loss_at(rng, model_fn, x)
+    crop_rng, rng = jax.random.split(rng)
+    return loss_at(rng, model_fn, *random_patches(crop_rng, x, size // patch))
   return loss_fn
 
 
@@ -246,12 +266,12 @@ def _with_augmentation(config, loss_fn):
   image is transformed with probability `training.augment_p` per transform and the network gets
   the 9 transform parameters as its 'augment_labels' (with STF: those of the trained images)."""
   p, k = config.training.augment_p, stf_factor(config)
-  def augmented(rng, model_fn, x):
+  def augmented(rng, model_fn, x, **patch):
     aug_rng, rng = jax.random.split(rng)
     x, labels = augment.augment(aug_rng, x, p)
     if k:
       labels = labels[::k]    # STF: the trained images are the reference set's 0, k, 2k, ...
-    return loss_fn(rng, mutils.bind_cond(model_fn, {'augment_labels': labels}), x)
+    return loss_fn(rng, mutils.bind_cond(model_fn, {'augment_labels': labels}), x, **patch)
   return augmented
 
 
@@ -324,10 +344,12 @@ def make_train_step(model, loss_fn, optimizer, ema_rate, grad_accum=1):
     rng: the run's base key; the optimizer step with index `state.step` uses
       fold_in(rng, state.step), so training does not depend on how steps are grouped into calls
       and a resumed run repeats an uninterrupted one exactly.
+    patches: Patch Diffusion only (static): the patch divisor of each of the len(batch) steps,
+      from `patch_schedule`; one compilation per tuple.
   Returns:
     metrics {'loss': [n_jitted_steps]}; with loss scaling also 'loss_scale': S after each step.
   """
-  def one_step(carry, x):
+  def one_step(carry, x, patch):
     state, base_rng = carry
     rng = jax.random.fold_in(base_rng, state.step)
     x, cond = _split_batch(x)
@@ -335,7 +357,7 @@ def make_train_step(model, loss_fn, optimizer, ema_rate, grad_accum=1):
     def objective(params):
       model_fn = mutils.get_model_fn(model, params, train=True, cond=cond,
                                      micro_batches=grad_accum)
-      loss = loss_fn(rng, model_fn, x)
+      loss = loss_fn(rng, model_fn, x, **patch)
       return (loss if scale is None else loss * scale), loss
     (_, loss), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -349,14 +371,15 @@ def make_train_step(model, loss_fn, optimizer, ema_rate, grad_accum=1):
       metrics['loss_scale'] = precision.loss_scale(opt_state)
     return (TrainState(state.step + 1, params, ema, opt_state), base_rng), metrics
 
-  def train_step(state, batch, rng):
+  def train_step(state, batch, rng, patches=None):
     # Unrolled: XLA:CPU ran a U-Net inside a while loop ~20x slower (measured: 9-13 s vs 0.4 s
     # per step for the 1M-parameter digits DDPM++ at batch 64). A Python loop, because
     # lax.scan(unroll=True) still emits a one-trip stablehlo.while around the steps (measured:
     # 6.5 s vs 0.73 s per step for EDM's small DDPM++ at batch 8, bench/edm_sampler.py).
     carry, metrics = (state, rng), []
     for k in range(jax.tree.leaves(batch)[0].shape[0]):
-      carry, step_metrics = one_step(carry, jax.tree.map(lambda b, k=k: b[k], batch))
+      patch = {} if patches is None else {'patch': patches[k]}
+      carry, step_metrics = one_step(carry, jax.tree.map(lambda b, k=k: b[k], batch), patch)
       metrics.append(step_metrics)
     return carry[0], jax.tree.map(lambda *m: jnp.stack(m), *metrics)
   return train_step

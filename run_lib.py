@@ -139,18 +139,29 @@ def global_batches(elements, run, axis):
 
 @dataclasses.dataclass(frozen=True)
 class TrainFns:
-  train_step: object    # jitted (state, batch [n, B, ...], rng) -> (state, metrics): 'loss' [n]
-  #                       and, with float16's loss scaling, 'loss_scale' [n]
+  train_step: object    # (state, batch [n, B, ...], rng, step) -> (state, metrics): jitted, 'loss'
+  #                       [n] and, with float16's loss scaling, 'loss_scale' [n]; step = the host's
+  #                       state.step (Patch Diffusion draws its patch sizes from it)
+  jitted_step: object   # the jax.jit behind train_step: one compilation (per patch-size tuple)
   eval_loss: object     # jitted (state, batch [n, B, ...], rng) -> EMA loss over the n·B images
   all_finite: object    # jitted state -> bool
   sample: object        # jitted (keys [B], params) -> (images in [0, 1], nfe)
 
 
 def make_train_fns(run):
-  """The jitted functions of a training run; each compiles once (state donated to train_step)."""
+  """The jitted functions of a training run; each compiles once (state donated to train_step),
+  the train step once per tuple of patch sizes with Patch Diffusion (losses.patch_schedule)."""
   config, repl, batch = run.config, run.replicated, run.sharded(axis=1)
-  train_step = losses.make_train_step(run.model, run.loss_fn, run.optimizer,
-                                       losses.get_ema_rate(config), config.training.grad_accum)
+  jitted = jax.jit(
+      losses.make_train_step(run.model, run.loss_fn, run.optimizer, losses.get_ema_rate(config),
+                             config.training.grad_accum),
+      in_shardings=(repl, batch, repl), out_shardings=(repl, repl), static_argnums=3,
+      donate_argnums=0, compiler_options=utils.train_compiler_options())
+  schedule = losses.patch_schedule(config) if config.training.patch_real_p < 1 else None
+
+  def train_step(state, batch, rng, step):
+    patches = schedule(step, config.training.n_jitted_steps) if schedule else None
+    return jitted(state, batch, rng, patches)
   eval_step = losses.make_eval_step(run.model, run.eval_loss_fn)
 
   def eval_loss(state, batch, rng):   # one forward over all n·B images (equal-size batches)
@@ -160,8 +171,7 @@ def make_train_fns(run):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state)
                               if jnp.issubdtype(x.dtype, jnp.inexact)]))
   return TrainFns(
-      jax.jit(train_step, in_shardings=(repl, batch, repl), out_shardings=(repl, repl),
-              donate_argnums=0, compiler_options=utils.train_compiler_options()),
+      train_step, jitted,
       jax.jit(eval_loss, in_shardings=(repl, batch, repl), out_shardings=repl),
       jax.jit(all_finite, out_shardings=repl),
       make_sample_fn(run))
@@ -260,7 +270,7 @@ def train(config, workdir, checkpoint=''):
   progress, train_key = utils.Progress('step', start, t.n_iters), streams.run_key(config)
   logging.info('training from step %d to %d on %d devices', start, t.n_iters, jax.device_count())
   while step < t.n_iters:
-    state, metrics = trainer.fns.train_step(state, next(train_iter), train_key)
+    state, metrics = trainer.fns.train_step(state, next(train_iter), train_key, step)
     losses_ = np.asarray(metrics['loss'])
     if not np.isfinite(losses_).all():
       trainer.diverged(step, losses_)

@@ -8,7 +8,7 @@ below, COUNTER_LIMIT + k, so a counter and a stream folded into the same parent 
 
 Run streams, folded into the run key R = key(config.seed) (`run_key`):
   step s (counter)        training step s (losses.make_train_step): T_s = fold_in(R, s), split into
-                          σ or t, noise and dropout (augmentation, patch size and crop split first)
+                          σ or t, noise and dropout (augmentation and patch crop split first)
   EVAL_STREAM = 2³⁰       evaluation losses (run_lib.train, eval_lib.eval_loss): fold_in(T_s, 2³⁰)
                           in training; batch i of --mode=eval: fold_in(fold_in(R, 2³⁰), i)
   SAMPLE_STREAM = 2³⁰+1   sample i's key K_i = fold_in(fold_in(R, 2³⁰ + 1), i) (`sample_keys`):
@@ -18,6 +18,8 @@ Run streams, folded into the run key R = key(config.seed) (`run_key`):
   BPD_STREAM = 2³⁰+3      bits/dim (eval_lib): image i of pass r has the key
                           fold_in(fold_in(fold_in(R, 2³⁰ + 3), r), i) (`sample_keys`), from which
                           likelihood.log_likelihood draws its Hutchinson probe
+  PATCH_STREAM = 2³⁰+4    Patch Diffusion's patch size of training step s: categorical of
+                          fold_in(fold_in(R, 2³⁰ + 4), s), drawn on the host (losses.patch_schedule)
 
 Per-sample streams, folded into a sample's key K: K_i above, or key(seed) for image `seed`
 (`keys_for_seeds`: generate.py, --mode=sample with sampling.seeds):
@@ -66,12 +68,13 @@ EVAL_STREAM = COUNTER_LIMIT           # run: evaluation losses
 SAMPLE_STREAM = COUNTER_LIMIT + 1     # run: the base of the per-sample keys K_i
 INIT_STREAM = COUNTER_LIMIT + 2       # run: parameter initialisation
 BPD_STREAM = COUNTER_LIMIT + 3        # run: bits/dim probes
+PATCH_STREAM = COUNTER_LIMIT + 4      # run: Patch Diffusion's patch size per training step
 LATENT_STREAM = COUNTER_LIMIT         # per sample: x_T
 CLASS_STREAM = COUNTER_LIMIT + 1      # per sample: the class drawn for sampling.class_label = -1
 KNOWN_STREAM = COUNTER_LIMIT + 1      # per sample: the known part of x_T (alias of CLASS_STREAM)
 
 RUN_STREAMS = {'eval': EVAL_STREAM, 'sample': SAMPLE_STREAM, 'init': INIT_STREAM,
-               'bpd': BPD_STREAM}
+               'bpd': BPD_STREAM, 'patch': PATCH_STREAM}
 SAMPLE_STREAMS = {'latent': LATENT_STREAM, 'class': CLASS_STREAM, 'known': KNOWN_STREAM}
 STREAMS = {**RUN_STREAMS, **SAMPLE_STREAMS}     # name -> value; name.upper() + '_STREAM' above
 ALIASES = {'known': 'class'}                    # same value, same parent (see the docstring)

@@ -123,6 +123,18 @@ def patches_halve_through_the_unet(config):
 
 
 @rule()
+def patches_compile_per_size_tuple(config):
+  """With patches, training.n_jitted_steps ≤ 2: the train step compiles once per tuple of the
+  steps' patch sizes (3^n_jitted_steps of them)."""
+  n = config.training.n_jitted_steps
+  if config.training.patch_real_p < 1 and n > 2:
+    return (f'training.patch_real_p < 1 with training.n_jitted_steps = {n}: the train step '
+            f'compiles once per combination of patch sizes in a call ({3 ** n}); set '
+            'training.n_jitted_steps to 1 (or 2: 9 compilations)')
+  return None
+
+
+@rule()
 def patches_need_coordinates(config):
   """Patch training feeds the patch coordinates: model.patch_coords=True."""
   p = config.training.patch_real_p

@@ -51,7 +51,7 @@ def _one_train_and_sample_step(config):
   state = run_lib.init_state(run)
   train_ds, _ = datasets.get_dataset(config)
   batch = next(run_lib.global_batches(train_ds, run, axis=1))
-  state, metrics = fns.train_step(state, batch, streams.run_key(config))
+  state, metrics = fns.train_step(state, batch, streams.run_key(config), 0)
   assert np.isfinite(np.asarray(metrics['loss'])).all() and int(state.step) == 1
   keys = streams.sample_keys(streams.run_key(config, 0), 2, sharding=run.sharded())
   images, nfe = fns.sample(keys, state.ema_params)

@@ -3,9 +3,12 @@
 Truth used: the coordinate formula of Patch-Diffusion's patch_loss.py, (2 (c/(R−1) − ½),
 2 (r/(R−1) − ½)); images whose pixels hold their own (row, column), so a crop and its
 coordinate channels can be checked against each other through the real loss; the patch-size
-law (1 − p)·2/5, (1 − p)·3/5, p (training_loop.py) by counting; the parameter count of two
+law (1 − p)·2/5, (1 − p)·3/5, p (training_loop.py) by counting, the train step's sizes against that
+schedule step by step; the parameter count of two
 extra input channels of the first 3×3 convolution.
 """
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +19,9 @@ from configs.patch import celeba64_ddpmpp
 import losses
 from models import precond
 from models import utils as mutils
+import run_lib
 import sde_lib
+import streams
 
 R = 8
 
@@ -61,24 +66,62 @@ def _recording_net(seen):
   return model_fn
 
 
-def test_the_loss_feeds_patches_with_their_coordinates_at_the_reference_rates():
+def test_the_loss_feeds_each_patch_size_with_its_coordinates():
   config = _config(real_p=0.5)
   config.training.update(P_mean=-9., P_std=1e-6)             # σ ≈ 1e-4: c_in x ≈ x / σ_data
-  seen = []
-  loss_fn = jax.jit(lambda k: losses.get_loss_fn(config, None)(k, _recording_net(seen),
-                                                               _position_images()))
-  for i in range(600):
-    loss_fn(jax.random.key(i))
-  jax.effects_barrier()
-  sizes = np.array([s.shape[1] for s in seen])
-  assert {s.shape[-1] for s in seen} == {5}                   # 3 channels + (x_pos, y_pos)
-  freq = np.array([np.mean(sizes == R // d) for d in losses.PATCH_DIVISORS])
+  loss_fn = losses.get_loss_fn(config, None)
+  for divisor in losses.PATCH_DIVISORS:
+    seen = []
+    for i in range(3):
+      loss_fn(jax.random.key(i), _recording_net(seen), _position_images(), patch=divisor)
+    jax.effects_barrier()
+    assert {s.shape for s in seen} == {(4, R // divisor, R // divisor, 5)}   # + (x_pos, y_pos)
+    for net_in in seen:                                       # coords match the pixels' position
+      row, col = net_in[..., 0] * 0.5 * R, net_in[..., 1] * 0.5 * R
+      np.testing.assert_allclose(net_in[..., 3], 2 * (col / (R - 1) - .5), atol=2e-3)
+      np.testing.assert_allclose(net_in[..., 4], 2 * (row / (R - 1) - .5), atol=2e-3)
+
+
+def test_patch_sizes_follow_the_reference_law_and_depend_only_on_the_step():
+  schedule = losses.patch_schedule(_config(real_p=0.5))
+  divisors = np.array(schedule(0, 3000))
+  freq = np.array([np.mean(divisors == d) for d in losses.PATCH_DIVISORS])
   want = np.array(losses.patch_probabilities(0.5))            # 0.2, 0.3, 0.5
-  assert np.all(np.abs(freq - want) < 3 * np.sqrt(want * (1 - want) / len(sizes))), freq
-  for net_in in seen:                                         # coords match the pixels' position
-    row, col = net_in[..., 0] * 0.5 * R, net_in[..., 1] * 0.5 * R
-    np.testing.assert_allclose(net_in[..., 3], 2 * (col / (R - 1) - .5), atol=2e-3)
-    np.testing.assert_allclose(net_in[..., 4], 2 * (row / (R - 1) - .5), atol=2e-3)
+  assert np.all(np.abs(freq - want) < 3 * np.sqrt(want * (1 - want) / len(divisors))), freq
+  assert schedule(1234, 7) == tuple(divisors[1234:1241])      # any grouping, same sizes
+  other = _config(real_p=0.5)
+  other.seed += 1
+  assert losses.patch_schedule(other)(0, 100) != tuple(divisors[:100])
+  assert set(losses.patch_schedule(_config(real_p=0.))(0, 200)) == {2, 4}
+
+
+def _train(config, n_steps, seen):
+  """`n_steps` optimizer steps of run_lib's train step on fixed digits; `seen` gets the patch
+  divisor each step ran (at run time) and 'trace' once per compilation."""
+  built = run_lib.build(config)
+  def loss_fn(rng, model_fn, x, patch=1):
+    seen.append('trace')
+    jax.debug.callback(lambda: seen.append(patch))
+    return built.loss_fn(rng, model_fn, x, patch=patch)
+  run = dataclasses.replace(built, loss_fn=loss_fn)
+  fns, state, n = run_lib.make_train_fns(run), run_lib.init_state(run), config.training.n_jitted_steps
+  batch = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (n, 2, R, R, 3)), jnp.float32)
+  for step in range(0, n_steps, n):
+    state, _ = fns.train_step(state, batch, streams.run_key(config), step)
+  jax.effects_barrier()
+  return state
+
+
+def test_the_train_step_compiles_once_per_size_runs_the_scheduled_sizes_and_ignores_grouping():
+  config, seen = _config(real_p=0.5), []
+  state = _train(config, 8, seen)
+  ran = [s for s in seen if s != 'trace']
+  assert tuple(ran) == losses.patch_schedule(config)(0, 8) and len(set(ran)) == 3
+  assert seen.count('trace') == 3                             # one compilation per size
+  config.training.n_jitted_steps = 2
+  grouped = _train(config, 8, [])
+  for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(grouped.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_evaluation_and_sampling_see_full_images_with_the_full_grid():

@@ -128,7 +128,7 @@ def test_resumed_training_is_fed_from_the_saved_pipeline_position(trained, tmp_p
 
 def test_train_step_compiles_once(trained):
   _, fns = trained
-  assert fns.train_step._cache_size() == 1     # pylint: disable=protected-access
+  assert fns.jitted_step._cache_size() == 1     # pylint: disable=protected-access
 
 
 def test_evaluate_writes_results_per_checkpoint(evaluated):

@@ -5,7 +5,8 @@ Command: python main.py --config=configs/patch/celeba64_ddpmpp.py --mode=train -
 Expected: FID 1.77 [README of Zhendong-Wang/Patch-Diffusion, ≥ 2× faster training than EDM].
 Recipe of its README: --arch=ddpmpp --batch=256 --cres=1,2,2,2 --lr=2e-4 --dropout=0.05
 --augment=0 --real_p=0.5. Deviation: the batch stays 256 images for every patch size (the
-reference draws 2× / 4× more images for the smaller patches).
+reference draws 2× / 4× more images for the smaller patches). One optimizer step per call
+(n_jitted_steps = 1, as EDM's loop): the train step compiles once per patch size.
 Sampling: its README's generate.py --steps=50 (DDPM++; Heun, 99 NFE, deterministic). No checkpoint
 of this model is published: the Hugging Face repo zhendongw/patch-diffusion holds only latent
 ADM models at 256 px (ImageNet, LSUN bedroom / church).
@@ -20,7 +21,7 @@ def get_config():
   presets.edm_songunet(config.model)
   presets.edm(config)
   config.training.batch_size, config.training.patch_real_p = 256, 0.5
-  config.training.augment_p = 0.
+  config.training.augment_p, config.training.n_jitted_steps = 0., 1
   m = config.model
   m.ch_mult, m.dropout, m.patch_coords, m.augment_dim = (1, 2, 2, 2), 0.05, True, 0
   config.optim.lr = 2e-4
