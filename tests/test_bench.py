@@ -1,4 +1,4 @@
-"""bench/common.py: XLA's FLOP count, the peers' JSON read back from a subprocess (a fake peer
+"""bench/common.py and bench/memory.py: XLA's FLOP count, the peers' JSON read back from a subprocess (a fake peer
 script stands in for bench/peers.py, so no torch is needed) and the table row; no timing."""
 import os
 import subprocess
@@ -11,6 +11,9 @@ import pytest
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'bench')
 sys.path.insert(0, BENCH)
 import common  # noqa: E402  pylint: disable=wrong-import-position
+from configs import quicktest  # noqa: E402  pylint: disable=wrong-import-position
+from configs.quickstart import digits  # noqa: E402  pylint: disable=wrong-import-position
+from models import utils as mutils  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def test_xla_flops_of_a_matmul_is_2n3():
@@ -69,3 +72,14 @@ def test_profile_step_finds_each_kernel_and_the_op_it_comes_from():
   ops = ' '.join(names[k] for k in times)
   assert 'dot_general' in ops and 'add' in ops, ops
   assert all(names[k].startswith('jit(') for k in times), times
+
+
+def test_memory_counts_the_state_as_parameters_adam_and_ema():
+  """bench/memory.py on CPU (the TPU target needs libtpu): the state is the parameters, Adam's
+  two moments and the EMA — 4 float32 copies of the network — and the step needs more than it."""
+  import memory  # pylint: disable=import-outside-toplevel
+  config = quicktest.shrink(digits.get_config())
+  found = memory.step_memory(config, memory.target_device('cpu', ''))
+  params = mutils.count_params(config)
+  assert abs(found['state'] * memory.MIB - 4 * 4 * params) < 1024      # + step counters
+  assert found['peak'] > found['state'] and found['temp'] > 0
