@@ -30,7 +30,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import SingleDeviceSharding
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
@@ -74,7 +74,7 @@ def step_memory(config, device):
                                 optimizer, losses.get_ema_rate(config),
                                 config.training.grad_accum)
   state, batch, rng = abstract_inputs(config, optimizer)
-  on = NamedSharding(Mesh([device], ('data',)), P())
+  on = SingleDeviceSharding(device)
   options = utils.train_compiler_options() if device.platform == 'cpu' else None
   compiled = jax.jit(step, in_shardings=(on, on, on), out_shardings=(on, on), donate_argnums=0,
                      compiler_options=options).lower(state, batch, rng).compile()
