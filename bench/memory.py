@@ -114,9 +114,9 @@ def main(argv=None):
   rows = []
   for name in args.configs.split(','):
     for dtype in args.dtypes.split(','):
-      found = [step_memory(load(name, args.devices, dtype, r, args.batch), device)
-               for r in args.remats.split(',')]
-      batch = load(name, args.devices, dtype, 'none', args.batch).training.batch_size
+      configs = [load(name, args.devices, dtype, r, args.batch) for r in args.remats.split(',')]
+      found = [step_memory(config, device) for config in configs]
+      batch = configs[0].training.batch_size
       rows.append((name, batch, dtype, found))
       print(f'| {name} | {batch} | {dtype} | {found[0]["state"]:.0f} | ' +
             ' | '.join(f'{f["peak"]:.0f}' for f in found) + ' |', flush=True)
