@@ -62,6 +62,11 @@ def config_a(batch, pc_steps):
   return config
 
 
+def train_optimizer():
+  """score_sde's optimizer for config A: gradient clipping at norm 1, Adam at 2e-4."""
+  return optax.chain(optax.clip_by_global_norm(1.), optax.adam(2e-4))
+
+
 def make_train_step(model, optimizer, sigma_min, sigma_max):
   """One VE-DSM + Adam step: (params, opt_state, x, key) -> (params, opt_state, loss)."""
   def loss_fn(params, x, key):
@@ -120,7 +125,7 @@ def network_rows(config, model, params, x, repeats):
   compile_fwd, fwd, _ = common.timed(lambda: forward(params, x, sigma), repeats)
   fwd_flops = common.xla_flops(forward, params, x, sigma)
 
-  optimizer = optax.chain(optax.clip_by_global_norm(1.), optax.adam(2e-4))
+  optimizer = train_optimizer()
   step = make_train_step(model, optimizer, config.model.sigma_min, config.model.sigma_max)
   state = [params, optimizer.init(params)]
   key = jax.random.key(3)

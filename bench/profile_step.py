@@ -1,9 +1,11 @@
 """Where a step's time goes: the compiled kernels of EDM's small DDPM++ train step (or forward),
 from a jax.profiler trace, summed per kernel kind and listed with the layer each comes from.
 
-  python bench/profile_step.py [--workload train_step|forward] [--batch 8] [--steps 5] [--top 20]
+  python bench/profile_step.py [--model edm|config_a] [--workload train_step|forward] [--batch 8]
+                               [--steps 5] [--top 20]
 
-The model and step are bench/edm_sampler.py's. XLA:CPU names each kernel after its fusion kind
+The model and step are bench/edm_sampler.py's (`--model config_a`: bench/model_forward.py's NCSN++
+config A and its VE-DSM + clip + Adam step). XLA:CPU names each kernel after its fusion kind
 and an index (`copy_bitcast_fusion.6`, `ynn_fusion.194`, `convolution.12`); the first table sums
 the trace's durations per kind (index dropped) over `--steps` calls, per call; the second lists
 the slowest kernels with the JAX op that produced them (the compiled HLO's `op_name`, e.g.
@@ -30,19 +32,29 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import common
 import edm_sampler
 import losses
+import model_forward
 from models import utils as mutils
 import sde_lib
 import utils
 
 
-def build(workload, batch):
+def build(model_name, workload, batch):
   """(jitted fn, args) of the workload; a train step's state is threaded through `args`."""
-  config = edm_sampler.small_ddpmpp(batch)
+  config = (edm_sampler.small_ddpmpp(batch) if model_name == 'edm'
+            else model_forward.config_a(batch, pc_steps=4))
   sde, _ = sde_lib.get_sde(config)
   model, params = mutils.init_model(jax.random.key(0), config)
   x = jax.random.normal(jax.random.key(1), (batch, 32, 32, 3))
+  sigma = np.full((batch,), 1.3, np.float32)
   if workload == 'forward':
-    return edm_sampler.forward_fn(config, model, np.full((batch,), 1.3, np.float32)), [params, x]
+    fn = (edm_sampler.forward_fn(config, model, sigma) if model_name == 'edm'
+          else jax.jit(lambda p, x: model.apply({'params': p}, x, sigma)))
+    return fn, [params, x]
+  if model_name == 'config_a':
+    optimizer = model_forward.train_optimizer()
+    fn = model_forward.make_train_step(model, optimizer, config.model.sigma_min,
+                                       config.model.sigma_max)
+    return fn, [params, optimizer.init(params), x, jax.random.key(3)]
   fn, optimizer = edm_sampler.train_step_fn(config, sde, model)
   return fn, [losses.init_train_state(params, optimizer), x[None], jax.random.key(3)]
 
@@ -50,7 +62,7 @@ def build(workload, batch):
 def call(fn, args):
   out = fn(*args)
   if isinstance(out, tuple):          # a train step: the new state replaces the donated one
-    args[0] = out[0]
+    args[:len(out) - 1] = out[:-1]
   jax.block_until_ready(out)
 
 
@@ -86,18 +98,19 @@ def kernel_times(fn, args, steps, kernels):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+  parser.add_argument('--model', choices=('edm', 'config_a'), default='edm')
   parser.add_argument('--workload', choices=('train_step', 'forward'), default='train_step')
   parser.add_argument('--batch', type=int, default=8)
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--top', type=int, default=20)
   args = parser.parse_args(argv)
   utils.configure_cpu()
-  fn, fn_args = build(args.workload, args.batch)
+  fn, fn_args = build(args.model, args.workload, args.batch)
   names = op_names(fn, fn_args)
   _, wall_min, wall_median = common.timed(lambda: call(fn, fn_args), 10)
   times = kernel_times(fn, fn_args, args.steps, names)
   total = sum(times.values())
-  print(f'{args.workload}, batch {args.batch}: wall min {1e3 * wall_min:.1f} ms, median '
+  print(f'{args.model} {args.workload}, batch {args.batch}: wall min {1e3 * wall_min:.1f} ms, median '
         f'{1e3 * wall_median:.1f} ms; kernels {total:.1f} ms per call ({len(times)} kernels)')
   kinds, counts = collections.Counter(), collections.Counter()
   for name, ms in times.items():

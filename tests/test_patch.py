@@ -97,7 +97,8 @@ def test_patch_sizes_follow_the_reference_law_and_depend_only_on_the_step():
 
 def _train(config, n_steps, seen):
   """`n_steps` optimizer steps of run_lib's train step on fixed digits; `seen` gets the patch
-  divisor each step ran (at run time) and 'trace' once per compilation."""
+  divisor each step ran (at run time) and 'trace' once per compilation. Returns the parameters
+  after each call."""
   built = run_lib.build(config)
   def loss_fn(rng, model_fn, x, patch=1):
     seen.append('trace')
@@ -106,21 +107,25 @@ def _train(config, n_steps, seen):
   run = dataclasses.replace(built, loss_fn=loss_fn)
   fns, state, n = run_lib.make_train_fns(run), run_lib.init_state(run), config.training.n_jitted_steps
   batch = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (n, 2, R, R, 3)), jnp.float32)
+  params = []
   for step in range(0, n_steps, n):
     state, _ = fns.train_step(state, batch, streams.run_key(config), step)
+    params.append(jax.tree.map(np.asarray, state.params))   # the state is donated
   jax.effects_barrier()
-  return state
+  return params
 
 
 def test_the_train_step_compiles_once_per_size_runs_the_scheduled_sizes_and_ignores_grouping():
   config, seen = _config(real_p=0.5), []
-  state = _train(config, 8, seen)
+  single = _train(config, 8, seen)
   ran = [s for s in seen if s != 'trace']
-  assert tuple(ran) == losses.patch_schedule(config)(0, 8) and len(set(ran)) == 3
+  schedule = losses.patch_schedule(config)(0, 8)
+  assert tuple(ran) == schedule and len(set(ran)) == 3
   assert seen.count('trace') == 3                             # one compilation per size
-  config.training.n_jitted_steps = 2
-  grouped = _train(config, 8, [])
-  for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(grouped.params)):
+  assert schedule[0] != schedule[1]       # the grouped call below scans over two sizes
+  config.training.n_jitted_steps = 2      # (each grouped size pair compiles once more: 2 steps)
+  grouped = _train(config, 2, [])
+  for a, b in zip(jax.tree.leaves(single[1]), jax.tree.leaves(grouped[0])):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
