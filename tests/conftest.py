@@ -1,18 +1,33 @@
 """Run tests from the repository root's modules; keep JAX on the CPU and in float32."""
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+# One JAX compilation cache per test run, made by the first process that imports this file (the
+# xdist controller) and inherited by its workers and every subprocess they start: tests that
+# compile the same tiny step (main.py runs, shared fixtures) compile it once. ~20% off the
+# pipeline, eval and controllable test files on a 2-core AMD EPYC (6m34s -> 5m14s).
+_OWN_CACHE = 'JAX_COMPILATION_CACHE_DIR' not in os.environ
+if _OWN_CACHE:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='scoreflow-jax-cache-')
 
 import paths  # noqa: E402  pylint: disable=wrong-import-position
 import utils  # noqa: E402  pylint: disable=wrong-import-position
 
 paths.configure()       # as main.py does, before the first path operation
 utils.configure_cpu()   # as main.py does, before any test starts JAX's backend
+
+
+def pytest_unconfigure(config):
+  """The process that made the run's compilation cache removes it."""
+  if _OWN_CACHE and not hasattr(config, 'workerinput'):
+    shutil.rmtree(os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):
