@@ -46,15 +46,15 @@ def build(model_name, workload, batch):
   model, params = mutils.init_model(jax.random.key(0), config)
   x = jax.random.normal(jax.random.key(1), (batch, 32, 32, 3))
   sigma = np.full((batch,), 1.3, np.float32)
-  if workload == 'forward':
-    fn = (edm_sampler.forward_fn(config, model, sigma) if model_name == 'edm'
-          else jax.jit(lambda p, x: model.apply({'params': p}, x, sigma)))
-    return fn, [params, x]
   if model_name == 'config_a':
+    if workload == 'forward':
+      return jax.jit(lambda p, x: model.apply({'params': p}, x, sigma)), [params, x]
     optimizer = model_forward.train_optimizer()
     fn = model_forward.make_train_step(model, optimizer, config.model.sigma_min,
                                        config.model.sigma_max)
     return fn, [params, optimizer.init(params), x, jax.random.key(3)]
+  if workload == 'forward':
+    return edm_sampler.forward_fn(config, model, sigma), [params, x]
   fn, optimizer = edm_sampler.train_step_fn(config, sde, model)
   return fn, [losses.init_train_state(params, optimizer), x[None], jax.random.key(3)]
 

@@ -123,7 +123,7 @@ def test_the_train_step_compiles_once_per_size_runs_the_scheduled_sizes_and_igno
   assert tuple(ran) == schedule and len(set(ran)) == 3
   assert seen.count('trace') == 3                             # one compilation per size
   assert schedule[0] != schedule[1]       # the grouped call below scans over two sizes
-  config.training.n_jitted_steps = 2      # (each grouped size pair compiles once more: 2 steps)
+  config.training.n_jitted_steps = 2      # one call of two steps: one more compilation
   grouped = _train(config, 2, [])
   for a, b in zip(jax.tree.leaves(single[1]), jax.tree.leaves(grouped[0])):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
