@@ -239,7 +239,7 @@ def test_inception_path_shards_pads_and_scores(tmp_path, pixels):
   4; FID / IS (eval.is_convention = 'tfgan') / KID equal evaluation.sample_metrics of the same
   features in one piece."""
   np.savez(tmp_path / 'samples.npz', samples=pixels)
-  env = {**ENV, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  env = {**ENV, 'XLA_FLAGS': f"{ENV.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"}
   out = subprocess.run([sys.executable, '-c', SHARDED, str(tmp_path / 'w'),
                         str(tmp_path / 'samples.npz'), str(tmp_path / 'ref.npz')], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=300)

@@ -117,6 +117,7 @@ def _train(config, n_steps, seen):
 
 def test_the_train_step_compiles_once_per_size_runs_the_scheduled_sizes_and_ignores_grouping():
   config, seen = _config(real_p=0.5), []
+  config.model.ch_mult, config.model.attn_resolutions = (1,), ()   # 4 compilations: keep them small
   single = _train(config, 8, seen)
   ran = [s for s in seen if s != 'trace']
   schedule = losses.patch_schedule(config)(0, 8)
