@@ -1,13 +1,13 @@
 """Every file under configs/ runs one shrunk train step and one sample step (style habit 7).
 
 `quicktest.shrink` makes each config tiny (DIGITS data at 8 px, or 16 px for RefineNets). The
-whole sweep (49 files, ~30 s each on 2 CPU cores) is marked `slow`; by default four configs run,
+whole sweep (49 files, ~30 s each on 2 CPU cores) is marked `slow`; by default three configs run,
 each with a different loss and sampler: NCSN++ (continuous VE DSM, reverse diffusion + Langevin),
-STF (a reference batch of twice the batch through the data pipeline, EDM loss, Heun), Patch
-Diffusion (patches and coordinates, full-size Heun) and class-conditional EDM (labels through the
-pipeline, non-leaky augmentation). EDM (precond, loss, Heun) and DDPM++ run in
-tests/test_pipeline.py; the DDPM and NCSNv2 networks and their samplers have their own tests
-(test_models, test_refinenet, test_sampling). A last test takes one train step of the VE config on
+STF (a reference batch of twice the batch through the data pipeline, EDM loss, Heun) and Patch
+Diffusion (patches and coordinates, full-size Heun). EDM (precond, loss, Heun) and DDPM++ run in
+tests/test_pipeline.py; class-conditional EDM's labels through the pipeline in test_dataset_tool,
+its training and sampling in test_conditional, its augmentation in test_augment; the DDPM and NCSNv2 networks and their samplers have their own
+tests (test_models, test_refinenet, test_sampling). A last test takes one train step of the VE config on
 CIFAR-10 through tfds (mocked).
 The rest are skipped unless SCOREFLOW_SLOW_TESTS=1: `SCOREFLOW_SLOW_TESTS=1 pytest -m slow
 tests/test_all_configs.py` runs the whole sweep.
@@ -34,7 +34,7 @@ CONFIGS = sorted(os.path.relpath(p, ROOT)
                  for p in glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'), recursive=True)
                  if os.path.basename(p) not in LIBRARY)
 DEFAULT = {'configs/ve/cifar10_ncsnpp_continuous.py', 'configs/stf/cifar10_ncsnpp.py',
-           'configs/patch/celeba64_ddpmpp.py', 'configs/edm/cifar10_ddpmpp_cond.py'}
+           'configs/patch/celeba64_ddpmpp.py'}
 
 
 def _load(path):

@@ -1,14 +1,17 @@
-"""bench/digits_table.py --smoke (the CI run of the table): a small network trained for a second
-in two rows (EDM with and without Epsilon Scaling, PFGM++ D = 128), sampled, scored, and the
-table and both figures written."""
+"""bench/digits_table.py --smoke: a small network trained for a second in two rows (EDM with and
+without Epsilon Scaling, PFGM++ D = 128), sampled, scored, and the table and both figures written
+(marked slow: ~90 s of compilations on 2 cores; SCOREFLOW_SLOW_TESTS=1 runs it)."""
 import os
 import sys
+
+import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'bench'))
 import digits_table  # noqa: E402  pylint: disable=wrong-import-position
 
 
+@pytest.mark.slow
 def test_smoke_rows_write_the_table_and_figures(tmp_path):
   out = str(tmp_path / 'table')
   rows = digits_table.main(['--smoke', '--budget_s', '1', '--out', out])
