@@ -6,9 +6,10 @@ each with a different loss and sampler: NCSN++ (continuous VE DSM, reverse diffu
 STF (a reference batch of twice the batch through the data pipeline, EDM loss, Heun) and Patch
 Diffusion (patches and coordinates, full-size Heun). EDM (precond, loss, Heun) and DDPM++ run in
 tests/test_pipeline.py; class-conditional EDM's labels through the pipeline in test_dataset_tool,
-its training and sampling in test_conditional, its augmentation in test_augment; the DDPM and NCSNv2 networks and their samplers have their own
-tests (test_models, test_refinenet, test_sampling). A last test takes one train step of the VE config on
-CIFAR-10 through tfds (mocked).
+its training and sampling in test_conditional, its augmentation in test_augment; the DDPM and
+NCSNv2 networks and their samplers have their own tests (test_models, test_refinenet,
+test_sampling). A last test takes one train step of the VE config on CIFAR-10 through tfds
+(mocked).
 The rest are skipped unless SCOREFLOW_SLOW_TESTS=1: `SCOREFLOW_SLOW_TESTS=1 pytest -m slow
 tests/test_all_configs.py` runs the whole sweep.
 """
