@@ -69,8 +69,8 @@ def test_seeds_do_not_depend_on_batch_or_devices(tmp_path, built):
                                       batch)
     assert written == SEEDS
   assert os.path.exists(tmp_path / 'b4' / '000000' / '000015.png')
-  env = dict(os.environ, PYTHONPATH=ROOT,   # the run's XLA settings and 8 host devices
-             XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8")
+  devices = '--xla_force_host_platform_device_count=8'   # on top of the run's XLA settings
+  env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {devices}")
   script = tmp_path / 'gen.py'
   script.write_text(SCRIPT)
   subprocess.run([sys.executable, str(script), str(tmp_path / 'd8'), '8', '16'], check=True,
