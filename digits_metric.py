@@ -5,8 +5,9 @@ divided by 16), shared with the input pipeline. The classifier (`DigitsMLP`) is 
 train split; its 64-d penultimate features play Inception's part. They were fitted to the train
 images, so images in their style (samples of a model of them) can score nearer the train split
 than the held-out test digits do (median nearest-training-image distance: 1.15 for a test
-digit, 1.00 for a train digit to the other train digits); the classifier's confidence and the
-pixel distances show what the features miss.
+digit, 1.00 for a train digit to the other train digits), and the last 297 digits are not an iid
+draw of the first 1500 (bench/digits_reference.py measures both effects); the classifier's
+confidence and the pixel distances show what the features miss.
 
   digits_fd(images, params)   Fréchet distance (Heusel+17) of all `images` vs the train split
   DigitsReference(params)     --mode=eval's digits metrics (eval_lib.sample_scorer): each model
@@ -63,10 +64,13 @@ class DigitsMLP(nn.Module):
     return nn.Dense(10)(nn.relu(features)), features
 
 
-def train_digits_classifier(seed=0, steps=400, learning_rate=3e-3):
-  """Train `DigitsMLP` on the train split: full batch, Adam, fixed seed and steps (a few s on CPU)."""
-  data = digits_split()
-  x, y = jnp.asarray(data['train_images']), jnp.asarray(data['train_labels'])
+def train_digits_classifier(seed=0, steps=400, learning_rate=3e-3, images=None, labels=None):
+  """Train `DigitsMLP` on the train split (or on `images` [N, 8, 8, 1] in [0, 1] with `labels`):
+  full batch, Adam, fixed seed and steps (a few s on CPU)."""
+  if images is None:
+    data = digits_split()
+    images, labels = data['train_images'], data['train_labels']
+  x, y = jnp.asarray(images), jnp.asarray(labels)
   model = DigitsMLP()
   params = model.init(jax.random.key(seed), x[:1])['params']
   opt = optax.adam(learning_rate)

@@ -3,6 +3,8 @@ split against deliberately degraded sets at equal n, each degradation caught by 
 for it (blur, noise: FD and KID; one-class collapse: the class histogram; copies of training
 images: the memorisation measure, while FD looks better than real data)."""
 import itertools
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +13,8 @@ import scipy.ndimage
 import datasets
 import digits_metric as dm
 import evaluation
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
@@ -142,3 +146,15 @@ def test_comparison_line(ref, split):
   share = m['digits_confident_share']
   assert f'confident (p>=0.9) {share:.3f} vs {share:.3f}' in line
   assert 'classes covered 10 vs 10' in line
+
+
+def test_the_real_test_split_is_farther_from_train_than_iid_real_digits():
+  """bench/digits_reference.py: the test split (sklearn's last 297 digits) is not an iid draw of
+  the train digits, and the classifier has seen every train digit: at n = 297, in-sample train
+  digits < held-out iid train digits < the test split, by FD and KID under one classifier."""
+  sys.path.insert(0, os.path.join(ROOT, 'bench'))
+  import digits_reference  # pylint: disable=import-outside-toplevel
+  (_, _, fd_real, kid_real, _), (_, _, fd_in, kid_in, _), (_, _, fd_test, kid_test, _), \
+      (_, _, fd_held, kid_held, _), _ = digits_reference.rows(seed=0)
+  assert fd_in < fd_held < fd_test < fd_real
+  assert kid_in < kid_held < kid_test < kid_real

@@ -2,11 +2,12 @@
 
 Command: python main.py --config=configs/quickstart/digits.py --mode=train --workdir=W
 Expected: clean digits in W/samples/iter_1500.png; `--mode=eval` scores them against the real test
-split at n = 297 (digits_metric). Measured 2026-12-02 from a fresh clone, idle 2-core Intel(R)
-Xeon(R) Processor: 748,737 params, train 4 min 21 s wall (compile included), eval 4 min 24 s.
-Step 1500, 891 samples, model vs real: FD 2.99 vs 13.33, KID -2.2±25 vs 121±54, p≥0.9 share
-0.910 vs 0.933, 10 vs 10 classes, nearest-train L2 median 1.23 vs 1.15, 0.3% vs 1% near-copies;
-4.42 bits/dim. The features put samples nearer train than the test digits; classifier a bit below.
+split at n = 297 (digits_metric). Measured 2026-12-03 from a fresh clone, idle 2-core AMD EPYC:
+748,737 params, train 3 min 14 s wall (compile included), eval 3 min 32 s (Intel Xeon 2026-12-02:
+4 min 21 s, 4 min 24 s). Step 1500, 891 samples, model vs real: FD 2.90 vs 13.33, KID -1.4±28 vs
+121±54, p≥0.9 share 0.905 vs 0.929, 10 vs 10 classes, nearest-train L2 median 1.22 vs 1.15, 0.2% vs
+1% near-copies; 4.43 bits/dim. The test split is not an iid draw of the train digits; 297 train
+digits score FD 3.42, KID 2±24 (bench/digits_reference.py). The classifier a bit below real.
 Recipe: EDM's EMA ramp-up (constant 0.999 from init: FD 7.1, confident 0.80, noisy digits), one
 residual block (-26% CPU, as good), Adam 2e-3 (1e-3: confident 0.87); 2000 steps or 40 sampler
 steps: no gain. Data: 1500 train / 297 test digits (datasets.DIGITS), centered, no flips.
