@@ -22,7 +22,6 @@ then (x - 128) / 128).
 """
 import os
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -119,10 +118,11 @@ def export_inception_npz(weights, path):
   paths.save_npz(path, preprocessing=np.array(weights['preprocessing']), **flat)
 
 
-def unflatten_params(flat):
+def unflatten_params(flat, sep='/'):
+  """{'a/b/c': v} (keys joined by `sep`) -> the nested {'a': {'b': {'c': v}}}."""
   tree = {}
   for k, v in flat.items():
-    *head, last = k.split('/')
+    *head, last = k.split(sep)
     node = tree
     for h in head:
       node = node.setdefault(h, {})

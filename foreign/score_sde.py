@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from evaluation import unflatten_params
 from foreign import score_sde_refinenet  # pylint: disable=unused-import   # registers ncsn*
 from foreign import torch_pickle
 from foreign.converters import CONVERTERS, Converter, register_converter, strip_prefix
@@ -207,20 +208,9 @@ def _build(config, source, key_of):
   return params
 
 
-def _unflatten(state_dict):
-  tree = {}
-  for key, value in state_dict.items():
-    node = tree
-    *parents, leaf = key.split('.')
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = value
-  return tree
-
-
 def unet_from_pytorch(state_dict, config):
   """ncsnpp / ddpm params from a score_sde_pytorch state dict (`all_modules.{i}...`)."""
-  tree = _unflatten(state_dict)
+  tree = unflatten_params(state_dict, sep='.')
   source = _Source(tree['all_modules'], from_torch=True)
   params = _build(config, source, lambda old_name, index: str(index))
   # Unconditional official PyTorch blocks still hold a temb Dense that their forward never uses.
