@@ -106,7 +106,7 @@ def test_guidance_is_ho_salimans_eq_6(net):
   f_null = _apply(model, params, x, labels, jnp.zeros_like(onehot))
   for w in (0., 1., 3.):
     config.sampling.guidance = w
-    out = sampling.conditional_model_fn(config, model, params, keys)(x, labels)
+    out = jax.jit(sampling.conditional_model_fn(config, model, params, keys))(x, labels)
     np.testing.assert_allclose(out, f_null + w * (f_class - f_null), rtol=1e-4, atol=1e-5)
   config.sampling.guidance = 1.
 
