@@ -41,7 +41,12 @@ def xla_flops(jitted, *args):
   XLA counts a while loop's body once, whatever its trip count (tests/test_bench.py pins this):
   for a sampler loop the count is one iteration's.
   """
-  cost = jitted.lower(*args).compile().cost_analysis()
+  return compiled_flops(jitted.lower(*args).compile())
+
+
+def compiled_flops(compiled):
+  """XLA's FLOP count of a compiled function (`jax.jit(f).lower(...).compile()`)."""
+  cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):     # older jaxlibs: one dict per computation
     cost = cost[0]
   return float(cost['flops'])

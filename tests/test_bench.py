@@ -83,3 +83,18 @@ def test_memory_counts_the_state_as_parameters_adam_and_ema():
   params = mutils.count_params(config)
   assert abs(found['state'] * memory.MIB - 4 * 4 * params) < 1024      # + step counters
   assert found['peak'] > found['state'] and found['temp'] > 0
+
+
+def test_dtype_speed_runs_each_row_in_its_own_process(capsys):
+  """bench/dtype_speed.py: the training run's own compiled step per dtype, a subprocess per row;
+  the first dtype is the speed-up's base, XLA's FLOP count is that of a real step."""
+  import dtype_speed  # pylint: disable=import-outside-toplevel
+  name = 'quickstart/digits'
+  rows = dtype_speed.main(['--configs', name, '--dtypes', 'float32,bfloat16', '--batch', '2',
+                           '--repeats', '1'])
+  assert [row[:2] for row in rows] == [(name, 'float32'), (name, 'bfloat16')]
+  for _, _, row in rows:
+    assert row['flops'] > 0 and row['step_s'] > 0 and row['peak_bytes'] is None   # CPU: no stats
+    assert abs(row['loss'] - rows[0][2]['loss']) < 0.05 * abs(rows[0][2]['loss'])
+  lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f'| {name}')]
+  assert len(lines) == 2 and lines[0].split(' | ')[6] == '1.00'
