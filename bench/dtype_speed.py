@@ -83,8 +83,10 @@ def run_row(args, name, dtype):
 
 def table_line(name, dtype, batch, row, base):
   peak = f'{row["peak_bytes"] / 2 ** 30:.2f}' if row['peak_bytes'] else '-'
+  rate = batch / row['step_s']
+  rate = f'{rate:.0f}' if rate >= 10 else f'{rate:.2f}'
   return (f'| {name} | {batch} | {dtype} | {row["compile_s"]:.0f} | {row["step_s"] * 1e3:.1f} | '
-          f'{batch / row["step_s"]:.0f} | {base["step_s"] / row["step_s"]:.2f} | '
+          f'{rate} | {base["step_s"] / row["step_s"]:.2f} | '
           f'{row["flops"] / row["step_s"] / 1e12:.2f} | {peak} | {row["loss"]:.4g} |')
 
 
