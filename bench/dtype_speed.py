@@ -82,7 +82,7 @@ def run_row(args, name, dtype):
 
 
 def table_line(name, dtype, batch, row, base):
-  peak = f'{row["peak_bytes"] / 2 ** 30:.2f}' if row['peak_bytes'] else '-'
+  peak = f'{row["peak_bytes"] / 1024 ** 3:.2f}' if row['peak_bytes'] else '-'
   rate = batch / row['step_s']
   rate = f'{rate:.0f}' if rate >= 10 else f'{rate:.2f}'
   return (f'| {name} | {batch} | {dtype} | {row["compile_s"]:.0f} | {row["step_s"] * 1e3:.1f} | '
