@@ -14,7 +14,6 @@ CPU, float16/bfloat16 are emulated and slower than float32 — the table is for 
 where bfloat16/float16 matmuls and convolutions are the fast path (docs/scale.md).
 """
 import argparse
-import importlib
 import json
 import os
 import subprocess
@@ -28,21 +27,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
 import common
+import memory
 import run_lib
 import utils
 
 
 def load(name, dtype, remat, batch, n_jitted_steps):
-  config = importlib.import_module(f'configs.{name.replace("/", ".")}').get_config()
-  config.model.dtype, config.model.remat = dtype, remat
-  config.training.batch_size = batch or config.training.batch_size
+  """bench/memory.py's config on one device (global batch `batch`, 0: the config's)."""
+  config = memory.load(name, 1, dtype, remat, batch)
   config.training.n_jitted_steps = n_jitted_steps
   return config
 
 
 def measure_row(config, repeats):
-  """{'compile_s', 'step_s', 'flops', 'peak_bytes', 'loss', 'devices'}: one optimizer step of
-  `config`'s training run on this process's devices (n_jitted_steps steps per call)."""
+  """{'batch', 'compile_s', 'step_s', 'flops', 'peak_bytes', 'loss', 'devices'}: one optimizer
+  step of `config`'s training run on this process's devices (n_jitted_steps steps per call)."""
   run = run_lib.build(config)
   jitted = run_lib.make_train_fns(run).jitted_step
   d, t = config.data, config.training
@@ -67,7 +66,7 @@ def measure_row(config, repeats):
   _, best, _ = common.timed(step, repeats)
   stats = jax.local_devices()[0].memory_stats() or {}
   n = t.n_jitted_steps
-  return {'compile_s': compile_s, 'step_s': best / n, 'flops': flops / n,
+  return {'batch': t.batch_size, 'compile_s': compile_s, 'step_s': best / n, 'flops': flops / n,
           'peak_bytes': stats.get('peak_bytes_in_use'), 'loss': float(np.asarray(step())[-1]),
           'devices': f'{jax.local_device_count()} x {jax.local_devices()[0].device_kind}'}
 
@@ -81,7 +80,8 @@ def run_row(args, name, dtype):
   return json.loads(out.strip().splitlines()[-1])
 
 
-def table_line(name, dtype, batch, row, base):
+def table_line(name, dtype, row, base):
+  batch = row['batch']
   peak = f'{row["peak_bytes"] / 1024 ** 3:.2f}' if row['peak_bytes'] else '-'
   rate = batch / row['step_s']
   rate = f'{rate:.0f}' if rate >= 10 else f'{rate:.2f}'
@@ -112,14 +112,13 @@ def main(argv=None):
     for dtype in args.dtypes.split(','):
       row = run_row(args, name, dtype)
       base = base or row
-      batch = load(name, dtype, args.remat, args.batch, 1).training.batch_size
       if not rows:
         print(f'Train step per model.dtype on {row["devices"]} (remat {args.remat}, '
               f'n_jitted_steps {args.n_jitted_steps}); speed-up over {dtype}\n')
         print('| config | batch | dtype | compile s | ms/step | images/s | speed-up | TFLOP/s '
               '| peak GiB | loss |')
         print('|---|---|---|---|---|---|---|---|---|---|')
-      print(table_line(name, dtype, batch, row, base), flush=True)
+      print(table_line(name, dtype, row, base), flush=True)
       rows.append((name, dtype, row))
   print(f'\n({time.time() - start:.0f} s in all)')
   return rows
