@@ -75,7 +75,20 @@ def parser(doc, repeats, checkout, checkout_help, peer_default, peer_help):
   result.add_argument('--peer_python', help='a Python with torch: run bench/peers.py after us')
   result.add_argument(f'--{checkout}', help=checkout_help)
   result.add_argument('--peer', default=peer_default, help=peer_help)
+  result.add_argument('--n_jitted_steps', type=int, default=5,
+                      help='a second train-step row with this many steps per jitted call, as '
+                           'training.n_jitted_steps (the configs: 5); 1: only the 1-step row')
   return result
+
+
+def steps_per_call(n_jitted_steps):
+  """The train-step rows' steps per jitted call: 1 (the peers' loop) and --n_jitted_steps."""
+  return sorted({1, n_jitted_steps})
+
+
+TRAIN_NOTE = ('train-step rows: time and GFLOP per optimizer step; "k per call": k steps unrolled\n'
+              'in one jitted call, as training.n_jitted_steps = k (the configs: 5); the peer: one\n'
+              'step per Python iteration')
 
 
 def parse(parser_, checkout, argv):

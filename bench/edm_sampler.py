@@ -9,11 +9,14 @@ Rows, each the minimum over the repeats (the sampler: max(2, repeats // 4)):
   forward      one preconditioned forward D(x; σ) at σ = 1.3 (no dropout).
   Heun         `sampling.get_sampling_fn`: 18 steps, 35 NFE, float64 as EDM; its overhead over 35
                forwards is printed too (target ≤ 5%). GFLOP: 35 × the forward's.
-  train step   EDM loss + Adam (lr ramp) + EMA, dropout 0.13 (`losses.make_train_step`).
+  train step   EDM loss + Adam (lr ramp) + EMA, dropout 0.13 (`losses.make_train_step`), per
+               optimizer step: one row at 1 step per jitted call (the peer's loop), one at
+               --n_jitted_steps (default 5, as the configs' training.n_jitted_steps) unrolled in
+               one call, as training runs.
 Columns (bench/common.py): ours ms, peer ms, peer/ours, GFLOP (XLA), GFLOP/s, and that rate as a
 share of this machine's f32 GEMM rate measured in the same run.
 
-  python bench/edm_sampler.py [--batch 8] [--repeats 10] [--float32] \
+  python bench/edm_sampler.py [--batch 8] [--repeats 10] [--float32] [--n_jitted_steps 5] \
       [--peer_python TORCH_PYTHON --edm DIR | --peer F_S,SAMPLER_S,STEP_S]
 With --peer_python (a Python with torch) and a checkout of NVlabs/edm, bench/peers.py times
 EDM's own network, EDMLoss and an Algorithm 2 loop over it right after us, with the same batch
@@ -25,6 +28,7 @@ import os
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -67,8 +71,26 @@ def train_step_fn(config, sde, model):
   return step, optimizer
 
 
-def measure(config, repeats):
-  """[(name, seconds, workload, flops)] of the forward, the Heun sampler and the train step."""
+def train_rows(config, sde, model, params, x, repeats, n_jitted_steps):
+  """[(name, seconds, workload, flops)] per optimizer step, at each of
+  `common.steps_per_call(n_jitted_steps)` steps per jitted call (fresh copies of `params`)."""
+  train_step, optimizer = train_step_fn(config, sde, model)
+  rows = []
+  for n in common.steps_per_call(n_jitted_steps):
+    box = {'state': losses.init_train_state(jax.tree.map(jnp.copy, params), optimizer)}
+    xs = jnp.stack([x] * n)
+    def one_call(xs=xs, box=box):
+      box['state'], metrics = train_step(box['state'], xs, jax.random.key(3))
+      return metrics['loss']
+    seconds = common.timed(one_call, repeats)[1] / n
+    flops = common.xla_flops(train_step, box['state'], xs, jax.random.key(3)) / n
+    rows.append((f'EDM train step (loss+Adam+EMA), {n} per call', seconds, 'edm_train_step',
+                 flops))
+  return rows
+
+
+def measure(config, repeats, n_jitted_steps):
+  """[(name, seconds, workload, flops)] of the forward, the Heun sampler and the train steps."""
   sde, eps = sde_lib.get_sde(config)
   model, params = mutils.init_model(jax.random.key(0), config)
   batch = config.training.batch_size
@@ -87,19 +109,11 @@ def measure(config, repeats):
   print(f'Heun: {sampler / (nfe * forward):.3f} x {nfe} forwards (overhead '
         f'{100 * (sampler / (nfe * forward) - 1):+.1f}%, target <= +5%)')
 
-  train_step, optimizer = train_step_fn(config, sde, model)
-  box = {'state': losses.init_train_state(params, optimizer)}
-  def one_step():
-    box['state'], metrics = train_step(box['state'], x[None], jax.random.key(3))
-    return metrics['loss']
-  step = common.timed(one_step, repeats)[1]
-  step_flops = common.xla_flops(train_step, box['state'], x[None], jax.random.key(3))
-
   dtype = 'float64' if config.sampling.float64 else 'float32'
   return [('EDM forward (preconditioned)', forward, 'edm_forward', forward_flops),
           (f'EDM Heun {config.sampling.steps} steps ({nfe} NFE, {dtype})', sampler, 'edm_heun',
-           nfe * forward_flops),
-          ('EDM train step (loss + Adam + EMA)', step, 'edm_train_step', step_flops)]
+           nfe * forward_flops)] + train_rows(config, sde, model, params, x, repeats,
+                                              n_jitted_steps)
 
 
 def main(argv=None):
@@ -112,7 +126,7 @@ def main(argv=None):
   config.sampling.float64 = not args.float32
   print(f'parameters: {mutils.count_params(config):,} (NVlabs/edm small SongUNet: 1.77M), '
         f'batch {args.batch}, {common.cores()} cores')
-  rows = measure(config, args.repeats)
+  rows = measure(config, args.repeats, args.n_jitted_steps)
   gemm = common.gemm_rate()
   if args.peer_python:
     peer = common.peer_times(args.peer_python, {'edm': args.edm}, args.batch, args.repeats,
@@ -121,6 +135,7 @@ def main(argv=None):
   else:
     peer, source = common.given_peer(args.peer, WORKLOADS), f'--peer {args.peer}'
   common.print_table([(name, s, peer.get(w), f) for name, s, w, f in rows], gemm, source)
+  print(common.TRAIN_NOTE)
 
 
 if __name__ == '__main__':

@@ -5,7 +5,9 @@ Config A: ve/cifar10_ncsnpp_continuous with nf 32, 1 res block, ch_mult (1, 2, 2
 at 16, batch 8 (1,831,651 parameters). Rows, each timed as the minimum over the repeats:
   forward      the network at σ = 1 (no dropout).
   train step   score_sde's VE continuous DSM loss (½·sum over pixels, λ(t) = σ², Song+21 Eq. 7)
-               with dropout, global-norm clipping and Adam, jitted with donated state (no EMA).
+               with dropout, global-norm clipping and Adam, jitted with donated state (no EMA);
+               per optimizer step, at 1 step per jitted call (the peer's loop) and at
+               --n_jitted_steps (default 5, the config's training.n_jitted_steps) per call.
   PC step      `sampling.get_sampling_fn` as the config samples (reverse-diffusion predictor +
                Langevin corrector, snr 0.16; Song+21 Alg. 1) over N = --pc_steps noise levels,
                divided by N: 2 NFE per step. GFLOP: XLA's count of the sampler, which counts its
@@ -19,7 +21,7 @@ cost of one); the slow rows repeat max(2, repeats // 4) times. Columns (bench/co
 ms, peer ms, peer/ours, GFLOP (XLA), GFLOP/s, and that rate as a share of this machine's f32
 GEMM rate measured in the same run.
 
-  python bench/model_forward.py [--batch 8] [--repeats 20] [--pc_steps 4] \
+  python bench/model_forward.py [--batch 8] [--repeats 20] [--pc_steps 4] [--n_jitted_steps 5] \
       [--peer_python TORCH_PYTHON --score_sde_pytorch DIR | --peer FWD_S,STEP_S,PC_S,NFE_S]
 With --peer_python (a Python with torch, numpy, scipy, ml_collections) and a checkout of
 yang-song/score_sde_pytorch, bench/peers.py times the peer's own code right after us, with the
@@ -68,7 +70,8 @@ def train_optimizer():
 
 
 def make_train_step(model, optimizer, sigma_min, sigma_max):
-  """One VE-DSM + Adam step: (params, opt_state, x, key) -> (params, opt_state, loss)."""
+  """VE-DSM + Adam steps, unrolled in one jitted call as `losses.make_train_step`:
+  (params, opt_state, xs [n, B, H, W, C], key) -> (params, opt_state, losses [n])."""
   def loss_fn(params, x, key):
     k_t, k_z, k_drop = jax.random.split(key, 3)
     t = jax.random.uniform(k_t, (x.shape[0],), minval=1e-5, maxval=1.)
@@ -78,11 +81,15 @@ def make_train_step(model, optimizer, sigma_min, sigma_max):
                         rngs={'dropout': k_drop})
     return jnp.mean(0.5 * jnp.sum((score * sigma[:, None, None, None] + z) ** 2, axis=(1, 2, 3)))
 
-  def step(params, opt_state, x, key):
-    loss, grads = jax.value_and_grad(loss_fn)(params, x, key)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-  return jax.jit(step, donate_argnums=(0, 1), compiler_options=utils.train_compiler_options())
+  def steps(params, opt_state, xs, key):
+    step_losses = []
+    for i in range(xs.shape[0]):
+      loss, grads = jax.value_and_grad(loss_fn)(params, xs[i], jax.random.fold_in(key, i))
+      updates, opt_state = optimizer.update(grads, opt_state, params)
+      params = optax.apply_updates(params, updates)
+      step_losses.append(loss)
+    return params, opt_state, jnp.stack(step_losses)
+  return jax.jit(steps, donate_argnums=(0, 1), compiler_options=utils.train_compiler_options())
 
 
 def likelihood_nfe_flops(config, sde, model, params, x):
@@ -117,27 +124,29 @@ def sampling_rows(config, model, params, x, repeats):
            likelihood_nfe_flops(config, sde, model, params, x))]
 
 
-def network_rows(config, model, params, x, repeats):
-  """(name, seconds, workload, flops) of the forward pass and the train step; prints compile times.
-  The train step donates `params`: call last."""
+def network_rows(config, model, params, x, repeats, n_jitted_steps):
+  """(name, seconds, workload, flops) of the forward pass and the train steps, per optimizer step
+  at each of `common.steps_per_call(n_jitted_steps)` steps per call; prints compile times."""
   sigma = jnp.full((x.shape[0],), 1.)
   forward = jax.jit(lambda p, x, s: model.apply({'params': p}, x, s))
   compile_fwd, fwd, _ = common.timed(lambda: forward(params, x, sigma), repeats)
-  fwd_flops = common.xla_flops(forward, params, x, sigma)
-
+  rows = [('config A forward', fwd, 'ncsnpp_forward', common.xla_flops(forward, params, x, sigma))]
   optimizer = train_optimizer()
   step = make_train_step(model, optimizer, config.model.sigma_min, config.model.sigma_max)
-  state = [params, optimizer.init(params)]
-  key = jax.random.key(3)
-
-  def run_step():
-    state[0], state[1], loss = step(state[0], state[1], x, key)
-    return loss
-  compile_step, step_s, _ = common.timed(run_step, repeats)
-  step_flops = common.xla_flops(step, *state, x, key)   # after the timing: its compile is cached
-  print(f'first call incl. compile: forward {compile_fwd:.2f} s, train step {compile_step:.2f} s')
-  return [('config A forward', fwd, 'ncsnpp_forward', fwd_flops),
-          ('config A train step (DSM + clip + Adam)', step_s, 'ncsnpp_train_step', step_flops)]
+  key, compiles = jax.random.key(3), []
+  for n in common.steps_per_call(n_jitted_steps):
+    fresh = jax.tree.map(jnp.copy, params)     # the step donates its parameters
+    state, xs = [fresh, optimizer.init(fresh)], jnp.stack([x] * n)
+    def run_step(state=state, xs=xs):
+      state[0], state[1], step_losses = step(state[0], state[1], xs, key)
+      return step_losses
+    compile_step, step_s, _ = common.timed(run_step, repeats)
+    flops = common.xla_flops(step, *state, xs, key)   # after the timing: its compile is cached
+    compiles.append(f'{n} per call {compile_step:.2f} s')
+    rows.append((f'config A train step (DSM+Adam), {n} per call', step_s / n,
+                 'ncsnpp_train_step', flops / n))
+  print(f'first call incl. compile: forward {compile_fwd:.2f} s, train step ' + ', '.join(compiles))
+  return rows
 
 
 def main(argv=None):
@@ -153,7 +162,7 @@ def main(argv=None):
         f'{jax.devices()[0].platform}, {common.cores()} cores')
   x = jax.random.uniform(jax.random.key(1), (args.batch, 32, 32, 3))
   rows = sampling_rows(config, model, params, x, args.repeats)
-  rows = network_rows(config, model, params, x, args.repeats) + rows
+  rows = network_rows(config, model, params, x, args.repeats, args.n_jitted_steps) + rows
   gemm = common.gemm_rate()
   if args.peer_python:
     peer = common.peer_times(args.peer_python, {'score_sde_pytorch': args.score_sde_pytorch},
@@ -163,6 +172,7 @@ def main(argv=None):
   else:
     peer, source = common.given_peer(args.peer, WORKLOADS), f'--peer {args.peer}'
   common.print_table([(name, s, peer.get(w), f) for name, s, w, f in rows], gemm, source)
+  print(common.TRAIN_NOTE)
 
 
 if __name__ == '__main__':

@@ -52,7 +52,7 @@ def build(model_name, workload, batch):
     optimizer = model_forward.train_optimizer()
     fn = model_forward.make_train_step(model, optimizer, config.model.sigma_min,
                                        config.model.sigma_max)
-    return fn, [params, optimizer.init(params), x, jax.random.key(3)]
+    return fn, [params, optimizer.init(params), x[None], jax.random.key(3)]
   if workload == 'forward':
     return edm_sampler.forward_fn(config, model, sigma), [params, x]
   fn, optimizer = edm_sampler.train_step_fn(config, sde, model)
