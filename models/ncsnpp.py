@@ -50,6 +50,45 @@ class NCSNpp(nn.Module):
     temb = nn.Dense(4 * m.nf, kernel_init=default_init(), name='temb_1')(act(temb))
     return temb, sigmas
 
+  def _rescaled_sum(self, a, b):
+    """Song+21 App. H: residual sums are divided by √2 when `model.skip_rescale`."""
+    return (a + b) / math.sqrt(2.) if self.config.model.skip_rescale else a + b
+
+  def _input_pyramid(self, level, h, pyramid_in, resample):
+    """`model.progressive_input` after downsampling level `level`: (h, the input pyramid)."""
+    m, dtype = self.config.model, resample['dtype']
+    mode = m.progressive_input.lower()
+    if mode == 'input_skip':  # Karras+20 input skips
+      pyramid_in = layerspp.Downsample(**resample, name=f'down_{level}_pyramid_down')(pyramid_in)
+      h = layerspp.Combine(m.progressive_combine.lower(), dtype=dtype,
+                           name=f'down_{level}_combine')(pyramid_in, h)
+    elif mode == 'residual':
+      pyramid_in = layerspp.Downsample(out_ch=h.shape[-1], with_conv=True, **resample,
+                                       name=f'down_{level}_pyramid_down')(pyramid_in)
+      h = pyramid_in = self._rescaled_sum(pyramid_in, h)
+    return h, pyramid_in
+
+  def _output_pyramid(self, level, h, pyramid, resample):
+    """`model.progressive` at upsampling level `level`: (h, the output pyramid)."""
+    m, dtype = self.config.model, resample['dtype']
+    mode, top = m.progressive.lower(), level == len(m.ch_mult) - 1
+    act = layers.get_act(self.config)
+    if mode == 'output_skip':  # Karras+20 output skips, summed through FIR upsampling
+      if not top:
+        pyramid = layerspp.Upsample(**resample, name=f'up_{level}_pyramid_up')(pyramid)
+      head = act(group_norm(h.shape[-1], pp_groups, name=f'up_{level}_pyramid_norm')(h))
+      head = conv3x3(self.config.data.num_channels, m.init_scale,
+                     name=f'up_{level}_pyramid_conv', dtype=dtype)(head)
+      pyramid = head if top else pyramid + head
+    elif mode == 'residual' and top:
+      pyramid = act(group_norm(h.shape[-1], pp_groups, name=f'up_{level}_pyramid_norm')(h))
+      pyramid = conv3x3(h.shape[-1], name=f'up_{level}_pyramid_conv', dtype=dtype)(pyramid)
+    elif mode == 'residual':
+      pyramid = layerspp.Upsample(out_ch=h.shape[-1], with_conv=True, **resample,
+                                  name=f'up_{level}_pyramid_up')(pyramid)
+      h = pyramid = self._rescaled_sum(pyramid, h)
+    return h, pyramid
+
   @nn.compact
   def __call__(self, x, labels, train=False, cond=None):
     m, channels = self.config.model, self.config.data.num_channels   # x may hold coords
@@ -57,7 +96,7 @@ class NCSNpp(nn.Module):
     act = layers.get_act(self.config)
     nf, ch_mult, n_res = m.nf, tuple(m.ch_mult), m.num_res_blocks
     biggan = m.resblock_type.lower() == 'biggan'
-    progressive, progressive_input = m.progressive.lower(), m.progressive_input.lower()
+    progressive = m.progressive.lower()
     skip_rescale, dtype = m.skip_rescale, precision.compute_dtype(self.config)
     resample = dict(fir=m.fir, fir_kernel=tuple(m.fir_kernel), dtype=dtype)
     attn = functools.partial(remat(layerspp.AttnBlockpp, self.config), init_scale=m.init_scale,
@@ -69,9 +108,6 @@ class NCSNpp(nn.Module):
     else:
       res = functools.partial(remat(layerspp.ResnetBlockDDPMpp, self.config, static_argnums=(3,)),
                               **common, dtype=dtype)
-
-    def rescaled_sum(a, b):  # Song+21 App. H: residual sums are divided by √2
-      return (a + b) / math.sqrt(2.) if skip_rescale else a + b
 
     temb, sigmas = self._embed(labels, cond, train)
     if not self.config.data.centered:
@@ -92,14 +128,7 @@ class NCSNpp(nn.Module):
         h = res(down=True, name=f'down_{level}_resample')(hs[-1], temb, train)
       else:
         h = layerspp.Downsample(with_conv=m.resamp_with_conv, **resample, name=f'down_{level}_resample')(hs[-1])
-      if progressive_input == 'input_skip':  # Karras+20 input skips
-        pyramid_in = layerspp.Downsample(**resample, name=f'down_{level}_pyramid_down')(pyramid_in)
-        h = layerspp.Combine(m.progressive_combine.lower(), dtype=dtype,
-                             name=f'down_{level}_combine')(pyramid_in, h)
-      elif progressive_input == 'residual':
-        pyramid_in = layerspp.Downsample(out_ch=h.shape[-1], with_conv=True, **resample,
-                                         name=f'down_{level}_pyramid_down')(pyramid_in)
-        h = pyramid_in = rescaled_sum(pyramid_in, h)
+      h, pyramid_in = self._input_pyramid(level, h, pyramid_in, resample)
       hs.append(h)
 
     h = res(name='mid_res_0')(hs[-1], temb, train)
@@ -114,20 +143,7 @@ class NCSNpp(nn.Module):
             jnp.concatenate([h, hs.pop()], axis=-1), temb, train)
       if (size >> level) in m.attn_resolutions:   # by level, as SongUNet (patches too)
         h = attn(name=f'up_{level}_attn')(h)
-      top = level == len(ch_mult) - 1
-      if progressive == 'output_skip':  # Karras+20 output skips, summed through FIR upsampling
-        if not top:
-          pyramid = layerspp.Upsample(**resample, name=f'up_{level}_pyramid_up')(pyramid)
-        head = act(group_norm(h.shape[-1], pp_groups, name=f'up_{level}_pyramid_norm')(h))
-        head = conv3x3(channels, m.init_scale, name=f'up_{level}_pyramid_conv', dtype=dtype)(head)
-        pyramid = head if top else pyramid + head
-      elif progressive == 'residual' and top:
-        pyramid = act(group_norm(h.shape[-1], pp_groups, name=f'up_{level}_pyramid_norm')(h))
-        pyramid = conv3x3(h.shape[-1], name=f'up_{level}_pyramid_conv', dtype=dtype)(pyramid)
-      elif progressive == 'residual':
-        pyramid = layerspp.Upsample(out_ch=h.shape[-1], with_conv=True, **resample,
-                                    name=f'up_{level}_pyramid_up')(pyramid)
-        h = pyramid = rescaled_sum(pyramid, h)
+      h, pyramid = self._output_pyramid(level, h, pyramid, resample)
       if level != 0:
         if biggan:
           h = res(up=True, name=f'up_{level}_resample')(h, temb, train)
