@@ -95,6 +95,8 @@ def parse(parser_, checkout, argv):
   args = parser_.parse_args(argv)
   if args.peer_python and not getattr(args, checkout):
     parser_.error(f'--peer_python needs --{checkout}')
+  if args.n_jitted_steps < 1:
+    parser_.error(f'--n_jitted_steps {args.n_jitted_steps}: steps per jitted call must be >= 1')
   return args
 
 

@@ -11,6 +11,7 @@ import pytest
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'bench')
 sys.path.insert(0, BENCH)
 import common  # noqa: E402  pylint: disable=wrong-import-position
+from configs import default_lib  # noqa: E402  pylint: disable=wrong-import-position
 from configs import quicktest  # noqa: E402  pylint: disable=wrong-import-position
 from configs.quickstart import digits  # noqa: E402  pylint: disable=wrong-import-position
 from models import utils as mutils  # noqa: E402  pylint: disable=wrong-import-position
@@ -57,6 +58,16 @@ def test_given_peer_and_row():
   assert line.split()[1:] == ['10.0', '20.0', '2.00', '1.00', '100.0', '50.0%']
   assert common.row('step', 0.01, None, None, gemm=2e11).split()[1:] == ['10.0', '-', '-', '-',
                                                                           '-', '-']
+
+
+def test_train_rows_are_one_and_n_steps_per_call_and_n_is_checked(capsys):
+  parser = common.parser('doc', 10, 'edm', 'checkout', '1,2,3', 'peer seconds')
+  trains_with = default_lib.get_base_config().training.n_jitted_steps    # the paper configs' 5
+  assert common.parse(parser, 'edm', []).n_jitted_steps == trains_with
+  assert common.steps_per_call(5) == [1, 5] and common.steps_per_call(1) == [1]
+  with pytest.raises(SystemExit):
+    common.parse(parser, 'edm', ['--n_jitted_steps', '0'])
+  assert '--n_jitted_steps 0' in capsys.readouterr().err
 
 
 def test_profile_step_finds_each_kernel_and_the_op_it_comes_from():
