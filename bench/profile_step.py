@@ -2,7 +2,7 @@
 from a jax.profiler trace, summed per kernel kind and listed with the layer each comes from.
 
   python bench/profile_step.py [--model edm|config_a] [--workload train_step|forward] [--batch 8]
-                               [--steps 5] [--top 20]
+                               [--steps 5] [--top 20] [--per_call 1]
 
 The model and step are bench/edm_sampler.py's (`--model config_a`: bench/model_forward.py's NCSN++
 config A and its VE-DSM + clip + Adam step). XLA:CPU names each kernel after its fusion kind
@@ -11,7 +11,8 @@ the trace's durations per kind (index dropped) over `--steps` calls, per call; t
 the slowest kernels with the JAX op that produced them (the compiled HLO's `op_name`, e.g.
 `transpose(jvp(NCSNpp))/up_1_resample/skip/transpose`: the backward pass of a 1×1 skip). Kernels
 of the two cores overlap, so the per-kind sums can exceed the wall time of a step; read shares,
-and compare runs only back to back (docs/performance.md).
+and compare runs only back to back (docs/performance.md). `--per_call k`: a train step runs k
+optimizer steps per jitted call, as `training.n_jitted_steps`; the times are per optimizer step.
 """
 import argparse
 import collections
@@ -24,6 +25,7 @@ import sys
 import tempfile
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -38,25 +40,27 @@ import sde_lib
 import utils
 
 
-def build(model_name, workload, batch):
-  """(jitted fn, args) of the workload; a train step's state is threaded through `args`."""
+def build(model_name, workload, batch, per_call=1):
+  """(jitted fn, args) of the workload; a train step's state is threaded through `args` and
+  runs `per_call` optimizer steps per call."""
   config = (edm_sampler.small_ddpmpp(batch) if model_name == 'edm'
             else model_forward.config_a(batch, pc_steps=4))
   sde, _ = sde_lib.get_sde(config)
   model, params = mutils.init_model(jax.random.key(0), config)
   x = jax.random.normal(jax.random.key(1), (batch, 32, 32, 3))
   sigma = np.full((batch,), 1.3, np.float32)
+  xs = jnp.stack([x] * per_call)
   if model_name == 'config_a':
     if workload == 'forward':
       return jax.jit(lambda p, x: model.apply({'params': p}, x, sigma)), [params, x]
     optimizer = model_forward.train_optimizer()
     fn = model_forward.make_train_step(model, optimizer, config.model.sigma_min,
                                        config.model.sigma_max)
-    return fn, [params, optimizer.init(params), x[None], jax.random.key(3)]
+    return fn, [params, optimizer.init(params), xs, jax.random.key(3)]
   if workload == 'forward':
     return edm_sampler.forward_fn(config, model, sigma), [params, x]
   fn, optimizer = edm_sampler.train_step_fn(config, sde, model)
-  return fn, [losses.init_train_state(params, optimizer), x[None], jax.random.key(3)]
+  return fn, [losses.init_train_state(params, optimizer), xs, jax.random.key(3)]
 
 
 def call(fn, args):
@@ -103,15 +107,21 @@ def main(argv=None):
   parser.add_argument('--batch', type=int, default=8)
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--top', type=int, default=20)
+  parser.add_argument('--per_call', type=int, default=1,
+                      help='train step: optimizer steps per jitted call (training.n_jitted_steps)')
   args = parser.parse_args(argv)
   utils.configure_cpu()
-  fn, fn_args = build(args.model, args.workload, args.batch)
+  per_call = args.per_call if args.workload == 'train_step' else 1
+  fn, fn_args = build(args.model, args.workload, args.batch, per_call)
   names = op_names(fn, fn_args)
   _, wall_min, wall_median = common.timed(lambda: call(fn, fn_args), 10)
-  times = kernel_times(fn, fn_args, args.steps, names)
+  times = collections.Counter({name: ms / per_call for name, ms in
+                               kernel_times(fn, fn_args, args.steps, names).items()})
+  wall_min, wall_median = wall_min / per_call, wall_median / per_call
   total = sum(times.values())
-  print(f'{args.model} {args.workload}, batch {args.batch}: wall min {1e3 * wall_min:.1f} ms, median '
-        f'{1e3 * wall_median:.1f} ms; kernels {total:.1f} ms per call ({len(times)} kernels)')
+  print(f'{args.model} {args.workload}, batch {args.batch}, {per_call} per call: wall min '
+        f'{1e3 * wall_min:.1f} ms, median {1e3 * wall_median:.1f} ms; kernels {total:.1f} ms per '
+        f'step ({len(times)} kernels)')
   kinds, counts = collections.Counter(), collections.Counter()
   for name, ms in times.items():
     kind = re.sub(r'\.\d+$', '', name)
