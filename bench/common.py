@@ -77,7 +77,7 @@ def parser(doc, repeats, checkout, checkout_help, peer_default, peer_help):
   result.add_argument('--peer', default=peer_default, help=peer_help)
   result.add_argument('--n_jitted_steps', type=int, default=5,
                       help='a second train-step row with this many steps per jitted call, as '
-                           'training.n_jitted_steps (the configs: 5); 1: only the 1-step row')
+                           'training.n_jitted_steps (the paper configs: 5); 1: only the 1-step row')
   return result
 
 
@@ -87,7 +87,7 @@ def steps_per_call(n_jitted_steps):
 
 
 TRAIN_NOTE = ('train-step rows: time and GFLOP per optimizer step; "k per call": k steps unrolled\n'
-              'in one jitted call, as training.n_jitted_steps = k (the configs: 5); the peer: one\n'
+              'in one jitted call, as training.n_jitted_steps = k (paper configs: 5); the peer: one\n'
               'step per Python iteration')
 
 

@@ -110,6 +110,8 @@ def main(argv=None):
   parser.add_argument('--per_call', type=int, default=1,
                       help='train step: optimizer steps per jitted call (training.n_jitted_steps)')
   args = parser.parse_args(argv)
+  if args.per_call < 1:
+    parser.error(f'--per_call {args.per_call}: steps per jitted call must be >= 1')
   utils.configure_cpu()
   per_call = args.per_call if args.workload == 'train_step' else 1
   fn, fn_args = build(args.model, args.workload, args.batch, per_call)
