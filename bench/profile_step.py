@@ -12,7 +12,9 @@ the slowest kernels with the JAX op that produced them (the compiled HLO's `op_n
 `transpose(jvp(NCSNpp))/up_1_resample/skip/transpose`: the backward pass of a 1×1 skip). Kernels
 of the two cores overlap, so the per-kind sums can exceed the wall time of a step; read shares,
 and compare runs only back to back (docs/performance.md). `--per_call k`: a train step runs k
-optimizer steps per jitted call, as `training.n_jitted_steps`; the times are per optimizer step.
+optimizer steps per jitted call, as `training.n_jitted_steps`; the times are per optimizer step,
+and its kernel spans undercount the work (docs/performance.md, "Steps per call"): compare them
+only with other k-per-call profiles.
 """
 import argparse
 import collections
