@@ -35,6 +35,22 @@ def timed(fn, repeats):
   return first, float(np.min(times)), float(np.median(times))
 
 
+def threaded_call(fn, args):
+  """`fn(*args)`, blocked until ready. A train step returns (*new state, metrics): the new state
+  replaces the leading (donated) entries of the list `args`, ready for the next call."""
+  out = fn(*args)
+  if isinstance(out, tuple):
+    args[:len(out) - 1] = out[:-1]
+  return jax.block_until_ready(out)
+
+
+def per_step(train_step, args, steps_per_call, repeats):
+  """(first-call seconds, min seconds, XLA FLOPs) per optimizer step of a jitted train step that
+  runs `steps_per_call` steps per call, its state threaded through `args` (`threaded_call`)."""
+  first, best, _ = timed(lambda: threaded_call(train_step, args), repeats)
+  return first, best / steps_per_call, xla_flops(train_step, *args) / steps_per_call
+
+
 def xla_flops(jitted, *args):
   """XLA's FLOP count of the compiled `jitted(*args)` (HloCostAnalysis, after optimisation).
 

@@ -77,13 +77,9 @@ def train_rows(config, sde, model, params, x, repeats, n_jitted_steps):
   train_step, optimizer = train_step_fn(config, sde, model)
   rows = []
   for n in common.steps_per_call(n_jitted_steps):
-    box = {'state': losses.init_train_state(jax.tree.map(jnp.copy, params), optimizer)}
-    xs = jnp.stack([x] * n)
-    def one_call(xs=xs, box=box):
-      box['state'], metrics = train_step(box['state'], xs, jax.random.key(3))
-      return metrics['loss']
-    seconds = common.timed(one_call, repeats)[1] / n
-    flops = common.xla_flops(train_step, box['state'], xs, jax.random.key(3)) / n
+    state = losses.init_train_state(jax.tree.map(jnp.copy, params), optimizer)
+    _, seconds, flops = common.per_step(train_step, [state, jnp.stack([x] * n), jax.random.key(3)],
+                                        n, repeats)
     rows.append((f'EDM train step (loss+Adam+EMA), {n} per call', seconds, 'edm_train_step',
                  flops))
   return rows

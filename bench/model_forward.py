@@ -136,15 +136,11 @@ def network_rows(config, model, params, x, repeats, n_jitted_steps):
   key, compiles = jax.random.key(3), []
   for n in common.steps_per_call(n_jitted_steps):
     fresh = jax.tree.map(jnp.copy, params)     # the step donates its parameters
-    state, xs = [fresh, optimizer.init(fresh)], jnp.stack([x] * n)
-    def run_step(state=state, xs=xs):
-      state[0], state[1], step_losses = step(state[0], state[1], xs, key)
-      return step_losses
-    compile_step, step_s, _ = common.timed(run_step, repeats)
-    flops = common.xla_flops(step, *state, xs, key)   # after the timing: its compile is cached
+    compile_step, step_s, flops = common.per_step(
+        step, [fresh, optimizer.init(fresh), jnp.stack([x] * n), key], n, repeats)
     compiles.append(f'{n} per call {compile_step:.2f} s')
-    rows.append((f'config A train step (DSM+Adam), {n} per call', step_s / n,
-                 'ncsnpp_train_step', flops / n))
+    rows.append((f'config A train step (DSM+Adam), {n} per call', step_s, 'ncsnpp_train_step',
+                 flops))
   print(f'first call incl. compile: forward {compile_fwd:.2f} s, train step ' + ', '.join(compiles))
   return rows
 

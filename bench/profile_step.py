@@ -65,13 +65,6 @@ def build(model_name, workload, batch, per_call=1):
   return fn, [losses.init_train_state(params, optimizer), xs, jax.random.key(3)]
 
 
-def call(fn, args):
-  out = fn(*args)
-  if isinstance(out, tuple):          # a train step: the new state replaces the donated one
-    args[:len(out) - 1] = out[:-1]
-  jax.block_until_ready(out)
-
-
 def op_names(fn, args):
   """{HLO instruction name: the JAX op_name that produced it ('?' if none)} of the compiled
   `fn(*args)`; the trace names each kernel after its instruction."""
@@ -90,7 +83,7 @@ def kernel_times(fn, args, steps, kernels):
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
       for _ in range(steps):
-        call(fn, args)
+        common.threaded_call(fn, args)
     path = glob.glob(os.path.join(trace_dir, '**', '*.trace.json.gz'), recursive=True)[0]
     with gzip.open(path) as f:
       events = json.load(f)
@@ -118,7 +111,7 @@ def main(argv=None):
   per_call = args.per_call if args.workload == 'train_step' else 1
   fn, fn_args = build(args.model, args.workload, args.batch, per_call)
   names = op_names(fn, fn_args)
-  _, wall_min, wall_median = common.timed(lambda: call(fn, fn_args), 10)
+  _, wall_min, wall_median = common.timed(lambda: common.threaded_call(fn, fn_args), 10)
   times = collections.Counter({name: ms / per_call for name, ms in
                                kernel_times(fn, fn_args, args.steps, names).items()})
   wall_min, wall_median = wall_min / per_call, wall_median / per_call

@@ -6,6 +6,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'bench')
@@ -29,6 +30,24 @@ def test_xla_flops_counts_a_loop_body_once():
   a = jnp.ones((n, n), jnp.float32)
   loop = jax.jit(lambda a: jax.lax.fori_loop(0, 10, lambda i, x: x @ a, a))
   assert common.xla_flops(loop, a) == pytest.approx(2 * n ** 3, rel=1e-3)   # + the loop counter
+
+
+def test_per_step_divides_by_the_steps_per_call_and_threads_the_state():
+  """A toy train step of k unrolled steps w ← w + a·w: per step 2n³ (matmul) + n² (add) FLOPs,
+  plus the metric's n² sum once per call; each call starts from the state the last one returned."""
+  n, k = 32, 3
+  def train_step(w, xs):
+    for i in range(xs.shape[0]):
+      w = w + xs[i] @ w
+    return w, jnp.sum(w)
+  mix = np.full((n, n), 1. / n, np.float32)
+  args = [jnp.eye(n), jnp.asarray(np.stack([mix] * k))]
+  _, seconds, flops = common.per_step(jax.jit(train_step), args, k, repeats=2)
+  assert seconds > 0 and flops == pytest.approx(2 * n ** 3 + n ** 2 + n ** 2 / k, rel=1e-3)
+  expected = np.eye(n, dtype=np.float32)
+  for _ in range(3 * k):          # the first call and 2 timed ones, k steps each
+    expected = expected + mix @ expected
+  np.testing.assert_allclose(args[0], expected, rtol=1e-5)
 
 
 def test_peer_times_reads_the_json_line_of_the_peer_script(tmp_path):
