@@ -51,6 +51,8 @@ Sources outside JAX keys (numbers kept where they are used):
   inpainting mask   'random': NumPy default_rng(config.seed) (controllable_generation)
   metrics           IS splits and KID subsets RandomState(2020) (evaluation); the FID image subset
                     RandomState(0) (fid, EDM's); the digits classifier's init key(0) (digits_metric)
+  digits split      the 297 test digits: NumPy default_rng(0).permutation(1797)[:297]
+                    (datasets.DIGITS_SPLIT_SEED, digits_split)
 
 Devices: one 1-D mesh 'data' over all devices of all processes (`data_mesh`); batches and
 per-sample keys are sharded along their batch axis.

@@ -57,7 +57,7 @@ def test_digits_round_trip_through_datasets(tmp_path):
   np.testing.assert_allclose(got, expected[:n] / 255., rtol=1e-6)      # uint8 / 255 in float32
   np.testing.assert_array_equal(np.round(got * 255.).astype(np.uint8), expected[:n])
   np.testing.assert_array_equal(batch['label'], digits.target[:n])
-  reference = datasets.digits_split()['train_images']   # the built-in DIGITS set, in [0, 1]
+  reference, _ = datasets.load_digits()   # the built-in DIGITS set in file order, in [0, 1]
   np.testing.assert_allclose(got, reference[:n, ..., 0], atol=0.5 / 255 + 1e-6)
 
 

@@ -123,7 +123,19 @@ def test_missing_tfds_dataset_fails_fast_with_the_fix(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------------
 # sklearn digits
 
-def test_digits_split_is_a_fixed_partition():
+def _file_indices(images, raw):
+  """Each of `images`' index in sklearn's file (`raw` [1797, 8, 8]); duplicates take one each."""
+  where = {}
+  for i, image in enumerate(raw.astype(np.int64)):
+    where.setdefault(image.tobytes(), []).append(i)
+  ours = np.round(images[..., 0] * 16).astype(np.int64)     # values 0..16, divided by 16: exact
+  return np.array([where[image.tobytes()].pop(0) for image in ours])
+
+
+def test_digits_split_is_a_fixed_random_partition():
+  """Train and test partition sklearn's 1797 digits (each in file order), drawn at random: the
+  test digits spread over the whole file (its writers), not its last 297, and every class keeps
+  about its share (an iid draw: 297 · p ± a few σ)."""
   from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
   split, again = datasets.digits_split(), datasets.digits_split()
   assert split['train_images'].shape == (1500, 8, 8, 1)
@@ -131,11 +143,16 @@ def test_digits_split_is_a_fixed_partition():
   assert split['train_labels'].shape == (1500,) and split['test_labels'].dtype == np.int32
   for key in split:
     np.testing.assert_array_equal(split[key], again[key])
-  raw = load_digits()   # train + test is exactly the whole set, in order: disjoint by index
-  whole = np.concatenate([split['train_images'], split['test_images']])[..., 0]
-  np.testing.assert_array_equal(whole * 16, raw.images)
-  np.testing.assert_array_equal(np.concatenate([split['train_labels'], split['test_labels']]),
-                                raw.target)
+  raw = load_digits()
+  train = _file_indices(split['train_images'], raw.images)
+  test = _file_indices(split['test_images'], raw.images)
+  assert sorted(np.concatenate([train, test]).tolist()) == list(range(1797))   # a partition
+  assert np.all(np.diff(train) > 0) and np.all(np.diff(test) > 0)           # each in file order
+  np.testing.assert_array_equal(split['train_labels'], raw.target[train])
+  np.testing.assert_array_equal(split['test_labels'], raw.target[test])
+  assert np.histogram(test, bins=6, range=(0, 1797))[0].min() > 30          # 297/6 ≈ 50 per sixth
+  expected = 297 * np.bincount(raw.target) / 1797
+  assert np.all(np.abs(np.bincount(split['test_labels']) - expected) < 4 * np.sqrt(expected))
 
 
 def test_digits_pipeline_gives_the_test_split_in_order():

@@ -101,7 +101,7 @@ def test_main_fid_equals_the_in_eval_digits_metric(fid_run, pixels):
   assert results['num_found'] == results['num_samples'] == N
   assert abs(results['min'] - expected['digits_fd']) < 1e-6
   assert results['values'] == [results['min']] == [results['repeats'][0]['digits_fd']]
-  # the real test split's own FD at n = 297 (README / configs/quickstart/digits.py: 13.33)
+  # the real test split's own FD at n = 297 (README / configs/quickstart/digits.py: 4.24)
   assert abs(results['min'] - expected['digits_fd_equal_n_real_test']) < 0.05
   assert f"digits_fd {results['min']:.6g}" in log
   lines = (workdir / 'fid' / 'stats.jsonl').read_text().splitlines()

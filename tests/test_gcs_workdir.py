@@ -23,6 +23,7 @@ import time
 
 import pytest
 
+from digits_metric import DIGITS_CLASSIFIER_VERSION as CLASSIFIER
 import gcs_emulator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,7 +98,7 @@ def test_train_resume_eval_sample_fid_in_a_bucket(tmp_path):
     assert report['step'] == 2 and 'digits_fd' in report['sample_metrics']
     names = gcs_emulator.objects(url, 'run/eval/')
     assert {'run/eval/report_2.npz', 'run/eval/step_2/loss.npz', 'run/eval/step_2/samples_0.npz',
-            'run/eval/digits_classifier/digits_mlp_v1.npz', 'run/eval/stats.jsonl'} <= set(names)
+            f'run/eval/digits_classifier/{CLASSIFIER}.npz', 'run/eval/stats.jsonl'} <= set(names)
 
     rc, err, _ = _main(url, tmp_path, '--mode=sample', f'--workdir={RUN}', *OVERRIDES,
                        f'--checkpoint={RUN}/checkpoints/2', '--config.sampling.seeds=0-3',
@@ -112,5 +113,5 @@ def test_train_resume_eval_sample_fid_in_a_bucket(tmp_path):
     assert rc == 0, err[-3000:]
     results = json.loads(gcs_emulator.download(url, 'run/fid/results.json'))
     assert results['num_found'] == 4 and results['metric'] == 'digits_fd'
-    assert 'run/fid/digits_classifier/digits_mlp_v1.npz' in gcs_emulator.objects(url, 'run/fid/')
+    assert f'run/fid/digits_classifier/{CLASSIFIER}.npz' in gcs_emulator.objects(url, 'run/fid/')
   assert os.listdir(tmp_path) == []                    # no local folder named gs:

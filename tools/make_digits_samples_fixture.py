@@ -1,7 +1,7 @@
 """Write tests/fixtures/digits_samples.npz: quickstart samples from an early and a trained checkpoint.
 
 The samples come from the real pipeline — the quickstart run and its evaluation, which saves
-every checkpoint's samples (uint8) in <workdir>/eval/ckpt_<k>/samples_<round>.npz:
+every checkpoint's samples (uint8) in <workdir>/eval/step_<step>/samples_<round>.npz:
 
   python main.py --mode=train --config=configs/quickstart/digits.py --workdir=W   # ~6 min
   python main.py --mode=eval --config=configs/quickstart/digits.py --workdir=W    # ~4 min
@@ -26,14 +26,14 @@ NUM = 297
 
 def checkpoint_samples(workdir, k):
   """The first NUM samples evaluated for checkpoint k, and its training step."""
-  files = sorted(glob.glob(os.path.join(workdir, 'eval', f'ckpt_{k}', 'samples_*.npz')),
-                 key=lambda f: int(f.rsplit('_', 1)[1].split('.')[0]))
-  if not files:
-    raise FileNotFoundError(f'no samples of checkpoint {k} in {workdir}/eval: run the train and '
-                            'eval commands of this file\'s docstring first')
-  samples = np.concatenate([np.load(f)['samples'] for f in files])[:NUM]
   with open(os.path.join(workdir, 'config.json'), encoding='utf-8') as f:
     step = k * json.load(f)['training']['snapshot_freq']
+  files = sorted(glob.glob(os.path.join(workdir, 'eval', f'step_{step}', 'samples_*.npz')),
+                 key=lambda f: int(f.rsplit('_', 1)[1].split('.')[0]))
+  if not files:
+    raise FileNotFoundError(f'no samples of checkpoint {k} (step {step}) in {workdir}/eval: run '
+                            'the train and eval commands of this file\'s docstring first')
+  samples = np.concatenate([np.load(f)['samples'] for f in files])[:NUM]
   return samples, step
 
 

@@ -3,14 +3,14 @@
 Command: python main.py --config=configs/quickstart/digits.py --mode=train --workdir=W
 Expected: clean digits in W/samples/iter_1500.png; `--mode=eval` scores them against the real test
 split at n = 297 (digits_metric). Measured 2026-12-03 from a fresh clone, idle 2-core AMD EPYC:
-748,737 params, train 3 min 14 s wall (compile included), eval 3 min 32 s (Intel Xeon 2026-12-02:
-4 min 21 s, 4 min 24 s). Step 1500, 891 samples, model vs real: FD 2.90 vs 13.33, KID -1.4±28 vs
-121±54, p≥0.9 share 0.905 vs 0.929, 10 vs 10 classes, nearest-train L2 median 1.22 vs 1.15, 0.2% vs
-1% near-copies; 4.43 bits/dim. The test split is not an iid draw of the train digits; 297 train
-digits score FD 3.42, KID 2±24 (bench/digits_reference.py). The classifier a bit below real.
-Recipe: EDM's EMA ramp-up (constant 0.999 from init: FD 7.1, confident 0.80, noisy digits), one
-residual block (-26% CPU, as good), Adam 2e-3 (1e-3: confident 0.87); 2000 steps or 40 sampler
-steps: no gain. Data: 1500 train / 297 test digits (datasets.DIGITS), centered, no flips.
+748,737 params, train TRAIN_T wall (compile included), eval EVAL_T. Step 1500, 891 samples, model vs
+real (a seeded random 297 of the 1797 digits): FD 2.56 vs 4.24, KID -8±19 vs 11±24, p≥0.9 share
+0.88 vs 0.96, 10 vs 10 classes, nearest-train L2 median 1.25 vs 1.04, 0.1% vs 1% near-copies;
+4.42 bits/dim. FD and KID: no worse than real digits; the confident share: less clean.
+Recipe, tuned on the file-order split used before 2026-12-03: EDM's EMA ramp-up (constant 0.999
+from init: FD 7.1, confident 0.80, noisy digits), one residual block (-26% CPU, as good), Adam 2e-3
+(1e-3: confident 0.87); 2000 steps or 40 sampler steps: no gain. Data: 1500 train / 297 test
+digits (datasets.digits_split), centered, no flips.
 """
 from configs import presets
 from configs.default_cifar10_configs import get_default_configs
