@@ -79,7 +79,7 @@ def digits_split():
 
   Returns {'train_images' [1500, 8, 8, 1], 'train_labels' [1500], 'test_images' [297, 8, 8, 1],
   'test_labels' [297]}: images float32 in [0, 1] (NHWC), labels int32; deterministic. Test = the
-  297 images at the first indices of NumPy's default_rng(DIGITS_SPLIT_SEED).permutation(1797), train
+  images at the first 297 entries of NumPy's default_rng(DIGITS_SPLIT_SEED).permutation(1797), train
   = the other 1500, each in file order. A random split, because sklearn keeps the UCI file's
   order (blocks of writers): its last 297 digits are not an iid draw of the first 1500, and as a
   held-out "real" reference they scored far from the train digits (FD 13.33 at n = 297 where this
