@@ -21,8 +21,8 @@ Rows that do not reproduce a paper's direction are reported as measured, not tun
 --smoke runs two rows for a few seconds each (tests/test_digits_table.py). Runtime on a 2-core
 Intel Xeon, --budget_s 60 (2026-12-02): the sde part ~21 min (per SDE: 1,000-step PC and ODE
 samples, bits/dim of BPD_N test digits, 520–760 NFE at the config's rtol = atol = 1e-5), patch
-~8 min, edm_es ~7 min, stf ~3 min, pfgmpp ~3 min per D. `--parts` runs a subset; the md and
-png are rewritten after every part.
+~8 min, edm_es ~7 min, stf ~3 min, pfgmpp ~3 min per D; all parts 42 min on a 2-core AMD EPYC
+(2026-12-03). `--parts` runs a subset; the md and png are rewritten after every part.
 """
 import argparse
 import datetime
