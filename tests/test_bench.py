@@ -104,6 +104,7 @@ def test_profile_step_finds_each_kernel_and_the_op_it_comes_from():
   assert all(names[k].startswith('jit(') for k in times), times
 
 
+@pytest.mark.slow   # ~30 s; bench/ is not on the users' path
 def test_memory_counts_the_state_as_parameters_adam_and_ema():
   """bench/memory.py on CPU (the TPU target needs libtpu): the state is the parameters, Adam's
   two moments and the EMA — 4 float32 copies of the network — and the step needs more than it."""
@@ -115,6 +116,7 @@ def test_memory_counts_the_state_as_parameters_adam_and_ema():
   assert found['peak'] > found['state'] and found['temp'] > 0
 
 
+@pytest.mark.slow   # ~100 s: two subprocesses, each a full compile
 def test_dtype_speed_runs_each_row_in_its_own_process(capsys):
   """bench/dtype_speed.py: the training run's own compiled step per dtype, a subprocess per row;
   the first dtype is the speed-up's base, XLA's FLOP count is that of a real step."""

@@ -124,6 +124,7 @@ def test_classes_depend_only_on_the_seed_and_are_uniform():
   np.testing.assert_array_equal(sampling.class_labels(config, keys[:5]), [7] * 5)
 
 
+@pytest.mark.slow   # ~50 s of training
 def test_two_constant_classes_are_learned_and_sampled():
   """Class 0 images are −0.6 everywhere, class 1 images +0.6: the ideal conditional denoiser
   returns the class constant, so a trained model samples ~ ±0.6 for each requested class."""

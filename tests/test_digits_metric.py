@@ -149,6 +149,7 @@ def test_comparison_line(ref, split):
   assert 'classes covered 10 vs 10' in line
 
 
+@pytest.mark.slow   # ~40 s: a second classifier
 def test_the_file_order_split_was_farther_from_train_than_the_iid_test_split():
   """bench/digits_reference.py: the classifier has seen every train digit (in-sample train digits
   score nearer than held-out ones), and sklearn's last 297 digits, the test split before

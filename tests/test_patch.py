@@ -12,6 +12,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import stats
 
 from configs import quicktest
@@ -115,6 +116,7 @@ def _train(config, n_steps, seen):
   return params
 
 
+@pytest.mark.slow   # ~100 s: four train-step compilations
 def test_the_train_step_compiles_once_per_size_runs_the_scheduled_sizes_and_ignores_grouping():
   config, seen = _config(real_p=0.5), []
   config.model.ch_mult, config.model.attn_resolutions = (1,), ()   # 4 compilations: keep them small

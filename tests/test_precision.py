@@ -86,6 +86,7 @@ def test_low_precision_tracks_the_float32_loss_curve(dtype):
   assert isinstance(state.opt_state, precision.LossScaleState) == (dtype == 'float16')
 
 
+@pytest.mark.slow   # ~35 s; the skip itself: test_a_float16_overflow_is_skipped_not_applied
 def test_float16_loss_scale_settles_from_the_default():
   """From the default S = 2^15 steps that overflow are skipped, each halving S, until it fits;
   measured: 2 skips (steps 1 and 3), then S = 2^13 and every step applied (from the initial

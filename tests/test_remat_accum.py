@@ -85,7 +85,11 @@ def _kept_bytes(objective, params):
   return size(residuals) - size(params)
 
 
-@pytest.mark.parametrize('family', sorted(FAMILIES))
+SLOW_FAMILIES = {'adm', 'ncsn', 'ncsnv2'}   # ~35 s together; the default run keeps three families
+
+
+@pytest.mark.parametrize('family', [pytest.param(f, marks=pytest.mark.slow) if f in SLOW_FAMILIES
+                                    else f for f in sorted(FAMILIES)])
 def test_remat_wraps_every_block_and_keeps_fewer_activations(family):
   """Traced only. Measured kept activations, remat full / dots_saveable vs none: ncsnpp 14% /
   26%, ddpm 19% / 31%, adm 7% / 23%, ncsn 5% / 18%, ncsnv2 8% / 27%."""
