@@ -3,11 +3,11 @@
 The samples come from the real pipeline — the quickstart run and its evaluation, which saves
 every checkpoint's samples (uint8) in <workdir>/eval/step_<step>/samples_<round>.npz:
 
-  python main.py --mode=train --config=configs/quickstart/digits.py --workdir=W   # ~6 min
+  python main.py --mode=train --config=configs/quickstart/digits.py --workdir=W   # ~5 min
   python main.py --mode=eval --config=configs/quickstart/digits.py --workdir=W    # ~4 min
   python tools/make_digits_samples_fixture.py --workdir=W
 
-Checkpoint 1 (step 500 of 1500) is "early training", checkpoint 3 (step 1500) "trained". The
+Checkpoint 1 (step 500 of 1000) is "early training", checkpoint 2 (step 1000) "trained". The
 fixture keeps the first 297 samples of each (the size of the digits test split, so the three
 Fréchet distances of tests/test_evaluation.py compare sets of equal size): 2 × 297 × 64 bytes.
   early, trained   uint8 [297, 8, 8, 1] in 0..255 (x·255, rounded)
@@ -41,7 +41,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--workdir', required=True)
   parser.add_argument('--early', type=int, default=1, help='checkpoint index of early training')
-  parser.add_argument('--trained', type=int, default=3, help='checkpoint index of the trained model')
+  parser.add_argument('--trained', type=int, default=2, help='checkpoint index of the trained model')
   parser.add_argument('--out', default=os.path.join(ROOT, 'tests', 'fixtures', 'digits_samples.npz'))
   args = parser.parse_args()
   early, early_step = checkpoint_samples(args.workdir, args.early)
