@@ -1,15 +1,16 @@
 """Every file under configs/ runs one shrunk train step and one sample step (style habit 7).
 
 `quicktest.shrink` makes each config tiny (DIGITS data at 8 px, or 16 px for RefineNets). The
-whole sweep (49 files, ~30 s each on 2 CPU cores) is marked `slow`; by default two configs run,
-each with a different loss and sampler: NCSN++ (continuous VE DSM, reverse diffusion + Langevin)
-and STF (a reference batch of twice the batch through the data pipeline, EDM loss, Heun). EDM
+whole sweep (49 files, ~30 s each on 2 CPU cores) is marked `slow`; by default one config runs:
+NCSN++ (continuous VE DSM, reverse diffusion + Langevin). STF's reference batch goes through the
+data pipeline and the train step in test_data_parallel (1 vs 8 devices). EDM
 (precond, loss, Heun) and DDPM++ run in tests/test_pipeline.py; Patch Diffusion in test_patch
-(each patch size through run_lib's train step; the score of full images sees the full grid);
-class-conditional EDM's labels through the pipeline in test_dataset_tool, its training and
-sampling in test_conditional, its augmentation in test_augment; the DDPM and NCSNv2 networks and
-their samplers have their own tests (test_models, test_refinenet, test_sampling). A last test
-takes one train step of the VE config on CIFAR-10 through tfds (mocked).
+(each patch size through run_lib's train step, a slow test; the score of full images sees the
+full grid); class-conditional EDM's labels through the pipeline in test_dataset_tool, its
+training (slow) and sampling in test_conditional, its augmentation in test_augment; the DDPM and
+NCSNv2 networks and their samplers have their own tests (test_models, test_refinenet,
+test_sampling). A last test takes one train step of the VE config on CIFAR-10 through tfds
+(mocked).
 The rest are skipped unless SCOREFLOW_SLOW_TESTS=1: `SCOREFLOW_SLOW_TESTS=1 pytest -m slow
 tests/test_all_configs.py` runs the whole sweep.
 """
@@ -34,7 +35,7 @@ LIBRARY = {'__init__.py', 'default_lib.py', 'presets.py', 'quicktest.py', 'rules
 CONFIGS = sorted(os.path.relpath(p, ROOT)
                  for p in glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'), recursive=True)
                  if os.path.basename(p) not in LIBRARY)
-DEFAULT = {'configs/ve/cifar10_ncsnpp_continuous.py', 'configs/stf/cifar10_ncsnpp.py'}
+DEFAULT = {'configs/ve/cifar10_ncsnpp_continuous.py'}
 
 
 def _load(path):
