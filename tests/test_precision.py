@@ -57,11 +57,20 @@ def _batches():
 
 
 @functools.lru_cache(maxsize=None)
+def _step(dtype):
+  """The jitted train step of `_config(dtype)`, compiled once per test process."""
+  return _setup(_config(dtype))[2]
+
+
+def _initial_state(dtype):
+  _, params = mutils.init_model(jax.random.key(0), _config())
+  return losses.init_train_state(params, losses.get_optimizer(_config(dtype)))
+
+
+@functools.lru_cache(maxsize=None)
 def _run(dtype):
   """(train step, final state, loss curve) of STEPS steps from one init for every dtype."""
-  _, params = mutils.init_model(jax.random.key(0), _config())
-  _, optimizer, step = _setup(_config(dtype))
-  state, curve = losses.init_train_state(params, optimizer), []
+  step, state, curve = _step(dtype), _initial_state(dtype), []
   for batch in _batches():
     state, metrics = step(state, batch, jax.random.key(1))
     curve.append(float(metrics['loss'][0]))
@@ -166,7 +175,7 @@ def test_a_float16_overflow_is_skipped_not_applied():
   and the step counter moves; a sane scale then applies the update."""
   config = _config('float16', loss_scale=2. ** 100)
   _, params = mutils.init_model(jax.random.key(0), config)
-  step = _run('float16')[0]                       # the same jitted step (S is in the state)
+  step = _step('float16')                         # the same jitted step (S is in the state)
   before = losses.init_train_state(params, losses.get_optimizer(config))
   batch = jnp.asarray(_batches()[0])
   after, metrics = step(before, batch, jax.random.key(1))
@@ -186,7 +195,8 @@ def test_a_float16_overflow_is_skipped_not_applied():
 
 
 def test_the_loss_scale_is_checkpointed(tmp_path):
-  state = _run('float16')[1]
+  state, _ = _step('float16')(_initial_state('float16'), jnp.asarray(_batches()[0]),
+                              jax.random.key(1))
   manager = checkpointing.meta_manager(str(tmp_path))
   assert checkpointing.save(manager, state)
   target = checkpointing.abstract(state, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
