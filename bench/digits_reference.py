@@ -47,9 +47,10 @@ def rows(seed):
   on_train = dm.train_digits_classifier()                       # the metric's own classifier
   on_rest = dm.train_digits_classifier(images=train[rest], labels=labels[rest])
   images, file_labels = datasets.load_digits()
-  first, last = np.split(np.arange(len(images)), [datasets.DIGITS_NUM_TRAIN])
+  first, last = slice(datasets.DIGITS_NUM_TRAIN), slice(datasets.DIGITS_NUM_TRAIN, None)
   on_first = dm.train_digits_classifier(images=images[first], labels=file_labels[first])
-  other, drawn = np.split(np.random.default_rng(seed).permutation(len(images)), [len(first)])
+  other, drawn = np.split(np.random.default_rng(seed).permutation(len(images)),
+                          [datasets.DIGITS_NUM_TRAIN])
   on_other = dm.train_digits_classifier(images=images[other], labels=file_labels[other])
   return [
       ('test split vs train: the metric\'s "real" (iid)', 'train', *score(on_train, test, train)),

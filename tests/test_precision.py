@@ -62,9 +62,9 @@ def _step(dtype):
   return _setup(_config(dtype))[2]
 
 
-def _initial_state(dtype):
+def _initial_state(dtype, loss_scale=2. ** 10):
   _, params = mutils.init_model(jax.random.key(0), _config())
-  return losses.init_train_state(params, losses.get_optimizer(_config(dtype)))
+  return losses.init_train_state(params, losses.get_optimizer(_config(dtype, loss_scale)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -173,10 +173,8 @@ def test_loss_scale_skips_non_finite_steps_and_adapts():
 def test_a_float16_overflow_is_skipped_not_applied():
   """An absurd loss scale (2^100) overflows float16 in the backward pass: nothing but the scale
   and the step counter moves; a sane scale then applies the update."""
-  config = _config('float16', loss_scale=2. ** 100)
-  _, params = mutils.init_model(jax.random.key(0), config)
   step = _step('float16')                         # the same jitted step (S is in the state)
-  before = losses.init_train_state(params, losses.get_optimizer(config))
+  before = _initial_state('float16', loss_scale=2. ** 100)
   batch = jnp.asarray(_batches()[0])
   after, metrics = step(before, batch, jax.random.key(1))
   assert np.isfinite(metrics['loss'][0]) and float(metrics['loss_scale'][0]) == 2. ** 99
