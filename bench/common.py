@@ -113,7 +113,26 @@ def parse(parser_, checkout, argv):
     parser_.error(f'--peer_python needs --{checkout}')
   if args.n_jitted_steps < 1:
     parser_.error(f'--n_jitted_steps {args.n_jitted_steps}: steps per jitted call must be >= 1')
+  if args.peer_python:
+    check_peer(args.peer_python, {checkout: getattr(args, checkout)})
   return args
+
+
+def check_peer(python, checkouts, script=PEERS):
+  """Exit with one line unless `python` can import torch and the peers' code at `checkouts`
+  ({flag: path}): run before our measurement, so that a missing package fails in seconds."""
+  command = [python, script, '--check']
+  for flag, path in checkouts.items():
+    command += [f'--{flag}', path]
+  try:
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            timeout=300)
+  except (OSError, subprocess.TimeoutExpired) as e:
+    raise SystemExit(f'bench: --peer_python {python}: cannot run it ({e})') from None
+  if result.returncode:
+    last = (result.stderr.strip().splitlines() or ['no error output'])[-1]
+    raise SystemExit(f'bench: --peer_python {python} cannot run the peer at {checkouts}: {last} '
+                     '(bench/peers.py says what that Python needs)')
 
 
 def peer_times(python, checkouts, batch, repeats, threads, extra=(), script=PEERS):

@@ -7,7 +7,9 @@ imported at run time from the checkouts given (nothing of it is copied here):
   --edm DIR                 NVlabs/edm: the small DDPM++ SongUNet in EDMPrecond (1,771,203 params)
 
   TORCH_PYTHON bench/peers.py --score_sde_pytorch DIR --edm DIR [--batch 8] [--repeats 10]
-      [--threads 2] [--pc_steps 4]
+      [--threads 2] [--pc_steps 4] [--check]
+--check only imports torch and the peers' modules and prints {} (the benches run it before their
+own measurement, so that a Python or checkout that cannot run the peer fails in seconds).
 Needs torch (CPU wheel), numpy, scipy, ml_collections (score_sde_pytorch's configs) and requests
 (imported by EDM's dnnlib); torchvision is not needed. score_sde_pytorch's CUDA kernels are not
 built (`torch.utils.cpp_extension.load` is stubbed): its pure-PyTorch FIR path runs, as on any CPU.
@@ -208,8 +210,17 @@ def main(argv=None):
   parser.add_argument('--repeats', type=int, default=10)
   parser.add_argument('--threads', type=int, default=2)
   parser.add_argument('--pc_steps', type=int, default=4)
+  parser.add_argument('--check', action='store_true', help='import the peers, time nothing')
   args = parser.parse_args(argv)
   import torch  # pylint: disable=import-outside-toplevel
+  if args.check:
+    if args.score_sde_pytorch:
+      import_score_sde(args.score_sde_pytorch)
+      config_a()
+    if args.edm:
+      small_songunet(args.edm)
+    print('{}')
+    return
   torch.set_num_threads(args.threads)
   torch.manual_seed(0)
   np.random.seed(0)

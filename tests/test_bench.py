@@ -70,6 +70,19 @@ def test_peers_script_runs_its_argument_parser_without_torch():
   assert '--score_sde_pytorch' in result.stdout and '--edm' in result.stdout
 
 
+def test_a_python_that_cannot_run_the_peer_fails_before_our_measurement(tmp_path):
+  """--peer_python is checked when the flags are parsed (bench/peers.py --check), not after
+  minutes of our own timing: this test's Python has no torch, so the real script fails."""
+  parser = common.parser('doc', 10, 'edm', 'checkout', '1,2,3', 'peer seconds')
+  with pytest.raises(SystemExit) as failure:
+    common.parse(parser, 'edm', ['--peer_python', sys.executable, '--edm', str(tmp_path)])
+  message = str(failure.value)
+  assert "No module named 'torch'" in message and '\n' not in message, message
+  fine = tmp_path / 'fake_peers.py'
+  fine.write_text('import sys\nassert sys.argv[1:] == ["--check", "--edm", "E"]\nprint("{}")\n')
+  common.check_peer(sys.executable, {'edm': 'E'}, script=str(fine))     # no exit
+
+
 def test_given_peer_and_row():
   peer = common.given_peer('0.02,1.5', ('forward', 'sampler', 'step'))
   assert peer == {'forward': 0.02, 'sampler': 1.5}
