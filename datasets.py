@@ -45,6 +45,20 @@ DIGITS_NUM_TRAIN = 1500            # sklearn digits: 1500 images train, the othe
 DIGITS_SPLIT_SEED = 0              # ... drawn by NumPy default_rng(0).permutation (an iid split)
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif')   # what tf.io.decode_image reads
 UNLABELED = -1                     # 'label' of sets without labels
+TFDS_NAMES = {'CIFAR10': 'cifar10', 'SVHN': 'svhn_cropped', 'CELEBA': 'celeb_a'}   # LSUN: per category
+
+
+class DataError(Exception):
+  """Data that are not there or not readable as the config says; the message names the fix
+  (main.py logs it as one line)."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+  """The data a config names are not where it says."""
+
+
+class MalformedDataError(DataError, ValueError):
+  """The data are there but do not hold what the config needs."""
 
 
 def get_data_scaler(config):
@@ -174,7 +188,7 @@ def _tfds_builder(config, name):
   builder = tfds.builder(name, data_dir=data_dir)
   if not builder.is_prepared():
     where = data_dir or 'the TFDS default data dir (~/tensorflow_datasets or $TFDS_DATA_DIR)'
-    raise FileNotFoundError(
+    raise DataNotFoundError(
         f'TFDS dataset {name!r} is not prepared in {where} (looked for {builder.data_dir}). '
         f'This code never downloads. On a machine with internet run `tfds build {name} '
         f'--data_dir=DIR` (needs `pip install importlib_resources`), copy DIR here and pass '
@@ -201,14 +215,21 @@ def _tfds_source(config, evaluation, name, splits, image_op):
   return Source(load(splits[0]), load(splits[1]), decode)
 
 
+def _tfds_name(config):
+  """The TFDS name of config.data.dataset (a TFDS_NAMES key or LSUN)."""
+  d = config.data
+  return f'lsun/{d.category}' if d.dataset == 'LSUN' else TFDS_NAMES[d.dataset]
+
+
 @SOURCES.register('CIFAR10')
 def _cifar10(config, evaluation):
-  return _tfds_source(config, evaluation, 'cifar10', ('train', 'test'), _resize_to(config, 32))
+  return _tfds_source(config, evaluation, _tfds_name(config), ('train', 'test'),
+                      _resize_to(config, 32))
 
 
 @SOURCES.register('SVHN')
 def _svhn(config, evaluation):
-  return _tfds_source(config, evaluation, 'svhn_cropped', ('train', 'test'),
+  return _tfds_source(config, evaluation, _tfds_name(config), ('train', 'test'),
                       _resize_to(config, 32))
 
 
@@ -216,7 +237,7 @@ def _svhn(config, evaluation):
 def _celeba(config, evaluation):
   def image_op(image):   # score_sde: center crop 140, then shorter side to image_size
     return resize_small(central_crop(_to_float(image), 140), config.data.image_size)
-  return _tfds_source(config, evaluation, 'celeb_a', ('train', 'validation'), image_op)
+  return _tfds_source(config, evaluation, _tfds_name(config), ('train', 'validation'), image_op)
 
 
 @SOURCES.register('LSUN')
@@ -228,8 +249,7 @@ def _lsun(config, evaluation):
   else:
     def image_op(image):
       return crop_resize(image, size)
-  return _tfds_source(config, evaluation, f'lsun/{config.data.category}',
-                      ('train', 'validation'), image_op)
+  return _tfds_source(config, evaluation, _tfds_name(config), ('train', 'validation'), image_op)
 
 
 def _shards(evaluation):
@@ -244,9 +264,7 @@ def _shard(ds, evaluation):
 
 def _tfrecords(config, evaluation):
   """FFHQ / CelebA-HQ records of score_sde: features `shape` [3] (C, H, W) and raw uint8 `data`."""
-  tf, path = _tf(), config.data.tfrecords_path
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f'data.tfrecords_path {path!r} does not exist')
+  tf, path = _tf(), _tfrecords_path(config)
   size, channels = config.data.image_size, config.data.num_channels
 
   def decode(record):
@@ -258,6 +276,15 @@ def _tfrecords(config, evaluation):
     return {'image': _to_float(image), 'label': tf.constant(UNLABELED, tf.int32)}
   ds = _shard(tf.data.TFRecordDataset(path), evaluation)
   return Source(ds, ds, decode)   # score_sde evaluates on the same records
+
+
+def _tfrecords_path(config):
+  """data.tfrecords_path, checked to exist."""
+  path = config.data.tfrecords_path
+  if not _tf().io.gfile.exists(path):
+    raise DataNotFoundError(f'data.tfrecords_path {path!r} does not exist: point '
+                            '--config.data.tfrecords_path at score_sde\'s TFRecord file')
+  return path
 
 
 SOURCES.register('FFHQ')(_tfrecords)
@@ -302,12 +329,12 @@ def _image_zip_members(path):
   if paths.isdir(path):
     return paths.list_files(path), lambda name: paths.read_bytes(paths.join(path, name))
   if not paths.exists(path):
-    raise FileNotFoundError(f'data.path {path!r} does not exist (an EDM-style zip or folder)')
+    raise DataNotFoundError(f'data.path {path!r} does not exist (an EDM-style zip or folder)')
   try:
     with paths.open(path, 'rb') as f, zipfile.ZipFile(f) as z:
       names = z.namelist()
   except zipfile.BadZipFile as e:
-    raise ValueError(f'data.path {path!r} is not a readable zip file ({e}). Expected an '
+    raise MalformedDataError(f'data.path {path!r} is not a readable zip file ({e}). Expected an '
                      'EDM-style dataset: a zip or folder of same-sized PNG images, e.g. from '
                      "NVlabs/edm's dataset_tool.py") from None
   return names, _ZipReader(path)
@@ -319,16 +346,16 @@ def _image_zip_labels(text, images, path):
   try:
     labels = json.loads(text)['labels']
   except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f'{where} must be JSON {{"labels": [[fname, label], ...]}}: {e!r}') from None
+    raise MalformedDataError(f'{where} must be JSON {{"labels": [[fname, label], ...]}}: {e!r}') from None
   if labels is None:   # EDM writes {"labels": null} for unlabeled sets
     return None
   try:
     table = {str(name): int(label) for name, label in labels}
   except (ValueError, TypeError) as e:
-    raise ValueError(f'{where}: "labels" must be [fname, integer class] pairs: {e!r}') from None
+    raise MalformedDataError(f'{where}: "labels" must be [fname, integer class] pairs: {e!r}') from None
   missing = [name for name in images if name not in table]
   if missing:
-    raise ValueError(f'{where} has no label for {len(missing)} of {len(images)} images, '
+    raise MalformedDataError(f'{where} has no label for {len(missing)} of {len(images)} images, '
                      f'e.g. {missing[:3]}')
   return np.array([table[name] for name in images], np.int32)
 
@@ -340,7 +367,7 @@ def _image_zip_index(config):
   names, read = _image_zip_members(path)
   images = sorted(n for n in names if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
   if not images:
-    raise ValueError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) in {path!r}')
+    raise MalformedDataError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) in {path!r}')
   labels = None
   if 'dataset.json' in names:
     labels = _image_zip_labels(read('dataset.json').decode('utf-8'), images, path)
@@ -350,7 +377,7 @@ def _image_zip_index(config):
     width, height = first.size
   size = config.data.image_size
   if (width, height) != (size, size):
-    raise ValueError(f'{path!r} holds {width}×{height} images (e.g. {images[0]}) but '
+    raise MalformedDataError(f'{path!r} holds {width}×{height} images (e.g. {images[0]}) but '
                      f'data.image_size = {size}; set --config.data.image_size or rescale with '
                      f'EDM dataset_tool.py --resolution={size}x{size}')
   return images, labels, read
@@ -436,12 +463,12 @@ def _own_rows(rows):
 
 
 def check_labels(config, labels):
-  """`labels` (a NumPy batch) if every one is a class in [0, data.num_classes), else a ValueError
+  """`labels` (a NumPy batch) if every one is a class in [0, data.num_classes), else a MalformedDataError
   naming the dataset: a class-conditional model cannot train on unlabeled or out-of-range data."""
   k = config.data.num_classes
   if labels.size and (labels.min() < 0 or labels.max() >= k):
     what = 'has no labels' if labels.min() == UNLABELED else f'has labels up to {labels.max()}'
-    raise ValueError(f'model.class_conditional=True, but data.dataset={config.data.dataset!r} '
+    raise MalformedDataError(f'model.class_conditional=True, but data.dataset={config.data.dataset!r} '
                      f'{what} (data.num_classes = {k}): use a labeled set (an IMAGE_ZIP needs '
                      'dataset.json) or set model.class_conditional=False')
   return labels
@@ -453,6 +480,20 @@ def _per_process_train_batch(config):
   divisible by the device count (configs/rules.py)."""
   t = config.training
   return (t.stf_ref_batch or t.batch_size) // jax.process_count()
+
+
+def check_source(config):
+  """Raise a DataError now if the data config.data names are not there or not readable: the
+  checks each built-in source makes when it opens its data, without reading the data, so that a
+  run fails in seconds, before it builds a network. (DIGITS ships with scikit-learn; sets
+  registered elsewhere are checked when they are read.)"""
+  name = config.data.dataset
+  if name in TFDS_NAMES or name == 'LSUN':
+    _tfds_builder(config, _tfds_name(config))
+  elif name in ('FFHQ', 'CelebAHQ'):
+    _tfrecords_path(config)
+  elif name == 'IMAGE_ZIP':
+    _image_zip_index(config)
 
 
 def get_dataset(config, uniform_dequantization=False, evaluation=False):
@@ -471,8 +512,9 @@ def get_dataset(config, uniform_dequantization=False, evaluation=False):
     (UNLABELED = -1 where the set has none). For FFHQ / CelebAHQ / IMAGE_ZIP both read the same
     images (no test split); DIGITS uses `digits_split`.
   Raises:
-    FileNotFoundError (with the fix) for data that are not there, at once; ValueError for
-    malformed data. The config is one that passed configs/validate.py.
+    DataNotFoundError (a FileNotFoundError, with the fix) for data that are not there, at once;
+    MalformedDataError (a ValueError) for malformed data. The config is one that passed
+    configs/validate.py.
   """
   if evaluation:   # global batches, cut to this process's rows in `_pipeline`
     batch_dims = [config.eval.batch_size]

@@ -298,7 +298,10 @@ def evaluate(config, workdir, eval_folder='eval', checkpoint=''):
   """Evaluate the checkpoints `run_lib.eval_steps(config)` of `workdir`, waiting for those not
   written yet, or only `checkpoint` (a file, URL or orbax step directory); resumable."""
   validate.check_run(config, 'eval')
-  run, e = run_lib.build(config), config.eval
+  e = config.eval
+  if e.enable_loss or e.enable_bpd:
+    datasets.check_source(config)         # missing data fail now, not at the first checkpoint
+  run = run_lib.build(config)
   eval_dir = paths.join(workdir, eval_folder)
   paths.makedirs(eval_dir)
   scorer = sample_scorer(run, eval_dir) if e.enable_sampling else None

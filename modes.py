@@ -109,6 +109,7 @@ def run_task(config, workdir, task, checkpoint=''):
   colorization: the gray level in every channel), 'result', and 'mask' [B, H, W, 1] (1 = known).
   """
   validate.check_run(config, task)
+  datasets.check_source(config)           # missing data fail now, not after the restore
   run = run_lib.build(config)
   scaler, inverse = datasets.get_data_scaler(config), datasets.get_data_inverse_scaler(config)
   get_fn = cg.get_inpainter if task == 'inpaint' else cg.get_colorizer
@@ -154,6 +155,6 @@ def run(mode, config, workdir, **options):
   try:
     return MODES.get(mode)(config, workdir, options)
   except (run_lib.TrainingDivergedError, evaluation.EvaluationFileError,
-          checkpointing.CheckpointReadError, fid.ImagesError) as err:
+          checkpointing.CheckpointReadError, fid.ImagesError, datasets.DataError) as err:
     logging.error('%s', err)
     raise SystemExit(1) from None

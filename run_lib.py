@@ -261,6 +261,7 @@ def train(config, workdir, checkpoint=''):
   """Train from scratch, or from `checkpoint` (fine-tuning published weights), or resume from the
   newest readable checkpoint in `workdir`."""
   validate.check_run(config, 'train')
+  datasets.check_source(config)           # missing data fail now, not after the network's init
   t = config.training
   _write_config(config, workdir)
   trainer = _Trainer(build(config), workdir)

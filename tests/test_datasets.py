@@ -120,6 +120,43 @@ def test_missing_tfds_dataset_fails_fast_with_the_fix(tmp_path, monkeypatch):
   assert str(tmp_path) in message
 
 
+def test_check_source_finds_missing_data_without_reading_any(tmp_path):
+  """datasets.check_source: each built-in source's missing data, as the typed error main.py logs
+  in one line (a FileNotFoundError still); the digits ship with scikit-learn."""
+  missing = str(tmp_path / 'nothing_here')
+  cases = [(_cifar_config(data__tfds_data_dir=missing), 'tfds build cifar10'),
+           (_cifar_config(data__tfds_data_dir=missing, data__dataset='SVHN'), 'svhn_cropped'),
+           (_cifar_config(data__tfds_data_dir=missing, data__dataset='LSUN',
+                          data__category='church_outdoor'), 'lsun/church_outdoor'),
+           (_cifar_config(data__dataset='FFHQ', data__tfrecords_path=missing), 'tfrecords_path'),
+           (_cifar_config(data__dataset='IMAGE_ZIP', data__path=missing), 'data.path')]
+  for config, fix in cases:
+    with pytest.raises(datasets.DataNotFoundError, match=fix) as error:
+      datasets.check_source(config)
+    assert isinstance(error.value, FileNotFoundError) and missing in str(error.value)
+  datasets.check_source(digits_config.get_config())
+
+
+@pytest.mark.parametrize('mode', ['train', 'eval', 'inpaint'])
+def test_a_run_on_missing_data_stops_in_one_line_before_building_anything(mode, tmp_path,
+                                                                           monkeypatch, caplog):
+  """main.py's modes check the data before the network is built (train: minutes of init and
+  compile on a large config; eval: before waiting hours for a checkpoint) and log one line."""
+  import modes     # pylint: disable=import-outside-toplevel
+  import run_lib   # pylint: disable=import-outside-toplevel
+
+  def build(config):
+    raise AssertionError('the network was built before the data were checked')
+  monkeypatch.setattr(run_lib, 'build', build)
+  config = _cifar_config(data__tfds_data_dir=str(tmp_path / 'tfds'))
+  with pytest.raises(SystemExit) as stop:
+    modes.run(mode, config, str(tmp_path / 'workdir'), checkpoint='', eval_folder='eval')
+  assert stop.value.code == 1
+  errors = [r.getMessage() for r in caplog.records if r.levelname == 'ERROR']
+  assert len(errors) == 1 and '\n' not in errors[0] and 'tfds build cifar10' in errors[0]
+  assert not os.path.exists(tmp_path / 'workdir')
+
+
 # ------------------------------------------------------------------------------------------------
 # sklearn digits
 
