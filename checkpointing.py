@@ -42,6 +42,10 @@ class CheckpointReadError(RuntimeError):
   """A checkpoint directory exists but cannot be restored (truncated, corrupt, wrong structure)."""
 
 
+class NoCheckpointError(FileNotFoundError):
+  """A mode that needs a trained state found no readable checkpoint in the workdir."""
+
+
 def _manager(directory, max_to_keep):
   if not paths.is_remote(directory):         # orbax refuses relative paths (gs://... stays as is)
     directory = os.path.abspath(directory)

@@ -75,10 +75,10 @@ def load_inception(path_or_state_dict):
   path = os.fspath(path_or_state_dict)
   if not paths.isfile(path):
     raise InceptionWeightsNotFoundError(
-        f'Inception weights not found at {path!r} (config field eval.inception_path). They are never '
-        f'downloaded automatically. Download one of\n  pytorch-fid: {PYTORCH_FID_URL}\n'
-        f'  EDM/StyleGAN3: {EDM_INCEPTION_URL}\nand save it as {path!r}, or point '
-        f'--config.eval.inception_path at the file.')
+        f'Inception weights not found at {path!r} (config field eval.inception_path; never '
+        f'downloaded automatically): download pytorch-fid\'s {PYTORCH_FID_URL} or EDM\'s '
+        f'{EDM_INCEPTION_URL} and save it as {path!r}, or point --config.eval.inception_path at '
+        f'the file.')
   if path.endswith('.npz'):
     flat = paths.load_npz(path)
     prep = str(flat.pop('preprocessing'))

@@ -155,6 +155,7 @@ def run(mode, config, workdir, **options):
   try:
     return MODES.get(mode)(config, workdir, options)
   except (run_lib.TrainingDivergedError, evaluation.EvaluationFileError,
-          checkpointing.CheckpointReadError, fid.ImagesError, datasets.DataError) as err:
+          checkpointing.CheckpointReadError, checkpointing.NoCheckpointError, fid.ImagesError,
+          datasets.DataError) as err:
     logging.error('%s', err)
     raise SystemExit(1) from None

@@ -310,14 +310,15 @@ def eval_steps(config):
 
 def restore_newest(run, workdir, checkpoint=''):
   """`checkpoint` (a file, URL or orbax step directory) if given, else the newest readable
-  checkpoint in `workdir` (resume or kept), or a FileNotFoundError."""
+  checkpoint in `workdir` (resume or kept), or a checkpointing.NoCheckpointError."""
   if checkpoint:
     return checkpointing.load_given(checkpoint, run.config, run.optimizer, _abstract_state(run))
   managers = (checkpointing.meta_manager(workdir), checkpointing.kept_manager(workdir))
   state = checkpointing.restore_latest(managers, _abstract_state(run))
   if state is None:
-    raise FileNotFoundError(f'no readable checkpoint in {workdir}/{checkpointing.KEPT} or '
-                            f'{workdir}/{checkpointing.META}; train first (--mode=train)')
+    raise checkpointing.NoCheckpointError(
+        f'no readable checkpoint in {workdir}/{checkpointing.KEPT} or {workdir}/'
+        f'{checkpointing.META}; train first (--mode=train) or pass --checkpoint=PATH_OR_URL')
   return state
 
 

@@ -268,7 +268,8 @@ def test_main_dispatches_the_modes(tmp_path):
   out = subprocess.run([sys.executable, 'main.py', '--config=configs/quickstart/digits.py',
                         f'--workdir={tmp_path}', '--mode=inpaint'], cwd=ROOT, capture_output=True,
                        text=True, timeout=120, env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
-  assert out.returncode != 0 and 'no readable checkpoint' in out.stderr, out.stderr[-2000:]
+  assert out.returncode == 1 and 'no readable checkpoint' in out.stderr, out.stderr[-2000:]
+  assert 'Traceback' not in out.stderr, out.stderr[-2000:]      # one line, not a traceback
 
 
 def test_tasks_take_a_given_checkpoint(workdir, tmp_path):

@@ -204,6 +204,7 @@ def test_missing_weights_fail_fast_with_urls(tmp_path):
   msg = str(err.value)
   for needle in (path, 'eval.inception_path', ev.PYTORCH_FID_URL, ev.EDM_INCEPTION_URL):
     assert needle in msg
+  assert '\n' not in msg          # main.py logs it as one line
 
 
 def test_missing_stats_fail_fast(tmp_path):
