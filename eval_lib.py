@@ -249,8 +249,10 @@ def _poll(e, kept, path, step, waited):
     waited_for = f' after {waited:.0f} s (eval.wait_timeout_s)' if e.wait_for_checkpoints else ''
     logging.warning('checkpoint %s does not exist%s; skipped', path, waited_for)
     return _SKIP
-  logging.info('waiting for checkpoint %s: %.0f s of eval.wait_timeout_s = %.0f s', path, waited,
-               e.wait_timeout_s)
+  hint = '' if steps else ('; the workdir has no checkpoint yet (is --workdir the training '
+                           "run's? eval.wait_for_checkpoints=False skips missing ones)")
+  logging.info('waiting for checkpoint %s: %.0f s of eval.wait_timeout_s = %.0f s%s', path, waited,
+               e.wait_timeout_s, hint)
   return _WAIT
 
 

@@ -182,6 +182,22 @@ def test_eval_steps_by_step_or_by_score_sde_index():
   assert run_lib.eval_steps(_config(**{'eval.begin_step': 5, 'eval.end_step': 5})) == []
 
 
+def test_waiting_on_a_workdir_without_checkpoints_asks_whether_it_is_the_right_one(tmp_path,
+                                                                                   caplog):
+  """A mistyped --workdir would wait eval.wait_timeout_s in silence: the wait says so."""
+  config = _config(**{'eval.enable_bpd': False, 'eval.enable_sampling': False,
+                      'eval.begin_step': 2, 'eval.end_step': 2, 'eval.poll_interval_s': 0.5,
+                      'eval.wait_timeout_s': 1.})
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.INFO)
+  try:
+    with caplog.at_level(logging.INFO):
+      eval_lib.evaluate(config, str(tmp_path / 'typo'))
+  finally:
+    logging.set_verbosity(verbosity)
+  assert "the workdir has no checkpoint yet (is --workdir the training run's?" in caplog.text
+
+
 def test_checkpoints_that_will_not_come_are_skipped(trained, tmp_path, caplog):
   """Step 6: polled until eval.wait_timeout_s, then skipped; without waiting, skipped at once.
   Step 2, deleted while the run has step 4: it will never be written, skipped at once."""
@@ -200,6 +216,7 @@ def test_checkpoints_that_will_not_come_are_skipped(trained, tmp_path, caplog):
   assert 3 <= time.time() - start
   assert f'checkpoint {workdir}/checkpoints/2 was not kept (the run has step 4)' in caplog.text
   assert caplog.text.count(f'waiting for checkpoint {workdir}/checkpoints/6:') >= 2
+  assert 'has no checkpoint yet' not in caplog.text       # the run has steps: no hint
   assert re.search(f'{workdir}/checkpoints/6 does not exist after \\d+ s \\(eval.wait_timeout_s\\)',
                    caplog.text)
   assert sorted(os.listdir(f'{workdir}/waited')) == [
