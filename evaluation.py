@@ -31,6 +31,7 @@ import scipy.special
 from foreign import torch_pickle
 from models import inception
 import paths
+import utils
 
 PYTORCH_FID_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
                    'pt_inception-2015-12-05-6726825d.pth')
@@ -491,7 +492,17 @@ def load_stats(path, extractor=None, allow_foreign_stats=False):
   return stats
 
 
-def fid_stats_from_images(iterator, inception_fn, out_path, keep_features=True):
+def _counted(batches, total):
+  """`batches` as they come, logging the images done (rate, ETA of `total`) as they pass."""
+  progress, done = utils.Progress('reference image', 0, total), 0
+  for images in batches:
+    yield images
+    shape = (images['image'] if isinstance(images, dict) else images).shape
+    done += int(np.prod(shape[:-3]))
+    progress.maybe_log(done)
+
+
+def fid_stats_from_images(iterator, inception_fn, out_path, keep_features=True, total=None):
   """Reference statistics of a dataset, written to `out_path` (`--mode=fid_stats`).
 
   Args:
@@ -499,9 +510,10 @@ def fid_stats_from_images(iterator, inception_fn, out_path, keep_features=True):
     inception_fn: `get_inception_fn(...)`; its `preprocessing` is stored as the file's `extractor`.
     out_path: the `.npz` to write (`stats_path_candidates(config)[0]`).
     keep_features: also store the pool_3 features (needed for KID against this reference).
+    total: the images `iterator` holds, for the progress lines' ETA (None: unknown).
   Returns: the stats dict that was written.
   """
-  pool = inception_features(iterator, inception_fn)['pool_3']
+  pool = inception_features(_counted(iterator, total), inception_fn)['pool_3']
   stats = compute_stats(pool)
   if keep_features:
     stats['pool_3'] = pool

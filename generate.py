@@ -24,6 +24,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import evaluation
 import paths
 import sampling
+import utils
 from streams import data_mesh, keys_for_seeds
 
 FORMATS = ('png', 'npz')
@@ -79,6 +80,7 @@ def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='p
   row = {s: i for i, s in enumerate(seeds)}
   done = set(paths.list_files(out_dir)) if paths.isdir(out_dir) else set()   # one listing
   todo = [s for s in seeds if seed_name(s, fmt) not in done]
+  progress = utils.Progress('image', len(seeds) - len(todo), len(seeds))
   mesh = data_mesh()
   params = jax.device_put(params, NamedSharding(mesh, P()))
   batched = NamedSharding(mesh, P('data'))
@@ -97,6 +99,7 @@ def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='p
         _write(seed_path(out_dir, seed, fmt), image, fmt, None if labels is None else labels[i])
       if labels is not None:
         _record_labels(out_dir, dict(zip(chunk, labels[:len(chunk)].tolist())))
+    progress.maybe_log(len(seeds) - len(todo) + start + len(chunk))
   return todo
 
 

@@ -357,5 +357,7 @@ def fid_stats(config, workdir):
   train_ds, _ = datasets.get_dataset(config, evaluation=True)
   batches = (b['image'] * 255. for b in train_ds.as_numpy_iterator())
   path = evaluation.stats_path_candidates(config)[0]     # where --mode=eval looks first
-  stats = evaluation.fid_stats_from_images(batches, inception_fn, path)
+  n = int(train_ds.cardinality())                        # batches; < 0: unknown (TFRecords)
+  total = n * (config.eval.batch_size // jax.process_count()) if n >= 0 else None
+  stats = evaluation.fid_stats_from_images(batches, inception_fn, path, total=total)
   logging.info('wrote %s (%d images)', path, len(stats['pool_3']))

@@ -160,7 +160,7 @@ def duration(seconds):
 
 
 class Progress:
-  """Rate (since the previous report) and ETA of a loop of `total` units."""
+  """Rate (since the previous report) and ETA of a loop of `total` units (None: unknown, no ETA)."""
 
   def __init__(self, what, done, total, every_s=30.):
     self.what, self.total, self.every_s = what, total, every_s
@@ -172,6 +172,8 @@ class Progress:
     now = time.time()
     self.rate = (done - self._done) / max(now - self._t, 1e-9)
     self._t, self._done = now, done
+    if self.total is None:
+      return f'{self.what} {done}: {self.rate:.2f}/s'
     eta = duration((self.total - done) / self.rate) if self.rate > 0 else '?'
     return f'{self.what} {done}/{self.total}: {self.rate:.2f}/s, ETA {eta}'
 

@@ -47,3 +47,17 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     if 'slow' in item.keywords:
       item.add_marker(skip)
+
+
+@pytest.fixture
+def info_log(caplog):
+  """`caplog` holding absl INFO lines (progress, waits), whatever verbosity an earlier test in
+  this process left; restored afterwards."""
+  from absl import logging  # pylint: disable=import-outside-toplevel
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.INFO)
+  try:
+    with caplog.at_level(logging.INFO):
+      yield caplog
+  finally:
+    logging.set_verbosity(verbosity)

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -183,22 +182,16 @@ def test_eval_steps_by_step_or_by_score_sde_index():
 
 
 def test_waiting_on_a_workdir_without_checkpoints_asks_whether_it_is_the_right_one(tmp_path,
-                                                                                   caplog):
+                                                                                   info_log):
   """A mistyped --workdir would wait eval.wait_timeout_s in silence: the wait says so."""
   config = _config(**{'eval.enable_bpd': False, 'eval.enable_sampling': False,
                       'eval.begin_step': 2, 'eval.end_step': 2, 'eval.poll_interval_s': 0.5,
                       'eval.wait_timeout_s': 1.})
-  verbosity = logging.get_verbosity()
-  logging.set_verbosity(logging.INFO)
-  try:
-    with caplog.at_level(logging.INFO):
-      eval_lib.evaluate(config, str(tmp_path / 'typo'))
-  finally:
-    logging.set_verbosity(verbosity)
-  assert "the workdir has no checkpoint yet (is --workdir the training run's?" in caplog.text
+  eval_lib.evaluate(config, str(tmp_path / 'typo'))
+  assert "the workdir has no checkpoint yet (is --workdir the training run's?" in info_log.text
 
 
-def test_checkpoints_that_will_not_come_are_skipped(trained, tmp_path, caplog):
+def test_checkpoints_that_will_not_come_are_skipped(trained, tmp_path, info_log):
   """Step 6: polled until eval.wait_timeout_s, then skipped; without waiting, skipped at once.
   Step 2, deleted while the run has step 4: it will never be written, skipped at once."""
   workdir = str(tmp_path / 'run')
@@ -206,24 +199,18 @@ def test_checkpoints_that_will_not_come_are_skipped(trained, tmp_path, caplog):
   shutil.rmtree(f'{workdir}/checkpoints/2')
   only_loss = {'eval.enable_bpd': False, 'eval.enable_sampling': False, 'eval.begin_step': 2,
                'eval.end_step': 6, 'eval.poll_interval_s': 0.5, 'eval.wait_timeout_s': 3.}
-  start, verbosity = time.time(), logging.get_verbosity()
-  logging.set_verbosity(logging.INFO)     # whatever ran before in this process (pytest-xdist)
-  try:
-    with caplog.at_level(logging.INFO):
-      eval_lib.evaluate(_config(**only_loss), workdir, 'waited')
-  finally:
-    logging.set_verbosity(verbosity)
+  start = time.time()
+  eval_lib.evaluate(_config(**only_loss), workdir, 'waited')
   assert 3 <= time.time() - start
-  assert f'checkpoint {workdir}/checkpoints/2 was not kept (the run has step 4)' in caplog.text
-  assert caplog.text.count(f'waiting for checkpoint {workdir}/checkpoints/6:') >= 2
-  assert 'has no checkpoint yet' not in caplog.text       # the run has steps: no hint
+  assert f'checkpoint {workdir}/checkpoints/2 was not kept (the run has step 4)' in info_log.text
+  assert info_log.text.count(f'waiting for checkpoint {workdir}/checkpoints/6:') >= 2
+  assert 'has no checkpoint yet' not in info_log.text       # the run has steps: no hint
   assert re.search(f'{workdir}/checkpoints/6 does not exist after \\d+ s \\(eval.wait_timeout_s\\)',
-                   caplog.text)
+                   info_log.text)
   assert sorted(os.listdir(f'{workdir}/waited')) == [
       'report_4.json', 'report_4.npz', 'stats.jsonl', 'step_4', 'tensorboard']
-  caplog.clear()
-  with caplog.at_level(logging.INFO):
-    eval_lib.evaluate(_config(**only_loss, **{'eval.wait_for_checkpoints': False}), workdir,
-                      'not_waited')
-  assert 'waiting for checkpoint' not in caplog.text
-  assert f'{workdir}/checkpoints/6 does not exist; skipped' in caplog.text
+  info_log.clear()
+  eval_lib.evaluate(_config(**only_loss, **{'eval.wait_for_checkpoints': False}), workdir,
+                    'not_waited')
+  assert 'waiting for checkpoint' not in info_log.text
+  assert f'{workdir}/checkpoints/6 does not exist; skipped' in info_log.text

@@ -371,7 +371,7 @@ def test_stats_files_edm_and_score_sde_formats(tmp_path):
     ev.load_stats(str(tmp_path / 'bad.npz'))
 
 
-def test_fid_stats_from_images_batches_and_writes_edm_npz(tmp_path):
+def test_fid_stats_from_images_batches_and_writes_edm_npz(tmp_path, info_log):
   """Leading device axes are flattened, dict and jax batches accepted; a short last batch is padded
   and trimmed."""
   calls = []
@@ -385,8 +385,9 @@ def test_fid_stats_from_images_batches_and_writes_edm_npz(tmp_path):
   data = rng.randint(0, 256, size=(2 * 2 * 4 + 3, 8, 8, 1)).astype(np.uint8)
   batches = [data[:8].reshape(2, 4, 8, 8, 1), {'image': jax.numpy.asarray(data[8:16])}, data[16:]]
   out = str(tmp_path / 'ref' / 'digits.npz')
-  stats = ev.fid_stats_from_images(iter(batches), fake_inception, out)
+  stats = ev.fid_stats_from_images(iter(batches), fake_inception, out, total=19)
   assert calls == [(8, 8, 8, 1)] * 3
+  assert 'reference image 8/19: ' in info_log.text and 'reference image 19/19: ' in info_log.text
   feats = np.asarray(fake_inception(data)['pool_3'], np.float32).astype(np.float64)   # kept as f32
   with np.load(out) as f:
     np.testing.assert_allclose(f['mu'], feats.mean(0), rtol=1e-12)

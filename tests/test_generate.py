@@ -82,12 +82,15 @@ def test_seeds_do_not_depend_on_batch_or_devices(tmp_path, built):
   np.testing.assert_array_equal(b4, d8)
 
 
-def test_resume_skips_existing_files_and_npz(tmp_path, built):
+def test_resume_skips_existing_files_and_npz(tmp_path, built, info_log):
   config, sample_fn, params = built
   out = str(tmp_path / 'out')
   assert generate.generate_seeds(config, sample_fn, params, SEEDS[:6], out, 4) == SEEDS[:6]
+  assert 'image 4/6: ' in info_log.text and 'image 6/6: ' in info_log.text   # rate, ETA
   os.remove(generate.seed_path(out, 3))
+  info_log.clear()
   assert generate.generate_seeds(config, sample_fn, params, SEEDS[:6], out, 4) == [3]
+  assert 'image 6/6: ' in info_log.text and 'image 4/6' not in info_log.text   # counts the kept
   assert generate.generate_seeds(config, sample_fn, params, SEEDS[:6], out, 4) == []
   with open(os.path.join(out, 'class_labels.json')) as f:
     recorded = json.load(f)                     # each seed's class, kept across the resume

@@ -4,14 +4,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import pytest
 
 import losses
 from configs import default_lib
 import sde_lib
 from closed_form import Gaussian
-from models import utils as mutils
 
 DATA = Gaussian.random(8, seed=2)
 X = DATA.sample(jax.random.key(1), 1 << 15)

@@ -98,3 +98,12 @@ def test_importing_modules_changes_nothing_global():
   out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
                        timeout=120, env=env, check=False)
   assert out.stdout.strip().endswith('ok'), out.stderr[-2000:]
+
+
+def test_progress_reports_rate_and_eta_or_only_the_rate_without_a_total(monkeypatch):
+  clock = iter([0., 10., 20., 30.])
+  monkeypatch.setattr(utils.time, 'time', lambda: next(clock))
+  known = utils.Progress('image', 0, 100)                   # t = 0
+  assert known.line(20) == 'image 20/100: 2.00/s, ETA 0:00:40'   # t = 10: 20 in 10 s, 80 left
+  unknown = utils.Progress('image', 0, None)                 # t = 20
+  assert unknown.line(50) == 'image 50: 5.00/s'              # t = 30
