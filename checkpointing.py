@@ -9,9 +9,11 @@ workdir/checkpoints-data/<step>/  the input pipeline's position at each of those
 
 Saving is synchronous (no background thread can write a state that the next donated train step
 has already overwritten) and refuses a step that already exists, so a failing run never replaces
-or deletes a kept checkpoint. A checkpoint that cannot be read is reported with its path and the
-next older one is used. The workdir may be a gs:// or s3:// URI (orbax and paths.py share
-etils.epath's client).
+or deletes a kept checkpoint. A checkpoint that cannot be read (cut short, corrupt, or holding
+arrays of other names or shapes than the config's state: checked on its metadata first) is
+reported with its path and the next older one is used; where none can be read, the run stops
+(`restore_latest`) instead of starting afresh beside them. The workdir may be a gs:// or s3://
+URI (orbax and paths.py share etils.epath's client).
 """
 import logging as pylogging
 import os
@@ -51,7 +53,8 @@ def _manager(directory, max_to_keep):
     directory = os.path.abspath(directory)
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                          enable_async_checkpointing=False)
-  return ocp.CheckpointManager(directory, options=options)
+  return ocp.CheckpointManager(directory, options=options,
+                               item_handlers=ocp.StandardCheckpointHandler())   # item_metadata
 
 
 def kept_manager(workdir):
@@ -84,12 +87,42 @@ def abstract(tree, sharding):
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
 
+def _shapes(tree):
+  """{'a/b/c': shape} of the leaves of a state or of its saved metadata."""
+  return {jax.tree_util.keystr(path, simple=True, separator='/'): tuple(leaf.shape)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _mismatch(manager, step, target):
+  """What the state saved at `step` lacks or holds otherwise than `target` (the first few
+  arrays, from the checkpoint's metadata), or '' — also where the metadata cannot be read
+  (restoring then says why). Dtypes may differ: a restore casts them."""
+  try:
+    saved = _shapes(manager.item_metadata(step))
+  except Exception:  # pylint: disable=broad-except   # orbax raises many types here
+    return ''
+  wanted = _shapes(target)
+  problems = [f'{k} is {saved[k]} there, {wanted[k]} here'
+              for k in sorted(wanted.keys() & saved.keys()) if saved[k] != wanted[k]]
+  problems += [f'{k} is not saved' for k in sorted(wanted.keys() - saved.keys())]
+  problems += [f'{k} is saved but not in this config' for k in sorted(saved.keys() - wanted.keys())]
+  if not problems:
+    return ''
+  more = f' (and {len(problems) - 3} more)' if len(problems) > 3 else ''
+  return 'another network or optimizer than this config: ' + '; '.join(problems[:3]) + more
+
+
 def restore(manager, step, target):
   """The state saved at `step`, laid out as `target` (see `abstract`: shapes, dtypes, shardings).
 
   Raises:
-    CheckpointReadError naming the directory, if it cannot be read.
+    CheckpointReadError naming the directory, if it cannot be read or holds arrays of other
+    shapes or names than `target` (checked on its metadata first: a restore that fails midway
+    leaves orbax's threads failing on a closed event loop until the process ends).
   """
+  problem = _mismatch(manager, step, target)
+  if problem:
+    raise CheckpointReadError(f'cannot read checkpoint {step_path(manager, step)}: {problem}')
   try:
     return manager.restore(step, args=ocp.args.StandardRestore(target))
   except Exception as err:  # pylint: disable=broad-except   # orbax raises many types here
@@ -98,17 +131,33 @@ def restore(manager, step, target):
 
 
 def restore_latest(managers, target):
-  """The newest readable state over all `managers` (unreadable ones are logged), or None."""
+  """The newest readable state over all `managers` (unreadable ones are logged and skipped, e.g.
+  one cut short by a preemption), or None where there is no checkpoint at all.
+
+  Raises:
+    CheckpointReadError: there are checkpoints, but none is readable as `target` (typically
+      another config's network): a run must neither start afresh beside them nor mix its own
+      checkpoints with them.
+  """
   candidates = sorted(((step, m) for m in managers for step in m.all_steps()),
                       key=lambda c: c[0], reverse=True)
+  errors = []
   for step, manager in candidates:
     try:
       state = restore(manager, step, target)
     except CheckpointReadError as err:
       logging.error('%s; trying the next older checkpoint', err)
+      errors.append(err)
       continue
     logging.info('resumed from %s', step_path(manager, step))
     return state
+  if errors:
+    newest = ' '.join(str(errors[0]).split('. ')[0].split())   # one line: orbax's first sentence
+    workdir = os.path.dirname(os.fspath(candidates[0][1].directory))
+    raise CheckpointReadError(
+        f'none of the {len(errors)} checkpoints in {workdir} can be read with this config '
+        f'(newest: {newest}); resume with the config the run was started with (its config.json) '
+        'or use a new --workdir. Nothing was written.')
   return None
 
 

@@ -263,9 +263,9 @@ def train(config, workdir, checkpoint=''):
   validate.check_run(config, 'train')
   datasets.check_source(config)           # missing data fail now, not after the network's init
   t = config.training
-  _write_config(config, workdir)
   trainer = _Trainer(build(config), workdir)
   state, resumed = trainer.initial_state(checkpoint)
+  _write_config(config, workdir)          # after the resume: a refused one leaves the run's own
   step = start = int(state.step)
   train_iter, eval_iter = trainer.data(start, resumed)
   progress, train_key = utils.Progress('step', start, t.n_iters), streams.run_key(config)

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging as pylogging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -184,8 +185,31 @@ def test_corrupt_checkpoint_is_reported_and_skipped(trained, tmp_path, caplog):
   _corrupt(f'{workdir}/checkpoints/4')
   run = run_lib.build(config)
   managers = (checkpointing.meta_manager(workdir), checkpointing.kept_manager(workdir))
-  assert checkpointing.restore_latest(managers, run_lib._abstract_state(run)) is None
+  with pytest.raises(checkpointing.CheckpointReadError) as refused:   # none readable: no
+    checkpointing.restore_latest(managers, run_lib._abstract_state(run))  # fresh start beside them
+  assert 'none of the 3 checkpoints in' in str(refused.value) and '\n' not in str(refused.value)
   assert f'{workdir}/checkpoints-meta/4' in caplog.text
+
+
+def test_another_configs_workdir_is_refused_before_anything_is_written(trained, tmp_path):
+  """Training with a changed network in a run's workdir used to log each checkpoint as
+  unreadable, start afresh and save its own checkpoints beside the run's, over its config.json."""
+  workdir = _copy(trained[0], tmp_path)
+  before = {name: sorted(os.listdir(f'{workdir}/{name}'))
+            for name in ('checkpoints', 'checkpoints-meta', 'checkpoints-data')}
+  with open(f'{workdir}/config.json') as f:
+    config_json = f.read()
+  config = _config()
+  config.model.nf //= 2
+  with pytest.raises(checkpointing.CheckpointReadError) as refused:
+    run_lib.train(config, workdir)
+  message = str(refused.value)
+  assert '\n' not in message and 'none of the 3 checkpoints in' in message, message
+  assert re.search(r'conv_in/bias is \(\d+,\) there, \(\d+,\) here', message), message
+  assert 'config.json' in message and 'new --workdir' in message
+  with open(f'{workdir}/config.json') as f:
+    assert f.read() == config_json
+  assert before == {name: sorted(os.listdir(f'{workdir}/{name}')) for name in before}
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, tmp_path, monkeypatch):
