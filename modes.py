@@ -6,6 +6,7 @@ workdir's newest state, `foreign.load`) and `eval_folder`. Register a new mode w
 (controllable_generation, sampling, ...) know nothing of runs; the inpaint / colorize runs live here.
 """
 import math
+import signal
 import time
 
 from absl import logging
@@ -151,9 +152,13 @@ def run_colorize(config, workdir, checkpoint=''):
 
 
 def run(mode, config, workdir, **options):
-  """Run `mode`; the errors a user can fix are logged as one line and give exit status 1."""
+  """Run `mode`; the errors a user can fix are logged as one line and give exit status 1; a
+  training run stopped by SIGTERM (after saving) exits with 143, as a process killed by it."""
   try:
     return MODES.get(mode)(config, workdir, options)
+  except run_lib.Preempted as stop:
+    logging.warning('%s', stop)
+    raise SystemExit(128 + signal.SIGTERM) from None
   except (run_lib.TrainingDivergedError, evaluation.EvaluationFileError,
           checkpointing.CheckpointReadError, checkpointing.NoCheckpointError, fid.ImagesError,
           datasets.DataError) as err:

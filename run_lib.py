@@ -22,6 +22,8 @@ Run directory (see checkpointing.py for checkpoints/ and checkpoints-meta/, eval
 """
 import dataclasses
 import functools
+import signal
+import threading
 
 from absl import logging
 import jax
@@ -50,6 +52,35 @@ import utils
 
 class TrainingDivergedError(FloatingPointError):
   """The training loss became NaN or infinite; the message says where and what to try."""
+
+
+class Preempted(Exception):
+  """Training stopped on SIGTERM after saving a resume checkpoint (main.py exits with 143)."""
+
+
+class _Preemption:
+  """SIGTERM (a preempted VM, `scancel`, Kubernetes) as a request to save and stop at the next
+  step boundary. One process: a SIGTERM handler sets a flag (`close` restores the previous
+  handler). Several: JAX's preemption sync point, which the coordination service sets when any
+  process gets SIGTERM, at the same step on every process."""
+
+  def __init__(self):
+    self._flag, self._previous = False, None
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._request)
+
+  def _request(self, signum, frame):
+    del signum, frame
+    self._flag = True
+
+  def reached(self, step):
+    if jax.process_count() > 1:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._flag
+
+  def close(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,8 +299,19 @@ def train(config, workdir, checkpoint=''):
   _write_config(config, workdir)          # after the resume: a refused one leaves the run's own
   step = start = int(state.step)
   train_iter, eval_iter = trainer.data(start, resumed)
-  progress, train_key = utils.Progress('step', start, t.n_iters), streams.run_key(config)
+  progress = utils.Progress('step', start, t.n_iters)
   logging.info('training from step %d to %d on %d devices', start, t.n_iters, jax.device_count())
+  preemption = _Preemption()
+  try:
+    return _train_loop(trainer, state, step, train_iter, eval_iter, progress, preemption)
+  finally:
+    preemption.close()
+
+
+def _train_loop(trainer, state, step, train_iter, eval_iter, progress, preemption):
+  """`train`'s steps from `step` to training.n_iters; the final state."""
+  config = trainer.config
+  t, train_key = config.training, streams.run_key(config)
   while step < t.n_iters:
     state, metrics = trainer.fns.train_step(state, next(train_iter), train_key, step)
     losses_ = np.asarray(metrics['loss'])
@@ -286,8 +328,14 @@ def train(config, workdir, checkpoint=''):
                                         streams.run_key(config, step, streams.EVAL_STREAM))
       trainer.writer.write(step, {'eval_loss': eval_loss})
     done = step >= t.n_iters
-    if step % t.snapshot_freq_for_preemption == 0 or step % t.snapshot_freq == 0 or done:
+    saved = step % t.snapshot_freq_for_preemption == 0 or step % t.snapshot_freq == 0 or done
+    if saved:
       trainer.save(state, step, kept=step % t.snapshot_freq == 0 or done)
+    if preemption.reached(step) and not done:
+      if not saved:
+        trainer.save(state, step, kept=False)
+      raise Preempted(f'SIGTERM: stopped at step {step} after saving a resume checkpoint in '
+                      f'{trainer.workdir}; run the same command to go on from there')
   logging.info('training done at step %d', step)
   return state
 

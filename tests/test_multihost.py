@@ -18,10 +18,13 @@ exactly: one .npz per seed (sampling.seeds), or the grid.
 """
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -89,6 +92,32 @@ def test_two_processes_train_one_run(tmp_path):
   leaves = [np.asarray(v) for v in jax.tree.leaves(state['params'])]
   assert leaves and all(np.isfinite(v).all() for v in leaves)
 
+
+
+@pytest.mark.slow   # ~2 min
+def test_sigterm_to_one_process_stops_both_at_one_step_after_saving(tmp_path):
+  """JAX's preemption sync point: SIGTERM to process 0 alone (a preempted host) stops both
+  processes at the same step, after the resume checkpoint of that step, with exit status 143."""
+  workdir, port = str(tmp_path / 'run'), _free_port()
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+  env.pop('XLA_FLAGS', None)
+  long_run = [o for o in OVERRIDES if 'n_iters' not in o and 'snapshot_freq' not in o] + [
+      '--config.training.n_iters=400', '--config.training.snapshot_freq=400',
+      '--config.training.snapshot_freq_for_preemption=400', '--config.training.eval_freq=400']
+  procs = [subprocess.Popen([*TIMEOUT, sys.executable, 'main.py', '--mode=train',
+                             f'--workdir={workdir}', f'--distributed=127.0.0.1:{port},2,{i}',
+                             *long_run], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE) for i in range(2)]
+  log = os.path.join(workdir, 'log.txt')
+  deadline = time.time() + 300
+  while time.time() < deadline and not (os.path.exists(log) and 'step 3/400' in open(log).read()):
+    time.sleep(0.5)
+  procs[0].send_signal(signal.SIGTERM)       # timeout(1) passes it on to its child
+  errs = [p.communicate(timeout=300)[1].decode() for p in procs]
+  assert [p.returncode for p in procs] == [143, 143], [e[-3000:] for e in errs]
+  steps = [int(re.search(r'SIGTERM: stopped at step (\d+)', e).group(1)) for e in errs]
+  assert steps[0] == steps[1] and 3 <= steps[0] < 400, steps
+  assert os.listdir(os.path.join(workdir, 'checkpoints-meta')) == [str(steps[0])]
 
 
 def test_distributed_flag_is_checked_before_jax_starts():

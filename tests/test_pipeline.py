@@ -10,8 +10,10 @@ import logging as pylogging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 
 from absl import logging
 import jax
@@ -210,6 +212,39 @@ def test_another_configs_workdir_is_refused_before_anything_is_written(trained, 
   with open(f'{workdir}/config.json') as f:
     assert f.read() == config_json
   assert before == {name: sorted(os.listdir(f'{workdir}/{name}')) for name in before}
+
+
+def test_sigterm_saves_a_resume_checkpoint_and_the_same_command_goes_on(tmp_path, monkeypatch,
+                                                                       info_log):
+  """A preempted VM, `scancel` or Kubernetes sends SIGTERM: training saves at the next step
+  boundary (step 3, between the resume points every 6 steps), exits with 143, and the same
+  command resumes from step 3."""
+  if threading.current_thread() is not threading.main_thread():
+    pytest.skip('signal handlers need the main thread')
+  import modes  # pylint: disable=import-outside-toplevel
+  batches, workdir = run_lib.global_batches, str(tmp_path / 'run')
+  handler = signal.getsignal(signal.SIGTERM)
+
+  def preempted(elements, run, axis):      # SIGTERM while the third training batch is read
+    for i, x in enumerate(batches(elements, run, axis)):
+      if i == 2 and axis == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+      yield x
+  config = _config()
+  t = config.training
+  t.n_iters = t.snapshot_freq = t.snapshot_freq_for_preemption = 6
+  t.snapshot_sampling = False
+  with monkeypatch.context() as patch:
+    patch.setattr(run_lib, 'global_batches', preempted)
+    with pytest.raises(SystemExit) as stop:
+      modes.run('train', config, workdir, checkpoint='')
+  assert stop.value.code == 143
+  assert 'SIGTERM: stopped at step 3 after saving a resume checkpoint' in info_log.text
+  assert sorted(os.listdir(f'{workdir}/checkpoints-meta')) == ['3']
+  assert os.listdir(f'{workdir}/checkpoints') == []
+  assert signal.getsignal(signal.SIGTERM) is handler        # the handler before the run, again
+  state = run_lib.train(config, workdir)
+  assert int(state.step) == 6 and f'resumed from {workdir}/checkpoints-meta/3' in info_log.text
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, tmp_path, monkeypatch):
