@@ -96,7 +96,7 @@ def _shapes(tree):
 def _mismatch(manager, step, target):
   """What the state saved at `step` lacks or holds otherwise than `target` (the first few
   arrays, from the checkpoint's metadata), or '' — also where the metadata cannot be read
-  (restoring then says why). Dtypes may differ: a restore casts them."""
+  (restoring then says why). Dtypes are left to the restore."""
   try:
     saved = _shapes(manager.item_metadata(step))
   except Exception:  # pylint: disable=broad-except   # orbax raises many types here

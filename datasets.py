@@ -45,7 +45,7 @@ DIGITS_NUM_TRAIN = 1500            # sklearn digits: 1500 images train, the othe
 DIGITS_SPLIT_SEED = 0              # ... drawn by NumPy default_rng(0).permutation (an iid split)
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif')   # what tf.io.decode_image reads
 UNLABELED = -1                     # 'label' of sets without labels
-TFDS_NAMES = {'CIFAR10': 'cifar10', 'SVHN': 'svhn_cropped', 'CELEBA': 'celeb_a'}   # LSUN: per category
+TFDS_NAMES = {'CIFAR10': 'cifar10', 'SVHN': 'svhn_cropped', 'CELEBA': 'celeb_a'}   # + lsun/<cat>
 
 
 class DataError(Exception):
@@ -334,9 +334,9 @@ def _image_zip_members(path):
     with paths.open(path, 'rb') as f, zipfile.ZipFile(f) as z:
       names = z.namelist()
   except zipfile.BadZipFile as e:
-    raise MalformedDataError(f'data.path {path!r} is not a readable zip file ({e}). Expected an '
-                     'EDM-style dataset: a zip or folder of same-sized PNG images, e.g. from '
-                     "NVlabs/edm's dataset_tool.py") from None
+    raise MalformedDataError(
+        f'data.path {path!r} is not a readable zip file ({e}). Expected an EDM-style dataset: a '
+        "zip or folder of same-sized PNG images, e.g. from NVlabs/edm's dataset_tool.py") from None
   return names, _ZipReader(path)
 
 
@@ -346,17 +346,19 @@ def _image_zip_labels(text, images, path):
   try:
     labels = json.loads(text)['labels']
   except (ValueError, KeyError, TypeError) as e:
-    raise MalformedDataError(f'{where} must be JSON {{"labels": [[fname, label], ...]}}: {e!r}') from None
+    raise MalformedDataError(
+        f'{where} must be JSON {{"labels": [[fname, label], ...]}}: {e!r}') from None
   if labels is None:   # EDM writes {"labels": null} for unlabeled sets
     return None
   try:
     table = {str(name): int(label) for name, label in labels}
   except (ValueError, TypeError) as e:
-    raise MalformedDataError(f'{where}: "labels" must be [fname, integer class] pairs: {e!r}') from None
+    raise MalformedDataError(
+        f'{where}: "labels" must be [fname, integer class] pairs: {e!r}') from None
   missing = [name for name in images if name not in table]
   if missing:
-    raise MalformedDataError(f'{where} has no label for {len(missing)} of {len(images)} images, '
-                     f'e.g. {missing[:3]}')
+    raise MalformedDataError(
+        f'{where} has no label for {len(missing)} of {len(images)} images, e.g. {missing[:3]}')
   return np.array([table[name] for name in images], np.int32)
 
 
@@ -377,9 +379,10 @@ def _image_zip_index(config):
     width, height = first.size
   size = config.data.image_size
   if (width, height) != (size, size):
-    raise MalformedDataError(f'{path!r} holds {width}×{height} images (e.g. {images[0]}) but '
-                     f'data.image_size = {size}; set --config.data.image_size or rescale with '
-                     f'EDM dataset_tool.py --resolution={size}x{size}')
+    raise MalformedDataError(
+        f'{path!r} holds {width}×{height} images (e.g. {images[0]}) but data.image_size = {size}; '
+        f'set --config.data.image_size or rescale with EDM dataset_tool.py '
+        f'--resolution={size}x{size}')
   return images, labels, read
 
 
@@ -468,9 +471,10 @@ def check_labels(config, labels):
   k = config.data.num_classes
   if labels.size and (labels.min() < 0 or labels.max() >= k):
     what = 'has no labels' if labels.min() == UNLABELED else f'has labels up to {labels.max()}'
-    raise MalformedDataError(f'model.class_conditional=True, but data.dataset={config.data.dataset!r} '
-                     f'{what} (data.num_classes = {k}): use a labeled set (an IMAGE_ZIP needs '
-                     'dataset.json) or set model.class_conditional=False')
+    raise MalformedDataError(
+        f'model.class_conditional=True, but data.dataset={config.data.dataset!r} {what} '
+        f'(data.num_classes = {k}): use a labeled set (an IMAGE_ZIP needs dataset.json) or set '
+        'model.class_conditional=False')
   return labels
 
 
