@@ -65,8 +65,8 @@ class _Preemption:
   process gets SIGTERM, at the same step on every process."""
 
   def __init__(self):
-    self._flag, self._previous = False, None
-    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+    self._flag, self._previous, self._synced = False, None, jax.process_count() > 1
+    if not self._synced and threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._request)
 
   def _request(self, signum, frame):
@@ -74,7 +74,7 @@ class _Preemption:
     self._flag = True
 
   def reached(self, step):
-    if jax.process_count() > 1:
+    if self._synced:
       return multihost_utils.reached_preemption_sync_point(step)
     return self._flag
 
@@ -297,21 +297,21 @@ def train(config, workdir, checkpoint=''):
   trainer = _Trainer(build(config), workdir)
   state, resumed = trainer.initial_state(checkpoint)
   _write_config(config, workdir)          # after the resume: a refused one leaves the run's own
-  step = start = int(state.step)
-  train_iter, eval_iter = trainer.data(start, resumed)
-  progress = utils.Progress('step', start, t.n_iters)
-  logging.info('training from step %d to %d on %d devices', start, t.n_iters, jax.device_count())
+  step = int(state.step)
+  train_iter, eval_iter = trainer.data(step, resumed)
+  logging.info('training from step %d to %d on %d devices', step, t.n_iters, jax.device_count())
   preemption = _Preemption()
   try:
-    return _train_loop(trainer, state, step, train_iter, eval_iter, progress, preemption)
+    return _train_loop(trainer, state, step, train_iter, eval_iter, preemption)
   finally:
     preemption.close()
 
 
-def _train_loop(trainer, state, step, train_iter, eval_iter, progress, preemption):
+def _train_loop(trainer, state, step, train_iter, eval_iter, preemption):
   """`train`'s steps from `step` to training.n_iters; the final state."""
   config = trainer.config
   t, train_key = config.training, streams.run_key(config)
+  progress = utils.Progress('step', step, t.n_iters)
   while step < t.n_iters:
     state, metrics = trainer.fns.train_step(state, next(train_iter), train_key, step)
     losses_ = np.asarray(metrics['loss'])
