@@ -51,7 +51,9 @@ class NoCheckpointError(FileNotFoundError):
 def _manager(directory, max_to_keep):
   if not paths.is_remote(directory):         # orbax refuses relative paths (gs://... stays as is)
     directory = os.path.abspath(directory)
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+  # create=False: a read-only mode pointed at a mistyped workdir leaves no empty folders behind
+  # (the first save makes the directory)
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=False,
                                          enable_async_checkpointing=False)
   return ocp.CheckpointManager(directory, options=options,
                                item_handlers=ocp.StandardCheckpointHandler())   # item_metadata

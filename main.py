@@ -35,11 +35,17 @@ flags.DEFINE_string('distributed', '', "Multi-process: 'auto' or ADDRESS:PORT,NU
 
 def _parse_flags(argv):
   try:
-    return app.parse_flags_with_usage(argv)
+    argv = app.parse_flags_with_usage(argv)
   except AttributeError as err:   # ml_collections: an override names no field of the locked config
     cause = err.args[0]           # ml_collections wraps the KeyError that holds the message
     sys.exit(f'FATAL Flags parsing error: unknown config field '
              f'{cause.args[0] if isinstance(cause, KeyError) else cause}')
+  try:                            # a config file that failed to load raises when first read
+    if FLAGS.config is not None:
+      FLAGS.config.keys()
+  except OSError as err:          # its last line names the file and the cause
+    sys.exit(f'FATAL cannot load --config: {str(err).strip().splitlines()[-1].strip()}')
+  return argv
 
 
 def _hide_gpus_from_tensorflow():

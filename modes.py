@@ -153,13 +153,21 @@ def run_colorize(config, workdir, checkpoint=''):
 
 def run(mode, config, workdir, **options):
   """Run `mode`; the errors a user can fix are logged as one line and give exit status 1; a
-  training run stopped by SIGTERM (after saving) exits with 143, as a process killed by it."""
+  training run stopped by SIGTERM (after saving) exits with 143, as a process killed by it.
+
+  Only training stops at a step boundary on SIGTERM (run_lib._Preemption). In a multi-process
+  run JAX's preemption notifier takes SIGTERM for that sync point, which no other mode reaches:
+  eval and sample would run on until SIGKILL, so they get back the default action (eval and
+  seeded sampling resume per batch)."""
+  fn = MODES.get(mode)
+  if mode != 'train' and jax.process_count() > 1:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
   try:
-    return MODES.get(mode)(config, workdir, options)
+    return fn(config, workdir, options)
   except run_lib.Preempted as stop:
     logging.warning('%s', stop)
     raise SystemExit(128 + signal.SIGTERM) from None
-  except (run_lib.TrainingDivergedError, evaluation.EvaluationFileError,
+  except (validate.ConfigError, run_lib.TrainingDivergedError, evaluation.EvaluationFileError,
           checkpointing.CheckpointReadError, checkpointing.NoCheckpointError, fid.ImagesError,
           datasets.DataError) as err:
     logging.error('%s', err)

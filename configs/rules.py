@@ -181,6 +181,21 @@ def one_lr_ramp(config):
   return None
 
 
+SIZES = ('training.batch_size', 'eval.batch_size', 'data.image_size', 'data.num_channels',
+         'model.nf', 'model.num_scales')
+
+
+@rule(*MODES)
+def sizes_are_positive(config):
+  """Batch sizes, the image size and channels, model.nf and model.num_scales are ≥ 1."""
+  for field in SIZES:
+    section, name = field.split('.')
+    value = getattr(getattr(config, section), name)
+    if value < 1:
+      return f'{field} = {value} must be >= 1'
+  return None
+
+
 @rule(TRAIN)
 def n_jitted_steps_positive(config):
   """training.n_jitted_steps ≥ 1."""

@@ -241,7 +241,7 @@ def test_sigterm_saves_a_resume_checkpoint_and_the_same_command_goes_on(tmp_path
   assert stop.value.code == 143
   assert 'SIGTERM: stopped at step 3 after saving a resume checkpoint' in info_log.text
   assert sorted(os.listdir(f'{workdir}/checkpoints-meta')) == ['3']
-  assert os.listdir(f'{workdir}/checkpoints') == []
+  assert not os.path.exists(f'{workdir}/checkpoints')      # no kept checkpoint was due
   assert signal.getsignal(signal.SIGTERM) is handler        # the handler before the run, again
   state = run_lib.train(config, workdir)
   assert int(state.step) == 6 and f'resumed from {workdir}/checkpoints-meta/3' in info_log.text
@@ -367,3 +367,17 @@ def test_sample_from_given_latents_matches_seeded_latents(trained, tmp_path):
   config.sampling.latents = str(tmp_path / 'bad.npy')
   with pytest.raises(ValueError, match='channels last'):
     run_lib.sample(config, str(tmp_path / 'bad'))
+
+
+def test_a_device_rule_is_one_line_and_writes_nothing(tmp_path, monkeypatch, caplog):
+  """The rules that need the device count run at the entry points, after jax.distributed (e.g.
+  eval.batch_size = 99 over 2 devices): a one-line error and exit status 1, not a traceback."""
+  import modes  # pylint: disable=import-outside-toplevel
+  config = _config()
+  config.eval.batch_size = 99
+  monkeypatch.setattr(jax, 'device_count', lambda: 2)
+  with pytest.raises(SystemExit) as stop:
+    modes.run('eval', config, str(tmp_path / 'run'), checkpoint='', eval_folder='eval')
+  assert stop.value.code == 1
+  assert 'eval.batch_size = 99 must be divisible by the number of devices (2)' in caplog.text
+  assert not os.path.exists(tmp_path / 'run')

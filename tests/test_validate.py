@@ -48,6 +48,8 @@ CASES = {
     'augmentation_conditions_the_network': ('edm', {'training.augment_p': 0.1}, 'train',
                                             'model.augment_dim=9'),
     'one_lr_ramp': ('edm', {'optim.lr_rampup_kimg': 10.}, 'train', 'optim.warmup=0'),
+    'sizes_are_positive': ('edm', {'training.batch_size': -3}, 'train',
+                           'training.batch_size = -3 must be >= 1'),
     'n_jitted_steps_positive': ('edm', {'training.n_jitted_steps': 0}, 'train', '>= 1'),
     'frequencies_are_multiples': ('edm', {'training.log_freq': 0}, 'train', 'training.log_freq'),
     'train_batch_splits_over_devices': ('edm', {'devices': 3}, 'train',
@@ -179,6 +181,15 @@ def test_main_refuses_a_broken_config_before_the_workdir_exists(tmp_path):
                '--config.training.likelihood_weighting=True')
   assert done.returncode != 0 and not workdir.exists()
   assert 'FATAL config error: training.likelihood_weighting needs' in done.stderr
+  assert 'Traceback' not in done.stderr
+
+
+def test_main_names_a_missing_config_file_in_one_line(tmp_path):
+  done = _main('--config=configs/no_such_config.py', f'--workdir={tmp_path / "run"}')
+  assert done.returncode != 0 and not (tmp_path / 'run').exists()
+  assert done.stderr.strip().splitlines()[-1] == (
+      "FATAL cannot load --config: [Errno 2] No such file or directory: "
+      "'configs/no_such_config.py'"), done.stderr[-2000:]
   assert 'Traceback' not in done.stderr
 
 
