@@ -153,7 +153,8 @@ def run_colorize(config, workdir, checkpoint=''):
 
 def run(mode, config, workdir, **options):
   """Run `mode`; the errors a user can fix are logged as one line and give exit status 1; a
-  training run stopped by SIGTERM (after saving) exits with 143, as a process killed by it.
+  training run stopped by SIGTERM or Ctrl-C (after saving) exits with 143 or 130, as a process
+  killed by the signal.
 
   Only training stops at a step boundary on SIGTERM (run_lib._Preemption). In a multi-process
   run JAX's preemption notifier takes SIGTERM for that sync point, which no other mode reaches:
@@ -166,7 +167,7 @@ def run(mode, config, workdir, **options):
     return fn(config, workdir, options)
   except run_lib.Preempted as stop:
     logging.warning('%s', stop)
-    raise SystemExit(128 + signal.SIGTERM) from None
+    raise SystemExit(128 + stop.signum) from None
   except (validate.ConfigError, run_lib.TrainingDivergedError, evaluation.EvaluationFileError,
           checkpointing.CheckpointReadError, checkpointing.NoCheckpointError, fid.ImagesError,
           datasets.DataError) as err:

@@ -55,32 +55,45 @@ class TrainingDivergedError(FloatingPointError):
 
 
 class Preempted(Exception):
-  """Training stopped on SIGTERM after saving a resume checkpoint (main.py exits with 143)."""
+  """Training stopped on SIGTERM or Ctrl-C after saving a resume checkpoint; `signum` is the
+  signal (main.py exits with 128 + signum, as a process killed by it)."""
+
+  def __init__(self, message, signum):
+    super().__init__(message)
+    self.signum = signum
 
 
 class _Preemption:
-  """SIGTERM (a preempted VM, `scancel`, Kubernetes) as a request to save and stop at the next
-  step boundary. One process: a SIGTERM handler sets a flag (`close` restores the previous
-  handler). Several: JAX's preemption sync point, which the coordination service sets when any
-  process gets SIGTERM, at the same step on every process."""
+  """SIGTERM (a preempted VM, `scancel`, Kubernetes) or Ctrl-C as a request to save and stop at
+  the next step boundary. One process: handlers set for the loop only (`close` restores the
+  previous ones); a second Ctrl-C stops at once (KeyboardInterrupt). Several: JAX's preemption
+  sync point, which the coordination service sets when any process gets SIGTERM, at the same
+  step on every process (Ctrl-C keeps its default there: one process cannot stop the others)."""
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self._flag, self._previous, self._synced = False, None, jax.process_count() > 1
+    self.signum, self._previous, self._synced = None, {}, jax.process_count() > 1
     if not self._synced and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._request)
+      self._previous = {s: signal.signal(s, self._request) for s in self.SIGNALS}
 
   def _request(self, signum, frame):
-    del signum, frame
-    self._flag = True
+    del frame
+    if self.signum == signal.SIGINT == signum:
+      signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
+      raise KeyboardInterrupt
+    self.signum = signum
+    if signum == signal.SIGINT:
+      logging.warning('Ctrl-C: stopping after the next step and its resume checkpoint '
+                      '(Ctrl-C again stops at once, losing the steps since the last checkpoint)')
 
   def reached(self, step):
-    if self._synced:
-      return multihost_utils.reached_preemption_sync_point(step)
-    return self._flag
+    if self._synced and multihost_utils.reached_preemption_sync_point(step):
+      self.signum = signal.SIGTERM
+    return self.signum is not None
 
   def close(self):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,8 +347,9 @@ def _train_loop(trainer, state, step, train_iter, eval_iter, preemption):
     if preemption.reached(step) and not done:
       if not saved:
         trainer.save(state, step, kept=False)
-      raise Preempted(f'SIGTERM: stopped at step {step} after saving a resume checkpoint in '
-                      f'{trainer.workdir}; run the same command to go on from there')
+      raise Preempted(f'{signal.Signals(preemption.signum).name}: stopped at step {step} after '
+                      f'saving a resume checkpoint in {trainer.workdir}; run the same command to '
+                      'go on from there', preemption.signum)
   logging.info('training done at step %d', step)
   return state
 

@@ -214,37 +214,62 @@ def test_another_configs_workdir_is_refused_before_anything_is_written(trained, 
   assert before == {name: sorted(os.listdir(f'{workdir}/{name}')) for name in before}
 
 
-def test_sigterm_saves_a_resume_checkpoint_and_the_same_command_goes_on(tmp_path, monkeypatch,
-                                                                       info_log):
-  """A preempted VM, `scancel` or Kubernetes sends SIGTERM: training saves at the next step
-  boundary (step 3, between the resume points every 6 steps), exits with 143, and the same
-  command resumes from step 3."""
+def _signal_at_third_batch(monkeypatch, signals):
+  """run_lib.global_batches sending this process `signals` in turn while the third training
+  batch is read."""
+  batches, made = run_lib.global_batches, []
+
+  def signalled(elements, run, axis):
+    made.append(elements)                  # the first one made is the training stream
+    train = len(made) == 1
+    for i, x in enumerate(batches(elements, run, axis)):
+      if i == 2 and train:
+        for signum in signals:
+          os.kill(os.getpid(), signum)
+      yield x
+  monkeypatch.setattr(run_lib, 'global_batches', signalled)
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_saves_a_resume_checkpoint_and_the_same_command_goes_on(
+    tmp_path, monkeypatch, info_log, signum):
+  """A preempted VM, `scancel` or Kubernetes sends SIGTERM, a user Ctrl-C: training saves at the
+  next step boundary (step 3, between the resume points every 6 steps), exits with 128 + the
+  signal (143, 130), and the same command resumes from step 3."""
   if threading.current_thread() is not threading.main_thread():
     pytest.skip('signal handlers need the main thread')
   import modes  # pylint: disable=import-outside-toplevel
-  batches, workdir = run_lib.global_batches, str(tmp_path / 'run')
-  handler = signal.getsignal(signal.SIGTERM)
-
-  def preempted(elements, run, axis):      # SIGTERM while the third training batch is read
-    for i, x in enumerate(batches(elements, run, axis)):
-      if i == 2 and axis == 1:
-        os.kill(os.getpid(), signal.SIGTERM)
-      yield x
+  workdir = str(tmp_path / 'run')
+  handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
   config = _config()
   t = config.training
   t.n_iters = t.snapshot_freq = t.snapshot_freq_for_preemption = 6
   t.snapshot_sampling = False
   with monkeypatch.context() as patch:
-    patch.setattr(run_lib, 'global_batches', preempted)
+    _signal_at_third_batch(patch, [signum])
     with pytest.raises(SystemExit) as stop:
       modes.run('train', config, workdir, checkpoint='')
-  assert stop.value.code == 143
-  assert 'SIGTERM: stopped at step 3 after saving a resume checkpoint' in info_log.text
+  assert stop.value.code == 128 + signum
+  name = signal.Signals(signum).name
+  assert f'{name}: stopped at step 3 after saving a resume checkpoint' in info_log.text
   assert sorted(os.listdir(f'{workdir}/checkpoints-meta')) == ['3']
   assert not os.path.exists(f'{workdir}/checkpoints')      # no kept checkpoint was due
-  assert signal.getsignal(signal.SIGTERM) is handler        # the handler before the run, again
+  assert {s: signal.getsignal(s) for s in handlers} == handlers   # the handlers before, again
   state = run_lib.train(config, workdir)
   assert int(state.step) == 6 and f'resumed from {workdir}/checkpoints-meta/3' in info_log.text
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path, monkeypatch):
+  if threading.current_thread() is not threading.main_thread():
+    pytest.skip('signal handlers need the main thread')
+  config = _config()
+  t = config.training
+  t.n_iters = t.snapshot_freq = t.snapshot_freq_for_preemption = 6
+  _signal_at_third_batch(monkeypatch, [signal.SIGINT, signal.SIGINT])
+  with pytest.raises(KeyboardInterrupt):
+    run_lib.train(config, str(tmp_path / 'run'))
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  assert not os.path.exists(tmp_path / 'run' / 'checkpoints-meta')
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, tmp_path, monkeypatch):
