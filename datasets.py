@@ -108,7 +108,7 @@ def digits_split():
 
 
 @functools.lru_cache(maxsize=1)
-def _tf():
+def tensorflow():
   """TensorFlow, imported on first use, with its GPUs hidden (JAX owns the accelerators)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   try:
@@ -119,7 +119,7 @@ def _tf():
 
 
 def _tfds():
-  _tf()
+  tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   return tfds
 
@@ -129,7 +129,7 @@ def _tfds():
 
 def central_crop(image, size):
   """The central size×size window of `image`."""
-  tf = _tf()
+  tf = tensorflow()
   top = (tf.shape(image)[0] - size) // 2
   left = (tf.shape(image)[1] - size) // 2
   return tf.image.crop_to_bounding_box(image, top, left, size, size)
@@ -137,7 +137,7 @@ def central_crop(image, size):
 
 def resize_small(image, resolution):
   """Resize (antialiased bilinear) so that the shorter side is `resolution`."""
-  tf = _tf()
+  tf = tensorflow()
   h, w = tf.cast(tf.shape(image)[0], tf.float32), tf.cast(tf.shape(image)[1], tf.float32)
   ratio = resolution / tf.minimum(h, w)
   size = tf.cast(tf.round(tf.stack([h, w]) * ratio), tf.int32)
@@ -150,7 +150,7 @@ def crop_resize(image, resolution):
   score_sde casts the bicubic result straight to uint8; here it is clipped and rounded first
   (bicubic overshoots [0, 255]).
   """
-  tf = _tf()
+  tf = tensorflow()
   crop = tf.minimum(tf.shape(image)[0], tf.shape(image)[1])
   image = central_crop(image, crop)
   image = tf.image.resize(image, [resolution, resolution], method='bicubic', antialias=True)
@@ -158,13 +158,13 @@ def crop_resize(image, resolution):
 
 
 def _to_float(image):
-  tf = _tf()
+  tf = tensorflow()
   return tf.image.convert_image_dtype(image, tf.float32)
 
 
 def _resize_to(config, native):
   """uint8 image of side `native` -> float32 [0, 1] at data.image_size (no-op if equal)."""
-  tf, size = _tf(), config.data.image_size
+  tf, size = tensorflow(), config.data.image_size
 
   def op(image):
     image = _to_float(image)
@@ -198,7 +198,7 @@ def _tfds_builder(config, name):
 
 def _tfds_source(config, evaluation, name, splits, image_op):
   """A prepared TFDS set; `splits` = (train split, eval split); `image_op`: uint8 -> float."""
-  tfds, tf = _tfds(), _tf()
+  tfds, tf = _tfds(), tensorflow()
   builder = _tfds_builder(config, name)
   read_config = tfds.ReadConfig(shuffle_seed=config.seed)
   image_feature = builder.info.features['image']
@@ -264,7 +264,7 @@ def _shard(ds, evaluation):
 
 def _tfrecords(config, evaluation):
   """FFHQ / CelebA-HQ records of score_sde: features `shape` [3] (C, H, W) and raw uint8 `data`."""
-  tf, path = _tf(), _tfrecords_path(config)
+  tf, path = tensorflow(), _tfrecords_path(config)
   size, channels = config.data.image_size, config.data.num_channels
 
   def decode(record):
@@ -281,7 +281,7 @@ def _tfrecords(config, evaluation):
 def _tfrecords_path(config):
   """data.tfrecords_path, checked to exist."""
   path = config.data.tfrecords_path
-  if not _tf().io.gfile.exists(path):
+  if not tensorflow().io.gfile.exists(path):
     raise DataNotFoundError(f'data.tfrecords_path {path!r} does not exist: point '
                             '--config.data.tfrecords_path at score_sde\'s TFRecord file')
   return path
@@ -294,7 +294,7 @@ SOURCES.register('CelebAHQ')(_tfrecords)
 @SOURCES.register('DIGITS')
 def _digits(config, evaluation):
   """sklearn digits (`digits_split`), resized if data.image_size ≠ 8, gray tiled to C channels."""
-  tf, split = _tf(), digits_split()
+  tf, split = tensorflow(), digits_split()
   size, channels = config.data.image_size, config.data.num_channels
 
   def image_op(image):
@@ -394,7 +394,7 @@ def _image_zip(config, evaluation):
   set by default); tf.data then decodes the PNG bytes in parallel without calling back into
   Python (a tf.py_function per image cost ~15 ms on 8×8 digits).
   """
-  tf = _tf()
+  tf = tensorflow()
   images, labels, read = _image_zip_index(config)
   count = _shards(evaluation)
   share = slice(jax.process_index() if count > 1 else 0, None, count)   # = _shard's order
@@ -419,7 +419,7 @@ def _preprocess(config, decode, train, uniform_dequantization):
   Randomness is stateless, from a per-element seed, so a pipeline is reproducible from
   config.seed.
   """
-  tf = _tf()
+  tf = tensorflow()
   flip = config.data.random_flip and train
 
   def op(element, element_seed):
@@ -437,7 +437,7 @@ def _preprocess(config, decode, train, uniform_dequantization):
 
 
 def _pipeline(config, ds, decode, train, batch_dims, evaluation, uniform_dequantization):
-  tf = _tf()
+  tf = tensorflow()
   # Randomness: per process and split in training; per split only in evaluation (all processes
   # draw the one-process noise for the whole split and keep their rows, `_own_rows`).
   stream = int(train) if evaluation else 2 * jax.process_index() + int(train)

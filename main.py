@@ -7,11 +7,10 @@
       --dry_run                                    # print the resolved config and exit
   python main.py --explain_config [--config=C --mode=M]   # the config rules [and which C breaks]
 
-The config is locked: an unknown or mistyped override fails while the flags are parsed, and a
-combination the rules forbid (configs/rules.py) fails before the workdir is touched. Logs go to
-stderr and to <workdir>/log.txt (process i > 0: log<i>.txt). --workdir may be a gs:// or s3://
-URI (paths.py); an unreachable one fails in seconds, before anything is written. --distributed
-joins a multi-process run (run_lib.init_distributed).
+The config is locked: a missing file or mistyped override fails while the flags are parsed, a
+combination the rules forbid (configs/rules.py) before the workdir is touched. Logs go to stderr
+and <workdir>/log.txt (process i > 0: log<i>.txt). --workdir may be gs:// or s3:// (paths.py; an
+unreachable one fails in seconds); --distributed joins a multi-process run (run_lib).
 """
 import sys
 
@@ -36,21 +35,15 @@ flags.DEFINE_string('distributed', '', "Multi-process: 'auto' or ADDRESS:PORT,NU
 def _parse_flags(argv):
   try:
     argv = app.parse_flags_with_usage(argv)
+    if FLAGS.config is not None:  # a config file that failed to load raises when first read
+      FLAGS.config.keys()
   except AttributeError as err:   # ml_collections: an override names no field of the locked config
     cause = err.args[0]           # ml_collections wraps the KeyError that holds the message
     sys.exit(f'FATAL Flags parsing error: unknown config field '
              f'{cause.args[0] if isinstance(cause, KeyError) else cause}')
-  try:                            # a config file that failed to load raises when first read
-    if FLAGS.config is not None:
-      FLAGS.config.keys()
-  except OSError as err:          # its last line names the file and the cause
+  except OSError as err:          # the load error's last line names the file and the cause
     sys.exit(f'FATAL cannot load --config: {str(err).strip().splitlines()[-1].strip()}')
   return argv
-
-
-def _hide_gpus_from_tensorflow():
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  tf.config.set_visible_devices([], 'GPU')
 
 
 def main(argv):
@@ -73,8 +66,9 @@ def main(argv):
     from foreign import load  # pylint: disable=import-outside-toplevel
     load.precheck(FLAGS.checkpoint, FLAGS.config)
   paths.precheck(FLAGS.workdir)      # an unreachable bucket fails in seconds, nothing written
-  _hide_gpus_from_tensorflow()
-  import modes  # pylint: disable=import-outside-toplevel   # after TF is told about GPUs
+  import datasets  # pylint: disable=import-outside-toplevel
+  datasets.tensorflow()               # TF with its GPUs hidden, before anything else imports it
+  import modes  # pylint: disable=import-outside-toplevel
   import outputs  # pylint: disable=import-outside-toplevel
   import run_lib  # pylint: disable=import-outside-toplevel
   outputs.tee_logging(FLAGS.workdir, run_lib.init_distributed(FLAGS.distributed))

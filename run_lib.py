@@ -66,15 +66,18 @@ class Preempted(Exception):
 class _Preemption:
   """SIGTERM (a preempted VM, `scancel`, Kubernetes) or Ctrl-C as a request to save and stop at
   the next step boundary. One process: handlers set for the loop only (`close` restores the
-  previous ones); a second Ctrl-C stops at once (KeyboardInterrupt). Several: JAX's preemption
-  sync point, which the coordination service sets when any process gets SIGTERM, at the same
-  step on every process (Ctrl-C keeps its default there: one process cannot stop the others)."""
+  previous ones; an ignored signal stays ignored); a second Ctrl-C stops at once
+  (KeyboardInterrupt). Several: JAX's preemption sync point, which the coordination service sets
+  when any process gets SIGTERM, at the same step on every process (Ctrl-C keeps its default
+  there: one process cannot stop the others)."""
   SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.signum, self._previous, self._synced = None, {}, jax.process_count() > 1
     if not self._synced and threading.current_thread() is threading.main_thread():
-      self._previous = {s: signal.signal(s, self._request) for s in self.SIGNALS}
+      previous = {s: signal.signal(s, self._request) for s in self.SIGNALS
+                  if signal.getsignal(s) is not signal.SIG_IGN}      # e.g. Ctrl-C in `cmd &`
+      self._previous = {s: signal.SIG_DFL if h is None else h for s, h in previous.items()}
 
   def _request(self, signum, frame):
     del frame

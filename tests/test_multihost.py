@@ -254,7 +254,7 @@ def test_two_process_eval_of_a_split_that_leaves_a_remainder_ends(kept_step_1, t
 
 def test_eval_counts_batches_tf_data_does_not_know():
   """TFRecord sets have an unknown cardinality (-2): their batches are counted."""
-  tf = datasets._tf()
+  tf = datasets.tensorflow()
   ds = tf.data.Dataset.range(7).filter(lambda x: x >= 0).batch(2, drop_remainder=True)
   assert int(ds.cardinality()) < 0
   assert eval_lib._batch_count(ds) == 3

@@ -214,6 +214,17 @@ def test_another_configs_workdir_is_refused_before_anything_is_written(trained, 
   assert before == {name: sorted(os.listdir(f'{workdir}/{name}')) for name in before}
 
 
+@pytest.fixture
+def ctrl_c():
+  """SIGINT's Python default for the test (pytest-xdist workers ignore it, and an ignored
+  signal stays ignored by training); the worker's setting restored afterwards."""
+  if threading.current_thread() is not threading.main_thread():
+    pytest.skip('signal handlers need the main thread')
+  before = signal.signal(signal.SIGINT, signal.default_int_handler)
+  yield
+  signal.signal(signal.SIGINT, before)
+
+
 def _signal_at_third_batch(monkeypatch, signals):
   """run_lib.global_batches sending this process `signals` in turn while the third training
   batch is read."""
@@ -232,12 +243,10 @@ def _signal_at_third_batch(monkeypatch, signals):
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_or_ctrl_c_saves_a_resume_checkpoint_and_the_same_command_goes_on(
-    tmp_path, monkeypatch, info_log, signum):
+    tmp_path, monkeypatch, info_log, ctrl_c, signum):
   """A preempted VM, `scancel` or Kubernetes sends SIGTERM, a user Ctrl-C: training saves at the
   next step boundary (step 3, between the resume points every 6 steps), exits with 128 + the
   signal (143, 130), and the same command resumes from step 3."""
-  if threading.current_thread() is not threading.main_thread():
-    pytest.skip('signal handlers need the main thread')
   import modes  # pylint: disable=import-outside-toplevel
   workdir = str(tmp_path / 'run')
   handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -259,17 +268,30 @@ def test_sigterm_or_ctrl_c_saves_a_resume_checkpoint_and_the_same_command_goes_o
   assert int(state.step) == 6 and f'resumed from {workdir}/checkpoints-meta/3' in info_log.text
 
 
-def test_a_second_ctrl_c_stops_at_once(tmp_path, monkeypatch):
-  if threading.current_thread() is not threading.main_thread():
-    pytest.skip('signal handlers need the main thread')
+def test_a_second_ctrl_c_stops_at_once(tmp_path, monkeypatch, ctrl_c):
   config = _config()
   t = config.training
   t.n_iters = t.snapshot_freq = t.snapshot_freq_for_preemption = 6
   _signal_at_third_batch(monkeypatch, [signal.SIGINT, signal.SIGINT])
   with pytest.raises(KeyboardInterrupt):
     run_lib.train(config, str(tmp_path / 'run'))
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # as before the run
   assert not os.path.exists(tmp_path / 'run' / 'checkpoints-meta')
+
+
+def test_an_ignored_ctrl_c_stays_ignored(tmp_path, monkeypatch):
+  """A run started with SIGINT ignored (`python main.py ... &` in a script) keeps ignoring it."""
+  if threading.current_thread() is not threading.main_thread():
+    pytest.skip('signal handlers need the main thread')
+  before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+  try:
+    config = _config()
+    config.training.n_iters = 4
+    _signal_at_third_batch(monkeypatch, [signal.SIGINT])
+    assert int(run_lib.train(config, str(tmp_path / 'run')).step) == 4
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+  finally:
+    signal.signal(signal.SIGINT, before)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, tmp_path, monkeypatch):
