@@ -102,9 +102,11 @@ def _report(workdir, step=4):
 
 
 def _copy_checkpoint(src_workdir, dst_workdir, step, tmp_dir):
-  """Copy a kept checkpoint as training would write it: complete before its name appears."""
+  """Copy a kept checkpoint as training would write it: complete before its name appears (the
+  first one also makes checkpoints/, which the waiting eval does not create)."""
   staging = os.path.join(tmp_dir, f'staging_{step}')
   shutil.copytree(os.path.join(src_workdir, 'checkpoints', str(step)), staging)
+  os.makedirs(os.path.join(dst_workdir, 'checkpoints'), exist_ok=True)
   os.rename(staging, os.path.join(dst_workdir, 'checkpoints', str(step)))
 
 

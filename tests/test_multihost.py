@@ -11,9 +11,9 @@ own log file.
 
 Evaluation and sampling, of one kept checkpoint (configs/quicktest.py's shrink of the digits
 quickstart, initial weights as step 1): --mode=eval in two processes gives the sample metrics
-of one process exactly, and so do its loss and bits/dim (every process reads the whole evaluation
-split and keeps its rows of each global batch, with the one-process dequantization noise),
-also when the split does not fill the last batch. --mode=sample writes the one-process files
+and the loss of one process exactly, and its bits/dim to float rounding (every process reads the
+whole evaluation split and keeps its rows of each global batch, with the one-process
+dequantization noise), also when the split does not fill the last batch. --mode=sample writes the one-process files
 exactly: one .npz per seed (sampling.seeds), or the grid.
 """
 import json
@@ -235,10 +235,14 @@ def test_two_process_eval_scores_the_same_samples(eval_reports):
 
 @SLOW
 def test_two_process_eval_loss_and_bpd_equal_one_process(eval_reports):
+  """The losses exactly; bits/dim to float rounding: each process integrates half the batch, and
+  XLA's code for that shape rounds differently (on a 2-core AMD EPYC 45 of 288 values differed,
+  by ≤ 2e-7 relative; a wrong row or noise would differ by ~1e-2)."""
   (one, one_arrays), (two, two_arrays) = eval_reports
-  assert (two['eval_loss'], two['bpd']) == (one['eval_loss'], one['bpd'])
-  for k in ('all_losses', 'bpd'):
-    np.testing.assert_array_equal(two_arrays[k], one_arrays[k])
+  assert two['eval_loss'] == one['eval_loss']
+  np.testing.assert_array_equal(two_arrays['all_losses'], one_arrays['all_losses'])
+  np.testing.assert_allclose(two['bpd'], one['bpd'], rtol=1e-6)
+  np.testing.assert_allclose(two_arrays['bpd'], one_arrays['bpd'], rtol=1e-6)
 
 
 @SLOW
