@@ -13,8 +13,8 @@ Evaluation and sampling, of one kept checkpoint (configs/quicktest.py's shrink o
 quickstart, initial weights as step 1): --mode=eval in two processes gives the sample metrics
 and the loss of one process exactly, and its bits/dim to float rounding (every process reads the
 whole evaluation split and keeps its rows of each global batch, with the one-process
-dequantization noise), also when the split does not fill the last batch. --mode=sample writes the one-process files
-exactly: one .npz per seed (sampling.seeds), or the grid.
+dequantization noise), also when the split does not fill the last batch. --mode=sample writes
+the one-process files exactly: one .npz per seed (sampling.seeds), or the grid.
 """
 import json
 import os
