@@ -132,9 +132,10 @@ def restore(manager, step, target):
                               f'{type(err).__name__}: {err}') from err
 
 
-def restore_latest(managers, target):
+def restore_latest(managers, target, verb='resumed from'):
   """The newest readable state over all `managers` (unreadable ones are logged and skipped, e.g.
-  one cut short by a preemption), or None where there is no checkpoint at all.
+  one cut short by a preemption; the one used is logged as "`verb` PATH"), or None where there is
+  no checkpoint at all.
 
   Raises:
     CheckpointReadError: there are checkpoints, but none is readable as `target` (typically
@@ -151,7 +152,7 @@ def restore_latest(managers, target):
       logging.error('%s; trying the next older checkpoint', err)
       errors.append(err)
       continue
-    logging.info('resumed from %s', step_path(manager, step))
+    logging.info('%s %s', verb, step_path(manager, step))
     return state
   if errors:
     newest = ' '.join(str(errors[0]).split('. ')[0].split())   # one line: orbax's first sentence

@@ -379,7 +379,7 @@ def restore_newest(run, workdir, checkpoint=''):
   if checkpoint:
     return checkpointing.load_given(checkpoint, run.config, run.optimizer, _abstract_state(run))
   managers = (checkpointing.meta_manager(workdir), checkpointing.kept_manager(workdir))
-  state = checkpointing.restore_latest(managers, _abstract_state(run))
+  state = checkpointing.restore_latest(managers, _abstract_state(run), verb='restored')
   if state is None:
     raise checkpointing.NoCheckpointError(
         f'no readable checkpoint in {workdir}/{checkpointing.KEPT} or {workdir}/'

@@ -189,9 +189,10 @@ def _check_files(workdir, task, arrays):
   return saved
 
 
-def test_inpaint_mode_keeps_the_known_pixels_exactly(workdir):
+def test_inpaint_mode_keeps_the_known_pixels_exactly(workdir, info_log):
   """With noise_removal the known part is the marginal mean at eps: the data itself for VE."""
   arrays = modes.run_inpaint(_task_config(), workdir)
+  assert f'restored {workdir}/checkpoints' in info_log.text       # not "resumed": no training
   saved = _check_files(workdir, 'inpaint', arrays)
   known = np.broadcast_to(saved['mask'], saved['original'].shape).astype(bool)
   assert known[:, :, :4].all() and not known[:, :, 4:].any()     # right_half: left half known
