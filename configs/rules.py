@@ -181,6 +181,12 @@ def one_lr_ramp(config):
   return None
 
 
+def get(config, field):
+  """The value of `field` ('section.name') in `config`."""
+  section, name = field.split('.')
+  return getattr(getattr(config, section), name)
+
+
 SIZES = ('training.batch_size', 'eval.batch_size', 'data.image_size', 'data.num_channels',
          'model.nf', 'model.num_scales')
 
@@ -189,8 +195,7 @@ SIZES = ('training.batch_size', 'eval.batch_size', 'data.image_size', 'data.num_
 def sizes_are_positive(config):
   """Batch sizes, the image size and channels, model.nf and model.num_scales are ≥ 1."""
   for field in SIZES:
-    section, name = field.split('.')
-    value = getattr(getattr(config, section), name)
+    value = get(config, field)
     if value < 1:
       return f'{field} = {value} must be >= 1'
   return None

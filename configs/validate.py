@@ -14,7 +14,7 @@ registry), each its own rule. Adding a switch: add its field to configs/default_
 rules to configs/rules.py, and a breaking case to tests/test_validate.py (the test fails for a
 rule without one).
 """
-from configs.rules import BUILD, DATA, EVAL, FID, INPAINT, MODES, RULES, SAMPLE, rule
+from configs.rules import BUILD, DATA, EVAL, FID, INPAINT, MODES, RULES, SAMPLE, get, rule
 
 
 # ------------------------------------------------------------------------------------------------
@@ -90,17 +90,12 @@ CHOICES = (
 )
 
 
-def _get(config, field):
-  section, name = field.split('.')
-  return getattr(getattr(config, section), name)
-
-
 def _choice_rule(field, choices, applies, modes):
   def fn(config):
     if not applies(config):
       return None
     valid = list(choices(config))
-    value = _get(config, field)
+    value = get(config, field)
     if value not in valid and not (isinstance(value, str) and value.lower() in valid):
       return f'{field} = {value!r} is not one of {", ".join(map(repr, sorted(valid)))}'
     return None

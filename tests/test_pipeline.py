@@ -215,13 +215,13 @@ def test_another_configs_workdir_is_refused_before_anything_is_written(trained, 
 
 
 @pytest.fixture
-def ctrl_c():
-  """SIGINT's Python default for the test (pytest-xdist workers ignore it, and an ignored
+def sigint():
+  """Sets SIGINT's handler for the test (pytest-xdist workers ignore SIGINT, and an ignored
   signal stays ignored by training); the worker's setting restored afterwards."""
   if threading.current_thread() is not threading.main_thread():
     pytest.skip('signal handlers need the main thread')
-  before = signal.signal(signal.SIGINT, signal.default_int_handler)
-  yield
+  before = signal.getsignal(signal.SIGINT)
+  yield lambda handler: signal.signal(signal.SIGINT, handler)
   signal.signal(signal.SIGINT, before)
 
 
@@ -243,11 +243,12 @@ def _signal_at_third_batch(monkeypatch, signals):
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_or_ctrl_c_saves_a_resume_checkpoint_and_the_same_command_goes_on(
-    tmp_path, monkeypatch, info_log, ctrl_c, signum):
+    tmp_path, monkeypatch, info_log, sigint, signum):
   """A preempted VM, `scancel` or Kubernetes sends SIGTERM, a user Ctrl-C: training saves at the
   next step boundary (step 3, between the resume points every 6 steps), exits with 128 + the
   signal (143, 130), and the same command resumes from step 3."""
   import modes  # pylint: disable=import-outside-toplevel
+  sigint(signal.default_int_handler)
   workdir = str(tmp_path / 'run')
   handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
   config = _config()
@@ -268,7 +269,8 @@ def test_sigterm_or_ctrl_c_saves_a_resume_checkpoint_and_the_same_command_goes_o
   assert int(state.step) == 6 and f'resumed from {workdir}/checkpoints-meta/3' in info_log.text
 
 
-def test_a_second_ctrl_c_stops_at_once(tmp_path, monkeypatch, ctrl_c):
+def test_a_second_ctrl_c_stops_at_once(tmp_path, monkeypatch, sigint):
+  sigint(signal.default_int_handler)
   config = _config()
   t = config.training
   t.n_iters = t.snapshot_freq = t.snapshot_freq_for_preemption = 6
@@ -279,19 +281,14 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path, monkeypatch, ctrl_c):
   assert not os.path.exists(tmp_path / 'run' / 'checkpoints-meta')
 
 
-def test_an_ignored_ctrl_c_stays_ignored(tmp_path, monkeypatch):
+def test_an_ignored_ctrl_c_stays_ignored(tmp_path, monkeypatch, sigint):
   """A run started with SIGINT ignored (`python main.py ... &` in a script) keeps ignoring it."""
-  if threading.current_thread() is not threading.main_thread():
-    pytest.skip('signal handlers need the main thread')
-  before = signal.signal(signal.SIGINT, signal.SIG_IGN)
-  try:
-    config = _config()
-    config.training.n_iters = 4
-    _signal_at_third_batch(monkeypatch, [signal.SIGINT])
-    assert int(run_lib.train(config, str(tmp_path / 'run')).step) == 4
-    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-  finally:
-    signal.signal(signal.SIGINT, before)
+  sigint(signal.SIG_IGN)
+  config = _config()
+  config.training.n_iters = 4
+  _signal_at_third_batch(monkeypatch, [signal.SIGINT])
+  assert int(run_lib.train(config, str(tmp_path / 'run')).step) == 4
+  assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, tmp_path, monkeypatch):
