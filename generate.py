@@ -15,7 +15,9 @@ seed) is recorded in `out_dir/class_labels.json` ({seed: class}) and, for `.npz`
 """
 import io
 import json
+import zipfile
 
+from absl import logging
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
@@ -28,6 +30,7 @@ import utils
 from streams import data_mesh, keys_for_seeds
 
 FORMATS = ('png', 'npz')
+SETTINGS = 'settings.json'          # what the images of a folder were sampled with
 
 
 def parse_seeds(text):
@@ -103,6 +106,45 @@ def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='p
   return todo
 
 
+class SettingsMismatchError(ValueError):
+  """A folder of per-seed images holds images sampled with other settings."""
+
+
+def image_settings(config, source):
+  """{field: value} of what decides a seed's image besides the seed: `source` (the checkpoint),
+  config.sampling (but which seeds and their file format), config.model, the data's shape,
+  centering and classes, and the forward process."""
+  fields = {f'sampling.{k}': v for k, v in config.sampling.items()
+            if k not in ('seeds', 'image_format', 'out_dir')}
+  fields.update({f'model.{k}': v for k, v in config.model.items()})
+  fields.update({f'{section}.{k}': config[section][k] for section, keys in (
+      ('data', ('image_size', 'num_channels', 'centered', 'num_classes')),
+      ('training', ('sde', 'continuous', 'pfgmpp_D'))) for k in keys})
+  return json.loads(json.dumps({'checkpoint': source, **fields}, default=str))
+
+
+def check_settings(out_dir, settings):
+  """Record `settings` (`image_settings`) in out_dir/settings.json, or refuse a folder that
+  records others: its images would be skipped as done though they differ (SettingsMismatchError
+  naming the fields). A folder of images from before settings were recorded is resumed as is,
+  with a warning, and left unrecorded."""
+  path = paths.join(out_dir, SETTINGS)
+  if paths.exists(path):
+    old = json.loads(paths.read_text(path))
+    diff = [f'{k} = {old.get(k)!r} there, {settings.get(k)!r} now'
+            for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)]
+    if diff:
+      raise SettingsMismatchError(
+          f'{out_dir} holds images sampled with other settings ({"; ".join(diff[:3])}'
+          f'{"; ..." if len(diff) > 3 else ""}): write these to another folder with '
+          '--config.sampling.out_dir=DIR, or delete that one')
+  elif paths.isdir(out_dir) and any(name.endswith(FORMATS) for name in paths.list_files(out_dir)):
+    logging.warning('%s holds images but no record of their settings (sampled before scoreflow '
+                    'recorded them): the seeds there are skipped whatever made them', out_dir)
+  elif jax.process_index() == 0:
+    paths.write_text(path, json.dumps(settings, indent=1, sort_keys=True))
+
+
 def _class_labels(config, seeds):
   """Each seed's class for a class-conditional model (as the sampler draws it), else None."""
   if not config.model.class_conditional:
@@ -154,21 +196,48 @@ def plot_eps_norms(norms, path, size=(480, 320), reference=None):
   return path
 
 
+class LatentsError(ValueError):
+  """sampling.latents cannot be used: missing, unreadable, or not standard-normal x_T of the
+  run's shape (one line, main.py exits 1)."""
+
+
 def read_latents(path, n, sample_shape):
   """Given latents for n images: `.npy` of standard-normal x_T [N ≥ n, H, W, C] (our layout; for
   EDM's NCHW latents save x.transpose(0, 2, 3, 1)), or `.npz` with 'z' (or 'latents') and
-  optionally PFGM++'s prior 'radii' [N] = ‖x_T‖ / σ_max. -> {'z'[, 'radii']}, float32, n rows."""
+  optionally PFGM++'s prior 'radii' [N] = ‖x_T‖ / σ_max. -> {'z'[, 'radii']}, float32, n rows.
+  Read as data (no pickles); NaN, infinite or non-positive radii, and z whose standard deviation
+  is not near 1 (e.g. already multiplied by σ_max, which the sampler does) are a LatentsError."""
+  what = f'sampling.latents = {path!r}'
   if not paths.isfile(path):
-    raise FileNotFoundError(f'sampling.latents = {path!r} does not exist')
-  with io.BytesIO(paths.read_bytes(path)) as f:
-    loaded = np.load(f, allow_pickle=False)
-    arrays = ({'z': loaded} if isinstance(loaded, np.ndarray) else
-              {('z' if k == 'latents' else k): loaded[k] for k in loaded.files})
+    raise LatentsError(f'{what} does not exist (a .npy or .npz of standard-normal x_T)')
+  try:
+    with io.BytesIO(paths.read_bytes(path)) as f:
+      loaded = np.load(f, allow_pickle=False)
+      arrays = ({'z': loaded} if isinstance(loaded, np.ndarray) else
+                {('z' if k == 'latents' else k): loaded[k] for k in loaded.files})
+  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+    raise LatentsError(f'{what} is not a readable .npy or .npz of numbers: {err}') from None
   if 'z' not in arrays:
-    raise ValueError(f"sampling.latents = {path!r}: an .npz needs 'z' (or 'latents'), "
-                     f'found {sorted(arrays)}')
+    raise LatentsError(f"{what}: an .npz needs 'z' (or 'latents'), found {sorted(arrays)}")
   z = arrays['z']
   if z.ndim != 1 + len(sample_shape) or tuple(z.shape[1:]) != tuple(sample_shape) or len(z) < n:
-    raise ValueError(f'sampling.latents = {path!r} holds {z.shape}; {n} images need '
-                     f'[>= {n}, {", ".join(map(str, sample_shape))}] (channels last)')
-  return {k: np.asarray(v[:n], np.float32) for k, v in arrays.items() if k in ('z', 'radii')}
+    raise LatentsError(f'{what} holds {z.shape}; {n} images need '
+                       f'[>= {n}, {", ".join(map(str, sample_shape))}] (channels last)')
+  out = {k: np.asarray(v[:n], np.float32) for k, v in arrays.items() if k in ('z', 'radii')}
+  _check_latents(what, out, n)
+  return out
+
+
+def _check_latents(what, latents, n):
+  """LatentsError unless z is finite with a standard deviation in (0.5, 2) (a standard-normal
+  draw of ≥ 64 numbers is within it with near certainty) and radii [n] are finite and > 0."""
+  z = latents['z']
+  if not np.isfinite(z).all():
+    raise LatentsError(f'{what} holds NaN or infinite values')
+  if not 0.5 < float(np.std(z)) < 2:
+    raise LatentsError(f'{what} has standard deviation {np.std(z):.4g}: x_T must be standard '
+                       'normal (the sampler multiplies it by sigma_max itself)')
+  radii = latents.get('radii')
+  if radii is not None and (radii.shape != (n,) or not (np.isfinite(radii) & (radii > 0)).all()):
+    raise LatentsError(f"{what}: 'radii' must be {n} finite positive numbers, one per image "
+                       f'(found shape {radii.shape})')

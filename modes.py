@@ -21,6 +21,7 @@ import datasets
 import eval_lib
 import evaluation
 import fid
+import generate
 import outputs
 import paths
 import run_lib
@@ -170,6 +171,7 @@ def run(mode, config, workdir, **options):
     raise SystemExit(128 + stop.signum) from None
   except (validate.ConfigError, run_lib.TrainingDivergedError, evaluation.EvaluationFileError,
           checkpointing.CheckpointReadError, checkpointing.NoCheckpointError, fid.ImagesError,
-          datasets.DataError) as err:
+          datasets.DataError, generate.LatentsError,
+          generate.SettingsMismatchError) as err:
     logging.error('%s', err)
     raise SystemExit(1) from None

@@ -389,8 +389,9 @@ def restore_newest(run, workdir, checkpoint=''):
 
 def sample(config, workdir, checkpoint=''):
   """Samples from `checkpoint` or the newest readable checkpoint in `workdir`: one image per
-  seed of sampling.seeds (generate.py, EDM layout, in samples/seeds_<step>/), or else one grid
-  of eval.batch_size images (samples/sample_<step>.{png,npz}); sampling.latents gives x_T."""
+  seed of sampling.seeds (generate.py, EDM layout, in sampling.out_dir or samples/seeds_<step>/,
+  which records the settings and refuses others), or else one grid of eval.batch_size images
+  (samples/sample_<step>.{png,npz}); sampling.latents gives x_T."""
   validate.check_run(config, 'sample')
   run, s = build(config), config.sampling
   seeds = generate.parse_seeds(s.seeds) if s.seeds else None
@@ -399,7 +400,9 @@ def sample(config, workdir, checkpoint=''):
   state = restore_newest(run, workdir, checkpoint)
   sample_fn, step = make_sample_fn(run), int(state.step)
   if seeds:
-    out_dir = paths.join(workdir, 'samples', f'seeds_{step}')
+    out_dir = s.out_dir or paths.join(workdir, 'samples', f'seeds_{step}')
+    generate.check_settings(out_dir, generate.image_settings(
+        config, checkpoint or f'{workdir} (step {step})'))
     done = generate.generate_seeds(config, sample_fn, state.ema_params, seeds, out_dir,
                                    config.eval.batch_size, s.image_format, latents)
     logging.info('wrote %d images to %s', len(done), out_dir)

@@ -62,6 +62,7 @@ def _sampling():
   sampling.ode_rtol = 1e-5                    # relative tolerance of the adaptive ODE solver
   sampling.ode_atol = 1e-5                    # absolute tolerance of the adaptive ODE solver
   sampling.seeds = ''                         # per-seed generation range, e.g. '0-49999'; '' = off
+  sampling.out_dir = ''                       # per-seed images' folder; '' = W/samples/seeds_<step>
   sampling.steps = 18                         # EDM sampler: N noise levels (Heun NFE = 2N − 1)
   sampling.sigma_min = 0.002                  # EDM sampler: σ_min (clamped to the SDE's σ(eps))
   sampling.sigma_max = 80.                    # EDM sampler: σ_max (clamped to the SDE's σ(T))

@@ -5,6 +5,7 @@ of a set, often a registry). Messages are one line naming the fields and the fix
 """
 import collections
 import math
+import re
 
 TRAIN, EVAL, SAMPLE, FID, FID_STATS, INPAINT, COLORIZE = (
     'train', 'eval', 'sample', 'fid', 'fid_stats', 'inpaint', 'colorize')
@@ -104,15 +105,6 @@ def stf_or_patches(config):
 
 
 @rule()
-def patch_real_p_is_a_probability(config):
-  """training.patch_real_p (share of full-size steps, Wang+23) is in [0, 1]."""
-  p = config.training.patch_real_p
-  if not 0 <= p <= 1:
-    return f'training.patch_real_p = {p} must be in [0, 1] (1 = no patches)'
-  return None
-
-
-@rule()
 def patches_halve_through_the_unet(config):
   """With patches, data.image_size / 4 halves len(model.ch_mult) − 1 times."""
   size, factor = config.data.image_size, 4 * 2 ** (len(config.model.ch_mult) - 1)
@@ -154,11 +146,12 @@ def patch_coords_need_precond(config):
 
 
 @rule()
-def augment_p_is_a_probability(config):
-  """training.augment_p (EDM's augmentation probability) is in [0, 1]."""
-  p = config.training.augment_p
-  if not 0 <= p <= 1:
-    return f'training.augment_p = {p} must be a probability in [0, 1]'
+def probabilities_in_0_1(config):
+  """training.patch_real_p (share of full-size steps, Wang+23; 1 = no patches) and
+  training.augment_p (EDM's augmentation probability) are in [0, 1]."""
+  for field in ('training.patch_real_p', 'training.augment_p'):
+    if not 0 <= get(config, field) <= 1:
+      return f'{field} = {get(config, field)} must be a probability in [0, 1]'
   return None
 
 
@@ -191,21 +184,24 @@ SIZES = ('training.batch_size', 'eval.batch_size', 'data.image_size', 'data.num_
          'model.nf', 'model.num_scales')
 
 
-@rule(*MODES)
-def sizes_are_positive(config):
-  """Batch sizes, the image size and channels, model.nf and model.num_scales are ≥ 1."""
-  for field in SIZES:
-    value = get(config, field)
-    if value < 1:
-      return f'{field} = {value} must be >= 1'
+def _positive(config, fields):
+  for field in fields:
+    if get(config, field) < 1:
+      return f'{field} = {get(config, field)} must be >= 1'
   return None
 
 
+@rule(*MODES)
+def sizes_are_positive(config):
+  """Batch sizes, the image size and channels, model.nf and model.num_scales are ≥ 1."""
+  return _positive(config, SIZES)
+
+
 @rule(TRAIN)
-def n_jitted_steps_positive(config):
-  """training.n_jitted_steps ≥ 1."""
-  n = config.training.n_jitted_steps
-  return f'training.n_jitted_steps = {n} must be >= 1' if n < 1 else None
+def step_counts_are_positive(config):
+  """training.n_jitted_steps (steps per jitted call) and training.grad_accum (micro-batches per
+  step; 1 = no accumulation) are ≥ 1."""
+  return _positive(config, ('training.n_jitted_steps', 'training.grad_accum'))
 
 
 @rule(TRAIN)
@@ -240,13 +236,6 @@ def train_batch_splits_over_devices(config, device_count):
 def eval_batch_splits_over_devices(config, device_count):
   """eval.batch_size divides by the device count."""
   return _divisible(config.eval.batch_size, 'eval.batch_size', device_count)
-
-
-@rule(TRAIN)
-def grad_accum_positive(config):
-  """training.grad_accum (micro-batches per optimizer step) ≥ 1."""
-  k = config.training.grad_accum
-  return f'training.grad_accum = {k} must be >= 1 (1 = no accumulation)' if k < 1 else None
 
 
 @rule(TRAIN, devices=True)
@@ -450,6 +439,9 @@ def ancestral_needs_ve_or_vp(config):
 def class_label_is_a_class(config):
   """sampling.class_label is −1 (random) or a class of a class-conditional model."""
   k, label = config.data.num_classes, config.sampling.class_label
+  if label != -1 and not config.model.class_conditional:
+    return (f'sampling.class_label = {label} needs a class-conditional model '
+            '(model.class_conditional=True); this one has no classes: leave it -1')
   if config.model.class_conditional and not -1 <= label < k:
     return (f'sampling.class_label = {label} must be -1 (random) or a class in '
             f'[0, data.num_classes = {k})')
@@ -472,6 +464,16 @@ def guidance_needs_a_null_label(config):
   if w != 1 and config.model.class_conditional and config.model.label_dropout <= 0:
     return (f'sampling.guidance = {w} needs a null-label model: train with '
             'model.label_dropout > 0 (e.g. 0.1)')
+  return None
+
+
+@rule(SAMPLE)
+def seeds_are_ranges(config):
+  """sampling.seeds is '' (one grid) or EDM's --seeds: numbers and ranges, e.g. '0-49999,7'."""
+  s = config.sampling.seeds
+  if s and (not re.fullmatch(r'\d+(-\d+)?(,\d+(-\d+)?)*', s) or any(
+      int(lo) > int(hi) for lo, hi in re.findall(r'(\d+)-(\d+)', s))):
+    return f"sampling.seeds = {s!r} is not a list of seeds or ranges, e.g. '0-49999' or '0-3,7'"
   return None
 
 

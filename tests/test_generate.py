@@ -126,3 +126,66 @@ def test_eps_norm_plot_is_written(tmp_path):
 def test_seed_parsing_and_errors(tmp_path):
   assert generate.parse_seeds('0-3,7,10-11') == [0, 1, 2, 3, 7, 10, 11]
   assert generate.seed_path('o', 1234) == os.path.join('o', '001000', '001234.png')
+
+
+def _hostile_latents(tmp_path):
+  """{name: (path, piece of the LatentsError)} of files sampling.latents must refuse, for 2
+  images of [8, 8, 1]."""
+  z = np.random.default_rng(0).standard_normal((2, 8, 8, 1)).astype(np.float32)
+  files = {'missing': (None, 'does not exist'),
+           'pickled': (np.array([{'a': 1}, None], dtype=object), 'not a readable'),
+           'scaled': (80. * z, 'standard deviation [0-9.]+: x_T must be standard normal'),
+           'nan': (np.where(z > 1, np.nan, z), 'NaN or infinite'),
+           'shape': (z[:1], 'channels last'),
+           'radii': ({'z': z, 'radii': np.array([1., -1.])}, "'radii' must be 2 finite positive"),
+           'no_z': ({'x': z}, "needs 'z'")}
+  out = {}
+  for name, (value, message) in files.items():
+    path = str(tmp_path / f'{name}.{"npz" if isinstance(value, dict) else "npy"}')
+    if isinstance(value, dict):
+      np.savez(path, **value)
+    elif value is not None:
+      np.save(path, value, allow_pickle=True)
+    out[name] = (path, message)
+  for name, data in (('truncated', open(out['scaled'][0], 'rb').read()[:100]),
+                     ('text', b'0.1 0.2 0.3\n')):
+    path = str(tmp_path / f'{name}.npy')
+    with open(path, 'wb') as f:
+      f.write(data)
+    out[name] = (path, 'not a readable')
+  return out
+
+
+def test_latents_are_read_as_data_and_checked(tmp_path):
+  z = np.random.default_rng(1).standard_normal((3, 8, 8, 1))
+  np.savez(tmp_path / 'ok.npz', latents=z, radii=np.array([.5, 1., 2.]))
+  got = generate.read_latents(str(tmp_path / 'ok.npz'), 2, (8, 8, 1))
+  np.testing.assert_array_equal(got['z'], z[:2].astype(np.float32))
+  np.testing.assert_array_equal(got['radii'], [.5, 1.])
+  for path, message in _hostile_latents(tmp_path).values():
+    with pytest.raises(generate.LatentsError, match=message):
+      generate.read_latents(path, 2, (8, 8, 1))
+
+
+def test_settings_are_recorded_and_others_refused(tmp_path):
+  from configs.quickstart import digits  # pylint: disable=import-outside-toplevel
+  config = digits.get_config()
+  out = str(tmp_path / 'seeds')
+  settings = generate.image_settings(config, 'W (step 1000)')
+  assert settings['sampling.steps'] == 18 and settings['model.nf'] == 32
+  assert settings['sampling.S_max'] == float('inf') and 'sampling.seeds' not in settings
+  generate.check_settings(out, settings)
+  generate.check_settings(out, settings)                 # the same settings: a resume
+  config.sampling.seeds, config.sampling.image_format = '0-9', 'npz'   # which files, not what
+  generate.check_settings(out, generate.image_settings(config, 'W (step 1000)'))
+  config.sampling.steps, config.model.nf = 9, 64
+  with pytest.raises(generate.SettingsMismatchError,
+                     match=r'model.nf = 32 there, 64 now; sampling.steps = 18 there, 9 now'):
+    generate.check_settings(out, generate.image_settings(config, 'W (step 1000)'))
+  with pytest.raises(generate.SettingsMismatchError, match=r"checkpoint = 'W \(step 1000\)'"):
+    generate.check_settings(out, generate.image_settings(digits.get_config(), 'other.pkl'))
+  legacy = tmp_path / 'legacy'
+  (legacy / '000000').mkdir(parents=True)
+  (legacy / '000000' / '000001.png').write_bytes(b'')
+  generate.check_settings(str(legacy), settings)        # images of unknown settings: resumed,
+  assert not (legacy / generate.SETTINGS).exists()       # not recorded as these

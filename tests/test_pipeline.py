@@ -18,6 +18,7 @@ import threading
 from absl import logging
 import jax
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 
@@ -409,8 +410,36 @@ def test_sample_from_given_latents_matches_seeded_latents(trained, tmp_path):
         ours, np.load(generate.seed_path(f'{workdir}/samples/seeds_4', seed, 'npz'))['x'], atol=2e-5)
   np.save(tmp_path / 'bad.npy', z[:, :4])
   config.sampling.latents = str(tmp_path / 'bad.npy')
-  with pytest.raises(ValueError, match='channels last'):
+  with pytest.raises(generate.LatentsError, match='channels last'):
     run_lib.sample(config, str(tmp_path / 'bad'))
+
+
+def test_a_seed_folder_refuses_other_settings(trained, tmp_path, caplog):
+  """Per-seed images skip the seeds already written, so a folder sampled with other settings
+  (here Epsilon Scaling's b) is refused in one line, its images kept; sampling.out_dir takes
+  them elsewhere."""
+  import generate  # pylint: disable=import-outside-toplevel
+  import modes  # pylint: disable=import-outside-toplevel
+  workdir = _copy(trained[0], tmp_path)
+  config = _config()
+  config.sampling.seeds, config.eval.batch_size = '0-2', 3
+  modes.run('sample', config, workdir, checkpoint='')
+  folder = f'{workdir}/samples/seeds_4'
+  with open(os.path.join(folder, generate.SETTINGS)) as f:
+    assert json.load(f)['sampling.eps_scaler'] == 1.
+  before = {n: os.path.getmtime(os.path.join(folder, n)) for n in os.listdir(folder)}
+  config.sampling.eps_scaler = 1.5
+  with pytest.raises(SystemExit) as stop:
+    modes.run('sample', config, workdir, checkpoint='')
+  assert stop.value.code == 1
+  assert (f'{folder} holds images sampled with other settings (sampling.eps_scaler = 1.0 there, '
+          '1.5 now): write these to another folder with --config.sampling.out_dir=DIR') in caplog.text
+  assert {n: os.path.getmtime(os.path.join(folder, n)) for n in os.listdir(folder)} == before
+  config.sampling.out_dir = str(tmp_path / 'b1.5')
+  modes.run('sample', config, workdir, checkpoint='')
+  scaled = Image.open(generate.seed_path(config.sampling.out_dir, 1))
+  assert np.abs(np.asarray(scaled, float) - np.asarray(Image.open(generate.seed_path(folder, 1)),
+                                                       float)).max() > 0
 
 
 def test_a_device_rule_is_one_line_and_writes_nothing(tmp_path, monkeypatch, caplog):

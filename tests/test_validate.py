@@ -34,7 +34,8 @@ CASES = {
                                      'model.class_conditional': True}, 'train', 'unlabeled'),
     'stf_or_patches': ('edm', {'training.stf_ref_batch': 2 * BS, 'training.patch_real_p': 0.5,
                                'model.patch_coords': True}, 'train', 'cannot be combined'),
-    'patch_real_p_is_a_probability': ('edm', {'training.patch_real_p': 1.5}, 'train', '[0, 1]'),
+    'probabilities_in_0_1': ('edm', {'training.augment_p': -0.1}, 'train',
+                             r'training.augment_p = -0.1 must be a probability in \[0, 1\]'),
     'patches_halve_through_the_unet': ('edm', {'training.patch_real_p': 0.5, 'data.image_size': 12,
                                                'model.patch_coords': True}, 'train',
                                        'not a multiple of 8'),
@@ -44,19 +45,18 @@ CASES = {
                                                'model.patch_coords': True,
                                                'training.n_jitted_steps': 5}, 'train', '(243)'),
     'patch_coords_need_precond': ('ve', {'model.patch_coords': True}, 'sample', 'model.precond'),
-    'augment_p_is_a_probability': ('edm', {'training.augment_p': -0.1}, 'train', 'probability'),
     'augmentation_conditions_the_network': ('edm', {'training.augment_p': 0.1}, 'train',
                                             'model.augment_dim=9'),
     'one_lr_ramp': ('edm', {'optim.lr_rampup_kimg': 10.}, 'train', 'optim.warmup=0'),
     'sizes_are_positive': ('edm', {'training.batch_size': -3}, 'train',
                            'training.batch_size = -3 must be >= 1'),
-    'n_jitted_steps_positive': ('edm', {'training.n_jitted_steps': 0}, 'train', '>= 1'),
+    'step_counts_are_positive': ('edm', {'training.n_jitted_steps': 0}, 'train',
+                                 'training.n_jitted_steps = 0 must be >= 1'),
     'frequencies_are_multiples': ('edm', {'training.log_freq': 0}, 'train', 'training.log_freq'),
     'train_batch_splits_over_devices': ('edm', {'devices': 3}, 'train',
                                         r'training.batch_size = 64 .* devices \(3\)'),
     'eval_batch_splits_over_devices': ('edm', {'devices': 2}, 'sample',
                                        r'eval.batch_size = 99 .* devices \(2\)'),
-    'grad_accum_positive': ('edm', {'training.grad_accum': 0}, 'train', 'grad_accum = 0'),
     'grad_accum_splits_the_batch': ('edm', {'training.grad_accum': 3}, 'train',
                                     r'training.batch_size = 64 .*grad_accum × devices = 3 × 1'),
     'loss_scale_is_usable': ('edm', {'model.dtype': 'float16', 'optim.loss_scale_init': 0.5},
@@ -93,6 +93,7 @@ CASES = {
                                  'ancestral_sampling'),
     'class_label_is_a_class': ('edm', {'model.class_conditional': True, 'sampling.class_label': 10},
                                'sample', 'sampling.class_label = 10'),
+    'seeds_are_ranges': ('edm', {'sampling.seeds': 'abc'}, 'sample', "sampling.seeds = 'abc'"),
     'guidance_needs_classes': ('edm', {'sampling.guidance': 2.}, 'sample',
                                'model.class_conditional=True'),
     'guidance_needs_a_null_label': ('edm', {'model.class_conditional': True,
@@ -116,6 +117,16 @@ CASES = {
                                             'PFGM'),
     'colorize_needs_rgb': ('edm', {}, 'colorize', 'data.num_channels = 1'),
 }
+# More cases of rules that check several fields or forms: (rule, base, overrides, mode, message).
+MORE_CASES = [
+    ('probabilities_in_0_1', 'edm', {'training.patch_real_p': 1.5}, 'train', 'patch_real_p = 1.5'),
+    ('step_counts_are_positive', 'edm', {'training.grad_accum': 0}, 'train', 'grad_accum = 0'),
+    ('class_label_is_a_class', 'edm', {'sampling.class_label': 3}, 'sample',
+     'needs a class-conditional model'),
+    ('seeds_are_ranges', 'edm', {'sampling.seeds': '5-2'}, 'sample', "'5-2'"),
+    ('seeds_are_ranges', 'edm', {'sampling.seeds': '0-'}, 'sample', "'0-'"),
+    ('seeds_are_ranges', 'edm', {'sampling.seeds': '1,,2'}, 'sample', "'1,,2'"),
+]
 # Choice rules (validate.CHOICES) are broken by an unknown name, in this base and mode:
 CHOICE_BASES = {'model.precond': ('edm', 'sample'), 'sampling.solver': ('edm', 'sample'),
                 'eval.bpd_dataset': ('edm', 'eval'), 'eval.is_convention': ('ve', 'eval'),
@@ -160,6 +171,18 @@ def test_each_case_breaks_only_its_rule(name):
     validate.check(config, mode, devices)
   assert not validate.violations(_config(base, {}), mode, 1) or name in (
       'fid_images_given', 'fid_stats_not_for_digits', 'colorize_needs_rgb')   # the base's mode
+
+
+@pytest.mark.parametrize('name, base, overrides, mode, message', MORE_CASES)
+def test_more_cases_break_only_their_rule(name, base, overrides, mode, message):
+  found = validate.violations(_config(base, overrides), mode, 1)
+  assert [n for n, _ in found] == [name], found
+  assert message in found[0][1]
+
+
+@pytest.mark.parametrize('seeds', ['', '7', '0-49999', '0-3,7,10-11'])
+def test_edm_seed_lists_pass(seeds):
+  assert not validate.violations(_config('edm', {'sampling.seeds': seeds}), 'sample', 1)
 
 
 def test_a_config_breaking_two_rules_gets_one_line_each():
