@@ -22,6 +22,7 @@ Run directory (see checkpointing.py for checkpoints/ and checkpoints-meta/, eval
 """
 import dataclasses
 import functools
+import os
 import signal
 import threading
 
@@ -65,18 +66,19 @@ class Preempted(Exception):
 
 class _Preemption:
   """SIGTERM (a preempted VM, `scancel`, Kubernetes) or Ctrl-C as a request to save and stop at
-  the next step boundary. One process: handlers set for the loop only (`close` restores the
-  previous ones; an ignored signal stays ignored); a second Ctrl-C stops at once
-  (KeyboardInterrupt). Several: JAX's preemption sync point, which the coordination service sets
-  when any process gets SIGTERM, at the same step on every process (Ctrl-C keeps its default
-  there: one process cannot stop the others)."""
+  the next step boundary; a second Ctrl-C stops at once (KeyboardInterrupt). Handlers are set for
+  the loop only (`close` restores the previous ones; an ignored signal stays ignored). Several
+  processes stop together at JAX's preemption sync point, which the coordination service sets at
+  the same step on every process when any of them gets SIGTERM: JAX takes SIGTERM there, and
+  Ctrl-C sends this process a SIGTERM."""
   SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.signum, self._previous, self._synced = None, {}, jax.process_count() > 1
-    if not self._synced and threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread():
       previous = {s: signal.signal(s, self._request) for s in self.SIGNALS
-                  if signal.getsignal(s) is not signal.SIG_IGN}      # e.g. Ctrl-C in `cmd &`
+                  if signal.getsignal(s) is not signal.SIG_IGN        # e.g. Ctrl-C in `cmd &`
+                  and not (self._synced and s == signal.SIGTERM)}
       self._previous = {s: signal.SIG_DFL if h is None else h for s, h in previous.items()}
 
   def _request(self, signum, frame):
@@ -88,11 +90,16 @@ class _Preemption:
     if signum == signal.SIGINT:
       logging.warning('Ctrl-C: stopping after the next step and its resume checkpoint '
                       '(Ctrl-C again stops at once, losing the steps since the last checkpoint)')
+    if self._synced:
+      os.kill(os.getpid(), signal.SIGTERM)      # JAX's preemption notice to every process
 
   def reached(self, step):
-    if self._synced and multihost_utils.reached_preemption_sync_point(step):
-      self.signum = signal.SIGTERM
-    return self.signum is not None
+    if not self._synced:
+      return self.signum is not None
+    if not multihost_utils.reached_preemption_sync_point(step):
+      return False
+    self.signum = self.signum or signal.SIGTERM
+    return True
 
   def close(self):
     for signum, handler in self._previous.items():

@@ -94,8 +94,8 @@ def test_two_processes_train_one_run(tmp_path):
 
 
 
-def _sigterm_when_logged(workdir, mode, flags, logged):
-  """Two processes of `main.py --mode` on loopback; SIGTERM to process 0 once its log.txt shows
+def _signal_when_logged(workdir, mode, flags, logged, signum=signal.SIGTERM):
+  """Two processes of `main.py --mode` on loopback; `signum` to process 0 once its log.txt shows
   `logged`. Returns (return codes, stderr texts, seconds from the signal to both ends)."""
   port = _free_port()
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
@@ -108,23 +108,27 @@ def _sigterm_when_logged(workdir, mode, flags, logged):
   deadline = time.time() + 300
   while time.time() < deadline and not (os.path.exists(log) and logged in open(log).read()):
     time.sleep(0.5)
-  procs[0].send_signal(signal.SIGTERM)       # timeout(1) passes it on to its child
+  procs[0].send_signal(signum)               # timeout(1) passes it on to its child
   start = time.time()
   errs = [p.communicate(timeout=300)[1].decode() for p in procs]
   return [p.returncode for p in procs], errs, time.time() - start
 
 
-@pytest.mark.slow   # ~2 min
-def test_sigterm_to_one_process_stops_both_at_one_step_after_saving(tmp_path):
-  """JAX's preemption sync point: SIGTERM to process 0 alone (a preempted host) stops both
-  processes at the same step, after the resume checkpoint of that step, with exit status 143."""
+@pytest.mark.slow   # ~2 min each
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_one_process_stops_both_at_one_step_after_saving(tmp_path, signum):
+  """JAX's preemption sync point: SIGTERM (a preempted host) or Ctrl-C to process 0 alone stops
+  both processes at the same step, after the resume checkpoint of that step; the signalled one
+  exits as if killed by its signal (143 or 130), the other as preempted (143)."""
   workdir = str(tmp_path / 'run')
   long_run = [o for o in OVERRIDES if 'n_iters' not in o and 'snapshot_freq' not in o] + [
       '--config.training.n_iters=400', '--config.training.snapshot_freq=400',
       '--config.training.snapshot_freq_for_preemption=400', '--config.training.eval_freq=400']
-  codes, errs, _ = _sigterm_when_logged(workdir, 'train', long_run, 'step 3/400')
-  assert codes == [143, 143], [e[-3000:] for e in errs]
-  steps = [int(re.search(r'SIGTERM: stopped at step (\d+)', e).group(1)) for e in errs]
+  codes, errs, _ = _signal_when_logged(workdir, 'train', long_run, 'step 3/400', signum)
+  assert codes == [128 + signum, 143], [e[-3000:] for e in errs]
+  names = [signal.Signals(signum).name, 'SIGTERM']
+  steps = [int(re.search(rf'{name}: stopped at step (\d+)', e).group(1))
+           for name, e in zip(names, errs)]
   assert steps[0] == steps[1] and 3 <= steps[0] < 400, steps
   assert os.listdir(os.path.join(workdir, 'checkpoints-meta')) == [str(steps[0])]
 
@@ -137,7 +141,7 @@ def test_sigterm_stops_a_two_process_eval(tmp_path):
   waiting = ['--config=configs/quickstart/digits.py', '--config.eval.enable_loss=False',
              '--config.eval.enable_bpd=False', '--config.eval.batch_size=98',
              '--config.eval.wait_timeout_s=1000']
-  codes, errs, seconds = _sigterm_when_logged(str(tmp_path / 'run'), 'eval', waiting,
+  codes, errs, seconds = _signal_when_logged(str(tmp_path / 'run'), 'eval', waiting,
                                               'waiting for')
   # killed by the signal (timeout(1) dies of its child's signal), the other aborted by JAX
   assert codes[0] == -signal.SIGTERM and codes[1] != 0, [e[-3000:] for e in errs]
