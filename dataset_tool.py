@@ -7,7 +7,8 @@ Follows NVlabs/edm dataset_tool.py conventions (Karras+22, arXiv:2206.00364): im
 
 Sources (--source):
   DIR                        a folder of images (recursively, sorted by path; no labels)
-  .../cifar-10-python.tar.gz the CIFAR-10 python tarball (the 50,000 training images, labels)
+  .../cifar-10-python.tar.gz the CIFAR-10 python tarball (the 50,000 training images, labels;
+                             its pickles read as data, foreign/torch_pickle.py)
   .../*-images-idx3-ubyte.gz MNIST idx images, labels from the matching *-labels-idx1-ubyte.gz;
                              padded 28 -> 32 px as EDM does
   sklearn:digits             sklearn's 1797 8×8 digits, levels 0..16 -> round(v·255/16), labels
@@ -29,6 +30,8 @@ import zipfile
 
 import numpy as np
 
+from foreign import torch_pickle
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp')
 TRANSFORMS = ('center-crop',)
 
@@ -40,8 +43,12 @@ def _folder(path):
   if not files:
     raise ValueError(f'--source={path!r}: no images ({", ".join(IMAGE_EXTENSIONS)}) in the folder')
   for f in files:
-    with Image.open(f) as image:
-      yield np.array(image if image.mode == 'L' else image.convert('RGB')), None
+    try:
+      with Image.open(f) as image:
+        pixels = np.array(image if image.mode == 'L' else image.convert('RGB'))
+    except (OSError, ValueError) as err:      # PIL: unidentified, truncated or corrupt image
+      raise ValueError(f'{f!r} is not a readable image ({err}); remove it from --source') from None
+    yield pixels, None
 
 
 def _cifar10(path):
@@ -52,7 +59,10 @@ def _cifar10(path):
         member = tar.extractfile(name)
       except KeyError:
         raise ValueError(f'--source={path!r} is not the CIFAR-10 python tarball: no {name}') from None
-      data = pickle.load(member, encoding='bytes')
+      try:   # a pickle, read as data: an allow-list of NumPy's globals, nothing in it runs
+        data = torch_pickle.read(io.BytesIO(member.read()), f'{path}:{name}', encoding='bytes')
+      except (pickle.UnpicklingError, EOFError) as err:
+        raise ValueError(f'--source={path!r}: {name} is not CIFAR-10 data: {err}') from None
       images = data[b'data'].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
       yield from zip(images, data[b'labels'])
 

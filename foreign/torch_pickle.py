@@ -192,8 +192,8 @@ ALLOWED = {}   # filled below, once the readers are defined
 class _Unpickler(pickle.Unpickler):
   """Allow-list unpickler; `archive` (a ZipFile and its root) serves persistent storage ids."""
 
-  def __init__(self, file, source, archive=None):
-    super().__init__(file)
+  def __init__(self, file, source, archive=None, encoding='ASCII'):
+    super().__init__(file, encoding=encoding)
     self._source, self._archive = source, archive
 
   def find_class(self, module, name):
@@ -287,8 +287,9 @@ def _read_legacy(f, source):
   return obj
 
 
-def read(path_or_file, source=None):
-  """The object in a torch.save archive or a pickle, as data (see the module docstring).
+def read(path_or_file, source=None, encoding='ASCII'):
+  """The object in a torch.save archive or a pickle, as data (see the module docstring);
+  `encoding` reads a plain pickle's Python 2 strings as pickle.Unpickler's does ('bytes': bytes).
 
   Raises:
     UnsafePickleError: the file names a global outside the allow-list (nothing of it ran).
@@ -297,18 +298,20 @@ def read(path_or_file, source=None):
   source = source or str(path_or_file)
   if isinstance(path_or_file, (str, os.PathLike)):
     with open(path_or_file, 'rb') as f:
-      return _read_file(f, source)
-  return _read_file(path_or_file, source)
+      return _read_file(f, source, encoding)
+  return _read_file(path_or_file, source, encoding)
 
 
-def _read_file(f, source):
+def _read_file(f, source, encoding='ASCII'):
   if zipfile.is_zipfile(f):
     f.seek(0)
     return _read_zip(f, source)
   f.seek(0)
   head = f.read(len(_LEGACY_HEAD))
   f.seek(0)
-  return _read_legacy(f, source) if head == _LEGACY_HEAD else _Unpickler(f, source).load()
+  if head == _LEGACY_HEAD:
+    return _read_legacy(f, source)
+  return _Unpickler(f, source, encoding=encoding).load()
 
 
 ALLOWED.update(_allowed())

@@ -98,13 +98,15 @@ def test_the_zip_trains_a_class_conditional_edm_model(tmp_path):
   assert np.all(np.isfinite(metrics['loss'])) and not equal(state.params, params)
 
 
-def _cifar_tarball(path, per_batch=2):
+def _cifar_tarball(path, per_batch=2, protocol=2):
+  """CIFAR-10's python tarball layout (its pickles are Python 2's protocol 2)."""
   rs = np.random.RandomState(0)
   data = rs.randint(0, 256, (5, per_batch, 3072), dtype=np.uint8)
   labels = rs.randint(0, 10, (5, per_batch))
+  os.makedirs(os.path.dirname(path), exist_ok=True)
   with tarfile.open(path, 'w:gz') as tar:
     for b in range(5):
-      blob = pickle.dumps({b'data': data[b], b'labels': labels[b].tolist()})
+      blob = pickle.dumps({b'data': data[b], b'labels': labels[b].tolist()}, protocol)
       info = tarfile.TarInfo(f'cifar-10-batches-py/data_batch_{b + 1}')
       info.size = len(blob)
       tar.addfile(info, io.BytesIO(blob))
@@ -118,12 +120,14 @@ def _idx(path, magic, array):
 
 
 def test_cifar10_tarball_and_mnist_idx(tmp_path):
-  images, labels = _cifar_tarball(tmp_path / 'cifar-10-python.tar.gz')
-  dest = tmp_path / 'cifar.zip'
-  dataset_tool.write_dataset(str(tmp_path / 'cifar-10-python.tar.gz'), str(dest))
-  _, got, meta, _ = _zip_images(dest)
-  np.testing.assert_array_equal(got, images)
-  assert [label for _, label in meta['labels']] == labels.tolist()
+  for protocol in (0, 2, pickle.HIGHEST_PROTOCOL):
+    images, labels = _cifar_tarball(tmp_path / f'{protocol}' / 'cifar-10-python.tar.gz',
+                                    protocol=protocol)
+    dest = tmp_path / f'cifar{protocol}.zip'
+    dataset_tool.write_dataset(str(tmp_path / f'{protocol}' / 'cifar-10-python.tar.gz'), str(dest))
+    _, got, meta, _ = _zip_images(dest)
+    np.testing.assert_array_equal(got, images)
+    assert [label for _, label in meta['labels']] == labels.tolist()
 
   digits = np.random.RandomState(1).randint(0, 256, (3, 28, 28))
   _idx(tmp_path / 'train-images-idx3-ubyte.gz', 2051, digits)
@@ -153,6 +157,16 @@ def test_folder_with_center_crop_and_resolution(tmp_path):
   np.testing.assert_array_equal(got, np.stack(expected))
 
 
+class _RunsCode:
+  """Unpickled by a plain pickle.load, this creates the file `path` (through os.system)."""
+
+  def __init__(self, path):
+    self.path = path
+
+  def __reduce__(self):
+    return os.system, (f'touch {self.path}',)
+
+
 def test_input_errors_are_clear(tmp_path, capsys):
   def fails(args, match):
     with pytest.raises(SystemExit) as info:
@@ -177,6 +191,19 @@ def test_input_errors_are_clear(tmp_path, capsys):
   with tarfile.open(tmp_path / 'cifar-10-python.tar.gz', 'w:gz'):
     pass
   fails([f'--source={tmp_path}/cifar-10-python.tar.gz', f'--dest={tmp_path}/f.zip'], 'data_batch_1')
+  os.makedirs(tmp_path / 'hostile')
+  with tarfile.open(tmp_path / 'hostile' / 'cifar-10-python.tar.gz', 'w:gz') as tar:
+    blob = pickle.dumps(_RunsCode(str(tmp_path / 'ran')))      # a pickle that would run code
+    info = tarfile.TarInfo('cifar-10-batches-py/data_batch_1')
+    info.size = len(blob)
+    tar.addfile(info, io.BytesIO(blob))
+  fails([f'--source={tmp_path}/hostile/cifar-10-python.tar.gz', f'--dest={tmp_path}/h.zip'],
+        'refusing to load the global')
+  assert not os.path.exists(tmp_path / 'ran')
+  (src / 'c.png').write_bytes(b'not a png')
+  Image.fromarray(np.zeros((8, 8), np.uint8)).save(src / 'a.png')
+  os.remove(src / 'b.png')
+  fails([f'--source={src}', f'--dest={tmp_path}/i.zip'], "c.png' is not a readable image")
   _idx(tmp_path / 'x-images-idx3-ubyte.gz', 2049, np.zeros((2, 28, 28)))
   fails([f'--source={tmp_path}/x-images-idx3-ubyte.gz', f'--dest={tmp_path}/g.zip'], 'labels')
   _idx(tmp_path / 'x-labels-idx1-ubyte.gz', 2049, np.zeros(2))

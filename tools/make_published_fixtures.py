@@ -170,6 +170,7 @@ def quiet(fn, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
+# The official loaders below run code the file names: only on the files this tool just wrote.
 def load_snapshot(case_dir):
   """generate.py: pickle.load(f)['ema']."""
   with open(os.path.join(case_dir, 'network-snapshot-000000.pkl'), 'rb') as f:
