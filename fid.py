@@ -66,16 +66,22 @@ def _natural_key(name):
 
 def _npz_count(opener, name):
   """Images in one .npz (key, count or None for a single [H, W, C] image), from the header only."""
-  with opener(name) as file, zipfile.ZipFile(file) as z:
-    keys = {os.path.splitext(n)[0]: n for n in z.namelist()}
-    key = next((k for k in NPZ_KEYS if k in keys), None)
-    if key is None:
-      raise ImagesError(f'eval.images: {name} holds {sorted(keys)}, none of {list(NPZ_KEYS)}')
-    with z.open(keys[key]) as f:
-      version = np.lib.format.read_magic(f)
-      read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                     else np.lib.format.read_array_header_2_0)
-      shape = read_header(f)[0]
+  try:
+    with opener(name) as file, zipfile.ZipFile(file) as z:
+      keys = {os.path.splitext(n)[0]: n for n in z.namelist()}
+      key = next((k for k in NPZ_KEYS if k in keys), None)
+      if key is None:
+        raise ImagesError(f'eval.images: {name} holds {sorted(keys)}, none of {list(NPZ_KEYS)}')
+      with z.open(keys[key]) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape = read_header(f)[0]
+  except ImagesError:
+    raise
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    raise ImagesError(f'eval.images: {name} is not a readable .npz ({err}); remove or rewrite '
+                      'it') from None
   if len(shape) not in (3, 4):
     raise ImagesError(f'eval.images: {name}[{key!r}] has shape {shape}, not [N,] H, W, C')
   return key, (shape[0] if len(shape) == 4 else None)
@@ -141,13 +147,19 @@ class ImageSet:
     """Image i as uint8 [H, W, C] (grayscale: C = 1; other modes converted to RGB)."""
     from PIL import Image  # pylint: disable=import-outside-toplevel
     name, row = self.items[i]
-    if name in self._keys:
-      with self._npz_lock:
-        x = self._npz(name)
-      x = x if row is None else x[row]
-    else:
-      with self._open(name) as file, Image.open(file) as image:
-        x = np.asarray(image if image.mode in ('L', 'RGB') else image.convert('RGB'))
+    try:
+      if name in self._keys:
+        with self._npz_lock:
+          x = self._npz(name)
+        x = x if row is None else x[row]
+      else:
+        with self._open(name) as file, Image.open(file) as image:
+          x = np.asarray(image if image.mode in ('L', 'RGB') else image.convert('RGB'))
+    except ImagesError:
+      raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:   # PIL's, np.load's
+      raise ImagesError(f'eval.images: {name} is not a readable image ({err}); remove or '
+                        'rewrite it') from None
     x = x[..., None] if x.ndim == 2 else x
     if self.shape is not None and x.shape != self.shape:
       raise ImagesError(f'eval.images: {name} is {x.shape}, {self.items[0][0]} is {self.shape}; '

@@ -190,6 +190,15 @@ def test_mixed_or_unequal_images_and_missing_inception_fail_clearly(tmp_path, pi
   Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(sizes / 'b.png')
   with pytest.raises(fid.ImagesError, match=r'b.png is \(16, 16, 3\), a.png is \(8, 8, 1\)'):
     fid.ImageSet(str(sizes)).load(1)
+  (sizes / 'b.png').write_bytes(b'not a png')               # corrupt files: named, one line
+  with pytest.raises(fid.ImagesError, match=r'b.png is not a readable image \(cannot identify'):
+    fid.ImageSet(str(sizes)).load(1)
+  broken = tmp_path / 'broken'
+  broken.mkdir()
+  np.savez(broken / 'a.npz', samples=pixels)
+  (broken / 'b.npz').write_bytes(open(broken / 'a.npz', 'rb').read()[:200])
+  with pytest.raises(fid.ImagesError, match=r'b.npz is not a readable .npz \(File is not a zip'):
+    fid.ImageSet(str(broken))
   config = _config(tmp_path / 'a.npz')
   config.data.dataset = 'CIFAR10'
   config.eval.inception_path = str(tmp_path / 'missing.pth')
