@@ -21,6 +21,8 @@ EDM's detector (TF1 'asymmetric' bilinear resize, as its grid_sample with a shif
 then (x - 128) / 128).
 """
 import os
+import pickle
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -49,8 +51,16 @@ class InceptionWeightsNotFoundError(EvaluationFileError):
   """The Inception weights file (config `eval.inception_path`) does not exist."""
 
 
+class InceptionWeightsError(EvaluationFileError):
+  """The Inception weights file is unreadable, refused (it names code to run) or other weights."""
+
+
 class StatsNotFoundError(EvaluationFileError):
   """The reference statistics file (config `eval.fid_stats_path`) does not exist."""
+
+
+class StatsError(EvaluationFileError):
+  """The reference statistics file is unreadable or holds no usable mu/sigma or pool_3."""
 
 
 class ForeignStatsError(EvaluationFileError):
@@ -69,7 +79,8 @@ def load_inception(path_or_state_dict):
       in either naming, or our `.npz`; or an already-loaded {name: array} state dict.
   Raises:
     InceptionWeightsNotFoundError: the file does not exist (raised before anything heavy runs).
-    foreign.torch_pickle.UnsafePickleError: the file names a global outside the allow-list.
+    InceptionWeightsError: it is unreadable, names a global outside foreign.torch_pickle's
+      allow-list (nothing of it ran), or holds other weights.
   """
   if isinstance(path_or_state_dict, dict):
     return inception_from_state_dict(path_or_state_dict)
@@ -80,11 +91,16 @@ def load_inception(path_or_state_dict):
         f'downloaded automatically): download pytorch-fid\'s {PYTORCH_FID_URL} or EDM\'s '
         f'{EDM_INCEPTION_URL} and save it as {path!r}, or point --config.eval.inception_path at '
         f'the file.')
-  if path.endswith('.npz'):
-    flat = paths.load_npz(path)
-    prep = str(flat.pop('preprocessing'))
-    return {'params': unflatten_params(flat), 'preprocessing': prep}
-  return inception_from_state_dict(_read_state_dict(path))
+  try:
+    if path.endswith('.npz'):
+      flat = paths.load_npz(path)
+      prep = str(flat.pop('preprocessing'))
+      return {'params': unflatten_params(flat), 'preprocessing': prep}
+    return inception_from_state_dict(_read_state_dict(path))
+  except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, KeyError) as err:
+    raise InceptionWeightsError(
+        f'eval.inception_path = {path!r} is not usable Inception weights ({err}); use '
+        f'pytorch-fid\'s {PYTORCH_FID_URL} or EDM\'s {EDM_INCEPTION_URL}') from None
 
 
 def inception_from_state_dict(state_dict):
@@ -470,7 +486,8 @@ def load_stats(path, extractor=None, allow_foreign_stats=False):
   unless `allow_foreign_stats` (config eval.allow_foreign_stats).
   Args:
     extractor: the samples' `load_inception(...)['preprocessing']`, or None (not compared).
-  Raises StatsNotFoundError (naming eval.fid_stats_path and --mode=fid_stats) if missing.
+  Raises StatsNotFoundError (naming eval.fid_stats_path and --mode=fid_stats) if missing,
+  StatsError if unreadable or without finite mu [D] and sigma [D, D] (or pool_3 [N, D]).
   """
   path = os.fspath(path)
   if not paths.isfile(path):
@@ -479,14 +496,25 @@ def load_stats(path, extractor=None, allow_foreign_stats=False):
         f'from the training data with `python main.py --mode=fid_stats ...` (same Inception weights '
         f'as for the samples), or download EDM fid-refs '
         f'(https://nvlabs-fi-cdn.nvidia.com/edm/fid-refs/cifar10-32x32.npz) to that path.')
-  data = paths.load_npz(path)
+  try:
+    data = paths.load_npz(path)
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    raise StatsError(f'eval.fid_stats_path = {path!r} is not a readable .npz ({err}); recompute '
+                     'it with --mode=fid_stats or download it again') from None
   if not allow_foreign_stats:
     _check_provenance(path, data, extractor)
   stats = {k: data[k] for k in ('mu', 'sigma', 'pool_3') if k in data}
   if 'mu' not in stats or 'sigma' not in stats:
-    if 'pool_3' not in stats:
-      raise ValueError(f'{path!r} has neither mu/sigma nor pool_3 (keys: {sorted(data)})')
+    if 'pool_3' not in stats or stats['pool_3'].ndim != 2:
+      raise StatsError(f'eval.fid_stats_path = {path!r} has neither mu/sigma nor pool_3 features '
+                       f'[N, D] (keys: {sorted(data)}); recompute it with --mode=fid_stats')
     stats.update(compute_stats(stats['pool_3']))
+  d = stats['mu'].shape
+  if len(d) != 1 or stats['sigma'].shape != d * 2 or not (
+      np.isfinite(stats['mu']).all() and np.isfinite(stats['sigma']).all()):
+    raise StatsError(f'eval.fid_stats_path = {path!r}: mu {stats["mu"].shape} and sigma '
+                     f'{stats["sigma"].shape} are not a finite [D] and [D, D]; recompute it with '
+                     '--mode=fid_stats')
   if 'extractor' in data:
     stats['extractor'] = str(data['extractor'])
   return stats

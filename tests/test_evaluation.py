@@ -194,6 +194,26 @@ def test_npz_export_roundtrip(tmp_path, weights):
   _leaves_equal(back['params'], weights['params'])
 
 
+class _RunsCode:
+  def __reduce__(self):
+    return os.system, ('echo ran',)
+
+
+def test_unusable_weights_files_are_one_error_naming_the_file(tmp_path, torch_state_dict):
+  files = {'junk.pth': os.urandom(4000), 'truncated.pth': pickle.dumps(torch_state_dict)[:5000],
+           'hostile.pkl': pickle.dumps(_RunsCode()),
+           'other.pth': pickle.dumps({'fc.weight': np.zeros((3, 3), np.float32)}),
+           'other.npz': None}
+  np.savez(tmp_path / 'other.npz', x=np.zeros(3))
+  for name, data in files.items():
+    if data is not None:
+      (tmp_path / name).write_bytes(data)
+    with pytest.raises(ev.InceptionWeightsError, match=f"inception_path = '.*{name}' is not usable"):
+      ev.load_inception(str(tmp_path / name))
+  with pytest.raises(ev.InceptionWeightsError, match='refusing to load the global posix.system'):
+    ev.load_inception(str(tmp_path / 'hostile.pkl'))
+
+
 def test_missing_weights_fail_fast_with_urls(tmp_path):
   path = str(tmp_path / 'nope' / 'pt_inception-2015-12-05-6726825d.pth')
   start = time.perf_counter()
@@ -367,8 +387,15 @@ def test_stats_files_edm_and_score_sde_formats(tmp_path):
   np.testing.assert_allclose(a['sigma'], b['sigma'], rtol=1e-12)
   np.testing.assert_array_equal(b['pool_3'], feats)
   np.savez(str(tmp_path / 'bad.npz'), logits=feats)
-  with pytest.raises(ValueError, match='neither'):
+  with pytest.raises(ev.StatsError, match='neither'):
     ev.load_stats(str(tmp_path / 'bad.npz'))
+  np.savez(str(tmp_path / 'nan.npz'), mu=feats.mean(0), sigma=np.full((8, 8), np.nan))
+  np.savez(str(tmp_path / 'shapes.npz'), mu=feats.mean(0), sigma=np.eye(7))
+  (tmp_path / 'junk.npz').write_bytes(b'PK\x03\x04 not a zip')
+  for name, message in (('nan', 'not a finite'), ('shapes', r'sigma \(7, 7\)'),
+                        ('junk', 'not a readable .npz')):
+    with pytest.raises(ev.StatsError, match=message):
+      ev.load_stats(str(tmp_path / f'{name}.npz'))
 
 
 def test_fid_stats_from_images_batches_and_writes_edm_npz(tmp_path, info_log):
