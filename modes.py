@@ -153,9 +153,9 @@ def run_colorize(config, workdir, checkpoint=''):
 
 
 def run(mode, config, workdir, **options):
-  """Run `mode`; the errors a user can fix are logged as one line and give exit status 1; a
-  training run stopped by SIGTERM or Ctrl-C (after saving) exits with 143 or 130, as a process
-  killed by the signal.
+  """Run `mode`; the errors a user can fix (out of memory included) are logged as one line and
+  give exit status 1; a training run stopped by SIGTERM or Ctrl-C (after saving) exits with 143
+  or 130, as a process killed by the signal.
 
   Only training stops at a step boundary on SIGTERM (run_lib._Preemption). In a multi-process
   run JAX's preemption notifier takes SIGTERM for that sync point, which no other mode reaches:
@@ -174,4 +174,11 @@ def run(mode, config, workdir, **options):
           datasets.DataError, generate.LatentsError,
           generate.SettingsMismatchError) as err:
     logging.error('%s', err)
+    raise SystemExit(1) from None
+  except jax.errors.JaxRuntimeError as err:
+    if 'RESOURCE_EXHAUSTED' not in str(err):
+      raise
+    logging.error('%s; lower training.batch_size (or eval.batch_size outside training), or fit '
+                  'it with training.grad_accum, model.remat or model.dtype=bfloat16 (docs/scale.md)',
+                  str(err).strip().splitlines()[0])
     raise SystemExit(1) from None

@@ -1,7 +1,8 @@
 """The config rules: every cross-field rule in one list (`RULES`), each one function
 `config -> message or None` registered with `@rule(modes)` and named for what it requires; checked
 by configs/validate.py, which adds one rule per field of its `CHOICES` (a field that must name one
-of a set, often a registry). Messages are one line naming the fields and the fix.
+of a set, often a registry) and of its `RANGES` (a number that must lie in an interval). Messages
+are one line naming the fields and the fix.
 """
 import collections
 import math
@@ -146,16 +147,6 @@ def patch_coords_need_precond(config):
 
 
 @rule()
-def probabilities_in_0_1(config):
-  """training.patch_real_p (share of full-size steps, Wang+23; 1 = no patches) and
-  training.augment_p (EDM's augmentation probability) are in [0, 1]."""
-  for field in ('training.patch_real_p', 'training.augment_p'):
-    if not 0 <= get(config, field) <= 1:
-      return f'{field} = {get(config, field)} must be a probability in [0, 1]'
-  return None
-
-
-@rule()
 def augmentation_conditions_the_network(config):
   """training.augment_p > 0 needs model.augment_dim = 9 (the augmentation label's length)."""
   from augment import AUGMENT_DIM  # pylint: disable=import-outside-toplevel
@@ -178,30 +169,6 @@ def get(config, field):
   """The value of `field` ('section.name') in `config`."""
   section, name = field.split('.')
   return getattr(getattr(config, section), name)
-
-
-SIZES = ('training.batch_size', 'eval.batch_size', 'data.image_size', 'data.num_channels',
-         'model.nf', 'model.num_scales')
-
-
-def _positive(config, fields):
-  for field in fields:
-    if get(config, field) < 1:
-      return f'{field} = {get(config, field)} must be >= 1'
-  return None
-
-
-@rule(*MODES)
-def sizes_are_positive(config):
-  """Batch sizes, the image size and channels, model.nf and model.num_scales are ≥ 1."""
-  return _positive(config, SIZES)
-
-
-@rule(TRAIN)
-def step_counts_are_positive(config):
-  """training.n_jitted_steps (steps per jitted call) and training.grad_accum (micro-batches per
-  step; 1 = no accumulation) are ≥ 1."""
-  return _positive(config, ('training.n_jitted_steps', 'training.grad_accum'))
 
 
 @rule(TRAIN)
@@ -343,7 +310,7 @@ def widths_split_into_groups(config):
   """U-Nets: every width model.nf·mult splits into its GroupNorm groups."""
   import importlib  # pylint: disable=import-outside-toplevel
   m = config.model
-  if m.name not in UNET_GROUPS:
+  if m.name not in UNET_GROUPS or m.nf < 1:                 # model.nf < 1: its range rule
     return None
   module = importlib.import_module('models.adm' if m.name == 'adm' else 'models.layers')
   groups_fn = getattr(module, UNET_GROUPS[m.name])

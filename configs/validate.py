@@ -10,11 +10,43 @@ entry point (`run_lib.train` / `sample` / `fid_stats`, `eval_lib.evaluate`, `fid
 that passed: they do not re-check combinations (they may assert shapes, and they still reject
 bad *files*). A rule is a function `config -> message or None` registered with `@rule(modes)`
 in configs/rules.py; `CHOICES` here lists the fields that must name one of a set (often a
-registry), each its own rule. Adding a switch: add its field to configs/default_lib.py, its
+registry) and `RANGES` the numbers that must lie in an interval, each its own rule. Adding a switch: add its field to configs/default_lib.py, its
 rules to configs/rules.py, and a breaking case to tests/test_validate.py (the test fails for a
 rule without one).
 """
+import difflib
+
+import ml_collections
+
+from configs import default_lib
 from configs.rules import BUILD, DATA, EVAL, FID, INPAINT, MODES, RULES, SAMPLE, get, rule
+
+
+# ------------------------------------------------------------------------------------------------
+# Fields: a config holds only the fields of configs/default_lib.py (a config file's typo would
+# otherwise set a field nothing reads).
+
+def _names(config, prefix=''):
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _names(value, f'{prefix}{key}.')
+    else:
+      yield prefix + key
+
+
+@rule(*MODES)
+def fields_are_known(config):
+  """Every field is one of configs/default_lib.py's (a config file cannot add one by a typo)."""
+  known = sorted(_names(default_lib.get_base_config()))
+  for name in _names(config):
+    if name not in known:
+      section, _, leaf = name.rpartition('.')
+      close = difflib.get_close_matches(leaf, [k.rpartition('.')[2] for k in known
+                                               if k.rpartition('.')[0] == section], 1)
+      hint = f' (did you mean {section}.{close[0]}?)' if close else ''
+      return (f'{name} is not a config field{hint}; configs/default_lib.py lists them all: a new '
+              'one is added there')
+  return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -106,6 +138,52 @@ def _choice_rule(field, choices, applies, modes):
 
 for _field, _choices, _applies, _modes in CHOICES:
   _choice_rule(_field, _choices, _applies, _modes)
+
+
+# ------------------------------------------------------------------------------------------------
+# Ranges: a number lies in an interval ('(' and ')' are open ends), one rule per field.
+
+RANGES = (
+    ('training.batch_size', '[1, inf)'), ('eval.batch_size', '[1, inf)'),
+    ('data.image_size', '[1, inf)'), ('data.num_channels', '[1, inf)'), ('model.nf', '[1, inf)'),
+    ('model.num_scales', '[1, inf)'), ('training.n_jitted_steps', '[1, inf)'),
+    ('training.grad_accum', '[1, inf)'), ('eval.bpd_num_repeats', '[1, inf)'),
+    ('training.patch_real_p', '[0, 1]'), ('training.augment_p', '[0, 1]'),
+    ('model.dropout', '[0, 1)'), ('model.label_dropout', '[0, 1)'), ('model.ema_rate', '[0, 1]'),
+    ('model.ema_halflife_kimg', '[0, inf)'), ('model.ema_rampup_ratio', '[0, inf)'),
+    ('optim.lr', '(0, inf)'), ('optim.beta1', '[0, 1)'), ('optim.eps', '[0, inf)'),
+    ('optim.weight_decay', '[0, inf)'), ('optim.warmup', '[0, inf)'),
+    ('optim.lr_rampup_kimg', '[0, inf)'), ('training.P_std', '(0, inf)'),
+    ('model.sigma_data', '(0, inf)'), ('model.sigma_min', '(0, inf)'),
+    ('model.sigma_max', '(0, inf)'), ('model.beta_min', '[0, inf)'),
+    ('model.fourier_scale', '(0, inf)'), ('sampling.steps', '[2, inf)'),
+    ('sampling.sigma_min', '(0, inf)'), ('sampling.sigma_max', '(0, inf)'),
+    ('sampling.rho', '(0, inf)'), ('sampling.S_churn', '[0, inf)'),
+    ('sampling.S_noise', '[0, inf)'), ('sampling.eps_scaler', '(0, inf)'),
+    ('sampling.snr', '[0, inf)'), ('sampling.n_steps_each', '[0, inf)'),
+    ('sampling.ode_rtol', '(0, inf)'), ('sampling.ode_atol', '(0, inf)'),
+    ('eval.wait_timeout_s', '[0, inf)'), ('eval.poll_interval_s', '(0, inf)'),
+)
+
+
+def within(value, interval):
+  """`value` lies in `interval`, e.g. '[0, 1)' (NaN never does)."""
+  lo, hi = (float(v) for v in interval[1:-1].split(','))
+  return ((lo < value) if interval[0] == '(' else (lo <= value)) and (
+      (value < hi) if interval[-1] == ')' else (value <= hi))
+
+
+def _range_rule(field, interval):
+  def fn(config):
+    value = get(config, field)
+    return None if within(value, interval) else f'{field} = {value} must be in {interval}'
+  fn.__name__ = f'{field.replace(".", "_")}_in_range'
+  fn.__doc__ = f'{field} is in {interval}.'
+  rule(*MODES)(fn)
+
+
+for _field, _interval in RANGES:
+  _range_rule(_field, _interval)
 
 
 class ConfigError(ValueError):

@@ -442,6 +442,27 @@ def test_a_seed_folder_refuses_other_settings(trained, tmp_path, caplog):
                                                        float)).max() > 0
 
 
+def test_out_of_memory_is_one_line_naming_the_fixes(tmp_path, monkeypatch, caplog):
+  """XLA's RESOURCE_EXHAUSTED (a batch too large for the device) ends in one line with the
+  fields that fit it, exit status 1; other runtime errors keep their traceback."""
+  import modes  # pylint: disable=import-outside-toplevel
+
+  def failing(message):
+    def train(*args):
+      raise jax.errors.JaxRuntimeError(message)
+    return train
+  monkeypatch.setattr(run_lib, 'train', failing('RESOURCE_EXHAUSTED: Out of memory allocating '
+                                                '86052323908 bytes.\nmore detail'))
+  with pytest.raises(SystemExit) as stop:
+    modes.run('train', _config(), str(tmp_path / 'run'), checkpoint='')
+  assert stop.value.code == 1
+  assert ('RESOURCE_EXHAUSTED: Out of memory allocating 86052323908 bytes.; lower '
+          'training.batch_size') in caplog.text and 'more detail' not in caplog.text
+  monkeypatch.setattr(run_lib, 'train', failing('INTERNAL: something else'))
+  with pytest.raises(jax.errors.JaxRuntimeError, match='INTERNAL'):
+    modes.run('train', _config(), str(tmp_path / 'run'), checkpoint='')
+
+
 def test_a_device_rule_is_one_line_and_writes_nothing(tmp_path, monkeypatch, caplog):
   """The rules that need the device count run at the entry points, after jax.distributed (e.g.
   eval.batch_size = 99 over 2 devices): a one-line error and exit status 1, not a traceback."""

@@ -1,6 +1,7 @@
 """configs/validate.py: every rule is hit by a config that breaks only it, with its message;
 the shipped configs break none; main.py checks before the workdir exists and explains the rules."""
 import os
+import re
 import subprocess
 import sys
 
@@ -21,6 +22,8 @@ BS = 64                                              # the 'edm' base's training
 
 # rule -> (base, overrides, mode, a piece of the message); the overrides break that rule only.
 CASES = {
+    'fields_are_known': ('edm', {'training.n_iter': 5}, 'train',
+                         r'training.n_iter is not a config field \(did you mean training.n_iters\?\)'),
     'smld_loss_needs_ve': ('ddpm', {'training.loss': 'smld'}, 'train', "training.sde='vesde'"),
     'ddpm_loss_needs_vp': ('ddpm', {'training.sde': 'vesde'}, 'train', "training.sde='vpsde'"),
     'continuous_matches_loss': ('edm', {'training.continuous': False}, 'train', 'continuous'),
@@ -34,8 +37,6 @@ CASES = {
                                      'model.class_conditional': True}, 'train', 'unlabeled'),
     'stf_or_patches': ('edm', {'training.stf_ref_batch': 2 * BS, 'training.patch_real_p': 0.5,
                                'model.patch_coords': True}, 'train', 'cannot be combined'),
-    'probabilities_in_0_1': ('edm', {'training.augment_p': -0.1}, 'train',
-                             r'training.augment_p = -0.1 must be a probability in \[0, 1\]'),
     'patches_halve_through_the_unet': ('edm', {'training.patch_real_p': 0.5, 'data.image_size': 12,
                                                'model.patch_coords': True}, 'train',
                                        'not a multiple of 8'),
@@ -48,10 +49,6 @@ CASES = {
     'augmentation_conditions_the_network': ('edm', {'training.augment_p': 0.1}, 'train',
                                             'model.augment_dim=9'),
     'one_lr_ramp': ('edm', {'optim.lr_rampup_kimg': 10.}, 'train', 'optim.warmup=0'),
-    'sizes_are_positive': ('edm', {'training.batch_size': -3}, 'train',
-                           'training.batch_size = -3 must be >= 1'),
-    'step_counts_are_positive': ('edm', {'training.n_jitted_steps': 0}, 'train',
-                                 'training.n_jitted_steps = 0 must be >= 1'),
     'frequencies_are_multiples': ('edm', {'training.log_freq': 0}, 'train', 'training.log_freq'),
     'train_batch_splits_over_devices': ('edm', {'devices': 3}, 'train',
                                         r'training.batch_size = 64 .* devices \(3\)'),
@@ -119,8 +116,6 @@ CASES = {
 }
 # More cases of rules that check several fields or forms: (rule, base, overrides, mode, message).
 MORE_CASES = [
-    ('probabilities_in_0_1', 'edm', {'training.patch_real_p': 1.5}, 'train', 'patch_real_p = 1.5'),
-    ('step_counts_are_positive', 'edm', {'training.grad_accum': 0}, 'train', 'grad_accum = 0'),
     ('class_label_is_a_class', 'edm', {'sampling.class_label': 3}, 'sample',
      'needs a class-conditional model'),
     ('seeds_are_ranges', 'edm', {'sampling.seeds': '5-2'}, 'sample', "'5-2'"),
@@ -153,6 +148,13 @@ def _cases():
     if field == 'sampling.image_format':
       overrides['sampling.seeds'] = '0-3'
     cases[f'known_{field.replace(".", "_")}'] = (base, overrides, mode, "'no_such_name' is not")
+  base = BASES['edm']()
+  for field, interval in validate.RANGES:     # just outside the lower end (patch_real_p: upper;
+    lo, hi = (float(v) for v in interval[1:-1].split(','))     # < 1 asks for patch rules too)
+    value = hi + 1 if field == 'training.patch_real_p' else lo if interval[0] == '(' else lo - 1
+    value = type(validate.get(base, field))(value)             # the field's type
+    cases[f'{field.replace(".", "_")}_in_range'] = (
+        'edm', {field: value}, 'sample', re.escape(f'{field} = {value} must be in {interval}'))
   return cases
 
 
@@ -178,6 +180,12 @@ def test_more_cases_break_only_their_rule(name, base, overrides, mode, message):
   found = validate.violations(_config(base, overrides), mode, 1)
   assert [n for n, _ in found] == [name], found
   assert message in found[0][1]
+
+
+@pytest.mark.parametrize('value, inside', [(0., True), (1., False), (0.5, True), (-1e-9, False),
+                                           (float('nan'), False), (float('inf'), False)])
+def test_interval_ends(value, inside):
+  assert validate.within(value, '[0, 1)') == inside
 
 
 @pytest.mark.parametrize('seeds', ['', '7', '0-49999', '0-3,7,10-11'])
