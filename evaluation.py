@@ -52,7 +52,7 @@ class InceptionWeightsNotFoundError(EvaluationFileError):
 
 
 class InceptionWeightsError(EvaluationFileError):
-  """The Inception weights file is unreadable, refused (it names code to run) or other weights."""
+  """The Inception weights file is unreadable or holds other weights."""
 
 
 class StatsNotFoundError(EvaluationFileError):
@@ -79,8 +79,8 @@ def load_inception(path_or_state_dict):
       in either naming, or our `.npz`; or an already-loaded {name: array} state dict.
   Raises:
     InceptionWeightsNotFoundError: the file does not exist (raised before anything heavy runs).
-    InceptionWeightsError: it is unreadable, names a global outside foreign.torch_pickle's
-      allow-list (nothing of it ran), or holds other weights.
+    foreign.torch_pickle.UnsafePickleError: the file names a global outside the allow-list.
+    InceptionWeightsError: it is unreadable or holds other weights.
   """
   if isinstance(path_or_state_dict, dict):
     return inception_from_state_dict(path_or_state_dict)
@@ -97,6 +97,8 @@ def load_inception(path_or_state_dict):
       prep = str(flat.pop('preprocessing'))
       return {'params': unflatten_params(flat), 'preprocessing': prep}
     return inception_from_state_dict(_read_state_dict(path))
+  except torch_pickle.UnsafePickleError:          # names the file and the global it refused
+    raise
   except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, KeyError) as err:
     raise InceptionWeightsError(
         f'eval.inception_path = {path!r} is not usable Inception weights ({err}); use '

@@ -21,6 +21,7 @@ import datasets
 import eval_lib
 import evaluation
 import fid
+from foreign import torch_pickle
 import generate
 import outputs
 import paths
@@ -171,8 +172,8 @@ def run(mode, config, workdir, **options):
     raise SystemExit(128 + stop.signum) from None
   except (validate.ConfigError, run_lib.TrainingDivergedError, evaluation.EvaluationFileError,
           checkpointing.CheckpointReadError, checkpointing.NoCheckpointError, fid.ImagesError,
-          datasets.DataError, generate.LatentsError,
-          generate.SettingsMismatchError) as err:
+          datasets.DataError, generate.LatentsError, generate.SettingsMismatchError,
+          torch_pickle.UnsafePickleError) as err:
     logging.error('%s', err)
     raise SystemExit(1) from None
   except jax.errors.JaxRuntimeError as err:
