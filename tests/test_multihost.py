@@ -296,12 +296,18 @@ def test_two_process_sampling_writes_the_one_process_files(kept_step_1, tmp_path
     _main(kept_step_1, workdir, 'sample', settings, processes)
     written[processes] = _read_all(f'{workdir}/samples')
   one, two = written[1], written[2]
-  names = [f'seeds_1/000000/{s:06d}.npz' for s in range(7)] if seeds else [
-      'sample_1.npz', 'sample_1.png']
+  names = [f'seeds_1/000000/{s:06d}.npz' for s in range(7)] + ['seeds_1/settings.json'] if seeds \
+      else ['sample_1.npz', 'sample_1.png']
   assert sorted(one) == sorted(two) == names
   for name in names:
     if name.endswith('.png'):
       assert two[name] == one[name]
+      continue
+    if name.endswith('.json'):     # the same settings, but each run's own workdir as the source
+      settings = [json.loads(d[name]) for d in (one, two)]
+      sources = [s.pop('checkpoint') for s in settings]
+      assert sources == [f'{tmp_path}/run{p} (step 1)' for p in (1, 2)]
+      assert settings[0] == settings[1]
       continue
     assert sorted(two[name]) == sorted(one[name])
     for k in one[name]:
