@@ -180,6 +180,6 @@ def run(mode, config, workdir, **options):
     if 'RESOURCE_EXHAUSTED' not in str(err):
       raise
     logging.error('%s; lower training.batch_size (or eval.batch_size outside training), or fit '
-                  'it with training.grad_accum, model.remat or model.dtype=bfloat16 (docs/scale.md)',
-                  str(err).strip().splitlines()[0])
+                  'it with training.grad_accum, model.remat or model.dtype=bfloat16 '
+                  '(docs/scale.md)', str(err).strip().splitlines()[0])
     raise SystemExit(1) from None

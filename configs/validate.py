@@ -10,9 +10,10 @@ entry point (`run_lib.train` / `sample` / `fid_stats`, `eval_lib.evaluate`, `fid
 that passed: they do not re-check combinations (they may assert shapes, and they still reject
 bad *files*). A rule is a function `config -> message or None` registered with `@rule(modes)`
 in configs/rules.py; `CHOICES` here lists the fields that must name one of a set (often a
-registry) and `RANGES` the numbers that must lie in an interval, each its own rule. Adding a switch: add its field to configs/default_lib.py, its
-rules to configs/rules.py, and a breaking case to tests/test_validate.py (the test fails for a
-rule without one).
+registry) and `RANGES` the numbers that must lie in an interval, each its own rule, and
+`fields_are_known` refuses a field configs/default_lib.py lacks. Adding a switch: add its field to
+configs/default_lib.py, its rules to configs/rules.py, and a breaking case to
+tests/test_validate.py (the test fails for a rule without one).
 """
 import difflib
 

@@ -208,7 +208,7 @@ def test_unusable_weights_files_are_one_error_naming_the_file(tmp_path, torch_st
   for name, data in files.items():
     if data is not None:
       (tmp_path / name).write_bytes(data)
-    with pytest.raises(ev.InceptionWeightsError, match=f"inception_path = '.*{name}' is not usable"):
+    with pytest.raises(ev.InceptionWeightsError, match=f"path = '.*{name}' is not usable"):
       ev.load_inception(str(tmp_path / name))
   (tmp_path / 'hostile.pkl').write_bytes(pickle.dumps(_RunsCode()))   # refused as such, one line
   with pytest.raises(torch_pickle.UnsafePickleError, match='refusing to load the global posix.sys'):

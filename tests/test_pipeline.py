@@ -433,7 +433,8 @@ def test_a_seed_folder_refuses_other_settings(trained, tmp_path, caplog):
     modes.run('sample', config, workdir, checkpoint='')
   assert stop.value.code == 1
   assert (f'{folder} holds images sampled with other settings (sampling.eps_scaler = 1.0 there, '
-          '1.5 now): write these to another folder with --config.sampling.out_dir=DIR') in caplog.text
+          '1.5 now): write these to another folder with --config.sampling.out_dir=DIR'
+          ) in caplog.text
   assert {n: os.path.getmtime(os.path.join(folder, n)) for n in os.listdir(folder)} == before
   config.sampling.out_dir = str(tmp_path / 'b1.5')
   modes.run('sample', config, workdir, checkpoint='')
