@@ -7,8 +7,10 @@ Checkpoints: the kept steps `run_lib.eval_steps(config)` (multiples of training.
 eval.begin_step..end_step; -1 = eval.begin_ckpt..end_ckpt × snapshot_freq, score_sde's indices),
 in order. With eval.wait_for_checkpoints one that is not written yet is polled for every
 eval.poll_interval_s, with a log line, up to eval.wait_timeout_s, then skipped with a warning; a
-step older than the newest kept one will never be written and is skipped at once. `checkpoint`
-(--checkpoint: a file, URL or orbax step directory) evaluates only that one.
+step older than the newest kept one, or after the end of a finished run (its config.json's
+training.n_iters reached), will never be written and is skipped at once. Nothing evaluated is a
+checkpointing.NoCheckpointError. `checkpoint` (--checkpoint: a file, URL or orbax step
+directory) evaluates only that one.
 
 Results in <workdir>/<eval_folder>/, L = the step (--checkpoint: its file name without suffix):
   report_<L>.json   {'step', 'eval_loss', 'bpd', 'sample_metrics': {...}}; written last, so a
@@ -236,7 +238,7 @@ def eval_samples(run, fns, params, work, scorer):
   return {'sample_metrics': scorer.metrics(features)}, {}
 
 
-def _poll(e, kept, path, step, waited):
+def _poll(e, kept, workdir, path, step, waited):
   """_FOUND, _WAIT or _SKIP (logged) for the kept checkpoint at `step` after `waited` seconds."""
   kept.reload()                       # orbax caches the steps; training may have added some
   steps = kept.all_steps()
@@ -244,6 +246,12 @@ def _poll(e, kept, path, step, waited):
     return _FOUND
   if steps and max(steps) > step:
     logging.warning('checkpoint %s was not kept (the run has step %d); skipped', path, max(steps))
+    return _SKIP
+  n_iters = run_lib.trained_n_iters(workdir)    # re-read: a resumed run may have raised it
+  if steps and n_iters is not None and max(steps) >= n_iters:
+    logging.warning('checkpoint %s will not be written: the training run finished at step %d '
+                    '(training.n_iters = %d in its config.json); skipped (train on with a larger '
+                    '--config.training.n_iters first)', path, max(steps), n_iters)
     return _SKIP
   if not e.wait_for_checkpoints or waited >= e.wait_timeout_s:
     waited_for = f' after {waited:.0f} s (eval.wait_timeout_s)' if e.wait_for_checkpoints else ''
@@ -256,12 +264,13 @@ def _poll(e, kept, path, step, waited):
   return _WAIT
 
 
-def _restore_when_written(run, kept, target, step):
+def _restore_when_written(run, kept, workdir, target, step):
   """The kept checkpoint at `step` once it exists (eval.wait_for_checkpoints), or None when it
   is not written in time or cannot be read (logged; the eval goes on with the next one)."""
   e, path, start = run.config.eval, checkpointing.step_path(kept, step), time.time()
   while True:
-    status = _poll(e, kept, path, step, time.time() - start) if jax.process_index() == 0 else _WAIT
+    waited = time.time() - start
+    status = _poll(e, kept, workdir, path, step, waited) if jax.process_index() == 0 else _WAIT
     status = int(multihost_utils.broadcast_one_to_all(np.int32(status)))
     if status == _SKIP:
       return None
@@ -314,14 +323,23 @@ def evaluate(config, workdir, eval_folder='eval', checkpoint=''):
         checkpointing.load_given, checkpoint, config, run.optimizer, target))]
   else:
     kept = checkpointing.kept_manager(workdir)
-    todo = [(str(step), functools.partial(_restore_when_written, run, kept, target, step))
-            for step in run_lib.eval_steps(config)]
+    todo = [(str(step), functools.partial(_restore_when_written, run, kept, workdir, target,
+                                          step)) for step in run_lib.eval_steps(config)]
+  done = 0
   for label, restore in todo:
     work = Work(eval_dir, label)
     _sync(f'report {label}')
     if paths.exists(f'{work.report}.json'):
       logging.info('%s.json exists: step_%s is already evaluated; skipped', work.report, label)
+      done += 1
       continue
     state = restore()
     if state is not None:
       _evaluate_checkpoint(run, fns, state, work, scorer, writer)
+      done += 1
+  if not done:
+    have = '' if checkpoint else f' (it keeps steps {sorted(kept.all_steps())})'
+    raise checkpointing.NoCheckpointError(
+        f'no checkpoint evaluated: steps {[label for label, _ in todo]} of {workdir} were skipped '
+        f'(above){have}; pick existing ones with eval.begin_ckpt / end_ckpt (or begin_step / '
+        'end_step)')

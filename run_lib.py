@@ -22,6 +22,7 @@ Run directory (see checkpointing.py for checkpoints/ and checkpoints-meta/, eval
 """
 import dataclasses
 import functools
+import json
 import os
 import signal
 import threading
@@ -309,6 +310,16 @@ class _Trainer:
 def _write_config(config, workdir):
   if jax.process_index() == 0:
     paths.write_text(paths.join(workdir, 'config.json'), config.to_json(indent=2))
+
+
+def trained_n_iters(workdir):
+  """training.n_iters of the run in `workdir` as its config.json records it (rewritten when the
+  run is resumed), or None where there is no readable record."""
+  path = paths.join(workdir, 'config.json')
+  try:
+    return int(json.loads(paths.read_text(path))['training']['n_iters'])
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
 
 
 def train(config, workdir, checkpoint=''):

@@ -189,8 +189,42 @@ def test_waiting_on_a_workdir_without_checkpoints_asks_whether_it_is_the_right_o
   config = _config(**{'eval.enable_bpd': False, 'eval.enable_sampling': False,
                       'eval.begin_step': 2, 'eval.end_step': 2, 'eval.poll_interval_s': 0.5,
                       'eval.wait_timeout_s': 1.})
-  eval_lib.evaluate(config, str(tmp_path / 'typo'))
+  with pytest.raises(checkpointing.NoCheckpointError, match=r'no checkpoint evaluated: steps \['
+                     r"'2'\] of .*typo were skipped"):
+    eval_lib.evaluate(config, str(tmp_path / 'typo'))
   assert "the workdir has no checkpoint yet (is --workdir the training run's?" in info_log.text
+
+
+def _write_run_config(workdir, n_iters):
+  config = _config(**{'training.n_iters': n_iters})
+  with open(f'{workdir}/config.json', 'w') as f:
+    f.write(config.to_json())
+
+
+def test_checkpoints_after_the_end_of_a_finished_run_are_skipped_at_once(trained, tmp_path,
+                                                                         info_log):
+  """The run's config.json says it ends at step 4, which is kept: step 6 will never come, so it
+  is skipped without waiting eval.wait_timeout_s (an hour by default), and an eval that finds
+  nothing to evaluate ends in a NoCheckpointError (one line and exit 1 from main.py). A run
+  resumed with a larger n_iters rewrites config.json: then step 6 is waited for."""
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(trained, workdir)
+  _write_run_config(workdir, 4)
+  only_loss = {'eval.enable_bpd': False, 'eval.enable_sampling': False, 'eval.begin_step': 6,
+               'eval.end_step': 6, 'eval.poll_interval_s': 0.5, 'eval.wait_timeout_s': 300.}
+  start = time.time()
+  with pytest.raises(checkpointing.NoCheckpointError, match='no checkpoint evaluated'):
+    eval_lib.evaluate(_config(**only_loss), workdir)
+  assert time.time() - start < 60
+  assert (f'checkpoint {workdir}/checkpoints/6 will not be written: the training run finished at '
+          'step 4 (training.n_iters = 4 in its config.json)') in info_log.text
+  assert 'waiting for checkpoint' not in info_log.text
+  info_log.clear()
+  _write_run_config(workdir, 8)                        # resumed with --config.training.n_iters=8
+  eval_lib.evaluate(_config(**{**only_loss, 'eval.begin_step': 4, 'eval.end_step': 6,
+                               'eval.wait_timeout_s': 1.}), workdir, 'resumed')
+  assert f'waiting for checkpoint {workdir}/checkpoints/6:' in info_log.text
+  assert os.path.exists(f'{workdir}/resumed/report_4.json')
 
 
 def test_checkpoints_that_will_not_come_are_skipped(trained, tmp_path, info_log):
