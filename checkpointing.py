@@ -15,8 +15,11 @@ reported with its path and the next older one is used; where none can be read, t
 (`restore_latest`) instead of starting afresh beside them. The workdir may be a gs:// or s3://
 URI (orbax and paths.py share etils.epath's client).
 """
+import errno
+import glob
 import logging as pylogging
 import os
+import shutil
 
 from absl import logging
 import jax
@@ -71,15 +74,49 @@ def step_path(manager, step):
   return paths.join(os.fspath(manager.directory), str(step))
 
 
+class CheckpointWriteError(OSError):
+  """No space for a checkpoint (errno ENOSPC): nothing of it is left, the older ones are intact."""
+
+
+def _no_space(path, need=None):
+  have = f' ({need / 2**20:.0f} MiB needed)' if need else ''
+  return CheckpointWriteError(errno.ENOSPC, f'no space left on device for checkpoint {path}{have}; '
+                              'free space or move the workdir, then run the same command: it '
+                              'resumes from the newest checkpoint, which is intact')
+
+
+def _check_space(manager, state, step):
+  """Refuse a local save that cannot fit before orbax starts writing (its failed writes leave a
+  partial directory and a screenful of asyncio errors)."""
+  directory = os.fspath(manager.directory)
+  if paths.is_remote(directory):
+    return
+  need = sum(x.nbytes for x in jax.tree.leaves(state)) * 1.05 + 2**20
+  existing = directory
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if shutil.disk_usage(existing).free < need:
+    raise _no_space(step_path(manager, step), need)
+
+
 def save(manager, state):
   """Save `state` under its step; a step that is already there is left as it is (False). The
-  logs staged for a remote workdir are uploaded with it (paths.sync)."""
+  logs staged for a remote workdir are uploaded with it (paths.sync). No space: a
+  CheckpointWriteError, and no partial checkpoint left behind."""
   step = int(state.step)
   if step in manager.all_steps():
     logging.warning('checkpoint %s exists; not overwritten', step_path(manager, step))
     return False
-  manager.save(step, args=ocp.args.StandardSave(state))
-  manager.wait_until_finished()
+  _check_space(manager, state, step)
+  try:
+    manager.save(step, args=ocp.args.StandardSave(state))
+    manager.wait_until_finished()
+  except (OSError, ValueError) as err:     # orbax/tensorstore: ValueError('RESOURCE_EXHAUSTED...')
+    if getattr(err, 'errno', None) != errno.ENOSPC and 'No space left on device' not in str(err):
+      raise
+    for partial in glob.glob(glob.escape(step_path(manager, step)) + '.orbax-checkpoint-tmp*'):
+      shutil.rmtree(partial, ignore_errors=True)
+    raise _no_space(step_path(manager, step)) from None
   paths.sync(force=True)
   return True
 

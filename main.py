@@ -70,8 +70,7 @@ def main(argv):
   datasets.tensorflow()               # TF with its GPUs hidden, before anything else imports it
   import modes  # pylint: disable=import-outside-toplevel
   import outputs  # pylint: disable=import-outside-toplevel
-  import run_lib  # pylint: disable=import-outside-toplevel
-  outputs.tee_logging(FLAGS.workdir, run_lib.init_distributed(FLAGS.distributed))
+  outputs.tee_logging(FLAGS.workdir, modes.join(FLAGS.distributed))
   modes.run(FLAGS.mode, FLAGS.config, FLAGS.workdir, checkpoint=FLAGS.checkpoint,
             eval_folder=FLAGS.eval_folder)
 

@@ -5,6 +5,7 @@ workdir's newest state, `foreign.load`) and `eval_folder`. Register a new mode w
 `@register_mode('name')` and add its name to main.py's --mode list. The library modules
 (controllable_generation, sampling, ...) know nothing of runs; the inpaint / colorize runs live here.
 """
+import errno
 import math
 import signal
 import time
@@ -153,10 +154,20 @@ def run_colorize(config, workdir, checkpoint=''):
   return run_task(config, workdir, 'colorize', checkpoint)
 
 
+def join(spec):
+  """`run_lib.init_distributed(spec)` for main.py: this process's index, or a one-line error
+  and exit status 1 where --distributed is malformed or the run cannot be joined."""
+  try:
+    return run_lib.init_distributed(spec)
+  except run_lib.DistributedError as err:
+    logging.error('%s', err)
+    raise SystemExit(1) from None
+
+
 def run(mode, config, workdir, **options):
-  """Run `mode`; the errors a user can fix (out of memory included) are logged as one line and
-  give exit status 1; a training run stopped by SIGTERM or Ctrl-C (after saving) exits with 143
-  or 130, as a process killed by the signal.
+  """Run `mode`; the errors a user can fix (out of memory and a full disk included) are logged as
+  one line and give exit status 1; a training run stopped by SIGTERM or Ctrl-C (after saving)
+  exits with 143 or 130, as a process killed by the signal.
 
   Only training stops at a step boundary on SIGTERM (run_lib._Preemption). In a multi-process
   run JAX's preemption notifier takes SIGTERM for that sync point, which no other mode reaches:
@@ -182,4 +193,12 @@ def run(mode, config, workdir, **options):
     logging.error('%s; lower training.batch_size (or eval.batch_size outside training), or fit '
                   'it with training.grad_accum, model.remat or model.dtype=bfloat16 '
                   '(docs/scale.md)', str(err).strip().splitlines()[0])
+    raise SystemExit(1) from None
+  except OSError as err:
+    if err.errno != errno.ENOSPC:
+      raise
+    logging.error('%s', err.strerror if isinstance(err, checkpointing.CheckpointWriteError) else
+                  f'no space left on device writing {err.filename}; free space or move the '
+                  'workdir, then run the same command (training resumes from its newest '
+                  'checkpoint)')
     raise SystemExit(1) from None

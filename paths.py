@@ -98,8 +98,14 @@ def write_bytes(path, data):
     return
   makedirs(os.path.dirname(os.path.abspath(path)))
   tmp = f'{path}.{os.getpid()}.tmp'
-  with builtins.open(tmp, 'wb') as f:
-    f.write(data)
+  try:
+    with builtins.open(tmp, 'wb') as f:
+      f.write(data)
+  except OSError as err:           # a full disk: no partial file left, `path` untouched
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    err.filename = err.filename or path
+    raise
   os.replace(tmp, path)
 
 

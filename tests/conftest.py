@@ -1,6 +1,7 @@
 """Run tests from the repository root's modules; keep JAX on the CPU and in float32."""
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -61,3 +62,16 @@ def info_log(caplog):
       yield caplog
   finally:
     logging.set_verbosity(verbosity)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+  """A 64 KiB tmpfs (a file system that fills up), unmounted afterwards; skipped without root
+  and mount(8)."""
+  path = tmp_path / 'small'
+  path.mkdir()
+  if os.geteuid() != 0 or subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs',
+                                          str(path)], capture_output=True).returncode:
+    pytest.skip('needs root and mount(8) for a small tmpfs')
+  yield path
+  subprocess.run(['umount', str(path)], check=True)

@@ -37,6 +37,7 @@ from configs import quicktest
 from configs.quickstart import digits
 import datasets
 import eval_lib
+import modes
 import run_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -148,10 +149,52 @@ def test_sigterm_stops_a_two_process_eval(tmp_path):
   assert seconds < 120                             # not timeout's SIGKILL at 400 s
 
 
-def test_distributed_flag_is_checked_before_jax_starts():
-  assert run_lib.init_distributed('') == 0                    # one process: nothing to join
-  with pytest.raises(ValueError, match=r"expected 'auto' or ADDRESS:PORT,NUM_PROCESSES,PROCESS_ID"):
-    run_lib.init_distributed('127.0.0.1:1234,two,0')
+@pytest.mark.parametrize('spec, message', [
+    ('127.0.0.1:1234,two,0', r"expected 'auto' or ADDRESS:PORT,NUM_PROCESSES,PROCESS_ID"),
+    ('garbage', r"expected 'auto' or ADDRESS:PORT"),
+    ('127.0.0.1:1234,2,5', r'0 <= PROCESS_ID < NUM_PROCESSES'),
+    ('127.0.0.1:1234,0,0', r'0 <= PROCESS_ID < NUM_PROCESSES'),
+    ('127.0.0.1:99999,2,0', r'a port in 1..65535'),
+    (':1234,2,0', r'needs a host')])
+def test_a_malformed_distributed_flag_is_one_line(spec, message, caplog):
+  """main.py's --distributed (modes.join): one line and exit status 1 (was a ValueError
+  traceback, JAX's own for PROCESS_ID ≥ NUM_PROCESSES)."""
+  with pytest.raises(SystemExit) as stop:
+    modes.join(spec)
+  errors = [r.getMessage() for r in caplog.records if r.levelname == 'ERROR']
+  assert stop.value.code == 1 and len(errors) == 1 and '\n' not in errors[0]
+  assert re.search(message, errors[0]), errors[0]
+
+
+def test_distributed_auto_outside_a_cluster_is_one_line(tmp_path):
+  """main.py --distributed=auto on a machine that is no pod / SLURM / MPI / Kubernetes job (this
+  one): JAX's 'coordinator_address should be defined' traceback before; now one line, exit 1."""
+  proc = subprocess.run([sys.executable, 'main.py', '--mode=train', '--distributed=auto',
+                         '--config=configs/quickstart/digits.py', f'--workdir={tmp_path / "run"}'],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300,
+                        env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+  assert re.search(r"--distributed='auto': JAX could not join the run \(coordinator_address "
+                   r'should be defined.\); no cluster was detected', proc.stderr)
+
+
+def test_process_0_refuses_a_busy_port_or_an_address_of_another_host_in_seconds(caplog):
+  """Process 0 hosts the coordinator: JAX segfaulted on a busy port and aborted after 5 minutes
+  when ADDRESS did not reach this machine (192.0.2.1 is TEST-NET-1, no host's address)."""
+  with socket.create_server(('', 0)) as busy:
+    port = busy.getsockname()[1]
+    for spec, message in ((f'127.0.0.1:{port},2,0', f'port {port} is busy on this machine'),
+                          (f'192.0.2.1:{port + 1},2,0', 'does not reach this machine')):
+      caplog.clear()
+      start = time.time()
+      with pytest.raises(SystemExit):
+        modes.join(spec)
+      assert time.time() - start < 30 and message in caplog.text, caplog.text
+
+
+def test_one_process_joins_nothing():
+  assert run_lib.init_distributed('') == 0
+  assert run_lib.parse_distributed('10.0.0.1:1234,8,7') == ('10.0.0.1:1234', 8, 7)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -476,3 +476,59 @@ def test_a_device_rule_is_one_line_and_writes_nothing(tmp_path, monkeypatch, cap
   assert stop.value.code == 1
   assert 'eval.batch_size = 99 must be divisible by the number of devices (2)' in caplog.text
   assert not os.path.exists(tmp_path / 'run')
+
+
+def test_a_full_disk_stops_in_one_line_and_the_same_command_resumes(trained, tmp_path,
+                                                                    monkeypatch, caplog):
+  """No room for the step-6 resume checkpoint: one error line and exit status 1 (was a screen of
+  orbax/asyncio tracebacks and a partial directory), checkpoints 2 and 4 intact; with room
+  again the same command goes on from step 4."""
+  import modes  # pylint: disable=import-outside-toplevel
+  workdir = _copy(trained[0], tmp_path)
+  config = _config()
+  config.training.n_iters = 6
+  usage = shutil.disk_usage
+  monkeypatch.setattr(checkpointing.shutil, 'disk_usage',
+                      lambda path: usage(path)._replace(free=1000))
+  with pytest.raises(SystemExit) as stop:
+    modes.run('train', config, workdir, checkpoint='')
+  errors = [r.getMessage() for r in caplog.records if r.levelname == 'ERROR']
+  assert stop.value.code == 1 and len(errors) == 1, errors
+  assert re.fullmatch(r'no space left on device for checkpoint .*/checkpoints-meta/6 \(\d+ MiB '
+                      r'needed\); free space or move the workdir, then run the same command: it '
+                      r'resumes from the newest checkpoint, which is intact', errors[0]), errors
+  assert checkpointing.meta_manager(workdir).all_steps() == [4]
+  assert checkpointing.kept_manager(workdir).all_steps() == [2, 4]
+  monkeypatch.undo()
+  assert int(run_lib.train(config, workdir).step) == 6
+
+
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')  # orbax's tasks
+def test_orbax_out_of_space_leaves_no_partial_checkpoint(small_tmpfs, monkeypatch):
+  """Past the size check (space taken meanwhile): orbax's RESOURCE_EXHAUSTED on a real full
+  file system (a 64 KiB tmpfs) is a CheckpointWriteError (errno ENOSPC) and its temporary
+  directory is removed, so the workdir holds no half-written step."""
+  monkeypatch.setattr(checkpointing, '_check_space', lambda *args: None)
+  manager = checkpointing.kept_manager(str(small_tmpfs))
+  state = run_lib.init_state(run_lib.build(_config()))
+  with pytest.raises(checkpointing.CheckpointWriteError, match='no space left on device') as err:
+    checkpointing.save(manager, state)
+  assert err.value.errno == 28
+  assert not [f for f in os.listdir(small_tmpfs / 'checkpoints') if 'tmp' in f]
+
+
+def test_a_full_disk_elsewhere_is_one_line(small_tmpfs, tmp_path, monkeypatch, caplog):
+  """Any other write (a sample grid, stats.jsonl, the input pipeline's position) that finds the
+  disk full: paths.write_bytes leaves neither a partial file nor its temporary one, and
+  modes.run logs one line naming the file, exit status 1."""
+  import modes  # pylint: disable=import-outside-toplevel
+  import paths  # pylint: disable=import-outside-toplevel
+  target = str(small_tmpfs / 'grid.png')
+  monkeypatch.setattr(run_lib, 'train', lambda *args: paths.write_bytes(target, b'x' * 200_000))
+  with pytest.raises(SystemExit) as stop:
+    modes.run('train', _config(), str(tmp_path / 'run'), checkpoint='')
+  errors = [r.getMessage() for r in caplog.records if r.levelname == 'ERROR']
+  assert stop.value.code == 1 and errors == [
+      f'no space left on device writing {target}; free space or move the workdir, then run the '
+      'same command (training resumes from its newest checkpoint)'], errors
+  assert os.listdir(small_tmpfs) == []
