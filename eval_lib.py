@@ -228,7 +228,10 @@ def eval_samples(run, fns, params, work, scorer):
   for r in todo:
     keys = streams.sample_keys(base, e.batch_size, start=r * e.batch_size, sharding=run.sharded())
     images, _ = fns.sample(keys, params)
-    images = evaluation.images_to_uint8(run_lib.gather(images), centered=False)
+    images = run_lib.gather(images)
+    evaluation.check_finite(images, [f'sample {r * e.batch_size + i}' for i in range(len(images))],
+                            f'sampling of step_{work.label}, round {r}')
+    images = evaluation.images_to_uint8(images, centered=False)
     work.save(f'samples_{r}.npz', samples=images)
     work.save(f'statistics_{r}.npz', **scorer.features(images))
     logging.info(progress.line(r + 1))

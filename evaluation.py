@@ -395,6 +395,22 @@ def sample_metrics(features, ref_stats, is_logits=None, kid_subsets=100, kid_sub
   return out
 
 
+class SamplesNotFiniteError(ValueError):
+  """The sampler returned NaN or infinite values; those images are not written."""
+
+
+def check_finite(images, names, where):
+  """Raise SamplesNotFiniteError naming the images (`names[i]`, e.g. 'seed 7') that hold NaN or
+  inf: as uint8 they would be written as plausible-looking files and scored."""
+  bad = np.flatnonzero(~np.isfinite(np.asarray(images)).reshape(len(images), -1).all(axis=1))
+  if len(bad):
+    shown = ', '.join(names[i] for i in bad[:5]) + (', ...' if len(bad) > 5 else '')
+    raise SamplesNotFiniteError(
+        f'{where}: the sampler gave NaN or inf for {len(bad)} of {len(images)} images ({shown}), '
+        'not written; the weights or the sampler settings diverge: check the checkpoint, '
+        'sampling.float64=True, model.dtype and the step settings (sampling.steps, S_churn, snr)')
+
+
 def images_to_uint8(images, centered):
   """Model images in [0, 1] (centered=False) or [-1, 1] (centered=True) -> uint8 [0, 255] as EDM's
   generate.py quantises: x * 127.5 + 128 on the [-1, 1] scale, clipped, truncated (i.e. rounded to

@@ -96,6 +96,7 @@ def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='p
     images = np.asarray(multihost_utils.process_allgather(images, tiled=True), np.float64)
     if images.shape[1:] != shape:
       raise ValueError(f'sample_fn gave images {images.shape[1:]}, the config says {shape}')
+    evaluation.check_finite(images[:len(chunk)], [f'seed {s}' for s in chunk], out_dir)
     labels = _class_labels(config, padded)
     if jax.process_index() == 0:
       for i, (seed, image) in enumerate(zip(chunk, images)):

@@ -90,6 +90,8 @@ def _first_eval_images(run):
 def _save(arrays, path_stem):
   """`<stem>.npz` (uint8 arrays; 'mask' 1 = known) and `<stem>.png`: one block of rows each for
   the originals, the model's input and the result (process 0)."""
+  evaluation.check_finite(arrays['result'], [f'image {i}' for i in range(len(arrays['result']))],
+                          path_stem)
   if jax.process_index() != 0:
     return
   u8 = {k: (v.astype(np.uint8) if k == 'mask' else evaluation.images_to_uint8(v, centered=False))
@@ -184,7 +186,7 @@ def run(mode, config, workdir, **options):
   except (validate.ConfigError, run_lib.TrainingDivergedError, evaluation.EvaluationFileError,
           checkpointing.CheckpointReadError, checkpointing.NoCheckpointError, fid.ImagesError,
           datasets.DataError, generate.LatentsError, generate.SettingsMismatchError,
-          torch_pickle.UnsafePickleError) as err:
+          evaluation.SamplesNotFiniteError, torch_pickle.UnsafePickleError) as err:
     logging.error('%s', err)
     raise SystemExit(1) from None
   except jax.errors.JaxRuntimeError as err:

@@ -38,7 +38,9 @@ def tee_logging(workdir, process):
 
 
 def save_samples(images, path_stem):
-  """Images [N, H, W, C] in [0, 1] -> `<stem>.png` (grid) and `<stem>.npz` (uint8 'samples')."""
+  """Images [N, H, W, C] in [0, 1] -> `<stem>.png` (grid) and `<stem>.npz` (uint8 'samples');
+  an evaluation.SamplesNotFiniteError (nothing written) where an image holds NaN or inf."""
+  evaluation.check_finite(images, [f'sample {i}' for i in range(len(images))], path_stem)
   if jax.process_index() == 0:
     save_npz(f'{path_stem}.npz', samples=evaluation.images_to_uint8(images, centered=False))
     utils.save_image_grid(images, f'{path_stem}.png')

@@ -357,7 +357,10 @@ class _Trainer:
     keys = streams.sample_keys(streams.run_key(self.config, streams.SAMPLE_STREAM), n,
                                sharding=self.run.sharded())
     images, _ = self.fns.sample(keys, state.ema_params)
-    outputs.save_samples(gather(images), paths.join(self.workdir, 'samples', f'iter_{step}'))
+    try:
+      outputs.save_samples(gather(images), paths.join(self.workdir, 'samples', f'iter_{step}'))
+    except evaluation.SamplesNotFiniteError as err:     # the loss was finite: training goes on
+      logging.warning('%s', err)
 
 
 def _write_config(config, workdir):

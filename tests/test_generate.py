@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+import evaluation
 import generate
 import sampling
 
@@ -189,3 +190,23 @@ def test_settings_are_recorded_and_others_refused(tmp_path):
   (legacy / '000000' / '000001.png').write_bytes(b'')
   generate.check_settings(str(legacy), settings)        # images of unknown settings: resumed,
   assert not (legacy / generate.SETTINGS).exists()       # not recorded as these
+
+
+def test_non_finite_samples_are_refused_and_not_written(tmp_path, built):
+  """A diverging sampler (here: seed 5's image NaN in the second batch) would have written a
+  plausible-looking uint8 file (NaN casts to 0); the batches before it are kept."""
+  config, sample_fn, params = built
+  calls = []
+
+  def diverging(keys, params, given):
+    images, nfe = sample_fn(keys, params, given)
+    calls.append(1)
+    if len(calls) == 2:
+      images = np.array(images)
+      images[1] = np.nan
+    return images, nfe
+  out = str(tmp_path / 'out')
+  with pytest.raises(evaluation.SamplesNotFiniteError,
+                     match=r'sampler gave NaN or inf for 1 of 4 images \(seed 5\), not written'):
+    generate.generate_seeds(config, diverging, params, SEEDS[:8], out, 4)
+  assert [s for s in SEEDS[:8] if os.path.exists(generate.seed_path(out, s))] == [0, 1, 2, 3]

@@ -532,3 +532,50 @@ def test_a_full_disk_elsewhere_is_one_line(small_tmpfs, tmp_path, monkeypatch, c
       f'no space left on device writing {target}; free space or move the workdir, then run the '
       'same command (training resumes from its newest checkpoint)'], errors
   assert os.listdir(small_tmpfs) == []
+
+
+def test_a_diverging_checkpoint_writes_no_samples_and_says_so(trained, tmp_path, caplog):
+  """Weights that give NaN images (here: the EMA of step 4 times NaN, as from an overflowing
+  float16 run): --mode=sample (grid and seeds), --mode=eval's sample metrics and --mode=inpaint
+  stop in one line naming the images, nothing written (NaN as uint8 is 0: a black image, scored
+  as if real)."""
+  import modes  # pylint: disable=import-outside-toplevel
+  workdir, _ = trained
+  config = _config()
+  run = run_lib.build(config)
+  state = run_lib.restore_newest(run, workdir)
+  manager = checkpointing.kept_manager(str(tmp_path / 'nan'))
+  checkpointing.save(manager, state.replace(
+      ema_params=jax.tree.map(lambda p: p * np.nan, state.ema_params)))
+  nan_dir = os.path.join(tmp_path, 'nan', checkpointing.KEPT, '4')
+  config.eval.enable_loss = config.eval.enable_bpd = False
+  seeded = _config()
+  seeded.sampling.seeds = '0-3'
+  for mode, cfg, out in (('sample', config, 'samples/sample_4'), ('sample', seeded, 'seed 0'),
+                         ('eval', config, 'sampling of step_4, round 0'),
+                         ('inpaint', config, 'controllable/inpaint_4')):
+    caplog.clear()
+    with pytest.raises(SystemExit) as stop:
+      modes.run(mode, cfg, str(tmp_path / mode), checkpoint=nan_dir, eval_folder='eval')
+    errors = [r.getMessage() for r in caplog.records if r.levelname == 'ERROR']
+    assert stop.value.code == 1 and len(errors) == 1 and out in errors[0], (mode, errors)
+    assert 'the sampler gave NaN or inf for' in errors[0]
+  assert not os.path.exists(tmp_path / 'sample' / 'samples' / 'sample_4.png')
+  assert not any(f.endswith('.png') for _, _, fs in os.walk(tmp_path / 'sample') for f in fs)
+  assert not os.path.exists(tmp_path / 'eval' / 'eval' / 'step_4' / 'samples_0.npz')
+  assert not os.path.exists(tmp_path / 'inpaint' / 'controllable' / 'inpaint_4.png')
+
+
+def test_a_nan_snapshot_warns_and_training_goes_on(trained, tmp_path, monkeypatch, caplog):
+  """The sample grid at a kept checkpoint is NaN (the loss finite): a warning, no grid, the run
+  trains on to its end."""
+  import outputs  # pylint: disable=import-outside-toplevel
+  workdir = _copy(trained[0], tmp_path)
+  save = outputs.save_samples
+  monkeypatch.setattr(outputs, 'save_samples', lambda images, stem: save(images * np.nan, stem))
+  config = _config()
+  config.training.n_iters = 6
+  assert int(run_lib.train(config, workdir).step) == 6
+  assert re.search(r'samples/iter_6: the sampler gave NaN or inf for \d+ of \d+ images',
+                   caplog.text)
+  assert not os.path.exists(os.path.join(workdir, 'samples', 'iter_6.png'))
