@@ -141,6 +141,9 @@ class ImageSet:
     """The images of one .npz as uint8 (floats quantized as generate.py writes its PNGs)."""
     with self._open(name) as file, np.load(file) as f:
       x = f[self._keys[name]]
+    if x.dtype != np.uint8 and not np.isfinite(x).all():
+      raise ImagesError(f'eval.images: {name} holds NaN or inf (a diverged sampler?); its images '
+                        'cannot be scored: remove it or sample it again')
     return x if x.dtype == np.uint8 else evaluation.images_to_uint8(x, centered=False)
 
   def load(self, i):

@@ -199,6 +199,11 @@ def test_mixed_or_unequal_images_and_missing_inception_fail_clearly(tmp_path, pi
   (broken / 'b.npz').write_bytes(open(broken / 'a.npz', 'rb').read()[:200])
   with pytest.raises(fid.ImagesError, match=r'b.npz is not a readable .npz \(File is not a zip'):
     fid.ImageSet(str(broken))
+  nan = tmp_path / 'nan'                                    # float images with a NaN: named
+  nan.mkdir()
+  np.savez(nan / 'a.npz', x=np.full((2, 8, 8, 1), np.nan, np.float32))
+  with pytest.raises(fid.ImagesError, match=r'a.npz holds NaN or inf'):
+    fid.ImageSet(str(nan))
   config = _config(tmp_path / 'a.npz')
   config.data.dataset = 'CIFAR10'
   config.eval.inception_path = str(tmp_path / 'missing.pth')
