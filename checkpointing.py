@@ -85,18 +85,40 @@ def _no_space(path, need=None):
                               'resumes from the newest checkpoint, which is intact')
 
 
+def _size(state):
+  """Bytes of a checkpoint of `state` (orbax stores the arrays as they are), with a margin."""
+  return sum(x.nbytes for x in jax.tree.leaves(state)) * 1.05 + 2**20
+
+
+def _free(path):
+  """Free bytes on the file system that holds `path` (or would: its nearest existing parent)."""
+  path = os.path.abspath(path)
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  return shutil.disk_usage(path).free
+
+
 def _check_space(manager, state, step):
   """Refuse a local save that cannot fit before orbax starts writing (its failed writes leave a
   partial directory and a screenful of asyncio errors)."""
   directory = os.fspath(manager.directory)
-  if paths.is_remote(directory):
+  if not paths.is_remote(directory) and _free(directory) < _size(state):
+    raise _no_space(step_path(manager, step), _size(state))
+
+
+def check_room(workdir, state, count):
+  """Before training: a local workdir without room for one checkpoint of `state` fails now
+  (CheckpointWriteError) rather than at the first save, hours later; without room for the
+  `count` the run will write, a warning."""
+  if paths.is_remote(workdir):
     return
-  need = sum(x.nbytes for x in jax.tree.leaves(state)) * 1.05 + 2**20
-  existing = directory
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if shutil.disk_usage(existing).free < need:
-    raise _no_space(step_path(manager, step), need)
+  need, free = _size(state), _free(workdir)
+  if free < need:
+    raise _no_space(paths.join(workdir, META), need)
+  if free < need * count:
+    logging.warning('the workdir has %.0f MiB free; this run writes %d checkpoints of %.0f MiB '
+                    '(training.n_iters / snapshot_freq and a resume point): the disk fills before '
+                    'the end', free / 2**20, count, need / 2**20)
 
 
 def save(manager, state):

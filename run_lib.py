@@ -386,8 +386,9 @@ def train(config, workdir, checkpoint=''):
   t = config.training
   trainer = _Trainer(build(config), workdir)
   state, resumed = trainer.initial_state(checkpoint)
-  _write_config(config, workdir)          # after the resume: a refused one leaves the run's own
   step = int(state.step)
+  checkpointing.check_room(workdir, state, max(t.n_iters - step, 0) // t.snapshot_freq + 2)
+  _write_config(config, workdir)          # after the resume: a refused one leaves the run's own
   train_iter, eval_iter = trainer.data(step, resumed)
   logging.info('training from step %d to %d on %d devices', step, t.n_iters, jax.device_count())
   preemption = _Preemption()

@@ -487,9 +487,12 @@ def test_a_full_disk_stops_in_one_line_and_the_same_command_resumes(trained, tmp
   workdir = _copy(trained[0], tmp_path)
   config = _config()
   config.training.n_iters = 6
-  usage = shutil.disk_usage
-  monkeypatch.setattr(checkpointing.shutil, 'disk_usage',
-                      lambda path: usage(path)._replace(free=1000))
+  usage, calls = shutil.disk_usage, []
+
+  def filling(path):                   # room at the start (check_room), none at the step-6 save
+    calls.append(path)
+    return usage(path)._replace(free=usage(path).free if len(calls) == 1 else 1000)
+  monkeypatch.setattr(checkpointing.shutil, 'disk_usage', filling)
   with pytest.raises(SystemExit) as stop:
     modes.run('train', config, workdir, checkpoint='')
   errors = [r.getMessage() for r in caplog.records if r.levelname == 'ERROR']
@@ -501,6 +504,28 @@ def test_a_full_disk_stops_in_one_line_and_the_same_command_resumes(trained, tmp
   assert checkpointing.kept_manager(workdir).all_steps() == [2, 4]
   monkeypatch.undo()
   assert int(run_lib.train(config, workdir).step) == 6
+
+
+def test_no_room_for_one_checkpoint_fails_before_the_first_step(tmp_path, monkeypatch, caplog):
+  """The first save of a paper config comes after hours (snapshot_freq_for_preemption = 10000):
+  a disk without room for one checkpoint fails at the start, before any step or file; with room
+  for fewer than the run writes, a warning."""
+  usage, free = shutil.disk_usage, {'bytes': 1000}
+  monkeypatch.setattr(checkpointing.shutil, 'disk_usage',
+                      lambda path: usage(path)._replace(free=free['bytes']))
+  monkeypatch.setattr(run_lib, 'global_batches', lambda *args: pytest.fail('a step was taken'))
+  with pytest.raises(checkpointing.CheckpointWriteError, match='no space left on device for '
+                     r'checkpoint .*/checkpoints-meta \(\d+ MiB needed\)'):
+    run_lib.train(_config(), str(tmp_path / 'run'))
+  assert not os.path.exists(tmp_path / 'run' / 'config.json')
+  monkeypatch.undo()
+  free['bytes'] = 6 * 2**20                  # ~1.5 checkpoints of the tiny state; the run writes 4
+  monkeypatch.setattr(checkpointing.shutil, 'disk_usage',
+                      lambda path: usage(path)._replace(free=free['bytes']))
+  monkeypatch.setattr(checkpointing, '_check_space', lambda *args: None)
+  run_lib.train(_config(), str(tmp_path / 'run'))
+  assert re.search(r'the workdir has 6 MiB free; this run writes 4 checkpoints of \d MiB',
+                   caplog.text), caplog.text
 
 
 @pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')  # orbax's tasks
