@@ -101,9 +101,9 @@ def _free(path):
 def _check_space(manager, state, step):
   """Refuse a local save that cannot fit before orbax starts writing (its failed writes leave a
   partial directory and a screenful of asyncio errors)."""
-  directory = os.fspath(manager.directory)
-  if not paths.is_remote(directory) and _free(directory) < _size(state):
-    raise _no_space(step_path(manager, step), _size(state))
+  directory, need = os.fspath(manager.directory), _size(state)
+  if not paths.is_remote(directory) and _free(directory) < need:
+    raise _no_space(step_path(manager, step), need)
 
 
 def check_room(workdir, state, count):

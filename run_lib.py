@@ -141,15 +141,20 @@ class DistributedError(ValueError):
 _SPEC = "expected 'auto' or ADDRESS:PORT,NUM_PROCESSES,PROCESS_ID, e.g. 127.0.0.1:1234,2,0"
 
 
+def _host_port(address):
+  host, _, port = address.rpartition(':')
+  return host.strip('[]'), int(port)
+
+
 def parse_distributed(spec):
   """(address, num_processes, process_id) of an explicit --distributed, checked."""
   try:
     address, num, index = spec.split(',')
     num, index = int(num), int(index)
-    port = int(address.rpartition(':')[2])
+    host, port = _host_port(address)
   except ValueError:
     raise DistributedError(f'--distributed={spec!r}: {_SPEC}') from None
-  if not address.rpartition(':')[0] or not 0 < port < 65536 or not 0 <= index < num:
+  if not host or not 0 < port < 65536 or not 0 <= index < num:
     raise DistributedError(f'--distributed={spec!r}: needs a host, a port in 1..65535 and '
                            f'0 <= PROCESS_ID < NUM_PROCESSES; {_SPEC}')
   return address, num, index
@@ -163,7 +168,7 @@ def check_coordinator(address, timeout=5.):
   """Process 0 hosts JAX's coordination service on PORT, and its own client connects to
   ADDRESS:PORT: check both in seconds (JAX segfaults on a busy port and aborts after 5 minutes
   on an address that does not reach this machine)."""
-  host, port = address.rpartition(':')[0].strip('[]'), int(address.rpartition(':')[2])
+  host, port = _host_port(address)
   dual = socket.has_dualstack_ipv6()
   try:
     server = socket.create_server(('', port), family=socket.AF_INET6 if dual else socket.AF_INET,
@@ -363,17 +368,20 @@ class _Trainer:
       logging.warning('%s', err)
 
 
+def _config_path(workdir):
+  return paths.join(workdir, 'config.json')
+
+
 def _write_config(config, workdir):
   if jax.process_index() == 0:
-    paths.write_text(paths.join(workdir, 'config.json'), config.to_json(indent=2))
+    paths.write_text(_config_path(workdir), config.to_json(indent=2))
 
 
 def trained_n_iters(workdir):
   """training.n_iters of the run in `workdir` as its config.json records it (rewritten when the
   run is resumed), or None where there is no readable record."""
-  path = paths.join(workdir, 'config.json')
   try:
-    return int(json.loads(paths.read_text(path))['training']['n_iters'])
+    return int(json.loads(paths.read_text(_config_path(workdir)))['training']['n_iters'])
   except (OSError, ValueError, KeyError, TypeError):
     return None
 
