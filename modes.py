@@ -30,6 +30,7 @@ import run_lib
 import streams
 import utils
 from utils import Registry
+import workdir_lock
 
 MODES = Registry('mode')
 register_mode = MODES.register
@@ -186,7 +187,8 @@ def run(mode, config, workdir, **options):
   except (validate.ConfigError, run_lib.TrainingDivergedError, evaluation.EvaluationFileError,
           checkpointing.CheckpointReadError, checkpointing.NoCheckpointError, fid.ImagesError,
           datasets.DataError, generate.LatentsError, generate.SettingsMismatchError,
-          evaluation.SamplesNotFiniteError, torch_pickle.UnsafePickleError) as err:
+          evaluation.SamplesNotFiniteError, torch_pickle.UnsafePickleError,
+          workdir_lock.WorkdirBusyError) as err:
     logging.error('%s', err)
     raise SystemExit(1) from None
   except jax.errors.JaxRuntimeError as err:

@@ -97,7 +97,7 @@ def write_bytes(path, data):
       f.write(data)
     return
   makedirs(os.path.dirname(os.path.abspath(path)))
-  tmp = f'{path}.{os.getpid()}.tmp'
+  tmp = f'{path}.{os.getpid()}.{threading.get_ident()}.tmp'
   try:
     with builtins.open(tmp, 'wb') as f:
       f.write(data)

@@ -18,7 +18,8 @@ streams.py).
 
 Run directory (see checkpointing.py for checkpoints/ and checkpoints-meta/, eval_lib.py for
 <eval_folder>/), a local folder or a gs:// / s3:// URI (every file goes through paths.py):
-  config.json  stats.jsonl  tensorboard/  samples/iter_<step>.{png,npz}  log.txt (main.py)
+  config.json  stats.jsonl  tensorboard/  train.lock (while training: workdir_lock.py)
+  samples/iter_<step>.{png,npz}  log.txt (main.py)
 """
 import dataclasses
 import functools
@@ -50,6 +51,7 @@ import sampling
 import sde_lib
 import streams
 import utils
+import workdir_lock
 
 
 
@@ -299,8 +301,8 @@ def make_sample_fn(run):
 class _Trainer:
   """The state of one training run and its periodic actions (log, eval, save, sample)."""
 
-  def __init__(self, run, workdir):
-    self.run, self.workdir, self.config = run, workdir, run.config
+  def __init__(self, run, workdir, lock):
+    self.run, self.workdir, self.config, self.lock = run, workdir, run.config, lock
     self.fns = make_train_fns(run)
     self.kept = checkpointing.kept_manager(workdir)
     self.meta = checkpointing.meta_manager(workdir)
@@ -330,8 +332,12 @@ class _Trainer:
           config, uniform_dequantization=config.data.uniform_dequantization)))
     self.iterators = data_state.iterators(
         self.workdir, start if resumed else 0, make,
-        {'train': start // t.n_jitted_steps, 'eval': start // t.eval_freq})
+        {'train': start // t.n_jitted_steps, 'eval': start // t.eval_freq}, self._pipeline())
     return (global_batches(self.iterators[name], self.run, axis=1) for name in ('train', 'eval'))
+
+  def _pipeline(self):
+    """The config fields the input pipeline is built from (data_state.py), besides its shapes."""
+    return {'seed': self.config.seed, 'data': self.config.data.to_dict()}
 
   def last_good_checkpoint(self):
     saved = [(s, m) for m in (self.kept, self.meta) for s in m.all_steps()]
@@ -352,7 +358,7 @@ class _Trainer:
   def save(self, state, step, kept):
     if not bool(self.fns.all_finite(state)):
       self.diverged(step - 1, np.array([np.nan]))
-    data_state.save(self.workdir, step, self.iterators)
+    data_state.save(self.workdir, step, self.iterators, self._pipeline())
     checkpointing.save(self.meta, state)
     if kept and checkpointing.save(self.kept, state) and self.config.training.snapshot_sampling:
       self.snapshot(state, step)
@@ -391,8 +397,16 @@ def train(config, workdir, checkpoint=''):
   newest readable checkpoint in `workdir`."""
   validate.check_run(config, 'train')
   datasets.check_source(config)           # missing data fail now, not after the network's init
+  lock = workdir_lock.acquire(workdir)    # before any file is written: one run per workdir
+  try:
+    return _train(config, workdir, checkpoint, lock)
+  finally:
+    lock.release()
+
+
+def _train(config, workdir, checkpoint, lock):
   t = config.training
-  trainer = _Trainer(build(config), workdir)
+  trainer = _Trainer(build(config), workdir, lock)
   state, resumed = trainer.initial_state(checkpoint)
   step = int(state.step)
   checkpointing.check_room(workdir, state, max(t.n_iters - step, 0) // t.snapshot_freq + 2)
@@ -412,6 +426,7 @@ def _train_loop(trainer, state, step, train_iter, eval_iter, preemption):
   t, train_key = config.training, streams.run_key(config)
   progress = utils.Progress('step', step, t.n_iters)
   while step < t.n_iters:
+    trainer.lock.check()
     state, metrics = trainer.fns.train_step(state, next(train_iter), train_key, step)
     losses_ = np.asarray(metrics['loss'])
     if not np.isfinite(losses_).all():

@@ -75,3 +75,24 @@ def small_tmpfs(tmp_path):
     pytest.skip('needs root and mount(8) for a small tmpfs')
   yield path
   subprocess.run(['umount', str(path)], check=True)
+
+
+@pytest.fixture(scope='module')
+def emulator():
+  """A local GCS emulator (tests/gcs_emulator.py) for this module's tests; its URL. The client
+  environment points gcsfs and tensorstore at it while the module runs."""
+  import gcs_emulator  # pylint: disable=import-outside-toplevel
+  with gcs_emulator.running() as url, pytest.MonkeyPatch.context() as mp:
+    for k, v in gcs_emulator.client_env(url).items():
+      mp.setenv(k, v)
+    yield url
+
+
+@pytest.fixture(params=['local', 'gcs'])
+def root(request, tmp_path):
+  """A fresh folder: local, or a fresh prefix of the emulator's bucket."""
+  if request.param == 'local':
+    return str(tmp_path / 'root')
+  request.getfixturevalue('emulator')
+  import gcs_emulator  # pylint: disable=import-outside-toplevel
+  return f'gs://{gcs_emulator.BUCKET}/{request.node.name.replace("[", "-").rstrip("]")}'

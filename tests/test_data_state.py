@@ -80,3 +80,24 @@ def test_a_missing_or_corrupt_state_is_logged_and_replayed(tmp_path, caplog):
       np.testing.assert_array_equal(_batches(resumed['train'], 1)[0], expected[step])
   assert 'cannot read the input pipeline state' in caplog.text
   assert 'no input pipeline state for step 3' in caplog.text
+
+
+@pytest.mark.parametrize('change', ['batch size', 'seed'])
+def test_a_state_of_another_pipeline_starts_the_data_again(tmp_path, no_replay, caplog, change):
+  """A resume with another batch size (or another config field the pipeline is built from) gets
+  the new pipeline from its beginning, not a restored buffer of batches of the old shape."""
+  config, workdir = _config(batch=4), str(tmp_path)
+  its = data_state.iterators(workdir, 0, lambda: {'train': _datasets(config)[0]}, {'train': 0},
+                             {'seed': config.seed})
+  _batches(its['train'], 2)
+  data_state.save(workdir, 2, its, {'seed': config.seed})
+  now = _config(batch=8 if change == 'batch size' else 4)
+  now.seed = config.seed + (change == 'seed')
+  with caplog.at_level(logging.WARNING):
+    resumed = data_state.iterators(workdir, 2, lambda: {'train': _datasets(now)[0]},
+                                   {'train': 2}, {'seed': now.seed})
+    first = _batches(resumed['train'], 1)[0]
+  np.testing.assert_array_equal(first, _batches(iter(_datasets(now)[0]), 1)[0])
+  assert 'was saved for another pipeline' in caplog.text
+  assert ('elements.train.image [1, 4, 8, 8, 1] float32 -> [1, 8, 8, 8, 1] float32'
+          if change == 'batch size' else f'seed {config.seed} -> {now.seed}') in caplog.text

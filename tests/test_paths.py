@@ -23,23 +23,6 @@ import losses
 import paths
 
 
-@pytest.fixture(scope='module')
-def emulator():
-  with gcs_emulator.running() as url, pytest.MonkeyPatch.context() as mp:
-    for k, v in gcs_emulator.client_env(url).items():
-      mp.setenv(k, v)
-    yield url
-
-
-@pytest.fixture(params=['local', 'gcs'])
-def root(request, tmp_path):
-  """A fresh folder: local, or a fresh prefix of the emulator's bucket."""
-  if request.param == 'local':
-    return str(tmp_path / 'root')
-  request.getfixturevalue('emulator')
-  return f'gs://{gcs_emulator.BUCKET}/{request.node.name.replace("[", "-").rstrip("]")}'
-
-
 def test_files_round_trip(root):
   paths.check_writable(root)
   paths.write_text(paths.join(root, 'config.json'), '{"a": 1}')

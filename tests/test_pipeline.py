@@ -130,6 +130,20 @@ def test_resumed_training_is_fed_from_the_saved_pipeline_position(trained, tmp_p
     np.testing.assert_array_equal(got, datasets.get_data_scaler(config)(want))
 
 
+def test_a_resume_with_another_batch_size_starts_the_data_again(trained, tmp_path, monkeypatch,
+                                                                 caplog):
+  """The saved pipeline position holds batches of the old size (tf.data restored it and failed at
+  the first batch): the data start from their beginning instead, logged, never replayed."""
+  workdir, config = _copy(trained[0], tmp_path), _config()
+  config.training.batch_size *= 2
+  config.training.n_iters = 6
+  monkeypatch.setattr(tf.data.Dataset, 'skip', None)
+  with caplog.at_level(logging.WARNING):
+    assert int(run_lib.train(config, workdir).step) == 6
+  assert 'was saved for another pipeline' in caplog.text
+  assert f'elements.train.image [1, {config.training.batch_size // 2}' in caplog.text
+
+
 def test_train_step_compiles_once(trained):
   _, fns = trained
   assert fns.jitted_step._cache_size() == 1     # pylint: disable=protected-access
