@@ -408,6 +408,7 @@ def _train(config, workdir, checkpoint, lock):
   t = config.training
   trainer = _Trainer(build(config), workdir, lock)
   state, resumed = trainer.initial_state(checkpoint)
+  state = _aligned(state, resumed, t)
   step = int(state.step)
   checkpointing.check_room(workdir, state, max(t.n_iters - step, 0) // t.snapshot_freq + 2)
   _write_config(config, workdir)          # after the resume: a refused one leaves the run's own
@@ -418,6 +419,25 @@ def _train(config, workdir, checkpoint, lock):
     return _train_loop(trainer, state, step, train_iter, eval_iter, preemption)
   finally:
     preemption.close()
+
+
+def _aligned(state, resumed, t):
+  """`state`, at a step that training.n_jitted_steps divides: from it, the run reaches every log,
+  eval and checkpoint step. A fine-tuning run's step (a file's count: EDM's kimg as steps) is
+  rounded down; a resumed run at another step (stopped, e.g. by Ctrl-C, with another
+  n_jitted_steps) is refused with a ConfigError naming the fix."""
+  step, n = int(state.step), t.n_jitted_steps
+  if step % n == 0 or step >= t.n_iters:
+    return state
+  if not resumed:
+    logging.info('starting the fine-tuning run at step %d, a multiple of training.n_jitted_steps '
+                 '(the file records %d)', step - step % n, step)
+    return state.replace(step=jax.device_put(np.int32(step - step % n), state.step.sharding))
+  raise validate.ConfigError(
+      f'the run resumes at step {step}, which training.n_jitted_steps = {n} does not divide: '
+      f'its log, eval and checkpoint steps would never come. Resume with '
+      f'--config.training.n_jitted_steps=1 --config.training.n_iters={-(-step // n) * n} '
+      f'first, then with n_jitted_steps = {n}. Nothing was written.')
 
 
 def _train_loop(trainer, state, step, train_iter, eval_iter, preemption):

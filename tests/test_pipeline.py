@@ -27,6 +27,7 @@ import data_state
 import datasets
 import eval_lib
 import losses
+import modes
 from configs import quicktest
 from configs.quickstart import digits
 import run_lib
@@ -142,6 +143,24 @@ def test_a_resume_with_another_batch_size_starts_the_data_again(trained, tmp_pat
     assert int(run_lib.train(config, workdir).step) == 6
   assert 'was saved for another pipeline' in caplog.text
   assert f'elements.train.image [1, {config.training.batch_size // 2}' in caplog.text
+
+
+def test_a_resume_that_n_jitted_steps_does_not_divide_is_refused(trained, tmp_path, caplog):
+  """Stopped at step 4 with 1 step per call, resumed with 3: steps 7, 10, ... would never be a
+  log, eval or checkpoint step. One line naming the fix, nothing written."""
+  workdir, config = _copy(trained[0], tmp_path), _config()
+  t = config.training
+  t.n_jitted_steps, t.n_iters = 3, 12
+  t.log_freq = t.eval_freq = t.snapshot_freq = t.snapshot_freq_for_preemption = 3
+  with open(f'{workdir}/config.json') as f:
+    before = f.read()
+  with caplog.at_level(logging.ERROR), pytest.raises(SystemExit):
+    modes.run('train', config, workdir, checkpoint='')
+  assert 'resumes at step 4, which training.n_jitted_steps = 3 does not divide' in caplog.text
+  assert '--config.training.n_iters=6' in caplog.text
+  with open(f'{workdir}/config.json') as f:
+    assert f.read() == before
+  assert checkpointing.kept_manager(workdir).all_steps() == [2, 4]
 
 
 def test_train_step_compiles_once(trained):

@@ -187,7 +187,7 @@ def test_cases_are_the_ones_the_issue_names():
 
 
 @pytest.mark.skipif(not os.environ.get('SCOREFLOW_SLOW_TESTS'),
-                    reason='two training runs (~75 s): set SCOREFLOW_SLOW_TESTS=1')
+                    reason='three training runs (~110 s): set SCOREFLOW_SLOW_TESTS=1')
 def test_train_fine_tunes_from_a_training_state(tmp_path):
   """--mode=train --checkpoint=training-state-*.pt: starts at the file's step with its weights,
   EMA and Adam moments, takes optimizer steps, and saves; a second call resumes from the workdir."""
@@ -215,3 +215,9 @@ def test_train_fine_tunes_from_a_training_state(tmp_path):
   t.n_iters = 4                              # the workdir's own state wins over --checkpoint
   assert int(run_lib.train(config, workdir, checkpoint=state_path).step) == 4
   assert sorted(checkpointing.kept_manager(workdir).all_steps()) == [2, 3, 4]
+  # 2 steps per call: the file's step 1 is rounded down to 0, so the run meets its save steps
+  t.n_jitted_steps = t.log_freq = t.eval_freq = t.snapshot_freq = 2
+  t.snapshot_freq_for_preemption = 2
+  workdir = str(tmp_path / 'run2')
+  assert int(run_lib.train(config, workdir, checkpoint=state_path).step) == 4
+  assert sorted(checkpointing.kept_manager(workdir).all_steps()) == [2, 4]
