@@ -63,7 +63,7 @@ def _pipeline(iterators, about):
         walk(f'{prefix}.{k}' if prefix else str(k), v)
     else:
       flat[prefix] = node
-  walk('', json.loads(json.dumps(tree)))
+  walk('', json.loads(json.dumps(tree, default=str)))
   return flat
 
 

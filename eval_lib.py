@@ -59,6 +59,7 @@ import paths
 import run_lib
 import streams
 import utils
+import workdir_lock
 
 _WAIT, _FOUND, _SKIP = 0, 1, 2     # states of a polled checkpoint (_poll)
 
@@ -260,8 +261,13 @@ def _poll(e, kept, workdir, path, step, waited):
     waited_for = f' after {waited:.0f} s (eval.wait_timeout_s)' if e.wait_for_checkpoints else ''
     logging.warning('checkpoint %s does not exist%s; skipped', path, waited_for)
     return _SKIP
-  hint = '' if steps else ('; the workdir has no checkpoint yet (is --workdir the training '
-                           "run's? eval.wait_for_checkpoints=False skips missing ones)")
+  training = workdir_lock.holder(workdir)
+  if training:
+    hint = f'; a training run is writing the workdir ({training})'
+  else:
+    hint = '; no training run holds the workdir now' + ('' if steps else (
+        ' and it has no checkpoint yet (is --workdir the training run\'s? '
+        'eval.wait_for_checkpoints=False skips missing ones)'))
   logging.info('waiting for checkpoint %s: %.0f s of eval.wait_timeout_s = %.0f s%s', path, waited,
                e.wait_timeout_s, hint)
   return _WAIT

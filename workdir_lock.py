@@ -167,6 +167,19 @@ class TrainLock:
       logging.warning('could not remove %s: %s', self.path, err)
 
 
+def holder(workdir):
+  """Who holds `workdir` by its record, for a log line ('host H, pid P, heartbeat N s ago'), or
+  None where no training run holds it."""
+  try:
+    record = _read(paths.join(workdir, NAME))
+  except OSError:
+    return None
+  if not record:
+    return None
+  return (f'host {record.get("host", "?")}, pid {record.get("pid", "?")}, heartbeat '
+          f'{_age(record):.0f} s ago')
+
+
 class _NotHeld:
   """What processes other than 0 hold: nothing."""
 
