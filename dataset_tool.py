@@ -37,18 +37,32 @@ TRANSFORMS = ('center-crop',)
 
 
 def _folder(path):
+  """The folder's images in sorted path order: all gray where every image is ('L'), else all RGB
+  (gray ones replicated: one channel count for the dataset). Unreadable files fail before any
+  image is written."""
   from PIL import Image  # pylint: disable=import-outside-toplevel
   files = sorted(os.path.join(root, f) for root, _, names in os.walk(path) for f in names
                  if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
   if not files:
     raise ValueError(f'--source={path!r}: no images ({", ".join(IMAGE_EXTENSIONS)}) in the folder')
+
+  def unreadable(f, err):
+    return ValueError(f'{f!r} is not a readable image ({err}); remove it from --source')
+  modes = set()
+  for f in files:                              # headers only
+    try:
+      with Image.open(f) as image:
+        modes.add(image.mode)
+    except (OSError, ValueError) as err:      # PIL: unidentified or corrupt image
+      raise unreadable(f, err) from None
+  gray = modes == {'L'}
   for f in files:
     try:
       with Image.open(f) as image:
-        pixels = np.array(image if image.mode == 'L' else image.convert('RGB'))
-    except (OSError, ValueError) as err:      # PIL: unidentified, truncated or corrupt image
-      raise ValueError(f'{f!r} is not a readable image ({err}); remove it from --source') from None
-    yield pixels, None
+        pixels = np.array(image if gray else image.convert('RGB'))
+    except (OSError, ValueError) as err:      # PIL: truncated image data
+      raise unreadable(f, err) from None
+    yield pixels, None, f
 
 
 def _cifar10(path):
@@ -64,7 +78,8 @@ def _cifar10(path):
       except (pickle.UnpicklingError, EOFError) as err:
         raise ValueError(f'--source={path!r}: {name} is not CIFAR-10 data: {err}') from None
       images = data[b'data'].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-      yield from zip(images, data[b'labels'])
+      yield from ((im, label, f'{name} image {i}')
+                  for i, (im, label) in enumerate(zip(images, data[b'labels'])))
 
 
 def _idx(path, magic):
@@ -84,18 +99,19 @@ def _mnist(path):
   if len(images) != len(labels):
     raise ValueError(f'{len(images)} MNIST images but {len(labels)} labels')
   images = np.pad(images, [[0, 0], [2, 2], [2, 2]])   # 28 -> 32 px, as EDM's dataset_tool
-  yield from zip(images, labels)
+  yield from ((im, label, f'{path} image {i}') for i, (im, label) in enumerate(zip(images, labels)))
 
 
 def _digits(_):
   from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
   digits = load_digits()
   images = np.round(digits.images * (255. / 16.)).astype(np.uint8)
-  yield from zip(images, digits.target)
+  yield from ((im, label, f'digit {i}') for i, (im, label) in enumerate(zip(images, digits.target)))
 
 
 def open_source(source):
-  """An iterator of (uint8 image [H, W] or [H, W, C], int label or None) for --source."""
+  """An iterator of (uint8 image [H, W] or [H, W, C], int label or None, where: the file or
+  index, for messages) for --source."""
   if source == 'sklearn:digits':
     return _digits(source)
   if not os.path.exists(source):
@@ -136,16 +152,16 @@ def transform(image, resolution, mode):
   return np.array(pil)
 
 
-def _check(image, first, idx):
+def _check(image, first, where):
   if image.ndim == 3 and image.shape[2] not in (1, 3):
-    raise ValueError(f'image {idx}: {image.shape[2]} channels; only 1 (gray) or 3 (RGB)')
+    raise ValueError(f'{where}: {image.shape[2]} channels; only 1 (gray) or 3 (RGB)')
   h, w = image.shape[:2]
   if h != w or w & (w - 1):
-    raise ValueError(f'image {idx} is {w}×{h}: images must be square with a power-of-two size; '
+    raise ValueError(f'{where} is {w}×{h}: images must be square with a power-of-two size; '
                      'use --resolution=WxH (and --transform=center-crop)')
-  if first is not None and image.shape != first:
-    raise ValueError(f'image {idx} has shape {image.shape}, the first {first}: all images must '
-                     'match (use --resolution)')
+  if first is not None and image.shape[:2] != first[:2]:
+    raise ValueError(f'{where} is {w}×{h}, the first image {first[1]}×{first[0]}: all images '
+                     'must have one size (use --resolution=WxH)')
 
 
 def write_dataset(source, dest, resolution=None, mode=None, max_images=None):
@@ -169,11 +185,11 @@ def write_dataset(source, dest, resolution=None, mode=None, max_images=None):
 
   labels, first, done = [], None, False
   try:
-    for idx, (image, label) in enumerate(items):
+    for idx, (image, label, where) in enumerate(items):
       if max_images is not None and idx >= max_images:
         break
       image = transform(np.asarray(image, np.uint8), resolution, mode)
-      _check(image, first, idx)
+      _check(image, first, where)
       first = image.shape
       name = f'{idx // 1000:05d}/img{idx:08d}.png'
       buffer = io.BytesIO()

@@ -157,6 +157,27 @@ def test_folder_with_center_crop_and_resolution(tmp_path):
   np.testing.assert_array_equal(got, np.stack(expected))
 
 
+def test_a_folder_of_gray_and_rgb_images_becomes_rgb(tmp_path):
+  """One channel count per dataset: a gray image among RGB ones is replicated to RGB (as PIL's
+  convert('RGB')); an all-gray folder stays gray. A corrupt file fails before anything is
+  written, naming it."""
+  src = tmp_path / 'src'
+  os.makedirs(src)
+  gray = np.arange(64, dtype=np.uint8).reshape(8, 8)
+  rgb = np.random.RandomState(3).randint(0, 256, (8, 8, 3), dtype=np.uint8)
+  Image.fromarray(gray).save(src / 'a.png')
+  dataset_tool.write_dataset(str(src), str(tmp_path / 'gray.zip'))
+  assert _zip_images(tmp_path / 'gray.zip')[1].shape == (1, 8, 8)
+  Image.fromarray(rgb).save(src / 'b.png')
+  dataset_tool.write_dataset(str(src), str(tmp_path / 'mixed.zip'))
+  _, got, _, _ = _zip_images(tmp_path / 'mixed.zip')
+  np.testing.assert_array_equal(got, np.stack([np.repeat(gray[..., None], 3, -1), rgb]))
+  (src / 'c.png').write_bytes(b'not a png')
+  with pytest.raises(ValueError, match='c.png.* is not a readable image'):
+    dataset_tool.write_dataset(str(src), str(tmp_path / 'bad.zip'))
+  assert not os.path.exists(tmp_path / 'bad.zip')
+
+
 class _RunsCode:
   """Unpickled by a plain pickle.load, this creates the file `path` (through os.system)."""
 
@@ -181,7 +202,8 @@ def test_input_errors_are_clear(tmp_path, capsys):
   fails([f'--source={src}', f'--dest={tmp_path}/a.zip'], 'no images')
   Image.fromarray(np.zeros((8, 8), np.uint8)).save(src / 'a.png')
   Image.fromarray(np.zeros((16, 16), np.uint8)).save(src / 'b.png')
-  fails([f'--source={src}', f'--dest={tmp_path}/b.zip'], 'all images must match')
+  fails([f'--source={src}', f'--dest={tmp_path}/b.zip'],
+        f"{src / 'b.png'} is 16×16, the first image 8×8: all images must have one size")
   Image.fromarray(np.zeros((6, 8), np.uint8)).save(src / 'a.png')
   fails([f'--source={src}', f'--dest={tmp_path}/c.zip'], 'square with a power-of-two')
   fails([f'--source={src}', f'--dest={tmp_path}/d.zip', '--transform=center-crop'], 'needs --resolution')
