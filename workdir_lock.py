@@ -9,8 +9,10 @@ started, beat}, rewritten every BEAT_S seconds by a daemon thread and removed wh
 run is the intended use, and the other modes write files of their own.
 
 A run that finds a record judges it
-  - written on this host: live where its pid runs and its beat is under STALE_S old;
-  - written on another host (a shared file system, a bucket; another clock): watched for up to
+  - written on this host (and pid namespace): live where its pid runs and its beat is under
+    STALE_S old;
+  - written on another host (a shared file system, a bucket; another clock) or in another
+    container of this host: watched for up to
     STALE_S, live if it changes. A job restarted at once on another host after its host was lost
     therefore waits STALE_S, once; a record older than an hour is stale at once.
 A stale record is replaced with a warning; a live one stops the new run in one line
@@ -71,6 +73,15 @@ def _alive(pid):
     return True
 
 
+def _pid_namespace():
+  """This process's pid namespace ('pid:[4026531836]'; '' without /proc): pids of a record of
+  this host are only comparable within one namespace (containers that share a host name)."""
+  try:
+    return os.readlink('/proc/self/ns/pid')
+  except OSError:
+    return ''
+
+
 def _age(record):
   try:
     return time.time() - float(record['beat'])
@@ -83,7 +94,8 @@ class TrainLock:
 
   def __init__(self, workdir):
     self.workdir, self.path = workdir, paths.join(workdir, NAME)
-    self.record = {'host': socket.gethostname(), 'pid': os.getpid(), 'token': uuid.uuid4().hex,
+    self.record = {'host': socket.gethostname(), 'pid_namespace': _pid_namespace(),
+                   'pid': os.getpid(), 'token': uuid.uuid4().hex,
                    'started': datetime.datetime.now().isoformat(timespec='seconds')}
     self.lost = None          # the record of a run that took the workdir over, once seen
     self._stop = threading.Event()
@@ -102,13 +114,14 @@ class TrainLock:
   def _live(self, record):
     if not record.get('token'):                  # not a record of ours (writes are atomic)
       return False
-    if record.get('host') == self.record['host']:
+    mine = self.record
+    if (record.get('host'), record.get('pid_namespace')) == (mine['host'], mine['pid_namespace']):
       return _alive(record.get('pid')) and _age(record) < STALE_S
     if _age(record) > STALE_S + 3600:            # older than any clock skew
       return False
-    logging.warning('%s: a training run on another host (%s) holds this workdir; watching it for '
-                    'up to %.0f s to see whether it still runs', self.path, self._who(record),
-                    STALE_S)
+    logging.warning('%s: a training run on another host or container (%s) holds this workdir; '
+                    'watching it for up to %.0f s to see whether it still runs', self.path,
+                    self._who(record), STALE_S)
     deadline = time.time() + STALE_S
     while time.time() < deadline:
       time.sleep(POLL_S)

@@ -34,8 +34,8 @@ def fast(monkeypatch):
 
 
 def _record(root, **fields):
-  record = {'host': HOST, 'pid': os.getpid(), 'token': 'other', 'started': 'earlier',
-            'beat': time.time(), **fields}
+  record = {'host': HOST, 'pid_namespace': workdir_lock._pid_namespace(), 'pid': os.getpid(),
+            'token': 'other', 'started': 'earlier', 'beat': time.time(), **fields}
   paths.write_text(paths.join(root, workdir_lock.NAME), json.dumps(record))
   return record
 
@@ -112,6 +112,26 @@ def test_another_hosts_record_is_watched(root, fast):
   thread.start()
   try:
     with pytest.raises(workdir_lock.WorkdirBusyError, match='host elsewhere'):
+      workdir_lock.TrainLock(root).acquire()
+  finally:
+    stop.set()
+    thread.join()
+
+
+def test_a_record_of_another_container_of_this_host_is_watched(tmp_path, fast):
+  """Same host name, another pid namespace: its pid says nothing here (a dead pid would have
+  let a second run in at once); renewed, it is a live run."""
+  root, stop = str(tmp_path), threading.Event()
+  other = {'pid_namespace': 'pid:[1]', 'pid': _dead_pid()}
+  _record(root, **other)
+
+  def beat():
+    while not stop.wait(0.05):
+      _record(root, **other)
+  thread = threading.Thread(target=beat)
+  thread.start()
+  try:
+    with pytest.raises(workdir_lock.WorkdirBusyError, match='started earlier'):
       workdir_lock.TrainLock(root).acquire()
   finally:
     stop.set()
