@@ -1,6 +1,7 @@
 """One training run per workdir (workdir_lock.py): a second run refuses in one line and writes
 nothing, a record left by a run that is gone is replaced, a run whose workdir another run took
 over stops — on a local folder and on a gs:// bucket (tests/gcs_emulator.py)."""
+import contextlib
 import json
 import os
 import signal
@@ -94,6 +95,24 @@ def test_a_record_left_by_a_run_that_is_gone_is_replaced(left, tmp_path, caplog)
     zombie.wait()
 
 
+@contextlib.contextmanager
+def _renewed(root, **fields):
+  """A live run elsewhere: its record, renewed every 0.05 s while the context is open."""
+  stop = threading.Event()
+  _record(root, **fields)
+
+  def beat():
+    while not stop.wait(0.05):
+      _record(root, **fields)
+  thread = threading.Thread(target=beat)
+  thread.start()
+  try:
+    yield
+  finally:
+    stop.set()
+    thread.join()
+
+
 def test_another_hosts_record_is_watched(root, fast):
   _record(root, host='elsewhere')                   # not renewed: gone after STALE_S
   start = time.time()
@@ -101,41 +120,17 @@ def test_another_hosts_record_is_watched(root, fast):
   lock.acquire()
   assert time.time() - start >= workdir_lock.STALE_S
   lock.release()
-
-  stop = threading.Event()
-  _record(root, host='elsewhere')
-
-  def beat():                                          # a live run elsewhere renews its record
-    while not stop.wait(0.05):
-      _record(root, host='elsewhere')
-  thread = threading.Thread(target=beat)
-  thread.start()
-  try:
-    with pytest.raises(workdir_lock.WorkdirBusyError, match='host elsewhere'):
-      workdir_lock.TrainLock(root).acquire()
-  finally:
-    stop.set()
-    thread.join()
+  with _renewed(root, host='elsewhere'), pytest.raises(workdir_lock.WorkdirBusyError,
+                                                       match='host elsewhere'):
+    workdir_lock.TrainLock(root).acquire()
 
 
 def test_a_record_of_another_container_of_this_host_is_watched(tmp_path, fast):
   """Same host name, another pid namespace: its pid says nothing here (a dead pid would have
   let a second run in at once); renewed, it is a live run."""
-  root, stop = str(tmp_path), threading.Event()
-  other = {'pid_namespace': 'pid:[1]', 'pid': _dead_pid()}
-  _record(root, **other)
-
-  def beat():
-    while not stop.wait(0.05):
-      _record(root, **other)
-  thread = threading.Thread(target=beat)
-  thread.start()
-  try:
-    with pytest.raises(workdir_lock.WorkdirBusyError, match='started earlier'):
-      workdir_lock.TrainLock(root).acquire()
-  finally:
-    stop.set()
-    thread.join()
+  with _renewed(str(tmp_path), pid_namespace='pid:[1]', pid=_dead_pid()), pytest.raises(
+      workdir_lock.WorkdirBusyError, match='started earlier'):
+    workdir_lock.TrainLock(str(tmp_path)).acquire()
 
 
 def test_an_hour_old_record_of_another_host_is_stale_at_once(tmp_path):
