@@ -61,7 +61,10 @@ def _read(path):
 def _alive(pid):
   """Whether process `pid` of this host runs (a zombie, ended but not yet reaped, does not)."""
   try:
-    os.kill(int(pid), 0)
+    pid = int(pid)
+    if pid <= 0:                   # kill() would ask about a process group, not a process
+      return False
+    os.kill(pid, 0)
   except (ProcessLookupError, ValueError, TypeError, OverflowError):
     return False
   except PermissionError:          # another user's process
@@ -116,7 +119,7 @@ class TrainLock:
       return False
     mine = self.record
     if (record.get('host'), record.get('pid_namespace')) == (mine['host'], mine['pid_namespace']):
-      return _alive(record.get('pid')) and _age(record) < STALE_S
+      return _alive(record.get('pid')) and -5 < _age(record) < STALE_S   # one clock here
     if _age(record) > STALE_S + 3600:            # older than any clock skew
       return False
     logging.warning('%s: a training run on another host or container (%s) holds this workdir; '

@@ -71,7 +71,8 @@ def test_a_live_run_on_this_host_is_refused_at_once(root):
   assert _read(root) == other                       # untouched
 
 
-@pytest.mark.parametrize('left', ['dead pid', 'zombie pid', 'old beat', 'garbled'])
+@pytest.mark.parametrize('left', ['dead pid', 'zombie pid', 'old beat', 'garbled', 'pid -1',
+                                  'future beat'])
 def test_a_record_left_by_a_run_that_is_gone_is_replaced(left, tmp_path, caplog):
   root = str(tmp_path)
   zombie = None
@@ -83,6 +84,10 @@ def test_a_record_left_by_a_run_that_is_gone_is_replaced(left, tmp_path, caplog)
     _record(root, pid=zombie.pid)
   elif left == 'old beat':                             # a live pid: reused by another process
     _record(root, beat=time.time() - workdir_lock.STALE_S - 1)
+  elif left == 'pid -1':                               # kill(-1, 0) asks about every process
+    _record(root, pid=-1)
+  elif left == 'future beat':                          # bogus: this host has one clock
+    _record(root, beat=time.time() + 3600)
   else:
     paths.write_text(paths.join(root, workdir_lock.NAME), '{"host": ')
   lock = workdir_lock.TrainLock(root)
