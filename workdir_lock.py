@@ -92,6 +92,11 @@ def _age(record):
     return float('inf')
 
 
+def _who(record):
+  return (f'host {record.get("host", "?")}, pid {record.get("pid", "?")}, started '
+          f'{record.get("started", "?")}')
+
+
 class TrainLock:
   """`<workdir>/train.lock` held by this process (see the module docstring)."""
 
@@ -104,13 +109,9 @@ class TrainLock:
     self._stop = threading.Event()
     self._thread = None
 
-  def _who(self, record):
-    return (f'host {record.get("host", "?")}, pid {record.get("pid", "?")}, started '
-            f'{record.get("started", "?")}')
-
   def _busy_error(self, record):
     return WorkdirBusyError(
-        f'{self.workdir} is in use by another training run ({self._who(record)}); stop it or '
+        f'{self.workdir} is in use by another training run ({_who(record)}); stop it or '
         f'train in another --workdir (if that run is gone, delete {self.path}); nothing of the run '
         'was changed')
 
@@ -124,7 +125,7 @@ class TrainLock:
       return False
     logging.warning('%s: a training run on another host or container (%s) holds this workdir; '
                     'watching it for up to %.0f s to see whether it still runs', self.path,
-                    self._who(record), STALE_S)
+                    _who(record), STALE_S)
     deadline = time.time() + STALE_S
     while time.time() < deadline:
       time.sleep(POLL_S)
@@ -143,7 +144,7 @@ class TrainLock:
       if self._live(other):
         raise self._busy_error(other)
       logging.warning('%s: replacing the record of a training run that is gone (%s)', self.path,
-                      self._who(other))
+                      _who(other))
     self._write()
     time.sleep(_SETTLE_S[paths.is_remote(self.path)])
     mine = _read(self.path)
@@ -167,7 +168,7 @@ class TrainLock:
     """Raise WorkdirBusyError where another run has taken the workdir over."""
     if self.lost is not None:
       raise WorkdirBusyError(
-          f'another training run took {self.workdir} over ({self._who(self.lost)}); this run '
+          f'another training run took {self.workdir} over ({_who(self.lost)}); this run '
           'stops here and writes nothing more. Its checkpoints so far are kept; check which run '
           'should go on.')
 
@@ -184,16 +185,15 @@ class TrainLock:
 
 
 def holder(workdir):
-  """Who holds `workdir` by its record, for a log line ('host H, pid P, heartbeat N s ago'), or
-  None where no training run holds it."""
+  """Who holds `workdir` by its record, for a log line ('host H, pid P, started T, heartbeat N s
+  ago'), or None where no training run holds it."""
   try:
     record = _read(paths.join(workdir, NAME))
   except OSError:
     return None
   if not record:
     return None
-  return (f'host {record.get("host", "?")}, pid {record.get("pid", "?")}, heartbeat '
-          f'{_age(record):.0f} s ago')
+  return f'{_who(record)}, heartbeat {_age(record):.0f} s ago'
 
 
 class _NotHeld:

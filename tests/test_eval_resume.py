@@ -234,8 +234,9 @@ def test_checkpoints_that_will_not_come_are_skipped(trained, tmp_path, info_log)
   workdir = str(tmp_path / 'run')
   shutil.copytree(trained, workdir)
   shutil.rmtree(f'{workdir}/checkpoints/2')
+  record = {'host': 'trainer', 'pid': 7, 'token': 't', 'started': 'at 10', 'beat': time.time()}
   with open(f'{workdir}/train.lock', 'w') as f:        # a training run writes the workdir
-    json.dump({'host': 'trainer', 'pid': 7, 'token': 't', 'beat': time.time()}, f)
+    json.dump(record, f)
   only_loss = {'eval.enable_bpd': False, 'eval.enable_sampling': False, 'eval.begin_step': 2,
                'eval.end_step': 6, 'eval.poll_interval_s': 0.5, 'eval.wait_timeout_s': 3.}
   start = time.time()
@@ -244,7 +245,8 @@ def test_checkpoints_that_will_not_come_are_skipped(trained, tmp_path, info_log)
   assert f'checkpoint {workdir}/checkpoints/2 was not kept (the run has step 4)' in info_log.text
   assert info_log.text.count(f'waiting for checkpoint {workdir}/checkpoints/6:') >= 2
   assert 'has no checkpoint yet' not in info_log.text       # the run has steps: no hint
-  assert 'a training run is writing the workdir (host trainer, pid 7, heartbeat' in info_log.text
+  assert ('a training run is writing the workdir (host trainer, pid 7, started at 10, heartbeat'
+          in info_log.text)
   assert re.search(f'{workdir}/checkpoints/6 does not exist after \\d+ s \\(eval.wait_timeout_s\\)',
                    info_log.text)
   assert sorted(os.listdir(f'{workdir}/waited')) == [
