@@ -19,7 +19,9 @@ A stale record is replaced with a warning; a live one stops the new run in one l
 (`WorkdirBusyError`) before it writes anything. Two runs started at the same moment both write
 their record and read it back: the one that finds the other's token stops. Should another run
 take the record over later (a record judged stale wrongly, e.g. a host frozen for STALE_S), this
-run's next beat sees it and its training loop stops at the next step, writing nothing more.
+run's next beat sees it and its training loop stops at the next step, writing nothing more (in
+a multi-process run process 0 stops, and JAX's coordination service ends the others when it
+misses it). Processes other than 0 hold nothing; they stop with process 0 where it refuses.
 """
 import datetime
 import json
