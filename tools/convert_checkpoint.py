@@ -8,8 +8,10 @@ yang-song/score_sde Flax checkpoint (msgpack of its `State`, e.g. `checkpoint_26
 are taken unless --no_ema. Output: DIR/params.msgpack, our params tree serialised with
 `flax.serialization.msgpack_serialize` (read it back with `flax.serialization.msgpack_restore`),
 and DIR/config.json, the config it was converted for. Every main.py mode also reads the original
-files directly (`--checkpoint=checkpoint_24.pth`), and the params.msgpack written here. Every converted leaf is shape-checked
-against the model of `--config`, and every official weight must be used.
+files directly (`--checkpoint=checkpoint_24.pth`), and the params.msgpack written here. Every
+converted leaf is shape-checked against the model of `--config`, and every official weight must be
+used. A file that cannot be read or converted, a config that cannot be loaded, or an --out that
+cannot be written ends the tool with one line and exit status 1.
 """
 import argparse
 import importlib.util
@@ -33,7 +35,18 @@ def load_config(path):
   return module.get_config()
 
 
-def main():
+def convert(checkpoint, config, fmt='auto', ema=True):
+  """(our params tree as float32 NumPy, the format read) of an official checkpoint file."""
+  if fmt == 'auto':
+    fmt = 'pytorch' if checkpoint.endswith('.pth') else 'flax'
+  if fmt == 'pytorch':
+    params = score_sde.convert_pytorch(score_sde.load_pytorch_checkpoint(checkpoint, ema), config)
+  else:
+    params = score_sde.convert_flax(score_sde.load_flax_checkpoint(checkpoint, ema), config)
+  return jax.tree.map(lambda v: np.asarray(v, np.float32), params), fmt
+
+
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--config', required=True, help='config file with get_config()')
   parser.add_argument('--checkpoint', required=True, help='official .pth or Flax checkpoint')
@@ -41,27 +54,31 @@ def main():
   parser.add_argument('--no_ema', action='store_true', help='take the raw, not the EMA, weights')
   parser.add_argument('--format', choices=('auto', 'pytorch', 'flax'), default='auto',
                       help='auto: .pth means PyTorch, anything else a Flax msgpack')
-  args = parser.parse_args()
-
-  config = load_config(args.config)
-  fmt = args.format
-  if fmt == 'auto':
-    fmt = 'pytorch' if args.checkpoint.endswith('.pth') else 'flax'
-  if fmt == 'pytorch':
-    params = score_sde.convert_pytorch(score_sde.load_pytorch_checkpoint(args.checkpoint, not args.no_ema), config)
-  else:
-    params = score_sde.convert_flax(score_sde.load_flax_checkpoint(args.checkpoint, not args.no_ema), config)
-
-  os.makedirs(args.out, exist_ok=True)
-  params = jax.tree.map(lambda v: np.asarray(v, np.float32), params)
-  with open(os.path.join(args.out, 'params.msgpack'), 'wb') as f:
-    f.write(flax.serialization.msgpack_serialize(params))
-  with open(os.path.join(args.out, 'config.json'), 'w') as f:
-    f.write(config.to_json(indent=2))
+  args = parser.parse_args(argv)
+  name = os.path.basename(__file__)
+  try:
+    config = load_config(args.config)
+  except Exception as err:  # pylint: disable=broad-except   # whatever the file raises: one line
+    parser.exit(1, f'{name}: error: cannot load --config={args.config}: {type(err).__name__}: '
+                   f'{err}\n')
+  try:   # any reader or converter error (missing, corrupt or another network's file): one line
+    params, fmt = convert(args.checkpoint, config, args.format, not args.no_ema)
+  except Exception as err:  # pylint: disable=broad-except
+    parser.exit(1, f'{name}: error: --checkpoint={args.checkpoint}: {type(err).__name__}: '
+                   f'{err}\n')
+  try:
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, 'params.msgpack'), 'wb') as f:
+      f.write(flax.serialization.msgpack_serialize(params))
+    with open(os.path.join(args.out, 'config.json'), 'w') as f:
+      f.write(config.to_json(indent=2))
+  except OSError as err:
+    parser.exit(1, f'{name}: error: cannot write --out={args.out}: {err}\n')
   count = sum(v.size for v in jax.tree.leaves(params))
   print(f'{args.checkpoint} ({fmt}, {"raw" if args.no_ema else "EMA"}) -> '
         f'{args.out}/params.msgpack: {count:,} parameters of {config.model.name}')
+  return 0
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(main())
