@@ -293,7 +293,8 @@ def read(path_or_file, source=None, encoding='ASCII'):
 
   Raises:
     UnsafePickleError: the file names a global outside the allow-list (nothing of it ran).
-    pickle.UnpicklingError / EOFError / zipfile.BadZipFile: a truncated or malformed file.
+    pickle.UnpicklingError / zipfile.BadZipFile: a truncated or malformed file (pickle's own
+      ValueError, EOFError, ... raised as UnpicklingError naming `source`).
   """
   source = source or str(path_or_file)
   if isinstance(path_or_file, (str, os.PathLike)):
@@ -309,9 +310,15 @@ def _read_file(f, source, encoding='ASCII'):
   f.seek(0)
   head = f.read(len(_LEGACY_HEAD))
   f.seek(0)
-  if head == _LEGACY_HEAD:
-    return _read_legacy(f, source)
-  return _Unpickler(f, source, encoding=encoding).load()
+  try:
+    if head == _LEGACY_HEAD:
+      return _read_legacy(f, source)
+    return _Unpickler(f, source, encoding=encoding).load()
+  except pickle.UnpicklingError:
+    raise
+  except (ValueError, EOFError, IndexError, KeyError, TypeError) as err:   # pickle's opcodes
+    raise pickle.UnpicklingError(f'{source}: not a pickle or torch.save file, or a damaged one '
+                                 f'({type(err).__name__}: {err})') from None
 
 
 ALLOWED.update(_allowed())

@@ -58,7 +58,8 @@ def test_bad_input_is_one_line_and_exit_status_1(config_file, tmp_path, capsys):
   checkpoint = os.path.join(CASE, 'checkpoint_1.pth')
   (tmp_path / 'taken').write_text('a file')
   cases = [([f'--config={config_file}', f'--checkpoint={tmp_path}/missing.pth'], 'missing.pth'),
-           ([f'--config={config_file}', f'--checkpoint={garbage}'], 'garbage.pth'),
+           ([f'--config={config_file}', f'--checkpoint={garbage}'],
+            'garbage.pth: not a pickle or torch.save file'),
            ([f'--config={config_file}', f'--checkpoint={tmp_path}'], 'IsADirectoryError'),
            ([f'--config={tmp_path}/none.py', f'--checkpoint={checkpoint}'], 'cannot load --config'),
            ([f'--config={ROOT}/configs/quickstart/digits.py', f'--checkpoint={checkpoint}'],
