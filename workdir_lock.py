@@ -3,8 +3,8 @@
 Two training runs writing one workdir (the same command started twice, a job requeued while the
 old one still runs, a second terminal) would each write checkpoints, the resume point,
 config.json and stats.jsonl, silently interleaved, and each delete the other's resume points.
-So process 0 of a training run holds `<workdir>/train.lock`: a JSON record {host, pid, token,
-started, beat}, rewritten every BEAT_S seconds by a daemon thread and removed when the run ends
+So process 0 of a training run holds `<workdir>/train.lock`: a JSON record {host,
+pid_namespace, pid, token, started, beat}, rewritten every BEAT_S seconds by a daemon thread and removed when the run ends
 (in any way but SIGKILL or a lost host). Only training takes it: `--mode=eval` beside a training
 run is the intended use, and the other modes write files of their own.
 
@@ -12,9 +12,9 @@ A run that finds a record judges it
   - written on this host (and pid namespace): live where its pid runs and its beat is under
     STALE_S old;
   - written on another host (a shared file system, a bucket; another clock) or in another
-    container of this host: watched for up to
-    STALE_S, live if it changes. A job restarted at once on another host after its host was lost
-    therefore waits STALE_S, once; a record older than an hour is stale at once.
+    container of this host: watched for up to STALE_S, live if it changes. A job restarted at
+    once on another host after its host was lost therefore waits STALE_S, once; a record older
+    than an hour is stale at once.
 A stale record is replaced with a warning; a live one stops the new run in one line
 (`WorkdirBusyError`) before it writes anything. Two runs started at the same moment both write
 their record and read it back: the one that finds the other's token stops. Should another run
