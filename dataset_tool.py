@@ -36,15 +36,16 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp')
 TRANSFORMS = ('center-crop',)
 
 
-def _folder(path):
-  """The folder's images in sorted path order: all gray where every image is ('L'), else all RGB
-  (gray ones replicated: one channel count for the dataset). Unreadable files fail before any
-  image is written."""
+def _folder(path, max_images=None):
+  """The folder's (first `max_images`) images in sorted path order: all gray where every one is
+  ('L'), else all RGB (gray ones replicated: one channel count for the dataset). Unreadable files
+  fail before any image is written."""
   from PIL import Image  # pylint: disable=import-outside-toplevel
   files = sorted(os.path.join(root, f) for root, _, names in os.walk(path) for f in names
                  if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
   if not files:
     raise ValueError(f'--source={path!r}: no images ({", ".join(IMAGE_EXTENSIONS)}) in the folder')
+  files = files[:max_images]
 
   def unreadable(f, err):
     return ValueError(f'{f!r} is not a readable image ({err}); remove it from --source')
@@ -109,15 +110,15 @@ def _digits(_):
   yield from ((im, label, f'digit {i}') for i, (im, label) in enumerate(zip(images, digits.target)))
 
 
-def open_source(source):
+def open_source(source, max_images=None):
   """An iterator of (uint8 image [H, W] or [H, W, C], int label or None, where: the file or
-  index, for messages) for --source."""
+  index, for messages) for --source (a folder: its first `max_images` files are read)."""
   if source == 'sklearn:digits':
     return _digits(source)
   if not os.path.exists(source):
     raise FileNotFoundError(f'--source={source!r} does not exist')
   if os.path.isdir(source):
-    return _folder(source)
+    return _folder(source, max_images)
   if source.endswith('cifar-10-python.tar.gz'):
     return _cifar10(source)
   if source.endswith('-images-idx3-ubyte.gz'):
@@ -171,7 +172,7 @@ def write_dataset(source, dest, resolution=None, mode=None, max_images=None):
     raise ValueError(f'--transform={mode!r}: one of {TRANSFORMS}')
   if os.path.exists(dest):
     raise FileExistsError(f'--dest={dest!r} exists; remove it first')
-  items = open_source(source)
+  items = open_source(source, max_images)
   is_zip = dest.lower().endswith('.zip')
   archive = zipfile.ZipFile(dest, 'w', compression=zipfile.ZIP_STORED) if is_zip else None
 

@@ -176,6 +176,8 @@ def test_a_folder_of_gray_and_rgb_images_becomes_rgb(tmp_path):
   with pytest.raises(ValueError, match='c.png.* is not a readable image'):
     dataset_tool.write_dataset(str(src), str(tmp_path / 'bad.zip'))
   assert not os.path.exists(tmp_path / 'bad.zip')
+  dataset_tool.write_dataset(str(src), str(tmp_path / 'first.zip'), max_images=1)   # a.png only
+  assert _zip_images(tmp_path / 'first.zip')[1].shape == (1, 8, 8)
 
 
 class _RunsCode:
