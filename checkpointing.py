@@ -36,10 +36,14 @@ META = 'checkpoints-meta'
 
 def _not_orbax_info(record):
   """Logging filter: False for orbax's INFO chatter (~20 lines per save), which would bury the
-  training progress lines; orbax's warnings and errors still pass."""
-  return record.levelno >= pylogging.WARNING or f'{os.sep}orbax{os.sep}' not in record.pathname
+  training progress lines, and for its errors about a full disk (one traceback per writer
+  thread), which `save` reports in one line; orbax's other warnings and errors still pass."""
+  if f'{os.sep}orbax{os.sep}' not in record.pathname:
+    return True
+  return record.levelno >= pylogging.WARNING and _NO_SPACE not in record.getMessage()
 
 
+_NO_SPACE = 'No space left on device'
 logging.get_absl_logger().addFilter(_not_orbax_info)
 
 
@@ -121,6 +125,24 @@ def check_room(workdir, state, count):
                     'the end', free / 2**20, count, need / 2**20)
 
 
+class _UnretrievedNoSpace(pylogging.Filter):
+  """Drops asyncio's "Task/Future exception was never retrieved" records of writes that failed
+  for lack of space: the sibling writes of a checkpoint whose failure `save` reports in one line
+  (orbax raises the first; each other one would print a screenful of tensorstore spec whenever
+  Python collects it)."""
+
+  def filter(self, record):
+    text = record.getMessage()
+    return not ('exception was never retrieved' in text and _NO_SPACE in text)
+
+
+def _quiet_sibling_failures():
+  """Install `_UnretrievedNoSpace` on the asyncio logger (once; only after a failed save)."""
+  asyncio_log = pylogging.getLogger('asyncio')
+  if not any(isinstance(f, _UnretrievedNoSpace) for f in asyncio_log.filters):
+    asyncio_log.addFilter(_UnretrievedNoSpace())
+
+
 def save(manager, state):
   """Save `state` under its step; a step that is already there is left as it is (False). The
   logs staged for a remote workdir are uploaded with it (paths.sync). No space: a
@@ -134,10 +156,11 @@ def save(manager, state):
     manager.save(step, args=ocp.args.StandardSave(state))
     manager.wait_until_finished()
   except (OSError, ValueError) as err:     # orbax/tensorstore: ValueError('RESOURCE_EXHAUSTED...')
-    if getattr(err, 'errno', None) != errno.ENOSPC and 'No space left on device' not in str(err):
+    if getattr(err, 'errno', None) != errno.ENOSPC and _NO_SPACE not in str(err):
       raise
     for partial in glob.glob(glob.escape(step_path(manager, step)) + '.orbax-checkpoint-tmp*'):
       shutil.rmtree(partial, ignore_errors=True)
+    _quiet_sibling_failures()
     raise _no_space(step_path(manager, step)) from None
   paths.sync(force=True)
   return True

@@ -2,7 +2,8 @@
 streams: streams.py), PNG grids, progress lines (rate and ETA).
 
 Importing it changes nothing global: entry points (main.py, bench/, tests/conftest.py) call
-`configure_cpu()` first, which applies `prefer_xla_convolutions()` and `unroll_threefry_on_cpu()`.
+`configure_cpu()` first, which applies `prefer_xla_convolutions()`, `prefer_wide_vectors()` and
+`unroll_threefry_on_cpu()`.
 """
 import os
 import time
@@ -17,6 +18,7 @@ import paths
 
 _YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type'
 _YNN_DOTS = f'{_YNN_FLAG}=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'
+_VECTOR_WIDTH_FLAG = '--xla_cpu_prefer_vector_width'
 
 
 def prefer_xla_convolutions():
@@ -29,12 +31,47 @@ def prefer_xla_convolutions():
   `XLA_FLAGS` that already sets it wins. Other jaxlib versions are left alone (an unknown
   XLA flag aborts the process): re-measure with bench/ when upgrading jax.
   """
-  import jaxlib  # pylint: disable=import-outside-toplevel
-  version = tuple(int(part) for part in jaxlib.__version__.split('.')[:2])
   flags = os.environ.get('XLA_FLAGS', '')
-  if (0, 9) <= version < (0, 11) and _YNN_FLAG not in flags:
+  if _jaxlib_in_range() and _YNN_FLAG not in flags:
     os.environ['XLA_FLAGS'] = f'{flags} {_YNN_DOTS}'.strip()
 
+
+def _jaxlib_in_range():
+  """Whether jaxlib is a version this module's XLA flags were measured on (0.9–0.10)."""
+  import jaxlib  # pylint: disable=import-outside-toplevel
+  return (0, 9) <= tuple(int(part) for part in jaxlib.__version__.split('.')[:2]) < (0, 11)
+
+
+def _cpu_info():
+  """(vendor, ISA flags) of the first CPU in /proc/cpuinfo; ('', set()) where there is none."""
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8', errors='replace') as f:
+      fields = dict(line.split(':', 1) for line in f.read().split('\n\n')[0].splitlines()
+                    if ':' in line)
+  except OSError:
+    return '', set()
+  fields = {k.strip(): v.strip() for k, v in fields.items()}
+  return fields.get('vendor_id', ''), set(fields.get('flags', '').split())
+
+
+def prefer_wide_vectors(cpu_info=_cpu_info):
+  """On AMD CPUs with AVX-512, let XLA vectorise its own kernels 512 bits wide.
+
+  XLA:CPU asks LLVM for 256-bit vectors (on Intel cores 512-bit code can lower the clock). On a
+  2-core AMD EPYC Zen 4 (family 25 model 17) 512-bit vectors made `exp` and SiLU 2× faster and
+  EDM's small DDPM++ forward 5–7% faster (A/B in one process: min 49.8 / 51.0 -> 47.3 / 47.4 ms),
+  config A's forward ~2%, train steps unchanged; results differ by float rounding only.
+  Convolutions and dots (Eigen, YNNPACK) are unaffected. Not measured on Intel: left at XLA's
+  default there (`XLA_FLAGS=--xla_cpu_prefer_vector_width=512` tries it). Same jaxlib range and
+  user-wins rule as `prefer_xla_convolutions`. Returns whether it was applied.
+  """
+  vendor, flags = cpu_info()
+  current = os.environ.get('XLA_FLAGS', '')
+  if (not _jaxlib_in_range() or vendor != 'AuthenticAMD' or 'avx512f' not in flags
+      or _VECTOR_WIDTH_FLAG in current):
+    return False
+  os.environ['XLA_FLAGS'] = f'{current} {_VECTOR_WIDTH_FLAG}=512'.strip()
+  return True
 
 
 def unroll_threefry_on_cpu():
@@ -62,9 +99,11 @@ def unroll_threefry_on_cpu():
 
 def configure_cpu():
   """XLA's CPU settings of this project, before JAX starts its CPU backend (call it first in an
-  entry point): convolutions to XLA's Eigen kernels, threefry unrolled. Returns whether the
-  threefry lowering was installed. GPUs and TPUs are unaffected."""
+  entry point): convolutions to XLA's Eigen kernels, 512-bit vectors on AMD CPUs with AVX-512,
+  threefry unrolled. Returns whether the threefry lowering was installed. GPUs and TPUs are
+  unaffected."""
   prefer_xla_convolutions()
+  prefer_wide_vectors()
   return unroll_threefry_on_cpu()
 
 

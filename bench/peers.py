@@ -26,6 +26,9 @@ Prints one JSON object on stdout, {workload: seconds, the minimum over the repea
   edm_forward             EDMPrecond forward at σ = 1.3 (eval mode, no grad)
   edm_train_step          EDMLoss + Adam with EDM's lr ramp and its EMA update (training_loop.py)
   edm_heun                18-step Heun (35 NFE) in float64 (Karras+22 Alg. 2, generate.py)
+  conv B,H,W,C,O          with --convs "B,H,W,C,O;...": one 3×3 'same' torch conv2d (the kernel
+                          both peers' networks call) per listed shape, no checkout needed
+                          (bench/conv_share.py); --conv_grad: each with its backward pass
 The slow workloads (PC, likelihood, Heun) repeat max(2, repeats // 4) times, as ours; the PC
 and likelihood workloads run config A's initial weights, before its train step, as ours do.
 """
@@ -48,6 +51,27 @@ def best(fn, repeats, warmup=1):
     fn()
     times.append(time.perf_counter() - start)
   return min(times)
+
+
+def time_convs(torch, shapes, repeats, grad=False, per_call=10):
+  """{'conv B,H,W,C,O': seconds of one 3×3 conv2d (padding 1) of [B, C, H, W] to O channels},
+  timed as `per_call` convolutions of independent inputs in a row, as a network runs them;
+  `grad`: each with its backward pass (input and weight gradients)."""
+  out = {}
+  conv = torch.nn.functional.conv2d
+  for shape in shapes:
+    b, h, w, c, o = shape
+    xs = [torch.randn(b, c, h, w, requires_grad=grad) for _ in range(per_call)]
+    weight = torch.randn(o, c, 3, 3, requires_grad=grad)
+    cotangent = torch.randn(b, o, h, w)
+    if grad:
+      seconds = best(lambda: [conv(x, weight, padding=1).backward(cotangent) for x in xs],
+                     repeats)
+    else:
+      with torch.no_grad():
+        seconds = best(lambda: [conv(x, weight, padding=1) for x in xs], repeats)
+    out['conv ' + ','.join(map(str, shape))] = seconds / per_call
+  return out
 
 
 # --- yang-song/score_sde_pytorch ---------------------------------------------------------------
@@ -210,6 +234,8 @@ def main(argv=None):
   parser.add_argument('--repeats', type=int, default=10)
   parser.add_argument('--threads', type=int, default=2)
   parser.add_argument('--pc_steps', type=int, default=4)
+  parser.add_argument('--convs', default='', help='"B,H,W,C,O;...": time 3x3 convolutions')
+  parser.add_argument('--conv_grad', action='store_true', help='--convs with their backward')
   parser.add_argument('--check', action='store_true', help='import the peers, time nothing')
   args = parser.parse_args(argv)
   import torch  # pylint: disable=import-outside-toplevel
@@ -229,6 +255,9 @@ def main(argv=None):
     out.update(time_score_sde(args.score_sde_pytorch, args.batch, args.repeats, args.pc_steps))
   if args.edm:
     out.update(time_edm(args.edm, args.batch, args.repeats))
+  if args.convs:
+    shapes = [tuple(int(v) for v in item.split(',')) for item in args.convs.split(';')]
+    out.update(time_convs(torch, shapes, args.repeats, args.conv_grad))
   print(json.dumps(out))
 
 

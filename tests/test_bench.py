@@ -143,3 +143,23 @@ def test_dtype_speed_runs_each_row_in_its_own_process(capsys):
     assert abs(row['loss'] - rows[0][2]['loss']) < 0.05 * abs(rows[0][2]['loss'])
   lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f'| {name}')]
   assert len(lines) == 2 and lines[0].split(' | ')[6] == '1.00'
+
+
+def test_conv_share_finds_each_3x3_convolution_of_a_compiled_function():
+  """bench/conv_share.py reads every 3×3 convolution (input shape, output channels) from the
+  optimised HLO, a repeated shape counted once per occurrence, other kernel sizes left out."""
+  import conv_share  # pylint: disable=import-outside-toplevel
+  conv = lambda x, w: jax.lax.conv_general_dilated(  # noqa: E731
+      x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+  def net(x, w1, w2, w3):
+    y = jax.nn.silu(conv(x, w1))
+    y = conv(jnp.concatenate([y, y], -1), w2)
+    return conv(y, w3), conv(x * 2., w1)
+
+  args = (jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4)), jnp.ones((3, 3, 8, 5)),
+          jnp.ones((1, 1, 5, 6)))
+  text = jax.jit(net).lower(*args).compile().as_text()
+  assert conv_share.conv_shapes(text) == {(2, 8, 8, 3, 4): 2, (2, 8, 8, 8, 5): 1}
+  for grad in (False, True):
+    assert 0 < conv_share.xla_conv_seconds((2, 8, 8, 3, 4), repeats=2, grad=grad) < 1

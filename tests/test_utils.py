@@ -1,5 +1,6 @@
 """utils: the XLA:CPU convolution setting and the PNG grid."""
 import os
+import platform
 import subprocess
 import sys
 
@@ -37,6 +38,28 @@ def test_cpu_convolutions_leave_ynnpack_unless_the_user_set_the_flag():
   assert _probe('') == 'XLA_CONV'
   ynn_conv = '--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'
   assert _probe(ynn_conv) == 'YNN_CONV'
+
+
+@pytest.mark.skipif(not _IN_RANGE, reason='the setting targets jaxlib 0.9-0.10 only')
+@pytest.mark.parametrize('vendor, flags, user, applied', [
+    ('AuthenticAMD', 'fpu avx2 avx512f avx512bw', '', True),
+    ('AuthenticAMD', 'fpu avx2', '', False),                 # Zen 3: no AVX-512
+    ('GenuineIntel', 'fpu avx2 avx512f', '', False),         # not measured on Intel
+    ('', '', '', False),                                     # no /proc/cpuinfo
+    ('AuthenticAMD', 'avx512f', '--xla_cpu_prefer_vector_width=256', False)])   # the user's wins
+def test_wide_vectors_only_on_amd_cpus_with_avx512(monkeypatch, vendor, flags, user, applied):
+  monkeypatch.setenv('XLA_FLAGS', user)
+  assert utils.prefer_wide_vectors(lambda: (vendor, set(flags.split()))) is applied
+  want = f'{user} --xla_cpu_prefer_vector_width=512'.strip() if applied else user
+  assert os.environ['XLA_FLAGS'] == want
+
+
+def test_cpu_info_reads_this_machine():
+  vendor, flags = utils._cpu_info()   # pylint: disable=protected-access
+  if os.path.exists('/proc/cpuinfo') and platform.machine() == 'x86_64':
+    assert vendor and 'sse2' in flags   # x86 Linux: vendor_id and flags of the first CPU
+  elif not os.path.exists('/proc/cpuinfo'):
+    assert (vendor, flags) == ('', set())
 
 
 def test_small_images_are_enlarged_in_the_png(tmp_path):
