@@ -44,7 +44,14 @@ def _not_orbax_info(record):
 
 
 _NO_SPACE = 'No space left on device'
-logging.get_absl_logger().addFilter(_not_orbax_info)
+
+
+def quiet_orbax_logging():
+  """Drop orbax's INFO chatter and its full-disk tracebacks from the absl log (`_not_orbax_info`);
+  the run's logging setup (`outputs.tee_logging`) calls it, importing this module does not."""
+  absl_log = logging.get_absl_logger()
+  if _not_orbax_info not in absl_log.filters:
+    absl_log.addFilter(_not_orbax_info)
 
 
 class CheckpointReadError(RuntimeError):

@@ -8,6 +8,7 @@ import os
 from absl import logging
 import jax
 
+import checkpointing
 import evaluation
 import paths
 import utils
@@ -28,13 +29,16 @@ def save_npz(path, **arrays):
 def tee_logging(workdir, process):
   """Also log to <workdir>/log.txt (process i > 0: log<i>.txt), appending. For a gs:// or s3://
   workdir the file is written locally and uploaded by paths.sync (paths.staged): a logging
-  handler cannot append to an object."""
+  handler cannot append to an object. orbax's INFO lines are left out (the progress lines would
+  drown in ~20 per save), and so are its tracebacks of a full disk (`checkpointing.save` reports
+  that in one line)."""
   name = f'log{process or ""}.txt'
   handler = pylogging.FileHandler(os.path.join(paths.staged(workdir, carry=(name,)), name))
   handler.setFormatter(pylogging.Formatter('%(levelname)s %(asctime)s %(filename)s:%(lineno)d] '
                                            '%(message)s'))
   logging.get_absl_logger().addHandler(handler)
   logging.set_verbosity(logging.INFO)
+  checkpointing.quiet_orbax_logging()
 
 
 def save_samples(images, path_stem):

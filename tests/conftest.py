@@ -26,10 +26,12 @@ if '--xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                              ' --xla_backend_optimization_level=0').strip()
 
+import checkpointing  # noqa: E402  pylint: disable=wrong-import-position
 import paths  # noqa: E402  pylint: disable=wrong-import-position
 import utils  # noqa: E402  pylint: disable=wrong-import-position
 
 paths.configure()       # as main.py does, before the first path operation
+checkpointing.quiet_orbax_logging()   # as main.py's logging setup does (outputs.tee_logging)
 utils.configure_cpu()   # as main.py does, before any test starts JAX's backend
 
 

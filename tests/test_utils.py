@@ -108,14 +108,20 @@ def test_threefry_on_cpu_is_unrolled_and_gives_the_known_answers():
 
 
 def test_importing_modules_changes_nothing_global():
-  """Importing the library leaves XLA_FLAGS and JAX's CPU lowerings as they were
-  (`utils.configure_cpu` is the explicit step)."""
+  """Importing the library leaves XLA_FLAGS, JAX's CPU lowerings and the log's filters as they
+  were (`utils.configure_cpu` and `outputs.tee_logging` are the explicit steps)."""
   code = ('import os; before = os.environ.get("XLA_FLAGS"); '
           'from jax._src.interpreters import mlir; from jax._src.random import threefry2x32 as t; '
           'rule = lambda: mlir._platform_specific_lowerings["cpu"].get(t.threefry2x32_p); '
           'before_rule = rule(); '
+          'from absl import logging; import logging as pylogging; '
+          'filters = lambda: (list(logging.get_absl_logger().filters), '
+          '                   list(pylogging.getLogger("asyncio").filters)); '
+          'before_filters = filters(); '
           'import sde_lib, losses, sampling, run_lib, modes, evaluation, utils, foreign.load; '
+          'import checkpointing, outputs; '
           'assert os.environ.get("XLA_FLAGS") == before, os.environ.get("XLA_FLAGS"); '
+          'assert filters() == before_filters, filters(); '
           'assert rule() is before_rule; print("ok")')
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
