@@ -42,16 +42,30 @@ def _jaxlib_in_range():
   return (0, 9) <= tuple(int(part) for part in jaxlib.__version__.split('.')[:2]) < (0, 11)
 
 
-def _cpu_info():
-  """(vendor, ISA flags) of the first CPU in /proc/cpuinfo; ('', set()) where there is none."""
+def _cpu_fields():
+  """{field: value} of the first CPU in /proc/cpuinfo; {} where there is none."""
   try:
     with open('/proc/cpuinfo', encoding='utf-8', errors='replace') as f:
-      fields = dict(line.split(':', 1) for line in f.read().split('\n\n')[0].splitlines()
-                    if ':' in line)
+      lines = f.read().split('\n\n')[0].splitlines()
   except OSError:
-    return '', set()
-  fields = {k.strip(): v.strip() for k, v in fields.items()}
+    return {}
+  return {k.strip(): v.strip() for k, v in (line.split(':', 1) for line in lines if ':' in line)}
+
+
+def _cpu_info():
+  """(vendor, ISA flags) of the first CPU in /proc/cpuinfo; ('', set()) where there is none."""
+  fields = _cpu_fields()
   return fields.get('vendor_id', ''), set(fields.get('flags', '').split())
+
+
+def cpu_name():
+  """'model name, family F model M[, AVX-512]' from /proc/cpuinfo (bench headers), or ''."""
+  fields = _cpu_fields()
+  if not fields:
+    return ''
+  avx512 = ', AVX-512' if 'avx512f' in fields.get('flags', '').split() else ''
+  return (f"{fields.get('model name', '?')}, family {fields.get('cpu family', '?')} model "
+          f"{fields.get('model', '?')}{avx512}")
 
 
 def prefer_wide_vectors(cpu_info=_cpu_info):

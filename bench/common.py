@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import utils
+
 PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'peers.py')
 
 
@@ -181,6 +183,7 @@ def print_table(rows, gemm, peer_source):
         f'peer: {peer_source}')
   if hasattr(os, 'getloadavg'):   # other jobs slow torch's threads far more than XLA's
     print(f'1-min load average {os.getloadavg()[0]:.1f} on {cores()} cores (this run included)')
+  print(f'CPU: {utils.cpu_name()}; XLA_FLAGS: {os.environ.get("XLA_FLAGS", "")}')
   print(f'{"workload":<44} {"ours ms":>9} {"peer ms":>9} {"peer/ours":>9} '
         f'{"GFLOP":>9} {"GFLOP/s":>9} {"% GEMM":>8}')
   for name, ours, peer, flops in rows:

@@ -58,8 +58,9 @@ def test_cpu_info_reads_this_machine():
   vendor, flags = utils._cpu_info()   # pylint: disable=protected-access
   if os.path.exists('/proc/cpuinfo') and platform.machine() == 'x86_64':
     assert vendor and 'sse2' in flags   # x86 Linux: vendor_id and flags of the first CPU
+    assert ' family ' in utils.cpu_name() and ('AVX-512' in utils.cpu_name()) == ('avx512f' in flags)
   elif not os.path.exists('/proc/cpuinfo'):
-    assert (vendor, flags) == ('', set())
+    assert (vendor, flags, utils.cpu_name()) == ('', set(), '')
 
 
 def test_small_images_are_enlarged_in_the_png(tmp_path):
