@@ -3,8 +3,8 @@
 The convolutions are read from our compiled forward (XLA's HLO after optimisation: every 3×3
 convolution with its input and kernel shape); each distinct shape is timed with 'same' padding
 (as every one of EDM's small DDPM++ has; a padded-before input, as config A's first, is timed
-as if 'same') as 10 convolutions of independent inputs in one jitted call (a lone call pays for waking the thread pool: 2× on the
-2-core AMD EPYC), and, with --peer_python, as 10 `torch.nn.functional.conv2d` calls in a row
+as if 'same') as 10 convolutions of independent inputs in one jitted call (a lone call pays for
+waking the thread pool: 2× on the 2-core AMD EPYC), and, with --peer_python, as 10 `torch.nn.functional.conv2d` calls in a row
 (bench/peers.py --convs; torch only, no checkout). The sum over the forward's convolutions,
 next to the whole forward, says what share of the forward any other change can touch, and
 whether the peer's convolution engine is faster than ours.
