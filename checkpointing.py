@@ -46,12 +46,15 @@ def _not_orbax_info(record):
 _NO_SPACE = 'No space left on device'
 
 
+def _add_filter_once(logger, record_filter):
+  if record_filter not in logger.filters:
+    logger.addFilter(record_filter)
+
+
 def quiet_orbax_logging():
   """Drop orbax's INFO chatter and its full-disk tracebacks from the absl log (`_not_orbax_info`);
   the run's logging setup (`outputs.tee_logging`) calls it, importing this module does not."""
-  absl_log = logging.get_absl_logger()
-  if _not_orbax_info not in absl_log.filters:
-    absl_log.addFilter(_not_orbax_info)
+  _add_filter_once(logging.get_absl_logger(), _not_orbax_info)
 
 
 class CheckpointReadError(RuntimeError):
@@ -132,22 +135,13 @@ def check_room(workdir, state, count):
                     'the end', free / 2**20, count, need / 2**20)
 
 
-class _UnretrievedNoSpace(pylogging.Filter):
-  """Drops asyncio's "Task/Future exception was never retrieved" records of writes that failed
-  for lack of space: the sibling writes of a checkpoint whose failure `save` reports in one line
-  (orbax raises the first; each other one would print a screenful of tensorstore spec whenever
-  Python collects it)."""
-
-  def filter(self, record):
-    text = record.getMessage()
-    return not ('exception was never retrieved' in text and _NO_SPACE in text)
-
-
-def _quiet_sibling_failures():
-  """Install `_UnretrievedNoSpace` on the asyncio logger (once; only after a failed save)."""
-  asyncio_log = pylogging.getLogger('asyncio')
-  if not any(isinstance(f, _UnretrievedNoSpace) for f in asyncio_log.filters):
-    asyncio_log.addFilter(_UnretrievedNoSpace())
+def _not_unretrieved_no_space(record):
+  """Logging filter: False for asyncio's "Task/Future exception was never retrieved" records of
+  writes that failed for lack of space: the sibling writes of a checkpoint whose failure `save`
+  reports in one line (orbax raises the first; each other one would print a screenful of
+  tensorstore spec whenever Python collects it). Installed only after such a failure."""
+  text = record.getMessage()
+  return not ('exception was never retrieved' in text and _NO_SPACE in text)
 
 
 def save(manager, state):
@@ -167,7 +161,7 @@ def save(manager, state):
       raise
     for partial in glob.glob(glob.escape(step_path(manager, step)) + '.orbax-checkpoint-tmp*'):
       shutil.rmtree(partial, ignore_errors=True)
-    _quiet_sibling_failures()
+    _add_filter_once(pylogging.getLogger('asyncio'), _not_unretrieved_no_space)
     raise _no_space(step_path(manager, step)) from None
   paths.sync(force=True)
   return True

@@ -4,8 +4,8 @@ The convolutions are read from our compiled forward (XLA's HLO after optimisatio
 convolution with its input and kernel shape); each distinct shape is timed with 'same' padding
 (as every one of EDM's small DDPM++ has; a padded-before input, as config A's first, is timed
 as if 'same') as 10 convolutions of independent inputs in one jitted call (a lone call pays for
-waking the thread pool: 2× on the 2-core AMD EPYC), and, with --peer_python, as 10 `torch.nn.functional.conv2d` calls in a row
-(bench/peers.py --convs; torch only, no checkout). The sum over the forward's convolutions,
+waking the thread pool: 2× on the 2-core AMD EPYC), and, with --peer_python, as 10
+`torch.nn.functional.conv2d` calls in a row (bench/peers.py --convs; torch only, no checkout). The sum over the forward's convolutions,
 next to the whole forward, says what share of the forward any other change can touch, and
 whether the peer's convolution engine is faster than ours.
 
@@ -99,26 +99,27 @@ def main(argv=None):
   shapes = conv_shapes(fn.lower(*fn_args).compile().as_text())
   whole = common.timed(lambda: fn(*fn_args), args.repeats)[1]
   ours = {shape: xla_conv_seconds(shape, args.repeats, args.grad) for shape in shapes}
+  key = lambda shape: ','.join(map(str, shape))  # noqa: E731  bench/peers.py's 'conv B,H,W,C,O'
   peer = {}
   if args.peer_python:
-    spec = ';'.join(','.join(map(str, s)) for s in shapes)
     times = common.peer_times(args.peer_python, {}, args.batch, args.repeats, common.cores(),
-                              extra=('--convs', spec) + (('--conv_grad',) if args.grad else ()))
-    peer = {s: times['conv ' + ','.join(map(str, s))] for s in shapes}
+                              extra=('--convs', ';'.join(map(key, shapes)))
+                              + (('--conv_grad',) if args.grad else ()))
+    peer = {s: times[f'conv {key(s)}'] for s in shapes}
   print(f'{args.model} forward, batch {args.batch}, {common.cores()} cores: '
         f'{sum(shapes.values())} 3x3 convolutions of {len(shapes)} shapes'
         + (', each timed with its input and kernel gradients' if args.grad else ''))
   print(f'{"B,H,W,C->O":>22} {"count":>5} {"XLA ms":>8} {"torch ms":>9}')
   for shape, count in sorted(shapes.items()):
     theirs = f'{1e3 * peer[shape]:9.3f}' if peer else f'{"-":>9}'
-    print(f'{",".join(map(str, shape[:4])) + "->" + str(shape[4]):>22} {count:5d} '
+    print(f'{key(shape[:4]) + "->" + str(shape[4]):>22} {count:5d} '
           f'{1e3 * ours[shape]:8.3f} {theirs}')
-  total = sum(count * ours[s] for s, count in shapes.items())
-  line = f'convolutions: XLA {1e3 * total:.1f} ms'
+  total = lambda times: sum(count * times[s] for s, count in shapes.items())  # noqa: E731
+  line = f'convolutions: XLA {1e3 * total(ours):.1f} ms'
   if peer:
-    line += f', torch {1e3 * sum(count * peer[s] for s, count in shapes.items()):.1f} ms'
+    line += f', torch {1e3 * total(peer):.1f} ms'
   print(f'{line}; our whole forward {1e3 * whole:.1f} ms (min of {args.repeats}), '
-        f'convolutions {100 * total / whole:.0f}% of it')
+        f'convolutions {100 * total(ours) / whole:.0f}% of it')
 
 
 if __name__ == '__main__':
