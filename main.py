@@ -3,20 +3,20 @@
   python main.py --config=configs/quickstart/digits.py --workdir=W --mode=train
   python main.py --config=configs/edm/cifar10_ddpmpp.py --workdir=W --mode=sample \
       --checkpoint=https://nvlabs-fi-cdn.nvidia.com/edm/pretrained/edm-cifar10-32x32-uncond-vp.pkl
-  python main.py --config=configs/ve/cifar10_ncsnpp_continuous.py --config.training.batch_size=64 \
-      --dry_run                                    # print the resolved config and exit
+  python main.py --config=C --config.training.batch_size=64 --dry_run  # the resolved config
   python main.py --explain_config [--config=C --mode=M]   # the config rules [and which C breaks]
 
 The config is locked: a missing file or mistyped override fails while the flags are parsed, a
-combination the rules forbid (configs/rules.py) before the workdir is touched. Logs go to stderr
-and <workdir>/log.txt (process i > 0: log<i>.txt). --workdir may be gs:// or s3:// (paths.py; an
-unreachable one fails in seconds); --distributed joins a multi-process run (run_lib).
+combination the rules forbid (configs/rules.py) before the workdir is touched. Logs: stderr and
+<workdir>/log.txt (process i > 0: log<i>.txt). --workdir may be gs:// or s3:// (paths.py).
 """
 import sys
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
+
+import hugepages
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file (ml_collections).', lock_config=True)
@@ -76,4 +76,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  hugepages.reexec_with_huge_pages()   # restarts once with glibc's huge pages (hugepages.py)
   app.run(main, flags_parser=_parse_flags)

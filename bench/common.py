@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import hugepages
 import utils
 
 PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'peers.py')
@@ -128,7 +129,7 @@ def check_peer(python, checkouts, script=PEERS):
     command += [f'--{flag}', path]
   try:
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            timeout=300)
+                            timeout=300, env=hugepages.peer_environ())
   except (OSError, subprocess.TimeoutExpired) as e:
     raise SystemExit(f'bench: --peer_python {python}: cannot run it ({e})') from None
   if result.returncode:
@@ -149,7 +150,8 @@ def peer_times(python, checkouts, batch, repeats, threads, extra=(), script=PEER
              '--threads', str(threads), *extra]
   for flag, path in checkouts.items():
     command += [f'--{flag}', path]
-  result = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+  result = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True,
+                          env=hugepages.peer_environ())   # the peer as its users run it
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -183,7 +185,9 @@ def print_table(rows, gemm, peer_source):
         f'peer: {peer_source}')
   if hasattr(os, 'getloadavg'):   # other jobs slow torch's threads far more than XLA's
     print(f'1-min load average {os.getloadavg()[0]:.1f} on {cores()} cores (this run included)')
-  print(f'CPU: {utils.cpu_name()}; XLA_FLAGS: {os.environ.get("XLA_FLAGS", "")}')
+  print(f'CPU: {utils.cpu_name()}; XLA_FLAGS: {os.environ.get("XLA_FLAGS", "")}; '
+        f'GLIBC_TUNABLES: {os.environ.get("GLIBC_TUNABLES", "")} (ours; the peer: '
+        f'{hugepages.peer_environ().get("GLIBC_TUNABLES", "")})')
   print(f'{"workload":<44} {"ours ms":>9} {"peer ms":>9} {"peer/ours":>9} '
         f'{"GFLOP":>9} {"GFLOP/s":>9} {"% GEMM":>8}')
   for name, ours, peer, flops in rows:

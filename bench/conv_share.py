@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
 import common
 import edm_sampler
+import hugepages
 import model_forward
 from models import utils as mutils
 import utils
@@ -123,4 +124,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+  hugepages.reexec_with_huge_pages()   # as main.py runs (hugepages.py)
   main()

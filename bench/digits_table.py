@@ -44,6 +44,7 @@ from configs.quickstart import digits
 import datasets
 import digits_metric
 import eval_lib
+import hugepages
 import losses
 from models import precond
 from models import utils as mutils
@@ -386,4 +387,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+  hugepages.reexec_with_huge_pages()   # as main.py runs (hugepages.py)
   main()

@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
 import common
 from configs.edm import cifar10_ddpmpp
+import hugepages
 import losses
 from models import precond
 from models import utils as mutils
@@ -135,4 +136,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+  hugepages.reexec_with_huge_pages()   # as main.py runs (hugepages.py)
   main()

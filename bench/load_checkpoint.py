@@ -19,6 +19,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
 from foreign import load, torch_pickle
+import hugepages
 
 
 def main():
@@ -41,4 +42,5 @@ def main():
 
 
 if __name__ == '__main__':
+  hugepages.reexec_with_huge_pages()   # as main.py runs (hugepages.py)
   main()

@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import common
 from configs.ve import cifar10_ncsnpp_continuous
 import datasets
+import hugepages
 import likelihood
 from models import precond
 from models import utils as mutils
@@ -172,4 +173,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+  hugepages.reexec_with_huge_pages()   # as main.py runs (hugepages.py)
   main()

@@ -2,16 +2,20 @@
 from a jax.profiler trace, summed per kernel kind and listed with the layer each comes from.
 
   python bench/profile_step.py [--model edm|config_a] [--workload train_step|forward] [--batch 8]
-                               [--steps 5] [--top 20] [--per_call 1]
+                               [--steps 5] [--top 20] [--per_call 1] [--one_core]
 
 The model and step are bench/edm_sampler.py's (`--model config_a`: bench/model_forward.py's NCSN++
 config A and its VE-DSM + clip + Adam step). XLA:CPU names each kernel after its fusion kind
 and an index (`copy_bitcast_fusion.6`, `ynn_fusion.194`, `convolution.12`); the first table sums
 the trace's durations per kind (index dropped) over `--steps` calls, per call; the second lists
 the slowest kernels with the JAX op that produced them (the compiled HLO's `op_name`, e.g.
-`transpose(jvp(NCSNpp))/up_1_resample/skip/transpose`: the backward pass of a 1×1 skip). Kernels
-of the two cores overlap, so the per-kind sums can exceed the wall time of a step; read shares,
-and compare runs only back to back (docs/performance.md). `--per_call k`: a train step runs k
+`transpose(jvp(NCSNpp))/up_1_resample/skip/transpose`: the backward pass of a 1×1 skip).
+On more than one core the spans mislead: XLA:CPU runs a convolution asynchronously on Eigen's
+thread pool, so its span covers the launch only (the EDM train step's convolutions: 9 ms on two
+cores, 186 ms on one), and a loop kernel split across the cores lasts until the busier core
+reaches it. `--one_core` pins the process to one CPU before XLA's thread pool starts: every span
+is then that kernel's whole work, and the sums add up to the step (docs/performance.md). Compare
+runs only back to back. `--per_call k`: a train step runs k
 optimizer steps per jitted call, as `training.n_jitted_steps`; the times are per optimizer step,
 and its kernel spans undercount the work (docs/performance.md, "Steps per call"): compare them
 only with other k-per-call profiles.
@@ -35,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
 import common
 import edm_sampler
+import hugepages
 import losses
 import model_forward
 from models import utils as mutils
@@ -104,9 +109,13 @@ def main(argv=None):
   parser.add_argument('--top', type=int, default=20)
   parser.add_argument('--per_call', type=int, default=1,
                       help='train step: optimizer steps per jitted call (training.n_jitted_steps)')
+  parser.add_argument('--one_core', action='store_true',
+                      help='pin to one CPU: every kernel span is its whole work (see above)')
   args = parser.parse_args(argv)
   if args.per_call < 1:
     parser.error(f'--per_call {args.per_call}: steps per jitted call must be >= 1')
+  if args.one_core:
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # before the CPU client exists
   utils.configure_cpu()
   per_call = args.per_call if args.workload == 'train_step' else 1
   fn, fn_args = build(args.model, args.workload, args.batch, per_call)
@@ -119,6 +128,10 @@ def main(argv=None):
   print(f'{args.model} {args.workload}, batch {args.batch}, {per_call} per call: wall min '
         f'{1e3 * wall_min:.1f} ms, median {1e3 * wall_median:.1f} ms; kernels {total:.1f} ms per '
         f'step ({len(times)} kernels)')
+  cores = len(os.sched_getaffinity(0))
+  if cores > 1:
+    print(f'{cores} cores: convolution spans are their launch only, loop kernels wait for the '
+          'busier core; --one_core for whole-kernel times')
   kinds, counts = collections.Counter(), collections.Counter()
   for name, ms in times.items():
     kind = re.sub(r'\.\d+$', '', name)
@@ -134,4 +147,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+  hugepages.reexec_with_huge_pages()   # as main.py runs (hugepages.py)
   main()

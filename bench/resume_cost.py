@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs.quickstart import digits
 import data_state
 import datasets
+import hugepages
 import utils
 
 
@@ -61,4 +62,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+  hugepages.reexec_with_huge_pages()   # as main.py runs (hugepages.py)
   main()
