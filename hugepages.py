@@ -58,14 +58,17 @@ def reexec_with_huge_pages():
   """Restarts this process (same interpreter, options and arguments, same pid) with glibc's huge
   pages when `tunables_with_huge_pages` wants them; otherwise returns. Call it first."""
   tunables = tunables_with_huge_pages(os.environ, _thp_mode(), _glibc_version(), sys.platform)
-  argv = getattr(sys, 'orig_argv', None) or [sys.executable] + sys.argv
   if tunables is None or not sys.executable:
     return
+  argv = getattr(sys, 'orig_argv', None) or [sys.executable] + sys.argv   # options included
   env = dict(os.environ, GLIBC_TUNABLES=tunables)
   env[_ADDED] = os.environ.get('GLIBC_TUNABLES', '')   # the user's own value, restored for peers
   sys.stdout.flush()
   sys.stderr.flush()
-  os.execve(sys.executable, argv, env)
+  try:
+    os.execve(sys.executable, argv, env)
+  except OSError:                                      # cannot restart: run as we are
+    pass
 
 
 def peer_environ():

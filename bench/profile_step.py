@@ -12,13 +12,12 @@ the slowest kernels with the JAX op that produced them (the compiled HLO's `op_n
 `transpose(jvp(NCSNpp))/up_1_resample/skip/transpose`: the backward pass of a 1×1 skip).
 On more than one core the spans mislead: XLA:CPU runs a convolution asynchronously on Eigen's
 thread pool, so its span covers the launch only (the EDM train step's convolutions: 9 ms on two
-cores, 186 ms on one), and a loop kernel split across the cores lasts until the busier core
+cores, 161 ms on one), and a loop kernel split across the cores lasts until the busier core
 reaches it. `--one_core` pins the process to one CPU before XLA's thread pool starts: every span
 is then that kernel's whole work, and the sums add up to the step (docs/performance.md). Compare
-runs only back to back. `--per_call k`: a train step runs k
-optimizer steps per jitted call, as `training.n_jitted_steps`; the times are per optimizer step,
-and its kernel spans undercount the work (docs/performance.md, "Steps per call"): compare them
-only with other k-per-call profiles.
+runs only back to back. `--per_call k`: a train step runs k optimizer steps per jitted call, as
+`training.n_jitted_steps`; the times are per optimizer step, and its kernel spans undercount the
+work (docs/performance.md, "Steps per call"): compare them only with other k-per-call profiles.
 """
 import argparse
 import collections

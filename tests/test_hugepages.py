@@ -80,3 +80,19 @@ def test_an_entry_point_restarts_once_with_huge_pages_and_the_same_command(tmp_p
   assert peer == '<unset>'                       # a peer gets the environment the user started
   _, faults_off, _ = _run(tmp_path, dict(env, GLIBC_TUNABLES='glibc.malloc.hugetlb=0'))
   assert faults_off >= 64 * 256, faults_off      # the user's own setting wins: 4 KiB pages
+
+
+def test_a_restart_that_cannot_exec_runs_on_as_it_is(monkeypatch):
+  monkeypatch.setattr(hugepages, '_thp_mode', lambda: 'madvise')
+  monkeypatch.setattr(hugepages, '_glibc_version', lambda: GLIBC)
+  monkeypatch.setattr(sys, 'platform', LINUX)
+  monkeypatch.delenv('GLIBC_TUNABLES', raising=False)
+  calls = []
+
+  def refuse(*args):
+    calls.append(args)
+    raise PermissionError('exec refused')
+  monkeypatch.setattr(os, 'execve', refuse)
+  hugepages.reexec_with_huge_pages()
+  assert len(calls) == 1 and 'glibc.malloc.hugetlb=1' == calls[0][2]['GLIBC_TUNABLES']
+  assert 'GLIBC_TUNABLES' not in os.environ
