@@ -45,6 +45,14 @@ def _read(root):
   return json.loads(paths.read_text(paths.join(root, workdir_lock.NAME)))
 
 
+def _within(seconds, condition):
+  """Polls `condition` until it holds; fails after `seconds`."""
+  deadline = time.time() + seconds
+  while not condition():
+    assert time.time() < deadline, f'not within {seconds} s'
+    time.sleep(0.05)
+
+
 def _dead_pid():
   proc = subprocess.Popen(['true'])
   proc.wait()
@@ -179,12 +187,11 @@ def test_a_run_whose_workdir_was_taken_over_stops(root, fast):
   lock = workdir_lock.TrainLock(root)
   lock.acquire()
   paths.remove(paths.join(root, workdir_lock.NAME))   # deleted by hand: written again
-  time.sleep(0.5)
+  _within(10, lambda: paths.exists(paths.join(root, workdir_lock.NAME)))
   assert _read(root)['token'] == lock.record['token']
   other = _record(root, host='elsewhere')
-  time.sleep(0.5)
   with pytest.raises(workdir_lock.WorkdirBusyError, match='took .* over'):
-    lock.check()
+    _within(10, lambda: lock.check() and False)     # the beat notices (gs:// under load: > 0.5 s)
   lock.release()
   assert _read(root) == other                       # the other run's record stays
 
