@@ -3,8 +3,7 @@
   python main.py --config=configs/quickstart/digits.py --workdir=W --mode=train
   python main.py --config=configs/edm/cifar10_ddpmpp.py --workdir=W --mode=sample \
       --checkpoint=https://nvlabs-fi-cdn.nvidia.com/edm/pretrained/edm-cifar10-32x32-uncond-vp.pkl
-  python main.py --config=C --config.training.batch_size=64 --dry_run  # the resolved config
-  python main.py --explain_config [--config=C --mode=M]   # the config rules [and which C breaks]
+  python main.py --config=C --config.training.batch_size=64 --dry_run | --explain_config [--mode=M]
 
 The config is locked: a missing file or mistyped override fails while the flags are parsed, a
 combination the rules forbid (configs/rules.py) before the workdir is touched. Logs: stderr and
@@ -27,12 +26,13 @@ flags.DEFINE_string('eval_folder', 'eval', 'Sub-directory of workdir for --mode=
 flags.DEFINE_string('checkpoint', '', 'Weights instead of the workdir\'s newest state: a file or '
                     'URL of any format foreign/load.py reads, or an orbax step directory.')
 flags.DEFINE_bool('dry_run', False, 'Print the resolved config and exit.')
-flags.DEFINE_bool('explain_config', False, 'Print the config rules (the legal combinations) and, '
-                  'with --config, the ones it breaks in --mode; then exit.')
+flags.DEFINE_bool('explain_config', False, 'Print the config rules (and those --config breaks).')
 flags.DEFINE_string('distributed', '', "Multi-process: 'auto' or ADDRESS:PORT,NUM_PROCESSES,ID.")
 
 
 def _parse_flags(argv):
+  if sum(a.split('=', 1)[0] == '--config' for a in argv[1:]) > 1:  # absl: 'config.X defined twice'
+    sys.exit('FATAL --config given twice: pass one file, override fields with --config.FIELD=VALUE')
   try:
     argv = app.parse_flags_with_usage(argv)
     if FLAGS.config is not None:  # a config file that failed to load raises when first read

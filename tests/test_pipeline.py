@@ -369,6 +369,15 @@ def test_main_rejects_unknown_and_mistyped_overrides_before_any_work(tmp_path):
   assert not os.path.exists(workdir)
 
 
+def test_main_refuses_two_config_files_in_one_line():
+  """absl registered each file's override flags: 'The flag config.X is defined twice'."""
+  out = _main('--config', 'configs/quickstart/digits.py', '--config=configs/edm/cifar10_ddpmpp.py',
+              '--config.training.batch_size=32', '--dry_run')
+  assert out.returncode == 1 and out.stdout == '', out.stdout[-500:]
+  assert out.stderr.strip().splitlines() == [
+      'FATAL --config given twice: pass one file, override fields with --config.FIELD=VALUE']
+
+
 def test_main_dry_run_prints_the_resolved_config():
   out = _main('--config=configs/quickstart/digits.py', '--config.training.batch_size=32',
               '--dry_run')
