@@ -20,8 +20,8 @@ import sys
 
 TUNABLE = 'glibc.malloc.hugetlb'
 _THP_MODE = '/sys/kernel/mm/transparent_hugepage/enabled'
-_ADDED = 'SCOREFLOW_ADDED_HUGETLB'   # marks our addition, so peer processes can be given the
-#                                    environment the user started with (peer_environ)
+# Marks our addition, so that peer processes get the environment the user started (peer_environ).
+_ADDED = 'SCOREFLOW_ADDED_HUGETLB'
 
 
 def _thp_mode(path=_THP_MODE):
