@@ -93,7 +93,11 @@ class UNetBlock(nn.Module):
   @nn.compact
   def __call__(self, x, emb, train=False):
     c, out = x.shape[-1], self.out_ch
-    h = _conv3x3(out, 'conv0', dtype=self.dtype)(self._resample(nn.silu(_norm(c, 'norm0')(x))))
+    h = nn.silu(_norm(c, 'norm0')(x))
+    if self.up:   # nearest upsampling commutes with convolutions: run them on the input grid
+      h = layers.upsample_conv3x3(out, name='conv0', dtype=self.dtype, kernel_init=_INIT)(h)
+    else:
+      h = _conv3x3(out, 'conv0', dtype=self.dtype)(self._resample(h))
     scale, shift = jnp.split(self._dense(2 * out, 'affine')(emb), 2, axis=-1)
     h = nn.silu(shift[:, None, None, :] + _norm(out, 'norm1')(h) * (scale[:, None, None, :] + 1.))
     h = _conv3x3(out, 'conv1', init=_ZERO, dtype=self.dtype)(

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
+from models import up_or_down_sampling as uds
 from utils import Registry
 
 ACTIVATIONS = Registry('config.model.nonlinearity')
@@ -45,6 +46,13 @@ def conv3x3(features, init_scale=1., stride=1, name=None, dtype=None):
   """3×3 'SAME' convolution with DDPM init; stride 2 pads (0, 1) like TF's SAME."""
   return nn.Conv(features, (3, 3), strides=(stride, stride), padding='SAME',
                  kernel_init=default_init(init_scale), name=name, dtype=dtype)
+
+
+def upsample_conv3x3(features, init_scale=1., name=None, dtype=None, kernel_init=None):
+  """Nearest ×2 upsampling then a 3×3 'SAME' convolution; parameters as `conv3x3`'s (kernel
+  HWIO, bias), computed on the input grid (`uds.nearest_upsample_conv_2d`, 4/9 of the work)."""
+  return uds.Conv2d(features, 3, up=True, resample_kernel=(1, 1), name=name, dtype=dtype,
+                    kernel_init=kernel_init or default_init(init_scale))
 
 
 def conv1x1(features, init_scale=1., name=None, dtype=None):
@@ -229,9 +237,9 @@ class Upsample(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    n, h, w, c = x.shape
-    x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, 2, w, 2, c)).reshape(n, 2 * h, 2 * w, c)
-    return conv3x3(c, name='conv', dtype=self.dtype)(x) if self.with_conv else x
+    if self.with_conv:
+      return upsample_conv3x3(x.shape[-1], name='conv', dtype=self.dtype)(x)
+    return uds.naive_upsample_2d(x)
 
 
 class Downsample(nn.Module):

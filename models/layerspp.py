@@ -62,8 +62,9 @@ class Upsample(nn.Module):
   def __call__(self, x):
     out_ch = self.out_ch or x.shape[-1]
     if not self.fir:
-      x = uds.naive_upsample_2d(x)
-      return conv3x3(out_ch, name='conv', dtype=self.dtype)(x) if self.with_conv else x
+      if self.with_conv:
+        return layers.upsample_conv3x3(out_ch, name='conv', dtype=self.dtype)(x)
+      return uds.naive_upsample_2d(x)
     if not self.with_conv:
       return uds.upsample_2d(x, self.fir_kernel)
     return uds.Conv2d(out_ch, 3, up=True, resample_kernel=self.fir_kernel,
@@ -115,8 +116,9 @@ class ResnetBlockBigGANpp(nn.Module):
   dtype: Any = None
 
   def _resample(self, x):
+    """FIR up, FIR or mean-pool down (nearest up is folded into the convolutions, below)."""
     if self.up:
-      return uds.upsample_2d(x, self.fir_kernel) if self.fir else uds.naive_upsample_2d(x)
+      return uds.upsample_2d(x, self.fir_kernel)
     if self.down:
       return uds.downsample_2d(x, self.fir_kernel) if self.fir else uds.naive_downsample_2d(x)
     return x
@@ -126,14 +128,18 @@ class ResnetBlockBigGANpp(nn.Module):
     c = x.shape[-1]
     out_ch = self.out_ch or c
     h = self.act(layers.group_norm(c, pp_groups, name='norm_0')(x))
-    h, x = self._resample(h), self._resample(x)
-    h = conv3x3(out_ch, name='conv_0', dtype=self.dtype)(h)
+    if self.up and not self.fir:   # nearest upsampling commutes with convolutions: run them on
+      h = layers.upsample_conv3x3(out_ch, name='conv_0', dtype=self.dtype)(h)   # the input grid
+      x = uds.naive_upsample_2d(conv1x1(out_ch, name='skip', dtype=self.dtype)(x))
+    else:
+      h = conv3x3(out_ch, name='conv_0', dtype=self.dtype)(self._resample(h))
+      x = self._resample(x)
+      if c != out_ch or self.up or self.down:
+        x = conv1x1(out_ch, name='skip', dtype=self.dtype)(x)
     if temb is not None:
       h = h + nn.Dense(out_ch, kernel_init=default_init(), name='temb',
                        dtype=self.dtype)(self.act(temb))[:, None, None, :]
     h = self.act(layers.group_norm(out_ch, pp_groups, name='norm_1')(h))
     h = nn.Dropout(self.dropout)(h, deterministic=not train)
     h = conv3x3(out_ch, init_scale=self.init_scale, name='conv_1', dtype=self.dtype)(h)
-    if c != out_ch or self.up or self.down:
-      x = conv1x1(out_ch, name='skip', dtype=self.dtype)(x)
     return (x + h) / math.sqrt(2.) if self.skip_rescale else x + h

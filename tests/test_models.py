@@ -173,6 +173,27 @@ def test_fir_resampling_preserves_constants_and_shapes():
   np.testing.assert_allclose(down[:, 1:-1, 1:-1], 1., rtol=1e-6)
 
 
+@pytest.mark.parametrize('dtype,tol', [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
+def test_nearest_upsampling_conv_on_the_input_grid_equals_convolving_the_upsampled(dtype, tol):
+  """uds.nearest_upsample_conv_2d (four 2×2 convs on the input grid) against the definition:
+  repeat each pixel 2×2, then a 3×3 'SAME' conv; values and both gradients, odd sizes too."""
+  keys = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(keys[0], (2, 5, 6, 3)).astype(dtype)
+  w = jax.random.normal(keys[1], (3, 3, 3, 4)).astype(dtype)
+  g = jax.random.normal(keys[2], (2, 10, 12, 4)).astype(dtype)
+
+  def direct(x, w):
+    x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+    return jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  for fn in (uds.nearest_upsample_conv_2d, lambda x, w: uds.upsample_conv_2d(x, w, k=(1, 1))):
+    (y, vjp), (y_ref, vjp_ref) = jax.vjp(fn, x, w), jax.vjp(direct, x, w)
+    assert y.shape == (2, 10, 12, 4) and y.dtype == dtype
+    for ours, ref in zip((y, *vjp(g)), (y_ref, *vjp_ref(g))):
+      ours, ref = np.asarray(ours, np.float32), np.asarray(ref, np.float32)
+      assert np.abs(ours - ref).max() <= tol * np.abs(ref).max()
+
+
 def test_dropout_only_in_training_and_scale_by_sigma():
   config = small_config(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), init_scale=1.)
   config.data.image_size = 8
