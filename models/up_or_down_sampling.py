@@ -94,10 +94,9 @@ def _conv_valid(x, w, stride=1):
 
 # Nearest ×2 upsampling then a 3×3 'SAME' conv, per output phase: output row 2i + a sees upsampled
 # rows 2i + a − 1 .. 2i + a + 1, i.e. input rows i − 1, i, i (a = 0) or i, i, i + 1 (a = 1), so
-# each phase is a 2-tap filter on the input grid whose taps are sums of W's: _PHASE_TAPS[a][r, p]
-# = 1 where W's tap p lands on the phase's tap r (r = 0: row i − 1 + a; r = 1: row i + a).
-_PHASE_TAPS = np.array([[[1, 0, 0], [0, 1, 1]],
-                        [[1, 1, 0], [0, 0, 1]]], np.float32)
+# each phase is a 2-tap filter on the input grid whose taps are sums of W's: _PHASE_TAPS[a][r]
+# lists W's taps that land on the phase's tap r (r = 0: row i − 1 + a; r = 1: row i + a).
+_PHASE_TAPS = (((0,), (1, 2)), ((0, 1), (2,)))
 
 
 def nearest_upsample_conv_2d(x, w):
@@ -106,11 +105,12 @@ def nearest_upsample_conv_2d(x, w):
   as a sub-pixel convolution, Aitken+17): 4·4 instead of 4·9 multiply-adds per input pixel and
   channel pair, exactly the same sums up to float rounding (the taps are added first)."""
   n, h, wd, _ = x.shape
-  k = jnp.einsum('arp,bsq,pqio->abrsio', _PHASE_TAPS, _PHASE_TAPS,
-                 w.astype(jnp.float32)).astype(w.dtype)
+  w32 = w.astype(jnp.float32)
 
   def phase(a, b):        # pad before for phase 0 (rows i − 1, i), after for phase 1 (i, i + 1)
-    return jax.lax.conv_general_dilated(x, k[a, b], (1, 1), ((1 - a, a), (1 - b, b)),
+    k = jnp.stack([jnp.stack([sum(w32[p, q] for p in rows for q in cols)
+                              for cols in _PHASE_TAPS[b]]) for rows in _PHASE_TAPS[a]])
+    return jax.lax.conv_general_dilated(x, k.astype(w.dtype), (1, 1), ((1 - a, a), (1 - b, b)),
                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   y = jnp.stack([jnp.stack([phase(a, b) for b in (0, 1)], axis=3) for a in (0, 1)], axis=2)
   return y.reshape(n, 2 * h, 2 * wd, w.shape[-1])
