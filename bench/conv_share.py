@@ -14,7 +14,10 @@ whether the peer's convolution engine is faster than ours.
 --grad times each convolution with both its gradients (a train step's share; compare the sum
 with the whole train step of bench/edm_sampler.py).
 Measured 2026-12-04 on a 2-core AMD EPYC Zen 4 (EDM's small DDPM++, batch 8): the 42
-convolutions 34–35 ms in XLA and 35 ms in PyTorch; NVlabs/edm's whole forward 49–50 ms.
+convolutions 34–35 ms in XLA and 35 ms in PyTorch; NVlabs/edm's whole forward 49–50 ms. Since
+the up blocks convolve on the input grid (2×2 phase convolutions, not counted here; NVlabs/edm
+runs them as 3×3 at the upsampled size), the 3×3 ones are 23.9 ms in XLA and 21.5 ms in PyTorch
+(same day, a later run), our whole forward 39.4 ms.
 """
 import argparse
 import collections
