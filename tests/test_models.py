@@ -165,6 +165,15 @@ def test_unknown_model_lists_registered():
     get_model(small_config('ncsnpp_typo'))
 
 
+@pytest.mark.parametrize('factor', [2, 4])
+def test_mean_pooling_equals_block_means(factor):
+  """uds.naive_downsample_2d (strided slices) against numpy's mean over f×f blocks."""
+  x = np.random.default_rng(0).normal(size=(2, 8, 12, 3)).astype(np.float32)
+  expected = x.reshape(2, 8 // factor, factor, 12 // factor, factor, 3).mean(axis=(2, 4))
+  np.testing.assert_allclose(uds.naive_downsample_2d(jnp.asarray(x), factor), expected,
+                             rtol=1e-6, atol=1e-6)
+
+
 def test_fir_resampling_preserves_constants_and_shapes():
   x = jnp.ones((1, 8, 8, 2))
   up, down = uds.upsample_2d(x), uds.downsample_2d(x)
