@@ -17,8 +17,9 @@ filter), unit skip scale.
 
 Submodules carry DhariwalUNet's names (`enc_16x16_block0` for `enc.16x16_block0`, inside it
 norm0, conv0, affine, norm1, conv1, skip, norm2, qkv, proj), 3×3 convolutions are `nn.Conv`
-(kernel HWIO), linear layers and 1×1 convolutions `nn.Dense` (kernel [in, out]); qkv keeps EDM's
-output-channel order (head, channel, q/k/v), so `foreign.adm.to_params` only re-lays tensors out.
+(kernel HWIO), linear layers and 1×1 convolutions `layers.ChannelDense` (an `nn.Dense`, kernel
+[in, out]); qkv keeps EDM's output-channel order (head, channel, q/k/v), so `foreign.adm.to_params`
+only re-lays tensors out.
 `model.dtype` is the compute dtype of the convolutions and dense layers of the blocks, with
 attention logits and softmax in float32 as EDM's AttentionOp (the embedding MLP stays float32:
 precision.py); `model.remat` rematerialises each UNetBlock (`models.utils.remat`).
@@ -83,7 +84,7 @@ class UNetBlock(nn.Module):
   dtype: Any = None
 
   def _dense(self, features, name, init=_INIT):
-    return nn.Dense(features, kernel_init=init, name=name, dtype=self.dtype)
+    return layers.ChannelDense(features, kernel_init=init, name=name, dtype=self.dtype)
 
   def _resample(self, x):
     if self.down:

@@ -248,3 +248,29 @@ def test_group_norm_equals_flax_in_value_and_both_autodiff_modes(shape, groups):
   np.testing.assert_allclose(jvp(ours), jvp(ref), rtol=1e-4, atol=1e-4)
   hvp = lambda m: jax.jvp(jax.grad(loss(m), argnums=1), (params, x), (dparams, dx))[1]  # noqa: E731
   np.testing.assert_allclose(hvp(ours), hvp(ref), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize('shape', [(2, 5, 4, 6), (3, 7, 6), (4, 6)])
+@pytest.mark.parametrize('dtype,tol', [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
+def test_channel_dense_equals_flax_dense_and_dots_flat_rows(shape, dtype, tol):
+  """layers.ChannelDense vs flax's nn.Dense (truth we did not write): same parameters, values,
+  reverse-mode gradients and forward-mode tangents; and its dot is 2-D ([rows, channels]), the
+  form whose weight gradient XLA:CPU takes as one GEMM (docs/performance.md)."""
+  keys = jax.random.split(jax.random.key(0), 4)
+  x = jax.random.normal(keys[0], shape)
+  ours, ref = layers.ChannelDense(5, dtype=dtype), nn.Dense(5, dtype=dtype)
+  params = ours.init(keys[1], x)
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, ref.init(keys[1], x))
+  np.testing.assert_array_equal(params['params']['kernel'], ref.init(keys[1], x)['params']['kernel'])
+  cot = jax.random.normal(keys[2], shape[:-1] + (5,))
+  loss = lambda m: lambda p, x: jnp.sum(m.apply(p, x).astype(jnp.float32) * cot)   # noqa: E731
+  tangents = jax.tree.map(lambda p: jax.random.normal(keys[3], p.shape), (params, x))
+  jvp = lambda m: jax.jvp(m.apply, (params, x), tangents)[1]   # noqa: E731
+  for got, want in [(ours.apply(params, x), ref.apply(params, x)), (jvp(ours), jvp(ref)),
+                    *zip(jax.tree.leaves(jax.grad(loss(ours), argnums=(0, 1))(params, x)),
+                         jax.tree.leaves(jax.grad(loss(ref), argnums=(0, 1))(params, x)))]:
+    got, want = np.asarray(got, np.float32), np.asarray(want, np.float32)
+    assert np.abs(got - want).max() <= tol * np.abs(want).max()
+  dots = [e for e in jax.make_jaxpr(ours.apply)(params, x).jaxpr.eqns
+          if e.primitive.name == 'dot_general']
+  assert [e.invars[0].aval.ndim for e in dots] == [2]
