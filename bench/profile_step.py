@@ -127,8 +127,9 @@ def main(argv=None):
   print(f'{args.model} {args.workload}, batch {args.batch}, {per_call} per call: wall min '
         f'{1e3 * wall_min:.1f} ms, median {1e3 * wall_median:.1f} ms; kernels {total:.1f} ms per '
         f'step ({len(times)} kernels)')
-  if common.cores() > 1:
-    print(f'{common.cores()} cores: convolution spans are their launch only, loop kernels wait for the '
+  cores = common.cores()
+  if cores > 1:
+    print(f'{cores} cores: convolution spans are their launch only, loop kernels wait for the '
           'busier core; --one_core for whole-kernel times')
   kinds, counts = collections.Counter(), collections.Counter()
   for name, ms in times.items():
