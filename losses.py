@@ -284,14 +284,19 @@ def get_loss_fn(config, sde, train=True):
 
 
 def get_optimizer(config):
-  """Adam with linear warm-up (or EDM's lr ramp) and global-norm clipping, as score_sde's optimize_fn;
-  with model.dtype='float16', inside dynamic loss scaling (`precision.with_loss_scale`)."""
+  """Adam with linear warm-up (or EDM's lr ramp), optionally a cosine decay, and global-norm
+  clipping, as score_sde's optimize_fn; with model.dtype='float16', inside dynamic loss scaling
+  (`precision.with_loss_scale`)."""
   lr = config.optim.lr
   if config.optim.warmup > 0:
     lr = optax.linear_schedule(0., config.optim.lr, config.optim.warmup)   # lr·min(step/warmup, 1)
   if config.optim.lr_rampup_kimg > 0:
     ramp_steps = config.optim.lr_rampup_kimg * 1000. / config.training.batch_size
     lr = lambda step: config.optim.lr * jnp.minimum(step / ramp_steps, 1.)  # EDM training_loop.py
+  if config.optim.lr_decay == 'cosine':   # SGDR (Loshchilov&Hutter17) Eq. 5, η_min = 0, one cycle
+    ramp, n_iters = lr, config.training.n_iters
+    lr = lambda step: (ramp(step) if callable(ramp) else ramp) * 0.5 * (
+        1. + jnp.cos(jnp.pi * jnp.minimum(step / n_iters, 1.)))
   parts = [optax.clip_by_global_norm(config.optim.grad_clip)] if config.optim.grad_clip >= 0 else []
   parts.append(optax.adamw(lr, b1=config.optim.beta1, eps=config.optim.eps,
                            weight_decay=config.optim.weight_decay))

@@ -207,6 +207,9 @@ def _optim():
   optim.warmup = 5000                         # linear learning-rate warm-up steps (0 = off)
   optim.lr_rampup_kimg = 0.                   # EDM lr ramp lr·min(images/(1000·kimg), 1) (0 = off;
   #                                             EDM: 10000); excludes warmup
+  optim.lr_decay = 'none'                     # 'cosine': lr × ½(1 + cos(π·min(step / n_iters, 1)))
+  #                                             after the ramp, to 0 at training.n_iters (SGDR,
+  #                                             Loshchilov&Hutter17 Eq. 5, no restarts)
   optim.grad_clip = 1.                        # global-norm gradient clip (< 0 = off)
   optim.loss_scale_init = 32768.              # model.dtype='float16': initial loss scale S (2^15)
   optim.loss_scale_period = 2000              # float16: S doubles after this many finite steps

@@ -99,6 +99,7 @@ CHOICES = (
     ('model.dtype', _registry('precision', 'DTYPES'), _always, BUILD),
     ('model.remat', _registry('models.utils', 'REMAT_POLICIES', 'none'), _always, BUILD),
     ('optim.optimizer', _fixed('Adam'), _always, BUILD),
+    ('optim.lr_decay', _fixed('none', 'cosine'), _always, BUILD),
     ('sampling.method', _registry('sampling', 'SAMPLERS'), _always, BUILD),
     ('sampling.predictor', _registry('sampling', 'PREDICTORS'), _pc, BUILD),
     ('sampling.corrector', _registry('sampling', 'CORRECTORS'), _pc, BUILD),

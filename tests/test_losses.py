@@ -80,6 +80,20 @@ def test_optimizer_warmup_follows_lr_min_step_over_warmup():
     np.testing.assert_allclose(updates['w'], -1e-2 * min(step / 4, 1.), rtol=1e-4, atol=1e-9)
 
 
+def test_cosine_decay_multiplies_the_warmup_by_sgdr_eq5():
+  """lr_t = lr · min(t / warmup, 1) · ½(1 + cos(π · min(t / n_iters, 1))) (Loshchilov&Hutter17
+  Eq. 5, η_min = 0): 0 at n_iters and after."""
+  config = _config(lr_decay='cosine')
+  config.training.n_iters = 10
+  opt = losses.get_optimizer(config)
+  params = {'w': jnp.zeros(3)}
+  state = opt.init(params)
+  for step in range(13):
+    updates, state = opt.update({'w': jnp.full(3, 0.3)}, state, params)
+    lr = 1e-2 * min(step / 4, 1.) * 0.5 * (1 + np.cos(np.pi * min(step / 10, 1.)))
+    np.testing.assert_allclose(updates['w'], -lr, rtol=1e-4, atol=1e-9)
+
+
 @pytest.mark.parametrize('grad_clip', [1., -1.])
 def test_optimizer_clips_the_global_norm_before_adam(grad_clip):
   """Two Adam steps by hand (Kingma&Ba15 Alg. 1) on clipped (norm ≤ 1) or raw gradients."""
