@@ -534,7 +534,8 @@ def test_digits_classifier(digits_params):
 
 def test_digits_metric_orders_early_and_trained_samples(digits_params):
   """Samples of the quickstart model (tools/make_digits_samples_fixture.py: the real train and
-  eval commands) after 500 and 1000 of its 1000 steps, 297 images each like the test split.
+  eval commands; the recipe of 2026-12-03, constant lr and EMA ramp-up 0.05) after 500 and 1000 of
+  its 1000 steps, 297 images each like the test split.
   Measured (2026-12-03): FD vs the train split 4.40 (step 500), 2.98 (step 1000), the real test
   split 4.31 (4.24 at XLA's default optimisation level); confident share 0.80, 0.86, real 0.97.
   Training lowers the FD and raises the confident share, which stays below the real split's; the
