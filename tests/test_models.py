@@ -259,9 +259,9 @@ def test_channel_dense_equals_flax_dense_and_dots_flat_rows(shape, dtype, tol):
   keys = jax.random.split(jax.random.key(0), 4)
   x = jax.random.normal(keys[0], shape)
   ours, ref = layers.ChannelDense(5, dtype=dtype), nn.Dense(5, dtype=dtype)
-  params = ours.init(keys[1], x)
-  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, ref.init(keys[1], x))
-  np.testing.assert_array_equal(params['params']['kernel'], ref.init(keys[1], x)['params']['kernel'])
+  params, ref_params = ours.init(keys[1], x), ref.init(keys[1], x)
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, ref_params)
+  np.testing.assert_array_equal(params['params']['kernel'], ref_params['params']['kernel'])
   cot = jax.random.normal(keys[2], shape[:-1] + (5,))
   loss = lambda m: lambda p, x: jnp.sum(m.apply(p, x).astype(jnp.float32) * cot)   # noqa: E731
   tangents = jax.tree.map(lambda p: jax.random.normal(keys[3], p.shape), (params, x))
