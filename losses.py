@@ -20,6 +20,7 @@ The D-losses (edm, edm_vp, edm_ve) take three switches: the noise law (`training
 plain full-image ones.
 """
 import functools
+import math
 
 import flax
 import jax
@@ -168,6 +169,29 @@ def patch_probabilities(real_p):
   return ((1. - real_p) * 0.4, (1. - real_p) * 0.6, real_p)
 
 
+def patch_batch_multipliers(config):
+  """`step -> m`, the batches a step reads with Patch Diffusion's batch multiplier
+  (`training.patch_batch_mul`): m = d for patches of R/d, so a step of smaller patches trains
+  on more images (Patch-Diffusion training_loop.py's batch_mul, its table's values at R = 64 in
+  pixel space, the published setups; at other R the table holds other or no values); None when
+  every step reads one batch."""
+  if config.training.patch_real_p == 1 or not config.training.patch_batch_mul:
+    return None
+  schedule = patch_schedule(config)
+  return lambda step: schedule(step, 1)[0]
+
+
+def images_per_step(config):
+  """The images an optimizer step counts for the lr ramp and the EMA: training.batch_size, times
+  Σ_d P(d)·d with the batch multiplier (the reference's batch_mul_avg: 1.9 at real_p = 0.5,
+  whatever the step drew; its image count adds the integer part, its EMA decay the whole)."""
+  t = config.training
+  if t.patch_real_p == 1 or not t.patch_batch_mul:
+    return t.batch_size
+  return t.batch_size * sum(p * d for p, d in zip(patch_probabilities(t.patch_real_p),
+                                                    PATCH_DIVISORS))
+
+
 def random_patches(rng, images, size):
   """A size×size crop of each image at a uniform top-left corner (no padding) and the crop of
   the full image's coordinate grid: ([B, size, size, C], [B, size, size, 2]) (Wang+23)."""
@@ -291,7 +315,7 @@ def get_optimizer(config):
   if config.optim.warmup > 0:
     lr = optax.linear_schedule(0., config.optim.lr, config.optim.warmup)   # lr·min(step/warmup, 1)
   if config.optim.lr_rampup_kimg > 0:
-    ramp_steps = config.optim.lr_rampup_kimg * 1000. / config.training.batch_size
+    ramp_steps = config.optim.lr_rampup_kimg * 1000. / math.floor(images_per_step(config))
     lr = lambda step: config.optim.lr * jnp.minimum(step / ramp_steps, 1.)  # EDM training_loop.py
   if config.optim.lr_decay == 'cosine':   # SGDR (Loshchilov&Hutter17) Eq. 5, η_min = 0, one cycle
     ramp, n_iters = lr, config.training.n_iters
@@ -320,15 +344,16 @@ def get_ema_rate(config):
   """`model.ema_rate`, or with `model.ema_halflife_kimg` > 0 EDM's `step -> β` (NVlabs/edm).
 
   β = 0.5^(batch / h) with half-life h = 1000·ema_halflife_kimg images, ramped up as
-  h ← min(h, ema_rampup_ratio · images seen before the step) when the ratio is > 0.
+  h ← min(h, ema_rampup_ratio · images seen before the step) when the ratio is > 0; batch =
+  `images_per_step`, the images seen its integer part per step (Patch-Diffusion's count).
   """
-  m, batch = config.model, config.training.batch_size
+  m, batch = config.model, images_per_step(config)
   if m.ema_halflife_kimg <= 0:
     return m.ema_rate
   def rate(step):
     halflife = m.ema_halflife_kimg * 1000.
     if m.ema_rampup_ratio > 0:
-      halflife = jnp.minimum(halflife, step * batch * m.ema_rampup_ratio)
+      halflife = jnp.minimum(halflife, step * math.floor(batch) * m.ema_rampup_ratio)
     return 0.5 ** (batch / jnp.maximum(halflife, 1e-8))      # EDM training_loop.py
   return rate
 

@@ -243,10 +243,34 @@ def global_batches(elements, run, axis):
   put = functools.partial(jax.make_array_from_process_local_data, run.sharded(axis))
   onehot = np.eye(config.data.num_classes, dtype=np.float32)
   for element in elements:
-    batch = {k: v.numpy() for k, v in element.items()}
+    batch = {k: np.asarray(v) for k, v in element.items()}
     images = put(scaler(batch['image']))
     yield {'image': images, 'class_labels': put(onehot[datasets.check_labels(
         config, batch['label'])])} if config.model.class_conditional else images
+
+
+def train_batches(elements, run, start):
+  """`global_batches` of the training elements for the calls from step `start`: with Patch
+  Diffusion's batch multiplier (`losses.patch_batch_multipliers`) step s joins the next m(s)
+  elements along the batch axis (the reference reads m DataLoader batches), else one element per
+  call."""
+  muls = losses.patch_batch_multipliers(run.config)
+  if muls is not None:
+    elements = _joined(iter(elements), muls, start)
+  return global_batches(elements, run, axis=1)
+
+
+def _joined(elements, muls, step):
+  while parts := [e for _, e in zip(range(muls(step)), elements)]:
+    yield {k: np.concatenate([np.asarray(p[k]) for p in parts], axis=1) for k in parts[0]}
+    step += 1
+
+
+def train_elements_before(config, step):
+  """The training elements the calls before `step` read (data_state's replay count)."""
+  if losses.patch_batch_multipliers(config) is None:
+    return step // config.training.n_jitted_steps
+  return sum(losses.patch_schedule(config)(0, step))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -332,8 +356,10 @@ class _Trainer:
           config, uniform_dequantization=config.data.uniform_dequantization)))
     self.iterators = data_state.iterators(
         self.workdir, start if resumed else 0, make,
-        {'train': start // t.n_jitted_steps, 'eval': start // t.eval_freq}, self._pipeline())
-    return (global_batches(self.iterators[name], self.run, axis=1) for name in ('train', 'eval'))
+        {'train': train_elements_before(config, start), 'eval': start // t.eval_freq},
+        self._pipeline())
+    return (train_batches(self.iterators['train'], self.run, start),
+            global_batches(self.iterators['eval'], self.run, axis=1))
 
   def _pipeline(self):
     """The config fields the input pipeline is built from (data_state.py), besides its shapes."""

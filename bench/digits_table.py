@@ -101,28 +101,29 @@ def train_for(config, seconds):
   run, n = run_lib.build(config), config.training.n_jitted_steps
   fns = run_lib.make_train_fns(run)
   state = run_lib.init_state(run)
-  batches = run_lib.global_batches(datasets.get_dataset(config)[0], run, axis=1)
+  batches = run_lib.train_batches(datasets.get_dataset(config)[0], run, 0)
   key = streams.run_key(config)
   schedule = losses.patch_schedule(config) if config.training.patch_real_p < 1 else None
   compiled = {schedule(0, n) if schedule else None}
   state, _ = fns.train_step(state, next(batches), key, 0)
   jax.block_until_ready(state)
-  steps, start, excluded, untimed, metrics = n, time.time(), 0., n, None
+  steps, start, excluded, images, metrics = n, time.time(), 0., 0, None
   while time.time() - start - excluded < seconds:
-    previous, sizes = metrics, schedule(steps, n) if schedule else None
+    previous, sizes, batch = metrics, schedule(steps, n) if schedule else None, next(batches)
     if sizes not in compiled:                  # a new patch size: time its compilation apart
       jax.block_until_ready(state)
       began = time.time()
-      state, metrics = fns.train_step(state, next(batches), key, steps)
+      state, metrics = fns.train_step(state, batch, key, steps)
       jax.block_until_ready(state)
       compiled.add(sizes)
-      excluded, untimed = excluded + time.time() - began, untimed + n
+      excluded += time.time() - began
     else:
-      state, metrics = fns.train_step(state, next(batches), key, steps)
+      state, metrics = fns.train_step(state, batch, key, steps)
+      images += np.prod(jax.tree.leaves(batch)[0].shape[:2])   # [n, images of the step, ...]
     steps += n
     jax.block_until_ready(previous)   # at most two steps in flight: JAX dispatches ahead
   jax.block_until_ready(state)
-  rate = (steps - untimed) * config.training.batch_size / (time.time() - start - excluded)
+  rate = images / (time.time() - start - excluded)
   if not np.isfinite(np.asarray(metrics['loss'])).all():
     raise FloatingPointError(f'{config.training.sde}/{config.training.loss}: the loss diverged')
   return run, state, steps, rate

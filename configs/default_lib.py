@@ -28,6 +28,11 @@ def _training():
   training.patch_real_p = 1.                  # Patch Diffusion (Wang+23): probability of a
   #                                             full-size step, else patches of R/2 (3/5) or R/4
   #                                             (2/5); < 1 needs model.patch_coords
+  training.patch_batch_mul = True             # Patch Diffusion: a step of R/d patches reads d
+  #                                             batches (d·batch_size images), as Wang+23's
+  #                                             code; lr ramp and EMA count Σ P(d)·d batches
+  #                                             per step (1.9 at real_p 0.5); needs
+  #                                             n_jitted_steps = 1
   training.stf_ref_batch = 0                  # STF reference images per step (Xu+23b), a multiple
   #                                             of batch_size read with each batch; 0 = off
   training.augment_p = 0.                     # EDM non-leaky augmentation probability (Karras+22

@@ -128,6 +128,18 @@ def patches_compile_per_size_tuple(config):
 
 
 @rule()
+def patch_batches_step_one_at_a_time(config):
+  """With patches and their batch multiplier, training.n_jitted_steps = 1: the steps of one
+  call would read batches of different sizes."""
+  t = config.training
+  if t.patch_real_p < 1 and t.patch_batch_mul and t.n_jitted_steps != 1:
+    return (f'training.patch_batch_mul reads d batches for a step of patches R/d, so the steps '
+            f'of one call differ in size: set training.n_jitted_steps = 1 (now '
+            f'{t.n_jitted_steps}) or training.patch_batch_mul=False')
+  return None
+
+
+@rule()
 def patches_need_coordinates(config):
   """Patch training feeds the patch coordinates: model.patch_coords=True."""
   p = config.training.patch_real_p

@@ -5,9 +5,14 @@ Truth used: the coordinate formula of Patch-Diffusion's patch_loss.py, (2 (c/(R�
 coordinate channels can be checked against each other through the real loss; the patch-size
 law (1 − p)·2/5, (1 − p)·3/5, p (training_loop.py) by counting, the train step's sizes against that
 schedule step by step; the parameter count of two
-extra input channels of the first 3×3 convolution.
+extra input channels of the first 3×3 convolution; the batch multiplier, lr ramp and EMA count of
+training_loop.py (batch_mul = table[p] // table[R], cur_nimg += int(batch · batch_mul_avg),
+β = 0.5^(batch · batch_mul_avg / h)) against our steps, and a resumed run's batches against the
+uninterrupted pipeline's elements.
 """
 import dataclasses
+import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +22,9 @@ from scipy import stats
 
 from configs import quicktest
 from configs.patch import celeba64_ddpmpp
+from configs.quickstart import digits
+import data_state
+import datasets
 import losses
 from models import precond
 from models import utils as mutils
@@ -152,3 +160,118 @@ def test_coordinates_add_two_input_channels_to_the_first_convolution():
   plain.model.patch_coords = False
   plain.training.patch_real_p = 1.
   assert mutils.count_params(config) - mutils.count_params(plain) == 2 * 3 * 3 * config.model.nf
+
+
+# Patch-Diffusion training_loop.py: batch_mul = table[p] // table[R] for patches of p pixels.
+REFERENCE_BATCH_MUL_TABLE = {512: 1, 256: 2, 128: 4, 64: 16, 32: 32, 16: 64}
+
+
+def _counting_elements(batch, counter):
+  """tf.data-like training elements {'image': [1, batch, R, R, 3]} whose pixels hold their index."""
+  while True:
+    counter[0] += 1
+    yield {'image': np.full((1, batch, R, R, 3), counter[0] - 1, np.float32)}
+
+
+def test_a_step_of_patches_r_over_d_reads_d_batches_as_the_reference_at_64_px():
+  config = _config(real_p=0.5)
+  run, b, counter = run_lib.build(config), config.training.batch_size, [0]
+  muls = losses.patch_batch_multipliers(config)
+  divisors = losses.patch_schedule(config)(0, 30)
+  want = [REFERENCE_BATCH_MUL_TABLE[64 // d] // REFERENCE_BATCH_MUL_TABLE[64] for d in divisors]
+  assert [muls(s) for s in range(30)] == want and set(want) == {1, 2, 4}
+  scale = datasets.get_data_scaler(config)
+  batches, first = run_lib.train_batches(_counting_elements(b, counter), run, 0), 0
+  for step, m in enumerate(want):
+    got = np.asarray(next(batches))
+    assert got.shape == (1, m * b, R, R, 3), step
+    np.testing.assert_allclose(got[0, :, 0, 0, 0], scale(np.repeat(np.arange(first, first + m), b)))
+    first += m
+    assert counter[0] == first == run_lib.train_elements_before(config, step + 1)
+  resumed = run_lib.train_batches(_counting_elements(b, [first]), run, 30)   # a replay from 30
+  np.testing.assert_allclose(np.asarray(next(resumed)), np.asarray(next(batches)))
+
+
+def test_without_the_multiplier_a_call_reads_one_batch_at_any_patch_size():
+  config = _config(real_p=0.5)
+  config.training.patch_batch_mul = False
+  assert losses.patch_batch_multipliers(config) is None
+  assert losses.images_per_step(config) == config.training.batch_size
+  config.training.n_jitted_steps = 2
+  assert run_lib.train_elements_before(config, 10) == 5
+
+
+def test_lr_ramp_and_ema_count_the_reference_images_per_step():
+  """Patch-Diffusion training_loop.py: cur_nimg += batch·batch_mul_avg, batch_mul_avg =
+  Σ p·[4, 2, 1] (1.9 at real_p = 0.5); lr = lr·min(nimg / ramp, 1); β = 0.5^(batch·mul_avg / h),
+  h = min(h, nimg·ema_rampup_ratio)."""
+  config = _config(real_p=0.5)
+  b = config.training.batch_size
+  config.optim.update(lr=1e-3, lr_rampup_kimg=1., warmup=0)
+  config.model.update(ema_halflife_kimg=0.5, ema_rampup_ratio=0.05)
+  mul_avg = np.sum(np.array([0.5 * 2 / 5, 0.5 * 3 / 5, 0.5]) * np.array([4, 2, 1]))
+  assert mul_avg == pytest.approx(1.9) and losses.images_per_step(config) == pytest.approx(b * 1.9)
+  optimizer, ema = losses.get_optimizer(config), losses.get_ema_rate(config)
+  params = {'w': jnp.zeros(3)}
+  state = optimizer.init(params)
+  for step in range(40):
+    nimg = step * int(b * mul_avg)                            # the reference's cur_nimg
+    updates, state = optimizer.update({'w': jnp.full(3, 0.3)}, state, params)
+    np.testing.assert_allclose(updates['w'], -1e-3 * min(nimg / 1000, 1.), rtol=1e-4, atol=1e-9)
+    halflife = min(500., nimg * 0.05)
+    assert float(ema(step)) == pytest.approx(0.5 ** (b * mul_avg / max(halflife, 1e-8)), rel=1e-5)
+
+
+def _recorded_batches(monkeypatch):
+  """The batches of each `run_lib.global_batches` stream (training first), as numpy."""
+  calls, batches = [], run_lib.global_batches
+
+  def recorded(elements, run, axis):
+    calls.append(seen := [])
+    for x in batches(elements, run, axis):
+      seen.append(np.asarray(x))
+      yield x
+  monkeypatch.setattr(run_lib, 'global_batches', recorded)
+  return calls
+
+
+def _patch_run_config():
+  config = quicktest.shrink(digits.get_config())
+  t = config.training
+  t.patch_real_p, config.model.patch_coords = 0.5, True
+  t.n_iters, t.snapshot_freq, t.snapshot_freq_for_preemption = 4, 4, 4
+  t.snapshot_sampling, config.eval.enable_loss = False, False
+  return config
+
+
+@pytest.fixture(scope='module')
+def patch_run(tmp_path_factory):
+  """A run of the quickstart's network on patches, stopped at step 4."""
+  workdir = str(tmp_path_factory.mktemp('patch') / 'run')
+  run_lib.train(_patch_run_config(), workdir)
+  return workdir
+
+
+@pytest.mark.parametrize('replay', [False, True])
+def test_a_resumed_patch_run_reads_the_batches_of_an_uninterrupted_one(patch_run, tmp_path,
+                                                                        monkeypatch, replay):
+  """Steps 5 and 6 of a run resumed at step 4 get the elements an uninterrupted run's would: from
+  the saved pipeline position, or (its state deleted) by replaying Σ m(s) elements of steps
+  1–4."""
+  config, workdir = _patch_run_config(), str(tmp_path / 'run')
+  shutil.copytree(patch_run, workdir)
+  if replay:
+    shutil.rmtree(os.path.join(workdir, data_state.DATA))
+  muls = losses.patch_batch_multipliers(config)
+  first = sum(muls(s) for s in range(4))         # the elements of steps 1-4
+  train, _ = datasets.get_dataset(config, uniform_dequantization=config.data.uniform_dequantization)
+  elements = [b['image'] for b in train.take(first + muls(4) + muls(5)).as_numpy_iterator()]
+  calls = _recorded_batches(monkeypatch)
+  config.training.n_iters = 6
+  assert int(run_lib.train(config, workdir).step) == 6
+  scale = datasets.get_data_scaler(config)
+  for step, got in zip((4, 5), calls[0]):
+    want = np.concatenate(elements[first:first + muls(step)], axis=1)
+    np.testing.assert_array_equal(got, scale(want))
+    first += muls(step)
+  assert len(calls[0]) == 2
