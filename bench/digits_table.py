@@ -1,7 +1,7 @@
 """Each seed's headline claim on sklearn digits: one table, one training budget per row.
 
   python bench/digits_table.py [--budget_s 120] [--out bench/results/digits_table] [--smoke]
-                               [--parts sde,edm_es,stf,pfgmpp,patch]
+                               [--parts sde,edm_es,stf,pfgmpp,patch] [--patch_px 32]
 
 Every row trains the quickstart's network (configs/quickstart/digits.py; constant learning rate,
 EMA ramp-up 0.05: RECIPE) from scratch for the same wall-clock budget (compilation excluded),
@@ -18,7 +18,8 @@ Rows that do not reproduce a paper's direction are reported as measured, not tun
   - STF (Xu+23b): the variance of the training target at σ = 1 around the ideal denoiser of the
     train split, with and without a 512-image reference batch (measured), and FD.
   - PFGM++ (Xu+23): D = 64, 128, 2048 (∞ is the EDM row).
-  - Patch Diffusion (Wang+23): digits upsampled to 32×32, real_p = 0.5 vs 1: images/s and FD.
+  - Patch Diffusion (Wang+23): digits upsampled to 32×32 (--patch_px), real_p = 0.5 vs 1: images/s
+    and FD; a step of R/d patches reads d batches, as the reference (training.patch_batch_mul).
 --smoke runs two rows for a few seconds each (tests/test_digits_table.py). Runtime on a 2-core
 Intel Xeon, --budget_s 60 (2026-12-02): the sde part ~21 min (per SDE: 1,000-step PC and ODE
 samples, bits/dim of BPD_N test digits, 520–760 NFE at the config's rtol = atol = 1e-5), patch
@@ -274,14 +275,14 @@ def pfgmpp_rows(reference, budget, dims=(64, 128, 2048, float('inf'))):
   return rows, figures
 
 
-def patch_rows(reference, budget, real_ps=(0.5, 1.0)):
+def patch_rows(reference, budget, real_ps=(0.5, 1.0), size=32):
   rows, figures = [], {}
   for p in real_ps:
-    config = _digits_config(**{'data.image_size': 32, 'model.patch_coords': True,
+    config = _digits_config(**{'data.image_size': size, 'model.patch_coords': True,
                                'training.patch_real_p': p})
     run, state, steps, rate = train_for(config, budget)
     images = sample(run, state.ema_params)
-    rows.append({'row': f'Patch Diffusion 32 px, real_p = {p:g}', 'steps': steps,
+    rows.append({'row': f'Patch Diffusion {size} px, real_p = {p:g}', 'steps': steps,
                  'images_per_s': rate, **scores(reference, images)})
     figures[f'patch p={p:g}'] = images
   return rows, figures
@@ -362,6 +363,8 @@ def main(argv=None):
                       help=f'comma-separated subset of {",".join(PARTS)}')
   parser.add_argument('--pfgmpp_D', default='64,128,2048,inf',
                       help="the pfgmpp part's D values (inf: EDM)")
+  parser.add_argument('--patch_px', type=int, default=32,
+                      help="the patch part's image size (digits upsampled; a multiple of 8)")
   args = parser.parse_args(argv)
   global N_SAMPLES, MODEL  # pylint: disable=global-statement
   N_SAMPLES, MODEL = (99, SMOKE_MODEL) if args.smoke else (N_SAMPLES, MODEL)
@@ -375,7 +378,8 @@ def main(argv=None):
                                  solvers=(('heun', 9),)),
              lambda: pfgmpp_rows(reference, args.budget_s, dims=(128,))]
   else:
-    dims = {'pfgmpp': {'dims': tuple(float(d) for d in args.pfgmpp_D.split(','))}}
+    dims = {'pfgmpp': {'dims': tuple(float(d) for d in args.pfgmpp_D.split(','))},
+            'patch': {'size': args.patch_px}}
     parts = [functools.partial(PARTS[name], reference, args.budget_s, **dims.get(name, {}))
              for name in args.parts.split(',')]
   for part in parts:
