@@ -24,6 +24,7 @@ import numpy as np
 
 from foreign import edm, files, torch_pickle
 from foreign import score_sde
+import losses
 import paths
 
 
@@ -109,9 +110,11 @@ def _sibling_snapshot(path):
 
 
 def _kimg_step(path, config):
-  """EDM names files by thousands of images seen; as optimizer steps of this config's batch."""
+  """EDM names files by thousands of images seen; as optimizer steps of this config's batch
+  (Patch Diffusion's steps count the integer part of batch · batch_mul_avg images:
+  `losses.images_per_step`)."""
   match = re.search(r'-(\d{6})\.(pkl|pt)$', os.path.basename(path))
-  return int(match.group(1)) * 1000 // config.training.batch_size if match else 0
+  return int(match.group(1)) * 1000 // math.floor(losses.images_per_step(config)) if match else 0
 
 
 def _load_score_sde_pytorch(path, obj, config):

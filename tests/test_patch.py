@@ -24,6 +24,7 @@ from configs import quicktest
 from configs.patch import celeba64_ddpmpp
 from configs.quickstart import digits
 import data_state
+from foreign import load
 import datasets
 import losses
 from models import precond
@@ -275,3 +276,13 @@ def test_a_resumed_patch_run_reads_the_batches_of_an_uninterrupted_one(patch_run
     np.testing.assert_array_equal(got, scale(want))
     first += muls(step)
   assert len(calls[0]) == 2
+
+
+def test_a_published_files_kimg_is_read_as_the_steps_that_named_it():
+  """Patch-Diffusion saves network-snapshot-{cur_nimg // 1000:06d}.pkl with cur_nimg += int(batch ·
+  1.9) per step: 1000 steps of 256 images (486 each) name 000486; EDM's own count 512 per step."""
+  config = celeba64_ddpmpp.get_config()
+  assert load._kimg_step('/x/network-snapshot-000486.pkl', config) == 1000
+  assert load._kimg_step('/x/training-state-004860.pt', config) == 10000
+  config.training.patch_real_p = 1.
+  assert load._kimg_step('/x/network-snapshot-000512.pkl', config) == 2000
