@@ -169,13 +169,17 @@ def patch_probabilities(real_p):
   return ((1. - real_p) * 0.4, (1. - real_p) * 0.6, real_p)
 
 
+def _batch_multiplied(t):
+  return t.patch_real_p < 1 and t.patch_batch_mul
+
+
 def patch_batch_multipliers(config):
   """`step -> m`, the batches a step reads with Patch Diffusion's batch multiplier
   (`training.patch_batch_mul`): m = d for patches of R/d, so a step of smaller patches trains
   on more images (Patch-Diffusion training_loop.py's batch_mul, its table's values at R = 64 in
   pixel space, the published setups; at other R the table holds other or no values); None when
   every step reads one batch."""
-  if config.training.patch_real_p == 1 or not config.training.patch_batch_mul:
+  if not _batch_multiplied(config.training):
     return None
   schedule = patch_schedule(config)
   return lambda step: schedule(step, 1)[0]
@@ -186,7 +190,7 @@ def images_per_step(config):
   Σ_d P(d)·d with the batch multiplier (the reference's batch_mul_avg: 1.9 at real_p = 0.5,
   whatever the step drew; its image count adds the integer part, its EMA decay the whole)."""
   t = config.training
-  if t.patch_real_p == 1 or not t.patch_batch_mul:
+  if not _batch_multiplied(t):
     return t.batch_size
   return t.batch_size * sum(p * d for p, d in zip(patch_probabilities(t.patch_real_p),
                                                     PATCH_DIVISORS))

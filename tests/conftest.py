@@ -98,3 +98,20 @@ def root(request, tmp_path):
   request.getfixturevalue('emulator')
   import gcs_emulator  # pylint: disable=import-outside-toplevel
   return f'gs://{gcs_emulator.BUCKET}/{request.node.name.replace("[", "-").rstrip("]")}'
+
+
+@pytest.fixture
+def recorded_batches(monkeypatch):
+  """[[batch, ...] per `run_lib.global_batches` stream, in the order the streams start (training
+  before eval)], each batch as numpy, recorded while the test runs."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import run_lib  # pylint: disable=import-outside-toplevel
+  calls, batches = [], run_lib.global_batches
+
+  def recorded(elements, run, axis):
+    calls.append(seen := [])
+    for x in batches(elements, run, axis):
+      seen.append(np.asarray(x))
+      yield x
+  monkeypatch.setattr(run_lib, 'global_batches', recorded)
+  return calls

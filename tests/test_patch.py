@@ -223,19 +223,6 @@ def test_lr_ramp_and_ema_count_the_reference_images_per_step():
     assert float(ema(step)) == pytest.approx(0.5 ** (b * mul_avg / max(halflife, 1e-8)), rel=1e-5)
 
 
-def _recorded_batches(monkeypatch):
-  """The batches of each `run_lib.global_batches` stream (training first), as numpy."""
-  calls, batches = [], run_lib.global_batches
-
-  def recorded(elements, run, axis):
-    calls.append(seen := [])
-    for x in batches(elements, run, axis):
-      seen.append(np.asarray(x))
-      yield x
-  monkeypatch.setattr(run_lib, 'global_batches', recorded)
-  return calls
-
-
 def _patch_run_config():
   config = quicktest.shrink(digits.get_config())
   t = config.training
@@ -255,7 +242,7 @@ def patch_run(tmp_path_factory):
 
 @pytest.mark.parametrize('replay', [False, True])
 def test_a_resumed_patch_run_reads_the_batches_of_an_uninterrupted_one(patch_run, tmp_path,
-                                                                        monkeypatch, replay):
+                                                                        recorded_batches, replay):
   """Steps 5 and 6 of a run resumed at step 4 get the elements an uninterrupted run's would: from
   the saved pipeline position, or (its state deleted) by replaying Σ m(s) elements of steps
   1–4."""
@@ -267,7 +254,7 @@ def test_a_resumed_patch_run_reads_the_batches_of_an_uninterrupted_one(patch_run
   first = sum(muls(s) for s in range(4))         # the elements of steps 1-4
   train, _ = datasets.get_dataset(config, uniform_dequantization=config.data.uniform_dequantization)
   elements = [b['image'] for b in train.take(first + muls(4) + muls(5)).as_numpy_iterator()]
-  calls = _recorded_batches(monkeypatch)
+  calls = recorded_batches
   config.training.n_iters = 6
   assert int(run_lib.train(config, workdir).step) == 6
   scale = datasets.get_data_scaler(config)

@@ -108,22 +108,15 @@ def test_train_writes_the_run_directory(trained):
   assert checkpointing.meta_manager(workdir).all_steps() == [4]
 
 
-def test_resumed_training_is_fed_from_the_saved_pipeline_position(trained, tmp_path,
-                                                                  monkeypatch):
+def test_resumed_training_is_fed_from_the_saved_pipeline_position(trained, tmp_path, monkeypatch,
+                                                                  recorded_batches):
   """A resume at step 4 gets the batches of steps 5 and 6 of an uninterrupted pipeline without
   replaying it (data_state.py; Dataset.skip is refused)."""
   workdir, config = _copy(trained[0], tmp_path), _config()
   assert sorted(os.listdir(os.path.join(workdir, data_state.DATA))) == ['2', '4']
   train, _ = datasets.get_dataset(config, uniform_dequantization=config.data.uniform_dequantization)
   expected = [b['image'] for b in train.take(6).as_numpy_iterator()][4:]
-  calls, batches = [], run_lib.global_batches
-
-  def recorded(elements, run, axis):     # first used for the training, then the eval batches
-    calls.append(seen := [])
-    for x in batches(elements, run, axis):
-      seen.append(np.asarray(x))
-      yield x
-  monkeypatch.setattr(run_lib, 'global_batches', recorded)
+  calls = recorded_batches                 # the training, then the eval batches
   monkeypatch.setattr(tf.data.Dataset, 'skip', None)
   config.training.n_iters = 6
   assert int(run_lib.train(config, workdir).step) == 6
