@@ -1,14 +1,20 @@
 """Each seed's headline claim on sklearn digits: one table, one training budget per row.
 
-  python bench/digits_table.py [--budget_s 120] [--out bench/results/digits_table] [--smoke]
+  python bench/digits_table.py [--budget_s 120 | --budget_steps N] [--seeds S] [--subsets K]
+                               [--sde_subsets K] [--out bench/results/digits_table] [--smoke]
                                [--parts sde,edm_es,stf,pfgmpp,patch] [--patch_px 32]
 
 Every row trains the quickstart's network (configs/quickstart/digits.py; constant learning rate,
-EMA ramp-up 0.05: RECIPE) from scratch for the same wall-clock budget (compilation excluded),
-then samples and scores with the digits metric (digits_metric.DigitsReference: FD at n = 297 vs
-the real test split's, KID ± std). Writes
-<out>.md (the table, with the CPU, date and budget), <out>.png (samples of every row) and
-<out>_es.png (Epsilon Scaling: FD vs b, and ‖ε̂‖ of sampling vs of training, per step).
+EMA ramp-up 0.05: RECIPE) from scratch for the same budget (wall-clock seconds, compilation
+excluded, or a number of steps: independent of the host's speed and load), then samples K × 297
+images and scores them with the digits metric (digits_metric.DigitsReference: FD at n = 297 vs
+the train split, the mean over the K disjoint subsets; KID ± std), with S training seeds per row
+(config.seed 42, 43, ...: initialisation, data order, noise and latents). ± is the standard error
+over the seeds (one seed: over the subsets, sampling noise only); each claim's comparison (b vs
+b = 1, finite D vs EDM, ODE vs PC, sub-VP vs VP bits/dim, ...) is a difference paired by seed,
+so a gap is read against its own standard error. Writes
+<out>.md (the table, with the CPU, date and budget), <out>.png (samples of every row, first seed)
+and <out>_es.png (Epsilon Scaling: FD vs b, and ‖ε̂‖ of sampling vs of training, per step).
 Rows that do not reproduce a paper's direction are reported as measured, not tuned.
 
   - score-SDE (Song+21): VE / VP / sub-VP with DSM, PC and probability-flow ODE samplers, and
@@ -27,6 +33,7 @@ samples, bits/dim of BPD_N test digits, 520–760 NFE at the config's rtol = ato
 (2026-12-03). `--parts` runs a subset; the md and png are rewritten after every part.
 """
 import argparse
+import dataclasses
 import datetime
 import functools
 import os
@@ -60,28 +67,43 @@ N_SAMPLES = 297                 # = the test split: the metric's equal n
 ES_B = (1.0, 1.002, 1.005, 1.01, 1.02)
 BPD_N = 99                      # test digits in the bits/dim column (one eval batch)
 STF_REF = 512                   # STF reference batch (8 × the batch of 64)
+EDM_ROW = 'EDM (PFGM++ D = ∞)'  # the baseline of the PFGM++ and STF rows
 SMOKE_MODEL = {'model.nf': 16, 'model.ch_mult': (1,), 'model.attn_resolutions': ()}
 MODEL = {}                      # --smoke: SMOKE_MODEL (a network that compiles in seconds)
-# Rows train for a wall-clock budget, not to training.n_iters: no cosine decay to aim at its end,
+# Rows train for a budget (time or steps), not to training.n_iters: no cosine decay to aim at its end,
 # and the EMA ramp-up of the measured table (the quickstart's before 2026-12-05).
 RECIPE = {'optim.lr_decay': 'none', 'model.ema_rampup_ratio': 0.05}
 
 
-def _digits_config(**overrides):
-  """The quickstart config with RECIPE's, MODEL's and `overrides` ({'section.field': value})."""
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """One repetition of the table: a training budget (wall-clock `seconds` after compilation, or
+  `steps` optimizer steps when set: independent of the host and of its load), N_SAMPLES ×
+  `subsets` samples per row, and the training seed (config.seed: initialisation, data order,
+  training noise and the sampling latents)."""
+  seconds: float = 120.
+  steps: int = 0
+  subsets: int = 1
+  seed: int = 42
+
+
+def _digits_config(plan, **overrides):
+  """The quickstart config with `plan`'s seed, RECIPE's, MODEL's and `overrides`
+  ({'section.field': value})."""
   config = digits.get_config()
+  config.seed = plan.seed
   for field, value in {**RECIPE, **MODEL, **overrides}.items():
     section, name = field.split('.')
     setattr(getattr(config, section), name, value)
   return config
 
 
-def _sde_config(name):
+def _sde_config(name, plan):
   """score_sde's recipe for `name` on the quickstart network: DSM, no preconditioning. The EMA
   stays the quickstart's (EDM's half-life with ramp-up, as every row): score_sde's constant
   0.999 / 0.9999 from the initialisation leaves 61% / 95% of the random init in the EMA after
   500 steps (measured: FD 89–197 at 60 s)."""
-  config = _digits_config()
+  config = _digits_config(plan)
   ema = (config.model.ema_halflife_kimg, config.model.ema_rampup_ratio)
   {'vesde': presets.ve, 'vpsde': presets.vp, 'subvpsde': presets.subvp}[name](config)
   m = config.model
@@ -93,11 +115,18 @@ def _sde_config(name):
   return config
 
 
-def train_for(config, seconds):
-  """(run, state, optimizer steps, images/s): train from scratch for `seconds` of wall time after
-  the first (compiling) step; each step waits for the one before it, so that the steps queued by
-  JAX's asynchronous dispatch cannot run past the budget. With Patch Diffusion the first step of
-  each patch size compiles too: its time is not counted."""
+def images_trained(config, batch):
+  """The images a train call's `batch` [n, images of the step, ...] trains on: Patch Diffusion's
+  d batches of a step, STF's batch_size of its reference batch (the element holds all of it)."""
+  t, shape = config.training, jax.tree.leaves(batch)[0].shape
+  return shape[0] * shape[1] * t.batch_size // (t.stf_ref_batch or t.batch_size)
+
+
+def train_for(config, plan):
+  """(run, state, optimizer steps, images/s): train from scratch for `plan.steps` steps, or for
+  `plan.seconds` of wall time after the first (compiling) step; each step waits for the one before
+  it, so that the steps queued by JAX's asynchronous dispatch cannot run past the budget. With
+  Patch Diffusion the first step of each patch size compiles too: its time is not counted."""
   validate.check_run(config, 'train')
   run, n = run_lib.build(config), config.training.n_jitted_steps
   fns = run_lib.make_train_fns(run)
@@ -109,7 +138,7 @@ def train_for(config, seconds):
   state, _ = fns.train_step(state, next(batches), key, 0)
   jax.block_until_ready(state)
   steps, start, excluded, images, metrics = n, time.time(), 0., 0, None
-  while time.time() - start - excluded < seconds:
+  while (steps < plan.steps if plan.steps else time.time() - start - excluded < plan.seconds):
     previous, sizes, batch = metrics, schedule(steps, n) if schedule else None, next(batches)
     if sizes not in compiled:                  # a new patch size: time its compilation apart
       jax.block_until_ready(state)
@@ -120,19 +149,21 @@ def train_for(config, seconds):
       excluded += time.time() - began
     else:
       state, metrics = fns.train_step(state, batch, key, steps)
-      images += np.prod(jax.tree.leaves(batch)[0].shape[:2])   # [n, images of the step, ...]
+      images += images_trained(config, batch)
     steps += n
     jax.block_until_ready(previous)   # at most two steps in flight: JAX dispatches ahead
   jax.block_until_ready(state)
   rate = images / (time.time() - start - excluded)
+  print(f'  trained {steps} steps (seed {plan.seed}), {rate:.0f} images/s', flush=True)
   if not np.isfinite(np.asarray(metrics['loss'])).all():
     raise FloatingPointError(f'{config.training.sde}/{config.training.loss}: the loss diverged')
   return run, state, steps, rate
 
 
-def sample(run, params, config=None):
-  """N_SAMPLES images in [0, 1] from seeds 0.. with `config.sampling` (default: the run's)."""
-  config, n = config or run.config, N_SAMPLES
+def sample(run, params, plan, config=None):
+  """N_SAMPLES × plan.subsets images in [0, 1] from the run's sampling keys 0.. with
+  `config.sampling` (default: the run's)."""
+  config, n = config or run.config, N_SAMPLES * plan.subsets
   fn = sampling.get_sampling_fn(config, run.sde, run.model, run.sample_shape,
                                 datasets.get_data_inverse_scaler(config), run.eps)
   keys = streams.sample_keys(streams.run_key(config, streams.SAMPLE_STREAM), n,
@@ -142,8 +173,15 @@ def sample(run, params, config=None):
 
 
 def scores(reference, images):
-  m = reference.metrics(reference.outputs(images))
-  return {'fd': m['digits_fd_equal_n'], 'fd_real': m['digits_fd_equal_n_real_test'],
+  """The digits metric at n = N_SAMPLES (FD: the mean over the disjoint subsets of n, each
+  subset's FD in 'fd_subsets'; KID ± its std over random subsets)."""
+  outputs = reference.outputs(images)
+  m, n = reference.metrics(outputs), N_SAMPLES
+  features = outputs['features']
+  subsets = [digits_metric.fd_at_n(features[i * n:(i + 1) * n], reference.train_stats, n)[0]
+             for i in range(len(features) // n)]
+  return {'fd': float(np.mean(subsets)), 'fd_subsets': subsets,
+          'fd_real': m['digits_fd_equal_n_real_test'],
           'kid': m['digits_kid'], 'kid_std': m['digits_kid_std'],
           'confident': m['digits_confident_share'], 'copies': m['digits_copy_share']}
 
@@ -173,18 +211,23 @@ def _with_sampling(config, **fields):
   return config
 
 
-def sde_rows(reference, budget, names=('vesde', 'vpsde', 'subvpsde')):
+def sde_rows(reference, plan, names=('vesde', 'vpsde', 'subvpsde')):
+  """Per SDE: PC and probability-flow ODE samples, bits/dim; the ODE row's FD against PC's,
+  sub-VP's bits/dim against VP's (Song+21's claim)."""
   rows, figures = [], {}
   for name in names:
-    config = _sde_config(name)
-    run, state, steps, rate = train_for(config, budget)
+    config = _sde_config(name, plan)
+    run, state, steps, rate = train_for(config, plan)
     params = state.ema_params
-    pc = sample(run, params)
-    ode = sample(run, params, _with_sampling(config, method='ode'))
+    pc = sample(run, params, plan)
+    ode = sample(run, params, plan, _with_sampling(config, method='ode'))
     bpd = bits_per_dim(run, params)
     for sampler, images in (('PC', pc), ('ODE', ode)):
+      vs = [(f'score-SDE {name} (PC)', 'fd')] if sampler == 'ODE' else []
+      if name == 'subvpsde':
+        vs.append((f'score-SDE vpsde ({sampler})', 'bpd'))
       rows.append({'row': f'score-SDE {name} ({sampler})', 'steps': steps, 'images_per_s': rate,
-                   'bpd': bpd, **scores(reference, images)})
+                   'bpd': bpd, 'vs': vs, **scores(reference, images)})
     figures[f'{name} PC'] = pc
   return rows, figures
 
@@ -216,19 +259,24 @@ def _eps_norms_of_sampling(run, params, solver, steps):
   return np.asarray(norms).mean(axis=1), np.asarray(sigmas)
 
 
-def edm_es_rows(reference, budget, bs=ES_B, solvers=(('euler', 13), ('heun', 9))):
-  """EDM trained once; Euler 13 / Heun 9 with ε̂ / b (Ning+24); the ‖ε̂‖ curves at b = 1."""
-  config = _digits_config()
-  run, state, steps, rate = train_for(config, budget)
+def edm_es_rows(reference, plan, bs=ES_B, solvers=(('euler', 13), ('heun', 9))):
+  """EDM trained once; Euler 13 / Heun 9 with ε̂ / b (Ning+24), each b's FD against b = 1's
+  (the same latents); the ‖ε̂‖ curves at b = 1."""
+  config = _digits_config(plan)
+  run, state, steps, rate = train_for(config, plan)
   params, rows, curves = state.ema_params, [], {}
   for solver, n in solvers:
     for b in bs:
-      images = sample(run, params, _with_sampling(config, solver=solver, steps=n, eps_scaler=b))
+      images = sample(run, params, plan,
+                      _with_sampling(config, solver=solver, steps=n, eps_scaler=b))
+      vs = [(f'EDM {solver} {n} steps, b = 1', 'fd')] if b != 1 else []
       rows.append({'row': f'EDM{"-ES" if b != 1 else ""} {solver} {n} steps, b = {b:g}',
-                   'steps': steps, 'images_per_s': rate, 'b': b, **scores(reference, images)})
+                   'steps': steps, 'images_per_s': rate, 'b': b, 'vs': vs,
+                   **scores(reference, images)})
     sample_norms, sigmas = _eps_norms_of_sampling(run, params, solver, n)
     curves[f'{solver} {n}'] = (sigmas, sample_norms, _eps_norms_of_training(run, params, sigmas))
-  figures = {'EDM heun 9': sample(run, params, _with_sampling(config, solver='heun', steps=9))}
+  figures = {'EDM heun 9': sample(run, params, plan,
+                                  _with_sampling(config, solver='heun', steps=9))}
   return rows, figures, curves
 
 
@@ -251,39 +299,45 @@ def stf_target_variance(sigma=1., batch=256, seed=0):
   return float(np.mean(plain)), float(np.mean(stf))
 
 
-def stf_rows(reference, budget):
+def stf_rows(reference, plan):
+  """STF's target variance (measured) and its model's FD against EDM's (the pfgmpp part's D = ∞
+  row, when run)."""
   plain_var, stf_var = stf_target_variance()
-  config = _digits_config(**{'training.stf_ref_batch': STF_REF})
-  run, state, steps, rate = train_for(config, budget)
-  images = sample(run, state.ema_params)
+  config = _digits_config(plan, **{'training.stf_ref_batch': STF_REF})
+  run, state, steps, rate = train_for(config, plan)
+  images = sample(run, state.ema_params, plan)
   row = {'row': f'STF (reference batch {STF_REF})', 'steps': steps, 'images_per_s': rate,
+         'vs': [(EDM_ROW, 'fd')],
          'target_var': stf_var, 'target_var_plain': plain_var, **scores(reference, images)}
   return [row], {'STF': images}
 
 
-def pfgmpp_rows(reference, budget, dims=(64, 128, 2048, float('inf'))):
-  """PFGM++ at each D; D = ∞ is EDM (Gaussian noise: the kernel's limit, Xu+23), the same
-  sampler (Heun, 18 steps)."""
+def pfgmpp_rows(reference, plan, dims=(64, 128, 2048, float('inf'))):
+  """PFGM++ at each D, its FD against D = ∞'s: EDM (Gaussian noise, the kernel's limit, Xu+23),
+  the same sampler (Heun, 18 steps)."""
   rows, figures = [], {}
   for D in dims:
-    run, state, steps, rate = train_for(_digits_config(**{'training.pfgmpp_D': float(D)}), budget)
-    images = sample(run, state.ema_params)
-    name = f'PFGM++ D = {D:g}' if np.isfinite(D) else 'EDM (PFGM++ D = ∞)'
+    config = _digits_config(plan, **{'training.pfgmpp_D': float(D)})
+    run, state, steps, rate = train_for(config, plan)
+    images = sample(run, state.ema_params, plan)
+    name = f'PFGM++ D = {D:g}' if np.isfinite(D) else EDM_ROW
     rows.append({'row': name, 'steps': steps, 'images_per_s': rate,
-                 **scores(reference, images)})
+                 'vs': [(EDM_ROW, 'fd')] if np.isfinite(D) else [], **scores(reference, images)})
     figures[name] = images
   return rows, figures
 
 
-def patch_rows(reference, budget, real_ps=(0.5, 1.0), size=32):
+def patch_rows(reference, plan, real_ps=(0.5, 1.0), size=32):
+  """Patch Diffusion at each real_p, its FD against real_p = 1's (full-size training)."""
   rows, figures = [], {}
   for p in real_ps:
-    config = _digits_config(**{'data.image_size': size, 'model.patch_coords': True,
-                               'training.patch_real_p': p})
-    run, state, steps, rate = train_for(config, budget)
-    images = sample(run, state.ema_params)
+    config = _digits_config(plan, **{'data.image_size': size, 'model.patch_coords': True,
+                                     'training.patch_real_p': p})
+    run, state, steps, rate = train_for(config, plan)
+    images = sample(run, state.ema_params, plan)
+    vs = [(f'Patch Diffusion {size} px, real_p = 1', 'fd')] if p != 1 else []
     rows.append({'row': f'Patch Diffusion {size} px, real_p = {p:g}', 'steps': steps,
-                 'images_per_s': rate, **scores(reference, images)})
+                 'images_per_s': rate, 'vs': vs, **scores(reference, images)})
     figures[f'patch p={p:g}'] = images
   return rows, figures
 
@@ -296,26 +350,83 @@ def _cpu():
     return platform.processor() or 'unknown CPU'
 
 
-def markdown(rows, real, budget):
-  """The table: one line per row, the real test split's scores on top."""
-  head = ('| row | steps | images/s | FD₂₉₇ | KID | confident | copies | other |\n'
-          '|---|---|---|---|---|---|---|---|')
-  lines = [f'Digits, {budget:g} s of training per row (compilation excluded), {N_SAMPLES} samples '
-           f'per row; {_cpu()}, {datetime.date.today().isoformat()}. FD₂₉₇: the digits FD at '
-           f'n = {N_SAMPLES} against the train split (the real test split: {real["fd"]:.2f}); '
-           f'KID ± std over subsets (real: {real["kid"]:.3g} ± {real["kid_std"]:.2g}).',
+NUMERIC = ('steps', 'images_per_s', 'fd', 'fd_real', 'kid', 'kid_std', 'confident', 'copies',
+           'bpd', 'target_var', 'target_var_plain')
+
+
+def _mean_se(values):
+  """(mean, standard error of the mean: std with ddof 1 / √n; None for one value)."""
+  v = np.asarray(values, np.float64)
+  return float(v.mean()), (float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None)
+
+
+def _repeats(reps, key):
+  """A row's repeated measurements of `key`: one per training seed; with one seed, FD's of the
+  disjoint subsets (sampling noise only)."""
+  return reps[0]['fd_subsets'] if len(reps) == 1 and key == 'fd' else [r[key] for r in reps]
+
+
+def combine(per_seed):
+  """One row per name over the training seeds (`per_seed`: a list of rows per seed, the same names
+  in each): the mean of every number; 'fd_se', 'bpd_se': the standard error over the seeds (one
+  seed: FD's over its subsets); 'deltas': [(baseline row, key, mean, standard error)] of the
+  row's value minus each 'vs' row's, paired by seed (one seed: by subset, the same latents)."""
+  by_name = {}
+  for rows in per_seed:
+    for r in rows:
+      by_name.setdefault(r['row'], []).append(r)
+  out = []
+  for name, reps in by_name.items():
+    row = {k: reps[0][k] for k in ('row', 'b') if k in reps[0]}
+    row.update({k: float(np.mean([r[k] for r in reps])) for k in NUMERIC if k in reps[0]})
+    row.update(seeds=len(reps), samples=N_SAMPLES * len(reps[0]['fd_subsets']))
+    row.update({f'{k}_se': _mean_se(_repeats(reps, k))[1] for k in ('fd', 'bpd') if k in reps[0]})
+    row['deltas'] = [(base, key, *_mean_se(np.subtract(_repeats(reps, key),
+                                                       _repeats(by_name[base], key))))
+                     for base, key in reps[0].get('vs', []) if base in by_name]
+    out.append(row)
+  return out
+
+
+LABELS = {'fd': 'FD', 'bpd': 'bits/dim'}
+
+
+def _pm(mean, se, digits=2, sign=''):
+  return f'{mean:{sign}.{digits}f}' + ('' if se is None else f' ± {se:.{digits}f}')
+
+
+def _row_line(r):
+  other = []
+  if 'bpd' in r:
+    other.append(f'{_pm(r["bpd"], r["bpd_se"], 3)} bits/dim')
+  if 'target_var' in r:
+    other.append(f'target var {r["target_var"]:.2e} (plain {r["target_var_plain"]:.2e})')
+  deltas = '; '.join(f'{LABELS[k]} {_pm(d, se, 3 if k == "bpd" else 2, "+")} vs {base}'
+                     for base, k, d, se in r['deltas'])
+  return (f'| {r["row"]} | {r["steps"]:.0f} | {r["images_per_s"]:.0f} | {r["samples"]} | '
+          f'{_pm(r["fd"], r["fd_se"])} | {deltas or "–"} | {r["kid"]:.3g} ± {r["kid_std"]:.2g} | '
+          f'{r["confident"]:.2f} | {r["copies"]:.3f} | {", ".join(other) or "–"} |')
+
+
+def markdown(rows, real, plan, seeds):
+  """The table (`combine`'s rows): one line per row, the real test split's scores on top."""
+  head = ('| row | steps | images/s | samples | FD₂₉₇ | Δ (paired) | KID | confident | copies | '
+          'other |\n|---|---|---|---|---|---|---|---|---|---|')
+  budget = f'{plan.steps} steps' if plan.steps else f'{plan.seconds:g} s'
+  spread = (f'± over the {seeds} training seeds {plan.seed}–{plan.seed + seeds - 1} (each '
+            "seed's FD the mean over its subsets)" if seeds > 1 else
+            f'± over the subsets of one model (seed {plan.seed}; sampling noise only)')
+  lines = [f'Digits, {budget} of training per row (compilation excluded), {seeds} training '
+           f'seed(s); {_cpu()}, {datetime.date.today().isoformat()}. FD₂₉₇: the digits FD at '
+           f'n = {N_SAMPLES} against the train split, the mean over the disjoint '
+           f'{N_SAMPLES}-subsets of the samples (the real test split: {real["fd"]:.2f}); ± the '
+           f'standard error of the mean, {spread}. Δ: the row minus the named row, paired the '
+           f'same way. KID ± std over subsets (real: {real["kid"]:.3g} ± {real["kid_std"]:.2g}).',
            '', head,
-           f'| real test split | – | – | {real["fd"]:.2f} | {real["kid"]:.3g} ± '
-           f'{real["kid_std"]:.2g} | {real["confident"]:.2f} | {real["copies"]:.3f} | – |']
-  for r in rows:
-    other = []
-    if 'bpd' in r:
-      other.append(f'{r["bpd"]:.3f} bits/dim')
-    if 'target_var' in r:
-      other.append(f'target var {r["target_var"]:.2e} (plain {r["target_var_plain"]:.2e})')
-    lines.append(f'| {r["row"]} | {r["steps"]} | {r["images_per_s"]:.0f} | {r["fd"]:.2f} | '
-                 f'{r["kid"]:.3g} ± {r["kid_std"]:.2g} | {r["confident"]:.2f} | '
-                 f'{r["copies"]:.3f} | {", ".join(other) or "–"} |')
+           f'| real test split | – | – | {digits_metric.EQUAL_N} | {real["fd"]:.2f} | – | '
+           f'{real["kid"]:.3g} ± {real["kid_std"]:.2g} | {real["confident"]:.2f} | '
+           f'{real["copies"]:.3f} | – |']
+  lines += [_row_line(r) for r in rows]
   return '\n'.join(lines) + '\n'
 
 
@@ -336,7 +447,8 @@ def _plots(figures, curves, rows, out):
   fig, (ax_fd, ax_norm) = plt.subplots(1, 2, figsize=(9, 3.5))
   for solver in ('euler', 'heun'):
     es = [r for r in rows if 'b' in r and solver in r['row']]
-    ax_fd.plot([r['b'] for r in es], [r['fd'] for r in es], 'o-', label=solver)
+    ax_fd.errorbar([r['b'] for r in es], [r['fd'] for r in es], fmt='o-', label=solver,
+                   yerr=[r['fd_se'] or 0. for r in es], capsize=3)
   ax_fd.set(xlabel='b (ε̂ / b)', ylabel='FD₂₉₇', title='Epsilon Scaling')
   ax_fd.legend()
   for name, (sigmas, sample_norms, train_norms) in curves.items():
@@ -353,9 +465,17 @@ PARTS = {'sde': sde_rows, 'edm_es': edm_es_rows, 'stf': stf_rows, 'pfgmpp': pfgm
          'patch': patch_rows}
 
 
-def main(argv=None):
+def _parse(argv):
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--budget_s', type=float, default=120.)
+  parser.add_argument('--budget_steps', type=int, default=0,
+                      help='train every row for this many optimizer steps instead of --budget_s')
+  parser.add_argument('--seeds', type=int, default=1,
+                      help='training seeds per row (config.seed 42, 43, ...): ± over seeds')
+  parser.add_argument('--subsets', type=int, default=1,
+                      help=f'samples per row: this many disjoint {N_SAMPLES}-subsets')
+  parser.add_argument('--sde_subsets', type=int, default=1,
+                      help="the sde part's subsets (its 1000-step PC sampler: ~90 s per subset)")
   parser.add_argument('--out', default=os.path.join('bench', 'results', 'digits_table'))
   parser.add_argument('--smoke', action='store_true',
                       help='two rows of a small network, a few seconds each, 99 samples (CI)')
@@ -365,32 +485,44 @@ def main(argv=None):
                       help="the pfgmpp part's D values (inf: EDM)")
   parser.add_argument('--patch_px', type=int, default=32,
                       help="the patch part's image size (digits upsampled; a multiple of 8)")
-  args = parser.parse_args(argv)
+  return parser.parse_args(argv)
+
+
+def main(argv=None):
+  args = _parse(argv)
   global N_SAMPLES, MODEL  # pylint: disable=global-statement
   N_SAMPLES, MODEL = (99, SMOKE_MODEL) if args.smoke else (N_SAMPLES, MODEL)
   utils.configure_cpu()
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   reference = digits_metric.DigitsReference(digits_metric.train_digits_classifier())
   real = scores(reference, datasets.digits_split()['test_images'])
-  rows, figures, curves = [], {}, {}
+  plan = Plan(args.budget_s, args.budget_steps, args.subsets)
   if args.smoke:
-    parts = [lambda: edm_es_rows(reference, args.budget_s, bs=(1.0, 1.01),
-                                 solvers=(('heun', 9),)),
-             lambda: pfgmpp_rows(reference, args.budget_s, dims=(128,))]
+    parts = [('edm_es', functools.partial(edm_es_rows, bs=(1.0, 1.01), solvers=(('heun', 9),))),
+             ('pfgmpp', functools.partial(pfgmpp_rows, dims=(128,)))]
   else:
     dims = {'pfgmpp': {'dims': tuple(float(d) for d in args.pfgmpp_D.split(','))},
             'patch': {'size': args.patch_px}}
-    parts = [functools.partial(PARTS[name], reference, args.budget_s, **dims.get(name, {}))
+    parts = [(name, functools.partial(PARTS[name], **dims.get(name, {})))
              for name in args.parts.split(',')]
-  for part in parts:
-    result = part()
-    rows += result[0]
-    figures.update(result[1])
-    if len(result) > 2:
-      curves.update(result[2])
-    print(markdown(rows, real, args.budget_s), flush=True)
+  per_seed, figures, curves = [[] for _ in range(args.seeds)], {}, {}
+  for p, (name, part) in enumerate(parts):
+    began = time.time()
+    for i in range(args.seeds):        # the figures: the first seed's
+      subsets = args.sde_subsets if name == 'sde' else args.subsets
+      result = part(reference, dataclasses.replace(plan, seed=plan.seed + i, subsets=subsets))
+      per_seed_s = (time.time() - began) / (i + 1)
+      print(f'part {name} ({p + 1} of {len(parts)}), seed {i + 1} of {args.seeds} done: '
+            f'{per_seed_s:.0f} s per seed, the part ends in '
+            f'~{per_seed_s * (args.seeds - i - 1):.0f} s', flush=True)
+      per_seed[i] += result[0]
+      if i == 0:
+        figures.update(result[1])
+        curves.update(result[2] if len(result) > 2 else {})
+    rows = combine(per_seed)
+    print(markdown(rows, real, plan, args.seeds), flush=True)
     with open(f'{args.out}.md', 'w', encoding='utf-8') as f:    # after every part
-      f.write(markdown(rows, real, args.budget_s))
+      f.write(markdown(rows, real, plan, args.seeds))
     _plots(figures, curves, rows, args.out)
   return rows
 

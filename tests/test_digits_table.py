@@ -1,9 +1,11 @@
-"""bench/digits_table.py --smoke: a small network trained for a second in two rows (EDM with and
-without Epsilon Scaling, PFGM++ D = 128), sampled, scored, and the table and both figures written
-(marked slow: ~90 s of compilations on 2 cores; SCOREFLOW_SLOW_TESTS=1 runs it)."""
+"""bench/digits_table.py --smoke: a small network trained for two steps in two rows (EDM with and
+without Epsilon Scaling, PFGM++ D = 128), two seeds, sampled, scored, and the table and both
+figures written (marked slow: ~70 s of compilations on 2 cores; SCOREFLOW_SLOW_TESTS=1 runs it);
+the table's means, standard errors and paired differences on worked numbers."""
 import os
 import sys
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -14,14 +16,54 @@ import digits_table  # noqa: E402  pylint: disable=wrong-import-position
 @pytest.mark.slow
 def test_smoke_rows_write_the_table_and_figures(tmp_path):
   out = str(tmp_path / 'table')
-  rows = digits_table.main(['--smoke', '--budget_s', '1', '--out', out])
+  rows = digits_table.main(['--smoke', '--budget_steps', '2', '--seeds', '2', '--subsets', '2',
+                            '--out', out])
   assert [r['row'] for r in rows] == ['EDM heun 9 steps, b = 1', 'EDM-ES heun 9 steps, b = 1.01',
                                       'PFGM++ D = 128']
   text = open(f'{out}.md', encoding='utf-8').read()
   assert text.count('\n| ') == 5 and 'real test split' in text     # header + real + 3 rows
   for r in rows:
-    assert r['fd'] > 0 and r['steps'] >= 1 and r['images_per_s'] > 0
+    assert r['fd'] > 0 and r['fd_se'] > 0 and r['images_per_s'] > 0
+    assert r['steps'] == 2 and r['seeds'] == 2 and r['samples'] == 2 * digits_table.N_SAMPLES
+  (base, key, delta, se), = rows[1]['deltas']
+  assert (base, key) == (rows[0]['row'], 'fd') and se > 0
+  assert delta == pytest.approx(rows[1]['fd'] - rows[0]['fd'])
   assert os.path.getsize(f'{out}.png') > 1000 and os.path.getsize(f'{out}_es.png') > 1000
+
+
+def test_images_trained_per_call():
+  """What images/s counts: a call's steps × the images each trains on, not STF's reference batch
+  (which every element of its pipeline holds), and Patch Diffusion's joined batches."""
+  config = digits_table._digits_config(digits_table.Plan())   # pylint: disable=protected-access
+  config.training.batch_size = 64
+  batch = lambda n, b: {'image': np.zeros((n, b, 8, 8, 1)), 'label': np.zeros((n, b))}
+  assert digits_table.images_trained(config, batch(1, 64)) == 64
+  assert digits_table.images_trained(config, batch(5, 64)) == 320
+  assert digits_table.images_trained(config, batch(1, 4 * 64)) == 256    # 4 batches of patches
+  config.training.stf_ref_batch = 512
+  assert digits_table.images_trained(config, batch(1, 512)) == 64
+  assert digits_table.images_trained(config, batch(2, 512)) == 128
+
+
+def _row(name, subsets, **fields):
+  return {'row': name, 'fd': sum(subsets) / len(subsets), 'fd_subsets': subsets, **fields}
+
+
+def test_combine_over_seeds_and_over_subsets():
+  """Means, standard errors (ddof 1) and paired differences, against numbers worked by hand."""
+  vs = [('b = 1', 'fd')]
+  seed_a = [_row('b = 1', [10., 12.], bpd=5.0), _row('b = 1.02', [9., 10.], vs=vs, bpd=5.2)]
+  seed_b = [_row('b = 1', [14., 14.], bpd=5.4), _row('b = 1.02', [12., 13.], vs=vs, bpd=5.4)]
+  base, es = digits_table.combine([seed_a, seed_b])
+  assert base['fd'] == 12.5 and base['fd_se'] == pytest.approx(1.5)   # seeds' FDs 11, 14
+  assert base['bpd'] == pytest.approx(5.2) and base['bpd_se'] == pytest.approx(0.2)
+  assert base['deltas'] == [] and es['seeds'] == 2
+  assert es['deltas'] == [('b = 1', 'fd', -1.5, 0.)]                 # -1.5 in both seeds
+  base, es = digits_table.combine([seed_a])                          # one seed: the subsets
+  assert base['fd'] == 11. and base['fd_se'] == pytest.approx(1.)    # subsets 10, 12
+  assert base['bpd_se'] is None
+  (_, _, delta, se), = es['deltas']                                  # subsets -1, -2
+  assert delta == -1.5 and se == pytest.approx(0.5)
 
 
 def test_stf_reference_batch_lowers_the_target_variance():
