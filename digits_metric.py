@@ -136,14 +136,19 @@ def nearest_l2(x, ref):
   return np.sqrt(np.maximum(d2.min(axis=1), 0.))
 
 
-def fd_at_n(features, ref_stats, n):
-  """(mean FD, count) over the k = N // n disjoint subsets features[i n : (i + 1) n] (the rest is
-  unused): FD_n = ||mu - mu_ref||² + Tr(S + S_ref - 2 (S S_ref)^½) (Heusel+17) of each subset."""
+def fd_of_subsets(features, ref_stats, n):
+  """The FD of each of the k = N // n disjoint subsets features[i n : (i + 1) n] (the rest is
+  unused): FD_n = ||mu - mu_ref||² + Tr(S + S_ref - 2 (S S_ref)^½) (Heusel+17)."""
   k = len(features) // n
   if k < 1:
     raise ValueError(f'{len(features)} images: fewer than n = {n}')
-  return float(np.mean([fid_from_stats(compute_stats(features[i * n:(i + 1) * n]), ref_stats)
-                        for i in range(k)])), k
+  return [fid_from_stats(compute_stats(features[i * n:(i + 1) * n]), ref_stats) for i in range(k)]
+
+
+def fd_at_n(features, ref_stats, n):
+  """(mean FD, count) over the disjoint n-subsets of `fd_of_subsets`."""
+  values = fd_of_subsets(features, ref_stats, n)
+  return float(np.mean(values)), len(values)
 
 
 def class_shares(logits):

@@ -178,10 +178,8 @@ def scores(reference, images):
   """The digits metric at n = N_SAMPLES (FD: the mean over the disjoint subsets of n, each
   subset's FD in 'fd_subsets'; KID ± its std over random subsets)."""
   outputs = reference.outputs(images)
-  m, n = reference.metrics(outputs), N_SAMPLES
-  features = outputs['features']
-  subsets = [digits_metric.fd_at_n(features[i * n:(i + 1) * n], reference.train_stats, n)[0]
-             for i in range(len(features) // n)]
+  m = reference.metrics(outputs)
+  subsets = digits_metric.fd_of_subsets(outputs['features'], reference.train_stats, N_SAMPLES)
   return {'fd': float(np.mean(subsets)), 'fd_subsets': subsets,
           'fd_real': m['digits_fd_equal_n_real_test'],
           'kid': m['digits_kid'], 'kid_std': m['digits_kid_std'],
@@ -522,9 +520,10 @@ def main(argv=None):
         figures.update(result[1])
         curves.update(result[2] if len(result) > 2 else {})
     rows = combine(per_seed)
-    print(markdown(rows, real, plan, args.seeds), flush=True)
+    text = markdown(rows, real, plan, args.seeds)
+    print(text, flush=True)
     with open(f'{args.out}.md', 'w', encoding='utf-8') as f:    # after every part
-      f.write(markdown(rows, real, plan, args.seeds))
+      f.write(text)
     _plots(figures, curves, rows, args.out)
   return rows
 
