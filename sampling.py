@@ -277,7 +277,8 @@ def edm_sigmas(steps, sigma_min, sigma_max, rho, dtype=jnp.float32):
 
 def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sigma_max=80., rho=7.,
                solver='heun', S_churn=0., S_min=0., S_max=float('inf'), S_noise=1., eps_scaler=1.,
-               eps_scaler_k=0., dtype=jnp.float32, z=None, record_eps_norm=False):
+               eps_scaler_k=0., perturb_alpha=0., dtype=jnp.float32, z=None,
+               record_eps_norm=False):
   """EDM's sampler (Karras+22 Alg. 2) in its general σ(t), s(t) form (Alg. 1, Eq. 4): any SDE.
 
   Noise levels σ_i follow the ρ-schedule (Eq. 5), t_i = σ⁻¹(σ_i), t_N = 0. The velocity is
@@ -285,10 +286,12 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
   s = 1 it is Alg. 2's d = (x − D)/t). Heun's last step (to t = 0) is Euler: NFE 2N − 1; Euler: N.
   Epsilon Scaling (Ning+24) divides ε̂ by λ_i = b + k (N − 1 − i) at every evaluation (k = 0:
   EDM-ES's constant b; k > 0: ADM-ES's linear schedule in the step index t = N − 1 − i); b = 1,
-  k = 0 skips the division, so the plain sampler is unchanged.
+  k = 0 skips the division, so the plain sampler is unchanged. PFGM++'s robustness probe (Xu+23
+  §6; Newbeeer/pfgmpp generate_alpha.py) adds α s(t_i) σ_i ε_i to x_i before every step (its
+  x += α t_i ε with s = 1, σ = t); α = 0 skips it.
   Args:
     keys: per-sample keys [B]; latents use fold_in(key, streams.LATENT_STREAM), churn noise
-      fold_in(key, i).
+      fold_in(key, i), injected noise fold_in(fold_in(key, streams.PERTURB_STREAM), i).
     dtype: float32, or float64 (call under `jax.enable_x64(True)`; the network stays float32).
     z: optional latents [B, *sample_shape] (standard normal), instead of those of `keys`.
     record_eps_norm: also return ‖ε̂‖ per step and sample [N, B] (at (x̂_i, t̂_i), before scaling).
@@ -302,6 +305,7 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
   sigmas = edm_sigmas(steps, sigma_min, sigma_max, rho, dtype)
   t_steps = jnp.concatenate([sde.sigma_inv(sigmas), jnp.zeros((1,), dtype)])    # t_N = 0 (Eq. 5)
   z = per_sample_normal(keys, streams.LATENT_STREAM, sample_shape) if z is None else z
+  perturb_keys = jax.vmap(lambda k: jax.random.fold_in(k, streams.PERTURB_STREAM))(keys)
   t0 = vec(t_steps[0])
   x0 = z.astype(dtype) * bcast(sde.sigma(t0) * sde.scale(t0), z)              # Karras+22 Alg. 1 line 2
 
@@ -319,6 +323,10 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
     x, norms = carry
     t_cur, t_next = t_steps[i], t_steps[i + 1]
     lam = eps_scaler + eps_scaler_k * (steps - 1 - i)                       # Ning+24 (ADM-ES) λ_t = k t + b
+    if perturb_alpha > 0:                                                   # Xu+23 §6: x_i += α s σ_i ε_i
+      tb = vec(t_cur)
+      x = x + perturb_alpha * bcast(sde.scale(tb) * sde.sigma(tb), x) * per_sample_normal(
+          perturb_keys, i, sample_shape).astype(dtype)
     if S_churn > 0:
       sigma_cur = sde.sigma(t_cur)
       in_range = (S_min <= sigma_cur) & (sigma_cur <= S_max)
@@ -372,5 +380,5 @@ def _edm_sampler(config, sde, sample_shape, eps):
       z = pfgmpp_latents(keys, noise, sample_shape, latents)
     return edm_sample(keys, score_fn, sde, sample_shape, s.steps, sigma_min, sigma_max, s.rho,
                       s.solver, s.S_churn, s.S_min, s.S_max, s.S_noise, s.eps_scaler,
-                      s.eps_scaler_k, dtype, z=z)
+                      s.eps_scaler_k, s.perturb_alpha, dtype, z=z)
   return sampler

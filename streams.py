@@ -29,6 +29,8 @@ Per-sample streams, folded into a sample's key K: K_i above, or key(seed) for im
                           (sampling.class_labels)
   KNOWN_STREAM = 2³⁰+1    the known part of x_T in inpainting and colorization: fold_in(K, 2³⁰ + 1)
                           (controllable_generation.pc_replace); an alias of CLASS_STREAM
+  PERTURB_STREAM = 2³⁰+2  PFGM++'s noise injection (sampling.perturb_alpha) before EDM sampler step i:
+                          ε_i = normal(fold_in(fold_in(K, 2³⁰ + 2), i)) (sampling.edm_sample)
   step i (counter)        sampler step i: S_i = fold_in(K, i). EDM's churn noise ε_i = normal(S_i)
                           (sampling.edm_sample); PC's normal j of step i = normal(fold_in(S_i, j)):
                           predictor 0, corrector 1 + j (sampling.pc_sample); inpainting and
@@ -74,10 +76,12 @@ PATCH_STREAM = COUNTER_LIMIT + 4      # run: Patch Diffusion's patch size per tr
 LATENT_STREAM = COUNTER_LIMIT         # per sample: x_T
 CLASS_STREAM = COUNTER_LIMIT + 1      # per sample: the class drawn for sampling.class_label = -1
 KNOWN_STREAM = COUNTER_LIMIT + 1      # per sample: the known part of x_T (alias of CLASS_STREAM)
+PERTURB_STREAM = COUNTER_LIMIT + 2    # per sample: PFGM++'s injected noise per sampler step
 
 RUN_STREAMS = {'eval': EVAL_STREAM, 'sample': SAMPLE_STREAM, 'init': INIT_STREAM,
                'bpd': BPD_STREAM, 'patch': PATCH_STREAM}
-SAMPLE_STREAMS = {'latent': LATENT_STREAM, 'class': CLASS_STREAM, 'known': KNOWN_STREAM}
+SAMPLE_STREAMS = {'latent': LATENT_STREAM, 'class': CLASS_STREAM, 'known': KNOWN_STREAM,
+                  'perturb': PERTURB_STREAM}
 STREAMS = {**RUN_STREAMS, **SAMPLE_STREAMS}     # name -> value; name.upper() + '_STREAM' above
 ALIASES = {'known': 'class'}                    # same value, same parent (see the docstring)
 

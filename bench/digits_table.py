@@ -70,6 +70,10 @@ ES_B = (1.0, 1.002, 1.005, 1.01, 1.02)
 BPD_N = 99                      # test digits in the bits/dim column (one eval batch)
 STF_REF = 512                   # STF reference batch (8 × the batch of 64)
 EDM_ROW = 'EDM (PFGM++ D = ∞)'  # the baseline of the PFGM++ and STF rows
+# Xu+23 §6's robustness probes of a trained model (pfgmpp generate_alpha.py, generate_steps.py):
+# noise injected before every step (sampling.perturb_alpha), and fewer Heun steps than 18.
+PFGMPP_PROBES = (('α = 0.1', {'perturb_alpha': 0.1}), ('α = 0.2', {'perturb_alpha': 0.2}),
+                 ('Heun 6 steps', {'steps': 6}), ('Heun 4 steps', {'steps': 4}))
 SMOKE_MODEL = {'model.nf': 16, 'model.ch_mult': (1,), 'model.attn_resolutions': ()}
 MODEL = {}                      # --smoke: SMOKE_MODEL (a network that compiles in seconds)
 # Rows train for a budget (time or steps), not to training.n_iters: no cosine decay to aim at its end,
@@ -312,17 +316,26 @@ def stf_rows(reference, plan):
   return [row], {'STF': images}
 
 
-def pfgmpp_rows(reference, plan, dims=(64, 128, 2048, float('inf'))):
+def pfgmpp_rows(reference, plan, dims=(64, 128, 2048, float('inf')), probes=PFGMPP_PROBES):
   """PFGM++ at each D, its FD against D = ∞'s: EDM (Gaussian noise, the kernel's limit, Xu+23),
-  the same sampler (Heun, 18 steps)."""
+  the same sampler (Heun, 18 steps). Then each of Xu+23 §6's robustness probes on the same model
+  and latents: the FD's rise over the unprobed row ('fd_rise'), and how that rise differs from
+  EDM's under the same probe (the claim: smaller D, smaller rise)."""
   rows, figures = [], {}
   for D in dims:
     config = _digits_config(plan, **{'training.pfgmpp_D': float(D)})
     run, state, steps, rate = train_for(config, plan)
     images = sample(run, state.ema_params, plan)
     name = f'PFGM++ D = {D:g}' if np.isfinite(D) else EDM_ROW
-    rows.append({'row': name, 'steps': steps, 'images_per_s': rate,
-                 'vs': [(EDM_ROW, 'fd')] if np.isfinite(D) else [], **scores(reference, images)})
+    base = {'row': name, 'steps': steps, 'images_per_s': rate,
+            'vs': [(EDM_ROW, 'fd')] if np.isfinite(D) else [], **scores(reference, images)}
+    rows.append(base)
+    for label, fields in probes:
+      probed = scores(reference, sample(run, state.ema_params, plan,
+                                        _with_sampling(config, **fields)))
+      vs = [(name, 'fd')] + ([(f'{EDM_ROW}, {label}', 'fd_rise')] if np.isfinite(D) else [])
+      rows.append({'row': f'{name}, {label}', 'steps': steps, 'images_per_s': rate, 'vs': vs,
+                   'probe': label, 'D': D, 'fd_rise': probed['fd'] - base['fd'], **probed})
     figures[name] = images
   return rows, figures
 
@@ -351,7 +364,7 @@ def _cpu():
 
 
 NUMERIC = ('steps', 'images_per_s', 'fd', 'fd_real', 'kid', 'kid_std', 'confident', 'copies',
-           'bpd', 'target_var', 'target_var_plain')
+           'bpd', 'target_var', 'target_var_plain', 'fd_rise')
 
 
 def _mean_se(values):
@@ -377,7 +390,7 @@ def combine(per_seed):
       by_name.setdefault(r['row'], []).append(r)
   out = []
   for name, reps in by_name.items():
-    row = {k: reps[0][k] for k in ('row', 'b') if k in reps[0]}
+    row = {k: reps[0][k] for k in ('row', 'b', 'probe', 'D') if k in reps[0]}
     row.update({k: float(np.mean([r[k] for r in reps])) for k in NUMERIC if k in reps[0]})
     row.update(seeds=len(reps), samples=N_SAMPLES * len(reps[0]['fd_subsets']))
     row.update({f'{k}_se': _mean_se(_repeats(reps, k))[1] for k in ('fd', 'bpd') if k in reps[0]})
@@ -388,7 +401,7 @@ def combine(per_seed):
   return out
 
 
-LABELS = {'fd': 'FD', 'bpd': 'bits/dim'}
+LABELS = {'fd': 'FD', 'bpd': 'bits/dim', 'fd_rise': 'FD rise'}
 
 
 def _pm(mean, se, digits=2, sign=''):
@@ -442,6 +455,7 @@ def _plots(figures, curves, rows, out):
   fig.tight_layout()
   fig.savefig(f'{out}.png', dpi=120)
   plt.close(fig)
+  _plot_probes(plt, [r for r in rows if 'probe' in r], out)
   if not curves:
     return
   fig, (ax_fd, ax_norm) = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -458,6 +472,25 @@ def _plots(figures, curves, rows, out):
   ax_norm.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(f'{out}_es.png', dpi=120)
+  plt.close(fig)
+
+
+def _plot_probes(plt, probed, out):
+  """<out>_pfgmpp.png: each D's FD rise under each robustness probe, ± its standard error."""
+  if not probed:
+    return
+  labels = list(dict.fromkeys(r['probe'] for r in probed))
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  for D in dict.fromkeys(r['D'] for r in probed):
+    rise = {r['probe']: r['deltas'][0][2:] for r in probed if r['D'] == D}
+    ax.errorbar(range(len(labels)), [rise[k][0] for k in labels], capsize=3, fmt='o-',
+                yerr=[rise[k][1] or 0. for k in labels], label=f'D = {D:g}')
+  ax.set_xticks(range(len(labels)), labels)
+  ax.set(ylabel='FD₂₉₇ rise over the unprobed sampler', title='PFGM++ robustness (Xu+23 §6)')
+  ax.axhline(0, color='gray', lw=0.5)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(f'{out}_pfgmpp.png', dpi=120)
   plt.close(fig)
 
 
@@ -483,6 +516,8 @@ def _parse(argv):
                       help=f'comma-separated subset of {",".join(PARTS)}')
   parser.add_argument('--pfgmpp_D', default='64,128,2048,inf',
                       help="the pfgmpp part's D values (inf: EDM)")
+  parser.add_argument('--pfgmpp_probes', action=argparse.BooleanOptionalAction, default=True,
+                      help="the pfgmpp part's robustness probes (PFGMPP_PROBES) on each model")
   parser.add_argument('--patch_px', type=int, default=32,
                       help="the patch part's image size (digits upsampled; a multiple of 8)")
   return parser.parse_args(argv)
@@ -499,9 +534,10 @@ def main(argv=None):
   plan = Plan(args.budget_s, args.budget_steps, args.subsets)
   if args.smoke:
     parts = [('edm_es', functools.partial(edm_es_rows, bs=(1.0, 1.01), solvers=(('heun', 9),))),
-             ('pfgmpp', functools.partial(pfgmpp_rows, dims=(128,)))]
+             ('pfgmpp', functools.partial(pfgmpp_rows, dims=(128,), probes=PFGMPP_PROBES[:1]))]
   else:
-    dims = {'pfgmpp': {'dims': tuple(float(d) for d in args.pfgmpp_D.split(','))},
+    dims = {'pfgmpp': {'dims': tuple(float(d) for d in args.pfgmpp_D.split(',')),
+                       'probes': PFGMPP_PROBES if args.pfgmpp_probes else ()},
             'patch': {'size': args.patch_px}}
     parts = [(name, functools.partial(PARTS[name], **dims.get(name, {})))
              for name in args.parts.split(',')]

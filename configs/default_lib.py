@@ -79,6 +79,8 @@ def _sampling():
   sampling.S_noise = 1.                       # EDM sampler: std of the churn noise (≥ 1)
   sampling.eps_scaler = 1.                    # Epsilon Scaling b: ε̂ ← ε̂ / λ_t (1 = off, Ning+24)
   sampling.eps_scaler_k = 0.                  # ADM-ES linear λ_t = k·t + b, t = N−1−i (0 = constant)
+  sampling.perturb_alpha = 0.                 # EDM sampler: PFGM++'s robustness probe, x_i += α·s·σ_i·ε
+  #                                             before every step (Xu+23 §6; 0 = off)
   sampling.class_label = -1                   # class-conditional models: the class of every
   #                                             sample; -1 = a random class per seed (EDM)
   sampling.guidance = 1.                      # classifier-free guidance weight w (Ho&Salimans22):

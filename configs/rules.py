@@ -403,6 +403,16 @@ def pfgmpp_samples_with_edm(config):
 
 
 @rule()
+def perturb_needs_edm_sampler(config):
+  """sampling.perturb_alpha (PFGM++'s noise-injection probe) acts in the EDM sampler only."""
+  s = config.sampling
+  if s.perturb_alpha > 0 and s.method != 'edm':
+    return (f"sampling.perturb_alpha = {s.perturb_alpha} injects noise into the EDM sampler's "
+            f"steps: set sampling.method='edm', not {s.method!r} (or perturb_alpha=0)")
+  return None
+
+
+@rule()
 def ancestral_needs_ve_or_vp(config):
   """The ancestral predictor (Song+21 Eqs. 47, 48) runs on vesde or vpsde, without probability
   flow."""

@@ -19,16 +19,20 @@ def test_smoke_rows_write_the_table_and_figures(tmp_path):
   rows = digits_table.main(['--smoke', '--budget_steps', '2', '--seeds', '2', '--subsets', '2',
                             '--out', out])
   assert [r['row'] for r in rows] == ['EDM heun 9 steps, b = 1', 'EDM-ES heun 9 steps, b = 1.01',
-                                      'PFGM++ D = 128']
+                                      'PFGM++ D = 128', 'PFGM++ D = 128, α = 0.1']
   text = open(f'{out}.md', encoding='utf-8').read()
-  assert text.count('\n| ') == 5 and 'real test split' in text     # header + real + 3 rows
+  assert text.count('\n| ') == 6 and 'real test split' in text     # header + real + 4 rows
   for r in rows:
     assert r['fd'] > 0 and r['fd_se'] > 0 and r['images_per_s'] > 0
     assert r['steps'] == 2 and r['seeds'] == 2 and r['samples'] == 2 * digits_table.N_SAMPLES
   (base, key, delta, se), = rows[1]['deltas']
   assert (base, key) == (rows[0]['row'], 'fd') and se > 0
   assert delta == pytest.approx(rows[1]['fd'] - rows[0]['fd'])
-  assert os.path.getsize(f'{out}.png') > 1000 and os.path.getsize(f'{out}_es.png') > 1000
+  (base, key, rise, _), = rows[3]['deltas']          # the probe's rise (no EDM row to compare)
+  assert (base, key) == ('PFGM++ D = 128', 'fd') and rise == pytest.approx(rows[3]['fd_rise'])
+  assert rise == pytest.approx(rows[3]['fd'] - rows[2]['fd'])
+  for suffix in ('', '_es', '_pfgmpp'):
+    assert os.path.getsize(f'{out}{suffix}.png') > 1000
 
 
 def test_images_trained_per_call():

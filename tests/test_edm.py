@@ -176,19 +176,27 @@ def _run(keys, **kw):
 def _alg2_scalar(lam, steps, churn=0., heun=True):
   """(gain a, noise variance v) of Alg. 2 on dx/dσ = σ x / (λ + σ²) (a 1-D Gaussian, μ = 0):
   x_N = a · x_0 + noise of variance v, from x_0 = σ_max z. Independent of the sampler code."""
-  i = np.arange(steps)
-  t = np.append((80 ** (1 / 7) + i / (steps - 1) * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7, 0.)
-  f = lambda s: s / (lam + s * s)   # noqa: E731
+  t = _karras_sigmas(steps)
   a, v = 1., 0.
   for k in range(steps):
     t_hat = t[k] * (1 + min(churn / steps, np.sqrt(2) - 1))
     v += t_hat ** 2 - t[k] ** 2
-    h = t[k + 1] - t_hat
-    g = 1 + h * f(t_hat)
-    if heun and k < steps - 1:
-      g = 1 + h * (f(t_hat) + f(t[k + 1]) * (1 + h * f(t_hat))) / 2
+    g = _alg2_gain(lam, t_hat, t[k + 1], heun and k < steps - 1)
     a, v = a * g, v * g * g
   return a, v
+
+
+def _karras_sigmas(steps):
+  """Karras+22 Eq. 5 with σ ∈ [0.002, 80], ρ = 7, and σ_N = 0, in float64."""
+  i = np.arange(steps)
+  return np.append((80 ** (1 / 7) + i / (steps - 1) * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7, 0.)
+
+
+def _alg2_gain(lam, t_hat, t_next, heun):
+  """x_{i+1} = g x̂_i: one Euler (or Heun) step of dx/dσ = σ x / (λ + σ²) from t̂_i to t_{i+1}."""
+  f = lambda s: s / (lam + s * s)   # noqa: E731
+  h = t_next - t_hat
+  return 1 + h * (f(t_hat) + f(t_next) * (1 + h * f(t_hat))) / 2 if heun else 1 + h * f(t_hat)
 
 
 def _moments_z(x, var):
@@ -217,6 +225,26 @@ def test_heun_is_alg_2_exactly_and_euler_is_worse():
   exact = mu + (x0 @ u) * np.sqrt(lam / (lam + 80 ** 2)) @ u.T     # the ODE's transport map
   err = lambda x: np.sqrt(np.mean((x - exact) ** 2))   # noqa: E731
   assert err(euler) > 2.5 * err(heun), (err(euler), err(heun))
+
+
+def test_injected_noise_is_pfgmpp_alpha_probe_exactly():
+  """sampling.perturb_alpha (Xu+23 §6, pfgmpp generate_alpha.py): x_i += α σ_i ε_i before step i,
+  ε_i from the PERTURB stream; on a Gaussian each injection then passes through the remaining
+  steps' gains of the scalar recursion of Alg. 2 (independent of the sampler code)."""
+  keys, alpha, steps = sample_keys(jax.random.key(3), 64), 0.1, 18
+  lam, u, mu = _eig()
+  y = (80 * np.asarray(per_sample_normal(keys, 2 ** 30, (4,)), np.float64) - mu) @ u
+  perturb_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2 ** 30 + 2))(keys)
+  t = _karras_sigmas(steps)
+  for k in range(steps):
+    eps = np.asarray(per_sample_normal(perturb_keys, k, (4,)), np.float64)
+    y = (y + alpha * t[k] * eps @ u) * np.array([_alg2_gain(l, t[k], t[k + 1], k < steps - 1)
+                                                 for l in lam])
+  with jax.enable_x64(True):
+    x = _run(keys, dtype=jnp.float64, perturb_alpha=alpha)
+    plain = _run(keys, dtype=jnp.float64)
+  np.testing.assert_allclose(x, mu + y @ u.T, rtol=1e-6, atol=1e-6)
+  assert np.abs(x - plain).max() > 0.05     # the probe moved the samples
 
 
 def test_heun_18_lands_on_the_data_and_its_known_bias():

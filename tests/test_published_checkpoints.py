@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -24,6 +25,7 @@ from foreign import edm, load
 import generate
 import modes
 import run_lib
+import sampling
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, 'tests', 'fixtures', 'published')
@@ -38,9 +40,11 @@ def _settings(case):
 
 
 def checkpoint_of(case):
-  """The case's checkpoint file (a network snapshot where there is one)."""
+  """The case's checkpoint file (a network snapshot where there is one), or that of the case its
+  settings name ('checkpoint_case': another sampler on the same file)."""
+  folder = _settings(case).get('checkpoint_case', case)
   for pattern in CHECKPOINT_GLOBS:
-    found = sorted(glob.glob(os.path.join(FIXTURES, case, pattern)))
+    found = sorted(glob.glob(os.path.join(FIXTURES, folder, pattern)))
     if found:
       return found[0]
   raise FileNotFoundError(f'no checkpoint in {FIXTURES}/{case}')
@@ -75,13 +79,17 @@ def latents_of(case, tmp_path):
   return out
 
 
-def sample_case(case, tmp_path):
+def sample_case(case, tmp_path, monkeypatch):
   """Our images [N, H, W, C] in [0, 1] for the case's latents, through modes.run('sample'), and
   the official ones. Adaptive ODE solves are compared converged: at score_sde's rtol = atol = 1e-5
   its RK45 and our Dopri5 each carry their own ~5e-3 error, so both sides run tight (the
-  official side at 1e-8: `x_tight`)."""
+  official side at 1e-8: `x_tight`). PFGM++'s injected noise (sampling.perturb_alpha) is the
+  official run's, fed in place of the draws of our PERTURB stream (`perturb` [steps, N, ...])."""
   config = config_of(case)
   ref = np.load(os.path.join(FIXTURES, case, 'reference.npz'))
+  if 'perturb' in ref.files:
+    perturb = jnp.asarray(ref['perturb'])
+    monkeypatch.setattr(sampling, 'per_sample_normal', lambda keys, i, shape: perturb[i])
   if 'x_tight' in ref.files:
     config.sampling.ode_rtol = config.sampling.ode_atol = 1e-7
     ref = np.clip((ref['x_tight'] + 1.) / 2., 0., 1.)
@@ -99,8 +107,8 @@ def sample_case(case, tmp_path):
 
 
 @pytest.mark.parametrize('case', CASES)
-def test_official_images_from_the_same_file_and_latents(case, tmp_path):
-  ours, ref = sample_case(case, tmp_path)
+def test_official_images_from_the_same_file_and_latents(case, tmp_path, monkeypatch):
+  ours, ref = sample_case(case, tmp_path, monkeypatch)
   diff = float(np.abs(ours - ref).max())
   print(f'{case}: max |ours - official| = {diff:.2e} on [0, 1] images')
   assert ours.shape == ref.shape and diff <= TOLERANCE, diff

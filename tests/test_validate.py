@@ -90,6 +90,8 @@ CASES = {
     'pfgmpp_D_above_two': ('edm', {'training.pfgmpp_D': 2.}, 'train', 'D > 2'),
     'pfgmpp_samples_with_edm': ('edm', {'training.pfgmpp_D': 128., 'sampling.method': 'ode'},
                                 'sample', "sampling.method='edm'"),
+    'perturb_needs_edm_sampler': ('ve', {'sampling.perturb_alpha': 0.1}, 'sample',
+                                  "perturb_alpha = 0.1 injects noise"),
     'ancestral_needs_ve_or_vp': ('ve', {'sampling.predictor': 'ancestral_sampling',
                                         'sampling.probability_flow': True}, 'sample',
                                  'ancestral_sampling'),

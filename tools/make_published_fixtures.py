@@ -14,7 +14,8 @@ checked in another that loads the files as the official samplers do, samples aga
 A case directory: the checkpoint (name and content as the official loop writes them), latents.npy
 (float32 N(0, I) [4, H, W, C], channels last), reference.npz ('images' = clip((x + 1)/2, 0, 1) of
 the sampler's final x, 'x' = that x, [4, H, W, C] float32; PFGM++ adds 'radii', score_sde 'nfe'
-and 'x_tight'), settings.json (our base config and overrides, the official call, notes). Every
+and 'x_tight', the noise-injection case 'perturb'), settings.json (our base config and overrides,
+the official call, notes; 'checkpoint_case' where the case samples another case's checkpoint). Every
 parameter is random: N(0, 1/fan_in) weights, 1 + 0.2 N norm scales, 0.2 N biases. Workarounds
 that touch no computation: modules only unused paths need are stubbed where missing (torchvision:
 pfgmpp --save_images; diffusers: Patch-Diffusion --on_latents; tensorflow, tensorflow_datasets,
@@ -24,8 +25,6 @@ build gives way to its pure-PyTorch FIR path.
 import argparse
 import contextlib
 import copy
-import importlib.machinery
-import importlib.util
 import io
 import json
 import os
@@ -38,7 +37,9 @@ import types
 import numpy as np
 import torch
 
-SEEDS = (0, 1, 2, 3)           # generate.py --seeds=0-3: latents (and PFGM++ radii) per seed, CPU
+from fixture_common import SEEDS, nchw, nhwc, randomize, stub
+import published_fixtures_score_sde as score_sde
+
 RES = 16                       # img_resolution of the EDM-family nets
 CLASS = 3                      # --class=3 of the class-conditional cases
 LR = 10e-4                     # train.py --lr default
@@ -65,14 +66,6 @@ EDM_NOTES = ('x_T = latents * sigma_max; the sampler runs in float64, the net in
 PEER = types.SimpleNamespace()  # the modules of the one peer this interpreter imported
 
 
-def stub(name, **attrs):
-  """A placeholder for an importable-but-unused module, only where the real one is missing."""
-  top = name.split('.')[0]
-  if top in sys.modules or importlib.util.find_spec(top) is None:
-    module = sys.modules.setdefault(name, types.ModuleType(name))
-    module.__dict__.update(attrs, __spec__=importlib.machinery.ModuleSpec(name, None))
-
-
 def import_edm_family(repo):
   """dnnlib and the peer's generate.py (its sampler) from `repo`."""
   stub('torchvision')
@@ -82,24 +75,6 @@ def import_edm_family(repo):
   import dnnlib  # pylint: disable=import-outside-toplevel
   import generate  # pylint: disable=import-outside-toplevel
   PEER.dnnlib, PEER.generate = dnnlib, generate
-
-
-def randomize(module, seed, out_gain=1.):
-  """Every parameter random (zero-initialised ones too); `out_gain` scales the last weight."""
-  rng = np.random.default_rng(seed)
-  params = [(n, p) for n, p in module.named_parameters() if p.numel()]
-  for i, (name, p) in enumerate(params):
-    shape = tuple(p.shape)
-    if len(shape) >= 2:
-      v = rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
-    elif name.endswith('weight'):                  # GroupNorm scale
-      v = 1 + 0.2 * rng.standard_normal(shape)
-    else:
-      v = 0.2 * rng.standard_normal(shape)
-    if len(shape) >= 2 and all(len(q.shape) < 2 for _, q in params[i + 1:]):
-      v = v * out_gain                             # the output conv (only biases follow it)
-    with torch.no_grad():
-      p.copy_(torch.from_numpy(v.astype(np.float32)))
 
 
 def rnd():
@@ -327,6 +302,54 @@ def build_pfgmpp(out):
   return ema, latents, settings, dict(radii=radii, x_t=x_t)
 
 
+ALPHA = 0.1                    # generate_alpha.py's alpha_list = [0, 0.1, 0.2]
+
+
+def pfgmpp_alpha_heun(net, latents, extra):
+  """pfgmpp generate_alpha.py (Xu+23 §6 robustness, alpha = 0.1): its edm_sampler, which adds
+  alpha * t_i * torch.randn_like(x) to x before every step; that draw (torch's global generator in
+  the script) replays extra['perturb'][i] here, every call checked."""
+  import generate_alpha  # pylint: disable=import-outside-toplevel
+  x_t = prior_from_latents(latents, extra['radii'])
+  perturb = torch.from_numpy(np.ascontiguousarray(np.transpose(extra['perturb'], (0, 1, 4, 2, 3))))
+  drawn, real = [], torch.randn_like
+
+  def replay(x):
+    drawn.append(x.shape)
+    return perturb[len(drawn) - 1].to(x.dtype)
+  torch.randn_like = replay
+  try:
+    x = quiet(generate_alpha.edm_sampler, net, x_t, None, randn_like=rnd().randn_like, num_steps=18,
+              rho=7, S_churn=0, S_min=0, S_max=0, S_noise=0, pfgmpp=True, D=128, alpha=ALPHA)
+  finally:
+    torch.randn_like = real
+  assert len(drawn) == len(perturb) and all(d == x_t.shape for d in drawn), drawn
+  return x
+
+
+def build_pfgmpp_alpha(out):
+  """The pfgmpp_D128 case's checkpoint, latents and radii (read from there, not copied), sampled
+  by generate_alpha.py with 18 steps of standard-normal perturb[i] [18, 4, H, W, C] (float32)."""
+  source = os.path.join(os.path.dirname(out), 'pfgmpp_D128')
+  net = load_pfgmpp(source)
+  latents = nchw(np.load(os.path.join(source, 'latents.npy')))
+  radii = np.load(os.path.join(source, 'reference.npz'))['radii']
+  perturb = np.random.default_rng(5).standard_normal([18, len(SEEDS), RES, RES, 3]).astype(np.float32)
+  with open(os.path.join(source, 'settings.json')) as f:
+    settings = json.load(f)
+  settings.update(
+      checkpoint_case='pfgmpp_D128',
+      overrides=dict(settings['overrides'], **{'sampling.perturb_alpha': ALPHA}),
+      official=f"Newbeeer/pfgmpp generate_alpha.py, alpha = {ALPHA}: edm_sampler(net, x_T, None, "
+               "randn_like, num_steps=18, rho=7, S_churn=0, S_min=0, S_max=0, S_noise=0, "
+               f"pfgmpp=True, D=128, alpha={ALPHA}); x_T and net as in pfgmpp_D128",
+      notes='Before every step i (also the first, at sigma_max, and the last): x_i += alpha * t_i '
+            '* torch.randn_like(x_i), t_i = sigma_i; the script draws from torch\'s global '
+            'generator, replayed here from perturb[i] (reference.npz, NHWC; our side feeds the '
+            'same arrays in place of its PERTURB stream). Otherwise as pfgmpp_D128.')
+  return net, latents, settings, dict(radii=radii, perturb=perturb)
+
+
 def build_adm(out):
   net, latents, kwargs = snapshot_case(out, 105, 'adm', label_dim=10, dropout=0.10)
   overrides = dict(EDM_SAMPLER, **{'sampling.steps': 10, 'sampling.class_label': CLASS})
@@ -394,150 +417,21 @@ def load_pfgmpp(case_dir):
   return net
 
 
-# --- score_sde_pytorch ----------------------------------------------------------------------
-
-def import_score_sde(repo):
-  """score_sde_pytorch's modules; CUDA `op` disabled (pure-PyTorch FIR), unused imports stubbed."""
-  import torch.utils.cpp_extension  # pylint: disable=import-outside-toplevel
-  torch.utils.cpp_extension.load = lambda *a, **k: None
-  gfile = types.SimpleNamespace(exists=os.path.exists, makedirs=os.makedirs)
-  for name, attrs in (('tensorflow', dict(io=types.SimpleNamespace(gfile=gfile))),
-                      ('tensorflow_datasets', {}), ('jax', {})):
-    stub(name, **attrs)
-  sys.path.insert(0, repo)
-  import datasets, losses, sampling, sde_lib, utils  # pylint: disable=import-outside-toplevel
-  from configs.vp import cifar10_ddpmpp_continuous  # pylint: disable=import-outside-toplevel
-  from models import ncsnpp, utils as mutils  # pylint: disable=import-outside-toplevel,unused-import
-  from models.ema import ExponentialMovingAverage
-  PEER.__dict__.update(datasets=datasets, losses=losses, sampling=sampling, sde_lib=sde_lib,
-                       utils=utils, mutils=mutils, EMA=ExponentialMovingAverage,
-                       base=cifar10_ddpmpp_continuous)
-
-
-SDE_SHRINK = {'data.image_size': 8, 'model.nf': 8, 'model.ch_mult': [1, 2],
-              'model.num_res_blocks': 1, 'model.attn_resolutions': [4]}
-SDE_TRAIN = {'training.batch_size': 16, 'training.snapshot_freq': 1500, 'optim.lr': 2e-3,
-             'optim.warmup': 0}
-
-
-def score_sde_state():
-  """configs/vp/cifar10_ddpmpp_continuous.py shrunk; run_lib.train's model, EMA, optimizer."""
-  config = PEER.base.get_config()
-  for key, value in dict(SDE_SHRINK, **SDE_TRAIN).items():
-    group, field = key.split('.')
-    config[group][field] = tuple(value) if isinstance(value, list) else value
-  config.sampling.method, config.device = 'ode', torch.device('cpu')
-  torch.manual_seed(0)
-  model = PEER.mutils.create_model(config)          # torch.nn.DataParallel(NCSNpp)
-  ema = PEER.EMA(model.parameters(), decay=config.model.ema_rate)
-  optimizer = PEER.losses.get_optimizer(config, model.parameters())
-  sde = PEER.sde_lib.VPSDE(beta_min=config.model.beta_min, beta_max=config.model.beta_max,
-                           N=config.model.num_scales)
-  return config, sde, dict(optimizer=optimizer, model=model, ema=ema, step=0)
-
-
-def build_score_sde(out):
-  """Random weights trained by run_lib.train's loop up to its first snapshot (see the notes)."""
-  config, sde, state = score_sde_state()
-  randomize(state['model'], 107, out_gain=0.1)
-  state['ema'] = PEER.EMA(state['model'].parameters(), decay=config.model.ema_rate)
-  step_fn = PEER.losses.get_step_fn(sde, train=True,
-                                    optimize_fn=PEER.losses.optimization_manager(config),
-                                    reduce_mean=config.training.reduce_mean, continuous=True,
-                                    likelihood_weighting=False)
-  gen = torch.Generator().manual_seed(1)
-  torch.manual_seed(2)
-  for _ in range(config.training.snapshot_freq + 1):   # run_lib.train's loop steps 0..freq
-    step_fn(state, 0.5 * torch.randn([config.training.batch_size, 3, 8, 8], generator=gen))
-  PEER.utils.save_checkpoint(os.path.join(out, 'checkpoint_1.pth'), state)
-  torch.manual_seed(0)
-  latents, extra = sde.prior_sampling((len(SEEDS), 3, 8, 8)), {}     # x_T
-  model_x = score_sde_sample(state['model'], latents, {})
-  state['ema'].copy_to(state['model'].parameters())
-  x = score_sde_sample(state['model'], latents, extra)
-  tight = PEER.sampling.get_ode_sampler(sde, tuple(latents.shape), lambda z: z, denoise=True,
-                                        rtol=1e-8, atol=1e-8, eps=1e-3, device=config.device)
-  with torch.no_grad():
-    x_tight, nfe_tight = tight(state['model'], latents)
-  solver_error = (x_tight - x).abs()
-  settings = dict(
-      base_config='configs/vp/cifar10_ddpmpp_continuous.py',
-      overrides=dict(SDE_SHRINK, **{'sampling.method': 'ode', 'sampling.ode_rtol': 1e-5,
-                                    'sampling.ode_atol': 1e-5, 'sampling.noise_removal': True}),
-      official="score_sde_pytorch run_lib.evaluate's ODE path: restore_checkpoint("
-               "checkpoint_1.pth), ema.copy_to(model.parameters()), sampling.get_sampling_fn("
-               "config, VPSDE(0.1, 20, N=1000), (4, 3, 8, 8), inverse_scaler, eps=1e-3) = "
-               "get_ode_sampler(denoise=config.sampling.noise_removal=True, rtol=atol=1e-5, "
-               "method='RK45', eps=1e-3); sample, nfe = sampling_fn(model, z=x_T)",
-      notes='x_T = latents (VP prior, unscaled). scipy RK45 from t = 1 to 1e-3 on the flat float64 '
-            'state, the probability-flow drift (Song+21 Eq. 13) in float32 with labels 999 t and '
-            'score = -model/std(t); then the denoising step, a noiseless reverse-diffusion step at '
-            't = 1e-3 with the DDPM beta at index int(999 t) = 0, beta_0 = 1e-4: x <- x - '
-            '(sqrt(1 - beta_0) - 1) x + beta_0 score(x, 1e-3). nfe = solution.nfev (denoising not '
-            f'counted). x_tight: rtol = atol = 1e-8 ({nfe_tight} NFE, the ODE solution to ~1e-4); '
-            f'x is off from it by max {solver_error.max().item():.3g}, mean '
-            f'{solver_error.mean().item():.3g} (solver error): compare a tight solve with x_tight. '
-            f'Model instead of EMA weights: max |dx| = {(model_x - x).abs().max().item():.3g}. '
-            'checkpoint_1.pth (utils.save_checkpoint): optimizer, model (DataParallel: keys '
-            '"module.*"), ema {decay, num_updates, shadow_params in parameters() order}, step. '
-            'Weights: all random (output conv x 0.1), then run_lib.train\'s loop (official step_fn'
-            ', EMA 0.9999) on N(0, 0.25 I) images, batch 16, lr 2e-3, no warm-up, snapshot_freq '
-            '1500: checkpoint_1 at loop step 1500 (state step 1501). A random VP eps-net makes the '
-            'ODE grow x ~150-fold (exp(0.5 int beta)); this trained one does not.')
-  return state['model'], latents, settings, dict(x_tight=nhwc(x_tight).astype(np.float32))
-
-
-def score_sde_sample(model, latents, extra):
-  """sampling.get_sampling_fn(...)(model, z=x_T); x captured before the inverse scaler."""
-  config, sde, _ = score_sde_state()
-  official_inverse = PEER.datasets.get_data_inverse_scaler(config)
-  captured = []
-  def inverse_scaler(x):
-    captured.append(x)
-    return official_inverse(x)
-  sampling_fn = PEER.sampling.get_sampling_fn(config, sde, tuple(latents.shape), inverse_scaler,
-                                              1e-3)
-  with torch.no_grad():
-    _, nfe = sampling_fn(model, z=latents)
-  extra['nfe'] = np.int64(nfe)
-  return captured[0]
-
-
-def load_score_sde(case_dir):
-  """run_lib.evaluate: a fresh state, restore_checkpoint, ema.copy_to(model.parameters())."""
-  config, _, state = score_sde_state()
-  state = PEER.utils.restore_checkpoint(os.path.join(case_dir, 'checkpoint_1.pth'), state,
-                                        config.device)
-  model = state['model']
-  latents = nchw(np.load(os.path.join(case_dir, 'latents.npy')))
-  wrong = score_sde_sample(model, latents, {})
-  state['ema'].copy_to(model.parameters())
-  right = score_sde_sample(model, latents, {})
-  print(f'  step {state["step"]}; max |x(model weights) - x(ema weights)| = '
-        f'{(wrong - right).abs().max().item():.3g}')
-  return model
-
-
 CASES = {   # case -> (peer flag, build, load as the official sampler loads, sample(net, z, extra))
     'edm_uncond_heun': ('edm', build_edm_uncond, load_edm_uncond, lambda n, z, e: edm_heun(n, z, 0)),
     'edm_cond_ncsnpp_heun': ('edm', build_edm_cond, load_snapshot, lambda n, z, e: edm_heun(n, z, 10)),
     'edm_es_euler': ('edm_es', build_edm_es, load_snapshot, lambda n, z, e: es_euler(n, z)),
     'pfgmpp_D128': ('pfgmpp', build_pfgmpp, load_pfgmpp, pfgmpp_heun),
+    'pfgmpp_D128_alpha': ('pfgmpp', build_pfgmpp_alpha,
+                          lambda d: load_pfgmpp(os.path.join(os.path.dirname(d), 'pfgmpp_D128')),
+                          pfgmpp_alpha_heun),
     'adm_cond': ('edm', build_adm, load_snapshot, lambda n, z, e: edm_heun(n, z, 10, steps=10)),
     'patch_heun': ('patch', build_patch, load_snapshot, lambda n, z, e: patch_heun(n, z)),
-    'score_sde_ode': ('score_sde', build_score_sde, load_score_sde, score_sde_sample),
+    'score_sde_ode': ('score_sde', score_sde.build, score_sde.load, score_sde.sample),
 }
 
 
 # --- driver ---------------------------------------------------------------------------------
-
-def nhwc(x):
-  return np.ascontiguousarray(x.detach().permute(0, 2, 3, 1).numpy())
-
-
-def nchw(x):
-  return torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2))))
-
 
 def write_case(case_dir, latents, x, settings, extra):
   """latents.npy, reference.npz and settings.json (with the fraction of unclipped pixels)."""
@@ -557,7 +451,7 @@ def write_case(case_dir, latents, x, settings, extra):
 def worker(mode, case, repo, out):
   torch.set_num_threads(1)
   peer, build, load, sample = CASES[case]
-  (import_score_sde if peer == 'score_sde' else import_edm_family)(repo)
+  (score_sde.import_peer if peer == 'score_sde' else import_edm_family)(repo)
   case_dir = os.path.join(out, case)
   if mode == 'build':
     shutil.rmtree(case_dir, ignore_errors=True)
