@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from foreign import songunet
 from models import precond
 from models import utils as mutils
 import sde_lib
@@ -253,8 +254,12 @@ def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps):
   'radii': PFGM++ prior radii [B] for σ = 1}, see `read_latents`) replace those of the keys."""
   sampler = SAMPLERS.get(config.sampling.method)(config, sde, sample_shape, eps)
 
+  bits = config.sampling.quantize_bits
+
   @jax.jit
   def sample_fn(keys, params, latents=None):
+    if bits:                  # Xu+23 §6: the network's weights at `bits` bits
+      params = songunet.quantize_like_pfgmpp(params, config, bits)
     model_fn = conditional_model_fn(config, model, params, keys)
     score_fn = precond.get_score_fn(config, sde, model_fn)
     x, nfe = sampler(keys, score_fn, latents)

@@ -23,7 +23,9 @@ Rows that do not reproduce a paper's direction are reported as measured, not tun
     claim: b slightly > 1 lowers FD at few steps, because sampling's ‖ε̂‖ exceeds training's).
   - STF (Xu+23b): the variance of the training target at σ = 1 around the ideal denoiser of the
     train split, with and without a 512-image reference batch (measured), and FD.
-  - PFGM++ (Xu+23): D = 64, 128, 2048 (∞ is the EDM row).
+  - PFGM++ (Xu+23): D = 64, 128, 2048 (∞ is the EDM row); per model the robustness probes of
+    Xu+23 §6 (noise injection α, fewer steps, fewer weight bits): the FD's rise, and that rise
+    against EDM's (the claim: smaller D, smaller rise); --no-pfgmpp_probes skips them.
   - Patch Diffusion (Wang+23): digits upsampled to 32×32 (--patch_px), real_p = 0.5 vs 1: images/s
     and FD; a step of R/d patches reads d batches, as the reference (training.patch_batch_mul).
 --smoke runs two rows for a few seconds each (tests/test_digits_table.py). Runtime on a 2-core
@@ -70,10 +72,12 @@ ES_B = (1.0, 1.002, 1.005, 1.01, 1.02)
 BPD_N = 99                      # test digits in the bits/dim column (one eval batch)
 STF_REF = 512                   # STF reference batch (8 × the batch of 64)
 EDM_ROW = 'EDM (PFGM++ D = ∞)'  # the baseline of the PFGM++ and STF rows
-# Xu+23 §6's robustness probes of a trained model (pfgmpp generate_alpha.py, generate_steps.py):
-# noise injected before every step (sampling.perturb_alpha), and fewer Heun steps than 18.
+# Xu+23 §6's robustness probes of a trained model (pfgmpp generate_alpha.py, generate_steps.py,
+# generate_quant.py): noise injected before every step (sampling.perturb_alpha), fewer Heun steps
+# than 18, the weights at fewer bits (sampling.quantize_bits).
 PFGMPP_PROBES = (('α = 0.1', {'perturb_alpha': 0.1}), ('α = 0.2', {'perturb_alpha': 0.2}),
-                 ('Heun 6 steps', {'steps': 6}), ('Heun 4 steps', {'steps': 4}))
+                 ('Heun 6 steps', {'steps': 6}), ('Heun 4 steps', {'steps': 4}),
+                 ('7 bits', {'quantize_bits': 7}), ('5 bits', {'quantize_bits': 5}))
 SMOKE_MODEL = {'model.nf': 16, 'model.ch_mult': (1,), 'model.attn_resolutions': ()}
 MODEL = {}                      # --smoke: SMOKE_MODEL (a network that compiles in seconds)
 # Rows train for a budget (time or steps), not to training.n_iters: no cosine decay to aim at its end,

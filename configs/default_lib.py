@@ -81,6 +81,8 @@ def _sampling():
   sampling.eps_scaler_k = 0.                  # ADM-ES linear λ_t = k·t + b, t = N−1−i (0 = constant)
   sampling.perturb_alpha = 0.                 # EDM sampler: PFGM++'s robustness probe, x_i += α·s·σ_i·ε
   #                                             before every step (Xu+23 §6; 0 = off)
+  sampling.quantize_bits = 0                  # PFGM++'s other probe: SongUNet weights at this many
+  #                                             bits when sampling (Xu+23 §6; 0 = off)
   sampling.class_label = -1                   # class-conditional models: the class of every
   #                                             sample; -1 = a random class per seed (EDM)
   sampling.guidance = 1.                      # classifier-free guidance weight w (Ho&Salimans22):

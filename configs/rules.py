@@ -363,7 +363,8 @@ def fir_kernel_is_a_1d_filter(config):
 def fourier_labels_are_continuous(config):
   """ncsnpp's Fourier embedding (of log σ, score_sde's VE form) needs training.continuous."""
   m = config.model
-  if m.name == 'ncsnpp' and m.embedding_type.lower() == 'fourier' and not config.training.continuous:
+  if (m.name == 'ncsnpp' and m.embedding_type.lower() == 'fourier'
+      and not config.training.continuous):
     return ("model.embedding_type='fourier' embeds log σ and needs training.continuous=True "
             '(score_sde convention)')
   return None
@@ -405,10 +406,22 @@ def pfgmpp_samples_with_edm(config):
 @rule()
 def perturb_needs_edm_sampler(config):
   """sampling.perturb_alpha (PFGM++'s noise-injection probe) acts in the EDM sampler only."""
-  s = config.sampling
-  if s.perturb_alpha > 0 and s.method != 'edm':
-    return (f"sampling.perturb_alpha = {s.perturb_alpha} injects noise into the EDM sampler's "
-            f"steps: set sampling.method='edm', not {s.method!r} (or perturb_alpha=0)")
+  a, method = config.sampling.perturb_alpha, config.sampling.method
+  if a > 0 and method != 'edm':
+    return f"sampling.perturb_alpha = {a} acts in EDM steps: set sampling.method='edm' ({method!r})"
+  return None
+
+
+@rule()
+def quantize_needs_a_songunet(config):
+  """sampling.quantize_bits picks weights by SongUNet's names (PFGM++'s generate_quant.py)."""
+  try:
+    if config.sampling.quantize_bits:
+      from foreign import songunet  # pylint: disable=import-outside-toplevel
+      songunet.check_config(config)
+  except ValueError as e:
+    return (f'sampling.quantize_bits = {config.sampling.quantize_bits} quantizes SongUNet '
+            f'weights by name, but {e} (or set quantize_bits=0)')
   return None
 
 

@@ -162,7 +162,7 @@ RANGES = (
     ('sampling.sigma_min', '(0, inf)'), ('sampling.sigma_max', '(0, inf)'),
     ('sampling.rho', '(0, inf)'), ('sampling.S_churn', '[0, inf)'),
     ('sampling.S_noise', '[0, inf)'), ('sampling.eps_scaler', '(0, inf)'),
-    ('sampling.perturb_alpha', '[0, inf)'), ('sampling.snr', '[0, inf)'),
+    ('sampling.perturb_alpha', '[0, inf)'), ('sampling.quantize_bits', '[0, 24]'), ('sampling.snr', '[0, inf)'),
     ('sampling.n_steps_each', '[0, inf)'),
     ('sampling.ode_rtol', '(0, inf)'), ('sampling.ode_atol', '(0, inf)'),
     ('eval.wait_timeout_s', '[0, inf)'), ('eval.poll_interval_s', '(0, inf)'),

@@ -38,6 +38,7 @@ import functools
 
 import flax.traverse_util
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import models  # registers the networks  # pylint: disable=unused-import
@@ -257,6 +258,33 @@ def _plan(config):
       _norm(plan, f'{p}_aux_norm', ('out_norm',))
       _layer(plan, f'{p}_aux_conv', ('out_conv',), 'conv')
   return plan, filters
+
+
+# --- PFGM++'s post-training quantization ------------------------------------------------------
+
+QUANT_SKIP = ('norm', 'affine', 'map', '32')   # generate_quant.py: weights it leaves in float
+
+
+def quantize_like_pfgmpp(params, config, bits):
+  """Xu+23 §6's robustness probe (Newbeeer/pfgmpp generate_quant.py): each SongUNet weight whose
+  name holds none of QUANT_SKIP (norms, block embeddings, the mapping network and, by the name
+  '32', CIFAR-10's full-resolution layers) to `bits` bits per tensor: Δ = (max w − min w) / L,
+  L = 2^bits − 1, z = ⌊clip(−min w / Δ, 0, L)⌋, w ← Δ (round(clip(z + w / Δ, 0, L)) − z).
+  Biases stay float, and so does a constant tensor (Δ = 0, where the script divides by zero).
+  `params`: our tree of `config`'s network (`check_config` passes; rules.py checks it)."""
+  levels = 2. ** bits - 1.
+  chosen = {dst for src, dst, _ in _plan(config)[0]
+            if src.endswith('.weight') and not any(s in src for s in QUANT_SKIP)}
+
+  def quantize(w):
+    lo, hi = jnp.min(w), jnp.max(w)
+    step = jnp.where(hi > lo, (hi - lo) / levels, 1.)
+    zero = jnp.floor(jnp.clip(-lo / step, 0., levels))
+    q = step * (jnp.round(jnp.clip(zero + w / step, 0., levels)) - zero)
+    return jnp.where(hi > lo, q, w)
+  flat = flax.traverse_util.flatten_dict(params)
+  return flax.traverse_util.unflatten_dict(
+      {k: quantize(v) if k in chosen else v for k, v in flat.items()})
 
 
 # --- re-layout -------------------------------------------------------------------------------

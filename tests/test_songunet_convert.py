@@ -150,3 +150,32 @@ def test_edm_cifar10_kwargs_give_our_edm_configs():
     for field, value in songunet.config_overrides(kwargs).items():
       group, key = field.split('.')
       assert config[group][key] == value, (module.__name__, field, config[group][key], value)
+
+
+def test_pfgmpp_quantization_picks_weights_by_songunet_names():
+  """generate_quant.py's filter on a 32-px net: weights named without 'norm', 'affine', 'map',
+  '32' go to 2^bits levels per tensor; the 32×32 level (CIFAR-10's 'enc.32x32_*'), the mapping
+  network, block embeddings, norms and biases stay as they were."""
+  config = cifar10_ddpmpp.get_config()
+  config.model.nf, config.model.ch_mult, config.model.num_res_blocks = 16, (1, 2), 1
+  config.model.attn_resolutions = (16,)
+  params = mutils.init_model(jax.random.key(0), config)[1]
+  params = jax.tree.map(lambda v: v + 0.01 * jax.random.normal(jax.random.key(1), v.shape), params)
+  out = songunet.quantize_like_pfgmpp(params, config, 3)
+  changed = lambda *path: not np.array_equal(_leaf(params, path), _leaf(out, path))  # noqa: E731
+  for path in [('down_1_res_0', 'conv_0', 'kernel'),        # enc.16x16_block0.conv0.weight
+               ('down_0_resample', 'skip', 'kernel'),       # enc.16x16_down.skip.weight
+               ('mid_attn', 'qkv', 'kernel'), ('mid_attn', 'out', 'kernel')]:   # dec.16x16_in0
+    assert changed(*path), path
+    assert len(np.unique(_leaf(out, path))) <= 8, path
+  for path in [('conv_in', 'kernel'), ('down_0_res_0', 'conv_0', 'kernel'),   # enc.32x32_*
+               ('out_conv', 'kernel'), ('temb_0', 'kernel'),                    # dec.32x32, map
+               ('down_1_res_0', 'temb', 'kernel'), ('down_1_res_0', 'norm_0', 'scale'),
+               ('down_1_res_0', 'conv_0', 'bias')]:
+    assert not changed(*path), path
+
+
+def _leaf(tree, path):
+  for key in path:
+    tree = tree[key]
+  return np.asarray(tree)

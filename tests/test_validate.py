@@ -91,7 +91,10 @@ CASES = {
     'pfgmpp_samples_with_edm': ('edm', {'training.pfgmpp_D': 128., 'sampling.method': 'ode'},
                                 'sample', "sampling.method='edm'"),
     'perturb_needs_edm_sampler': ('ve', {'sampling.perturb_alpha': 0.1}, 'sample',
-                                  "perturb_alpha = 0.1 injects noise"),
+                                  "perturb_alpha = 0.1 acts in EDM steps"),
+    'quantize_needs_a_songunet': ('ddpm', {'sampling.quantize_bits': 6}, 'sample',
+                                  "quantize_bits = 6 quantizes SongUNet weights by name, but "
+                                  "config.model.name='ddpm'"),
     'ancestral_needs_ve_or_vp': ('ve', {'sampling.predictor': 'ancestral_sampling',
                                         'sampling.probability_flow': True}, 'sample',
                                  'ancestral_sampling'),

@@ -23,6 +23,7 @@ jax: score_sde_pytorch utils.py / datasets.py, gfile -> os.path); score_sde_pyto
 build gives way to its pure-PyTorch FIR path.
 """
 import argparse
+import ast
 import contextlib
 import copy
 import io
@@ -328,18 +329,10 @@ def pfgmpp_alpha_heun(net, latents, extra):
 
 
 def build_pfgmpp_alpha(out):
-  """The pfgmpp_D128 case's checkpoint, latents and radii (read from there, not copied), sampled
-  by generate_alpha.py with 18 steps of standard-normal perturb[i] [18, 4, H, W, C] (float32)."""
-  source = os.path.join(os.path.dirname(out), 'pfgmpp_D128')
-  net = load_pfgmpp(source)
-  latents = nchw(np.load(os.path.join(source, 'latents.npy')))
-  radii = np.load(os.path.join(source, 'reference.npz'))['radii']
+  """generate_alpha.py with 18 steps of standard-normal perturb[i] [18, 4, H, W, C] (float32)."""
   perturb = np.random.default_rng(5).standard_normal([18, len(SEEDS), RES, RES, 3]).astype(np.float32)
-  with open(os.path.join(source, 'settings.json')) as f:
-    settings = json.load(f)
-  settings.update(
-      checkpoint_case='pfgmpp_D128',
-      overrides=dict(settings['overrides'], **{'sampling.perturb_alpha': ALPHA}),
+  return build_pfgmpp_variant(
+      out, 'sampling.perturb_alpha', ALPHA, perturb=perturb,
       official=f"Newbeeer/pfgmpp generate_alpha.py, alpha = {ALPHA}: edm_sampler(net, x_T, None, "
                "randn_like, num_steps=18, rho=7, S_churn=0, S_min=0, S_max=0, S_noise=0, "
                f"pfgmpp=True, D=128, alpha={ALPHA}); x_T and net as in pfgmpp_D128",
@@ -347,7 +340,62 @@ def build_pfgmpp_alpha(out):
             '* torch.randn_like(x_i), t_i = sigma_i; the script draws from torch\'s global '
             'generator, replayed here from perturb[i] (reference.npz, NHWC; our side feeds the '
             'same arrays in place of its PERTURB stream). Otherwise as pfgmpp_D128.')
-  return net, latents, settings, dict(radii=radii, perturb=perturb)
+
+
+def build_pfgmpp_quant(out):
+  return build_pfgmpp_variant(
+      out, 'sampling.quantize_bits', BITS,
+      official=f"Newbeeer/pfgmpp generate_quant.py, {BITS} bits: net = quant_weight(net, "
+               f"num_bits={BITS}) (its own code, from its main()); edm_sampler(net, x_T, None, "
+               "randn_like, num_steps=18, rho=7, S_churn=0, S_min=0, S_max=0, S_noise=0, "
+               "pfgmpp=True, D=128); x_T and net as in pfgmpp_D128",
+      notes="Every parameter named *weight* without 'norm', 'affine', 'map', '32' in its name "
+            '(here every conv, qkv, proj and skip weight: a 16-px net has no 32x32 layers) per '
+            'tensor to 6 bits, min-max (scale = (max - min) / 63, integer zero point), '
+            'dequantized to float32; biases untouched. Otherwise as pfgmpp_D128.')
+
+
+BITS = 6                       # generate_quant.py's bits_list = [5, 6, 7, 8, 9]
+
+
+def official_quant_weight():
+  """generate_quant.py's quant_weight(model, num_bits): the script defines it (with QTensor,
+  quantize_tensor, dequantize_tensor) inside main(), so those statements of main are compiled
+  from the script's own source, unchanged."""
+  import generate_quant  # pylint: disable=import-outside-toplevel
+  path = generate_quant.__file__
+  with open(path, encoding='utf-8') as f:
+    main_def = next(n for n in ast.parse(f.read()).body
+                    if isinstance(n, ast.FunctionDef) and n.name == 'main')
+  wanted = [n for n in main_def.body if isinstance(n, ast.FunctionDef) or (
+      isinstance(n, ast.Assign) and getattr(n.targets[0], 'id', '') == 'QTensor')]
+  namespace = dict(vars(generate_quant))
+  exec(compile(ast.Module(body=wanted, type_ignores=[]), path, 'exec'), namespace)  # pylint: disable=exec-used
+  return generate_quant, namespace['quant_weight']
+
+
+def pfgmpp_quant_heun(net, latents, extra):
+  """generate_quant.py (Xu+23 §6 robustness, 6 bits): quant_weight(net, num_bits=6) on a copy of
+  the ema net, then its edm_sampler as pfgmpp_D128's."""
+  generate_quant, quant_weight = official_quant_weight()
+  quantized = quant_weight(copy.deepcopy(net), num_bits=BITS)
+  x_t = prior_from_latents(latents, extra['radii'])
+  return quiet(generate_quant.edm_sampler, quantized, x_t, None, randn_like=rnd().randn_like,
+               num_steps=18, rho=7, S_churn=0, S_min=0, S_max=0, S_noise=0, pfgmpp=True, D=128)
+
+
+def build_pfgmpp_variant(out, field, value, official, notes, **extra):
+  """A case on the pfgmpp_D128 case's checkpoint, latents and radii (read from there, not copied),
+  with one more sampling field; its settings say so ('checkpoint_case')."""
+  source = os.path.join(os.path.dirname(out), 'pfgmpp_D128')
+  net = load_pfgmpp(source)
+  latents = nchw(np.load(os.path.join(source, 'latents.npy')))
+  radii = np.load(os.path.join(source, 'reference.npz'))['radii']
+  with open(os.path.join(source, 'settings.json')) as f:
+    settings = json.load(f)
+  settings.update(checkpoint_case='pfgmpp_D128', official=official, notes=notes,
+                  overrides=dict(settings['overrides'], **{field: value}))
+  return net, latents, settings, dict(radii=radii, **extra)
 
 
 def build_adm(out):
@@ -425,6 +473,9 @@ CASES = {   # case -> (peer flag, build, load as the official sampler loads, sam
     'pfgmpp_D128_alpha': ('pfgmpp', build_pfgmpp_alpha,
                           lambda d: load_pfgmpp(os.path.join(os.path.dirname(d), 'pfgmpp_D128')),
                           pfgmpp_alpha_heun),
+    'pfgmpp_D128_quant': ('pfgmpp', build_pfgmpp_quant,
+                          lambda d: load_pfgmpp(os.path.join(os.path.dirname(d), 'pfgmpp_D128')),
+                          pfgmpp_quant_heun),
     'adm_cond': ('edm', build_adm, load_snapshot, lambda n, z, e: edm_heun(n, z, 10, steps=10)),
     'patch_heun': ('patch', build_patch, load_snapshot, lambda n, z, e: patch_heun(n, z)),
     'score_sde_ode': ('score_sde', score_sde.build, score_sde.load, score_sde.sample),
