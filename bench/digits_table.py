@@ -480,21 +480,27 @@ def _plots(figures, curves, rows, out):
 
 
 def _plot_probes(plt, probed, out):
-  """<out>_pfgmpp.png: each D's FD rise under each robustness probe, ± its standard error."""
+  """<out>_robust.png: per D and probe, the FD's rise over the unprobed sampler (symlog), and that
+  rise minus EDM's under the same probe (below 0: more robust than EDM), ± standard errors."""
   if not probed:
     return
   labels = list(dict.fromkeys(r['probe'] for r in probed))
-  fig, ax = plt.subplots(figsize=(6, 3.5))
+  fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
   for D in dict.fromkeys(r['D'] for r in probed):
-    rise = {r['probe']: r['deltas'][0][2:] for r in probed if r['D'] == D}
-    ax.errorbar(range(len(labels)), [rise[k][0] for k in labels], capsize=3, fmt='o-',
-                yerr=[rise[k][1] or 0. for k in labels], label=f'D = {D:g}')
-  ax.set_xticks(range(len(labels)), labels)
-  ax.set(ylabel='FD₂₉₇ rise over the unprobed sampler', title='PFGM++ robustness (Xu+23 §6)')
-  ax.axhline(0, color='gray', lw=0.5)
-  ax.legend(fontsize=7)
+    by_probe = {r['probe']: r['deltas'] for r in probed if r['D'] == D}
+    for ax, k in zip(axes, (0, 1)):
+      if all(len(by_probe[p]) > k for p in labels):
+        ax.errorbar(range(len(labels)), [by_probe[p][k][2] for p in labels], capsize=3,
+                    yerr=[by_probe[p][k][3] or 0. for p in labels], fmt='o-', label=f'D = {D:g}')
+  axes[0].set(yscale='symlog', ylabel='FD₂₉₇ rise over the unprobed sampler')
+  axes[1].set(ylabel="rise minus EDM's (D = ∞), paired by seed")
+  for ax in axes:
+    ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
+    ax.axhline(0, color='gray', lw=0.5)
+    ax.legend(fontsize=7)
+  fig.suptitle('PFGM++ robustness probes (Xu+23 §6)')
   fig.tight_layout()
-  fig.savefig(f'{out}_pfgmpp.png', dpi=120)
+  fig.savefig(f'{out}_robust.png', dpi=120)
   plt.close(fig)
 
 

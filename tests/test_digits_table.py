@@ -31,7 +31,7 @@ def test_smoke_rows_write_the_table_and_figures(tmp_path):
   (base, key, rise, _), = rows[3]['deltas']          # the probe's rise (no EDM row to compare)
   assert (base, key) == ('PFGM++ D = 128', 'fd') and rise == pytest.approx(rows[3]['fd_rise'])
   assert rise == pytest.approx(rows[3]['fd'] - rows[2]['fd'])
-  for suffix in ('', '_es', '_pfgmpp'):
+  for suffix in ('', '_es', '_robust'):
     assert os.path.getsize(f'{out}{suffix}.png') > 1000
 
 
