@@ -497,7 +497,8 @@ def _plot_probes(plt, probed, out):
   for ax in axes:
     ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
     ax.axhline(0, color='gray', lw=0.5)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:     # the right panel needs EDM's row
+      ax.legend(fontsize=7)
   fig.suptitle('PFGM++ robustness probes (Xu+23 §6)')
   fig.tight_layout()
   fig.savefig(f'{out}_robust.png', dpi=120)
