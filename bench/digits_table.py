@@ -33,7 +33,8 @@ Intel Xeon, --budget_s 60 (2026-12-02): the sde part ~21 min (per SDE: 1,000-ste
 samples, bits/dim of BPD_N test digits, 520–760 NFE at the config's rtol = atol = 1e-5), patch
 ~8 min, edm_es ~7 min, stf ~3 min, pfgmpp ~3 min per D; all parts 42 min on a 2-core AMD EPYC
 (2026-12-03). With --budget_steps 400 --seeds 3 --subsets 5 --sde_subsets 1 (the published table):
-edm_es 8 min, pfgmpp 14 min, stf 3 min, sde ~45 min on a 2-core AMD EPYC Zen 4 (2026-12-05).
+edm_es 8 min, pfgmpp 14 min (32 with its probes), stf 3 min, sde ~45 min on a 2-core AMD EPYC
+Zen 4 (2026-12-05).
 `--parts` runs a subset; the md and png are rewritten after every part.
 """
 import argparse
