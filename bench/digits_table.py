@@ -18,7 +18,8 @@ and <out>_es.png (Epsilon Scaling: FD vs b, and ‖ε̂‖ of sampling vs of tra
 Rows that do not reproduce a paper's direction are reported as measured, not tuned.
 
   - score-SDE (Song+21): VE / VP / sub-VP with DSM, PC and probability-flow ODE samplers, and
-    bits/dim on the test split (the paper's claim: sub-VP the best likelihood).
+    bits/dim on the test split (the paper's claim: sub-VP the best likelihood); EDM's sampler
+    (Heun 18, 35 NFE) on the same models against PC's 2000 NFE (Karras+22 §3).
   - EDM vs Epsilon Scaling (Ning+24): one EDM model; Euler 13 and Heun 9 steps, b swept (the
     claim: b slightly > 1 lowers FD at few steps, because sampling's ‖ε̂‖ exceeds training's).
   - STF (Xu+23b): the variance of the training target at σ = 1 around the ideal denoiser of the
@@ -221,8 +222,9 @@ def _with_sampling(config, **fields):
 
 
 def sde_rows(reference, plan, names=('vesde', 'vpsde', 'subvpsde')):
-  """Per SDE: PC and probability-flow ODE samples, bits/dim; the ODE row's FD against PC's,
-  sub-VP's bits/dim against VP's (Song+21's claim)."""
+  """Per SDE: PC, probability-flow ODE and EDM Heun-18 samples, bits/dim; the ODE's and EDM's FD
+  against PC's (Karras+22 §3: their sampler, 35 NFE, on score_sde's own models), sub-VP's
+  bits/dim against VP's (Song+21's claim)."""
   rows, figures = [], {}
   for name in names:
     config = _sde_config(name, plan)
@@ -230,9 +232,10 @@ def sde_rows(reference, plan, names=('vesde', 'vpsde', 'subvpsde')):
     params = state.ema_params
     pc = sample(run, params, plan)
     ode = sample(run, params, plan, _with_sampling(config, method='ode'))
+    edm = sample(run, params, plan, _with_sampling(config, method='edm'))
     bpd = bits_per_dim(run, params)
-    for sampler, images in (('PC', pc), ('ODE', ode)):
-      vs = [(f'score-SDE {name} (PC)', 'fd')] if sampler == 'ODE' else []
+    for sampler, images in (('PC', pc), ('ODE', ode), ('EDM Heun 18', edm)):
+      vs = [(f'score-SDE {name} (PC)', 'fd')] if sampler != 'PC' else []
       if name == 'subvpsde':
         vs.append((f'score-SDE vpsde ({sampler})', 'bpd'))
       rows.append({'row': f'score-SDE {name} ({sampler})', 'steps': steps, 'images_per_s': rate,
