@@ -304,6 +304,7 @@ def build_pfgmpp(out):
 
 
 ALPHA = 0.1                    # generate_alpha.py's alpha_list = [0, 0.1, 0.2]
+BITS = 6                       # generate_quant.py's bits_list = [5, 6, 7, 8, 9]
 
 
 def pfgmpp_alpha_heun(net, latents, extra):
@@ -328,36 +329,6 @@ def pfgmpp_alpha_heun(net, latents, extra):
   return x
 
 
-def build_pfgmpp_alpha(out):
-  """generate_alpha.py with 18 steps of standard-normal perturb[i] [18, 4, H, W, C] (float32)."""
-  perturb = np.random.default_rng(5).standard_normal([18, len(SEEDS), RES, RES, 3]).astype(np.float32)
-  return build_pfgmpp_variant(
-      out, 'sampling.perturb_alpha', ALPHA, perturb=perturb,
-      official=f"Newbeeer/pfgmpp generate_alpha.py, alpha = {ALPHA}: edm_sampler(net, x_T, None, "
-               "randn_like, num_steps=18, rho=7, S_churn=0, S_min=0, S_max=0, S_noise=0, "
-               f"pfgmpp=True, D=128, alpha={ALPHA}); x_T and net as in pfgmpp_D128",
-      notes='Before every step i (also the first, at sigma_max, and the last): x_i += alpha * t_i '
-            '* torch.randn_like(x_i), t_i = sigma_i; the script draws from torch\'s global '
-            'generator, replayed here from perturb[i] (reference.npz, NHWC; our side feeds the '
-            'same arrays in place of its PERTURB stream). Otherwise as pfgmpp_D128.')
-
-
-def build_pfgmpp_quant(out):
-  return build_pfgmpp_variant(
-      out, 'sampling.quantize_bits', BITS,
-      official=f"Newbeeer/pfgmpp generate_quant.py, {BITS} bits: net = quant_weight(net, "
-               f"num_bits={BITS}) (its own code, from its main()); edm_sampler(net, x_T, None, "
-               "randn_like, num_steps=18, rho=7, S_churn=0, S_min=0, S_max=0, S_noise=0, "
-               "pfgmpp=True, D=128); x_T and net as in pfgmpp_D128",
-      notes="Every parameter named *weight* without 'norm', 'affine', 'map', '32' in its name "
-            '(here every conv, qkv, proj and skip weight: a 16-px net has no 32x32 layers) per '
-            'tensor to 6 bits, min-max (scale = (max - min) / 63, integer zero point), '
-            'dequantized to float32; biases untouched. Otherwise as pfgmpp_D128.')
-
-
-BITS = 6                       # generate_quant.py's bits_list = [5, 6, 7, 8, 9]
-
-
 def official_quant_weight():
   """generate_quant.py's quant_weight(model, num_bits): the script defines it (with QTensor,
   quantize_tensor, dequantize_tensor) inside main(), so those statements of main are compiled
@@ -370,7 +341,8 @@ def official_quant_weight():
   wanted = [n for n in main_def.body if isinstance(n, ast.FunctionDef) or (
       isinstance(n, ast.Assign) and getattr(n.targets[0], 'id', '') == 'QTensor')]
   namespace = dict(vars(generate_quant))
-  exec(compile(ast.Module(body=wanted, type_ignores=[]), path, 'exec'), namespace)  # pylint: disable=exec-used
+  code = compile(ast.Module(body=wanted, type_ignores=[]), path, 'exec')
+  exec(code, namespace)  # pylint: disable=exec-used
   return generate_quant, namespace['quant_weight']
 
 
@@ -396,6 +368,35 @@ def build_pfgmpp_variant(out, field, value, official, notes, **extra):
   settings.update(checkpoint_case='pfgmpp_D128', official=official, notes=notes,
                   overrides=dict(settings['overrides'], **{field: value}))
   return net, latents, settings, dict(radii=radii, **extra)
+
+
+def build_pfgmpp_alpha(out):
+  """generate_alpha.py with 18 steps of standard-normal perturb[i] [18, 4, H, W, C] (float32)."""
+  perturb = np.random.default_rng(5).standard_normal([18, len(SEEDS), RES, RES, 3])
+  perturb = perturb.astype(np.float32)
+  return build_pfgmpp_variant(
+      out, 'sampling.perturb_alpha', ALPHA, perturb=perturb,
+      official=f"Newbeeer/pfgmpp generate_alpha.py, alpha = {ALPHA}: edm_sampler(net, x_T, None, "
+               "randn_like, num_steps=18, rho=7, S_churn=0, S_min=0, S_max=0, S_noise=0, "
+               f"pfgmpp=True, D=128, alpha={ALPHA}); x_T and net as in pfgmpp_D128",
+      notes='Before every step i (also the first, at sigma_max, and the last): x_i += alpha * t_i '
+            '* torch.randn_like(x_i), t_i = sigma_i; the script draws from torch\'s global '
+            'generator, replayed here from perturb[i] (reference.npz, NHWC; our side feeds the '
+            'same arrays in place of its PERTURB stream). Otherwise as pfgmpp_D128.')
+
+
+def build_pfgmpp_quant(out):
+  return build_pfgmpp_variant(
+      out, 'sampling.quantize_bits', BITS,
+      official=f"Newbeeer/pfgmpp generate_quant.py, {BITS} bits: net = quant_weight(net, "
+               f"num_bits={BITS}) (its own code, from its main()); edm_sampler(net, x_T, None, "
+               "randn_like, num_steps=18, rho=7, S_churn=0, S_min=0, S_max=0, S_noise=0, "
+               "pfgmpp=True, D=128); x_T and net as in pfgmpp_D128",
+      notes="Every parameter named *weight* without 'norm', 'affine', 'map', '32' in its name "
+            '(here every conv, qkv, proj and skip weight: a 16-px net has no 32x32 layers) per '
+            'tensor to 6 bits, min-max (scale = (max - min) / 63, integer zero point), '
+            'dequantized to float32; biases untouched. Otherwise as pfgmpp_D128.')
+
 
 
 def build_adm(out):
