@@ -253,7 +253,6 @@ def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps):
   (`conditional_model_fn`). `latents` ({'z': standard normal [B, *sample_shape], optional
   'radii': PFGM++ prior radii [B] for σ = 1}, see `read_latents`) replace those of the keys."""
   sampler = SAMPLERS.get(config.sampling.method)(config, sde, sample_shape, eps)
-
   bits = config.sampling.quantize_bits
 
   @jax.jit
@@ -310,7 +309,8 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
   sigmas = edm_sigmas(steps, sigma_min, sigma_max, rho, dtype)
   t_steps = jnp.concatenate([sde.sigma_inv(sigmas), jnp.zeros((1,), dtype)])    # t_N = 0 (Eq. 5)
   z = per_sample_normal(keys, streams.LATENT_STREAM, sample_shape) if z is None else z
-  perturb_keys = jax.vmap(lambda k: jax.random.fold_in(k, streams.PERTURB_STREAM))(keys)
+  if perturb_alpha > 0:
+    perturb_keys = jax.vmap(lambda k: jax.random.fold_in(k, streams.PERTURB_STREAM))(keys)
   t0 = vec(t_steps[0])
   x0 = z.astype(dtype) * bcast(sde.sigma(t0) * sde.scale(t0), z)              # Karras+22 Alg. 1 line 2
 

@@ -278,10 +278,10 @@ def quantize_like_pfgmpp(params, config, bits):
 
   def quantize(w):
     lo, hi = jnp.min(w), jnp.max(w)
-    step = jnp.where(hi > lo, (hi - lo) / levels, 1.)
+    step = (hi - lo) / levels
     zero = jnp.floor(jnp.clip(-lo / step, 0., levels))
     q = step * (jnp.round(jnp.clip(zero + w / step, 0., levels)) - zero)
-    return jnp.where(hi > lo, q, w)
+    return jnp.where(hi > lo, q, w)       # Δ = 0: q is NaN, w is kept
   flat = flax.traverse_util.flatten_dict(params)
   return flax.traverse_util.unflatten_dict(
       {k: quantize(v) if k in chosen else v for k, v in flat.items()})

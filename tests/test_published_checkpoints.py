@@ -47,7 +47,7 @@ def checkpoint_of(case):
     found = sorted(glob.glob(os.path.join(FIXTURES, folder, pattern)))
     if found:
       return found[0]
-  raise FileNotFoundError(f'no checkpoint in {FIXTURES}/{case}')
+  raise FileNotFoundError(f'no checkpoint in {FIXTURES}/{folder}')
 
 
 def config_of(case):
