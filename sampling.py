@@ -26,6 +26,7 @@ import numpy as np
 from foreign import songunet
 from models import precond
 from models import utils as mutils
+import schedules
 import sde_lib
 import streams
 from utils import Registry, bcast, per_sample_normal
@@ -282,7 +283,7 @@ def edm_sigmas(steps, sigma_min, sigma_max, rho, dtype=jnp.float32):
 def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sigma_max=80., rho=7.,
                solver='heun', S_churn=0., S_min=0., S_max=float('inf'), S_noise=1., eps_scaler=1.,
                eps_scaler_k=0., perturb_alpha=0., dtype=jnp.float32, z=None,
-               record_eps_norm=False):
+               record_eps_norm=False, sigmas=None):
   """EDM's sampler (Karras+22 Alg. 2) in its general σ(t), s(t) form (Alg. 1, Eq. 4): any SDE.
 
   Noise levels σ_i follow the ρ-schedule (Eq. 5), t_i = σ⁻¹(σ_i), t_N = 0. The velocity is
@@ -299,6 +300,7 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
     dtype: float32, or float64 (call under `jax.enable_x64(True)`; the network stays float32).
     z: optional latents [B, *sample_shape] (standard normal), instead of those of `keys`.
     record_eps_norm: also return ‖ε̂‖ per step and sample [N, B] (at (x̂_i, t̂_i), before scaling).
+    sigmas: σ_0 > … > σ_{N−1} instead of Eq. 5's (another discretization, `schedules`).
   Returns:
     (x [B, *sample_shape] in dtype, nfe) [, eps_norms].
   """
@@ -306,7 +308,8 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
   scaled = eps_scaler != 1 or eps_scaler_k != 0
   n = keys.shape[0]
   vec = lambda t: jnp.full((n,), t, dtype)   # noqa: E731
-  sigmas = edm_sigmas(steps, sigma_min, sigma_max, rho, dtype)
+  if sigmas is None:
+    sigmas = edm_sigmas(steps, sigma_min, sigma_max, rho, dtype)
   t_steps = jnp.concatenate([sde.sigma_inv(sigmas), jnp.zeros((1,), dtype)])    # t_N = 0 (Eq. 5)
   z = per_sample_normal(keys, streams.LATENT_STREAM, sample_shape) if z is None else z
   if perturb_alpha > 0:
@@ -369,21 +372,41 @@ def pfgmpp_latents(keys, noise, sample_shape, latents=None):
   return noise.from_latents(keys, latents['z'], latents.get('radii'))
 
 
+def sigma_range(config, sde, eps):
+  """The EDM sampler's (σ_min, σ_max): `sampling.sigma_min`, `sigma_max` (0: the defaults of
+  `sampling.disc`, generate.py's) within the SDE's [σ(eps), σ(T)]."""
+  s = config.sampling
+  low, high = schedules.default_range(s.disc, s.epsilon_s)
+  return (max(s.sigma_min or low, float(sde.sigma(jnp.asarray(eps, jnp.float32)))),
+          min(s.sigma_max or high, float(sde.sigma(jnp.asarray(sde.T, jnp.float32)))))
+
+
 @register_sampler('edm')
 def _edm_sampler(config, sde, sample_shape, eps):
-  """EDM sampler with σ_min, σ_max clamped to the SDE's [σ(eps), σ(T)] (as EDM's generate.py);
-  with `training.pfgmpp_D` finite it starts from PFGM++'s prior (the ODE in σ is the same)."""
+  """EDM sampler with σ_min, σ_max (0: the discretization's default) clamped to the SDE's
+  [σ(eps), σ(T)] (as EDM's generate.py to the network's range); with `training.pfgmpp_D` finite
+  it starts from PFGM++'s prior (the ODE in σ is the same). `sampling.disc`, `schedule`,
+  `scaling` pick Karras+22 Table 1's time steps, σ(t) and s(t) (`schedules`); schedule and
+  scaling '' keep the SDE's own, and one set alone takes generate.py's default for the other."""
   s = config.sampling
-  sigma_min = max(s.sigma_min, float(sde.sigma(jnp.asarray(eps, jnp.float32))))
-  sigma_max = min(s.sigma_max, float(sde.sigma(jnp.asarray(sde.T, jnp.float32))))
+  sigma_min, sigma_max = sigma_range(config, sde, eps)
   dtype = jnp.float64 if s.float64 else jnp.float32
   noise = sde_lib.get_noise(config)
+  ode = sde
+  if s.schedule or s.scaling:
+    ode = schedules.SamplingODE(s.schedule or 'linear', s.scaling or 'none', sigma_min,
+                                sigma_max, s.epsilon_s)
   def sampler(keys, score_fn, latents=None):
     if math.isinf(noise.D):
       z = None if latents is None else latents['z']
     else:
       z = pfgmpp_latents(keys, noise, sample_shape, latents)
-    return edm_sample(keys, score_fn, sde, sample_shape, s.steps, sigma_min, sigma_max, s.rho,
-                      s.solver, s.S_churn, s.S_min, s.S_max, s.S_noise, s.eps_scaler,
-                      s.eps_scaler_k, s.perturb_alpha, dtype, z=z)
+    sigmas = None
+    if s.disc != 'edm':
+      sigmas = jnp.asarray(schedules.sigma_steps(s.disc, s.steps, sigma_min, sigma_max,
+                                                 s.epsilon_s), dtype)
+    return edm_sample(keys, score_fn if ode is sde else schedules.rescore(score_fn, sde, ode),
+                      ode, sample_shape, s.steps, sigma_min, sigma_max, s.rho, s.solver,
+                      s.S_churn, s.S_min, s.S_max, s.S_noise, s.eps_scaler, s.eps_scaler_k,
+                      s.perturb_alpha, dtype, z=z, sigmas=sigmas)
   return sampler

@@ -18,8 +18,9 @@ and <out>_es.png (Epsilon Scaling: FD vs b, and ‖ε̂‖ of sampling vs of tra
 Rows that do not reproduce a paper's direction are reported as measured, not tuned.
 
   - score-SDE (Song+21): VE / VP / sub-VP with DSM, PC and probability-flow ODE samplers, and
-    bits/dim on the test split (the paper's claim: sub-VP the best likelihood); EDM's sampler
-    (Heun 18, 35 NFE) on the same models against PC's 2000 NFE (Karras+22 §3).
+    bits/dim on the test split (the paper's claim: sub-VP the best likelihood); EDM's samplers
+    on the same models against PC's 2000 NFE: Heun 18 (35 NFE, Karras+22 §3) and stochastic
+    (Table 5's settings, 511 NFE, §4).
   - EDM vs Epsilon Scaling (Ning+24): one EDM model; Euler 13 and Heun 9 steps, b swept (the
     claim: b slightly > 1 lowers FD at few steps, because sampling's ‖ε̂‖ exceeds training's).
   - STF (Xu+23b): the variance of the training target at σ = 1 around the ideal denoiser of the
@@ -29,13 +30,10 @@ Rows that do not reproduce a paper's direction are reported as measured, not tun
     against EDM's (the claim: smaller D, smaller rise); --no-pfgmpp_probes skips them.
   - Patch Diffusion (Wang+23): digits upsampled to 32×32 (--patch_px), real_p = 0.5 vs 1: images/s
     and FD; a step of R/d patches reads d batches, as the reference (training.patch_batch_mul).
---smoke runs two rows for a few seconds each (tests/test_digits_table.py). Runtime on a 2-core
-Intel Xeon, --budget_s 60 (2026-12-02): the sde part ~21 min (per SDE: 1,000-step PC and ODE
-samples, bits/dim of BPD_N test digits, 520–760 NFE at the config's rtol = atol = 1e-5), patch
-~8 min, edm_es ~7 min, stf ~3 min, pfgmpp ~3 min per D; all parts 42 min on a 2-core AMD EPYC
-(2026-12-03). With --budget_steps 400 --seeds 3 --subsets 5 --sde_subsets 1 (the published table):
-edm_es 8 min, pfgmpp 14 min (32 with its probes), stf 3 min, sde ~45 min on a 2-core AMD EPYC
-Zen 4 (2026-12-05).
+--smoke runs two rows for a few seconds each (tests/test_digits_table.py). Runtime with
+--budget_steps 400 --seeds 3 --subsets 5 --sde_subsets 1 (the published tables), 2-core AMD EPYC
+Zen 4 (2026-12-05): edm_es 8 min, pfgmpp 14 min (32 with its probes), stf 3 min, sde ~45 min (per
+SDE: 1000-step PC, ODE and EDM samples, bits/dim of BPD_N test digits).
 `--parts` runs a subset; the md and png are rewritten after every part.
 """
 import argparse
@@ -80,10 +78,15 @@ EDM_ROW = 'EDM (PFGM++ D = ∞)'  # the baseline of the PFGM++ and STF rows
 PFGMPP_PROBES = (('α = 0.1', {'perturb_alpha': 0.1}), ('α = 0.2', {'perturb_alpha': 0.2}),
                  ('Heun 6 steps', {'steps': 6}), ('Heun 4 steps', {'steps': 4}),
                  ('7 bits', {'quantize_bits': 7}), ('5 bits', {'quantize_bits': 5}))
+# Karras+22 Table 5: their stochastic sampler's settings for score_sde's pre-trained models (VP's
+# also for sub-VP, which the paper does not run); S_min, S_max in σ of data in [-1, 1].
+STOCHASTIC = {'vesde': {'S_churn': 80., 'S_min': 0.05, 'S_max': 1., 'S_noise': 1.007},
+              'vpsde': {'S_churn': 30., 'S_min': 0.01, 'S_max': 1., 'S_noise': 1.007}}
+STOCHASTIC_STEPS = 256          # 511 NFE (Karras+22 Fig. 4's VE / VP curves reach ~1000)
 SMOKE_MODEL = {'model.nf': 16, 'model.ch_mult': (1,), 'model.attn_resolutions': ()}
 MODEL = {}                      # --smoke: SMOKE_MODEL (a network that compiles in seconds)
-# Rows train for a budget (time or steps), not to training.n_iters: no cosine decay to aim at its end,
-# and the EMA ramp-up of the measured table (the quickstart's before 2026-12-05).
+# Rows train for a budget (time or steps), not to training.n_iters: no cosine decay to aim at its
+# end, and the EMA ramp-up of the measured table (the quickstart's before 2026-12-05).
 RECIPE = {'optim.lr_decay': 'none', 'model.ema_rampup_ratio': 0.05}
 
 
@@ -121,7 +124,7 @@ def _sde_config(name, plan):
   m = config.model
   m.precond, (m.ema_halflife_kimg, m.ema_rampup_ratio) = 'none', ema
   m.embedding_type = 'fourier' if name == 'vesde' else 'positional'
-  m.sigma_min, m.sigma_max = 0.01, 12.   # σ_max ≈ the largest distance between digits (Song&Ermon20)
+  m.sigma_min, m.sigma_max = 0.01, 12.   # σ_max ≈ the largest digit distance (Song&Ermon20)
   m.num_scales = 1000
   config.sampling.snr = 0.16
   return config
@@ -221,10 +224,19 @@ def _with_sampling(config, **fields):
   return config
 
 
+def stochastic_sampling(config):
+  """Karras+22 §4's stochastic sampler for the config's SDE: Table 5's settings at
+  STOCHASTIC_STEPS, the σ thresholds halved where the data are in [0, 1] (σ is in data units)."""
+  fields = dict(STOCHASTIC['vesde' if config.training.sde == 'vesde' else 'vpsde'])
+  scale = 1. if config.data.centered else 0.5
+  fields['S_min'], fields['S_max'] = fields['S_min'] * scale, fields['S_max'] * scale
+  return _with_sampling(config, method='edm', steps=STOCHASTIC_STEPS, **fields)
+
+
 def sde_rows(reference, plan, names=('vesde', 'vpsde', 'subvpsde')):
-  """Per SDE: PC, probability-flow ODE and EDM Heun-18 samples, bits/dim; the ODE's and EDM's FD
-  against PC's (Karras+22 §3: their sampler, 35 NFE, on score_sde's own models), sub-VP's
-  bits/dim against VP's (Song+21's claim)."""
+  """Per SDE: PC, probability-flow ODE, EDM Heun-18 and EDM stochastic samples, bits/dim; the
+  ODE's and EDM's FD against PC's (Karras+22 §3: their sampler, 35 NFE, on score_sde's own
+  models; §4: their stochastic sampler, 511 NFE), sub-VP's bits/dim against VP's (Song+21)."""
   rows, figures = [], {}
   for name in names:
     config = _sde_config(name, plan)
@@ -233,8 +245,10 @@ def sde_rows(reference, plan, names=('vesde', 'vpsde', 'subvpsde')):
     pc = sample(run, params, plan)
     ode = sample(run, params, plan, _with_sampling(config, method='ode'))
     edm = sample(run, params, plan, _with_sampling(config, method='edm'))
+    churn = sample(run, params, plan, stochastic_sampling(config))
     bpd = bits_per_dim(run, params)
-    for sampler, images in (('PC', pc), ('ODE', ode), ('EDM Heun 18', edm)):
+    for sampler, images in (('PC', pc), ('ODE', ode), ('EDM Heun 18', edm),
+                            (f'EDM stochastic {STOCHASTIC_STEPS}', churn)):
       vs = [(f'score-SDE {name} (PC)', 'fd')] if sampler != 'PC' else []
       if name == 'subvpsde':
         vs.append((f'score-SDE vpsde ({sampler})', 'bpd'))
@@ -264,10 +278,11 @@ def _eps_norms_of_sampling(run, params, solver, steps):
   score_fn = precond.get_score_fn(config, run.sde, mutils.get_model_fn(run.model, params,
                                                                          train=False))
   keys = streams.sample_keys(streams.run_key(config, streams.SAMPLE_STREAM), N_SAMPLES)
+  sigma_min, sigma_max = sampling.sigma_range(config, run.sde, run.eps)
   _, _, norms = sampling.edm_sample(keys, score_fn, run.sde, run.sample_shape, steps=steps,
-                                    sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho,
+                                    sigma_min=sigma_min, sigma_max=sigma_max, rho=s.rho,
                                     solver=solver, record_eps_norm=True)
-  sigmas = sampling.edm_sigmas(steps, s.sigma_min, s.sigma_max, s.rho)
+  sigmas = sampling.edm_sigmas(steps, sigma_min, sigma_max, s.rho)
   return np.asarray(norms).mean(axis=1), np.asarray(sigmas)
 
 

@@ -69,9 +69,18 @@ def _sampling():
   sampling.seeds = ''                         # per-seed generation range, e.g. '0-49999'; '' = off
   sampling.out_dir = ''                       # per-seed images' folder; '' = W/samples/seeds_<step>
   sampling.steps = 18                         # EDM sampler: N noise levels (Heun NFE = 2N − 1)
-  sampling.sigma_min = 0.002                  # EDM sampler: σ_min (clamped to the SDE's σ(eps))
-  sampling.sigma_max = 80.                    # EDM sampler: σ_max (clamped to the SDE's σ(T))
+  sampling.sigma_min = 0.                     # EDM sampler: σ_min, clamped to the SDE's σ(eps);
+  #                                             0 = the disc's (edm 0.002, vp σ_VP(ε_s), ve 0.02)
+  sampling.sigma_max = 0.                     # EDM sampler: σ_max, clamped to the SDE's σ(T);
+  #                                             0 = the disc's (edm 80, vp σ_VP(1), ve 100)
   sampling.rho = 7.                           # EDM sampler: ρ of the σ-schedule (Karras+22 Eq. 5)
+  sampling.disc = 'edm'                       # EDM sampler: time steps, edm | vp | ve | iddpm
+  #                                             (Karras+22 Table 1; generate.py --disc)
+  sampling.schedule = ''                      # EDM sampler: σ(t), vp | ve | linear; '' = the SDE's
+  #                                             (linear where only scaling is set, as generate.py)
+  sampling.scaling = ''                       # EDM sampler: s(t), vp | none; '' = the SDE's
+  #                                             (none where only schedule is set, as generate.py)
+  sampling.epsilon_s = 1e-3                   # EDM sampler: ε_s, the last t of disc / schedule vp
   sampling.solver = 'heun'                    # EDM sampler: 'heun' (last step Euler) | 'euler'
   sampling.S_churn = 0.                       # EDM sampler: churn (0 = deterministic ODE)
   sampling.S_min = 0.                         # EDM sampler: churn only for σ ≥ S_min

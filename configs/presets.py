@@ -10,6 +10,7 @@ Papers:
   Ho+20  Denoising Diffusion Probabilistic Models, arXiv:2006.11239 (DDPM U-Net).
   Song&Ermon19  arXiv:1907.05600 (NCSN); Song&Ermon20  arXiv:2006.09011 (NCSNv2).
 """
+import math
 
 
 def ve(config, continuous=True):
@@ -199,3 +200,23 @@ def edm_songunet(model):
   model.ch_mult = (2, 2, 2)
   model.num_res_blocks = 4
   model.attn_resolutions = (16,)
+
+
+def edm_baseline(config, precond):
+  """EDM's baselines (Karras+22 §3, config A; NVlabs/edm pretrained/baseline/): score_sde's
+  CIFAR-10 networks as they are (`ddpmpp` / `ncsnpp` widths: channel_mult (1, 2, 2, 2), dropout
+  0.1, no augmentation) in VPPrecond / VEPrecond, sampled by EDM's sampler: σ(t) = t, s = 1 over
+  the network's σ range (VPPrecond: [σ_VP(ε_t = 1e-5), σ_VP(1)]; VEPrecond: [0.02, 100]), the
+  range generate.py clamps to. Training runs EDM's VP / VE loss (Table 1)."""
+  edm(config)
+  model = config.model
+  model.precond = precond
+  model.augment_dim = 0
+  model.dropout = 0.1
+  config.training.augment_p = 0.
+  config.training.loss = f'edm_{precond}'
+  if precond == 'vp':
+    vp_sigma = lambda t: math.sqrt(math.expm1(0.5 * 19.9 * t ** 2 + 0.1 * t))   # noqa: E731
+    model.sigma_min, model.sigma_max = vp_sigma(1e-5), vp_sigma(1.)    # Karras+22 Table 1 (VP)
+  else:
+    model.sigma_min, model.sigma_max = 0.02, 100.                       # Karras+22 Table 1 (VE)

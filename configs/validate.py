@@ -89,6 +89,7 @@ def _ncsnv2(config):
 
 
 _NCSNPP = _model_in('ncsnpp')
+_edm_sampler = lambda config: config.sampling.method == 'edm'   # noqa: E731
 # (field, its choices(config), when the field is read, modes)
 CHOICES = (
     ('model.name', _registry('models.utils', 'MODELS'), _always, BUILD),
@@ -103,8 +104,10 @@ CHOICES = (
     ('sampling.method', _registry('sampling', 'SAMPLERS'), _always, BUILD),
     ('sampling.predictor', _registry('sampling', 'PREDICTORS'), _pc, BUILD),
     ('sampling.corrector', _registry('sampling', 'CORRECTORS'), _pc, BUILD),
-    ('sampling.solver', _fixed('heun', 'euler'),
-     lambda config: config.sampling.method == 'edm', BUILD),
+    ('sampling.solver', _fixed('heun', 'euler'), _edm_sampler, BUILD),
+    ('sampling.disc', _registry('schedules', 'DISCS'), _edm_sampler, BUILD),
+    ('sampling.schedule', _registry('schedules', 'SCHEDULES', ''), _edm_sampler, BUILD),
+    ('sampling.scaling', _registry('schedules', 'SCALINGS', ''), _edm_sampler, BUILD),
     ('model.resblock_type', _fixed('ddpm', 'biggan'), _NCSNPP, BUILD),
     ('model.progressive', _fixed('none', 'output_skip', 'residual'), _NCSNPP, BUILD),
     ('model.progressive_input', _fixed('none', 'input_skip', 'residual'), _NCSNPP, BUILD),
@@ -159,7 +162,8 @@ RANGES = (
     ('model.sigma_data', '(0, inf)'), ('model.sigma_min', '(0, inf)'),
     ('model.sigma_max', '(0, inf)'), ('model.beta_min', '[0, inf)'),
     ('model.fourier_scale', '(0, inf)'), ('sampling.steps', '[2, inf)'),
-    ('sampling.sigma_min', '(0, inf)'), ('sampling.sigma_max', '(0, inf)'),
+    ('sampling.sigma_min', '[0, inf)'), ('sampling.sigma_max', '[0, inf)'),
+    ('sampling.epsilon_s', '(0, 1)'),
     ('sampling.rho', '(0, inf)'), ('sampling.S_churn', '[0, inf)'),
     ('sampling.S_noise', '[0, inf)'), ('sampling.eps_scaler', '(0, inf)'),
     ('sampling.perturb_alpha', '[0, inf)'), ('sampling.quantize_bits', '[0, 24]'), ('sampling.snr', '[0, inf)'),

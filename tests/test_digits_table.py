@@ -75,3 +75,18 @@ def test_stf_reference_batch_lowers_the_target_variance():
   denoiser than the plain target y, and both positive."""
   plain, stf = digits_table.stf_target_variance(batch=64)
   assert 0 < stf < plain
+
+
+def test_stochastic_sampling_takes_table_5_in_the_data_units():
+  """Karras+22 Table 5's settings per SDE, σ thresholds in [-1, 1] units: halved for VE's [0, 1]
+  data, as they are for VP's centered data; the rest of the config untouched."""
+  plan = digits_table.Plan()
+  sde_config = digits_table._sde_config   # pylint: disable=protected-access
+  ve = digits_table.stochastic_sampling(sde_config('vesde', plan))
+  assert (ve.sampling.method, ve.sampling.steps, ve.sampling.S_churn) == ('edm', 256, 80.)
+  assert (ve.sampling.S_min, ve.sampling.S_max, ve.sampling.S_noise) == (0.025, 0.5, 1.007)
+  for name in ('vpsde', 'subvpsde'):
+    config = sde_config(name, plan)
+    s = digits_table.stochastic_sampling(config).sampling
+    assert (s.S_churn, s.S_min, s.S_max, s.S_noise) == (30., 0.01, 1., 1.007)
+    assert config.sampling.method == 'pc' and config.sampling.S_churn == 0.

@@ -134,6 +134,8 @@ MORE_CASES = [
 ]
 # Choice rules (validate.CHOICES) are broken by an unknown name, in this base and mode:
 CHOICE_BASES = {'model.precond': ('edm', 'sample'), 'sampling.solver': ('edm', 'sample'),
+                'sampling.disc': ('edm', 'sample'), 'sampling.schedule': ('edm', 'sample'),
+                'sampling.scaling': ('edm', 'sample'),
                 'eval.bpd_dataset': ('edm', 'eval'), 'eval.is_convention': ('ve', 'eval'),
                 'model.interpolation': ('ncsnv2', 'sample'),
                 'model.normalization': ('ncsnv2', 'sample'),

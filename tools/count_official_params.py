@@ -50,6 +50,9 @@ AFHQV2 = dict(FFHQ, dropout=0.25)
 CELEBA_PATCH = dict(resolution=64, label_dim=0, augment=0., dropout=0.05, cres=[1, 2, 2, 2])
 IMAGENET = dict(resolution=64, label_dim=1000, augment=0., dropout=0.10, cres=None,
                 fp16=True)                               # --fp16=1 (use_fp16)
+# EDM's baselines (pretrained/baseline/, config A): score_sde's CIFAR-10 networks converted as they
+# are: its widths (channel_mult [1, 2, 2, 2]), dropout 0.1, no augmentation.
+BASELINE = dict(resolution=32, label_dim=0, augment=0., dropout=0.1, cres=[1, 2, 2, 2])
 # PFGM++ (README table): --pfgmpp=1 --aug_dim=D
 CIFAR_D2048, CIFAR_D128 = dict(CIFAR, aug_dim=2048), dict(CIFAR, aug_dim=128)
 CIFAR_COND_D2048, FFHQ_D128 = dict(CIFAR_COND, aug_dim=2048), dict(FFHQ, aug_dim=128)
@@ -66,6 +69,8 @@ ENTRIES = {
     'configs/edm/afhqv2_64_ddpmpp.py': ('edm', 'EDMPrecond', 'ddpmpp', AFHQV2),
     'configs/edm/afhqv2_64_ncsnpp.py': ('edm', 'EDMPrecond', 'ncsnpp', AFHQV2),
     'configs/edm/imagenet64_adm_cond.py': ('edm', 'EDMPrecond', 'adm', IMAGENET),
+    'configs/edm/cifar10_baseline_vp.py': ('edm', 'VPPrecond', 'ddpmpp', BASELINE),
+    'configs/edm/cifar10_baseline_ve.py': ('edm', 'VEPrecond', 'ncsnpp', BASELINE),
     # forever208/EDM-ES: EDM's CIFAR-10 VP pkls
     'configs/edm_es/cifar10_uncond_heun.py': ('edm', 'EDMPrecond', 'ddpmpp', CIFAR),
     'configs/edm_es/cifar10_uncond_euler.py': ('edm', 'EDMPrecond', 'ddpmpp', CIFAR),
@@ -138,7 +143,8 @@ def main():
     for config, (entry_repo, precond, arch, data) in ENTRIES.items():
       if entry_repo != repo:
         continue
-      with torch.device('meta'):   # shapes only: nothing is allocated or initialised
+      # shapes only, nothing allocated or initialised (VPPrecond computes sigma_min on the CPU)
+      with torch.device('cpu' if precond == 'VPPrecond' else 'meta'):
         net = getattr(networks, precond)(**network_kwargs(precond, arch, data))
       counts[config] = sum(p.numel() for p in net.parameters())
       kwargs[config] = {'precond': stored(net), 'unet': stored(net.model)}
