@@ -56,6 +56,7 @@ from configs import validate
 from configs.quickstart import digits
 import datasets
 import digits_metric
+import digits_plots
 import eval_lib
 import hugepages
 import losses
@@ -233,28 +234,44 @@ def stochastic_sampling(config):
   return _with_sampling(config, method='edm', steps=STOCHASTIC_STEPS, **fields)
 
 
+FIG2 = {'vesde': {'disc': 've', 'schedule': 've', 'scaling': 'none', 'sigma_min': 0.01},
+        'vpsde': {'disc': 'vp', 'schedule': 'vp', 'scaling': 'vp'}}   # Karras+22 Table 1
+EULER, HEUN = 'Euler 35, original ODE', 'EDM Heun 18'
+
+
+def sde_samplers(name, config):
+  """(label, config, labels of the rows its FD is compared with) of the sde part's samplers.
+  Karras+22 Fig. 2 at 35 NFE for VE and VP: Euler on the original ODE (Table 1's time steps,
+  σ(t), s(t)); Heun on EDM's time steps (the SDE's own σ(t), s(t)); then σ(t) = t, s = 1."""
+  edm = _with_sampling(config, method='edm')
+  out = [('PC', config, ()), ('ODE', _with_sampling(config, method='ode'), ('PC',)),
+         (HEUN, edm, ('PC', EULER) if name in FIG2 else ('PC',)),
+         (f'EDM stochastic {STOCHASTIC_STEPS}', stochastic_sampling(config), ('PC',))]
+  if name in FIG2:
+    out += [(EULER, _with_sampling(edm, solver='euler', steps=35, **FIG2[name]), ()),
+            (f'{HEUN}, σ(t) = t', _with_sampling(edm, schedule='linear', scaling='none'),
+             (HEUN,))]
+  return out
+
+
 def sde_rows(reference, plan, names=('vesde', 'vpsde', 'subvpsde')):
-  """Per SDE: PC, probability-flow ODE, EDM Heun-18 and EDM stochastic samples, bits/dim; the
-  ODE's and EDM's FD against PC's (Karras+22 §3: their sampler, 35 NFE, on score_sde's own
-  models; §4: their stochastic sampler, 511 NFE), sub-VP's bits/dim against VP's (Song+21)."""
+  """Per SDE: PC, probability-flow ODE and the EDM samplers (`sde_samplers`), bits/dim; their FD
+  against PC's (Karras+22 §3: their sampler, 35 NFE, on score_sde's own models; §4: their
+  stochastic sampler, 511 NFE) and Fig. 2's steps, sub-VP's bits/dim against VP's (Song+21)."""
   rows, figures = [], {}
   for name in names:
     config = _sde_config(name, plan)
     run, state, steps, rate = train_for(config, plan)
     params = state.ema_params
-    pc = sample(run, params, plan)
-    ode = sample(run, params, plan, _with_sampling(config, method='ode'))
-    edm = sample(run, params, plan, _with_sampling(config, method='edm'))
-    churn = sample(run, params, plan, stochastic_sampling(config))
+    images = {label: sample(run, params, plan, c) for label, c, _ in sde_samplers(name, config)}
     bpd = bits_per_dim(run, params)
-    for sampler, images in (('PC', pc), ('ODE', ode), ('EDM Heun 18', edm),
-                            (f'EDM stochastic {STOCHASTIC_STEPS}', churn)):
-      vs = [(f'score-SDE {name} (PC)', 'fd')] if sampler != 'PC' else []
+    for label, _, bases in sde_samplers(name, config):
+      vs = [(f'score-SDE {name} ({b})', 'fd') for b in bases]
       if name == 'subvpsde':
-        vs.append((f'score-SDE vpsde ({sampler})', 'bpd'))
-      rows.append({'row': f'score-SDE {name} ({sampler})', 'steps': steps, 'images_per_s': rate,
-                   'bpd': bpd, 'vs': vs, **scores(reference, images)})
-    figures[f'{name} PC'] = pc
+        vs.append((f'score-SDE vpsde ({label})', 'bpd'))
+      rows.append({'row': f'score-SDE {name} ({label})', 'steps': steps, 'images_per_s': rate,
+                   'bpd': bpd, 'vs': vs, **scores(reference, images[label])})
+    figures[f'{name} PC'] = images['PC']
   return rows, figures
 
 
@@ -466,64 +483,6 @@ def markdown(rows, real, plan, seeds):
   return '\n'.join(lines) + '\n'
 
 
-def _plots(figures, curves, rows, out):
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, axes = plt.subplots(1, len(figures), figsize=(2.2 * len(figures), 2.6), squeeze=False)
-  for ax, (name, images) in zip(axes[0], figures.items()):
-    ax.imshow(utils.image_grid(images[:64], nrow=8)[..., 0], cmap="gray", vmin=0, vmax=255)
-    ax.set_title(name, fontsize=8)
-    ax.axis('off')
-  fig.tight_layout()
-  fig.savefig(f'{out}.png', dpi=120)
-  plt.close(fig)
-  _plot_probes(plt, [r for r in rows if 'probe' in r], out)
-  if not curves:
-    return
-  fig, (ax_fd, ax_norm) = plt.subplots(1, 2, figsize=(9, 3.5))
-  for solver in ('euler', 'heun'):
-    es = [r for r in rows if 'b' in r and solver in r['row']]
-    ax_fd.errorbar([r['b'] for r in es], [r['fd'] for r in es], fmt='o-', label=solver,
-                   yerr=[r['fd_se'] or 0. for r in es], capsize=3)
-  ax_fd.set(xlabel='b (ε̂ / b)', ylabel='FD₂₉₇', title='Epsilon Scaling')
-  ax_fd.legend()
-  for name, (sigmas, sample_norms, train_norms) in curves.items():
-    ax_norm.plot(sigmas, sample_norms, 'o-', label=f'sampling, {name}')
-    ax_norm.plot(sigmas, train_norms, 'x--', label=f'training (noised test digits), {name}')
-  ax_norm.set(xscale='log', xlabel='σ', ylabel='mean ‖ε̂‖', title='‖ε̂‖ per step')
-  ax_norm.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(f'{out}_es.png', dpi=120)
-  plt.close(fig)
-
-
-def _plot_probes(plt, probed, out):
-  """<out>_robust.png: per D and probe, the FD's rise over the unprobed sampler (symlog), and that
-  rise minus EDM's under the same probe (below 0: more robust than EDM), ± standard errors."""
-  if not probed:
-    return
-  labels = list(dict.fromkeys(r['probe'] for r in probed))
-  fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-  for D in dict.fromkeys(r['D'] for r in probed):
-    by_probe = {r['probe']: r['deltas'] for r in probed if r['D'] == D}
-    for ax, k in zip(axes, (0, 1)):
-      if all(len(by_probe[p]) > k for p in labels):
-        ax.errorbar(range(len(labels)), [by_probe[p][k][2] for p in labels], capsize=3,
-                    yerr=[by_probe[p][k][3] or 0. for p in labels], fmt='o-', label=f'D = {D:g}')
-  axes[0].set(yscale='symlog', ylabel='FD₂₉₇ rise over the unprobed sampler')
-  axes[1].set(ylabel="rise minus EDM's (D = ∞), paired by seed")
-  for ax in axes:
-    ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
-    ax.axhline(0, color='gray', lw=0.5)
-    if ax.get_legend_handles_labels()[0]:     # the right panel needs EDM's row
-      ax.legend(fontsize=7)
-  fig.suptitle('PFGM++ robustness probes (Xu+23 §6)')
-  fig.tight_layout()
-  fig.savefig(f'{out}_robust.png', dpi=120)
-  plt.close(fig)
-
-
 PARTS = {'sde': sde_rows, 'edm_es': edm_es_rows, 'stf': stf_rows, 'pfgmpp': pfgmpp_rows,
          'patch': patch_rows}
 
@@ -590,7 +549,7 @@ def main(argv=None):
     print(text, flush=True)
     with open(f'{args.out}.md', 'w', encoding='utf-8') as f:    # after every part
       f.write(text)
-    _plots(figures, curves, rows, args.out)
+    digits_plots.plots(figures, curves, rows, args.out)
   return rows
 
 
