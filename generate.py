@@ -124,14 +124,22 @@ def image_settings(config, source):
   return json.loads(json.dumps({'checkpoint': source, **fields}, default=str))
 
 
+def _default_settings():
+  from configs import default_lib  # pylint: disable=import-outside-toplevel
+  return image_settings(default_lib.get_base_config(), None)
+
+
 def check_settings(out_dir, settings):
   """Record `settings` (`image_settings`) in out_dir/settings.json, or refuse a folder that
   records others: its images would be skipped as done though they differ (SettingsMismatchError
   naming the fields). A folder of images from before settings were recorded is resumed as is,
-  with a warning, and left unrecorded."""
+  with a warning, and left unrecorded. A field added to scoreflow after a folder was recorded
+  counts there as its default (the value every sample then had)."""
   path = paths.join(out_dir, SETTINGS)
   if paths.exists(path):
     old = json.loads(paths.read_text(path))
+    defaults = _default_settings()
+    old.update({k: defaults[k] for k in set(settings) - set(old) if k in defaults})
     diff = [f'{k} = {old.get(k)!r} there, {settings.get(k)!r} now'
             for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)]
     if diff:

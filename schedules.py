@@ -8,7 +8,8 @@ arXiv:2206.00364. NVlabs/edm generate.py exposes the same axes as `--disc`, `--s
   disc      σ_i, i < N:  'edm'  (σ_max^(1/ρ) + i/(N−1) (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ   (Eq. 5)
                          'vp'   σ_VP(1 + i/(N−1) (ε_s − 1))             (Table 1, VP time steps)
                          've'   √(σ_max² (σ_min²/σ_max²)^(i/(N−1)))     (Table 1, VE time steps)
-                         'iddpm' u_⌊j(i)⌉ of Nichol & Dhariwal's 1000 levels (Table 1, iDDPM)
+                         'iddpm' the ⌊(J−1) i/(N−1)⌉-th of iDDPM's levels u_j in the range
+                                 (J of them; `iddpm_levels`; Table 1, iDDPM)
   schedule  σ(t):        'vp' √(e^(½β_d t² + β_min t) − 1), 've' √t, 'linear' t   (Table 1)
   scaling   s(t):        'vp' 1/√(1 + σ(t)²), 'none' 1                           (Table 1)
 

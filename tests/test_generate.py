@@ -185,6 +185,12 @@ def test_settings_are_recorded_and_others_refused(tmp_path):
     generate.check_settings(out, generate.image_settings(config, 'W (step 1000)'))
   with pytest.raises(generate.SettingsMismatchError, match=r"checkpoint = 'W \(step 1000\)'"):
     generate.check_settings(out, generate.image_settings(digits.get_config(), 'other.pkl'))
+  record = json.loads((tmp_path / 'seeds' / generate.SETTINGS).read_text())
+  del record['sampling.disc']             # a folder recorded before the field existed: its default
+  (tmp_path / 'seeds' / generate.SETTINGS).write_text(json.dumps(record))
+  generate.check_settings(out, settings)
+  with pytest.raises(generate.SettingsMismatchError, match=r"sampling.disc = 'edm' there, 'vp'"):
+    generate.check_settings(out, {**settings, 'sampling.disc': 'vp'})
   legacy = tmp_path / 'legacy'
   (legacy / '000000').mkdir(parents=True)
   (legacy / '000000' / '000001.png').write_bytes(b'')
