@@ -283,7 +283,7 @@ def edm_sigmas(steps, sigma_min, sigma_max, rho, dtype=jnp.float32):
 def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sigma_max=80., rho=7.,
                solver='heun', S_churn=0., S_min=0., S_max=float('inf'), S_noise=1., eps_scaler=1.,
                eps_scaler_k=0., perturb_alpha=0., dtype=jnp.float32, z=None,
-               record_eps_norm=False, sigmas=None):
+               record_eps_norm=False, sigmas=None, round_sigma=None):
   """EDM's sampler (Karras+22 Alg. 2) in its general σ(t), s(t) form (Alg. 1, Eq. 4): any SDE.
 
   Noise levels σ_i follow the ρ-schedule (Eq. 5), t_i = σ⁻¹(σ_i), t_N = 0. The velocity is
@@ -300,16 +300,16 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
     dtype: float32, or float64 (call under `jax.enable_x64(True)`; the network stays float32).
     z: optional latents [B, *sample_shape] (standard normal), instead of those of `keys`.
     record_eps_norm: also return ‖ε̂‖ per step and sample [N, B] (at (x̂_i, t̂_i), before scaling).
-    sigmas: σ_0 > … > σ_{N−1} instead of Eq. 5's (another discretization, `schedules`).
+    sigmas, round_sigma: σ_0 > … > σ_{N−1} instead of Eq. 5's (`schedules`); σ -> the nearest
+      level the network knows, for each σ_i and σ(t̂_i) (EDM's round_sigma; `precond`).
   Returns:
     (x [B, *sample_shape] in dtype, nfe) [, eps_norms].
   """
-  assert solver in ('heun', 'euler'), solver
   scaled = eps_scaler != 1 or eps_scaler_k != 0
   n = keys.shape[0]
   vec = lambda t: jnp.full((n,), t, dtype)   # noqa: E731
-  if sigmas is None:
-    sigmas = edm_sigmas(steps, sigma_min, sigma_max, rho, dtype)
+  rounded = round_sigma or (lambda sigma: sigma)   # noqa: E731
+  sigmas = rounded(edm_sigmas(steps, sigma_min, sigma_max, rho, dtype) if sigmas is None else sigmas)
   t_steps = jnp.concatenate([sde.sigma_inv(sigmas), jnp.zeros((1,), dtype)])    # t_N = 0 (Eq. 5)
   z = per_sample_normal(keys, streams.LATENT_STREAM, sample_shape) if z is None else z
   if perturb_alpha > 0:
@@ -339,7 +339,7 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
       sigma_cur = sde.sigma(t_cur)
       in_range = (S_min <= sigma_cur) & (sigma_cur <= S_max)
       gamma = jnp.where(in_range, min(S_churn / steps, np.sqrt(2.) - 1.), 0.)  # Karras+22 Alg. 2 γ_i
-      t_hat = sde.sigma_inv(sigma_cur + gamma * sigma_cur)                  # Karras+22 Alg. 2 line 5
+      t_hat = sde.sigma_inv(rounded(sigma_cur + gamma * sigma_cur))         # Karras+22 Alg. 2 line 5
       eps = S_noise * per_sample_normal(keys, i, sample_shape).astype(dtype)  # Karras+22 Alg. 2 line 4
       s_hat = sde.scale(vec(t_hat))
       spread = jnp.sqrt(jnp.maximum(sde.sigma(t_hat) ** 2 - sigma_cur ** 2, 0.))
@@ -408,5 +408,6 @@ def _edm_sampler(config, sde, sample_shape, eps):
     return edm_sample(keys, score_fn if ode is sde else schedules.rescore(score_fn, sde, ode),
                       ode, sample_shape, s.steps, sigma_min, sigma_max, s.rho, s.solver,
                       s.S_churn, s.S_min, s.S_max, s.S_noise, s.eps_scaler, s.eps_scaler_k,
-                      s.perturb_alpha, dtype, z=z, sigmas=sigmas)
+                      s.perturb_alpha, dtype, z=z, sigmas=sigmas,
+                      round_sigma=precond.round_sigma(config))
   return sampler

@@ -174,6 +174,8 @@ def _model():
   #                                             one-hot embedding added to the noise embedding
   model.label_dropout = 0.                    # P(class label dropped) in training (for guidance)
   model.augment_dim = 0                       # augmentation-label inputs (EDM: 9 with augment_p)
+  model.learn_sigma = False                   # adm: 2C output channels, the first C used (ADM's
+  #                                             learned variance; EDM's iDDPMPrecond)
   model.sigma_data = 0.5                      # EDM σ_data: data std in [-1, 1] (precond and loss)
   model.sigma_min = 0.01                      # VE / EDM-SDE σ_min (edm_ve loss range)
   model.sigma_max = 50.                       # VE / EDM-SDE σ_max (≈ largest pairwise data distance)

@@ -72,14 +72,16 @@ def config_overrides(kwargs):
   """{dotted config field: value} for an EDMPrecond(DhariwalUNet) built with `kwargs`.
 
   Absent arguments take DhariwalUNet's defaults. Raises ValueError naming the argument for a
-  missing img_resolution / img_channels, an unknown argument (e.g. iDDPMPrecond's C_1) or a value
-  `models.adm` cannot represent (channel_mult_emb other than 4, another model_type).
+  missing img_resolution / img_channels, an unknown argument or a value
+  `models.adm` cannot represent (channel_mult_emb other than 4, another model_type). Twice the
+  image channels out (iDDPMPrecond's learned variance) is `model.learn_sigma`.
   """
-  kwargs = dict(kwargs)
-  for key in ('in_channels', 'out_channels'):   # the UNet's own kwargs: both = img_channels
+  kwargs, learn_sigma = dict(kwargs), False
+  for key in ('in_channels', 'out_channels'):   # the UNet's own: img_channels (iDDPM out: 2×)
     if key in kwargs:
       channels = kwargs.pop(key)
-      if kwargs.setdefault('img_channels', channels) != channels:
+      learn_sigma = key == 'out_channels' and channels == 2 * kwargs.get('img_channels', -1)
+      if not learn_sigma and kwargs.setdefault('img_channels', channels) != channels:
         raise ValueError(f'DhariwalUNet {key}={channels!r} differs from img_channels='
                          f'{kwargs["img_channels"]!r}: models.adm maps images to images')
   known = set(DEFAULTS) | set(REQUIRED) | set(PRECOND_FIXED) | {'sigma_data', 'use_fp16'}
@@ -109,6 +111,7 @@ def config_overrides(kwargs):
       'model.attn_resolutions': _ints(kw, 'attn_resolutions', 1, nonempty=False),
       'model.dropout': _probability(kw, 'dropout'),
       'model.label_dropout': _probability(kw, 'label_dropout'),
+      'model.learn_sigma': learn_sigma,
   }
   if label_dim:
     out['data.num_classes'] = label_dim

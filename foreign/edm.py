@@ -4,7 +4,7 @@ fields and parameters.
 Files (NVlabs/edm training/training_loop.py): `network-snapshot-*.pkl` is
 `pickle.dump(dict(ema=net, loss_fn=..., augment_pipe=..., dataset_kwargs=...))`;
 `training-state-*.pt` is `torch.save(dict(net=net, optimizer_state=adam.state_dict()))`. `net` is
-a preconditioner (`EDMPrecond`, `VPPrecond`, `VEPrecond`; PFGM++'s EDMPrecond adds `pfgmpp`, `D`;
+a preconditioner (`EDMPrecond`, `VPPrecond`, `VEPrecond`, `iDDPMPrecond`; PFGM++'s EDMPrecond adds `pfgmpp`, `D`;
 Patch Diffusion's `Patch_EDMPrecond`) around a `SongUNet` (DDPM++ / NCSN++, our `ddpm` /
 `ncsnpp`) or `DhariwalUNet` (ADM, our `adm`). All of it is read as data (`foreign.torch_pickle`);
 the constructor arguments EDM's persistence stored (`_init_kwargs`) describe the network.
@@ -15,10 +15,14 @@ import numpy as np
 
 from foreign import adm, songunet, torch_pickle
 from models import precond as mprecond
+import schedules
 
-PRECONDS = {'EDMPrecond': 'edm', 'Patch_EDMPrecond': 'edm', 'VPPrecond': 'vp', 'VEPrecond': 've'}
+PRECONDS = {'EDMPrecond': 'edm', 'Patch_EDMPrecond': 'edm', 'VPPrecond': 'vp', 'VEPrecond': 've',
+            'iDDPMPrecond': 'iddpm'}
+IDDPM_FIXED = {'C_1': schedules.IDDPM_C1, 'C_2': schedules.IDDPM_C2, 'M': schedules.IDDPM_M}
 UNETS = {'SongUNet': songunet, 'DhariwalUNet': adm}
-VP_VE_KWARGS = ('beta_d', 'beta_min', 'M', 'epsilon_t', 'sigma_min', 'sigma_max')   # read here
+VP_VE_KWARGS = ('beta_d', 'beta_min', 'M', 'epsilon_t', 'sigma_min', 'sigma_max', 'C_1',
+                'C_2')   # the preconditioners' own, read here
 
 
 class NotANetworkError(ValueError):
@@ -81,6 +85,10 @@ def describe(net):
     beta_min = float(kw.get('beta_min', 0.1))
     fields['model.beta_min'] = beta_min
     fields['model.beta_max'] = beta_min + float(kw.get('beta_d', 19.9))   # β(1) = β_min + β_d
+  elif fields['model.precond'] == 'iddpm':
+    for key, value in IDDPM_FIXED.items():
+      if kw.get(key, value) != value:
+        raise NotANetworkError(f'iDDPMPrecond with {key} = {kw[key]} (only {value} is supported)')
   pfgmpp = bool(kw.get('pfgmpp', False))
   checks = {'training.pfgmpp_D': float(kw.get('D', 128)) if pfgmpp else math.inf}
   return fields, checks

@@ -151,7 +151,8 @@ def _embedding(module, labels, cond, train):
 
 @register_model('adm')
 class ADM(nn.Module):
-  """DhariwalUNet: x [B, H, W, C], labels (c_noise) [B] -> [B, H, W, data.num_channels]."""
+  """DhariwalUNet: x [B, H, W, C], labels (c_noise) [B] -> [B, H, W, data.num_channels] (with
+  model.learn_sigma the first C of its 2C output channels, as EDM's iDDPMPrecond reads them)."""
   config: Any
 
   @nn.compact
@@ -186,4 +187,6 @@ class ADM(nn.Module):
             jnp.concatenate([h, skips.pop()], axis=-1), emb, train)
 
     h = nn.silu(_norm(h.shape[-1], 'out_norm')(h))
-    return _conv3x3(self.config.data.num_channels, 'out_conv', init=_ZERO, dtype=dtype)(h)
+    c = self.config.data.num_channels                # ADM's variance channels: unused here
+    h = _conv3x3(c * (2 if m.learn_sigma else 1), 'out_conv', init=_ZERO, dtype=dtype)(h)
+    return h[..., :c]

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import utils as mutils
+import schedules
 import sde_lib
 from utils import Registry, bcast
 
@@ -57,6 +58,36 @@ def ve_precond(config):
     ones = jnp.ones_like(sigma)
     return ones, sigma, ones, jnp.log(0.5 * sigma)  # Karras+22 Table 1 (VE)
   return coefficients
+
+
+@PRECONDS.register('iddpm')
+def iddpm_precond(config):
+  """iDDPM (Karras+22 Table 1): c_skip = 1, c_out = −σ, c_in = 1/√(σ²+1), c_noise = M − 1 − j,
+  u_j the nearest of iDDPM's M levels (`schedules.iddpm_levels`, in float32 as EDM's buffer)."""
+  del config
+  levels = iddpm_levels()
+  def coefficients(sigma):
+    j = jnp.argmin(jnp.abs(sigma[:, None].astype(jnp.float32) - levels), axis=1)
+    c_noise = (schedules.IDDPM_M - 1 - j).astype(sigma.dtype)   # Karras+22 Table 1 (iDDPM)
+    return jnp.ones_like(sigma), -sigma, 1. / jnp.sqrt(sigma ** 2 + 1.), c_noise
+  return coefficients
+
+
+def iddpm_levels():
+  """iDDPM's u_0 > … > u_M = 0 in float32, as EDM's iDDPMPrecond holds them."""
+  return jnp.asarray(schedules.iddpm_levels().astype(np.float32))
+
+
+def round_sigma(config):
+  """σ -> the nearest noise level the network knows: iDDPM's u_j (EDM's round_sigma, which its
+  samplers apply to every σ_i and t̂_i); identity for every other preconditioner."""
+  if config.model.precond != 'iddpm':
+    return None
+  levels = iddpm_levels()
+  def rounded(sigma):
+    j = jnp.argmin(jnp.abs(jnp.asarray(sigma, jnp.float32)[..., None] - levels), axis=-1)
+    return levels[j].astype(jnp.asarray(sigma).dtype)
+  return rounded
 
 
 @PRECONDS.register('edm')

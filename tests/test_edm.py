@@ -61,6 +61,22 @@ def test_precond_coefficients_match_table_1(pre):
     np.testing.assert_allclose(np.asarray(g), e, rtol=2e-5, atol=1e-6, err_msg=f'{pre} {name}')
 
 
+def test_iddpm_precond_and_rounding_use_the_nearest_of_its_levels():
+  """Karras+22 Table 1 (iDDPM): c_skip = 1, c_out = −σ, c_in = 1/√(σ²+1), c_noise = M − 1 − j
+  with u_j the level nearest σ; round_sigma returns that u_j (u from the cosine schedule's
+  recursion, here rebuilt in closed form where C_1 never binds: u_j² + 1 = ᾱ_M / ᾱ_j)."""
+  j = np.array([30, 400, 800, 990])
+  alpha_bar = lambda k: np.sin(0.5 * np.pi * k / 1000 / 1.008) ** 2   # noqa: E731
+  u = np.sqrt(alpha_bar(1000) / alpha_bar(j) - 1)
+  sigma = jnp.asarray(u * (1 + 1e-4), jnp.float32)      # just off the level: still nearest it
+  c_skip, c_out, c_in, c_noise = precond.get_coefficients(_config('iddpm'))(sigma)
+  np.testing.assert_array_equal(c_noise, 999 - j)
+  np.testing.assert_allclose(np.stack([c_skip, c_out, c_in]), np.stack(
+      [np.ones(4), -sigma, 1 / np.sqrt(np.asarray(sigma, np.float64) ** 2 + 1)]), rtol=1e-6)
+  np.testing.assert_allclose(precond.round_sigma(_config('iddpm'))(sigma), u, rtol=1e-6)
+  assert precond.round_sigma(_config('edm')) is None
+
+
 def _ideal_network(gauss, pre):
   """F such that c_skip x + c_out F(c_in x; c_noise) is the ideal denoiser of `gauss`."""
   def model_fn(x_in, c_noise, rng=None):
@@ -83,7 +99,7 @@ def test_fourier_network_receives_exp_of_c_noise():
   np.testing.assert_allclose(np.log(seen['labels']), np.log([0.1, 3.]) / 4, rtol=1e-5)
   np.testing.assert_allclose(d, SD ** 2 / (sigma[:, None] ** 2 + SD ** 2) * np.ones((2, 3)), rtol=1e-6)
   with pytest.raises(KeyError, match='edm'):
-    precond.get_coefficients(_config('iddpm'))
+    precond.get_coefficients(_config('no_such'))
 
 
 def _expected_loss(gauss, weight, sigmas, probs):

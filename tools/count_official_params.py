@@ -51,7 +51,8 @@ CELEBA_PATCH = dict(resolution=64, label_dim=0, augment=0., dropout=0.05, cres=[
 IMAGENET = dict(resolution=64, label_dim=1000, augment=0., dropout=0.10, cres=None,
                 fp16=True)                               # --fp16=1 (use_fp16)
 # EDM's baselines (pretrained/baseline/, config A): score_sde's CIFAR-10 networks converted as they
-# are: its widths (channel_mult [1, 2, 2, 2]), dropout 0.1, no augmentation.
+# are: its widths (channel_mult [1, 2, 2, 2]), dropout 0.1, no augmentation. The ImageNet one is
+# ADM (--arch=adm's widths, 1000 classes) in iDDPMPrecond, which gives it 2 x 3 output channels.
 BASELINE = dict(resolution=32, label_dim=0, augment=0., dropout=0.1, cres=[1, 2, 2, 2])
 # PFGM++ (README table): --pfgmpp=1 --aug_dim=D
 CIFAR_D2048, CIFAR_D128 = dict(CIFAR, aug_dim=2048), dict(CIFAR, aug_dim=128)
@@ -71,6 +72,7 @@ ENTRIES = {
     'configs/edm/imagenet64_adm_cond.py': ('edm', 'EDMPrecond', 'adm', IMAGENET),
     'configs/edm/cifar10_baseline_vp.py': ('edm', 'VPPrecond', 'ddpmpp', BASELINE),
     'configs/edm/cifar10_baseline_ve.py': ('edm', 'VEPrecond', 'ncsnpp', BASELINE),
+    'configs/edm/imagenet64_adm_baseline.py': ('edm', 'iDDPMPrecond', 'adm', IMAGENET),
     # forever208/EDM-ES: EDM's CIFAR-10 VP pkls
     'configs/edm_es/cifar10_uncond_heun.py': ('edm', 'EDMPrecond', 'ddpmpp', CIFAR),
     'configs/edm_es/cifar10_uncond_euler.py': ('edm', 'EDMPrecond', 'ddpmpp', CIFAR),
@@ -143,8 +145,9 @@ def main():
     for config, (entry_repo, precond, arch, data) in ENTRIES.items():
       if entry_repo != repo:
         continue
-      # shapes only, nothing allocated or initialised (VPPrecond computes sigma_min on the CPU)
-      with torch.device('cpu' if precond == 'VPPrecond' else 'meta'):
+      # shapes only, nothing allocated or initialised (VPPrecond and iDDPMPrecond compute their
+      # sigma_min on the CPU)
+      with torch.device('cpu' if precond in ('VPPrecond', 'iDDPMPrecond') else 'meta'):
         net = getattr(networks, precond)(**network_kwargs(precond, arch, data))
       counts[config] = sum(p.numel() for p in net.parameters())
       kwargs[config] = {'precond': stored(net), 'unet': stored(net.model)}

@@ -127,11 +127,13 @@ def load_snapshot(case_dir):
 
 
 def snapshot_case(out, seed, arch, label_dim=0, interface=None, dropout=0.13,
-                  precond='training.networks.EDMPrecond', loss='training.loss.EDMLoss'):
-  """A random net (no augmentation) in network-snapshot-000000.pkl; (net, latents, kwargs)."""
+                  precond='training.networks.EDMPrecond', loss='training.loss.EDMLoss',
+                  out_gain=1.):
+  """A random net (no augmentation) in network-snapshot-000000.pkl; (net, latents, kwargs).
+  loss None: no loss_fn in the file (EDM has no iDDPM loss); out_gain scales the output conv."""
   net, kwargs = build_net(precond, arch, label_dim, False, interface, dropout)
-  randomize(net, seed)
-  loss_fn = PEER.dnnlib.util.construct_class_by_name(class_name=loss)
+  randomize(net, seed, out_gain)
+  loss_fn = PEER.dnnlib.util.construct_class_by_name(class_name=loss) if loss else None
   save_snapshot(os.path.join(out, 'network-snapshot-000000.pkl'), net, loss_fn, None,
                 dataset_kwargs(RES, bool(label_dim)))
   return net.eval(), rnd().randn([len(SEEDS), 3, RES, RES]), kwargs

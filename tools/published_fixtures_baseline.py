@@ -6,9 +6,11 @@ import json
 import os
 
 import numpy as np
+import torch
 
-from fixture_common import nchw
-from fixture_edm import EDM_NOTES, EDM_SAMPLER, PEER, load_snapshot, quiet, rnd, snapshot_case
+from fixture_common import SEEDS, nchw
+from fixture_edm import (CLASS, EDM_NOTES, EDM_SAMPLER, PEER, RES, load_snapshot, one_hot, quiet,
+                         rnd, snapshot_case)
 
 # Karras+22 §3's samplers (generate.py --solver/--disc/--schedule/--scaling) on the baselines,
 # from sigma_max = 1: VPPrecond's D = x - sigma F (VE: + sigma F) does not damp a random F, and
@@ -70,6 +72,46 @@ def build_baseline_variant(out, kw):
           {})
 
 
+CHURN = dict(num_steps=10, S_churn=40, S_min=0.05, S_max=50, S_noise=1.003, sigma_max=0.5)
+
+
+def build_adm_iddpm(out):
+  """EDM's ImageNet baseline: iDDPMPrecond around a DhariwalUNet (label_dim 10 here), sampled
+  by edm_sampler with churn at class 3; its noise replays perturb[i] [10, 4, H, W, C]."""
+  net, latents, kwargs = snapshot_case(out, 109, 'adm', label_dim=10, dropout=0.1,
+                                       precond='training.networks.iDDPMPrecond', loss=None,
+                                       out_gain=0.3)
+  perturb = np.random.default_rng(6).standard_normal([10, len(SEEDS), RES, RES, 3])
+  overrides = dict(ablation_settings({'sigma_max': 0.5}), **{
+      'sampling.steps': 10, 'sampling.class_label': CLASS, 'sampling.S_churn': 40.0,
+      'sampling.S_min': 0.05, 'sampling.S_max': 50.0, 'sampling.S_noise': 1.003})
+  settings = dict(
+      base_config='configs/edm/imagenet64_adm_baseline.py', overrides=overrides,
+      official=f'NVlabs/edm generate.py --class=3: edm_sampler(net, latents, class_labels, '
+               f'randn_like=replay, **{CHURN}) (19 NFE)', network_kwargs=kwargs,
+      notes=EDM_NOTES + ' iDDPMPrecond (baseline-imagenet-64x64-cond-adm.pkl): out_channels '
+            '2 x 3 (the first 3 read), c_noise = M - 1 - argmin_j |u_j - sigma| over its 1000 '
+            'float32 levels u_j, and round_sigma applied to every t_i and t_hat. Churn (gamma = '
+            'min(40/10, sqrt 2 - 1) for 0.05 <= t_i <= 50): the i-th randn_like returns '
+            'perturb[i] (NHWC in reference.npz; our side feeds it for its churn stream). '
+            'sigma_max = 0.5 (c_out = -sigma; the churn adds noise the random net leaves), '
+            'the output conv x 0.3.')
+  return net, latents, settings, dict(perturb=perturb.astype(np.float32))
+
+
+def adm_churn(net, latents, extra):
+  """edm_sampler with CHURN at class 3, its i-th randn_like replaying extra['perturb'][i]."""
+  perturb = torch.from_numpy(np.ascontiguousarray(np.transpose(extra['perturb'], (0, 1, 4, 2, 3))))
+  drawn = []
+
+  def replay(x):
+    drawn.append(x.shape)
+    return perturb[len(drawn) - 1].to(x.dtype)
+  x = quiet(PEER.generate.edm_sampler, net, latents, one_hot(10), randn_like=replay, **CHURN)
+  assert len(drawn) == len(perturb), drawn
+  return x
+
+
 def load_baseline_vp(case_dir):
   return load_snapshot(os.path.join(os.path.dirname(case_dir), 'baseline_vp_heun'))
 
@@ -81,6 +123,7 @@ CASES = {   # as make_published_fixtures.CASES
                              load_baseline_vp, lambda n, z, e: ablation(n, z, BASELINE_VP)),
     'baseline_vp_iddpm': ('edm', lambda o: build_baseline_variant(o, IDDPM), load_baseline_vp,
                           lambda n, z, e: ablation(n, z, IDDPM)),
+    'baseline_adm_iddpm': ('edm', build_adm_iddpm, load_snapshot, adm_churn),
     'baseline_ve_heun_ve': ('edm', lambda o: build_baseline(o, 've', BASELINE_VE), load_snapshot,
                             lambda n, z, e: ablation(n, z, BASELINE_VE)),
 }
