@@ -134,3 +134,18 @@ def test_conditional_checkpoint_fails_the_unconditional_config():
   fields, checks = edm.describe(_stand_in(STORED['configs/edm/cifar10_ddpmpp_cond.py']))
   with pytest.raises(load.CheckpointMismatchError, match=r'model\.class_conditional'):
     load.check_config(fields, checks, config, 'edm-cifar10-32x32-cond-vp.pkl')
+
+
+def test_the_imagenet_baseline_fails_config_f_and_another_iddpm_is_refused():
+  """EDM's ImageNet baseline (iDDPMPrecond, 2 × 3 outputs) against config F's leaf: the check
+  names the preconditioning and the variance channels; an iDDPMPrecond of other levels (M =
+  500) cannot be represented."""
+  baseline = STORED['configs/edm/imagenet64_adm_baseline.py']
+  config = _module('configs/edm/imagenet64_adm_cond.py').get_config()
+  fields, checks = edm.describe(_stand_in(baseline))
+  with pytest.raises(load.CheckpointMismatchError, match=r'model\.learn_sigma.*model\.precond'):
+    load.check_config(fields, checks, config, 'baseline-imagenet-64x64-cond-adm.pkl')
+  other = {**baseline, 'precond': {**baseline['precond'], 'init_kwargs': {
+      **baseline['precond']['init_kwargs'], 'M': 500}}}
+  with pytest.raises(edm.NotANetworkError, match='iDDPMPrecond with M = 500'):
+    edm.describe(_stand_in(other))
