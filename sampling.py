@@ -308,7 +308,7 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
   scaled = eps_scaler != 1 or eps_scaler_k != 0
   n = keys.shape[0]
   vec = lambda t: jnp.full((n,), t, dtype)   # noqa: E731
-  rounded = round_sigma or (lambda sigma: sigma)   # noqa: E731
+  rounded = round_sigma or (lambda sigma: sigma)
   sigmas = rounded(edm_sigmas(steps, sigma_min, sigma_max, rho, dtype) if sigmas is None else sigmas)
   t_steps = jnp.concatenate([sde.sigma_inv(sigmas), jnp.zeros((1,), dtype)])    # t_N = 0 (Eq. 5)
   z = per_sample_normal(keys, streams.LATENT_STREAM, sample_shape) if z is None else z
