@@ -32,8 +32,8 @@ Rows that do not reproduce a paper's direction are reported as measured, not tun
     and FD; a step of R/d patches reads d batches, as the reference (training.patch_batch_mul).
 --smoke runs two rows for a few seconds each (tests/test_digits_table.py). Runtime with
 --budget_steps 400 --seeds 3 --subsets 5 --sde_subsets 1 (the published tables), 2-core AMD EPYC
-Zen 4 (2026-12-05): edm_es 8 min, pfgmpp 14 min (32 with its probes), stf 3 min, sde ~45 min (per
-SDE: 1000-step PC, ODE and EDM samples, bits/dim of BPD_N test digits).
+Zen 4 (2026-12-05): edm_es 8 min, pfgmpp 14 min (32 with its probes), stf 3 min, sde ~50 min (per
+SDE: 1000-step PC, ODE and five EDM samplers, bits/dim of BPD_N test digits).
 `--parts` runs a subset; the md and png are rewritten after every part.
 """
 import argparse
