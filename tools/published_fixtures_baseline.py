@@ -1,7 +1,8 @@
 """Fixture cases of EDM's baselines (NVlabs/edm pretrained/baseline/: config A, score_sde's
-networks in VPPrecond / VEPrecond) and Karras+22 §3's sampler axes, generate.py --solver --disc
---schedule --scaling (its ablation_sampler; Karras+22, arXiv:2206.00364, Table 1, Fig. 2). Used by
-make_published_fixtures.py (cases baseline_*)."""
+networks in VPPrecond / VEPrecond; ADM in iDDPMPrecond) and Karras+22 §3's sampler axes,
+generate.py --solver --disc --schedule --scaling (its ablation_sampler; Karras+22,
+arXiv:2206.00364, Table 1, Fig. 2), and its edm_sampler with churn and iDDPM's σ rounding. Used
+by make_published_fixtures.py (cases baseline_*)."""
 import json
 import os
 
