@@ -273,13 +273,6 @@ def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps):
   return sample_fn_x64
 
 
-def edm_sigmas(steps, sigma_min, sigma_max, rho, dtype=jnp.float32):
-  """The noise levels σ_0 > ... > σ_{N-1} of Karras+22 Eq. 5 (σ_N = 0 is not included)."""
-  i = jnp.arange(steps, dtype=dtype)
-  return (sigma_max ** (1 / rho) + i / (steps - 1)
-          * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho          # Karras+22 Eq. 5
-
-
 def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sigma_max=80., rho=7.,
                solver='heun', S_churn=0., S_min=0., S_max=float('inf'), S_noise=1., eps_scaler=1.,
                eps_scaler_k=0., perturb_alpha=0., dtype=jnp.float32, z=None,
@@ -306,10 +299,10 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
     (x [B, *sample_shape] in dtype, nfe) [, eps_norms].
   """
   scaled = eps_scaler != 1 or eps_scaler_k != 0
-  n = keys.shape[0]
-  vec = lambda t: jnp.full((n,), t, dtype)   # noqa: E731
+  vec = lambda t: jnp.full(keys.shape[:1], t, dtype)   # noqa: E731
   rounded = round_sigma or (lambda sigma: sigma)
-  sigmas = rounded(edm_sigmas(steps, sigma_min, sigma_max, rho, dtype) if sigmas is None else sigmas)
+  sigmas = rounded(schedules.edm_sigmas(steps, sigma_min, sigma_max, None, rho, dtype)
+                   if sigmas is None else sigmas)
   t_steps = jnp.concatenate([sde.sigma_inv(sigmas), jnp.zeros((1,), dtype)])    # t_N = 0 (Eq. 5)
   z = per_sample_normal(keys, streams.LATENT_STREAM, sample_shape) if z is None else z
   if perturb_alpha > 0:
@@ -356,7 +349,7 @@ def edm_sample(keys, score_fn, sde, sample_shape, steps=18, sigma_min=0.002, sig
       x_next = jax.lax.cond(i < steps - 1, correct, lambda: x_next)         # Karras+22 Alg. 2 line 9
     return x_next, norms.at[i].set(norm)
 
-  norms = jnp.zeros((steps, n), dtype)
+  norms = jnp.zeros((steps, keys.shape[0]), dtype)
   x, norms = jax.lax.fori_loop(0, steps, body, (x0, norms))
   nfe = 2 * steps - 1 if solver == 'heun' else steps
   return (x, nfe, norms) if record_eps_norm else (x, nfe)
@@ -401,10 +394,8 @@ def _edm_sampler(config, sde, sample_shape, eps):
       z = None if latents is None else latents['z']
     else:
       z = pfgmpp_latents(keys, noise, sample_shape, latents)
-    sigmas = None
-    if s.disc != 'edm':
-      sigmas = jnp.asarray(schedules.sigma_steps(s.disc, s.steps, sigma_min, sigma_max,
-                                                 s.epsilon_s), dtype)
+    sigmas = schedules.DISCS.get(s.disc)(s.steps, sigma_min, sigma_max, s.epsilon_s, s.rho,
+                                         dtype)
     return edm_sample(keys, score_fn if ode is sde else schedules.rescore(score_fn, sde, ode),
                       ode, sample_shape, s.steps, sigma_min, sigma_max, s.rho, s.solver,
                       s.S_churn, s.S_min, s.S_max, s.S_noise, s.eps_scaler, s.eps_scaler_k,

@@ -64,6 +64,7 @@ from models import precond
 from models import utils as mutils
 import run_lib
 import sampling
+import schedules
 import sde_lib
 import streams
 import utils
@@ -299,7 +300,7 @@ def _eps_norms_of_sampling(run, params, solver, steps):
   _, _, norms = sampling.edm_sample(keys, score_fn, run.sde, run.sample_shape, steps=steps,
                                     sigma_min=sigma_min, sigma_max=sigma_max, rho=s.rho,
                                     solver=solver, record_eps_norm=True)
-  sigmas = sampling.edm_sigmas(steps, sigma_min, sigma_max, s.rho)
+  sigmas = schedules.edm_sigmas(steps, sigma_min, sigma_max, rho=s.rho)
   return np.asarray(norms).mean(axis=1), np.asarray(sigmas)
 
 

@@ -45,7 +45,8 @@ def test_iddpm_levels_follow_the_cosine_schedule():
 def test_discretizations_span_the_range_as_table_1_spaces_them(disc):
   steps, eps_s = 7, 1e-3                      # 7: iDDPM's indices (len(u) − 1) i / 6 not whole
   low, high = schedules.default_range(disc, eps_s)
-  sigmas = schedules.sigma_steps(disc, steps, low, high, eps_s)
+  with jax.enable_x64(True):
+    sigmas = np.asarray(schedules.DISCS.get(disc)(steps, low, high, eps_s, 7., jnp.float64))
   assert sigmas.shape == (steps,) and (np.diff(sigmas) < 0).all()
   if disc == 'vp':      # times 1 + i/(N−1)(ε_s − 1), equally spaced, through σ_VP⁻¹
     t = sde_lib.VPSDE(0.1, 20.).sigma_inv(jnp.asarray(sigmas))
@@ -64,12 +65,13 @@ def test_discretizations_span_the_range_as_table_1_spaces_them(disc):
 GAUSS = Gaussian.random(4, seed=1)
 
 
-ALL_PAIRS = tuple(itertools.product(('', *schedules.SCHEDULES), ('', *schedules.SCALINGS)))
+ALL_PAIRS = tuple(itertools.product(('', *schedules.SCHEDULES.names()),
+                                   ('', *schedules.SCALINGS.names())))
 PAIRS = {'edm': ALL_PAIRS, 'vp': ALL_PAIRS, 've': (('', ''), ('ve', 'none')),   # Table 1's
          'iddpm': (('', ''), ('linear', 'none'))}                            # columns
 
 
-@pytest.mark.parametrize('disc', schedules.DISCS)
+@pytest.mark.parametrize('disc', schedules.DISCS.names())
 def test_every_schedule_and_scaling_solves_the_same_ode(disc):
   """On N(μ, Σ) data the probability-flow ODE from σ_max has the closed form x(σ) − μ =
   Q diag(√((λ + σ²)/(λ + σ_max²))) Qᵀ (x(σ_max) − μ); Heun with 512 steps reaches x(0) for each
