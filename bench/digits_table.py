@@ -3,6 +3,7 @@
   python bench/digits_table.py [--budget_s 120 | --budget_steps N] [--seeds S] [--subsets K]
                                [--sde_subsets K] [--out bench/results/digits_table] [--smoke]
                                [--parts sde,edm_es,stf,pfgmpp,patch] [--patch_px 32]
+                               [--sde_names vesde,vpsde,subvpsde]
 
 Every row trains the quickstart's network (configs/quickstart/digits.py; constant learning rate,
 EMA ramp-up 0.05: RECIPE) from scratch for the same budget (wall-clock seconds, compilation
@@ -20,7 +21,7 @@ Rows that do not reproduce a paper's direction are reported as measured, not tun
   - score-SDE (Song+21): VE / VP / sub-VP with DSM, PC and probability-flow ODE samplers, and
     bits/dim on the test split (the paper's claim: sub-VP the best likelihood); EDM's samplers
     on the same models against PC's 2000 NFE: Heun 18 (35 NFE, Karras+22 §3) and stochastic
-    (Table 5's settings, 511 NFE, §4).
+    (Table 5's settings, 511 NFE, §4); Fig. 2's ladder at 35 NFE (--sde_names picks the SDEs).
   - EDM vs Epsilon Scaling (Ning+24): one EDM model; Euler 13 and Heun 9 steps, b swept (the
     claim: b slightly > 1 lowers FD at few steps, because sampling's ‖ε̂‖ exceeds training's).
   - STF (Xu+23b): the variance of the training target at σ = 1 around the ideal denoiser of the
@@ -237,7 +238,7 @@ def stochastic_sampling(config):
 
 FIG2 = {'vesde': {'disc': 've', 'schedule': 've', 'scaling': 'none', 'sigma_min': 0.01},
         'vpsde': {'disc': 'vp', 'schedule': 'vp', 'scaling': 'vp'}}   # Karras+22 Table 1
-EULER, HEUN = 'Euler 35, original ODE', 'EDM Heun 18'
+EULER, HEUN, ROOT_T = 'Euler 35, original ODE', 'EDM Heun 18', 'EDM Heun 18, σ(t) = √t'
 
 
 def sde_samplers(name, config):
@@ -251,7 +252,9 @@ def sde_samplers(name, config):
   if name in FIG2:
     out += [(EULER, _with_sampling(edm, solver='euler', steps=35, **FIG2[name]), ()),
             (f'{HEUN}, σ(t) = t', _with_sampling(edm, schedule='linear', scaling='none'),
-             (HEUN,))]
+             (HEUN, ROOT_T) if name == 'vesde' else (HEUN,))]
+  if name == 'vesde':   # Fig. 2b's middle point: Heun on EDM's time steps with VE's σ(t) = √t
+    out.append((ROOT_T, _with_sampling(edm, schedule='ve', scaling='none'), (EULER,)))
   return out
 
 
@@ -499,6 +502,7 @@ def _parse(argv):
                       help=f'samples per row: this many disjoint {N_SAMPLES}-subsets')
   parser.add_argument('--sde_subsets', type=int, default=1,
                       help="the sde part's subsets (its 1000-step PC sampler: ~90 s per subset)")
+  parser.add_argument('--sde_names', default='vesde,vpsde,subvpsde', help="the sde part's SDEs")
   parser.add_argument('--out', default=os.path.join('bench', 'results', 'digits_table'))
   parser.add_argument('--smoke', action='store_true',
                       help='two rows of a small network, a few seconds each, 99 samples (CI)')
@@ -528,7 +532,7 @@ def main(argv=None):
   else:
     dims = {'pfgmpp': {'dims': tuple(float(d) for d in args.pfgmpp_D.split(',')),
                        'probes': PFGMPP_PROBES if args.pfgmpp_probes else ()},
-            'patch': {'size': args.patch_px}}
+            'patch': {'size': args.patch_px}, 'sde': {'names': tuple(args.sde_names.split(','))}}
     parts = [(name, functools.partial(PARTS[name], **dims.get(name, {})))
              for name in args.parts.split(',')]
   per_seed, figures, curves = [[] for _ in range(args.seeds)], {}, {}
