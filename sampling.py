@@ -385,7 +385,7 @@ def _edm_sampler(config, sde, sample_shape, eps):
   sigma_min, sigma_max = sigma_range(config, sde, eps)
   dtype = jnp.float64 if s.float64 else jnp.float32
   noise = sde_lib.get_noise(config)
-  ode = sde
+  ode, rounded = sde, precond.round_sigma(config)
   if s.schedule or s.scaling:
     ode = schedules.SamplingODE(s.schedule or 'linear', s.scaling or 'none', sigma_min,
                                 sigma_max, s.epsilon_s)
@@ -399,6 +399,5 @@ def _edm_sampler(config, sde, sample_shape, eps):
     return edm_sample(keys, score_fn if ode is sde else schedules.rescore(score_fn, sde, ode),
                       ode, sample_shape, s.steps, sigma_min, sigma_max, s.rho, s.solver,
                       s.S_churn, s.S_min, s.S_max, s.S_noise, s.eps_scaler, s.eps_scaler_k,
-                      s.perturb_alpha, dtype, z=z, sigmas=sigmas,
-                      round_sigma=precond.round_sigma(config))
+                      s.perturb_alpha, dtype, z=z, sigmas=sigmas, round_sigma=rounded)
   return sampler

@@ -267,9 +267,10 @@ def sde_rows(reference, plan, names=('vesde', 'vpsde', 'subvpsde')):
     config = _sde_config(name, plan)
     run, state, steps, rate = train_for(config, plan)
     params = state.ema_params
-    images = {label: sample(run, params, plan, c) for label, c, _ in sde_samplers(name, config)}
+    samplers = sde_samplers(name, config)
+    images = {label: sample(run, params, plan, c) for label, c, _ in samplers}
     bpd = bits_per_dim(run, params)
-    for label, _, bases in sde_samplers(name, config):
+    for label, _, bases in samplers:
       vs = [(f'score-SDE {name} ({b})', 'fd') for b in bases]
       if name == 'subvpsde':
         vs.append((f'score-SDE vpsde ({label})', 'bpd'))

@@ -10,7 +10,7 @@ Papers:
   Ho+20  Denoising Diffusion Probabilistic Models, arXiv:2006.11239 (DDPM U-Net).
   Song&Ermon19  arXiv:1907.05600 (NCSN); Song&Ermon20  arXiv:2006.09011 (NCSNv2).
 """
-import math
+import schedules
 
 
 def ve(config, continuous=True):
@@ -216,7 +216,6 @@ def edm_baseline(config, precond):
   config.training.augment_p = 0.
   config.training.loss = f'edm_{precond}'
   if precond == 'vp':
-    vp_sigma = lambda t: math.sqrt(math.expm1(0.5 * 19.9 * t ** 2 + 0.1 * t))   # noqa: E731
-    model.sigma_min, model.sigma_max = vp_sigma(1e-5), vp_sigma(1.)    # Karras+22 Table 1 (VP)
+    model.sigma_min, model.sigma_max = (float(schedules.vp_sigma(t)) for t in (1e-5, 1.))  # ε_t, 1
   else:
     model.sigma_min, model.sigma_max = 0.02, 100.                       # Karras+22 Table 1 (VE)

@@ -4,9 +4,9 @@ fields and parameters.
 Files (NVlabs/edm training/training_loop.py): `network-snapshot-*.pkl` is
 `pickle.dump(dict(ema=net, loss_fn=..., augment_pipe=..., dataset_kwargs=...))`;
 `training-state-*.pt` is `torch.save(dict(net=net, optimizer_state=adam.state_dict()))`. `net` is
-a preconditioner (`EDMPrecond`, `VPPrecond`, `VEPrecond`, `iDDPMPrecond`; PFGM++'s EDMPrecond adds `pfgmpp`, `D`;
-Patch Diffusion's `Patch_EDMPrecond`) around a `SongUNet` (DDPM++ / NCSN++, our `ddpm` /
-`ncsnpp`) or `DhariwalUNet` (ADM, our `adm`). All of it is read as data (`foreign.torch_pickle`);
+a preconditioner (`EDMPrecond`, `VPPrecond`, `VEPrecond`, `iDDPMPrecond`; PFGM++'s EDMPrecond adds
+`pfgmpp`, `D`; Patch Diffusion's `Patch_EDMPrecond`) around a `SongUNet` (DDPM++ / NCSN++, our
+`ddpm` / `ncsnpp`) or `DhariwalUNet` (ADM, our `adm`). All of it is read as data (`foreign.torch_pickle`);
 the constructor arguments EDM's persistence stored (`_init_kwargs`) describe the network.
 """
 import math
@@ -21,7 +21,7 @@ PRECONDS = {'EDMPrecond': 'edm', 'Patch_EDMPrecond': 'edm', 'VPPrecond': 'vp', '
             'iDDPMPrecond': 'iddpm'}
 IDDPM_FIXED = {'C_1': schedules.IDDPM_C1, 'C_2': schedules.IDDPM_C2, 'M': schedules.IDDPM_M}
 UNETS = {'SongUNet': songunet, 'DhariwalUNet': adm}
-VP_VE_KWARGS = ('beta_d', 'beta_min', 'M', 'epsilon_t', 'sigma_min', 'sigma_max', 'C_1',
+PRECOND_KWARGS = ('beta_d', 'beta_min', 'M', 'epsilon_t', 'sigma_min', 'sigma_max', 'C_1',
                 'C_2')   # the preconditioners' own, read here
 
 
@@ -71,7 +71,7 @@ def describe(net):
   """
   kw = torch_pickle.init_kwargs(net)
   unet = _unet(net)
-  merged = {k: v for k, v in kw.items() if k not in VP_VE_KWARGS}
+  merged = {k: v for k, v in kw.items() if k not in PRECOND_KWARGS}
   merged.update(torch_pickle.init_kwargs(unet))
   fields = dict(UNETS[unet.class_name].config_overrides(merged))
   for training_only in ('model.dropout', 'model.label_dropout'):   # not the network's shape

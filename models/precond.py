@@ -25,6 +25,8 @@ Patch Diffusion (Wang+23, arXiv:2304.12526; Patch-Diffusion's Patch_EDMPrecond):
 full image [x_pos, y_pos] ∈ [−1, 1], appended after the c_in scaling:
 F(cat[c_in x, coords]; c_noise). A full image gets the full grid; a patch its crop of it.
 """
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -63,31 +65,34 @@ def ve_precond(config):
 @PRECONDS.register('iddpm')
 def iddpm_precond(config):
   """iDDPM (Karras+22 Table 1): c_skip = 1, c_out = −σ, c_in = 1/√(σ²+1), c_noise = M − 1 − j,
-  u_j the nearest of iDDPM's M levels (`schedules.iddpm_levels`, in float32 as EDM's buffer)."""
+  u_j the nearest of iDDPM's M levels (`nearest_iddpm_level`)."""
   del config
-  levels = iddpm_levels()
   def coefficients(sigma):
-    j = jnp.argmin(jnp.abs(sigma[:, None].astype(jnp.float32) - levels), axis=1)
+    j, _ = nearest_iddpm_level(sigma)
     c_noise = (schedules.IDDPM_M - 1 - j).astype(sigma.dtype)   # Karras+22 Table 1 (iDDPM)
     return jnp.ones_like(sigma), -sigma, 1. / jnp.sqrt(sigma ** 2 + 1.), c_noise
   return coefficients
 
 
-def iddpm_levels():
-  """iDDPM's u_0 > … > u_M = 0 in float32, as EDM's iDDPMPrecond holds them."""
-  return jnp.asarray(schedules.iddpm_levels().astype(np.float32))
+@functools.cache
+def _iddpm_levels():
+  return schedules.iddpm_levels().astype(np.float32)   # EDM's float32 buffer u
+
+
+def nearest_iddpm_level(sigma):
+  """(j, u_j) of the level nearest each σ (EDM's iDDPMPrecond.round_sigma, in float32; u_j in
+  σ's dtype)."""
+  levels = jnp.asarray(_iddpm_levels())
+  j = jnp.argmin(jnp.abs(jnp.asarray(sigma, jnp.float32)[..., None] - levels), axis=-1)
+  return j, levels[j].astype(jnp.asarray(sigma).dtype)
 
 
 def round_sigma(config):
   """σ -> the nearest noise level the network knows: iDDPM's u_j (EDM's round_sigma, which its
-  samplers apply to every σ_i and t̂_i); identity for every other preconditioner."""
+  samplers apply to every σ_i and t̂_i); None (no rounding) for every other preconditioner."""
   if config.model.precond != 'iddpm':
     return None
-  levels = iddpm_levels()
-  def rounded(sigma):
-    j = jnp.argmin(jnp.abs(jnp.asarray(sigma, jnp.float32)[..., None] - levels), axis=-1)
-    return levels[j].astype(jnp.asarray(sigma).dtype)
-  return rounded
+  return lambda sigma: nearest_iddpm_level(sigma)[1]
 
 
 @PRECONDS.register('edm')

@@ -42,7 +42,7 @@ import torch
 from fixture_common import SEEDS, nchw, nhwc, randomize
 from fixture_edm import (AUGMENT, CLASS, EDM_NOTES, EDM_SAMPLER, PEER, RES, build_net,
                          dataset_kwargs, first_iteration, import_edm_family, load_snapshot,
-                         one_hot, quiet, rnd, save_snapshot, snapshot_case)
+                         one_hot, quiet, replayer, rnd, save_snapshot, snapshot_case)
 import published_fixtures_baseline as baseline
 import published_fixtures_score_sde as score_sde
 
@@ -195,19 +195,14 @@ def pfgmpp_alpha_heun(net, latents, extra):
   the script) replays extra['perturb'][i] here, every call checked."""
   import generate_alpha  # pylint: disable=import-outside-toplevel
   x_t = prior_from_latents(latents, extra['radii'])
-  perturb = torch.from_numpy(np.ascontiguousarray(np.transpose(extra['perturb'], (0, 1, 4, 2, 3))))
-  drawn, real = [], torch.randn_like
-
-  def replay(x):
-    drawn.append(x.shape)
-    return perturb[len(drawn) - 1].to(x.dtype)
+  (replay, drawn), real = replayer(extra['perturb']), torch.randn_like
   torch.randn_like = replay
   try:
     x = quiet(generate_alpha.edm_sampler, net, x_t, None, randn_like=rnd().randn_like, num_steps=18,
               rho=7, S_churn=0, S_min=0, S_max=0, S_noise=0, pfgmpp=True, D=128, alpha=ALPHA)
   finally:
     torch.randn_like = real
-  assert len(drawn) == len(perturb) and all(d == x_t.shape for d in drawn), drawn
+  assert len(drawn) == len(extra['perturb']) and all(d == x_t.shape for d in drawn), drawn
   return x
 
 

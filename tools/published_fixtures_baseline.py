@@ -7,11 +7,10 @@ import json
 import os
 
 import numpy as np
-import torch
 
 from fixture_common import SEEDS, nchw
 from fixture_edm import (CLASS, EDM_NOTES, EDM_SAMPLER, PEER, RES, load_snapshot, one_hot, quiet,
-                         rnd, snapshot_case)
+                         replayer, rnd, snapshot_case)
 
 # Karras+22 §3's samplers (generate.py --solver/--disc/--schedule/--scaling) on the baselines,
 # from sigma_max = 1: VPPrecond's D = x - sigma F (VE: + sigma F) does not damp a random F, and
@@ -102,14 +101,9 @@ def build_adm_iddpm(out):
 
 def adm_churn(net, latents, extra):
   """edm_sampler with CHURN at class 3, its i-th randn_like replaying extra['perturb'][i]."""
-  perturb = torch.from_numpy(np.ascontiguousarray(np.transpose(extra['perturb'], (0, 1, 4, 2, 3))))
-  drawn = []
-
-  def replay(x):
-    drawn.append(x.shape)
-    return perturb[len(drawn) - 1].to(x.dtype)
+  replay, drawn = replayer(extra['perturb'])
   x = quiet(PEER.generate.edm_sampler, net, latents, one_hot(10), randn_like=replay, **CHURN)
-  assert len(drawn) == len(perturb), drawn
+  assert len(drawn) == len(extra['perturb']), drawn
   return x
 
 
