@@ -76,8 +76,7 @@ def pc_replace(keys, score_fn, sde, known, mask, predictor='reverse_diffusion',
   def body(i, carry):
     x, _ = carry
     t = jnp.full((keys.shape[0],), timesteps[i])
-    step_keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(keys)
-    noise = lambda j: per_sample_normal(step_keys, j, shape)   # noqa: E731
+    noise = lambda j: sampling.step_normal(keys, i, j, shape)   # noqa: E731
     x, x_mean = corr(x, t, lambda j: noise(2 + j))             # normals 2 .. 1 + n_steps
     x, _ = replace(x, x_mean, t, noise(2 + n_steps))
     x, x_mean = pred(x, t, noise)                              # normal 0

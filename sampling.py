@@ -134,6 +134,12 @@ def prior_sample(sde, keys, sample_shape, z=None):
       jax.random.fold_in(k, streams.LATENT_STREAM), sample_shape))(keys)
 
 
+def step_normal(keys, i, j, sample_shape):
+  """The j-th N(0, I) draw of PC step i, [B, *sample_shape]: row b depends only on keys[b], i, j
+  (j = 0: the predictor's, 1 + k: the k-th corrector step's)."""
+  return per_sample_normal(jax.vmap(lambda k: jax.random.fold_in(k, i))(keys), j, sample_shape)
+
+
 def pc_sample(keys, score_fn, sde, sample_shape, predictor='euler_maruyama', corrector='none',
               snr=0.16, n_steps=1, probability_flow=False, denoise=True, eps=1e-3, z=None):
   """Predictor–corrector sampling over N steps from T to eps (Song+21 Alg. 1; C before P, as in
@@ -154,8 +160,7 @@ def pc_sample(keys, score_fn, sde, sample_shape, predictor='euler_maruyama', cor
   def body(i, carry):
     x, _ = carry
     t = jnp.full((keys.shape[0],), timesteps[i])
-    step_keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(keys)
-    noise = lambda j: per_sample_normal(step_keys, j, sample_shape)
+    noise = lambda j: step_normal(keys, i, j, sample_shape)
     x, _ = corr(x, t, lambda j: noise(1 + j))
     return pred(x, t, noise)
 

@@ -33,7 +33,7 @@ Per-sample streams, folded into a sample's key K: K_i above, or key(seed) for im
                           ε_i = normal(fold_in(fold_in(K, 2³⁰ + 2), i)) (sampling.edm_sample)
   step i (counter)        sampler step i: S_i = fold_in(K, i). EDM's churn noise ε_i = normal(S_i)
                           (sampling.edm_sample); PC's normal j of step i = normal(fold_in(S_i, j)):
-                          predictor 0, corrector 1 + j (sampling.pc_sample); inpainting and
+                          predictor 0, corrector 1 + j (sampling.step_normal); inpainting and
                           colorization: predictor 0, replacements 1 and 2 + n_steps, corrector
                           2 + j (controllable_generation.pc_replace)
 

@@ -84,12 +84,16 @@ def sample_case(case, tmp_path, monkeypatch):
   the official ones. Adaptive ODE solves are compared converged: at score_sde's rtol = atol = 1e-5
   its RK45 and our Dopri5 each carry their own ~5e-3 error, so both sides run tight (the
   official side at 1e-8: `x_tight`). PFGM++'s injected noise (sampling.perturb_alpha) is the
-  official run's, fed in place of the draws of our PERTURB stream (`perturb` [steps, N, ...])."""
+  official run's, fed in place of the draws of our PERTURB stream (`perturb` [steps, N, ...]);
+  so are the PC sampler's (`pc_noise` [steps, draw, N, ...], as `sampling.step_normal` draws)."""
   config = config_of(case)
   ref = np.load(os.path.join(FIXTURES, case, 'reference.npz'))
   if 'perturb' in ref.files:
     perturb = jnp.asarray(ref['perturb'])
     monkeypatch.setattr(sampling, 'per_sample_normal', lambda keys, i, shape: perturb[i])
+  if 'pc_noise' in ref.files:
+    pc_noise = jnp.asarray(ref['pc_noise'])
+    monkeypatch.setattr(sampling, 'step_normal', lambda keys, i, j, shape: pc_noise[i, j])
   if 'x_tight' in ref.files:
     config.sampling.ode_rtol = config.sampling.ode_atol = 1e-7
     ref = np.clip((ref['x_tight'] + 1.) / 2., 0., 1.)

@@ -1,5 +1,6 @@
 """Helpers shared by the published-checkpoint fixture makers (make_published_fixtures.py and
-published_fixtures_score_sde.py): the seeds, stubs for unused imports, random weights, layouts."""
+published_fixtures_score_sde.py): the seeds, stubs for unused imports, random weights, layouts,
+replayed noise."""
 import importlib.machinery
 import importlib.util
 import sys
@@ -43,3 +44,15 @@ def nhwc(x):
 
 def nchw(x):
   return torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2))))
+
+
+def replayer(perturb):
+  """(randn_like, calls): the i-th call returns perturb[i] (given NHWC [steps, N, H, W, C], as
+  reference.npz stores it), so a sampler's draws are the fixture's; `calls` lists their shapes."""
+  perturb = torch.from_numpy(np.ascontiguousarray(np.transpose(perturb, (0, 1, 4, 2, 3))))
+  calls = []
+
+  def replay(x):
+    calls.append(x.shape)
+    return perturb[len(calls) - 1].to(x.dtype)
+  return replay, calls

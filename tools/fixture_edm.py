@@ -10,7 +10,6 @@ import pickle
 import sys
 import types
 
-import numpy as np
 import torch
 
 from fixture_common import SEEDS, randomize, stub
@@ -138,15 +137,3 @@ def snapshot_case(out, seed, arch, label_dim=0, interface=None, dropout=0.13,
   save_snapshot(os.path.join(out, 'network-snapshot-000000.pkl'), net, loss_fn, None,
                 dataset_kwargs(RES, bool(label_dim)))
   return net.eval(), rnd().randn([len(SEEDS), 3, RES, RES]), kwargs
-
-
-def replayer(perturb):
-  """(randn_like, calls): the i-th call returns perturb[i] (given NHWC [steps, N, H, W, C], as
-  reference.npz stores it), so a sampler's draws are the fixture's; `calls` lists their shapes."""
-  perturb = torch.from_numpy(np.ascontiguousarray(np.transpose(perturb, (0, 1, 4, 2, 3))))
-  calls = []
-
-  def replay(x):
-    calls.append(x.shape)
-    return perturb[len(calls) - 1].to(x.dtype)
-  return replay, calls

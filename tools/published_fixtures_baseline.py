@@ -8,9 +8,9 @@ import os
 
 import numpy as np
 
-from fixture_common import SEEDS, nchw
+from fixture_common import SEEDS, nchw, replayer
 from fixture_edm import (CLASS, EDM_NOTES, EDM_SAMPLER, PEER, RES, load_snapshot, one_hot, quiet,
-                         replayer, rnd, snapshot_case)
+                         rnd, snapshot_case)
 
 # Karras+22 §3's samplers (generate.py --solver/--disc/--schedule/--scaling) on the baselines,
 # from sigma_max = 1: VPPrecond's D = x - sigma F (VE: + sigma F) does not damp a random F, and

@@ -1,5 +1,10 @@
-"""The score_sde_ode case of make_published_fixtures.py: yang-song/score_sde_pytorch's VP
-DDPM++ (shrunk), trained by its run_lib loop to its first snapshot, sampled by its ODE path."""
+"""The score_sde cases of make_published_fixtures.py: yang-song/score_sde_pytorch's networks
+(shrunk), trained by its run_lib loop to their first snapshot, sampled by its run_lib.evaluate
+paths (Song+21, arXiv:2011.13456): score_sde_ode, VP DDPM++ and the probability-flow ODE;
+score_sde_pc, VE NCSN++ and the predictor-corrector sampler (reverse diffusion + Langevin,
+Song+21 Alg. 2 and App. G), its Gaussian draws replayed from the fixture. The ODE case's
+reference x, a solve at rtol = atol = 1e-5, moves with the host's rounding (its steps do: 8e-3
+between two hosts), so its check re-solves at 1e-8 and compares x_tight to 1e-5."""
 import os
 import sys
 import types
@@ -7,7 +12,7 @@ import types
 import numpy as np
 import torch
 
-from fixture_common import SEEDS, nchw, nhwc, randomize, stub
+from fixture_common import SEEDS, nchw, nhwc, randomize, replayer, stub
 
 PEER = types.SimpleNamespace()  # score_sde_pytorch's modules, once imported
 
@@ -22,40 +27,51 @@ def import_peer(repo):
     stub(name, **attrs)
   sys.path.insert(0, repo)
   import datasets, losses, sampling, sde_lib, utils  # pylint: disable=import-outside-toplevel
+  from configs.ve import cifar10_ncsnpp_continuous  # pylint: disable=import-outside-toplevel
   from configs.vp import cifar10_ddpmpp_continuous  # pylint: disable=import-outside-toplevel
   from models import ncsnpp, utils as mutils  # pylint: disable=import-outside-toplevel,unused-import
   from models.ema import ExponentialMovingAverage
   PEER.__dict__.update(datasets=datasets, losses=losses, sampling=sampling, sde_lib=sde_lib,
                        utils=utils, mutils=mutils, EMA=ExponentialMovingAverage,
-                       base=cifar10_ddpmpp_continuous)
+                       bases=dict(vp=cifar10_ddpmpp_continuous, ve=cifar10_ncsnpp_continuous))
 
 
 SDE_SHRINK = {'data.image_size': 8, 'model.nf': 8, 'model.ch_mult': [1, 2],
               'model.num_res_blocks': 1, 'model.attn_resolutions': [4]}
 SDE_TRAIN = {'training.batch_size': 16, 'training.snapshot_freq': 1500, 'optim.lr': 2e-3,
              'optim.warmup': 0}
+PC_STEPS = 50        # model.num_scales of the PC case (the paper's 1000; at 20 its samples diverge)
+KIND_FIELDS = {'vp': {'sampling.method': 'ode'}, 've': {'model.num_scales': PC_STEPS}}
+SAMPLING_EPS = {'vp': 1e-3, 've': 1e-5}   # run_lib.evaluate's sampling_eps per SDE
+BASE_CONFIG = {'vp': 'configs/vp/cifar10_ddpmpp_continuous.py',
+               've': 'configs/ve/cifar10_ncsnpp_continuous.py'}
 
 
-def state_of_the_loop():
-  """configs/vp/cifar10_ddpmpp_continuous.py shrunk; run_lib.train's model, EMA, optimizer."""
-  config = PEER.base.get_config()
-  for key, value in dict(SDE_SHRINK, **SDE_TRAIN).items():
+def state_of_the_loop(kind='vp'):
+  """The kind's config (configs/{vp/cifar10_ddpmpp,ve/cifar10_ncsnpp}_continuous.py) shrunk;
+  run_lib.train's model, EMA, optimizer and SDE."""
+  config = PEER.bases[kind].get_config()
+  for key, value in dict(SDE_SHRINK, **SDE_TRAIN, **KIND_FIELDS[kind]).items():
     group, field = key.split('.')
     config[group][field] = tuple(value) if isinstance(value, list) else value
-  config.sampling.method, config.device = 'ode', torch.device('cpu')
+  config.device = torch.device('cpu')
   torch.manual_seed(0)
   model = PEER.mutils.create_model(config)          # torch.nn.DataParallel(NCSNpp)
   ema = PEER.EMA(model.parameters(), decay=config.model.ema_rate)
   optimizer = PEER.losses.get_optimizer(config, model.parameters())
-  sde = PEER.sde_lib.VPSDE(beta_min=config.model.beta_min, beta_max=config.model.beta_max,
-                           N=config.model.num_scales)
+  m = config.model
+  sde = (PEER.sde_lib.VPSDE(beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales)
+         if kind == 'vp' else
+         PEER.sde_lib.VESDE(sigma_min=m.sigma_min, sigma_max=m.sigma_max, N=m.num_scales))
   return config, sde, dict(optimizer=optimizer, model=model, ema=ema, step=0)
 
 
-def build(out):
-  """Random weights trained by run_lib.train's loop up to its first snapshot (see the notes)."""
-  config, sde, state = state_of_the_loop()
-  randomize(state['model'], 107, out_gain=0.1)
+def train_to_first_snapshot(out, kind, seed):
+  """Random weights (output conv x 0.1), then run_lib.train's loop (official step_fn) up to its
+  first snapshot, saved as checkpoint_1.pth; images N(1/2, 1/16) per pixel in [0, 1] units, fed
+  in the data's units (data.centered: 2 x - 1, N(0, 1/4)) as the data scaler gives them."""
+  config, sde, state = state_of_the_loop(kind)
+  randomize(state['model'], seed, out_gain=0.1)
   state['ema'] = PEER.EMA(state['model'].parameters(), decay=config.model.ema_rate)
   step_fn = PEER.losses.get_step_fn(sde, train=True,
                                     optimize_fn=PEER.losses.optimization_manager(config),
@@ -64,17 +80,30 @@ def build(out):
   gen = torch.Generator().manual_seed(1)
   torch.manual_seed(2)
   for _ in range(config.training.snapshot_freq + 1):   # run_lib.train's loop steps 0..freq
-    step_fn(state, 0.5 * torch.randn([config.training.batch_size, 3, 8, 8], generator=gen))
+    z = torch.randn([config.training.batch_size, 3, 8, 8], generator=gen)
+    step_fn(state, 0.5 * z if config.data.centered else 0.5 + 0.25 * z)
   PEER.utils.save_checkpoint(os.path.join(out, 'checkpoint_1.pth'), state)
+  return config, sde, state
+
+
+CHECKPOINT_NOTES = (
+    'checkpoint_1.pth (utils.save_checkpoint): optimizer, model (DataParallel: keys "module.*"), '
+    'ema {decay, num_updates, shadow_params in parameters() order}, step. Weights: all random '
+    '(output conv x 0.1), then run_lib.train\'s loop (official step_fn, the config\'s EMA rate) on '
+    'N(1/2, 1/16) images in [0, 1] units (fed as the data scaler gives them: VP centered N(0, '
+    '1/4)), batch 16, lr 2e-3, no warm-up, '
+    'snapshot_freq 1500: checkpoint_1 at loop step 1500 (state step 1501).')
+
+
+def build(out):
+  """score_sde_ode: VP DDPM++ trained to its first snapshot, sampled by the ODE path."""
+  config, sde, state = train_to_first_snapshot(out, 'vp', 107)
   torch.manual_seed(0)
   latents, extra = sde.prior_sampling((len(SEEDS), 3, 8, 8)), {}     # x_T
   model_x = sample(state['model'], latents, {})
   state['ema'].copy_to(state['model'].parameters())
   x = sample(state['model'], latents, extra)
-  tight = PEER.sampling.get_ode_sampler(sde, tuple(latents.shape), lambda z: z, denoise=True,
-                                        rtol=1e-8, atol=1e-8, eps=1e-3, device=config.device)
-  with torch.no_grad():
-    x_tight, nfe_tight = tight(state['model'], latents)
+  x_tight, nfe_tight = tight(state['model'], latents)
   solver_error = (x_tight - x).abs()
   settings = dict(
       base_config='configs/vp/cifar10_ddpmpp_continuous.py',
@@ -94,13 +123,19 @@ def build(out):
             f'x is off from it by max {solver_error.max().item():.3g}, mean '
             f'{solver_error.mean().item():.3g} (solver error): compare a tight solve with x_tight. '
             f'Model instead of EMA weights: max |dx| = {(model_x - x).abs().max().item():.3g}. '
-            'checkpoint_1.pth (utils.save_checkpoint): optimizer, model (DataParallel: keys '
-            '"module.*"), ema {decay, num_updates, shadow_params in parameters() order}, step. '
-            'Weights: all random (output conv x 0.1), then run_lib.train\'s loop (official step_fn'
-            ', EMA 0.9999) on N(0, 0.25 I) images, batch 16, lr 2e-3, no warm-up, snapshot_freq '
-            '1500: checkpoint_1 at loop step 1500 (state step 1501). A random VP eps-net makes the '
-            'ODE grow x ~150-fold (exp(0.5 int beta)); this trained one does not.')
+            + CHECKPOINT_NOTES + ' EMA 0.9999. A random VP eps-net makes the ODE grow x '
+            '~150-fold (exp(0.5 int beta)); this trained one does not.')
   return state['model'], latents, settings, dict(x_tight=nhwc(x_tight).astype(np.float32))
+
+
+def tight(model, latents):
+  """(x, nfe): the same ODE path solved at rtol = atol = 1e-8 (the ODE solution to ~1e-4)."""
+  config, sde, _ = state_of_the_loop()
+  solve = PEER.sampling.get_ode_sampler(sde, tuple(latents.shape), lambda z: z, denoise=True,
+                                        rtol=1e-8, atol=1e-8, eps=SAMPLING_EPS['vp'],
+                                        device=config.device)
+  with torch.no_grad():
+    return solve(model, latents)
 
 
 def sample(model, latents, extra):
@@ -112,23 +147,100 @@ def sample(model, latents, extra):
     captured.append(x)
     return official_inverse(x)
   sampling_fn = PEER.sampling.get_sampling_fn(config, sde, tuple(latents.shape), inverse_scaler,
-                                              1e-3)
+                                              SAMPLING_EPS['vp'])
   with torch.no_grad():
     _, nfe = sampling_fn(model, z=latents)
   extra['nfe'] = np.int64(nfe)
   return captured[0]
 
 
-def load(case_dir):
-  """run_lib.evaluate: a fresh state, restore_checkpoint, ema.copy_to(model.parameters())."""
-  config, _, state = state_of_the_loop()
+def load(case_dir, kind='vp', resample=None):
+  """run_lib.evaluate: a fresh state, restore_checkpoint, ema.copy_to(model.parameters()); the
+  model's and the EMA's samples compared (`resample(model, latents)`: the case's sampler)."""
+  config, _, state = state_of_the_loop(kind)
   state = PEER.utils.restore_checkpoint(os.path.join(case_dir, 'checkpoint_1.pth'), state,
                                         config.device)
   model = state['model']
   latents = nchw(np.load(os.path.join(case_dir, 'latents.npy')))
-  wrong = sample(model, latents, {})
+  resample = resample or (lambda net, z: sample(net, z, {}))
+  wrong = resample(model, latents)
   state['ema'].copy_to(model.parameters())
-  right = sample(model, latents, {})
+  right = resample(model, latents)
   print(f'  step {state["step"]}; max |x(model weights) - x(ema weights)| = '
         f'{(wrong - right).abs().max().item():.3g}')
   return model
+
+
+# --- score_sde_pc: VE NCSN++ and the PC sampler --------------------------------------------------
+
+def pc_noise_draws(config, batch):
+  """The PC sampler's Gaussian draws [N, 1 + n_steps, B, H, W, C] (NHWC), indexed as our
+  sampling.step_normal: [i, 0] the predictor's of step i, [i, 1 + j] its j-th corrector step's."""
+  gen = torch.Generator().manual_seed(3)
+  shape = [config.model.num_scales, 1 + config.sampling.n_steps_each, batch, 8, 8, 3]
+  return torch.randn(shape, generator=gen).numpy()
+
+
+def pc(model, latents, extra):
+  """run_lib.evaluate's PC path: sampling.get_sampling_fn(config, VESDE, shape, inverse_scaler,
+  sampling_eps = 1e-5)(model), x_T = sde.prior_sampling = latents * sigma_max, and every
+  torch.randn_like of its corrector (first, n_steps draws) and predictor (then one) per step
+  replaying extra['pc_noise'] in that order. Returns 2 image - 1 (VE data is not centered: the
+  output is the image in [0, 1], here in reference.npz's [-1, 1] units)."""
+  config, sde, _ = state_of_the_loop('ve')
+  noise = extra['pc_noise']
+  order = list(range(1, noise.shape[1])) + [0]          # corrector draws, then the predictor's
+  replay, drawn = replayer(noise[:, order].reshape(-1, *noise.shape[2:]))
+  sampling_fn = PEER.sampling.get_sampling_fn(
+      config, sde, tuple(latents.shape), PEER.datasets.get_data_inverse_scaler(config),
+      SAMPLING_EPS['ve'])
+  real, torch.randn_like = torch.randn_like, replay
+  sde.prior_sampling = lambda shape: latents * sde.sigma_max
+  try:
+    with torch.no_grad():
+      image, nfe = sampling_fn(model)
+  finally:
+    torch.randn_like = real
+  assert len(drawn) == noise.shape[0] * noise.shape[1], len(drawn)
+  extra['nfe'] = np.int64(nfe)
+  return 2. * image - 1.
+
+
+def build_pc(out):
+  """score_sde_pc: VE NCSN++ trained to its first snapshot, sampled by the PC path."""
+  config, _, state = train_to_first_snapshot(out, 've', 108)
+  torch.manual_seed(0)
+  latents = torch.randn(len(SEEDS), 3, 8, 8)
+  extra = dict(pc_noise=pc_noise_draws(config, len(SEEDS)))
+  model_x = pc(state['model'], latents, dict(extra))
+  state['ema'].copy_to(state['model'].parameters())
+  x = pc(state['model'], latents, dict(extra))
+  s = config.sampling
+  settings = dict(
+      base_config=BASE_CONFIG['ve'],
+      overrides=dict(SDE_SHRINK, **KIND_FIELDS['ve']),
+      official="score_sde_pytorch run_lib.evaluate's PC path: restore_checkpoint("
+               "checkpoint_1.pth), ema.copy_to(model.parameters()), sampling.get_sampling_fn("
+               f"config, VESDE(0.01, 50, N={PC_STEPS}), (4, 3, 8, 8), inverse_scaler, eps=1e-5) = "
+               f"get_pc_sampler(ReverseDiffusionPredictor, LangevinCorrector, snr={s.snr}, "
+               f"n_steps={s.n_steps_each}, continuous=True, denoise={s.noise_removal}); "
+               "sample, nfe = sampling_fn(model)",
+      notes=f'x_T = sde.prior_sampling(shape) = latents * 50. {PC_STEPS} steps at t = linspace(1, '
+            '1e-5, N) (run_lib\'s sampling_eps for VE); each step the Langevin corrector (step '
+            'size 2 (snr mean|z| / mean|score|)^2 over the batch, alpha = 1 for VE), then the '
+            'reverse-diffusion predictor (sigma of the '
+            'previous index int(t (N - 1)), 0 at index 0); denoise: the last step\'s x_mean. Every '
+            'Gaussian draw is reference.npz\'s pc_noise [step, 0: predictor | 1 + j: corrector '
+            'step j, N, H, W, C], replayed into the official torch.randn_like calls (corrector, '
+            'then predictor). x = 2 image - 1 of the official [0, 1] output (data.centered False; '
+            'the inverse scaler is the identity). Model instead of EMA weights: max |dx| = '
+            f'{(model_x - x).abs().max().item():.3g}. ' + CHECKPOINT_NOTES + ' EMA 0.999.')
+  return state['model'], latents, settings, extra
+
+
+CASES = {   # case -> (peer flag, build, load as the official sampler loads, sample(net, z, extra))
+    'score_sde_ode': ('score_sde', build, load, sample),
+    'score_sde_pc': ('score_sde', build_pc,
+                     lambda d: load(d, 've', lambda net, z: pc(net, z, dict(
+                         pc_noise=pc_noise_draws(state_of_the_loop('ve')[0], len(z))))), pc),
+}
