@@ -119,10 +119,12 @@ def _kimg_step(path, config):
 
 def _load_score_sde_pytorch(path, obj, config):
   model = {score_sde.strip_prefix(k): np.asarray(v) for k, v in dict(obj['model']).items()}
+  checks = score_sde.recorded_levels(model, config)
+  check_config({}, checks, config, path)
   shadow = [np.asarray(p) for p in dict(obj['ema'])['shadow_params']]
   ema = score_sde.convert_pytorch(score_sde.ema_state_dict(model, shadow), config)
   raw = score_sde.convert_pytorch(model, config)
-  return Checkpoint(ema, raw, None, int(obj.get('step', 0)), {}, {}, path)
+  return Checkpoint(ema, raw, None, int(obj.get('step', 0)), {}, checks, path)
 
 
 def _load_msgpack(path, config):

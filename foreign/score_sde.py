@@ -66,6 +66,23 @@ def ema_state_dict(state, shadow):
   return out
 
 
+def recorded_levels(state, config):
+  """{config field: value} that the file's `sigmas` buffer fixes (score_sde's get_sigmas: N
+  levels geometric from model.sigma_max down to model.sigma_min): σ_max and σ_min where the SDE
+  is VE (they are its noise scale), N where the model was trained in discrete time (its labels
+  index the levels). Nothing where the state has no such buffer."""
+  sigmas = state.get('sigmas')
+  if sigmas is None or np.ndim(sigmas) != 1 or not len(sigmas):
+    return {}
+  out = {}
+  if config.training.sde == 'vesde':
+    out['model.sigma_max'], out['model.sigma_min'] = (   # exp(log σ) is 49.99999999999999
+        float(f'{float(sigmas[0]):.7g}'), float(f'{float(sigmas[-1]):.7g}'))
+  if not config.training.continuous:
+    out['model.num_scales'] = len(sigmas)
+  return out
+
+
 def load_flax_checkpoint(path, ema=True):
   """Params tree of an official score_sde Flax checkpoint (msgpack of its `State`)."""
   import flax.serialization  # pylint: disable=import-outside-toplevel

@@ -198,6 +198,25 @@ def test_cases_are_the_ones_the_issue_names():
           'score_sde_ode'} <= set(CASES), CASES
 
 
+def test_score_sde_file_fixes_its_noise_levels(tmp_path):
+  """score_sde_pytorch's `sigmas` buffer records the training config's levels: a VE file against
+  another σ range, or a discrete-time model against another N, is one line naming the fields
+  (the official restore_checkpoint fails on the buffer's shape; a continuous model samples with
+  any N here, as score_sde_pc does with 50 of a 50-level file and score_sde_pc_vp of a 1000-level
+  one)."""
+  config = config_of('score_sde_pc')
+  config.model.sigma_max = 348.
+  with pytest.raises(load.CheckpointMismatchError, match=r'model\.sigma_max: 50\.0.* in the file'):
+    load.load(checkpoint_of('score_sde_pc'), config)
+  config = config_of('score_sde_pc')
+  config.training.continuous, config.model.num_scales = False, 1000
+  with pytest.raises(load.CheckpointMismatchError, match=r'model\.num_scales: 50 in the file, '
+                     r'1000 in the config.*--config\.model\.num_scales=50'):
+    load.load(checkpoint_of('score_sde_pc'), config)
+  config.model.num_scales = 50
+  assert load.load(checkpoint_of('score_sde_pc'), config).checks['model.num_scales'] == 50
+
+
 @pytest.mark.skipif(not os.environ.get('SCOREFLOW_SLOW_TESTS'),
                     reason='three training runs (~110 s): set SCOREFLOW_SLOW_TESTS=1')
 def test_train_fine_tunes_from_a_training_state(tmp_path):

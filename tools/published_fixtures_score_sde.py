@@ -40,18 +40,24 @@ SDE_SHRINK = {'data.image_size': 8, 'model.nf': 8, 'model.ch_mult': [1, 2],
               'model.num_res_blocks': 1, 'model.attn_resolutions': [4]}
 SDE_TRAIN = {'training.batch_size': 16, 'training.snapshot_freq': 1500, 'optim.lr': 2e-3,
              'optim.warmup': 0}
-PC_STEPS = 50        # model.num_scales of the PC case (the paper's 1000; at 20 its samples diverge)
-KIND_FIELDS = {'vp': {'sampling.method': 'ode'}, 've': {'model.num_scales': PC_STEPS}}
+PC_STEPS = 50        # model.num_scales of the PC cases (the paper's 1000; at 20 VE's samples diverge)
+SETUPS = {   # setup -> (SDE, fields over the official config of that SDE)
+    'vp_ode': ('vp', {'sampling.method': 'ode'}),
+    've_pc': ('ve', {'model.num_scales': PC_STEPS}),
+    'vp_pc': ('vp', {'model.num_scales': PC_STEPS, 'sampling.method': 'pc',
+                     'sampling.predictor': 'ancestral_sampling', 'sampling.corrector': 'langevin'}),
+}
 SAMPLING_EPS = {'vp': 1e-3, 've': 1e-5}   # run_lib.evaluate's sampling_eps per SDE
 BASE_CONFIG = {'vp': 'configs/vp/cifar10_ddpmpp_continuous.py',
                've': 'configs/ve/cifar10_ncsnpp_continuous.py'}
 
 
-def state_of_the_loop(kind='vp'):
-  """The kind's config (configs/{vp/cifar10_ddpmpp,ve/cifar10_ncsnpp}_continuous.py) shrunk;
+def state_of_the_loop(setup='vp_ode'):
+  """The setup's config (configs/{vp/cifar10_ddpmpp,ve/cifar10_ncsnpp}_continuous.py) shrunk;
   run_lib.train's model, EMA, optimizer and SDE."""
+  kind, fields = SETUPS[setup]
   config = PEER.bases[kind].get_config()
-  for key, value in dict(SDE_SHRINK, **SDE_TRAIN, **KIND_FIELDS[kind]).items():
+  for key, value in dict(SDE_SHRINK, **SDE_TRAIN, **fields).items():
     group, field = key.split('.')
     config[group][field] = tuple(value) if isinstance(value, list) else value
   config.device = torch.device('cpu')
@@ -66,11 +72,11 @@ def state_of_the_loop(kind='vp'):
   return config, sde, dict(optimizer=optimizer, model=model, ema=ema, step=0)
 
 
-def train_to_first_snapshot(out, kind, seed):
+def train_to_first_snapshot(out, setup, seed):
   """Random weights (output conv x 0.1), then run_lib.train's loop (official step_fn) up to its
   first snapshot, saved as checkpoint_1.pth; images N(1/2, 1/16) per pixel in [0, 1] units, fed
   in the data's units (data.centered: 2 x - 1, N(0, 1/4)) as the data scaler gives them."""
-  config, sde, state = state_of_the_loop(kind)
+  config, sde, state = state_of_the_loop(setup)
   randomize(state['model'], seed, out_gain=0.1)
   state['ema'] = PEER.EMA(state['model'].parameters(), decay=config.model.ema_rate)
   step_fn = PEER.losses.get_step_fn(sde, train=True,
@@ -97,7 +103,7 @@ CHECKPOINT_NOTES = (
 
 def build(out):
   """score_sde_ode: VP DDPM++ trained to its first snapshot, sampled by the ODE path."""
-  config, sde, state = train_to_first_snapshot(out, 'vp', 107)
+  config, sde, state = train_to_first_snapshot(out, 'vp_ode', 107)
   torch.manual_seed(0)
   latents, extra = sde.prior_sampling((len(SEEDS), 3, 8, 8)), {}     # x_T
   model_x = sample(state['model'], latents, {})
@@ -106,7 +112,7 @@ def build(out):
   x_tight, nfe_tight = tight(state['model'], latents)
   solver_error = (x_tight - x).abs()
   settings = dict(
-      base_config='configs/vp/cifar10_ddpmpp_continuous.py',
+      base_config=BASE_CONFIG['vp'],
       overrides=dict(SDE_SHRINK, **{'sampling.method': 'ode', 'sampling.ode_rtol': 1e-5,
                                     'sampling.ode_atol': 1e-5, 'sampling.noise_removal': True}),
       official="score_sde_pytorch run_lib.evaluate's ODE path: restore_checkpoint("
@@ -154,10 +160,10 @@ def sample(model, latents, extra):
   return captured[0]
 
 
-def load(case_dir, kind='vp', resample=None):
+def load(case_dir, setup='vp_ode', resample=None):
   """run_lib.evaluate: a fresh state, restore_checkpoint, ema.copy_to(model.parameters()); the
   model's and the EMA's samples compared (`resample(model, latents)`: the case's sampler)."""
-  config, _, state = state_of_the_loop(kind)
+  config, _, state = state_of_the_loop(setup)
   state = PEER.utils.restore_checkpoint(os.path.join(case_dir, 'checkpoint_1.pth'), state,
                                         config.device)
   model = state['model']
@@ -171,7 +177,22 @@ def load(case_dir, kind='vp', resample=None):
   return model
 
 
-# --- score_sde_pc: VE NCSN++ and the PC sampler --------------------------------------------------
+# --- score_sde_pc, score_sde_pc_vp: the PC sampler ------------------------------------------------
+
+PC_NOTES = {
+    've_pc': 'VE NCSN++ trained to its first snapshot. x_T = sde.prior_sampling(shape) = latents * '
+             '50. Each step the Langevin corrector (alpha = 1 for VE), then the reverse-diffusion '
+             'predictor (sigma of the previous index int(t (N - 1)), 0 at index 0). x = 2 image - 1 '
+             'of the official [0, 1] output (data.centered False: the inverse scaler is the '
+             'identity). EMA 0.999.',
+    'vp_pc': 'The VP DDPM++ of score_sde_ode (its checkpoint_1.pth, EMA 0.9999), restored with '
+             'its training config (model.num_scales 1000: the sigmas buffer) and sampled with '
+             'VPSDE(N=50) and this config\'s sampling fields. x_T = '
+             'sde.prior_sampling(shape) = latents. Each step the Langevin corrector (alpha = '
+             '1 - beta_i of the DDPM betas at index int(t (N - 1))), then DDPM\'s ancestral step '
+             '(Song+21 Eq. 47). x = 2 image - 1 = the sampler\'s x (data.centered).',
+}
+
 
 def pc_noise_draws(config, batch):
   """The PC sampler's Gaussian draws [N, 1 + n_steps, B, H, W, C] (NHWC), indexed as our
@@ -181,21 +202,22 @@ def pc_noise_draws(config, batch):
   return torch.randn(shape, generator=gen).numpy()
 
 
-def pc(model, latents, extra):
-  """run_lib.evaluate's PC path: sampling.get_sampling_fn(config, VESDE, shape, inverse_scaler,
-  sampling_eps = 1e-5)(model), x_T = sde.prior_sampling = latents * sigma_max, and every
+def pc(model, latents, extra, setup='ve_pc'):
+  """run_lib.evaluate's PC path: sampling.get_sampling_fn(config, sde, shape, inverse_scaler,
+  sampling_eps)(model), x_T = sde.prior_sampling = latents * the prior's std, and every
   torch.randn_like of its corrector (first, n_steps draws) and predictor (then one) per step
-  replaying extra['pc_noise'] in that order. Returns 2 image - 1 (VE data is not centered: the
-  output is the image in [0, 1], here in reference.npz's [-1, 1] units)."""
-  config, sde, _ = state_of_the_loop('ve')
+  replaying extra['pc_noise'] in that order. Returns 2 image - 1 (the output is the image in
+  [0, 1], here in reference.npz's [-1, 1] units)."""
+  config, sde, _ = state_of_the_loop(setup)
+  kind = SETUPS[setup][0]
   noise = extra['pc_noise']
   order = list(range(1, noise.shape[1])) + [0]          # corrector draws, then the predictor's
   replay, drawn = replayer(noise[:, order].reshape(-1, *noise.shape[2:]))
   sampling_fn = PEER.sampling.get_sampling_fn(
       config, sde, tuple(latents.shape), PEER.datasets.get_data_inverse_scaler(config),
-      SAMPLING_EPS['ve'])
+      SAMPLING_EPS[kind])
   real, torch.randn_like = torch.randn_like, replay
-  sde.prior_sampling = lambda shape: latents * sde.sigma_max
+  sde.prior_sampling = lambda shape: latents * (sde.sigma_max if kind == 've' else 1.)
   try:
     with torch.no_grad():
       image, nfe = sampling_fn(model)
@@ -206,41 +228,58 @@ def pc(model, latents, extra):
   return 2. * image - 1.
 
 
-def build_pc(out):
-  """score_sde_pc: VE NCSN++ trained to its first snapshot, sampled by the PC path."""
-  config, _, state = train_to_first_snapshot(out, 've', 108)
+def build_pc(out, setup):
+  """score_sde_pc (VE NCSN++ trained here) or score_sde_pc_vp (score_sde_ode's VP checkpoint),
+  sampled by the PC path with SETUPS[setup]'s predictor and corrector."""
+  kind, fields = SETUPS[setup]
+  if kind == 've':
+    config, sde, state = train_to_first_snapshot(out, setup, 108)
+  else:      # restored as trained (its sigmas buffer has num_scales = 1000 entries)
+    state = PEER.utils.restore_checkpoint(
+        os.path.join(os.path.dirname(out), 'score_sde_ode', 'checkpoint_1.pth'),
+        state_of_the_loop('vp_ode')[2], 'cpu')
+    config, sde, _ = state_of_the_loop(setup)
   torch.manual_seed(0)
   latents = torch.randn(len(SEEDS), 3, 8, 8)
   extra = dict(pc_noise=pc_noise_draws(config, len(SEEDS)))
-  model_x = pc(state['model'], latents, dict(extra))
+  model_x = pc(state['model'], latents, dict(extra), setup)
   state['ema'].copy_to(state['model'].parameters())
-  x = pc(state['model'], latents, dict(extra))
+  x = pc(state['model'], latents, dict(extra), setup)
   s = config.sampling
   settings = dict(
-      base_config=BASE_CONFIG['ve'],
-      overrides=dict(SDE_SHRINK, **KIND_FIELDS['ve']),
+      base_config=BASE_CONFIG[kind], overrides=dict(SDE_SHRINK, **fields),
       official="score_sde_pytorch run_lib.evaluate's PC path: restore_checkpoint("
                "checkpoint_1.pth), ema.copy_to(model.parameters()), sampling.get_sampling_fn("
-               f"config, VESDE(0.01, 50, N={PC_STEPS}), (4, 3, 8, 8), inverse_scaler, eps=1e-5) = "
-               f"get_pc_sampler(ReverseDiffusionPredictor, LangevinCorrector, snr={s.snr}, "
-               f"n_steps={s.n_steps_each}, continuous=True, denoise={s.noise_removal}); "
-               "sample, nfe = sampling_fn(model)",
-      notes=f'x_T = sde.prior_sampling(shape) = latents * 50. {PC_STEPS} steps at t = linspace(1, '
-            '1e-5, N) (run_lib\'s sampling_eps for VE); each step the Langevin corrector (step '
-            'size 2 (snr mean|z| / mean|score|)^2 over the batch, alpha = 1 for VE), then the '
-            'reverse-diffusion predictor (sigma of the '
-            'previous index int(t (N - 1)), 0 at index 0); denoise: the last step\'s x_mean. Every '
-            'Gaussian draw is reference.npz\'s pc_noise [step, 0: predictor | 1 + j: corrector '
-            'step j, N, H, W, C], replayed into the official torch.randn_like calls (corrector, '
-            'then predictor). x = 2 image - 1 of the official [0, 1] output (data.centered False; '
-            'the inverse scaler is the identity). Model instead of EMA weights: max |dx| = '
-            f'{(model_x - x).abs().max().item():.3g}. ' + CHECKPOINT_NOTES + ' EMA 0.999.')
+               f"config, {type(sde).__name__}(N={sde.N}), (4, 3, 8, 8), inverse_scaler, "
+               f"eps={SAMPLING_EPS[kind]}) = get_pc_sampler({s.predictor}, {s.corrector}, "
+               f"snr={s.snr}, n_steps={s.n_steps_each}, continuous=True, "
+               f"denoise={s.noise_removal}); sample, nfe = sampling_fn(model)",
+      notes=PC_NOTES[setup] + f' {sde.N} steps at t = linspace(1, {SAMPLING_EPS[kind]}, N) '
+            '(run_lib\'s sampling_eps); Langevin step size 2 alpha (snr mean|z| / mean|score|)^2 '
+            'with the means over the batch; denoise: the last step\'s x_mean. Every Gaussian draw '
+            'is reference.npz\'s pc_noise [step, 0: predictor | 1 + j: corrector step j, N, H, W, '
+            'C], replayed into the official torch.randn_like calls (corrector, then predictor). '
+            f'Model instead of EMA weights: max |dx| = {(model_x - x).abs().max().item():.3g}.'
+            + (' ' + CHECKPOINT_NOTES if kind == 've' else ''))
+  if kind == 'vp':
+    settings['checkpoint_case'] = 'score_sde_ode'
   return state['model'], latents, settings, extra
+
+
+def pc_case(setup, checkpoint_case=None, trained_as=None):
+  """(peer, build, load, sample) of a PC case (checkpoint_case: the folder of its file, trained
+  with setup `trained_as`)."""
+  def load_pc(case_dir):
+    folder = os.path.join(os.path.dirname(case_dir), checkpoint_case or os.path.basename(case_dir))
+    draws = pc_noise_draws(state_of_the_loop(setup)[0], len(SEEDS))
+    return load(folder, trained_as or setup,
+                lambda net, z: pc(net, z, dict(pc_noise=draws), setup))
+  return ('score_sde', lambda out: build_pc(out, setup), load_pc,
+          lambda net, z, extra: pc(net, z, extra, setup))
 
 
 CASES = {   # case -> (peer flag, build, load as the official sampler loads, sample(net, z, extra))
     'score_sde_ode': ('score_sde', build, load, sample),
-    'score_sde_pc': ('score_sde', build_pc,
-                     lambda d: load(d, 've', lambda net, z: pc(net, z, dict(
-                         pc_noise=pc_noise_draws(state_of_the_loop('ve')[0], len(z))))), pc),
+    'score_sde_pc': pc_case('ve_pc'),
+    'score_sde_pc_vp': pc_case('vp_pc', 'score_sde_ode', 'vp_ode'),
 }
