@@ -25,6 +25,11 @@ def bpd_offset(inverse_scaler):
   return 8. + float(np.log2(inverse_scaler(1.) - inverse_scaler(0.)))
 
 
+def probes(keys, hutchinson_type, shape):
+  """The trace estimator's fixed ε per sample [B, *shape], drawn from keys [B]."""
+  return jax.vmap(lambda k: NOISES.get(hutchinson_type)(k, shape))(keys)
+
+
 def log_likelihood(keys, score_fn, sde, x, hutchinson_type='rademacher', rtol=1e-5, atol=1e-5,
                    eps=1e-5, max_steps=8192):
   """log p_eps(x) per sample by integrating the ODE from eps to T (Song+21 Eq. 39).
@@ -38,7 +43,7 @@ def log_likelihood(keys, score_fn, sde, x, hutchinson_type='rademacher', rtol=1e
     (logp [B], z [B, ...] the latent at T, nfe).
   """
   rsde = sde.reverse(score_fn, probability_flow=True)
-  noise = jax.vmap(lambda k: NOISES.get(hutchinson_type)(k, x.shape[1:]))(keys)
+  noise = probes(keys, hutchinson_type, x.shape[1:])
 
   def field(t, state, args):
     y, _ = state

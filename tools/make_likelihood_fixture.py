@@ -1,0 +1,86 @@
+"""Write tests/fixtures/likelihood/score_sde_bpd.npz (+ .json): yang-song/score_sde_pytorch's bits/dim
+(Song+21 App. D.2, arXiv:2011.13456: likelihood.get_likelihood_fn) of four uniformly dequantized
+8-bit images under the VP DDPM++ file of the published-checkpoint fixture score_sde_ode, with its
+Rademacher probe stored, so that ours can be run on the same file, data and probe:
+  python tools/make_likelihood_fixture.py --score_sde=<yang-song/score_sde_pytorch> \
+      [--published=tests/fixtures/published] [--out=tests/fixtures/likelihood]
+(torch==2.13.0 CPU, numpy, scipy, ml_collections). Nothing is downloaded; the official code runs
+as run_lib.evaluate runs it (EMA weights, its data scaler, sampling_eps-independent eps = 1e-5).
+"""
+import argparse
+import json
+import os
+
+import numpy as np
+import torch
+
+import published_fixtures_score_sde as score_sde
+from fixture_common import nchw, nhwc
+
+
+def dequantized_images(n=4, size=8):
+  """datasets.py's uniform dequantization: (U + 255 x) / 256 with x = level / 255, U ~ U[0, 1)."""
+  rng = np.random.default_rng(0)
+  levels = rng.integers(0, 256, (n, size, size, 3))
+  return ((rng.uniform(size=levels.shape) + levels) / 256.).astype(np.float32)
+
+
+def official_bpd(model, config, sde, data, probe, tol):
+  """run_lib.evaluate's bpd path: get_likelihood_fn(sde, inverse_scaler, rtol=atol=tol, eps=1e-5)
+  (model, scaler(data)), its torch.randint_like probe replaced by the given one (Rademacher:
+  2 randint - 1)."""
+  likelihood = score_sde.PEER.likelihood
+  fn = likelihood.get_likelihood_fn(sde, score_sde.PEER.datasets.get_data_inverse_scaler(config),
+                                    rtol=tol, atol=tol, eps=1e-5)
+  real, torch.randint_like = torch.randint_like, lambda x, low, high: (probe + 1.) / 2.
+  try:
+    bpd, z, nfe = fn(model, score_sde.PEER.datasets.get_data_scaler(config)(data))
+  finally:
+    torch.randint_like = real
+  return bpd.numpy(), nhwc(z), nfe
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+  parser.add_argument('--score_sde', required=True, help='checkout of yang-song/score_sde_pytorch')
+  parser.add_argument('--published', default='tests/fixtures/published')
+  parser.add_argument('--out', default='tests/fixtures/likelihood')
+  args = parser.parse_args()
+  torch.set_num_threads(1)
+  score_sde.import_peer(os.path.abspath(args.score_sde))
+  import likelihood  # pylint: disable=import-outside-toplevel   # the peer's, on sys.path now
+  score_sde.PEER.likelihood = likelihood
+  config, sde, state = score_sde.state_of_the_loop('vp_ode')
+  state = score_sde.PEER.utils.restore_checkpoint(
+      os.path.join(args.published, 'score_sde_ode', 'checkpoint_1.pth'), state, 'cpu')
+  model = state['model']
+  state['ema'].copy_to(model.parameters())
+  images = dequantized_images()
+  probe = torch.randint(0, 2, (len(images), 3, 8, 8), generator=torch.Generator().manual_seed(4))
+  probe = probe.float() * 2. - 1.
+  out = dict(images=images, probe=nhwc(probe))
+  for name, tol in (('', 1e-5), ('_tight', 1e-8)):
+    out['bpd' + name], out['z' + name], nfe = official_bpd(model, config, sde, nchw(images),
+                                                           probe, tol)
+    out['nfe' + name] = np.int64(nfe)
+    print(f'rtol = atol = {tol}: bpd {out["bpd" + name]}, {nfe} NFE')
+  os.makedirs(args.out, exist_ok=True)
+  np.savez(os.path.join(args.out, 'score_sde_bpd.npz'), **out)
+  with open(os.path.join(args.out, 'score_sde_bpd.json'), 'w') as f:
+    json.dump(dict(
+        checkpoint_case='score_sde_ode',
+        official="score_sde_pytorch run_lib.evaluate's bpd path: restore_checkpoint, ema.copy_to("
+                 "model.parameters()), likelihood.get_likelihood_fn(VPSDE(0.1, 20, N=1000), "
+                 "inverse_scaler, hutchinson_type='Rademacher', rtol, atol, method='RK45', "
+                 "eps=1e-5)(model, scaler(images))",
+        notes='images [4, 8, 8, 3] in [0, 1]: (U + level) / 256 (datasets.py uniform '
+              'dequantization), levels and U from numpy default_rng(0); probe: the Rademacher '
+              'epsilon [4, 8, 8, 3] (NHWC) that torch.randint_like(data, 0, 2) * 2 - 1 gives in '
+              'likelihood_fn, replayed; bpd = -(prior_logp(z) + delta_logp) / (D ln 2) + 7 - '
+              'inverse_scaler(-1) (= 7, data centered); bpd / z / nfe at the paper\'s rtol = atol '
+              '= 1e-5, *_tight at 1e-8 (the ODE solved to ~1e-6: compare a tight solve with it).'),
+        f, indent=1)
+
+
+if __name__ == '__main__':
+  main()
