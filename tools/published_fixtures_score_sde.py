@@ -1,10 +1,13 @@
 """The score_sde cases of make_published_fixtures.py: yang-song/score_sde_pytorch's networks
 (shrunk), trained by its run_lib loop to their first snapshot, sampled by its run_lib.evaluate
-paths (Song+21, arXiv:2011.13456): score_sde_ode, VP DDPM++ and the probability-flow ODE;
-score_sde_pc, VE NCSN++ and the predictor-corrector sampler (reverse diffusion + Langevin,
-Song+21 Alg. 2 and App. G), its Gaussian draws replayed from the fixture. The ODE case's
+paths (Song+21, arXiv:2011.13456): score_sde_ode, VP DDPM++ and the probability-flow ODE; the
+predictor-corrector sampler (Song+21 Alg. 2, App. G) with every Gaussian draw replayed from the
+fixture: score_sde_pc (VE NCSN++, reverse diffusion + Langevin), score_sde_pc_vp (score_sde_ode's
+file, ancestral + Langevin), score_sde_smld / score_sde_ddpm (discrete-time VE NCSN++ and VP
+DDPM++ as configs/ve/cifar10_ncsnpp.py and configs/vp/cifar10_ddpmpp.py). The ODE case's
 reference x, a solve at rtol = atol = 1e-5, moves with the host's rounding (its steps do: 8e-3
 between two hosts), so its check re-solves at 1e-8 and compares x_tight to 1e-5."""
+import importlib
 import os
 import sys
 import types
@@ -27,36 +30,40 @@ def import_peer(repo):
     stub(name, **attrs)
   sys.path.insert(0, repo)
   import datasets, losses, sampling, sde_lib, utils  # pylint: disable=import-outside-toplevel
-  from configs.ve import cifar10_ncsnpp_continuous  # pylint: disable=import-outside-toplevel
-  from configs.vp import cifar10_ddpmpp_continuous  # pylint: disable=import-outside-toplevel
   from models import ncsnpp, utils as mutils  # pylint: disable=import-outside-toplevel,unused-import
   from models.ema import ExponentialMovingAverage
+  bases = {name: importlib.import_module('configs.' + name.replace('/', '.'))
+           for name in {base for base, _ in SETUPS.values()}}
   PEER.__dict__.update(datasets=datasets, losses=losses, sampling=sampling, sde_lib=sde_lib,
-                       utils=utils, mutils=mutils, EMA=ExponentialMovingAverage,
-                       bases=dict(vp=cifar10_ddpmpp_continuous, ve=cifar10_ncsnpp_continuous))
+                       utils=utils, mutils=mutils, EMA=ExponentialMovingAverage, bases=bases)
 
 
 SDE_SHRINK = {'data.image_size': 8, 'model.nf': 8, 'model.ch_mult': [1, 2],
               'model.num_res_blocks': 1, 'model.attn_resolutions': [4]}
 SDE_TRAIN = {'training.batch_size': 16, 'training.snapshot_freq': 1500, 'optim.lr': 2e-3,
              'optim.warmup': 0}
-PC_STEPS = 50        # model.num_scales of the PC cases (the paper's 1000; at 20 VE's samples diverge)
-SETUPS = {   # setup -> (SDE, fields over the official config of that SDE)
-    'vp_ode': ('vp', {'sampling.method': 'ode'}),
-    've_pc': ('ve', {'model.num_scales': PC_STEPS}),
-    'vp_pc': ('vp', {'model.num_scales': PC_STEPS, 'sampling.method': 'pc',
-                     'sampling.predictor': 'ancestral_sampling', 'sampling.corrector': 'langevin'}),
+PC_STEPS = 50        # model.num_scales of the PC cases (the paper's 1000; at 20 VE's samples fail)
+SETUPS = {   # setup -> (official config, as configs/<it>.py here too; fields over it)
+    'vp_ode': ('vp/cifar10_ddpmpp_continuous', {'sampling.method': 'ode'}),
+    've_pc': ('ve/cifar10_ncsnpp_continuous', {'model.num_scales': PC_STEPS}),
+    'vp_pc': ('vp/cifar10_ddpmpp_continuous',
+              {'model.num_scales': PC_STEPS, 'sampling.method': 'pc',
+               'sampling.predictor': 'ancestral_sampling', 'sampling.corrector': 'langevin'}),
+    've_smld': ('ve/cifar10_ncsnpp', {'model.num_scales': PC_STEPS,       # discrete time
+                                      'model.sigma_max': 5}),
+    'vp_ddpm': ('vp/cifar10_ddpmpp', {'model.num_scales': PC_STEPS}),      # discrete time
 }
-SAMPLING_EPS = {'vp': 1e-3, 've': 1e-5}   # run_lib.evaluate's sampling_eps per SDE
-BASE_CONFIG = {'vp': 'configs/vp/cifar10_ddpmpp_continuous.py',
-               've': 'configs/ve/cifar10_ncsnpp_continuous.py'}
+SAMPLING_EPS = {'vpsde': 1e-3, 'vesde': 1e-5}   # run_lib.evaluate's sampling_eps per SDE
+
+
+def base_config(setup):
+  return f'configs/{SETUPS[setup][0]}.py'
 
 
 def state_of_the_loop(setup='vp_ode'):
-  """The setup's config (configs/{vp/cifar10_ddpmpp,ve/cifar10_ncsnpp}_continuous.py) shrunk;
-  run_lib.train's model, EMA, optimizer and SDE."""
-  kind, fields = SETUPS[setup]
-  config = PEER.bases[kind].get_config()
+  """The setup's official config shrunk; run_lib.train's model, EMA, optimizer and SDE."""
+  base, fields = SETUPS[setup]
+  config = PEER.bases[base].get_config()
   for key, value in dict(SDE_SHRINK, **SDE_TRAIN, **fields).items():
     group, field = key.split('.')
     config[group][field] = tuple(value) if isinstance(value, list) else value
@@ -67,7 +74,7 @@ def state_of_the_loop(setup='vp_ode'):
   optimizer = PEER.losses.get_optimizer(config, model.parameters())
   m = config.model
   sde = (PEER.sde_lib.VPSDE(beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales)
-         if kind == 'vp' else
+         if config.training.sde == 'vpsde' else
          PEER.sde_lib.VESDE(sigma_min=m.sigma_min, sigma_max=m.sigma_max, N=m.num_scales))
   return config, sde, dict(optimizer=optimizer, model=model, ema=ema, step=0)
 
@@ -81,8 +88,9 @@ def train_to_first_snapshot(out, setup, seed):
   state['ema'] = PEER.EMA(state['model'].parameters(), decay=config.model.ema_rate)
   step_fn = PEER.losses.get_step_fn(sde, train=True,
                                     optimize_fn=PEER.losses.optimization_manager(config),
-                                    reduce_mean=config.training.reduce_mean, continuous=True,
-                                    likelihood_weighting=False)
+                                    reduce_mean=config.training.reduce_mean,
+                                    continuous=config.training.continuous,
+                                    likelihood_weighting=config.training.likelihood_weighting)
   gen = torch.Generator().manual_seed(1)
   torch.manual_seed(2)
   for _ in range(config.training.snapshot_freq + 1):   # run_lib.train's loop steps 0..freq
@@ -112,7 +120,7 @@ def build(out):
   x_tight, nfe_tight = tight(state['model'], latents)
   solver_error = (x_tight - x).abs()
   settings = dict(
-      base_config=BASE_CONFIG['vp'],
+      base_config=base_config('vp_ode'),
       overrides=dict(SDE_SHRINK, **{'sampling.method': 'ode', 'sampling.ode_rtol': 1e-5,
                                     'sampling.ode_atol': 1e-5, 'sampling.noise_removal': True}),
       official="score_sde_pytorch run_lib.evaluate's ODE path: restore_checkpoint("
@@ -138,7 +146,7 @@ def tight(model, latents):
   """(x, nfe): the same ODE path solved at rtol = atol = 1e-8 (the ODE solution to ~1e-4)."""
   config, sde, _ = state_of_the_loop()
   solve = PEER.sampling.get_ode_sampler(sde, tuple(latents.shape), lambda z: z, denoise=True,
-                                        rtol=1e-8, atol=1e-8, eps=SAMPLING_EPS['vp'],
+                                        rtol=1e-8, atol=1e-8, eps=SAMPLING_EPS['vpsde'],
                                         device=config.device)
   with torch.no_grad():
     return solve(model, latents)
@@ -153,7 +161,7 @@ def sample(model, latents, extra):
     captured.append(x)
     return official_inverse(x)
   sampling_fn = PEER.sampling.get_sampling_fn(config, sde, tuple(latents.shape), inverse_scaler,
-                                              SAMPLING_EPS['vp'])
+                                              SAMPLING_EPS['vpsde'])
   with torch.no_grad():
     _, nfe = sampling_fn(model, z=latents)
   extra['nfe'] = np.int64(nfe)
@@ -177,29 +185,39 @@ def load(case_dir, setup='vp_ode', resample=None):
   return model
 
 
-# --- score_sde_pc, score_sde_pc_vp: the PC sampler ------------------------------------------------
+# --- score_sde_pc*: the PC sampler --------------------------------------------------------------
 
 PC_NOTES = {
-    've_pc': 'VE NCSN++ trained to its first snapshot. x_T = sde.prior_sampling(shape) = latents * '
-             '50. Each step the Langevin corrector (alpha = 1 for VE), then the reverse-diffusion '
-             'predictor (sigma of the previous index int(t (N - 1)), 0 at index 0). x = 2 image - 1 '
-             'of the official [0, 1] output (data.centered False: the inverse scaler is the '
-             'identity). EMA 0.999.',
-    'vp_pc': 'The VP DDPM++ of score_sde_ode (its checkpoint_1.pth, EMA 0.9999), restored with '
-             'its training config (model.num_scales 1000: the sigmas buffer) and sampled with '
-             'VPSDE(N=50) and this config\'s sampling fields. x_T = '
-             'sde.prior_sampling(shape) = latents. Each step the Langevin corrector (alpha = '
-             '1 - beta_i of the DDPM betas at index int(t (N - 1))), then DDPM\'s ancestral step '
-             '(Song+21 Eq. 47). x = 2 image - 1 = the sampler\'s x (data.centered).',
+    've_pc': 'VE NCSN++ (continuous time: labels sigma(t)) trained to its first snapshot. Each '
+             'step the Langevin corrector (alpha = 1 for VE), then the reverse-diffusion predictor '
+             '(sigma of the previous index int(t (N - 1)), 0 at index 0).',
+    'vp_pc': 'The VP DDPM++ of score_sde_ode (its checkpoint_1.pth), restored with its training '
+             'config (model.num_scales 1000: the sigmas buffer) and sampled with VPSDE(N=50) and '
+             'this config\'s sampling fields. Each step the Langevin corrector (alpha = 1 - beta_i '
+             'of the DDPM betas at index int(t (N - 1))), then DDPM\'s ancestral step (Song+21 Eq. '
+             '47).',
+    've_smld': 'VE NCSN++ in discrete time (SMLD: training.continuous False, positional '
+               'embedding of the level index, output / sigmas[index]) trained with 50 levels '
+               'from sigma_max 5 (at 50 its samples diverge) to its first snapshot; labels '
+               'round((1 - t)(N - 1)). Each step the Langevin corrector '
+               '(alpha = 1), then the reverse-diffusion predictor. Workaround: the model\'s '
+               '`sigmas` buffer is float64 (torch.tensor of get_sigmas\' NumPy array), so its '
+               'output / sigmas[index] turns x into float64 after the first step and the next '
+               'convolution refuses it (float32 weights); the buffer is cast to float32 before '
+               'sampling (the checkpoint keeps it as saved): sigma rounded to float32, as ours.',
+    'vp_ddpm': 'VP DDPM++ in discrete time (DDPM: training.continuous False, labels t (N - 1), '
+               'score = -model / sqrt(1 - alphas_cumprod)[int(t (N - 1))]) trained with 50 levels '
+               'to its first snapshot. Each step DDPM\'s ancestral step (Song+21 Eq. 47), no '
+               'corrector.',
 }
 
 
 def pc_noise_draws(config, batch):
-  """The PC sampler's Gaussian draws [N, 1 + n_steps, B, H, W, C] (NHWC), indexed as our
+  """The PC sampler's Gaussian draws [N, 1 + corrector steps, B, H, W, C] (NHWC), indexed as our
   sampling.step_normal: [i, 0] the predictor's of step i, [i, 1 + j] its j-th corrector step's."""
   gen = torch.Generator().manual_seed(3)
-  shape = [config.model.num_scales, 1 + config.sampling.n_steps_each, batch, 8, 8, 3]
-  return torch.randn(shape, generator=gen).numpy()
+  steps = config.sampling.n_steps_each if config.sampling.corrector != 'none' else 0
+  return torch.randn([config.model.num_scales, 1 + steps, batch, 8, 8, 3], generator=gen).numpy()
 
 
 def pc(model, latents, extra, setup='ve_pc'):
@@ -209,15 +227,16 @@ def pc(model, latents, extra, setup='ve_pc'):
   replaying extra['pc_noise'] in that order. Returns 2 image - 1 (the output is the image in
   [0, 1], here in reference.npz's [-1, 1] units)."""
   config, sde, _ = state_of_the_loop(setup)
-  kind = SETUPS[setup][0]
   noise = extra['pc_noise']
   order = list(range(1, noise.shape[1])) + [0]          # corrector draws, then the predictor's
   replay, drawn = replayer(noise[:, order].reshape(-1, *noise.shape[2:]))
   sampling_fn = PEER.sampling.get_sampling_fn(
       config, sde, tuple(latents.shape), PEER.datasets.get_data_inverse_scaler(config),
-      SAMPLING_EPS[kind])
+      SAMPLING_EPS[config.training.sde])
   real, torch.randn_like = torch.randn_like, replay
-  sde.prior_sampling = lambda shape: latents * (sde.sigma_max if kind == 've' else 1.)
+  sde.prior_sampling = lambda shape: latents * getattr(sde, 'sigma_max', 1.)
+  if model.module.sigmas.dtype == torch.float64:   # see PC_NOTES['ve_smld']
+    model.module.sigmas = model.module.sigmas.float()
   try:
     with torch.no_grad():
       image, nfe = sampling_fn(model)
@@ -228,58 +247,60 @@ def pc(model, latents, extra, setup='ve_pc'):
   return 2. * image - 1.
 
 
-def build_pc(out, setup):
-  """score_sde_pc (VE NCSN++ trained here) or score_sde_pc_vp (score_sde_ode's VP checkpoint),
-  sampled by the PC path with SETUPS[setup]'s predictor and corrector."""
-  kind, fields = SETUPS[setup]
-  if kind == 've':
-    config, sde, state = train_to_first_snapshot(out, setup, 108)
-  else:      # restored as trained (its sigmas buffer has num_scales = 1000 entries)
+def build_pc(out, setup, seed=None, checkpoint_case=None, trained_as=None):
+  """A PC case: the setup's network trained here from `seed`, or `checkpoint_case`'s file
+  (restored with setup `trained_as`), sampled by the PC path with the setup's fields."""
+  if checkpoint_case:
     state = PEER.utils.restore_checkpoint(
-        os.path.join(os.path.dirname(out), 'score_sde_ode', 'checkpoint_1.pth'),
-        state_of_the_loop('vp_ode')[2], 'cpu')
+        os.path.join(os.path.dirname(out), checkpoint_case, 'checkpoint_1.pth'),
+        state_of_the_loop(trained_as)[2], 'cpu')
     config, sde, _ = state_of_the_loop(setup)
+  else:
+    config, sde, state = train_to_first_snapshot(out, setup, seed)
   torch.manual_seed(0)
   latents = torch.randn(len(SEEDS), 3, 8, 8)
   extra = dict(pc_noise=pc_noise_draws(config, len(SEEDS)))
   model_x = pc(state['model'], latents, dict(extra), setup)
   state['ema'].copy_to(state['model'].parameters())
   x = pc(state['model'], latents, dict(extra), setup)
-  s = config.sampling
+  s, eps = config.sampling, SAMPLING_EPS[config.training.sde]
   settings = dict(
-      base_config=BASE_CONFIG[kind], overrides=dict(SDE_SHRINK, **fields),
+      base_config=base_config(setup), overrides=dict(SDE_SHRINK, **SETUPS[setup][1]),
       official="score_sde_pytorch run_lib.evaluate's PC path: restore_checkpoint("
                "checkpoint_1.pth), ema.copy_to(model.parameters()), sampling.get_sampling_fn("
                f"config, {type(sde).__name__}(N={sde.N}), (4, 3, 8, 8), inverse_scaler, "
-               f"eps={SAMPLING_EPS[kind]}) = get_pc_sampler({s.predictor}, {s.corrector}, "
-               f"snr={s.snr}, n_steps={s.n_steps_each}, continuous=True, "
+               f"eps={eps}) = get_pc_sampler({s.predictor}, {s.corrector}, snr={s.snr}, "
+               f"n_steps={s.n_steps_each}, continuous={config.training.continuous}, "
                f"denoise={s.noise_removal}); sample, nfe = sampling_fn(model)",
-      notes=PC_NOTES[setup] + f' {sde.N} steps at t = linspace(1, {SAMPLING_EPS[kind]}, N) '
-            '(run_lib\'s sampling_eps); Langevin step size 2 alpha (snr mean|z| / mean|score|)^2 '
-            'with the means over the batch; denoise: the last step\'s x_mean. Every Gaussian draw '
-            'is reference.npz\'s pc_noise [step, 0: predictor | 1 + j: corrector step j, N, H, W, '
-            'C], replayed into the official torch.randn_like calls (corrector, then predictor). '
-            f'Model instead of EMA weights: max |dx| = {(model_x - x).abs().max().item():.3g}.'
-            + (' ' + CHECKPOINT_NOTES if kind == 've' else ''))
-  if kind == 'vp':
-    settings['checkpoint_case'] = 'score_sde_ode'
+      notes=PC_NOTES[setup] + f' EMA {config.model.ema_rate}. x_T = sde.prior_sampling(shape) = '
+            f'latents times the prior std. {sde.N} steps at t = linspace(1, {eps}, N) (run_lib\'s '
+            'sampling_eps); Langevin step size 2 alpha (snr mean|z| / mean|score|)^2 with the '
+            'means over the batch; denoise: the last step\'s x_mean. Every Gaussian draw is '
+            'reference.npz\'s pc_noise [step, 0: predictor | 1 + j: corrector step j, N, H, W, C], '
+            'replayed into the official torch.randn_like calls (corrector, then predictor). x = '
+            '2 image - 1 of the official [0, 1] output (centered data: the sampler\'s x). Model '
+            f'instead of EMA weights: max |dx| = {(model_x - x).abs().max().item():.3g}.'
+            + ('' if checkpoint_case else ' ' + CHECKPOINT_NOTES))
+  if checkpoint_case:
+    settings['checkpoint_case'] = checkpoint_case
   return state['model'], latents, settings, extra
 
 
-def pc_case(setup, checkpoint_case=None, trained_as=None):
-  """(peer, build, load, sample) of a PC case (checkpoint_case: the folder of its file, trained
-  with setup `trained_as`)."""
+def pc_case(setup, seed=None, checkpoint_case=None, trained_as=None):
+  """(peer, build, load, sample) of a PC case (see build_pc)."""
   def load_pc(case_dir):
     folder = os.path.join(os.path.dirname(case_dir), checkpoint_case or os.path.basename(case_dir))
     draws = pc_noise_draws(state_of_the_loop(setup)[0], len(SEEDS))
     return load(folder, trained_as or setup,
                 lambda net, z: pc(net, z, dict(pc_noise=draws), setup))
-  return ('score_sde', lambda out: build_pc(out, setup), load_pc,
-          lambda net, z, extra: pc(net, z, extra, setup))
+  return ('score_sde', lambda out: build_pc(out, setup, seed, checkpoint_case, trained_as),
+          load_pc, lambda net, z, extra: pc(net, z, extra, setup))
 
 
 CASES = {   # case -> (peer flag, build, load as the official sampler loads, sample(net, z, extra))
     'score_sde_ode': ('score_sde', build, load, sample),
-    'score_sde_pc': pc_case('ve_pc'),
-    'score_sde_pc_vp': pc_case('vp_pc', 'score_sde_ode', 'vp_ode'),
+    'score_sde_pc': pc_case('ve_pc', 108),
+    'score_sde_pc_vp': pc_case('vp_pc', checkpoint_case='score_sde_ode', trained_as='vp_ode'),
+    'score_sde_smld': pc_case('ve_smld', 109),
+    'score_sde_ddpm': pc_case('vp_ddpm', 110),
 }
