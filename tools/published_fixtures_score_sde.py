@@ -4,7 +4,8 @@ paths (Song+21, arXiv:2011.13456): score_sde_ode, VP DDPM++ and the probability-
 predictor-corrector sampler (Song+21 Alg. 2, App. G) with every Gaussian draw replayed from the
 fixture: score_sde_pc (VE NCSN++, reverse diffusion + Langevin), score_sde_pc_vp (score_sde_ode's
 file, ancestral + Langevin), score_sde_smld / score_sde_ddpm (discrete-time VE NCSN++ and VP
-DDPM++ as configs/ve/cifar10_ncsnpp.py and configs/vp/cifar10_ddpmpp.py). The ODE case's
+DDPM++ as configs/ve/cifar10_ncsnpp.py and configs/vp/cifar10_ddpmpp.py), score_sde_subvp_em
+(score_sde_ode's file as sub-VP, Euler-Maruyama). The ODE case's
 reference x, a solve at rtol = atol = 1e-5, moves with the host's rounding (its steps do: 8e-3
 between two hosts), so its check re-solves at 1e-8 and compares x_tight to 1e-5."""
 import importlib
@@ -52,8 +53,9 @@ SETUPS = {   # setup -> (official config, as configs/<it>.py here too; fields ov
     've_smld': ('ve/cifar10_ncsnpp', {'model.num_scales': PC_STEPS,       # discrete time
                                       'model.sigma_max': 5}),
     'vp_ddpm': ('vp/cifar10_ddpmpp', {'model.num_scales': PC_STEPS}),      # discrete time
+    'subvp_em': ('subvp/cifar10_ddpmpp_continuous', {'model.num_scales': PC_STEPS}),
 }
-SAMPLING_EPS = {'vpsde': 1e-3, 'vesde': 1e-5}   # run_lib.evaluate's sampling_eps per SDE
+SAMPLING_EPS = {'vpsde': 1e-3, 'subvpsde': 1e-3, 'vesde': 1e-5}   # run_lib.evaluate's per SDE
 
 
 def base_config(setup):
@@ -73,9 +75,10 @@ def state_of_the_loop(setup='vp_ode'):
   ema = PEER.EMA(model.parameters(), decay=config.model.ema_rate)
   optimizer = PEER.losses.get_optimizer(config, model.parameters())
   m = config.model
-  sde = (PEER.sde_lib.VPSDE(beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales)
-         if config.training.sde == 'vpsde' else
-         PEER.sde_lib.VESDE(sigma_min=m.sigma_min, sigma_max=m.sigma_max, N=m.num_scales))
+  sde = (PEER.sde_lib.VESDE(sigma_min=m.sigma_min, sigma_max=m.sigma_max, N=m.num_scales)
+         if config.training.sde == 'vesde' else
+         {'vpsde': PEER.sde_lib.VPSDE, 'subvpsde': PEER.sde_lib.subVPSDE}[config.training.sde](
+             beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales))
   return config, sde, dict(optimizer=optimizer, model=model, ema=ema, step=0)
 
 
@@ -209,6 +212,10 @@ PC_NOTES = {
                'score = -model / sqrt(1 - alphas_cumprod)[int(t (N - 1))]) trained with 50 levels '
                'to its first snapshot. Each step DDPM\'s ancestral step (Song+21 Eq. 47), no '
                'corrector.',
+    'subvp_em': 'The VP DDPM++ file of score_sde_ode (restored with its training config) '
+                'sampled as the sub-VP config does (label 999 t, score = -model / std of the '
+                'sub-VP marginal, 1 - exp(-int beta)): Euler-Maruyama steps of the reverse SDE '
+                '(Song+21 Eq. 6, dt = -1/N), no corrector. A sub-VP file is read the same way.',
 }
 
 
@@ -303,4 +310,5 @@ CASES = {   # case -> (peer flag, build, load as the official sampler loads, sam
     'score_sde_pc_vp': pc_case('vp_pc', checkpoint_case='score_sde_ode', trained_as='vp_ode'),
     'score_sde_smld': pc_case('ve_smld', 109),
     'score_sde_ddpm': pc_case('vp_ddpm', 110),
+    'score_sde_subvp_em': pc_case('subvp_em', checkpoint_case='score_sde_ode', trained_as='vp_ode'),
 }
