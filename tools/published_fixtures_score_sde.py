@@ -31,7 +31,7 @@ def import_peer(repo):
     stub(name, **attrs)
   sys.path.insert(0, repo)
   import datasets, losses, sampling, sde_lib, utils  # pylint: disable=import-outside-toplevel
-  from models import ncsnpp, utils as mutils  # pylint: disable=import-outside-toplevel,unused-import
+  from models import ncsnpp, utils as mutils  # pylint: disable=import-outside-toplevel,W0611
   from models.ema import ExponentialMovingAverage
   bases = {name: importlib.import_module('configs.' + name.replace('/', '.'))
            for name in {base for base, _ in SETUPS.values()}}
