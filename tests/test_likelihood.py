@@ -1,6 +1,8 @@
 """Probability-flow likelihoods with the exact score against the Gaussian log-density, by
-likelihood.py and by --mode=eval's bits/dim path (eval_lib)."""
+likelihood.py and by --mode=eval's bits/dim path (eval_lib); and bits/dim of a score_sde_pytorch
+file against its own likelihood_fn (tools/make_likelihood_fixture.py)."""
 import importlib
+import os
 
 import jax
 import jax.numpy as jnp
@@ -10,10 +12,13 @@ import pytest
 from configs import quicktest
 import datasets
 import eval_lib
+from foreign import load
 import likelihood
+from models import precond, utils as mutils
 import run_lib
 import sde_lib
 from closed_form import Gaussian
+import published_cases
 from streams import sample_keys
 
 DATA = Gaussian.random(8, seed=4)
@@ -148,22 +153,6 @@ def test_eval_bpd_integrates_from_likelihood_eps_not_the_sampling_eps(tmp_path, 
   np.testing.assert_allclose(moved - bpd, at_1e3 - at_1e5, rtol=0, atol=3e-3)
 
 
-def _published_vp_file():
-  """(config, path) of the published-checkpoint fixture score_sde_ode (score_sde_pytorch's VP
-  DDPM++, shrunk), the config from its settings.json."""
-  import json, os  # pylint: disable=import-outside-toplevel,multiple-imports
-  from foreign import load  # pylint: disable=import-outside-toplevel
-  case = os.path.join(os.path.dirname(__file__), 'fixtures', 'published', 'score_sde_ode')
-  with open(os.path.join(case, 'settings.json')) as f:
-    settings = json.load(f)
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  spec = importlib.util.spec_from_file_location('base', os.path.join(root, settings['base_config']))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return (load.apply_fields(module.get_config(), settings['overrides']),
-          os.path.join(case, 'checkpoint_1.pth'))
-
-
 @pytest.mark.parametrize('tol', [1e-5, 1e-8])
 def test_bits_per_dim_of_the_official_code(tol, monkeypatch):
   """score_sde_pytorch's bits/dim (tools/make_likelihood_fixture.py: its likelihood_fn, RK45) of
@@ -171,13 +160,10 @@ def test_bits_per_dim_of_the_official_code(tol, monkeypatch):
   solve (both at 1e-8) equal to 1e-5 bits/dim (1e-6 measured; integrating from 1e-4 instead of
   1e-5 is 1.3e-4 off, another probe 3e-2); at the paper's rtol = atol = 1e-5 each solver's own
   error apart (theirs moves 3e-5 to 2e-4 from its 1e-8 value, ours 3.6e-4 apart from it)."""
-  import os  # pylint: disable=import-outside-toplevel
-  from foreign import load  # pylint: disable=import-outside-toplevel
-  from models import precond, utils as mutils  # pylint: disable=import-outside-toplevel
-  ref = np.load(os.path.join(os.path.dirname(__file__), 'fixtures', 'likelihood',
+  ref = np.load(os.path.join(published_cases.ROOT, 'tests', 'fixtures', 'likelihood',
                              'score_sde_bpd.npz'))
-  config, path = _published_vp_file()
-  params = load.load(path, config).params
+  config = published_cases.config_of('score_sde_ode')
+  params = load.load(published_cases.checkpoint_of('score_sde_ode'), config).params
   sde, _ = sde_lib.get_sde(config)
   model = mutils.get_model(config)
   make_score_fn = lambda p: precond.get_score_fn(config, sde, mutils.get_model_fn(model, p))

@@ -8,8 +8,6 @@ same file goes through `--mode=sample --checkpoint=FILE --config.sampling.latent
 main.py itself for one case) and the images must match to 1e-3 on [0, 1]. No torch is needed.
 """
 import glob
-import importlib.util
-import json
 import os
 import pickle
 import subprocess
@@ -24,47 +22,11 @@ import checkpointing
 from foreign import edm, load
 import generate
 import modes
+from published_cases import CASES, FIXTURES, ROOT, checkpoint_of, config_of, settings_of
 import run_lib
 import sampling
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = os.path.join(ROOT, 'tests', 'fixtures', 'published')
-CASES = sorted(os.listdir(FIXTURES)) if os.path.isdir(FIXTURES) else []
-CHECKPOINT_GLOBS = ('network-snapshot-*.pkl', 'training-state-*.pt', 'checkpoint_*.pth')
 TOLERANCE = 1e-3     # max abs difference on [0, 1] images (the issue's criterion)
-
-
-def _settings(case):
-  with open(os.path.join(FIXTURES, case, 'settings.json')) as f:
-    return json.load(f)
-
-
-def checkpoint_of(case):
-  """The case's checkpoint file (a network snapshot where there is one), or that of the case its
-  settings name ('checkpoint_case': another sampler on the same file)."""
-  folder = _settings(case).get('checkpoint_case', case)
-  for pattern in CHECKPOINT_GLOBS:
-    found = sorted(glob.glob(os.path.join(FIXTURES, folder, pattern)))
-    if found:
-      return found[0]
-  raise FileNotFoundError(f'no checkpoint in {FIXTURES}/{folder}')
-
-
-def config_of(case):
-  """The base config with the file's network fields and the case's sampler settings."""
-  settings = _settings(case)
-  spec = importlib.util.spec_from_file_location('base', os.path.join(ROOT, settings['base_config']))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
-  path = checkpoint_of(case)
-  if path.endswith(('.pkl', '.pt')):
-    ema, net, _ = edm.read(path)
-    load.apply_fields(config, edm.describe(ema or net)[0])
-  load.apply_fields(config, settings['overrides'])
-  if not config.model.augment_dim:      # a network without augmentation labels trains without it
-    config.training.augment_p = 0.
-  return config
 
 
 def latents_of(case, tmp_path):
@@ -74,7 +36,7 @@ def latents_of(case, tmp_path):
   if 'radii' not in ref.files:
     return path
   out = str(tmp_path / 'latents.npz')
-  np.savez(out, z=np.load(path), radii=ref['radii'] / _settings(case)['overrides'].get(
+  np.savez(out, z=np.load(path), radii=ref['radii'] / settings_of(case)['overrides'].get(
       'sampling.sigma_max', 80.))
   return out
 
@@ -121,7 +83,7 @@ def test_official_images_from_the_same_file_and_latents(case, tmp_path, monkeypa
 def test_main_samples_a_snapshot_as_the_official_code(tmp_path):
   """The full command line: flags from the file's description, one process, same images."""
   case = 'edm_uncond_heun'
-  settings = _settings(case)
+  settings = settings_of(case)
   fields = {**edm.describe(edm.read(checkpoint_of(case))[0])[0], **settings['overrides']}
   flags = [f'--config.{k}={load.flag_value(v)}' for k, v in fields.items()]
   workdir = tmp_path / 'run'

@@ -1,0 +1,47 @@
+"""The published-checkpoint fixtures (tests/fixtures/published/<case>/, made by
+tools/make_published_fixtures.py): each case's checkpoint file and the config that reads it, for
+the tests that run our code on them (images, bits/dim, losses)."""
+import glob
+import importlib.util
+import json
+import os
+
+from foreign import edm, load
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, 'tests', 'fixtures', 'published')
+CASES = sorted(os.listdir(FIXTURES)) if os.path.isdir(FIXTURES) else []
+CHECKPOINT_GLOBS = ('network-snapshot-*.pkl', 'training-state-*.pt', 'checkpoint_*.pth')
+
+
+def settings_of(case):
+  with open(os.path.join(FIXTURES, case, 'settings.json')) as f:
+    return json.load(f)
+
+
+def checkpoint_of(case):
+  """The case's checkpoint file (a network snapshot where there is one), or that of the case its
+  settings name ('checkpoint_case': another sampler on the same file)."""
+  folder = settings_of(case).get('checkpoint_case', case)
+  for pattern in CHECKPOINT_GLOBS:
+    found = sorted(glob.glob(os.path.join(FIXTURES, folder, pattern)))
+    if found:
+      return found[0]
+  raise FileNotFoundError(f'no checkpoint in {FIXTURES}/{folder}')
+
+
+def config_of(case):
+  """The base config with the file's network fields and the case's sampler settings."""
+  settings = settings_of(case)
+  spec = importlib.util.spec_from_file_location('base', os.path.join(ROOT, settings['base_config']))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  path = checkpoint_of(case)
+  if path.endswith(('.pkl', '.pt')):
+    ema, net, _ = edm.read(path)
+    load.apply_fields(config, edm.describe(ema or net)[0])
+  load.apply_fields(config, settings['overrides'])
+  if not config.model.augment_dim:      # a network without augmentation labels trains without it
+    config.training.augment_p = 0.
+  return config

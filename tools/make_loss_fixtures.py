@@ -1,0 +1,162 @@
+"""Write tests/fixtures/losses/<case>.npz: the official training losses on stored networks, with
+every random draw they make recorded, so that ours can be fed the same draws and compared.
+
+  python tools/make_loss_fixtures.py --edm=<NVlabs/edm> --score_sde=<yang-song/score_sde_pytorch> \
+      [--published=tests/fixtures/published] [--out=tests/fixtures/losses] [--cases=a,b]
+
+Cases (each network: a published-checkpoint fixture, read as the official code reads it):
+  edm, edm_vp, edm_ve  NVlabs/edm training/loss.py EDMLoss / VPLoss / VELoss (Karras+22 Table 1,
+                       arXiv:2206.00364) on edm_uncond_heun's, baseline_vp_heun's and
+                       baseline_ve_heun_ve's snapshot networks; loss.sum() / B as training_loop.py.
+  dsm_ve, dsm_vp, dsm_vp_lw, smld, ddpm
+                       score_sde_pytorch losses.py (Song+21, arXiv:2011.13456): get_sde_loss_fn
+                       (continuous DSM; VE ½·sum, VP mean; with likelihood weighting), get_smld_loss_fn,
+                       get_ddpm_loss_fn on score_sde_pc's, score_sde_ode's, score_sde_smld's and
+                       score_sde_ddpm's checkpoint_1.pth (EMA weights).
+Networks in eval mode (no dropout: its masks cannot be shared); images: N(0, 1/4) per pixel in
+model space, 4 per case. A case file: images [B, H, W, C], the draws by kind ('normal_<shape>',
+'uniform', 'randint': what our losses ask jax.random for, in our layout), 'loss' (the scalar the
+official training step differentiates) and 'per_element' (EDM: the loss tensor, NHWC). Each peer
+runs in its own interpreter (both have a `training`/`models` package).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from fixture_common import nhwc
+
+EDM_CASES = {'edm': ('edm_uncond_heun', 'training.loss.EDMLoss'),
+             'edm_vp': ('baseline_vp_heun', 'training.loss.VPLoss'),
+             'edm_ve': ('baseline_ve_heun_ve', 'training.loss.VELoss')}
+SCORE_SDE_CASES = {   # case -> (setup of published_fixtures_score_sde, checkpoint case, loss)
+    'dsm_ve': ('ve_pc', 'score_sde_pc', 'sde'), 'dsm_vp': ('vp_ode', 'score_sde_ode', 'sde'),
+    'dsm_vp_lw': ('vp_ode', 'score_sde_ode', 'sde_lw'), 'smld': ('ve_smld', 'score_sde_smld', 'smld'),
+    'ddpm': ('vp_ddpm', 'score_sde_ddpm', 'ddpm')}
+
+
+class Recorder:
+  """Wraps torch.randn / randn_like / rand / randint: each call runs as usual, its result kept."""
+
+  def __init__(self):
+    self.calls, self.real = [], {}
+
+  def __enter__(self):
+    for name in ('randn', 'randn_like', 'rand', 'randint'):
+      real = self.real[name] = getattr(torch, name)
+      setattr(torch, name, lambda *a, _real=real, _name=name, **k: self._keep(_name, _real(*a, **k)))
+    return self
+
+  def _keep(self, name, value):
+    self.calls.append((name, value.detach().clone()))
+    return value
+
+  def __exit__(self, *exc):
+    for name, real in self.real.items():
+      setattr(torch, name, real)
+
+
+def images(resolution):
+  gen = torch.Generator().manual_seed(5)
+  return 0.5 * torch.randn([4, 3, resolution, resolution], generator=gen)
+
+
+def edm_case(case, published):
+  """EDM-family loss on the snapshot's network: (arrays, notes)."""
+  import pickle  # pylint: disable=import-outside-toplevel
+  from fixture_edm import PEER  # pylint: disable=import-outside-toplevel
+  folder, loss_class = EDM_CASES[case]
+  with open(os.path.join(published, folder, 'network-snapshot-000000.pkl'), 'rb') as f:
+    net = pickle.load(f)['ema'].eval()
+  loss_fn = PEER.dnnlib.util.construct_class_by_name(class_name=loss_class)
+  y = images(net.img_resolution)
+  with Recorder() as draws, torch.no_grad():
+    loss = loss_fn(net, y, labels=None, augment_pipe=None)
+  (_, sigma_draw), (_, n) = draws.calls                    # [B, 1, 1, 1], then randn_like(y)
+  kind = 'normal_b' if loss_class.endswith('EDMLoss') else 'uniform'
+  draw = sigma_draw.flatten().numpy()
+  if loss_class.endswith('VPLoss'):                         # t = 1 + u (eps_t - 1), as ours draws t
+    draw = (1 + sigma_draw * (loss_fn.epsilon_t - 1)).flatten().numpy()
+  arrays = {'images': nhwc(y), kind: draw, 'normal_image': nhwc(n),
+            'loss': np.float64(loss.sum().item() / len(y)), 'per_element': nhwc(loss)}
+  notes = (f'{loss_class}()(net, images, labels=None, augment_pipe=None) with net = '
+           f'pickle.load({folder}/network-snapshot-000000.pkl)["ema"].eval(); loss = the returned '
+           'tensor\'s sum / B (training_loop.py: loss.sum().mul(loss_scaling / batch_gpu_total)). '
+           f'{kind}: the sigma draw (VPLoss: t = 1 + u (epsilon_t - 1)); normal_image: randn_like.')
+  return arrays, dict(checkpoint_case=folder, notes=notes)
+
+
+def score_sde_case(case, published):
+  """score_sde_pytorch's loss_fn(model, batch) (train=False: eval mode) on the file's EMA net."""
+  import published_fixtures_score_sde as sds  # pylint: disable=import-outside-toplevel
+  setup, folder, kind = SCORE_SDE_CASES[case]
+  config, sde, state = sds.state_of_the_loop(setup)
+  state = sds.PEER.utils.restore_checkpoint(os.path.join(published, folder, 'checkpoint_1.pth'),
+                                            state, 'cpu')
+  model = state['model']
+  state['ema'].copy_to(model.parameters())
+  losses = sds.PEER.losses
+  reduce_mean = config.training.reduce_mean
+  loss_fn = {'sde': lambda: losses.get_sde_loss_fn(sde, False, reduce_mean, True, False),
+             'sde_lw': lambda: losses.get_sde_loss_fn(sde, False, reduce_mean, True, True),
+             'smld': lambda: losses.get_smld_loss_fn(sde, False, reduce_mean),
+             'ddpm': lambda: losses.get_ddpm_loss_fn(sde, False, reduce_mean)}[kind]()
+  y = images(config.data.image_size)
+  with Recorder() as draws, torch.no_grad():
+    loss = loss_fn(model, y)
+  (first_name, first), (_, z) = draws.calls
+  arrays = {'images': nhwc(y), 'normal_image': nhwc(z), 'loss': np.float64(loss.item())}
+  if first_name == 'randint':
+    arrays['randint'] = first.numpy().astype(np.int32)
+  else:                                 # t = rand * (T - eps) + eps, as ours draws t
+    arrays['uniform'] = (first * (sde.T - 1e-5) + 1e-5).numpy()
+  notes = (f'score_sde_pytorch losses: {kind} loss_fn(model, images) of a train=False step '
+           f'(eval mode), reduce_mean={reduce_mean}, on {folder}/checkpoint_1.pth restored as '
+           'run_lib.evaluate restores it (EMA weights); the draws: t = rand(B) (T - 1e-5) + 1e-5 '
+           'or labels = randint(0, N, (B,)), then randn_like(batch).')
+  return arrays, dict(checkpoint_case=folder, setup=setup, notes=notes)
+
+
+def worker(case, repo, published, out):
+  torch.set_num_threads(1)
+  if case in EDM_CASES:
+    from fixture_edm import import_edm_family  # pylint: disable=import-outside-toplevel
+    import_edm_family(repo)
+    arrays, info = edm_case(case, published)
+  else:
+    import published_fixtures_score_sde as sds  # pylint: disable=import-outside-toplevel
+    sds.import_peer(repo)
+    arrays, info = score_sde_case(case, published)
+  np.savez(os.path.join(out, f'{case}.npz'), **arrays)
+  with open(os.path.join(out, f'{case}.json'), 'w') as f:
+    json.dump(info, f, indent=1)
+  print(f'{case}: loss {arrays["loss"]:.6g}')
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+  parser.add_argument('--edm', help='checkout of NVlabs/edm')
+  parser.add_argument('--score_sde', help='checkout of yang-song/score_sde_pytorch')
+  parser.add_argument('--published', default='tests/fixtures/published')
+  parser.add_argument('--out', default='tests/fixtures/losses')
+  parser.add_argument('--cases', default=','.join([*EDM_CASES, *SCORE_SDE_CASES]))
+  parser.add_argument('--worker', help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.worker:
+    worker(args.worker, os.path.abspath(args.edm if args.worker in EDM_CASES else args.score_sde),
+           os.path.abspath(args.published), os.path.abspath(args.out))
+    return
+  os.makedirs(args.out, exist_ok=True)
+  for case in args.cases.split(','):
+    subprocess.run([sys.executable, os.path.abspath(__file__), f'--worker={case}',
+                    *[f'--{k}={v}' for k, v in (('edm', args.edm), ('score_sde', args.score_sde),
+                                                 ('published', args.published), ('out', args.out))
+                      if v]], check=True)
+
+
+if __name__ == '__main__':
+  main()
