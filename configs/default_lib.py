@@ -38,7 +38,7 @@ def _training():
   training.augment_p = 0.                     # EDM non-leaky augmentation probability (Karras+22
   #                                             App. F.2; EDM CIFAR-10: 0.12); > 0 needs
   #                                             model.augment_dim = 9; 0 = off
-  training.reduce_mean = False                # mean over pixels (True) or ½·sum (False; EDM: sum)
+  training.reduce_mean = False                # mean over pixels (True) or ½·sum (False; EDM's loop: sum)
   training.likelihood_weighting = False       # λ(t) = g(t)² (Song+21 ML training, arXiv:2101.09258)
   training.batch_size = 128                   # global batch, over all processes and devices
   training.n_iters = 1300001                  # optimizer steps in total
