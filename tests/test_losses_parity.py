@@ -1,6 +1,7 @@
 """Training losses against the official code (tools/make_loss_fixtures.py): NVlabs/edm's EDMLoss,
-VPLoss and VELoss (Karras+22 Table 1) and score_sde_pytorch's continuous DSM (VE ½·sum, VP mean,
-VP with likelihood weighting), SMLD and DDPM losses (Song+21), each on a published-checkpoint
+VPLoss and VELoss (Karras+22 Table 1), Newbeeer/stf's EDMLoss with its stable targets (Xu+23b)
+and score_sde_pytorch's continuous DSM (VE ½·sum, VP mean, VP with likelihood weighting), SMLD and
+DDPM losses (Song+21), each on a published-checkpoint
 fixture's network, with the official run's random draws (σ or t or the level, and the noise) fed
 to ours in place of jax.random's. The minimiser tests of test_losses.py cannot see a weighting
 or reduction constant; these can.
@@ -24,7 +25,7 @@ LOSSES = os.path.join(published_cases.ROOT, 'tests', 'fixtures', 'losses')
 CASES = sorted(f[:-4] for f in os.listdir(LOSSES) if f.endswith('.npz'))
 # Our EDM-family losses keep score_sde's ½·sum per sample (training.reduce_mean=False), EDM's
 # training loop sums without the ½: with Adam that is the official step with ε doubled.
-HALF = {'edm': 0.5, 'edm_vp': 0.5, 'edm_ve': 0.5}
+HALF = {'edm': 0.5, 'edm_vp': 0.5, 'edm_ve': 0.5, 'stf': 0.5}
 
 
 @contextlib.contextmanager
@@ -56,6 +57,14 @@ def replayed_draws(ref):
     yield
 
 
+def stf_layout(reference, batch):
+  """Newbeeer/stf's reference batch (its first `batch` images the trained batch) in ours: a
+  reference set [k·B, ...] whose images 0, k, 2k, ... are the batch (losses.denoiser_loss)."""
+  k = len(reference) // batch
+  rest = reference[batch:].reshape((batch, k - 1) + reference.shape[1:])
+  return np.concatenate([reference[:batch, None], rest], axis=1).reshape(reference.shape)
+
+
 @pytest.mark.parametrize('case', CASES)
 def test_loss_of_the_official_code_on_its_draws(case):
   ref = np.load(os.path.join(LOSSES, f'{case}.npz'))
@@ -66,11 +75,14 @@ def test_loss_of_the_official_code_on_its_draws(case):
   params = load.load(published_cases.checkpoint_of(info['checkpoint_case']), config).params
   model = mutils.get_model(config)
   sde, _ = sde_lib.get_sde(config)
-  loss_fn = losses.get_loss_fn(config, sde, train=False)
+  x = ref['images']
+  if 'stf_reference' in ref.files:     # STF: the training loss (its target), no augmentation
+    config.training.batch_size, config.training.stf_ref_batch = len(x), len(ref['stf_reference'])
+    x = stf_layout(ref['stf_reference'], len(x))
+  loss_fn = losses.get_loss_fn(config, sde, train='stf_reference' in ref.files)
   model_fn = mutils.get_model_fn(model, params, train=False)
-  rng = jax.random.key(0)
   with replayed_draws(ref):
-    ours = float(loss_fn(rng, model_fn, jnp.asarray(ref['images'])))
+    ours = float(loss_fn(jax.random.key(0), model_fn, jnp.asarray(x)))
   official = HALF.get(case, 1.) * float(ref['loss'])
   print(f'{case}: ours {ours:.7g}, official {official:.7g}')
   assert ours == pytest.approx(official, rel=5e-6), (ours, official)   # measured ≤ 1.2e-6

@@ -2,19 +2,25 @@
 every random draw they make recorded, so that ours can be fed the same draws and compared.
 
   python tools/make_loss_fixtures.py --edm=<NVlabs/edm> --score_sde=<yang-song/score_sde_pytorch> \
-      [--published=tests/fixtures/published] [--out=tests/fixtures/losses] [--cases=a,b]
+      --stf=<Newbeeer/stf> [--published=tests/fixtures/published] [--out=tests/fixtures/losses] \
+      [--cases=a,b]
 
 Cases (each network: a published-checkpoint fixture, read as the official code reads it):
   edm, edm_vp, edm_ve  NVlabs/edm training/loss.py EDMLoss / VPLoss / VELoss (Karras+22 Table 1,
                        arXiv:2206.00364) on edm_uncond_heun's, baseline_vp_heun's and
                        baseline_ve_heun_ve's snapshot networks; loss.sum() / B as training_loop.py.
+  stf                  Newbeeer/stf's EDMLoss with stf=True (Xu+23b, arXiv:2302.00670) on
+                       edm_es_euler's network: a batch of 4, the reference batch of 16 whose first
+                       4 are the batch (training_loop.py: batch_images = images[:B]),
+                       AugmentPipe(p=0) (without a pipe the loop's STF branch overwrites the
+                       reference with the batch).
   dsm_ve, dsm_vp, dsm_vp_lw, smld, ddpm
                        score_sde_pytorch losses.py (Song+21, arXiv:2011.13456): get_sde_loss_fn
                        (continuous DSM; VE ½·sum, VP mean; with likelihood weighting), get_smld_loss_fn,
                        get_ddpm_loss_fn on score_sde_pc's, score_sde_ode's, score_sde_smld's and
                        score_sde_ddpm's checkpoint_1.pth (EMA weights).
 Networks in eval mode (no dropout: its masks cannot be shared); images: N(0, 1/4) per pixel in
-model space, 4 per case. A case file: images [B, H, W, C], the draws by kind ('normal_<shape>',
+model space, 4 per case; the official draws from torch's generator seeded 6. A case file: images [B, H, W, C], the draws by kind ('normal_<shape>',
 'uniform', 'randint': what our losses ask jax.random for, in our layout), 'loss' (the scalar the
 official training step differentiates) and 'per_element' (EDM: the loss tensor, NHWC). Each peer
 runs in its own interpreter (both have a `training`/`models` package).
@@ -30,9 +36,12 @@ import torch
 
 from fixture_common import nhwc
 
-EDM_CASES = {'edm': ('edm_uncond_heun', 'training.loss.EDMLoss'),
+EDM_CASES = {'edm': ('edm_uncond_heun', 'training.loss.EDMLoss'),    # case -> (network, loss)
              'edm_vp': ('baseline_vp_heun', 'training.loss.VPLoss'),
-             'edm_ve': ('baseline_ve_heun_ve', 'training.loss.VELoss')}
+             'edm_ve': ('baseline_ve_heun_ve', 'training.loss.VELoss'),
+             'stf': ('edm_es_euler', 'training.loss.EDMLoss')}       # Newbeeer/stf's
+PEER_OF = {'stf': 'stf'}       # cases of other peers than the EDM_CASES' NVlabs/edm
+STF_BATCH, STF_REF = 4, 16
 SCORE_SDE_CASES = {   # case -> (setup of published_fixtures_score_sde, checkpoint case, loss)
     'dsm_ve': ('ve_pc', 'score_sde_pc', 'sde'), 'dsm_vp': ('vp_ode', 'score_sde_ode', 'sde'),
     'dsm_vp_lw': ('vp_ode', 'score_sde_ode', 'sde_lw'), 'smld': ('ve_smld', 'score_sde_smld', 'smld'),
@@ -60,9 +69,17 @@ class Recorder:
       setattr(torch, name, real)
 
 
-def images(resolution):
+def images(resolution, n=4):
   gen = torch.Generator().manual_seed(5)
-  return 0.5 * torch.randn([4, 3, resolution, resolution], generator=gen)
+  return 0.5 * torch.randn([n, 3, resolution, resolution], generator=gen)
+
+
+def stf_reference(resolution):
+  """STF_REF images, four families of near copies (per-pixel spread 0.03, so that at the drawn
+  sigmas the stable target weighs several references, not only the image itself)."""
+  gen = torch.Generator().manual_seed(7)
+  base = images(resolution).repeat(STF_REF // 4, 1, 1, 1)
+  return base + 0.03 * torch.randn(base.shape, generator=gen)
 
 
 def edm_case(case, published):
@@ -73,9 +90,14 @@ def edm_case(case, published):
   with open(os.path.join(published, folder, 'network-snapshot-000000.pkl'), 'rb') as f:
     net = pickle.load(f)['ema'].eval()
   loss_fn = PEER.dnnlib.util.construct_class_by_name(class_name=loss_class)
-  y = images(net.img_resolution)
+  stf = dict(stf=True, ref_images=stf_reference(net.img_resolution)) if case == 'stf' else {}
+  y = stf['ref_images'][:STF_BATCH].clone() if stf else images(net.img_resolution)
+  pipe = PEER.dnnlib.util.construct_class_by_name(class_name='training.augment.AugmentPipe',
+                                                  p=0) if stf else None
+  reference = stf and nhwc(stf['ref_images'])
+  torch.manual_seed(6)
   with Recorder() as draws, torch.no_grad():
-    loss = loss_fn(net, y, labels=None, augment_pipe=None)
+    loss = loss_fn(net, y, labels=None, augment_pipe=pipe, **stf)
   (_, sigma_draw), (_, n) = draws.calls                    # [B, 1, 1, 1], then randn_like(y)
   kind = 'normal_b' if loss_class.endswith('EDMLoss') else 'uniform'
   draw = sigma_draw.flatten().numpy()
@@ -83,6 +105,8 @@ def edm_case(case, published):
     draw = (1 + sigma_draw * (loss_fn.epsilon_t - 1)).flatten().numpy()
   arrays = {'images': nhwc(y), kind: draw, 'normal_image': nhwc(n),
             'loss': np.float64(loss.sum().item() / len(y)), 'per_element': nhwc(loss)}
+  if stf:
+    arrays['stf_reference'] = reference      # [R, H, W, C], its first B the batch
   notes = (f'{loss_class}()(net, images, labels=None, augment_pipe=None) with net = '
            f'pickle.load({folder}/network-snapshot-000000.pkl)["ema"].eval(); loss = the returned '
            'tensor\'s sum / B (training_loop.py: loss.sum().mul(loss_scaling / batch_gpu_total)). '
@@ -106,6 +130,7 @@ def score_sde_case(case, published):
              'smld': lambda: losses.get_smld_loss_fn(sde, False, reduce_mean),
              'ddpm': lambda: losses.get_ddpm_loss_fn(sde, False, reduce_mean)}[kind]()
   y = images(config.data.image_size)
+  torch.manual_seed(6)
   with Recorder() as draws, torch.no_grad():
     loss = loss_fn(model, y)
   (first_name, first), (_, z) = draws.calls
@@ -123,7 +148,7 @@ def score_sde_case(case, published):
 
 def worker(case, repo, published, out):
   torch.set_num_threads(1)
-  if case in EDM_CASES:
+  if case in EDM_CASES:    # NVlabs/edm, or Newbeeer/stf
     from fixture_edm import import_edm_family  # pylint: disable=import-outside-toplevel
     import_edm_family(repo)
     arrays, info = edm_case(case, published)
@@ -141,21 +166,26 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--edm', help='checkout of NVlabs/edm')
   parser.add_argument('--score_sde', help='checkout of yang-song/score_sde_pytorch')
+  parser.add_argument('--stf', help='checkout of Newbeeer/stf')
   parser.add_argument('--published', default='tests/fixtures/published')
   parser.add_argument('--out', default='tests/fixtures/losses')
   parser.add_argument('--cases', default=','.join([*EDM_CASES, *SCORE_SDE_CASES]))
   parser.add_argument('--worker', help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
-    worker(args.worker, os.path.abspath(args.edm if args.worker in EDM_CASES else args.score_sde),
-           os.path.abspath(args.published), os.path.abspath(args.out))
+    peer = PEER_OF.get(args.worker, 'edm' if args.worker in EDM_CASES else 'score_sde')
+    worker(args.worker, os.path.abspath(getattr(args, peer)), os.path.abspath(args.published),
+           os.path.abspath(args.out))
     return
   os.makedirs(args.out, exist_ok=True)
   for case in args.cases.split(','):
+    peer = PEER_OF.get(case, 'edm' if case in EDM_CASES else 'score_sde')
+    if not getattr(args, peer):
+      parser.error(f'case {case} runs the official code of --{peer}: give its checkout')
     subprocess.run([sys.executable, os.path.abspath(__file__), f'--worker={case}',
-                    *[f'--{k}={v}' for k, v in (('edm', args.edm), ('score_sde', args.score_sde),
-                                                 ('published', args.published), ('out', args.out))
-                      if v]], check=True)
+                    *[f'--{k}={getattr(args, k)}' for k in ('edm', 'score_sde', 'stf',
+                                                            'published', 'out')
+                      if getattr(args, k)]], check=True)
 
 
 if __name__ == '__main__':
