@@ -1,6 +1,6 @@
 """Training losses against the official code (tools/make_loss_fixtures.py): NVlabs/edm's EDMLoss,
-VPLoss and VELoss (Karras+22 Table 1), Newbeeer/stf's EDMLoss with its stable targets (Xu+23b)
-and score_sde_pytorch's continuous DSM (VE ½·sum, VP mean, VP with likelihood weighting), SMLD and
+VPLoss and VELoss (Karras+22 Table 1), Newbeeer/stf's EDMLoss with its stable targets (Xu+23b),
+Patch-Diffusion's Patch_EDMLoss on crops with their coordinates (Wang+23) and score_sde_pytorch's continuous DSM (VE ½·sum, VP mean, VP with likelihood weighting), SMLD and
 DDPM losses (Song+21), each on a published-checkpoint
 fixture's network, with the official run's random draws (σ or t or the level, and the noise) fed
 to ours in place of jax.random's. The minimiser tests of test_losses.py cannot see a weighting
@@ -25,17 +25,18 @@ LOSSES = os.path.join(published_cases.ROOT, 'tests', 'fixtures', 'losses')
 CASES = sorted(f[:-4] for f in os.listdir(LOSSES) if f.endswith('.npz'))
 # Our EDM-family losses keep score_sde's ½·sum per sample (training.reduce_mean=False), EDM's
 # training loop sums without the ½: with Adam that is the official step with ε doubled.
-HALF = {'edm': 0.5, 'edm_vp': 0.5, 'edm_ve': 0.5, 'stf': 0.5}
+HALF = {'edm': 0.5, 'edm_vp': 0.5, 'edm_ve': 0.5, 'stf': 0.5, 'patch': 0.5}
 
 
 @contextlib.contextmanager
 def replayed_draws(ref):
   """jax.random.normal / uniform / randint return the fixture's draws, told apart by shape (the
-  per-sample σ, t or level [B]; the noise [B, H, W, C]); any other draw fails the test."""
+  per-sample σ, t or level [B]; the noise [B, H, W, C]; patch corners [B, 2]); any other draw
+  fails the test."""
   image_shape = ref['images'].shape
   def normal(key, shape=(), dtype=jnp.float32):
     del key
-    if tuple(shape) == image_shape:
+    if tuple(shape) == ref['normal_image'].shape:
       return jnp.asarray(ref['normal_image'], dtype)
     assert tuple(shape) == image_shape[:1] and 'normal_b' in ref.files, shape
     return jnp.asarray(ref['normal_b'], dtype)
@@ -47,7 +48,7 @@ def replayed_draws(ref):
     return draw
   def randint(key, shape, minval, maxval, dtype=jnp.int32):
     del key
-    assert tuple(shape) == image_shape[:1] and 'randint' in ref.files, shape
+    assert 'randint' in ref.files and tuple(shape) == ref['randint'].shape, shape
     draw = jnp.asarray(ref['randint'], dtype)
     assert bool(jnp.all((draw >= minval) & (draw < maxval))), (minval, maxval)
     return draw
@@ -79,10 +80,11 @@ def test_loss_of_the_official_code_on_its_draws(case):
   if 'stf_reference' in ref.files:     # STF: the training loss (its target), no augmentation
     config.training.batch_size, config.training.stf_ref_batch = len(x), len(ref['stf_reference'])
     x = stf_layout(ref['stf_reference'], len(x))
-  loss_fn = losses.get_loss_fn(config, sde, train='stf_reference' in ref.files)
+  patch = {'patch': int(ref['patch_divisor'])} if 'patch_divisor' in ref.files else {}
+  loss_fn = losses.get_loss_fn(config, sde, train=bool(patch) or 'stf_reference' in ref.files)
   model_fn = mutils.get_model_fn(model, params, train=False)
   with replayed_draws(ref):
-    ours = float(loss_fn(jax.random.key(0), model_fn, jnp.asarray(x)))
+    ours = float(loss_fn(jax.random.key(0), model_fn, jnp.asarray(x), **patch))
   official = HALF.get(case, 1.) * float(ref['loss'])
   print(f'{case}: ours {ours:.7g}, official {official:.7g}')
   assert ours == pytest.approx(official, rel=5e-6), (ours, official)   # measured ≤ 1.2e-6

@@ -2,8 +2,8 @@
 every random draw they make recorded, so that ours can be fed the same draws and compared.
 
   python tools/make_loss_fixtures.py --edm=<NVlabs/edm> --score_sde=<yang-song/score_sde_pytorch> \
-      --stf=<Newbeeer/stf> [--published=tests/fixtures/published] [--out=tests/fixtures/losses] \
-      [--cases=a,b]
+      --stf=<Newbeeer/stf> --patch=<Zhendong-Wang/Patch-Diffusion> \
+      [--published=tests/fixtures/published] [--out=tests/fixtures/losses] [--cases=a,b]
 
 Cases (each network: a published-checkpoint fixture, read as the official code reads it):
   edm, edm_vp, edm_ve  NVlabs/edm training/loss.py EDMLoss / VPLoss / VELoss (Karras+22 Table 1,
@@ -14,6 +14,9 @@ Cases (each network: a published-checkpoint fixture, read as the official code r
                        4 are the batch (training_loop.py: batch_images = images[:B]),
                        AugmentPipe(p=0) (without a pipe the loop's STF branch overwrites the
                        reference with the batch).
+  patch                Zhendong-Wang/Patch-Diffusion's Patch_EDMLoss (Wang+23, arXiv:2304.12526)
+                       on patch_heun's network, 8 x 8 crops of 16 x 16 images with their
+                       coordinate channels.
   dsm_ve, dsm_vp, dsm_vp_lw, smld, ddpm
                        score_sde_pytorch losses.py (Song+21, arXiv:2011.13456): get_sde_loss_fn
                        (continuous DSM; VE ½·sum, VP mean; with likelihood weighting), get_smld_loss_fn,
@@ -39,9 +42,11 @@ from fixture_common import nhwc
 EDM_CASES = {'edm': ('edm_uncond_heun', 'training.loss.EDMLoss'),    # case -> (network, loss)
              'edm_vp': ('baseline_vp_heun', 'training.loss.VPLoss'),
              'edm_ve': ('baseline_ve_heun_ve', 'training.loss.VELoss'),
-             'stf': ('edm_es_euler', 'training.loss.EDMLoss')}       # Newbeeer/stf's
-PEER_OF = {'stf': 'stf'}       # cases of other peers than the EDM_CASES' NVlabs/edm
+             'stf': ('edm_es_euler', 'training.loss.EDMLoss'),       # Newbeeer/stf's
+             'patch': ('patch_heun', 'training.patch_loss.Patch_EDMLoss')}
+PEER_OF = {'stf': 'stf', 'patch': 'patch'}   # cases of other peers than NVlabs/edm
 STF_BATCH, STF_REF = 4, 16
+PATCH_DIVISOR = 2              # the patch case's crops: resolution / 2
 SCORE_SDE_CASES = {   # case -> (setup of published_fixtures_score_sde, checkpoint case, loss)
     'dsm_ve': ('ve_pc', 'score_sde_pc', 'sde'), 'dsm_vp': ('vp_ode', 'score_sde_ode', 'sde'),
     'dsm_vp_lw': ('vp_ode', 'score_sde_ode', 'sde_lw'), 'smld': ('ve_smld', 'score_sde_smld', 'smld'),
@@ -82,6 +87,19 @@ def stf_reference(resolution):
   return base + 0.03 * torch.randn(base.shape, generator=gen)
 
 
+def official_call(case, net, pipe_class):
+  """(images, extra call arguments) of the case: the plain batch, STF's reference batch (and an
+  AugmentPipe(p=0)), or Patch Diffusion's patch size and full resolution."""
+  resolution = net.img_resolution
+  if case == 'stf':
+    reference = stf_reference(resolution)
+    pipe = pipe_class(p=0)
+    return reference[:STF_BATCH].clone(), dict(stf=True, ref_images=reference, augment_pipe=pipe)
+  if case == 'patch':
+    return images(resolution), dict(patch_size=resolution // PATCH_DIVISOR, resolution=resolution)
+  return images(resolution), dict(augment_pipe=None)
+
+
 def edm_case(case, published):
   """EDM-family loss on the snapshot's network: (arrays, notes)."""
   import pickle  # pylint: disable=import-outside-toplevel
@@ -90,27 +108,30 @@ def edm_case(case, published):
   with open(os.path.join(published, folder, 'network-snapshot-000000.pkl'), 'rb') as f:
     net = pickle.load(f)['ema'].eval()
   loss_fn = PEER.dnnlib.util.construct_class_by_name(class_name=loss_class)
-  stf = dict(stf=True, ref_images=stf_reference(net.img_resolution)) if case == 'stf' else {}
-  y = stf['ref_images'][:STF_BATCH].clone() if stf else images(net.img_resolution)
-  pipe = PEER.dnnlib.util.construct_class_by_name(class_name='training.augment.AugmentPipe',
-                                                  p=0) if stf else None
-  reference = stf and nhwc(stf['ref_images'])
+  pipe_class = lambda **k: PEER.dnnlib.util.construct_class_by_name(
+      class_name='training.augment.AugmentPipe', **k)
+  y, call = official_call(case, net, pipe_class)
+  reference = nhwc(call['ref_images']) if 'ref_images' in call else None
   torch.manual_seed(6)
   with Recorder() as draws, torch.no_grad():
-    loss = loss_fn(net, y, labels=None, augment_pipe=pipe, **stf)
-  (_, sigma_draw), (_, n) = draws.calls                    # [B, 1, 1, 1], then randn_like(y)
-  kind = 'normal_b' if loss_class.endswith('EDMLoss') else 'uniform'
+    loss = loss_fn(net, y, labels=None, **call)
+  *corner, (_, sigma_draw), (_, n) = draws.calls    # (patch: rows, columns), σ [B, 1, 1, 1], noise
+  kind = 'normal_b' if 'EDMLoss' in loss_class else 'uniform'
   draw = sigma_draw.flatten().numpy()
   if loss_class.endswith('VPLoss'):                         # t = 1 + u (eps_t - 1), as ours draws t
     draw = (1 + sigma_draw * (loss_fn.epsilon_t - 1)).flatten().numpy()
   arrays = {'images': nhwc(y), kind: draw, 'normal_image': nhwc(n),
             'loss': np.float64(loss.sum().item() / len(y)), 'per_element': nhwc(loss)}
-  if stf:
+  if reference is not None:
     arrays['stf_reference'] = reference      # [R, H, W, C], its first B the batch
-  notes = (f'{loss_class}()(net, images, labels=None, augment_pipe=None) with net = '
+  if corner:                                 # our random_patches' [B, 2] (row, column) corners
+    arrays['randint'] = np.stack([c.numpy() for _, c in corner], axis=1).astype(np.int32)
+    arrays['patch_divisor'] = np.int64(PATCH_DIVISOR)
+  notes = (f'{loss_class}()(net, images, labels=None, {", ".join(call)}) with net = '
            f'pickle.load({folder}/network-snapshot-000000.pkl)["ema"].eval(); loss = the returned '
            'tensor\'s sum / B (training_loop.py: loss.sum().mul(loss_scaling / batch_gpu_total)). '
-           f'{kind}: the sigma draw (VPLoss: t = 1 + u (epsilon_t - 1)); normal_image: randn_like.')
+           f'{kind}: the sigma draw (VPLoss: t = 1 + u (epsilon_t - 1)); normal_image: randn_like '
+           '(for patches: of the crops); randint: the crops\' top-left (row, column).')
   return arrays, dict(checkpoint_case=folder, notes=notes)
 
 
@@ -167,6 +188,7 @@ def main():
   parser.add_argument('--edm', help='checkout of NVlabs/edm')
   parser.add_argument('--score_sde', help='checkout of yang-song/score_sde_pytorch')
   parser.add_argument('--stf', help='checkout of Newbeeer/stf')
+  parser.add_argument('--patch', help='checkout of Zhendong-Wang/Patch-Diffusion')
   parser.add_argument('--published', default='tests/fixtures/published')
   parser.add_argument('--out', default='tests/fixtures/losses')
   parser.add_argument('--cases', default=','.join([*EDM_CASES, *SCORE_SDE_CASES]))
@@ -183,7 +205,7 @@ def main():
     if not getattr(args, peer):
       parser.error(f'case {case} runs the official code of --{peer}: give its checkout')
     subprocess.run([sys.executable, os.path.abspath(__file__), f'--worker={case}',
-                    *[f'--{k}={getattr(args, k)}' for k in ('edm', 'score_sde', 'stf',
+                    *[f'--{k}={getattr(args, k)}' for k in ('edm', 'score_sde', 'stf', 'patch',
                                                             'published', 'out')
                       if getattr(args, k)]], check=True)
 
