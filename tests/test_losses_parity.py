@@ -1,10 +1,10 @@
 """Training losses against the official code (tools/make_loss_fixtures.py): NVlabs/edm's EDMLoss,
 VPLoss and VELoss (Karras+22 Table 1), Newbeeer/stf's EDMLoss with its stable targets (Xu+23b),
-Patch-Diffusion's Patch_EDMLoss on crops with their coordinates (Wang+23) and score_sde_pytorch's continuous DSM (VE ½·sum, VP mean, VP with likelihood weighting), SMLD and
-DDPM losses (Song+21), each on a published-checkpoint
-fixture's network, with the official run's random draws (σ or t or the level, and the noise) fed
-to ours in place of jax.random's. The minimiser tests of test_losses.py cannot see a weighting
-or reduction constant; these can.
+Patch-Diffusion's Patch_EDMLoss on crops with their coordinates (Wang+23) and score_sde_pytorch's
+continuous DSM (VE ½·sum, VP mean, VP with likelihood weighting), SMLD and DDPM losses (Song+21),
+each on a published-checkpoint fixture's network, with the official run's random draws (σ or t or
+the level, and the noise) fed to ours in place of jax.random's. The minimiser tests of
+test_losses.py cannot see a weighting or reduction constant; these can.
 """
 import contextlib
 import json

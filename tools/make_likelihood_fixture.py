@@ -1,11 +1,12 @@
-"""Write tests/fixtures/likelihood/score_sde_bpd.npz (+ .json): yang-song/score_sde_pytorch's bits/dim
-(Song+21 App. D.2, arXiv:2011.13456: likelihood.get_likelihood_fn) of four uniformly dequantized
-8-bit images under the VP DDPM++ file of the published-checkpoint fixture score_sde_ode, with its
-Rademacher probe stored, so that ours can be run on the same file, data and probe:
+"""Write tests/fixtures/likelihood/score_sde_bpd.npz (+ .json): yang-song/score_sde_pytorch's
+bits/dim (Song+21 App. D.2, arXiv:2011.13456: likelihood.get_likelihood_fn) of four uniformly
+dequantized 8-bit images under the VP DDPM++ file of the published-checkpoint fixture
+score_sde_ode, with its Rademacher probe stored, so that ours can run on the same file, data and
+probe:
   python tools/make_likelihood_fixture.py --score_sde=<yang-song/score_sde_pytorch> \
       [--published=tests/fixtures/published] [--out=tests/fixtures/likelihood]
 (torch==2.13.0 CPU, numpy, scipy, ml_collections). Nothing is downloaded; the official code runs
-as run_lib.evaluate runs it (EMA weights, its data scaler, sampling_eps-independent eps = 1e-5).
+as run_lib.evaluate runs it (EMA weights, its data scaler, eps = 1e-5 whatever the SDE).
 """
 import argparse
 import json

@@ -19,14 +19,16 @@ Cases (each network: a published-checkpoint fixture, read as the official code r
                        coordinate channels.
   dsm_ve, dsm_vp, dsm_vp_lw, smld, ddpm
                        score_sde_pytorch losses.py (Song+21, arXiv:2011.13456): get_sde_loss_fn
-                       (continuous DSM; VE ½·sum, VP mean; with likelihood weighting), get_smld_loss_fn,
-                       get_ddpm_loss_fn on score_sde_pc's, score_sde_ode's, score_sde_smld's and
-                       score_sde_ddpm's checkpoint_1.pth (EMA weights).
+                       (continuous DSM; VE ½·sum, VP mean; with likelihood weighting),
+                       get_smld_loss_fn, get_ddpm_loss_fn on score_sde_pc's, score_sde_ode's,
+                       score_sde_smld's and score_sde_ddpm's checkpoint_1.pth (EMA weights).
 Networks in eval mode (no dropout: its masks cannot be shared); images: N(0, 1/4) per pixel in
-model space, 4 per case; the official draws from torch's generator seeded 6. A case file: images [B, H, W, C], the draws by kind ('normal_<shape>',
-'uniform', 'randint': what our losses ask jax.random for, in our layout), 'loss' (the scalar the
-official training step differentiates) and 'per_element' (EDM: the loss tensor, NHWC). Each peer
-runs in its own interpreter (both have a `training`/`models` package).
+model space, 4 per case; the official draws from torch's generator seeded 6. A case file: images
+[B, H, W, C], the draws by what our losses ask jax.random for, in our layout ('normal_b' [B],
+'normal_image' (the noise), 'uniform' [B] (t or u), 'randint' (levels [B] or patch corners
+[B, 2])), 'loss' (the scalar the official training step differentiates) and, for the EDM family,
+'per_element' (the loss tensor, NHWC). Each peer runs in its own interpreter (several have a
+`training` package).
 """
 import argparse
 import json
@@ -49,8 +51,8 @@ STF_BATCH, STF_REF = 4, 16
 PATCH_DIVISOR = 2              # the patch case's crops: resolution / 2
 SCORE_SDE_CASES = {   # case -> (setup of published_fixtures_score_sde, checkpoint case, loss)
     'dsm_ve': ('ve_pc', 'score_sde_pc', 'sde'), 'dsm_vp': ('vp_ode', 'score_sde_ode', 'sde'),
-    'dsm_vp_lw': ('vp_ode', 'score_sde_ode', 'sde_lw'), 'smld': ('ve_smld', 'score_sde_smld', 'smld'),
-    'ddpm': ('vp_ddpm', 'score_sde_ddpm', 'ddpm')}
+    'dsm_vp_lw': ('vp_ode', 'score_sde_ode', 'sde_lw'),
+    'smld': ('ve_smld', 'score_sde_smld', 'smld'), 'ddpm': ('vp_ddpm', 'score_sde_ddpm', 'ddpm')}
 
 
 class Recorder:
@@ -62,7 +64,8 @@ class Recorder:
   def __enter__(self):
     for name in ('randn', 'randn_like', 'rand', 'randint'):
       real = self.real[name] = getattr(torch, name)
-      setattr(torch, name, lambda *a, _real=real, _name=name, **k: self._keep(_name, _real(*a, **k)))
+      setattr(torch, name,
+              lambda *a, _real=real, _name=name, **k: self._keep(_name, _real(*a, **k)))
     return self
 
   def _keep(self, name, value):
