@@ -1,13 +1,13 @@
 """The score_sde cases of make_published_fixtures.py: yang-song/score_sde_pytorch's networks
-(shrunk), trained by its run_lib loop to their first snapshot, sampled by its run_lib.evaluate
-paths (Song+21, arXiv:2011.13456): score_sde_ode, VP DDPM++ and the probability-flow ODE; the
+(shrunk), trained by its run_lib loop to their first snapshot, sampled by its run_lib.evaluate paths
+(Song+21, arXiv:2011.13456): score_sde_ode, VP DDPM++ and the probability-flow ODE; the
 predictor-corrector sampler (Song+21 Alg. 2, App. G) with every Gaussian draw replayed from the
 fixture: score_sde_pc (VE NCSN++, reverse diffusion + Langevin), score_sde_pc_vp (score_sde_ode's
-file, ancestral + Langevin), score_sde_smld / score_sde_ddpm (discrete-time VE NCSN++ and VP
-DDPM++ as configs/ve/cifar10_ncsnpp.py and configs/vp/cifar10_ddpmpp.py), score_sde_subvp_em
-(score_sde_ode's file as sub-VP, Euler-Maruyama). The ODE case's
-reference x, a solve at rtol = atol = 1e-5, moves with the host's rounding (its steps do: 8e-3
-between two hosts), so its check re-solves at 1e-8 and compares x_tight to 1e-5."""
+file, ancestral + Langevin), score_sde_smld / score_sde_ddpm (discrete-time VE NCSN++ and VP DDPM++
+as configs/ve/cifar10_ncsnpp.py and configs/vp/cifar10_ddpmpp.py), score_sde_subvp_em
+(score_sde_ode's file as sub-VP, Euler-Maruyama). The ODE case's reference x, a solve at rtol = atol
+= 1e-5, moves with the host's rounding (its steps do: 8e-3 between two hosts), so its check
+re-solves at 1e-8 and compares x_tight to 1e-5."""
 import importlib
 import os
 import sys
