@@ -1,7 +1,8 @@
-"""Write tests/fixtures/likelihood/score_sde_bpd.npz (+ .json): yang-song/score_sde_pytorch's
-bits/dim (Song+21 App. D.2, arXiv:2011.13456: likelihood.get_likelihood_fn) of four uniformly
-dequantized 8-bit images under the VP DDPM++ file of the published-checkpoint fixture
-score_sde_ode, with its Rademacher probe stored, so that ours can run on the same file, data and
+"""Write tests/fixtures/likelihood/<case>.npz (+ .json): yang-song/score_sde_pytorch's bits/dim
+(Song+21 App. D.2, arXiv:2011.13456: likelihood.get_likelihood_fn) of four uniformly dequantized
+8-bit images under the VP DDPM++ file of the published-checkpoint fixture score_sde_ode
+(score_sde_bpd: centered data) and the VE NCSN++ file of score_sde_pc (score_sde_bpd_ve: [0, 1]
+data, VE prior), with the Rademacher probe stored, so that ours can run on the same file, data and
 probe:
   python tools/make_likelihood_fixture.py --score_sde=<yang-song/score_sde_pytorch> \
       [--published=tests/fixtures/published] [--out=tests/fixtures/likelihood]
@@ -41,19 +42,18 @@ def official_bpd(model, config, sde, data, probe, tol):
   return bpd.numpy(), nhwc(z), nfe
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
-  parser.add_argument('--score_sde', required=True, help='checkout of yang-song/score_sde_pytorch')
-  parser.add_argument('--published', default='tests/fixtures/published')
-  parser.add_argument('--out', default='tests/fixtures/likelihood')
-  args = parser.parse_args()
-  torch.set_num_threads(1)
-  score_sde.import_peer(os.path.abspath(args.score_sde))
-  import likelihood  # pylint: disable=import-outside-toplevel   # the peer's, on sys.path now
-  score_sde.PEER.likelihood = likelihood
-  config, sde, state = score_sde.state_of_the_loop('vp_ode')
+CASES = {   # case -> (setup of published_fixtures_score_sde, published-checkpoint case)
+    'score_sde_bpd': ('vp_ode', 'score_sde_ode'),       # centered data: offset 7
+    'score_sde_bpd_ve': ('ve_pc', 'score_sde_pc'),      # [0, 1] data: offset 8, VE prior
+}
+
+
+def write_case(case, published, out_dir):
+  """The official bits/dim at rtol = atol = 1e-5 and 1e-8 for the case's file: <case>.npz/.json."""
+  setup, folder = CASES[case]
+  config, sde, state = score_sde.state_of_the_loop(setup)
   state = score_sde.PEER.utils.restore_checkpoint(
-      os.path.join(args.published, 'score_sde_ode', 'checkpoint_1.pth'), state, 'cpu')
+      os.path.join(published, folder, 'checkpoint_1.pth'), state, 'cpu')
   model = state['model']
   state['ema'].copy_to(model.parameters())
   images = dequantized_images()
@@ -64,23 +64,40 @@ def main():
     out['bpd' + name], out['z' + name], nfe = official_bpd(model, config, sde, nchw(images),
                                                            probe, tol)
     out['nfe' + name] = np.int64(nfe)
-    print(f'rtol = atol = {tol}: bpd {out["bpd" + name]}, {nfe} NFE')
-  os.makedirs(args.out, exist_ok=True)
-  np.savez(os.path.join(args.out, 'score_sde_bpd.npz'), **out)
-  with open(os.path.join(args.out, 'score_sde_bpd.json'), 'w') as f:
+    print(f'{case}, rtol = atol = {tol}: bpd {out["bpd" + name]}, {nfe} NFE')
+  np.savez(os.path.join(out_dir, f'{case}.npz'), **out)
+  offset = 7. - float(score_sde.PEER.datasets.get_data_inverse_scaler(config)(-1.))
+  with open(os.path.join(out_dir, f'{case}.json'), 'w') as f:
     json.dump(dict(
-        checkpoint_case='score_sde_ode',
+        checkpoint_case=folder,
         official="score_sde_pytorch run_lib.evaluate's bpd path: restore_checkpoint, ema.copy_to("
-                 "model.parameters()), likelihood.get_likelihood_fn(VPSDE(0.1, 20, N=1000), "
+                 f"model.parameters()), likelihood.get_likelihood_fn({type(sde).__name__}, "
                  "inverse_scaler, hutchinson_type='Rademacher', rtol, atol, method='RK45', "
                  "eps=1e-5)(model, scaler(images))",
         notes='images [4, 8, 8, 3] in [0, 1]: (U + level) / 256 (datasets.py uniform '
               'dequantization), levels and U from numpy default_rng(0); probe: the Rademacher '
               'epsilon [4, 8, 8, 3] (NHWC) that torch.randint_like(data, 0, 2) * 2 - 1 gives in '
               'likelihood_fn, replayed; bpd = -(prior_logp(z) + delta_logp) / (D ln 2) + 7 - '
-              'inverse_scaler(-1) (= 7, data centered); bpd / z / nfe at the paper\'s rtol = atol '
-              '= 1e-5, *_tight at 1e-8 (the ODE solved to ~1e-6: compare a tight solve with it).'),
+              f'inverse_scaler(-1) (= {offset:g} here); bpd / z / nfe at the paper\'s rtol = '
+              'atol = 1e-5, *_tight at 1e-8 (the ODE solved to ~1e-6: compare a tight solve '
+              'with it).'),
         f, indent=1)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+  parser.add_argument('--score_sde', required=True, help='checkout of yang-song/score_sde_pytorch')
+  parser.add_argument('--published', default='tests/fixtures/published')
+  parser.add_argument('--out', default='tests/fixtures/likelihood')
+  parser.add_argument('--cases', default=','.join(CASES))
+  args = parser.parse_args()
+  torch.set_num_threads(1)
+  score_sde.import_peer(os.path.abspath(args.score_sde))
+  import likelihood  # pylint: disable=import-outside-toplevel   # the peer's, on sys.path now
+  score_sde.PEER.likelihood = likelihood
+  os.makedirs(args.out, exist_ok=True)
+  for case in args.cases.split(','):
+    write_case(case, args.published, args.out)
 
 
 if __name__ == '__main__':
