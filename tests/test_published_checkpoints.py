@@ -160,12 +160,11 @@ def test_cases_are_the_ones_the_issue_names():
           'score_sde_ode'} <= set(CASES), CASES
 
 
-def test_score_sde_file_fixes_its_noise_levels(tmp_path):
+def test_score_sde_file_fixes_its_noise_levels():
   """score_sde_pytorch's `sigmas` buffer records the training config's levels: a VE file against
   another σ range, or a discrete-time model against another N, is one line naming the fields
   (the official restore_checkpoint fails on the buffer's shape; a continuous model samples with
-  any N here, as score_sde_pc does with 50 of a 50-level file and score_sde_pc_vp of a 1000-level
-  one)."""
+  any N here, as score_sde_pc_vp takes 50 PC steps with a 1000-level file)."""
   config = config_of('score_sde_pc')
   config.model.sigma_max = 348.
   with pytest.raises(load.CheckpointMismatchError, match=r'model\.sigma_max: 50\.0.* in the file'):

@@ -1,6 +1,6 @@
-"""Helpers shared by the published-checkpoint fixture makers (make_published_fixtures.py and
-published_fixtures_score_sde.py): the seeds, stubs for unused imports, random weights, layouts,
-replayed noise."""
+"""Helpers shared by the fixture makers that run the official code (make_published_fixtures.py
+and its case modules, make_loss_fixtures.py, make_likelihood_fixture.py): the seeds, stubs for
+unused imports, random weights, layouts, replayed noise."""
 import importlib.machinery
 import importlib.util
 import sys
