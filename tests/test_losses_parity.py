@@ -1,6 +1,8 @@
 """Training losses against the official code (tools/make_loss_fixtures.py): NVlabs/edm's EDMLoss,
 VPLoss and VELoss (Karras+22 Table 1), Newbeeer/stf's EDMLoss with its stable targets (Xu+23b),
-Patch-Diffusion's Patch_EDMLoss on crops with their coordinates (Wang+23) and score_sde_pytorch's
+Patch-Diffusion's Patch_EDMLoss on crops with their coordinates (Wang+23), Newbeeer/pfgmpp's
+EDMLoss with its perturbation kernel (Xu+23; its radius R/σ and direction fed to ours, the radius
+law itself is checked against scipy in test_pfgmpp_stf.py) and score_sde_pytorch's
 continuous DSM (VE ½·sum, VP mean, VP with likelihood weighting), SMLD and DDPM losses (Song+21),
 each on a published-checkpoint fixture's network, with the official run's random draws (σ or t or
 the level, and the noise) fed to ours in place of jax.random's. The minimiser tests of
@@ -25,7 +27,7 @@ LOSSES = os.path.join(published_cases.ROOT, 'tests', 'fixtures', 'losses')
 CASES = sorted(f[:-4] for f in os.listdir(LOSSES) if f.endswith('.npz'))
 # Our EDM-family losses keep score_sde's ½·sum per sample (training.reduce_mean=False), EDM's
 # training loop sums without the ½: with Adam that is the official step with ε doubled.
-HALF = {'edm': 0.5, 'edm_vp': 0.5, 'edm_ve': 0.5, 'stf': 0.5, 'patch': 0.5}
+HALF = {'edm': 0.5, 'edm_vp': 0.5, 'edm_ve': 0.5, 'stf': 0.5, 'patch': 0.5, 'pfgmpp': 0.5}
 
 
 @contextlib.contextmanager
@@ -36,7 +38,7 @@ def replayed_draws(ref):
   image_shape = ref['images'].shape
   def normal(key, shape=(), dtype=jnp.float32):
     del key
-    if tuple(shape) == ref['normal_image'].shape:
+    if 'normal_image' in ref.files and tuple(shape) == ref['normal_image'].shape:
       return jnp.asarray(ref['normal_image'], dtype)
     assert tuple(shape) == image_shape[:1] and 'normal_b' in ref.files, shape
     return jnp.asarray(ref['normal_b'], dtype)
@@ -55,6 +57,11 @@ def replayed_draws(ref):
   with pytest.MonkeyPatch.context() as mp:
     for name, fake in (('normal', normal), ('uniform', uniform), ('randint', randint)):
       mp.setattr(jax.random, name, fake)
+    if 'pfgmpp_radius' in ref.files:     # PFGM++'s R u for σ = 1: the official direction and R/σ
+      direction, radius = jnp.asarray(ref['pfgmpp_direction']), jnp.asarray(ref['pfgmpp_radius'])
+      mp.setattr(sde_lib.PFGMPPNoise, 'sample', lambda self, rng, shape: jax.vmap(
+          lambda k, g, r: self._one(k, g.shape, g, r))(    # pylint: disable=protected-access
+              jax.random.split(rng, shape[0]), direction, radius))
     yield
 
 

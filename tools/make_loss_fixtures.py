@@ -2,7 +2,7 @@
 every random draw they make recorded, so that ours can be fed the same draws and compared.
 
   python tools/make_loss_fixtures.py --edm=<NVlabs/edm> --score_sde=<yang-song/score_sde_pytorch> \
-      --stf=<Newbeeer/stf> --patch=<Zhendong-Wang/Patch-Diffusion> \
+      --stf=<Newbeeer/stf> --patch=<Zhendong-Wang/Patch-Diffusion> --pfgmpp=<Newbeeer/pfgmpp> \
       [--published=tests/fixtures/published] [--out=tests/fixtures/losses] [--cases=a,b]
 
 Cases (each network: a published-checkpoint fixture, read as the official code reads it):
@@ -17,6 +17,12 @@ Cases (each network: a published-checkpoint fixture, read as the official code r
   patch                Zhendong-Wang/Patch-Diffusion's Patch_EDMLoss (Wang+23, arXiv:2304.12526)
                        on patch_heun's network, 8 x 8 crops of 16 x 16 images with their
                        coordinate channels.
+  pfgmpp               Newbeeer/pfgmpp's EDMLoss(D=128, N=768) with pfgmpp=True (Xu+23,
+                       arXiv:2302.04265) on pfgmpp_D128's training-state 'ema' network: the
+                       perturbation R u, R = sigma sqrt(D) sqrt(beta/(1 - beta)) (its beta from
+                       numpy, clipped to [1e-3, 1 - 1e-3]: inactive here, beta ~ 0.86), u a
+                       normalised torch.randn(B, N); stored as the direction 'pfgmpp_direction'
+                       (the Gaussian, NHWC) and 'pfgmpp_radius' R / sigma.
   dsm_ve, dsm_vp, dsm_vp_lw, smld, ddpm
                        score_sde_pytorch losses.py (Song+21, arXiv:2011.13456): get_sde_loss_fn
                        (continuous DSM; VE ½·sum, VP mean; with likelihood weighting),
@@ -45,8 +51,9 @@ EDM_CASES = {'edm': ('edm_uncond_heun', 'training.loss.EDMLoss'),    # case -> (
              'edm_vp': ('baseline_vp_heun', 'training.loss.VPLoss'),
              'edm_ve': ('baseline_ve_heun_ve', 'training.loss.VELoss'),
              'stf': ('edm_es_euler', 'training.loss.EDMLoss'),       # Newbeeer/stf's
-             'patch': ('patch_heun', 'training.patch_loss.Patch_EDMLoss')}
-PEER_OF = {'stf': 'stf', 'patch': 'patch'}   # cases of other peers than NVlabs/edm
+             'patch': ('patch_heun', 'training.patch_loss.Patch_EDMLoss'),
+             'pfgmpp': ('pfgmpp_D128', 'training.loss.EDMLoss')}     # Newbeeer/pfgmpp's
+PEER_OF = {'stf': 'stf', 'patch': 'patch', 'pfgmpp': 'pfgmpp'}   # other peers than NVlabs/edm
 STF_BATCH, STF_REF = 4, 16
 PATCH_DIVISOR = 2              # the patch case's crops: resolution / 2
 SCORE_SDE_CASES = {   # case -> (setup of published_fixtures_score_sde, checkpoint case, loss)
@@ -138,6 +145,41 @@ def edm_case(case, published):
   return arrays, dict(checkpoint_case=folder, notes=notes)
 
 
+def pfgmpp_case(case, published):
+  """Newbeeer/pfgmpp's EDMLoss(pfgmpp=True) on pfgmpp_D128's network, as its generate.py loads
+  it: (arrays, notes)."""
+  import types  # pylint: disable=import-outside-toplevel
+  from fixture_edm import PEER  # pylint: disable=import-outside-toplevel
+  from make_published_fixtures import load_pfgmpp  # pylint: disable=import-outside-toplevel
+  folder, loss_class = EDM_CASES[case]
+  net = load_pfgmpp(os.path.join(published, folder))
+  y = images(net.img_resolution)
+  loss_fn = PEER.dnnlib.util.construct_class_by_name(
+      class_name=loss_class, D=net.D, N=y[0].numel(), opts=types.SimpleNamespace(lsun=False))
+  torch.manual_seed(6)
+  np.random.seed(6)
+  betas, real_beta = [], np.random.beta
+  np.random.beta = lambda *a, **k: betas.append(real_beta(*a, **k)) or betas[-1]
+  try:
+    with Recorder() as draws, torch.no_grad():
+      loss = loss_fn(net, y, labels=None, augment_pipe=None, pfgmpp=True)
+  finally:
+    np.random.beta = real_beta
+  (_, rnd_normal), (_, gaussian) = draws.calls        # sigma's, then the direction [B, N]
+  beta = np.clip(betas[0], 1e-3, 1 - 1e-3)
+  assert np.all((beta > 1e-3) & (beta < 1 - 1e-3)), beta      # the clip is inactive here
+  radius = np.sqrt(net.D) * np.sqrt(beta / (1 - beta + 1e-8) + 1e-8)     # R / sigma
+  arrays = {'images': nhwc(y), 'normal_b': rnd_normal.numpy(),
+            'pfgmpp_direction': nhwc(gaussian.view_as(y)), 'pfgmpp_radius': radius,
+            'loss': np.float64(loss.sum().item() / len(y)), 'per_element': nhwc(loss)}
+  notes = (f'{loss_class}(D={net.D}, N={y[0].numel()})(net, images, pfgmpp=True) with net = '
+           f'torch.load({folder}/training-state-000000.pt)["ema"].eval(); loss = the tensor\'s '
+           'sum / B. normal_b: sigma\'s randn(B); pfgmpp_direction: randn(B, N) as NHWC images; '
+           'pfgmpp_radius: sqrt(D) sqrt(beta / (1 - beta + 1e-8) + 1e-8), the official R over '
+           'sigma (beta: numpy.random.beta(N/2, D/2), seeded 6).')
+  return arrays, dict(checkpoint_case=folder, notes=notes)
+
+
 def score_sde_case(case, published):
   """score_sde_pytorch's loss_fn(model, batch) (train=False: eval mode) on the file's EMA net."""
   import published_fixtures_score_sde as sds  # pylint: disable=import-outside-toplevel
@@ -175,7 +217,7 @@ def worker(case, repo, published, out):
   if case in EDM_CASES:    # NVlabs/edm, or Newbeeer/stf
     from fixture_edm import import_edm_family  # pylint: disable=import-outside-toplevel
     import_edm_family(repo)
-    arrays, info = edm_case(case, published)
+    arrays, info = (pfgmpp_case if case == 'pfgmpp' else edm_case)(case, published)
   else:
     import published_fixtures_score_sde as sds  # pylint: disable=import-outside-toplevel
     sds.import_peer(repo)
@@ -192,6 +234,7 @@ def main():
   parser.add_argument('--score_sde', help='checkout of yang-song/score_sde_pytorch')
   parser.add_argument('--stf', help='checkout of Newbeeer/stf')
   parser.add_argument('--patch', help='checkout of Zhendong-Wang/Patch-Diffusion')
+  parser.add_argument('--pfgmpp', help='checkout of Newbeeer/pfgmpp')
   parser.add_argument('--published', default='tests/fixtures/published')
   parser.add_argument('--out', default='tests/fixtures/losses')
   parser.add_argument('--cases', default=','.join([*EDM_CASES, *SCORE_SDE_CASES]))
@@ -209,7 +252,7 @@ def main():
       parser.error(f'case {case} runs the official code of --{peer}: give its checkout')
     subprocess.run([sys.executable, os.path.abspath(__file__), f'--worker={case}',
                     *[f'--{k}={getattr(args, k)}' for k in ('edm', 'score_sde', 'stf', 'patch',
-                                                            'published', 'out')
+                                                            'pfgmpp', 'published', 'out')
                       if getattr(args, k)]], check=True)
 
 
