@@ -7,6 +7,8 @@ import json
 import os
 
 from foreign import edm, load
+from models import utils as mutils
+import sde_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, 'tests', 'fixtures', 'published')
@@ -45,3 +47,10 @@ def config_of(case):
   if not config.model.augment_dim:      # a network without augmentation labels trains without it
     config.training.augment_p = 0.
   return config
+
+
+def network_of(case):
+  """(config, model, params, sde) of the case's file: its EMA weights where it has them."""
+  config = config_of(case)
+  params = load.load(checkpoint_of(case), config).params
+  return config, mutils.get_model(config), params, sde_lib.get_sde(config)[0]

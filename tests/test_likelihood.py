@@ -13,7 +13,6 @@ import pytest
 from configs import quicktest
 import datasets
 import eval_lib
-from foreign import load
 import likelihood
 from models import precond, utils as mutils
 import run_lib
@@ -169,10 +168,7 @@ def test_bits_per_dim_of_the_official_code(case, tol, monkeypatch):
   ref = np.load(os.path.join(LIKELIHOOD, f'{case}.npz'))
   with open(os.path.join(LIKELIHOOD, f'{case}.json')) as f:
     folder = json.load(f)['checkpoint_case']
-  config = published_cases.config_of(folder)
-  params = load.load(published_cases.checkpoint_of(folder), config).params
-  sde, _ = sde_lib.get_sde(config)
-  model = mutils.get_model(config)
+  config, model, params, sde = published_cases.network_of(folder)
   make_score_fn = lambda p: precond.get_score_fn(config, sde, mutils.get_model_fn(model, p))
   monkeypatch.setattr(likelihood, 'probes', lambda keys, kind, shape: jnp.asarray(ref['probe']))
   fn = likelihood.get_likelihood_fn(sde, make_score_fn, datasets.get_data_inverse_scaler(config),

@@ -53,7 +53,7 @@ EDM_CASES = {'edm': ('edm_uncond_heun', 'training.loss.EDMLoss'),    # case -> (
              'stf': ('edm_es_euler', 'training.loss.EDMLoss'),       # Newbeeer/stf's
              'patch': ('patch_heun', 'training.patch_loss.Patch_EDMLoss'),
              'pfgmpp': ('pfgmpp_D128', 'training.loss.EDMLoss')}     # Newbeeer/pfgmpp's
-PEER_OF = {'stf': 'stf', 'patch': 'patch', 'pfgmpp': 'pfgmpp'}   # other peers than NVlabs/edm
+OTHER_PEERS = {'stf': 'stf', 'patch': 'patch', 'pfgmpp': 'pfgmpp'}   # cases not of NVlabs/edm
 STF_BATCH, STF_REF = 4, 16
 PATCH_DIVISOR = 2              # the patch case's crops: resolution / 2
 SCORE_SDE_CASES = {   # case -> (setup of published_fixtures_score_sde, checkpoint case, loss)
@@ -137,7 +137,9 @@ def edm_case(case, published):
   if corner:                                 # our random_patches' [B, 2] (row, column) corners
     arrays['randint'] = np.stack([c.numpy() for _, c in corner], axis=1).astype(np.int32)
     arrays['patch_divisor'] = np.int64(PATCH_DIVISOR)
-  notes = (f'{loss_class}()(net, images, labels=None, {", ".join(call)}) with net = '
+  args = ', '.join(f'{k}={v!r}' if isinstance(v, (int, float, bool, type(None)))
+                   else f'{k}=<{type(v).__name__}>' for k, v in call.items())
+  notes = (f'{loss_class}()(net, images, labels=None, {args}) with net = '
            f'pickle.load({folder}/network-snapshot-000000.pkl)["ema"].eval(); loss = the returned '
            'tensor\'s sum / B (training_loop.py: loss.sum().mul(loss_scaling / batch_gpu_total)). '
            f'{kind}: the sigma draw (VPLoss: t = 1 + u (epsilon_t - 1)); normal_image: randn_like '
@@ -228,6 +230,11 @@ def worker(case, repo, published, out):
   print(f'{case}: loss {arrays["loss"]:.6g}')
 
 
+def peer_of(case):
+  """The flag naming the checkout whose code makes `case`."""
+  return OTHER_PEERS.get(case, 'edm' if case in EDM_CASES else 'score_sde')
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--edm', help='checkout of NVlabs/edm')
@@ -241,13 +248,13 @@ def main():
   parser.add_argument('--worker', help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
-    peer = PEER_OF.get(args.worker, 'edm' if args.worker in EDM_CASES else 'score_sde')
+    peer = peer_of(args.worker)
     worker(args.worker, os.path.abspath(getattr(args, peer)), os.path.abspath(args.published),
            os.path.abspath(args.out))
     return
   os.makedirs(args.out, exist_ok=True)
   for case in args.cases.split(','):
-    peer = PEER_OF.get(case, 'edm' if case in EDM_CASES else 'score_sde')
+    peer = peer_of(case)
     if not getattr(args, peer):
       parser.error(f'case {case} runs the official code of --{peer}: give its checkout')
     subprocess.run([sys.executable, os.path.abspath(__file__), f'--worker={case}',
