@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import checkpointing
-from foreign import edm, load
+from foreign import edm, load, score_sde
 import generate
 import modes
 from published_cases import CASES, FIXTURES, ROOT, checkpoint_of, config_of, settings_of
@@ -176,6 +176,8 @@ def test_score_sde_file_fixes_its_noise_levels():
     load.load(checkpoint_of('score_sde_pc'), config)
   config.model.num_scales = 50
   assert load.load(checkpoint_of('score_sde_pc'), config).checks['model.num_scales'] == 50
+  for malformed in ({}, {'sigmas': np.zeros((2, 2))}, {'sigmas': np.zeros(0)}):   # no levels read:
+    assert score_sde.recorded_levels(malformed, config) == {}    # the converter judges the file
 
 
 @pytest.mark.skipif(not os.environ.get('SCOREFLOW_SLOW_TESTS'),
