@@ -15,7 +15,9 @@ score (Song+21 Eq. 14, App. I.4). Each sample's randomness comes from its own ke
 `sampling`.
 
 A library: `main.py --mode=inpaint` / `--mode=colorize` (`modes.run_task`) run it on a trained
-checkpoint and the first images of the evaluation split.
+checkpoint and the first images of the evaluation split. Given the official start and draws it
+gives score_sde_pytorch's results (tests/test_controllable_parity.py; the deliberate differences
+are in docs/design.md).
 """
 
 import jax

@@ -1,6 +1,7 @@
 """Helpers shared by the fixture makers that run the official code (make_published_fixtures.py
-and its case modules, make_loss_fixtures.py, make_likelihood_fixture.py): the seeds, stubs for
-unused imports, random weights, layouts, replayed noise."""
+and its case modules, make_loss_fixtures.py, make_likelihood_fixture.py,
+make_controllable_fixture.py): the seeds, stubs for unused imports, random weights, layouts,
+replayed noise."""
 import importlib.machinery
 import importlib.util
 import sys

@@ -9,7 +9,6 @@ probe:
 (torch==2.13.0 CPU, numpy, scipy, ml_collections). Nothing is downloaded; the official code runs
 as run_lib.evaluate runs it (EMA weights, its data scaler, eps = 1e-5 whatever the SDE).
 """
-import argparse
 import json
 import os
 
@@ -85,19 +84,7 @@ def write_case(case, published, out_dir):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
-  parser.add_argument('--score_sde', required=True, help='checkout of yang-song/score_sde_pytorch')
-  parser.add_argument('--published', default='tests/fixtures/published')
-  parser.add_argument('--out', default='tests/fixtures/likelihood')
-  parser.add_argument('--cases', default=','.join(CASES))
-  args = parser.parse_args()
-  torch.set_num_threads(1)
-  score_sde.import_peer(os.path.abspath(args.score_sde))
-  import likelihood  # pylint: disable=import-outside-toplevel   # the peer's, on sys.path now
-  score_sde.PEER.likelihood = likelihood
-  os.makedirs(args.out, exist_ok=True)
-  for case in args.cases.split(','):
-    write_case(case, args.published, args.out)
+  score_sde.fixture_main(__doc__, 'tests/fixtures/likelihood', CASES, write_case, 'likelihood')
 
 
 if __name__ == '__main__':

@@ -8,6 +8,7 @@ as configs/ve/cifar10_ncsnpp.py and configs/vp/cifar10_ddpmpp.py), score_sde_sub
 (score_sde_ode's file as sub-VP, Euler-Maruyama). The ODE case's reference x, a solve at rtol = atol
 = 1e-5, moves with the host's rounding (its steps do: 8e-3 between two hosts), so its check
 re-solves at 1e-8 and compares x_tight to 1e-5."""
+import argparse
 import importlib
 import os
 import sys
@@ -37,6 +38,24 @@ def import_peer(repo):
            for name in {base for base, _ in SETUPS.values()}}
   PEER.__dict__.update(datasets=datasets, losses=losses, sampling=sampling, sde_lib=sde_lib,
                        utils=utils, mutils=mutils, EMA=ExponentialMovingAverage, bases=bases)
+
+
+def fixture_main(doc, out, cases, write_case, module):
+  """main() of a fixture tool on the published-checkpoint files (make_likelihood_fixture.py,
+  make_controllable_fixture.py): flags --score_sde, --published, --out, --cases; the peer's
+  `module` imported as PEER.<module>; write_case(case, published, out) per case."""
+  parser = argparse.ArgumentParser(description=doc.split('\n', 1)[0])
+  parser.add_argument('--score_sde', required=True, help='checkout of yang-song/score_sde_pytorch')
+  parser.add_argument('--published', default='tests/fixtures/published')
+  parser.add_argument('--out', default=out)
+  parser.add_argument('--cases', default=','.join(cases))
+  args = parser.parse_args()
+  torch.set_num_threads(1)
+  import_peer(os.path.abspath(args.score_sde))
+  setattr(PEER, module, importlib.import_module(module))     # the peer's, on sys.path now
+  os.makedirs(args.out, exist_ok=True)
+  for case in args.cases.split(','):
+    write_case(case, args.published, args.out)
 
 
 SDE_SHRINK = {'data.image_size': 8, 'model.nf': 8, 'model.ch_mult': [1, 2],
