@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from foreign import classifier
 from models import precond
 from models import utils as mutils
 import sampling
@@ -120,6 +121,30 @@ def conditional_score_fn(score_fn, classifier_grad_fn, labels, scale=1.):
   def score(x, t, rng=None):
     return score_fn(x, t, rng) + scale * classifier_grad_fn(x, t, labels)
   return score
+
+
+# score_sde's get_logit_fn standardises inputs by CIFAR-10's channel statistics
+CIFAR10_MEAN = (0.49139968, 0.48215841, 0.44653091)
+CIFAR10_STD = (0.24703223, 0.24348513, 0.26158784)
+
+
+def get_classifier_guide(config, sde):
+  """(guide, params) of `sampling.classifier` (score_sde's noise-conditional WideResnet, Song+21
+  App. I.4) for sampling.get_sampling_fn: `guide(score_fn, keys, params)` adds
+  `sampling.classifier_scale` · ∇_x log p_t(y | x) (Eq. 14) for y = sampling.class_labels of the
+  keys; the classifier sees x standardised by CIFAR-10's channel statistics and the marginal std
+  at t, as score_sde's get_logit_fn and get_pc_conditional_sampler give them."""
+  module, params = classifier.read_for(config)
+  mean, std = jnp.asarray(CIFAR10_MEAN), jnp.asarray(CIFAR10_STD)
+
+  def guide(score_fn, keys, classifier_params):
+    def logit_fn(x, t):
+      sigma = sde.marginal_prob(x, t)[1]
+      return module.apply({'params': classifier_params}, (x - mean) / std, sigma)
+    labels = sampling.class_labels(config, keys)
+    return conditional_score_fn(score_fn, get_classifier_grad_fn(logit_fn), labels,
+                                config.sampling.classifier_scale)
+  return guide, jax.tree.map(jnp.asarray, params)      # on the device once, not at every call
 
 
 def pc_conditional_sample(keys, score_fn, classifier_grad_fn, labels, sde, sample_shape,

@@ -155,8 +155,9 @@ def check_settings(out_dir, settings):
 
 
 def _class_labels(config, seeds):
-  """Each seed's class for a class-conditional model (as the sampler draws it), else None."""
-  if not config.model.class_conditional:
+  """Each seed's class for a class-conditional model or a classifier's guidance (as the sampler
+  draws it), else None."""
+  if not (config.model.class_conditional or config.sampling.classifier):
     return None
   return np.asarray(sampling.class_labels(config, keys_for_seeds(seeds)))
 

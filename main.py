@@ -62,9 +62,8 @@ def main(argv):
   validate.check_or_exit(FLAGS.config, FLAGS.mode)   # device rules wait for the entry points
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required (except with --dry_run)')
-  if FLAGS.checkpoint:                # a bad file fails in seconds, before the workdir changes
-    from foreign import load  # pylint: disable=import-outside-toplevel
-    load.precheck(FLAGS.checkpoint, FLAGS.config)
+  from foreign import load  # pylint: disable=import-outside-toplevel
+  load.precheck(FLAGS.checkpoint, FLAGS.config)   # bad files fail in seconds, nothing written
   paths.precheck(FLAGS.workdir)      # an unreachable bucket fails in seconds, nothing written
   import datasets  # pylint: disable=import-outside-toplevel
   datasets.tensorflow()               # TF with its GPUs hidden, before anything else imports it

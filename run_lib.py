@@ -38,6 +38,7 @@ import numpy as np
 
 import checkpointing
 from configs import validate
+import controllable_generation
 import data_state
 import datasets
 import evaluation
@@ -317,9 +318,13 @@ def make_train_fns(run):
 
 
 def make_sample_fn(run):
-  """config.sampling's jitted sampler `(keys [B], params[, x_T]) -> (images in [0, 1], nfe)`."""
+  """config.sampling's jitted sampler `(keys [B], params[, x_T]) -> (images in [0, 1], nfe)`,
+  guided by `sampling.classifier` where one is given."""
+  guide = None
+  if run.config.sampling.classifier:
+    guide = controllable_generation.get_classifier_guide(run.config, run.sde)
   return sampling.get_sampling_fn(run.config, run.sde, run.model, run.sample_shape,
-                                  datasets.get_data_inverse_scaler(run.config), run.eps)
+                                  datasets.get_data_inverse_scaler(run.config), run.eps, guide)
 
 
 class _Trainer:

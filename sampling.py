@@ -16,6 +16,7 @@ on keys[i], never on the batch size.
 A predictor or corrector is a registered factory returning `update(x, t, noise) -> (x, x_mean)`,
 where `noise(j)` draws the j-th standard normal of this step for every sample.
 """
+import functools
 import math
 
 import diffrax
@@ -253,22 +254,29 @@ def conditional_model_fn(config, model, params, keys):
   return guided
 
 
-def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps):
+def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps, guide=None):
   """A jitted `sample_fn(keys [B], params, latents=None) -> (images in data range
   [B, *sample_shape], nfe)`; class-conditional models sample `class_labels(config, keys)`
   (`conditional_model_fn`). `latents` ({'z': standard normal [B, *sample_shape], optional
-  'radii': PFGM++ prior radii [B] for σ = 1}, see `read_latents`) replace those of the keys."""
+  'radii': PFGM++ prior radii [B] for σ = 1}, see `read_latents`) replace those of the keys.
+  `guide` = (fn, guide_params): a classifier's guidance, `fn(score_fn, keys, guide_params) ->
+  score_fn` (controllable_generation.get_classifier_guide), its parameters an argument of the
+  jitted function."""
   sampler = SAMPLERS.get(config.sampling.method)(config, sde, sample_shape, eps)
   bits = config.sampling.quantize_bits
 
   @jax.jit
-  def sample_fn(keys, params, latents=None):
+  def sample_fn(keys, params, latents=None, guide_params=None):
     if bits:                  # Xu+23 §6: the network's weights at `bits` bits
       params = songunet.quantize_like_pfgmpp(params, config, bits)
     model_fn = conditional_model_fn(config, model, params, keys)
     score_fn = precond.get_score_fn(config, sde, model_fn)
+    if guide is not None:
+      score_fn = guide[0](score_fn, keys, guide_params)
     x, nfe = sampler(keys, score_fn, latents)
     return inverse_scaler(x), nfe
+  if guide is not None:
+    sample_fn = functools.partial(sample_fn, guide_params=guide[1])
   if not config.sampling.float64:
     return sample_fn
 

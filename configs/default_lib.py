@@ -92,10 +92,15 @@ def _sampling():
   #                                             before every step (Xu+23 §6; 0 = off)
   sampling.quantize_bits = 0                  # PFGM++'s other probe: SongUNet weights at this many
   #                                             bits when sampling (Xu+23 §6; 0 = off)
-  sampling.class_label = -1                   # class-conditional models: the class of every
-  #                                             sample; -1 = a random class per seed (EDM)
+  sampling.class_label = -1                   # class-conditional models and sampling.classifier:
+  #                                             every sample's class; -1 = random per seed (EDM)
   sampling.guidance = 1.                      # classifier-free guidance weight w (Ho&Salimans22):
   #                                             D_null + w (D_class − D_null); 1 = off
+  sampling.classifier = ''                    # score_sde's noise-conditional classifier, file or
+  #                                             URL (Song+21 App. I.4): the samplers of a VE model
+  #                                             follow ∇log p_t(x) + scale ∇log p_t(y | x) to the
+  #                                             class of sampling.class_label (Eq. 14)
+  sampling.classifier_scale = 1.              # the classifier gradient's weight (1 = Bayes' rule)
   sampling.float64 = False                    # run the EDM sampler in float64 (EDM's default)
   sampling.latents = ''                       # .npy of standard-normal x_T, [N, H, W, C], row i for
   #                                             the i-th seed (or grid image); .npz may add PFGM++

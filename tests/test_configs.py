@@ -19,7 +19,8 @@ from configs import default_lib, quicktest
 import sde_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LIBRARY = {'__init__.py', 'default_lib.py', 'presets.py', 'quicktest.py', 'rules.py', 'validate.py'}
+LIBRARY = {'__init__.py', 'default_lib.py', 'presets.py', 'quicktest.py', 'rules.py',
+           'rules_eval.py', 'validate.py'}
 CONFIGS = sorted(os.path.relpath(p, os.path.join(ROOT, 'configs'))
                  for p in glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'), recursive=True)
                  if os.path.basename(p) not in LIBRARY)

@@ -123,6 +123,10 @@ CASES = {
     'controllable_needs_a_gaussian_model': ('edm', {'training.pfgmpp_D': 128.}, 'inpaint',
                                             'PFGM'),
     'colorize_needs_rgb': ('edm', {}, 'colorize', 'data.num_channels = 1'),
+    'classifier_guides_an_unconditional_ve_model': ('edm', {'sampling.classifier': 'c'}, 'sample',
+                                                    'training.sde=vesde and data.centered=False'),
+    'controllable_takes_no_classifier': ('ve', {'sampling.classifier': 'c'}, 'inpaint',
+                                         'do not use sampling.classifier'),
 }
 # More cases of rules that check several fields or forms: (rule, base, overrides, mode, message).
 MORE_CASES = [
@@ -248,7 +252,7 @@ def _shipped_configs():
   import glob  # pylint: disable=import-outside-toplevel
   import importlib  # pylint: disable=import-outside-toplevel
   library = {'__init__.py', 'default_lib.py', 'presets.py', 'quicktest.py', 'rules.py',
-             'validate.py'}
+             'rules_eval.py', 'validate.py'}
   for path in sorted(glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'), recursive=True)):
     if os.path.basename(path) not in library:
       name = os.path.relpath(path, ROOT)[:-3].replace(os.sep, '.')

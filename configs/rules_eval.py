@@ -1,0 +1,151 @@
+"""The config rules of evaluation, data and controllable generation: part of `configs.rules.RULES`
+(rules.py imports this module last, so its list is whole wherever it is read)."""
+import math
+
+from configs.rules import COLORIZE, DATA, EVAL, FID, FID_STATS, INPAINT, SAMPLE, TRAIN, rule
+
+
+# ------------------------------------------------------------------------------------------------
+# Evaluation (Song+21 App. D.2, EDM's fid.py), data, controllable generation
+
+@rule(EVAL)
+def checkpoints_to_evaluate(config):
+  """eval.begin_step..end_step (or begin_ckpt..end_ckpt × snapshot_freq) holds a checkpoint."""
+  from run_lib import eval_steps  # pylint: disable=import-outside-toplevel
+  e = config.eval
+  if not eval_steps(config):
+    return (f'no checkpoint to evaluate: eval.begin_step..end_step = {e.begin_step}..'
+            f'{e.end_step} (-1: eval.begin_ckpt..end_ckpt = {e.begin_ckpt}..{e.end_ckpt} × '
+            f'training.snapshot_freq = {config.training.snapshot_freq}) holds no multiple of '
+            'training.snapshot_freq')
+  return None
+
+
+@rule(EVAL)
+def likelihood_eps_positive(config):
+  """eval.likelihood_eps (where bits/dim integrate from) is > 0."""
+  eps = config.eval.likelihood_eps
+  return f'eval.likelihood_eps = {eps} must be > 0' if eps <= 0 else None
+
+
+@rule(EVAL)
+def bpd_needs_a_gaussian_model(config):
+  """Bits/dim integrate the Gaussian probability-flow ODE: not for PFGM++ models."""
+  D = config.training.pfgmpp_D
+  if config.eval.enable_bpd and not math.isinf(D):
+    return (f'eval.enable_bpd: bits/dim integrate the Gaussian probability-flow ODE; '
+            f'training.pfgmpp_D = {D} is a PFGM++ model (set eval.enable_bpd=False)')
+  return None
+
+
+@rule(EVAL)
+def bpd_needs_an_unconditional_model(config):
+  """Bits/dim of class-conditional models are not implemented."""
+  if config.eval.enable_bpd and config.model.class_conditional:
+    return ('eval.enable_bpd: bits/dim of a class-conditional model are not implemented '
+            '(set eval.enable_bpd=False)')
+  return None
+
+
+@rule(FID)
+def fid_images_given(config):
+  """--mode=fid scores eval.images."""
+  if not config.eval.images:
+    return 'eval.images is empty: pass --config.eval.images=PATH (a folder, zip or .npz)'
+  return None
+
+
+@rule(FID_STATS)
+def fid_stats_not_for_digits(config):
+  """DIGITS is scored with the digits classifier, not Inception statistics."""
+  if config.data.dataset == 'DIGITS':
+    return ('data.dataset = DIGITS is scored with the digits classifier '
+            '(digits_metric); it needs no Inception statistics')
+  return None
+
+
+@rule(*DATA)
+def lsun_category_given(config):
+  """LSUN needs data.category."""
+  if config.data.dataset == 'LSUN' and not config.data.category:
+    return "LSUN needs --config.data.category (e.g. 'bedroom', 'church_outdoor')"
+  return None
+
+
+@rule(*DATA)
+def tfrecords_path_given(config):
+  """FFHQ / CelebAHQ read data.tfrecords_path."""
+  if config.data.dataset in ('FFHQ', 'CelebAHQ') and not config.data.tfrecords_path:
+    return (f'{config.data.dataset} reads a TFRecord file: pass '
+            '--config.data.tfrecords_path=/path/to/file.tfrecords')
+  return None
+
+
+@rule(*DATA)
+def image_zip_path_given(config):
+  """IMAGE_ZIP reads data.path."""
+  if config.data.dataset == 'IMAGE_ZIP' and not config.data.path:
+    return 'IMAGE_ZIP reads an EDM-style zip or folder: pass --config.data.path=PATH'
+  return None
+
+
+@rule(*DATA)
+def digits_channels(config):
+  """DIGITS gives 1 or 3 channels."""
+  channels = config.data.num_channels
+  if config.data.dataset == 'DIGITS' and channels not in (1, 3):
+    return f'DIGITS gives 1 or 3 channels, not data.num_channels={channels}'
+  return None
+
+
+@rule(INPAINT, COLORIZE)
+def controllable_needs_an_unconditional_model(config):
+  """Inpainting and colorization drive an unconditional model."""
+  if config.model.class_conditional:
+    return ('controllable generation (inpainting, colorization) needs an unconditional model: '
+            'model.class_conditional=True networks need class labels')
+  return None
+
+
+@rule(INPAINT, COLORIZE)
+def controllable_needs_a_gaussian_model(config):
+  """Inpainting and colorization replace the known part by samples of the Gaussian marginal."""
+  D = config.training.pfgmpp_D
+  if not math.isinf(D):
+    return ('controllable generation replaces the known part by samples of the Gaussian '
+            f'marginal: training.pfgmpp_D = {D} (PFGM++) is not supported')
+  return None
+
+
+@rule(COLORIZE)
+def colorize_needs_rgb(config):
+  """Colorization needs RGB images."""
+  if config.data.num_channels != 3:
+    return (f'--mode=colorize needs RGB images: data.num_channels = {config.data.num_channels} '
+            f'(data.dataset = {config.data.dataset!r})')
+  return None
+
+
+@rule(TRAIN, EVAL, SAMPLE)
+def classifier_guides_an_unconditional_ve_model(config):
+  """sampling.classifier (score_sde's noise-conditional classifier, Song+21 App. I.4) guides an
+  unconditional model of [0, 1] images with VE noise, the inputs it was trained on."""
+  if not config.sampling.classifier:
+    return None
+  if config.model.class_conditional:
+    return ('sampling.classifier guides an unconditional model; a model.class_conditional=True '
+            'network takes the class itself (sampling.guidance: classifier-free guidance)')
+  if config.training.sde != 'vesde' or config.data.centered:
+    return ('sampling.classifier takes [0, 1] images with VE noise (Song+21 App. I.4): it needs '
+            f'training.sde=vesde and data.centered=False, not {config.training.sde!r} and '
+            f'{config.data.centered}')
+  return None
+
+
+@rule(INPAINT, COLORIZE)
+def controllable_takes_no_classifier(config):
+  """Inpainting and colorization do not use sampling.classifier."""
+  if config.sampling.classifier:
+    return ('inpainting and colorization do not use sampling.classifier: leave it empty '
+            '(class-conditional samples: --mode=sample)')
+  return None

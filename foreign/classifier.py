@@ -1,0 +1,120 @@
+"""Read score_sde's noise-conditional classifier checkpoint (`sampling.classifier`): a Flax msgpack
+of the WideResnet's parameters, what score_sde's models.utils.create_classifier restores (its
+CIFAR-10 WRN-28-10 for Song+21 Fig. 4's class-conditional samples), read as data.
+
+The architecture comes from the file: blocks per group (WideResnetGroup_0's blocks), width (its
+first convolution's channels / 16) and classes (Dense_2's outputs); every tensor's shape is then
+checked against that network's (entries besides them are ignored with a warning, as score_sde's
+restore_checkpoint(path, params) ignores them).
+"""
+import functools
+import os
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from foreign import files
+from models.wideresnet import NoiseConditionalWideResNet
+
+
+class ClassifierFileError(ValueError):
+  """The file is not a noise-conditional WideResnet checkpoint."""
+
+
+_LAST = {}   # the last file read: main.py checks it before any work, the sampler reuses it
+
+
+def precheck(config):
+  """Read sampling.classifier once (kept for the run) or exit with one line naming the problem."""
+  try:
+    read_for(config)
+  except ClassifierFileError as err:
+    raise SystemExit(f'FATAL {err}') from None
+  except Exception as err:  # pylint: disable=broad-except   # any reader error: one line, exit
+    raise SystemExit(f'FATAL sampling.classifier={config.sampling.classifier}: '
+                     f'{type(err).__name__}: {err}') from None
+
+
+def read_for(config):
+  """(module, params) of sampling.classifier, its classes checked against data.num_classes."""
+  module, params = read(config.sampling.classifier)
+  if module.num_classes != config.data.num_classes:
+    raise ClassifierFileError(
+        f'sampling.classifier={config.sampling.classifier} has {module.num_classes} classes, '
+        f'data.num_classes = {config.data.num_classes}: set '
+        f'--config.data.num_classes={module.num_classes}')
+  return module, params
+
+
+def read(path_or_url):
+  """(module, params) of the classifier file (a path or URL, downloaded once as --checkpoint)."""
+  if not files.is_url(path_or_url) and not os.path.exists(path_or_url):
+    raise ClassifierFileError(f'sampling.classifier={path_or_url} does not exist: pass '
+                              "score_sde's classifier checkpoint file (or its http(s):// / gs:// "
+                              'URL)')
+  path = files.local_file(path_or_url)
+  if os.path.isdir(path):
+    raise ClassifierFileError(f'sampling.classifier={path} is a directory; give the checkpoint '
+                              'file in it (score_sde: checkpoint_<n>)')
+  stat = os.stat(path)
+  key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+  if key not in _LAST:
+    _LAST.clear()
+    _LAST[key] = _read(path)
+  return _LAST[key]
+
+
+def _read(path):
+  import flax.serialization  # pylint: disable=import-outside-toplevel
+  import flax.traverse_util  # pylint: disable=import-outside-toplevel
+  with open(path, 'rb') as f:
+    try:
+      tree = flax.serialization.msgpack_restore(f.read())
+    except Exception as err:  # pylint: disable=broad-except   # msgpack raises several types
+      raise ClassifierFileError(f'sampling.classifier={path}: not a Flax msgpack checkpoint '
+                                f'({type(err).__name__}: {err})') from None
+  module = _describe(tree, path)
+  shapes = _init_shapes(module)
+  flat = flax.traverse_util.flatten_dict(tree, sep='/')
+  missing = sorted(set(shapes) - set(flat))
+  wrong = [f'{k}: {np.shape(flat[k])} in the file, {shapes[k]} expected' for k in sorted(shapes)
+           if k in flat and tuple(np.shape(flat[k])) != shapes[k]]
+  if missing or wrong:
+    problems = ([f'missing {", ".join(missing[:3])}'] if missing else []) + wrong[:3]
+    raise ClassifierFileError(f'sampling.classifier={path}: not the WideResnet of '
+                              f'{_name(module)}: {"; ".join(problems)}')
+  extra = sorted(set(flat) - set(shapes))
+  if extra:      # score_sde's restore_checkpoint(path, params) reads the params' keys only
+    logging.warning('sampling.classifier=%s: %d entries besides the WideResnet\'s are not used '
+                    '(e.g. %s)', path, len(extra), ', '.join(extra[:3]))
+  params = {k: np.asarray(flat[k], np.float32) for k in shapes}
+  return module, flax.traverse_util.unflatten_dict(params, sep='/')
+
+
+def _describe(tree, path):
+  try:
+    group = tree['WideResnetGroup_0']
+    blocks = sum(1 for k in group if k.startswith('WideResnetBlock_'))
+    width = np.shape(group['WideResnetBlock_0']['conv1']['kernel'])[-1] // 16
+    classes = np.shape(tree['Dense_2']['kernel'])[-1]
+  except (KeyError, TypeError, IndexError) as err:
+    raise ClassifierFileError(
+        f'sampling.classifier={path}: no noise-conditional WideResnet in the file (no '
+        f'{err} in its tree); expected score_sde\'s classifier checkpoint (WideResnetGroup_0..2, '
+        'Dense_2)') from None
+  return NoiseConditionalWideResNet(blocks_per_group=blocks, widen=width, num_classes=classes)
+
+
+@functools.lru_cache(maxsize=8)
+def _init_shapes(module):
+  import flax.traverse_util  # pylint: disable=import-outside-toplevel
+  tree = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
+                                            jnp.ones((1,))))['params']
+  return {k: tuple(v.shape) for k, v in flax.traverse_util.flatten_dict(tree, sep='/').items()}
+
+
+def _name(module):
+  depth = 6 * module.blocks_per_group + 4
+  return f'WRN-{depth}-{module.widen} with {module.num_classes} classes'
