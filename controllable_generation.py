@@ -123,9 +123,17 @@ def conditional_score_fn(score_fn, classifier_grad_fn, labels, scale=1.):
   return score
 
 
-# score_sde's get_logit_fn standardises inputs by CIFAR-10's channel statistics
 CIFAR10_MEAN = (0.49139968, 0.48215841, 0.44653091)
 CIFAR10_STD = (0.24703223, 0.24348513, 0.26158784)
+
+
+def classifier_input(x):
+  """score_sde's get_logit_fn preprocessing: RGB standardised by CIFAR-10's channel statistics;
+  other channel counts unchanged (the WideResnet standardises each image, which absorbs one
+  channel's affine map)."""
+  if x.shape[-1] != 3:
+    return x
+  return (x - jnp.asarray(CIFAR10_MEAN, x.dtype)) / jnp.asarray(CIFAR10_STD, x.dtype)
 
 
 def get_classifier_guide(config, sde):
@@ -135,12 +143,11 @@ def get_classifier_guide(config, sde):
   keys; the classifier sees x standardised by CIFAR-10's channel statistics and the marginal std
   at t, as score_sde's get_logit_fn and get_pc_conditional_sampler give them."""
   module, params = classifier.read_for(config)
-  mean, std = jnp.asarray(CIFAR10_MEAN), jnp.asarray(CIFAR10_STD)
 
   def guide(score_fn, keys, classifier_params):
     def logit_fn(x, t):
       sigma = sde.marginal_prob(x, t)[1]
-      return module.apply({'params': classifier_params}, (x - mean) / std, sigma)
+      return module.apply({'params': classifier_params}, classifier_input(x), sigma)
     labels = sampling.class_labels(config, keys)
     return conditional_score_fn(score_fn, get_classifier_grad_fn(logit_fn), labels,
                                 config.sampling.classifier_scale)

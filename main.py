@@ -21,7 +21,7 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file (ml_collections).', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, logs, samples, results.')
 flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'sample', 'fid', 'fid_stats', 'inpaint',
-                                    'colorize'], 'What to run (modes.py).')
+                                    'colorize', 'train_classifier'], 'What to run (modes.py).')
 flags.DEFINE_string('eval_folder', 'eval', 'Sub-directory of workdir for --mode=eval results.')
 flags.DEFINE_string('checkpoint', '', 'Weights instead of the workdir\'s newest state: a file or '
                     'URL of any format foreign/load.py reads, or an orbax step directory.')

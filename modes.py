@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import checkpointing
+import classifier_lib
 from configs import validate
 import controllable_generation as cg
 import datasets
@@ -61,6 +62,13 @@ def _fid(config, workdir, options):
 def _fid_stats(config, workdir, options):
   del options
   return run_lib.fid_stats(config, workdir)
+
+
+@register_mode('train_classifier')
+def _train_classifier(config, workdir, options):
+  del options
+  validate.check_run(config, 'train_classifier')
+  return classifier_lib.train(config, workdir)
 
 
 @register_mode('inpaint')

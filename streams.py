@@ -20,6 +20,9 @@ Run streams, folded into the run key R = key(config.seed) (`run_key`):
                           likelihood.log_likelihood draws its Hutchinson probe
   PATCH_STREAM = 2³⁰+4    Patch Diffusion's patch size of training step s: categorical of
                           fold_in(fold_in(R, 2³⁰ + 4), s), drawn on the host (losses.patch_schedule)
+  CLASSIFIER_STREAM       --mode=train_classifier (classifier_lib): C = fold_in(R, 2³⁰ + 5); step s
+    = 2³⁰+5               fold_in(C, s), split into t and noise; initialisation fold_in(C, 2³⁰);
+                          evaluation batch i fold_in(fold_in(C, 2³⁰ + 1), i)
 
 Per-sample streams, folded into a sample's key K: K_i above, or key(seed) for image `seed`
 (`keys_for_seeds`: generate.py, --mode=sample with sampling.seeds):
@@ -73,13 +76,14 @@ SAMPLE_STREAM = COUNTER_LIMIT + 1     # run: the base of the per-sample keys K_i
 INIT_STREAM = COUNTER_LIMIT + 2       # run: parameter initialisation
 BPD_STREAM = COUNTER_LIMIT + 3        # run: bits/dim probes
 PATCH_STREAM = COUNTER_LIMIT + 4      # run: Patch Diffusion's patch size per training step
+CLASSIFIER_STREAM = COUNTER_LIMIT + 5  # run: the noise-conditional classifier's training
 LATENT_STREAM = COUNTER_LIMIT         # per sample: x_T
 CLASS_STREAM = COUNTER_LIMIT + 1      # per sample: the class drawn for sampling.class_label = -1
 KNOWN_STREAM = COUNTER_LIMIT + 1      # per sample: the known part of x_T (alias of CLASS_STREAM)
 PERTURB_STREAM = COUNTER_LIMIT + 2    # per sample: PFGM++'s injected noise per sampler step
 
 RUN_STREAMS = {'eval': EVAL_STREAM, 'sample': SAMPLE_STREAM, 'init': INIT_STREAM,
-               'bpd': BPD_STREAM, 'patch': PATCH_STREAM}
+               'bpd': BPD_STREAM, 'patch': PATCH_STREAM, 'classifier': CLASSIFIER_STREAM}
 SAMPLE_STREAMS = {'latent': LATENT_STREAM, 'class': CLASS_STREAM, 'known': KNOWN_STREAM,
                   'perturb': PERTURB_STREAM}
 STREAMS = {**RUN_STREAMS, **SAMPLE_STREAMS}     # name -> value; name.upper() + '_STREAM' above

@@ -242,6 +242,18 @@ def _optim():
   return optim
 
 
+def _classifier():
+  classifier = ml_collections.ConfigDict()    # --mode=train_classifier (classifier_lib.py)
+  classifier.blocks_per_group = 4             # --mode=train_classifier: the WideResnet's blocks per
+  #                                             group (Song+21 App. I.4: WRN-28-10, 4)
+  classifier.widen = 10                       # the WideResnet's width multiplier (WRN-28-10: 10)
+  classifier.n_iters = 20000                  # Adam steps (batches of training.batch_size)
+  classifier.lr = 1e-3                        # Adam's learning rate
+  classifier.log_freq = 100                   # steps between logged loss and accuracy
+  classifier.snapshot_freq = 5000             # steps between classifier/checkpoint_<step> files
+  return classifier
+
+
 def get_base_config():
   """The complete field tree at CIFAR-10 values (see the module docstring)."""
   config = ml_collections.ConfigDict()
@@ -251,5 +263,6 @@ def get_base_config():
   config.data = _data()
   config.model = _model()
   config.optim = _optim()
+  config.classifier = _classifier()
   config.seed = 42                            # seeds parameters, training noise and sampling
   return config

@@ -9,11 +9,11 @@ import collections
 import math
 import re
 
-TRAIN, EVAL, SAMPLE, FID, FID_STATS, INPAINT, COLORIZE = (
-    'train', 'eval', 'sample', 'fid', 'fid_stats', 'inpaint', 'colorize')
-MODES = (TRAIN, EVAL, SAMPLE, FID, FID_STATS, INPAINT, COLORIZE)
+TRAIN, EVAL, SAMPLE, FID, FID_STATS, INPAINT, COLORIZE, TRAIN_CLASSIFIER = (
+    'train', 'eval', 'sample', 'fid', 'fid_stats', 'inpaint', 'colorize', 'train_classifier')
+MODES = (TRAIN, EVAL, SAMPLE, FID, FID_STATS, INPAINT, COLORIZE, TRAIN_CLASSIFIER)
 BUILD = (TRAIN, EVAL, SAMPLE, INPAINT, COLORIZE)       # modes that build the model and sampler
-DATA = (TRAIN, EVAL, FID_STATS, INPAINT, COLORIZE)     # modes that read config.data
+DATA = (TRAIN, EVAL, FID_STATS, INPAINT, COLORIZE, TRAIN_CLASSIFIER)   # modes reading config.data
 EVAL_BATCH = (EVAL, SAMPLE, FID, FID_STATS, INPAINT, COLORIZE)   # modes batched by eval.batch_size
 
 Rule = collections.namedtuple('Rule', ['name', 'modes', 'fn', 'doc', 'devices'])

@@ -2,7 +2,8 @@
 (rules.py imports this module last, so its list is whole wherever it is read)."""
 import math
 
-from configs.rules import COLORIZE, DATA, EVAL, FID, FID_STATS, INPAINT, SAMPLE, TRAIN, rule
+from configs.rules import (COLORIZE, DATA, EVAL, FID, FID_STATS, INPAINT, SAMPLE, TRAIN,
+                           TRAIN_CLASSIFIER, rule)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -148,4 +149,17 @@ def controllable_takes_no_classifier(config):
   if config.sampling.classifier:
     return ('inpainting and colorization do not use sampling.classifier: leave it empty '
             '(class-conditional samples: --mode=sample)')
+  return None
+
+
+@rule(TRAIN_CLASSIFIER)
+def classifier_trains_on_ve_noise(config):
+  """--mode=train_classifier perturbs [0, 1] images with VE noise, what sampling.classifier's
+  guidance feeds it, and needs classes."""
+  if config.training.sde != 'vesde' or config.data.centered:
+    return ('--mode=train_classifier trains on [0, 1] images with VE noise (the guidance of '
+            f'sampling.classifier): set training.sde=vesde and data.centered=False, not '
+            f'{config.training.sde!r} and {config.data.centered}')
+  if config.data.num_classes < 2:
+    return f'--mode=train_classifier needs data.num_classes ≥ 2, not {config.data.num_classes}'
   return None

@@ -3,7 +3,8 @@ of the WideResnet's parameters, what score_sde's models.utils.create_classifier 
 CIFAR-10 WRN-28-10 for Song+21 Fig. 4's class-conditional samples), read as data.
 
 The architecture comes from the file: blocks per group (WideResnetGroup_0's blocks), width (its
-first convolution's channels / 16) and classes (Dense_2's outputs); every tensor's shape is then
+first convolution's channels / 16), classes (Dense_2's outputs) and input channels (init_conv's);
+every tensor's shape is then
 checked against that network's (entries besides them are ignored with a warning, as score_sde's
 restore_checkpoint(path, params) ignores them).
 """
@@ -38,13 +39,16 @@ def precheck(config):
 
 
 def read_for(config):
-  """(module, params) of sampling.classifier, its classes checked against data.num_classes."""
+  """(module, params) of sampling.classifier, its classes and input channels checked against
+  data.num_classes and data.num_channels."""
   module, params = read(config.sampling.classifier)
-  if module.num_classes != config.data.num_classes:
-    raise ClassifierFileError(
-        f'sampling.classifier={config.sampling.classifier} has {module.num_classes} classes, '
-        f'data.num_classes = {config.data.num_classes}: set '
-        f'--config.data.num_classes={module.num_classes}')
+  channels = params['init_conv']['kernel'].shape[-2]
+  for what, theirs, ours in (('classes', module.num_classes, config.data.num_classes),
+                             ('channels', channels, config.data.num_channels)):
+    if theirs != ours:
+      raise ClassifierFileError(
+          f'sampling.classifier={config.sampling.classifier} has {theirs} {what}, data.num_{what} '
+          f'= {ours}: set --config.data.num_{what}={theirs}')
   return module, params
 
 
@@ -75,8 +79,8 @@ def _read(path):
     except Exception as err:  # pylint: disable=broad-except   # msgpack raises several types
       raise ClassifierFileError(f'sampling.classifier={path}: not a Flax msgpack checkpoint '
                                 f'({type(err).__name__}: {err})') from None
-  module = _describe(tree, path)
-  shapes = _init_shapes(module)
+  module, channels = _describe(tree, path)
+  shapes = _init_shapes(module, channels)
   flat = flax.traverse_util.flatten_dict(tree, sep='/')
   missing = sorted(set(shapes) - set(flat))
   wrong = [f'{k}: {np.shape(flat[k])} in the file, {shapes[k]} expected' for k in sorted(shapes)
@@ -99,18 +103,20 @@ def _describe(tree, path):
     blocks = sum(1 for k in group if k.startswith('WideResnetBlock_'))
     width = np.shape(group['WideResnetBlock_0']['conv1']['kernel'])[-1] // 16
     classes = np.shape(tree['Dense_2']['kernel'])[-1]
+    channels = np.shape(tree['init_conv']['kernel'])[-2]
   except (KeyError, TypeError, IndexError) as err:
     raise ClassifierFileError(
         f'sampling.classifier={path}: no noise-conditional WideResnet in the file (no '
         f'{err} in its tree); expected score_sde\'s classifier checkpoint (WideResnetGroup_0..2, '
         'Dense_2)') from None
-  return NoiseConditionalWideResNet(blocks_per_group=blocks, widen=width, num_classes=classes)
+  return NoiseConditionalWideResNet(blocks_per_group=blocks, widen=width,
+                                    num_classes=classes), channels
 
 
 @functools.lru_cache(maxsize=8)
-def _init_shapes(module):
+def _init_shapes(module, channels):
   import flax.traverse_util  # pylint: disable=import-outside-toplevel
-  tree = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
+  tree = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, 32, 32, channels)),
                                             jnp.ones((1,))))['params']
   return {k: tuple(v.shape) for k, v in flax.traverse_util.flatten_dict(tree, sep='/').items()}
 

@@ -127,6 +127,8 @@ CASES = {
                                                     'training.sde=vesde and data.centered=False'),
     'controllable_takes_no_classifier': ('ve', {'sampling.classifier': 'c'}, 'inpaint',
                                          'do not use sampling.classifier'),
+    'classifier_trains_on_ve_noise': ('ve', {'data.centered': True}, 'train_classifier',
+                                      'data.centered=False'),
 }
 # More cases of rules that check several fields or forms: (rule, base, overrides, mode, message).
 MORE_CASES = [
