@@ -88,16 +88,18 @@ def train(config, workdir):
     labels = _labels(config, batch['label'])
     params, opt_state, loss, accuracy = step_fn(params, opt_state, scaler(batch['image']), labels,
                                                 key, step)
-    step += len(labels)
-    if not np.isfinite(float(loss[-1])):
+    step, last = step + len(labels), step + len(labels) >= c.n_iters
+    log = step % c.log_freq < len(labels) or last
+    save = step % c.snapshot_freq < len(labels) or last
+    if (log or save) and not np.isfinite(float(loss.mean())):   # a NaN stays in the parameters
       raise run_lib.TrainingDivergedError(
-          f'train_classifier: the loss is {float(loss[-1])} at step {step}; not saved (the last '
-          f'checkpoint stays in {folder}). Lower classifier.lr ({c.lr})')
-    if step % c.log_freq < len(labels) or step >= c.n_iters:
+          f'train_classifier: the loss is {float(loss.mean())} by step {step}; not saved (the '
+          f'last checkpoint stays in {folder}). Lower classifier.lr ({c.lr})')
+    if log:
       writer.write(step, {'classifier_loss': float(loss.mean()),
                           'classifier_accuracy': float(accuracy.mean())})
       progress.maybe_log(step)
-    if step % c.snapshot_freq < len(labels) or step >= c.n_iters:
+    if save:
       _save(folder, step, params, opt_state)
   writer.write(step, {'classifier_eval_accuracy': _accuracy(config, module, params, sde, eps,
                                                             key)})

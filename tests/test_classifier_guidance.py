@@ -27,6 +27,7 @@ from foreign import classifier, load
 import generate
 import modes
 from published_cases import ROOT
+import run_lib
 import sampling
 import sde_lib
 
@@ -214,3 +215,11 @@ def test_train_classifier_needs_labels(tmp_path):
   config.data.dataset, config.data.path, config.training.batch_size = 'IMAGE_ZIP', str(folder), 4
   with pytest.raises(datasets.MalformedDataError, match='train_classifier needs labels'):
     classifier_lib.train(config, str(tmp_path / 'run'))
+
+
+def test_train_classifier_stops_on_a_nan_loss_without_saving_it(tmp_path):
+  config = digits_ve_config(4)
+  config.classifier.lr, config.classifier.log_freq = 1e30, 2
+  with pytest.raises(run_lib.TrainingDivergedError, match='Lower classifier.lr'):
+    classifier_lib.train(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run' / 'classifier' / 'checkpoint_4').exists()
