@@ -32,13 +32,18 @@ def checkpoint_of(case):
   raise FileNotFoundError(f'no checkpoint in {FIXTURES}/{folder}')
 
 
+def base_config(relative_path):
+  """get_config() of the config file at `relative_path` (from the repository root)."""
+  spec = importlib.util.spec_from_file_location('base', os.path.join(ROOT, relative_path))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
 def config_of(case):
   """The base config with the file's network fields and the case's sampler settings."""
   settings = settings_of(case)
-  spec = importlib.util.spec_from_file_location('base', os.path.join(ROOT, settings['base_config']))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = base_config(settings['base_config'])
   path = checkpoint_of(case)
   if path.endswith(('.pkl', '.pt')):
     ema, net, _ = edm.read(path)

@@ -26,7 +26,7 @@ import datasets
 from foreign import classifier, load
 import generate
 import modes
-from published_cases import ROOT
+from published_cases import ROOT, base_config
 import run_lib
 import sampling
 import sde_lib
@@ -44,11 +44,7 @@ def fixture():
 
 def config_of():
   settings, _ = fixture()
-  import importlib.util  # pylint: disable=import-outside-toplevel
-  spec = importlib.util.spec_from_file_location('base', os.path.join(ROOT, settings['base_config']))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = base_config(settings['base_config'])
   load.apply_fields(config, settings['overrides'])
   config.sampling.classifier = CLASSIFIER
   return config
