@@ -33,16 +33,22 @@ import streams
 import utils
 
 
+def noisy_logits(module, params, sde, eps, x, key):
+  """Logits of images x [B, ...] (model units) perturbed as the score model's: t ~ U(eps, T),
+  x_t = mean_t(x) + std_t n (t and n from `key`), seen as the guidance sees them."""
+  t_key, n_key = jax.random.split(key)
+  t = jax.random.uniform(t_key, x.shape[:1], minval=eps, maxval=sde.T)
+  x_mean, sigma = sde.marginal_prob(x, t)
+  x_t = x_mean + utils.bcast(sigma, x) * jax.random.normal(n_key, x.shape)
+  return module.apply({'params': params}, cg.classifier_input(x_t), sigma)
+
+
 def make_step(module, sde, eps, optimizer):
   """A jitted `step(params, opt_state, images [n, B, ...], labels [n, B], key, start) ->
   (params, opt_state, loss [n], accuracy [n])`: n Adam steps; step s's t and noise from
   fold_in(key, s)."""
   def loss_fn(params, x, labels, key):
-    t_key, n_key = jax.random.split(key)
-    t = jax.random.uniform(t_key, labels.shape, minval=eps, maxval=sde.T)
-    x_mean, sigma = sde.marginal_prob(x, t)
-    x_t = x_mean + utils.bcast(sigma, x) * jax.random.normal(n_key, x.shape)
-    logits = module.apply({'params': params}, cg.classifier_input(x_t), sigma)
+    logits = noisy_logits(module, params, sde, eps, x, key)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     return loss, jnp.mean(jnp.argmax(logits, -1) == labels)
 
@@ -131,11 +137,8 @@ def _accuracy(config, module, params, sde, eps, key):
 
   @jax.jit
   def predict(x, i):
-    t_key, n_key = jax.random.split(jax.random.fold_in(eval_key, i))
-    t = jax.random.uniform(t_key, x.shape[:1], minval=eps, maxval=sde.T)
-    x_mean, sigma = sde.marginal_prob(x, t)
-    x_t = x_mean + utils.bcast(sigma, x) * jax.random.normal(n_key, x.shape)
-    return jnp.argmax(module.apply({'params': params}, cg.classifier_input(x_t), sigma), -1)
+    return jnp.argmax(noisy_logits(module, params, sde, eps, x, jax.random.fold_in(eval_key, i)),
+                      -1)
   for i, batch in enumerate(eval_ds.as_numpy_iterator()):
     labels = _labels(config, batch['label'])
     right += int(np.sum(np.asarray(predict(scaler(batch['image']), i)) == labels))

@@ -41,7 +41,7 @@ def known_space(task):
 
 def run_case(case, denoise, tmp_path, monkeypatch):
   """Our run_task's 'result' [B, H, W, C] in [0, 1] (unclipped) on the case's file and images,
-  the official draws and start replayed; and the fixture."""
+  the official draws and start replayed; the fixture, the config and the task."""
   with open(os.path.join(FIXTURES, f'{case}.json')) as f:
     spec = json.load(f)
   ref = dict(np.load(os.path.join(FIXTURES, f'{case}.npz')))
@@ -68,12 +68,12 @@ def run_case(case, denoise, tmp_path, monkeypatch):
   monkeypatch.setattr(cg, 'per_sample_normal', lambda *args: start_draw)
   arrays = modes.run_task(config, str(tmp_path / 'run'), task,
                           checkpoint=checkpoint_of(spec['checkpoint_case']))
-  return np.asarray(arrays['result']), ref, config
+  return np.asarray(arrays['result']), ref, config, task
 
 
 @pytest.mark.parametrize('case', CASES)
 def test_official_result_from_the_same_file_images_and_draws(case, tmp_path, monkeypatch):
-  ours, ref, _ = run_case(case, False, tmp_path, monkeypatch)
+  ours, ref, _, _ = run_case(case, False, tmp_path, monkeypatch)
   diff = float(np.abs(ours - ref['result']).max())
   print(f'{case}: max |ours - official| = {diff:.2e} on [0, 1] images')
   assert ours.shape == ref['result'].shape and diff <= TOLERANCE, diff
@@ -94,9 +94,8 @@ def test_denoising_differs_from_the_official_by_its_last_noise_only(case, tmp_pa
   """With denoising the official known part is ours; its unknown part is the undenoised x (its
   replacement sets x_mean = x (1 - mask) + mean mask), ours is x_mean: the two differ by the
   last predictor step's noise, std z, in the unknown part, and by nothing else."""
-  ours, ref, config = run_case(case, True, tmp_path, monkeypatch)
-  with open(os.path.join(FIXTURES, f'{case}.json')) as f:
-    to_known, _ = known_space(json.load(f)['task'])
+  ours, ref, config, task = run_case(case, True, tmp_path, monkeypatch)
+  to_known, _ = known_space(task)
   mask = np.asarray(ref['mask']) if to_known is not cg.decouple else np.array([1., 0., 0.])
   units = 0.5 if config.data.centered else 1.               # model units -> [0, 1]
   unknown = lambda x: np.asarray(to_known(jnp.asarray(x))) * (1. - mask)     # noqa: E731
