@@ -10,19 +10,38 @@ t ~ U(eps, T) of the config's SDE (VE: x + σ(t) n; configs/rules_eval.py admits
 data, what the sampler's guidance feeds it), seen as the guidance sees it: standardised by
 CIFAR-10's channel statistics, with the marginal std (controllable_generation.get_classifier_guide).
 Adam (classifier.lr), training.batch_size images per step, training.n_jitted_steps steps per
-call. Writes <workdir>/classifier/: checkpoint_<step> every classifier.snapshot_freq steps and at
-the end (score_sde's format: a Flax msgpack of the parameters, the file sampling.classifier
-reads), state.msgpack (parameters, Adam moments, step: a restart resumes from it) and the loss
-and accuracy in stats.jsonl and TensorBoard, with the accuracy on the evaluation split at the end.
+call.
+
+Devices and processes as the score model's training (run_lib): the parameters and Adam moments
+are replicated over the 1-D mesh 'data' of every device of every process, each batch is sharded
+along its batch axis from each process's own share of the data, and step s draws its t and noise
+from fold_in(key, s) for the global batch, so the device count changes the result only by float
+reduction order. A restart resumes the uninterrupted run: the state and the input pipeline's
+position (data_state.py) are saved together; SIGTERM or Ctrl-C saves them and stops
+(run_lib.Preemption); one run per folder (workdir_lock.py).
+
+Writes <workdir>/classifier/ (process 0; the input pipeline's position: every process):
+  checkpoint_<step>   every classifier.snapshot_freq steps and at the end: score_sde's format,
+                      a Flax msgpack of the parameters, the file sampling.classifier reads
+  state.msgpack       parameters, Adam moments and step: a restart resumes from it
+  checkpoints-data/   the input pipeline's position at the step of state.msgpack
+  stats.jsonl, tensorboard/   loss and accuracy, and the accuracy on the evaluation split at
+                      the end
 """
+import dataclasses
+import functools
+import signal
+
 from absl import logging
 import flax.serialization
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 import optax
 
 import controllable_generation as cg
+import data_state
 import datasets
 from models.wideresnet import NoiseConditionalWideResNet
 import outputs
@@ -31,6 +50,7 @@ import run_lib
 import sde_lib
 import streams
 import utils
+import workdir_lock
 
 
 def noisy_logits(module, params, sde, eps, x, key):
@@ -43,12 +63,43 @@ def noisy_logits(module, params, sde, eps, x, key):
   return module.apply({'params': params}, cg.classifier_input(x_t), sigma)
 
 
-def make_step(module, sde, eps, optimizer):
-  """A jitted `step(params, opt_state, images [n, B, ...], labels [n, B], key, start) ->
-  (params, opt_state, loss [n], accuracy [n])`: n Adam steps; step s's t and noise from
-  fold_in(key, s)."""
+@dataclasses.dataclass(frozen=True)
+class _Run:
+  """What a classifier training run builds once from its config."""
+  config: object
+  folder: str
+  module: object
+  sde: object
+  eps: float
+  optimizer: object
+  key: object            # the CLASSIFIER_STREAM key
+  mesh: object
+
+  def sharding(self, axis=None):
+    """Replicated (None), or sharded along the batch axis `axis`."""
+    return NamedSharding(self.mesh, P() if axis is None else P(*([None] * axis), 'data'))
+
+  @property
+  def pipeline(self):
+    """The config fields the input pipeline is built from (data_state.py)."""
+    return {'seed': self.config.seed, 'data': self.config.data.to_dict()}
+
+
+def _build(config, folder):
+  c = config.classifier
+  sde, eps = sde_lib.get_sde(config)
+  return _Run(config, folder,
+              NoiseConditionalWideResNet(c.blocks_per_group, c.widen, config.data.num_classes),
+              sde, eps, optax.adam(c.lr), streams.run_key(config, streams.CLASSIFIER_STREAM),
+              streams.data_mesh())
+
+
+def make_step(run):
+  """A jitted `step(params, opt_state, images [n, B, ...], labels [n, B], start) -> (params,
+  opt_state, loss [n], accuracy [n])`: n Adam steps on the global batches; step s's t and noise
+  from fold_in(run.key, s). The state is donated and replicated, the batches sharded."""
   def loss_fn(params, x, labels, key):
-    logits = noisy_logits(module, params, sde, eps, x, key)
+    logits = noisy_logits(run.module, params, run.sde, run.eps, x, key)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     return loss, jnp.mean(jnp.argmax(logits, -1) == labels)
 
@@ -56,60 +107,90 @@ def make_step(module, sde, eps, optimizer):
     params, opt_state = carry
     x, labels, key = batch
     (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, labels, key)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
+    updates, opt_state = run.optimizer.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), (loss, accuracy)
 
-  @jax.jit
-  def step(params, opt_state, images, labels, key, start):
-    keys = streams.sample_keys(key, len(labels), start=start)     # step s: fold_in(key, s)
+  def step(params, opt_state, images, labels, start):
+    keys = streams.sample_keys(run.key, len(labels), start=start)     # step s: fold_in(key, s)
     (params, opt_state), (loss, accuracy) = jax.lax.scan(one, (params, opt_state),
                                                          (images, labels, keys))
     return params, opt_state, loss, accuracy
-  return step
+  repl, batch = run.sharding(), run.sharding(axis=1)
+  return jax.jit(step, in_shardings=(repl, repl, batch, batch, repl),
+                 out_shardings=repl, donate_argnums=(0, 1))
 
 
 def train(config, workdir):
   """Train (or resume) the classifier in <workdir>/classifier; returns its parameters."""
-  c, folder = config.classifier, paths.join(workdir, 'classifier')
-  module = NoiseConditionalWideResNet(c.blocks_per_group, c.widen, config.data.num_classes)
-  sde, eps = sde_lib.get_sde(config)
-  optimizer = optax.adam(c.lr)
-  key = streams.run_key(config, streams.CLASSIFIER_STREAM)
-  size, channels = config.data.image_size, config.data.num_channels
-  params = module.init(jax.random.fold_in(key, streams.COUNTER_LIMIT),
-                       jnp.zeros((1, size, size, channels)), jnp.ones((1,)))['params']
-  state = {'params': params, 'opt_state': optimizer.init(params), 'step': 0}
-  state_path = paths.join(folder, 'state.msgpack')
-  if paths.exists(state_path):
-    state = flax.serialization.from_bytes(state, paths.read_bytes(state_path))
-    logging.info('train_classifier: resuming at step %d from %s', int(state['step']), state_path)
-  train_ds, _ = datasets.get_dataset(config)
-  step_fn = make_step(module, sde, eps, optimizer)
-  scaler, writer = datasets.get_data_scaler(config), outputs.Writer(folder)
-  params, opt_state, step = state['params'], state['opt_state'], int(state['step'])
-  progress = utils.Progress('classifier steps', step, c.n_iters)
-  for batch in train_ds.as_numpy_iterator():
-    if step >= c.n_iters:
-      break
-    labels = _labels(config, batch['label'])
-    params, opt_state, loss, accuracy = step_fn(params, opt_state, scaler(batch['image']), labels,
-                                                key, step)
-    step, last = step + len(labels), step + len(labels) >= c.n_iters
-    log = step % c.log_freq < len(labels) or last
-    save = step % c.snapshot_freq < len(labels) or last
-    if (log or save) and not np.isfinite(float(loss.mean())):   # a NaN stays in the parameters
-      raise run_lib.TrainingDivergedError(
-          f'train_classifier: the loss is {float(loss.mean())} by step {step}; not saved (the '
-          f'last checkpoint stays in {folder}). Lower classifier.lr ({c.lr})')
-    if log:
-      writer.write(step, {'classifier_loss': float(loss.mean()),
-                          'classifier_accuracy': float(accuracy.mean())})
-      progress.maybe_log(step)
-    if save:
-      _save(folder, step, params, opt_state)
-  writer.write(step, {'classifier_eval_accuracy': _accuracy(config, module, params, sde, eps,
-                                                            key)})
-  return params
+  folder = paths.join(workdir, 'classifier')
+  lock = workdir_lock.acquire(folder)      # before any file is written: one run per folder
+  try:
+    return _train(_build(config, folder), lock)
+  finally:
+    lock.release()
+
+
+def _initial(run):
+  """(params, opt_state, step): state.msgpack's where the folder has one, else fresh (parameters
+  from the stream's key folded with COUNTER_LIMIT); replicated over the mesh."""
+  size, channels = run.config.data.image_size, run.config.data.num_channels
+  params = run.module.init(jax.random.fold_in(run.key, streams.COUNTER_LIMIT),
+                           jnp.zeros((1, size, size, channels)), jnp.ones((1,)))['params']
+  state = {'params': params, 'opt_state': run.optimizer.init(params), 'step': 0}
+  path = paths.join(run.folder, 'state.msgpack')
+  if paths.exists(path):
+    state = flax.serialization.from_bytes(state, paths.read_bytes(path))
+    logging.info('train_classifier: resuming at step %d from %s', int(state['step']), path)
+  params, opt_state = jax.device_put((state['params'], state['opt_state']), run.sharding())
+  return params, opt_state, int(state['step'])
+
+
+def _global(run, element, axis):
+  """(images, labels) of a tf.data element as global arrays sharded along batch axis `axis`;
+  the labels checked on the host."""
+  put = lambda x: jax.make_array_from_process_local_data(run.sharding(axis), x)  # noqa: E731
+  return (put(datasets.get_data_scaler(run.config)(np.asarray(element['image']))),
+          put(_labels(run.config, np.asarray(element['label']))))
+
+
+def _train(run, lock):
+  c, n = run.config.classifier, run.config.training.n_jitted_steps
+  params, opt_state, step = _initial(run)
+
+  def make():
+    return {'train': datasets.get_dataset(run.config)[0]}
+  iterators = data_state.iterators(run.folder, step, make, {'train': step // n}, run.pipeline)
+  step_fn, writer = make_step(run), outputs.Writer(run.folder)
+  progress, preemption = utils.Progress('classifier steps', step, c.n_iters), run_lib.Preemption()
+  logging.info('train_classifier: from step %d to %d on %d devices', step, c.n_iters,
+               jax.device_count())
+  try:
+    while step < c.n_iters:
+      lock.check()
+      images, labels = _global(run, next(iterators['train']), axis=1)
+      params, opt_state, loss, accuracy = step_fn(params, opt_state, images, labels, step)
+      step, last = step + n, step + n >= c.n_iters
+      log, kept = step % c.log_freq < n or last, step % c.snapshot_freq < n or last
+      if (log or kept) and not np.isfinite(float(loss.mean())):   # a NaN stays in the params
+        raise run_lib.TrainingDivergedError(
+            f'train_classifier: the loss is {float(loss.mean())} by step {step}; not saved (the '
+            f'last checkpoint stays in {run.folder}). Lower classifier.lr ({c.lr})')
+      if log:
+        writer.write(step, {'classifier_loss': float(loss.mean()),
+                            'classifier_accuracy': float(accuracy.mean())})
+        progress.maybe_log(step)
+      stop = preemption.reached(step) and not last
+      if kept or stop:
+        _save(run, step, params, opt_state, iterators, kept)
+      if stop:
+        raise run_lib.Preempted(
+            f'{signal.Signals(preemption.signum).name}: train_classifier stopped at step {step} '
+            f'after saving {run.folder}/state.msgpack; run the same command to go on from there',
+            preemption.signum)
+  finally:
+    preemption.close()
+  writer.write(step, {'classifier_eval_accuracy': _accuracy(run, params)})
+  return jax.device_get(params)
 
 
 def _labels(config, labels):
@@ -121,28 +202,40 @@ def _labels(config, labels):
   return labels
 
 
-def _save(folder, step, params, opt_state):
-  paths.write_bytes(paths.join(folder, f'checkpoint_{step}'), flax.serialization.to_bytes(params))
-  paths.write_bytes(paths.join(folder, 'state.msgpack'), flax.serialization.to_bytes(
+def _save(run, step, params, opt_state, iterators, kept):
+  """The input pipeline's position (every process), then state.msgpack and, if `kept`,
+  checkpoint_<step> (process 0): a run killed between the two resumes from the previous pair."""
+  params, opt_state = jax.device_get((params, opt_state))     # replicated: every process
+  if not all(np.isfinite(x).all() for x in jax.tree.leaves(params)):
+    raise run_lib.TrainingDivergedError(
+        f'train_classifier: the parameters are not finite at step {step}; not saved (the last '
+        f'checkpoint stays in {run.folder}). Lower classifier.lr ({run.config.classifier.lr})')
+  data_state.save(run.folder, step, iterators, run.pipeline)
+  if jax.process_index() != 0:
+    return
+  if kept:
+    paths.write_bytes(paths.join(run.folder, f'checkpoint_{step}'),
+                      flax.serialization.to_bytes(params))
+  paths.write_bytes(paths.join(run.folder, 'state.msgpack'), flax.serialization.to_bytes(
       {'params': params, 'opt_state': opt_state, 'step': step}))
-  logging.info('train_classifier: step %d, wrote %s/checkpoint_%d', step, folder, step)
+  logging.info('train_classifier: step %d, wrote %s', step,
+               f'{run.folder}/checkpoint_{step}' if kept else f'{run.folder}/state.msgpack')
 
 
-def _accuracy(config, module, params, sde, eps, key):
-  """Accuracy on the evaluation split (one pass, eval.batch_size), each image perturbed at
-  t ~ U(eps, T) as in training."""
-  _, eval_ds = datasets.get_dataset(config, evaluation=True)
-  scaler, right, total = datasets.get_data_scaler(config), 0, 0
-  eval_key = jax.random.fold_in(key, streams.COUNTER_LIMIT + 1)
+def _accuracy(run, params):
+  """Accuracy on the evaluation split (one pass of global batches of eval.batch_size), each
+  image perturbed at t ~ U(eps, T) as in training, the same draws on any device count."""
+  _, eval_ds = datasets.get_dataset(run.config, evaluation=True)
+  eval_key, right, total = jax.random.fold_in(run.key, streams.COUNTER_LIMIT + 1), 0, 0
 
-  @jax.jit
-  def predict(x, i):
-    return jnp.argmax(noisy_logits(module, params, sde, eps, x, jax.random.fold_in(eval_key, i)),
-                      -1)
-  for i, batch in enumerate(eval_ds.as_numpy_iterator()):
-    labels = _labels(config, batch['label'])
-    right += int(np.sum(np.asarray(predict(scaler(batch['image']), i)) == labels))
-    total += len(labels)
+  @functools.partial(jax.jit, out_shardings=run.sharding())
+  def correct(params, x, labels, i):
+    logits = noisy_logits(run.module, params, run.sde, run.eps, x, jax.random.fold_in(eval_key, i))
+    return jnp.sum(jnp.argmax(logits, -1) == labels)
+  for i, element in enumerate(eval_ds.as_numpy_iterator()):
+    images, labels = _global(run, element, axis=0)
+    right += int(correct(params, images, labels, i))
+    total += labels.shape[0]
   logging.info('train_classifier: accuracy %.3f on %d evaluation images (t ~ U(eps, T))',
                right / max(total, 1), total)
   return right / max(total, 1)

@@ -35,6 +35,7 @@ import workdir_lock
 
 MODES = Registry('mode')
 register_mode = MODES.register
+TRAINING = ('train', 'train_classifier')    # stop at a step boundary on SIGTERM, after saving
 
 
 @register_mode('train')
@@ -180,12 +181,12 @@ def run(mode, config, workdir, **options):
   one line and give exit status 1; a training run stopped by SIGTERM or Ctrl-C (after saving)
   exits with 143 or 130, as a process killed by the signal.
 
-  Only training stops at a step boundary on SIGTERM (run_lib._Preemption). In a multi-process
-  run JAX's preemption notifier takes SIGTERM for that sync point, which no other mode reaches:
-  eval and sample would run on until SIGKILL, so they get back the default action (eval and
-  seeded sampling resume per batch)."""
+  Only the TRAINING modes stop at a step boundary on SIGTERM (run_lib.Preemption). In a
+  multi-process run JAX's preemption notifier takes SIGTERM for that sync point, which no other
+  mode reaches: eval and sample would run on until SIGKILL, so they get back the default action
+  (eval and seeded sampling resume per batch)."""
   fn = MODES.get(mode)
-  if mode != 'train' and jax.process_count() > 1:
+  if mode not in TRAINING and jax.process_count() > 1:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
   try:
     return fn(config, workdir, options)

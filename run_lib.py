@@ -69,7 +69,7 @@ class Preempted(Exception):
     self.signum = signum
 
 
-class _Preemption:
+class Preemption:
   """SIGTERM (a preempted VM, `scancel`, Kubernetes) or Ctrl-C as a request to save and stop at
   the next step boundary; a second Ctrl-C stops at once (KeyboardInterrupt). Handlers are set for
   the loop only (`close` restores the previous ones; an ignored signal stays ignored). Several
@@ -445,7 +445,7 @@ def _train(config, workdir, checkpoint, lock):
   _write_config(config, workdir)          # after the resume: a refused one leaves the run's own
   train_iter, eval_iter = trainer.data(step, resumed)
   logging.info('training from step %d to %d on %d devices', step, t.n_iters, jax.device_count())
-  preemption = _Preemption()
+  preemption = Preemption()
   try:
     return _train_loop(trainer, state, step, train_iter, eval_iter, preemption)
   finally:

@@ -5,8 +5,9 @@ old one still runs, a second terminal) would each write checkpoints, the resume 
 config.json and stats.jsonl, silently interleaved, and each delete the other's resume points.
 So process 0 of a training run holds `<workdir>/train.lock`: a JSON record {host,
 pid_namespace, pid, token, started, beat}, rewritten every BEAT_S seconds by a daemon thread and removed when the run ends
-(in any way but SIGKILL or a lost host). Only training takes it: `--mode=eval` beside a training
-run is the intended use, and the other modes write files of their own.
+(in any way but SIGKILL or a lost host). Only training takes it (`--mode=train_classifier` in
+<workdir>/classifier/): `--mode=eval` beside a training run is the intended use, and the other
+modes write files of their own.
 
 A run that finds a record judges it
   - written on this host (and pid namespace): live where its pid runs and its beat is under

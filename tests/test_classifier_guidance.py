@@ -3,8 +3,8 @@ Eq. 14), against the official JAX code (tools/make_classifier_fixture.py: yang-s
 WideResnet and get_pc_conditional_sampler on small random-weight networks, every Gaussian draw of
 its loop stored). Here the same two files go through `--mode=sample --checkpoint=FILE
 --config.sampling.classifier=FILE` with the draws replayed through `sampling.step_normal`, and a
-bad classifier file or setting is one line before any work. `--mode=train_classifier` trains one
-that learns, writes the file the sampler reads and resumes."""
+bad classifier file or setting is one line before any work (`--mode=train_classifier`:
+test_train_classifier.py)."""
 import glob
 import json
 import os
@@ -12,22 +12,16 @@ import subprocess
 import sys
 
 import flax.serialization
-import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 import pytest
 
-from configs import presets, validate
-from configs.quickstart import digits
-import classifier_lib
+from configs import validate
 import controllable_generation as cg
-import datasets
 from foreign import classifier, load
 import generate
 import modes
 from published_cases import ROOT, base_config
-import run_lib
 import sampling
 import sde_lib
 
@@ -155,67 +149,3 @@ def test_main_refuses_a_bad_classifier_before_any_work(tmp_path):
   assert out.returncode != 0 and not workdir.exists()
   last = out.stderr.strip().splitlines()[-1]
   assert last.startswith(f'FATAL sampling.classifier={bad}') and 'msgpack' in last, last
-
-
-# --- --mode=train_classifier (classifier_lib) ---------------------------------------------------
-
-def digits_ve_config(n_iters):
-  """The quickstart digits with score_sde's VE recipe (bench/classifier_guidance.py's) and a
-  1-block, width-×1 WideResnet."""
-  config = digits.get_config()
-  presets.ve(config)
-  m, c = config.model, config.classifier
-  m.precond, m.embedding_type, m.sigma_min, m.sigma_max = 'none', 'fourier', 0.01, 12.
-  c.blocks_per_group, c.widen, c.n_iters, c.log_freq, c.snapshot_freq = 1, 1, n_iters, 40, 80
-  return config
-
-
-def test_train_classifier_learns_writes_and_resumes(tmp_path):
-  """Trained on VE-perturbed digits, the classifier labels nearly clean test digits far above
-  chance and much better than very noisy ones; its file is what sampling.classifier reads; a
-  second call resumes at the saved step."""
-  config, workdir = digits_ve_config(120), str(tmp_path / 'run')
-  params = modes.run('train_classifier', config, workdir)
-  folder = tmp_path / 'run' / 'classifier'
-  assert {'checkpoint_80', 'checkpoint_120', 'state.msgpack', 'stats.jsonl'} <= set(
-      os.listdir(folder))
-  stats = [json.loads(line) for line in open(folder / 'stats.jsonl')]
-  assert [s['step'] for s in stats if 'classifier_loss' in s] == [40, 80, 120]
-  config.sampling.classifier = str(folder / 'checkpoint_120')
-  module, read = classifier.read_for(config)
-  for a, b in zip(jax.tree.leaves(read), jax.tree.leaves(params)):
-    np.testing.assert_array_equal(a, b)
-  split = datasets.digits_split()
-  x, y = jnp.asarray(split['test_images']), split['test_labels']
-  sde, _ = sde_lib.get_sde(config)
-  def accuracy(sigma):
-    noisy = x + sigma * jax.random.normal(jax.random.key(0), x.shape)
-    logits = module.apply({'params': params}, cg.classifier_input(noisy), jnp.full(len(x), sigma))
-    return float(np.mean(np.argmax(logits, -1) == y))
-  clean, noisy = accuracy(0.05), accuracy(sde.sigma_max)
-  print(f'accuracy at sigma 0.05: {clean:.2f}, at sigma_max: {noisy:.2f}')
-  assert clean > 0.6 and clean > noisy + 0.3, (clean, noisy)
-  config.classifier.n_iters = 130                     # resumes at 120 (state.msgpack)
-  modes.run('train_classifier', config, workdir)
-  assert 'checkpoint_130' in os.listdir(folder)
-  stats = [json.loads(line) for line in open(folder / 'stats.jsonl')]
-  assert [s['step'] for s in stats if 'classifier_loss' in s][-2:] == [120, 130]
-
-
-def test_train_classifier_needs_labels(tmp_path):
-  folder = tmp_path / 'images'
-  folder.mkdir()
-  for i in range(4):
-    Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / f'{i}.png')
-  config = digits_ve_config(2)
-  config.data.dataset, config.data.path, config.training.batch_size = 'IMAGE_ZIP', str(folder), 4
-  with pytest.raises(datasets.MalformedDataError, match='train_classifier needs labels'):
-    classifier_lib.train(config, str(tmp_path / 'run'))
-
-
-def test_train_classifier_stops_on_a_nan_loss_without_saving_it(tmp_path):
-  config = digits_ve_config(4)
-  config.classifier.lr, config.classifier.log_freq = 1e30, 2
-  with pytest.raises(run_lib.TrainingDivergedError, match='Lower classifier.lr'):
-    classifier_lib.train(config, str(tmp_path / 'run'))
-  assert not (tmp_path / 'run' / 'classifier' / 'checkpoint_4').exists()

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,18 +62,25 @@ def _free_port():
     return s.getsockname()[1]
 
 
-@pytest.mark.slow   # ~1 min
-def test_two_processes_train_one_run(tmp_path):
-  workdir, port = str(tmp_path / 'run'), _free_port()
+def _two_processes(workdir, mode, flags):
+  """`main.py --mode` in two processes on loopback (one CPU device each); their stderr texts."""
+  port = _free_port()
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
   env.pop('XLA_FLAGS', None)   # one device per process
-  procs = [subprocess.Popen([*TIMEOUT, sys.executable, 'main.py', '--mode=train',
+  procs = [subprocess.Popen([*TIMEOUT, sys.executable, 'main.py', f'--mode={mode}',
                              f'--workdir={workdir}', f'--distributed=127.0.0.1:{port},2,{i}',
-                             *OVERRIDES], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             *flags], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE) for i in range(2)]
   errs = [p.communicate(timeout=420)[1].decode() for p in procs]
   for i, (p, err) in enumerate(zip(procs, errs)):
     assert p.returncode == 0, f'process {i}:\n{err[-3000:]}'
+  return errs
+
+
+@pytest.mark.slow   # ~1 min
+def test_two_processes_train_one_run(tmp_path):
+  workdir = str(tmp_path / 'run')
+  errs = _two_processes(workdir, 'train', OVERRIDES)
   assert 'training from step 0 to 4 on 2 devices' in errs[0]
   with open(os.path.join(workdir, 'stats.jsonl')) as f:
     stats = [json.loads(line) for line in f]
@@ -93,6 +101,35 @@ def test_two_processes_train_one_run(tmp_path):
   leaves = [np.asarray(v) for v in jax.tree.leaves(state['params'])]
   assert leaves and all(np.isfinite(v).all() for v in leaves)
 
+
+CLASSIFIER = ['--config=configs/quickstart/digits.py', '--config.training.sde=vesde',
+              '--config.data.centered=False', '--config.training.batch_size=4',
+              '--config.classifier.log_freq=1', '--config.classifier.snapshot_freq=2',
+              '--config.classifier.blocks_per_group=1', '--config.classifier.widen=1']
+
+
+@pytest.mark.slow   # ~1 min
+def test_two_processes_train_one_classifier_and_resume_it(tmp_path):
+  """--mode=train_classifier over two processes is one run: every step logged once, each file
+  written once, each process's input pipeline position saved; the same command with more steps
+  resumes both where they stopped."""
+  workdir = str(tmp_path / 'run')
+  folder = os.path.join(workdir, 'classifier')
+  errs = _two_processes(workdir, 'train_classifier', [*CLASSIFIER, '--config.classifier.n_iters=2'])
+  assert 'from step 0 to 2 on 2 devices' in errs[0]
+  errs = _two_processes(workdir, 'train_classifier', [*CLASSIFIER, '--config.classifier.n_iters=4'])
+  assert 'resuming at step 2' in errs[1] and 'from step 2 to 4 on 2 devices' in errs[0]
+  with open(os.path.join(folder, 'stats.jsonl')) as f:
+    stats = [json.loads(line) for line in f]
+  assert [s['step'] for s in stats if 'classifier_loss' in s] == [1, 2, 3, 4]
+  assert [s['step'] for s in stats if 'classifier_eval_accuracy' in s] == [2, 4]
+  assert {'checkpoint_2', 'checkpoint_4', 'state.msgpack'} <= set(os.listdir(folder))
+  assert sorted(os.listdir(os.path.join(folder, 'checkpoints-data', '4'))) == sorted(
+      f'process_{p}.{e}' for p in (0, 1)
+      for e in ('data-00000-of-00001', 'index', 'pipeline.json'))
+  with open(os.path.join(folder, 'checkpoint_4'), 'rb') as f:
+    params = flax.serialization.msgpack_restore(f.read())
+  assert all(np.isfinite(v).all() for v in jax.tree.leaves(params))
 
 
 def _signal_when_logged(workdir, mode, flags, logged, signum=signal.SIGTERM):
@@ -132,6 +169,20 @@ def test_a_signal_to_one_process_stops_both_at_one_step_after_saving(tmp_path, s
            for name, e in zip(names, errs)]
   assert steps[0] == steps[1] and 3 <= steps[0] < 400, steps
   assert os.listdir(os.path.join(workdir, 'checkpoints-meta')) == [str(steps[0])]
+
+
+@pytest.mark.slow   # ~1 min
+def test_sigterm_to_one_process_stops_a_two_process_classifier_run_after_saving(tmp_path):
+  workdir = str(tmp_path / 'run')
+  flags = [*CLASSIFIER, '--config.classifier.n_iters=400', '--config.classifier.snapshot_freq=400']
+  codes, errs, _ = _signal_when_logged(workdir, 'train_classifier', flags, 'from step 0 to 400')
+  assert codes == [143, 143], [e[-3000:] for e in errs]
+  steps = [int(re.search(r'SIGTERM: train_classifier stopped at step (\d+)', e).group(1))
+           for e in errs]
+  assert steps[0] == steps[1] and 1 <= steps[0] < 400, steps
+  folder = os.path.join(workdir, 'classifier')
+  assert os.listdir(os.path.join(folder, 'checkpoints-data')) == [str(steps[0])]
+  assert not [f for f in os.listdir(folder) if f.startswith('checkpoint_')]
 
 
 @pytest.mark.slow   # ~1 min

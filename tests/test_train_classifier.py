@@ -1,0 +1,197 @@
+"""`--mode=train_classifier` (classifier_lib.py): score_sde's noise-conditional classifier trained
+on VE-perturbed digits learns, writes the file `sampling.classifier` reads, runs as one run on any
+number of devices (four host devices give the one-device losses and weights to float rounding),
+stops on SIGTERM or Ctrl-C after saving, and a resumed run repeats the uninterrupted one exactly
+(state, input pipeline position and random streams restored). Bad data, a NaN loss and a second
+run on the same folder stop in one line without saving."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+import pytest
+
+from configs import presets
+from configs.quickstart import digits
+import classifier_lib
+import controllable_generation as cg
+import datasets
+from foreign import classifier
+import modes
+from published_cases import ROOT
+import run_lib
+import sde_lib
+import workdir_lock
+
+
+def digits_ve_config(n_iters):
+  """The quickstart digits with score_sde's VE recipe (bench/classifier_guidance.py's) and a
+  1-block, width-×1 WideResnet."""
+  config = digits.get_config()
+  presets.ve(config)
+  m, c = config.model, config.classifier
+  m.precond, m.embedding_type, m.sigma_min, m.sigma_max = 'none', 'fourier', 0.01, 12.
+  c.blocks_per_group, c.widen, c.n_iters, c.log_freq, c.snapshot_freq = 1, 1, n_iters, 40, 80
+  return config
+
+
+def small_config(n_iters):
+  """digits_ve_config with batches of 8 and every step logged."""
+  config = digits_ve_config(n_iters)
+  config.training.batch_size, config.eval.batch_size = 8, 64
+  config.classifier.log_freq, config.classifier.snapshot_freq = 1, n_iters
+  return config
+
+
+def _stats(folder):
+  with open(os.path.join(folder, 'stats.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def _read(path):
+  with open(path, 'rb') as f:
+    return f.read()
+
+
+def test_train_classifier_learns_writes_and_resumes(tmp_path):
+  """Trained on VE-perturbed digits, the classifier labels nearly clean test digits far above
+  chance and much better than very noisy ones; its file is what sampling.classifier reads; a
+  second call resumes at the saved step."""
+  config, workdir = digits_ve_config(120), str(tmp_path / 'run')
+  params = modes.run('train_classifier', config, workdir)
+  folder = tmp_path / 'run' / 'classifier'
+  assert {'checkpoint_80', 'checkpoint_120', 'state.msgpack', 'stats.jsonl'} <= set(
+      os.listdir(folder))
+  assert [s['step'] for s in _stats(folder) if 'classifier_loss' in s] == [40, 80, 120]
+  config.sampling.classifier = str(folder / 'checkpoint_120')
+  module, read = classifier.read_for(config)
+  for a, b in zip(jax.tree.leaves(read), jax.tree.leaves(params)):
+    np.testing.assert_array_equal(a, b)
+  split = datasets.digits_split()
+  x, y = jnp.asarray(split['test_images']), split['test_labels']
+  sde, _ = sde_lib.get_sde(config)
+  def accuracy(sigma):
+    noisy = x + sigma * jax.random.normal(jax.random.key(0), x.shape)
+    logits = module.apply({'params': params}, cg.classifier_input(noisy), jnp.full(len(x), sigma))
+    return float(np.mean(np.argmax(logits, -1) == y))
+  clean, noisy = accuracy(0.05), accuracy(sde.sigma_max)
+  print(f'accuracy at sigma 0.05: {clean:.2f}, at sigma_max: {noisy:.2f}')
+  assert clean > 0.6 and clean > noisy + 0.3, (clean, noisy)
+  config.classifier.n_iters = 130                     # resumes at 120 (state.msgpack)
+  modes.run('train_classifier', config, workdir)
+  assert 'checkpoint_130' in os.listdir(folder)
+  assert [s['step'] for s in _stats(folder) if 'classifier_loss' in s][-2:] == [120, 130]
+
+
+@pytest.fixture
+def sigint():
+  """SIGINT's Python handler for the test (pytest-xdist workers ignore SIGINT, and an ignored
+  signal stays ignored); the worker's setting restored afterwards."""
+  before = signal.getsignal(signal.SIGINT)
+  signal.signal(signal.SIGINT, signal.default_int_handler)
+  yield
+  signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_and_the_same_command_repeats_the_uninterrupted_run(
+    tmp_path, monkeypatch, sigint, signum):
+  """SIGTERM or Ctrl-C while the third batch is read: the run stops at step 3 with state.msgpack
+  and no classifier file due, exits with 128 + the signal; the same command then ends with the
+  uninterrupted run's classifier file, byte for byte."""
+  del sigint
+  config = small_config(6)
+  modes.run('train_classifier', config, str(tmp_path / 'whole'))
+  original, read = classifier_lib._global, []
+
+  def signalled(run, element, axis):
+    read.append(axis)
+    if read.count(1) == 3:
+      os.kill(os.getpid(), signum)
+    return original(run, element, axis)
+  folder = tmp_path / 'run' / 'classifier'
+  with monkeypatch.context() as patch:
+    patch.setattr(classifier_lib, '_global', signalled)
+    with pytest.raises(SystemExit) as stop:
+      modes.run('train_classifier', config, str(tmp_path / 'run'))
+  assert stop.value.code == 128 + signum
+  assert not any(f.startswith('checkpoint_') for f in os.listdir(folder))
+  assert os.listdir(folder / 'checkpoints-data') == ['3']
+  modes.run('train_classifier', config, str(tmp_path / 'run'))
+  whole = tmp_path / 'whole' / 'classifier'
+  assert _read(folder / 'checkpoint_6') == _read(whole / 'checkpoint_6')
+  losses = [[s['classifier_loss'] for s in _stats(f) if 'classifier_loss' in s]
+            for f in (folder, whole)]
+  assert losses[0] == losses[1] and len(set(losses[1])) == 6
+
+
+SCRIPT = """
+import sys
+import jax
+import classifier_lib
+sys.path.insert(0, 'tests')
+from test_train_classifier import small_config
+assert jax.device_count() == 4, jax.devices()
+classifier_lib.train(small_config(4), sys.argv[1])
+"""
+
+
+def test_four_devices_match_one_device(tmp_path):
+  """The batch of 8 over a 'data' mesh of four host devices: the one-device losses, evaluation
+  accuracy and weights up to the reduction order (the random draws do not depend on the
+  sharding): weights within a tenth of one Adam step (lr 1e-3), which normalises tiny
+  gradients' rounding up to a step's size."""
+  classifier_lib.train(small_config(4), str(tmp_path / 'one'))
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': os.environ.get('XLA_FLAGS', '') +
+         ' --xla_force_host_platform_device_count=4'}
+  out = subprocess.run([sys.executable, '-c', SCRIPT, str(tmp_path / 'four')], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=400)
+  assert out.returncode == 0, out.stderr[-3000:]
+  one, four = (_stats(tmp_path / name / 'classifier') for name in ('one', 'four'))
+  for key in ('classifier_loss', 'classifier_accuracy', 'classifier_eval_accuracy'):
+    a, b = ([s[key] for s in stats if key in s] for stats in (one, four))
+    assert len(a) == (1 if key == 'classifier_eval_accuracy' else 4)
+    np.testing.assert_allclose(b, a, rtol=2e-5)
+  a, b = (flax_params(tmp_path / name / 'classifier' / 'checkpoint_4') for name in ('one', 'four'))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(y, x, rtol=0, atol=1e-4)
+
+
+def flax_params(path):
+  import flax.serialization  # pylint: disable=import-outside-toplevel
+  return flax.serialization.msgpack_restore(_read(path))
+
+
+def test_a_second_run_on_the_folder_is_refused(tmp_path):
+  workdir = str(tmp_path / 'run')
+  holder = workdir_lock.acquire(os.path.join(workdir, 'classifier'))
+  try:
+    with pytest.raises(SystemExit):
+      modes.run('train_classifier', small_config(2), workdir)
+  finally:
+    holder.release()
+  assert os.listdir(tmp_path / 'run' / 'classifier') == []
+
+
+def test_train_classifier_needs_labels(tmp_path):
+  folder = tmp_path / 'images'
+  folder.mkdir()
+  for i in range(4):
+    Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / f'{i}.png')
+  config = digits_ve_config(2)
+  config.data.dataset, config.data.path, config.training.batch_size = 'IMAGE_ZIP', str(folder), 4
+  with pytest.raises(datasets.MalformedDataError, match='train_classifier needs labels'):
+    classifier_lib.train(config, str(tmp_path / 'run'))
+
+
+def test_train_classifier_stops_on_a_nan_loss_without_saving_it(tmp_path):
+  config = digits_ve_config(4)
+  config.classifier.lr, config.classifier.log_freq = 1e30, 2
+  with pytest.raises(run_lib.TrainingDivergedError, match='Lower classifier.lr'):
+    classifier_lib.train(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run' / 'classifier' / 'checkpoint_4').exists()
