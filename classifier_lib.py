@@ -6,9 +6,9 @@ Papers:
 
 The WideResnet (`models.wideresnet`, classifier.blocks_per_group / widen) learns p_t(y | x_t) by
 cross-entropy on training images perturbed as the score model's: x_t = mean_t(x) + std_t n with
-t ~ U(eps, T) of the config's SDE (VE: x + σ(t) n; configs/rules_eval.py admits VE on [0, 1]
-data, what the sampler's guidance feeds it), seen as the guidance sees it: standardised by
-CIFAR-10's channel statistics, with the marginal std (controllable_generation.get_classifier_guide).
+t ~ U(eps, T) of the config's SDE (VE: x + σ(t) n, VP: √ᾱ(t) x + √(1 − ᾱ(t)) n, sub-VP; the
+SDEs configs/rules_eval.py admits), seen as the guidance sees it: standardised by CIFAR-10's
+channel statistics, with the marginal std (controllable_generation.get_classifier_guide).
 Adam (classifier.lr), training.batch_size images per step, training.n_jitted_steps steps per
 call.
 
@@ -23,13 +23,15 @@ position (data_state.py) are saved together; SIGTERM or Ctrl-C saves them and st
 Writes <workdir>/classifier/ (process 0; the input pipeline's position: every process):
   checkpoint_<step>   every classifier.snapshot_freq steps and at the end: score_sde's format,
                       a Flax msgpack of the parameters, the file sampling.classifier reads
-  state.msgpack       parameters, Adam moments and step: a restart resumes from it
+  checkpoint_<step>.json   the noise it was trained on (foreign/classifier.py checks it)
+  state.msgpack       parameters, Adam moments, step and noise: a restart resumes from it
   checkpoints-data/   the input pipeline's position at the step of state.msgpack
   stats.jsonl, tensorboard/   loss and accuracy, and the accuracy on the evaluation split at
                       the end
 """
 import dataclasses
 import functools
+import json
 import signal
 
 from absl import logging
@@ -40,9 +42,11 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 import optax
 
+from configs import validate
 import controllable_generation as cg
 import data_state
 import datasets
+from foreign import classifier
 from models.wideresnet import NoiseConditionalWideResNet
 import outputs
 import paths
@@ -139,7 +143,14 @@ def _initial(run):
   state = {'params': params, 'opt_state': run.optimizer.init(params), 'step': 0}
   path = paths.join(run.folder, 'state.msgpack')
   if paths.exists(path):
-    state = flax.serialization.from_bytes(state, paths.read_bytes(path))
+    saved = flax.serialization.msgpack_restore(paths.read_bytes(path))
+    noise = json.loads(saved.pop('noise', 'null'))     # absent in states of before the record
+    if noise not in (None, classifier.noise_record(run.config)):
+      raise validate.ConfigError(
+          f'{path} trains on {classifier.describe_noise(noise)}, not on this config\'s '
+          f'{classifier.describe_noise(classifier.noise_record(run.config))}: resume with those '
+          'fields, or train in another workdir. Nothing was written.')
+    state = flax.serialization.from_state_dict(state, saved)
     logging.info('train_classifier: resuming at step %d from %s', int(state['step']), path)
   params, opt_state = jax.device_put((state['params'], state['opt_state']), run.sharding())
   return params, opt_state, int(state['step'])
@@ -213,11 +224,13 @@ def _save(run, step, params, opt_state, iterators, kept):
   data_state.save(run.folder, step, iterators, run.pipeline)
   if jax.process_index() != 0:
     return
+  noise = classifier.noise_record(run.config)
   if kept:
-    paths.write_bytes(paths.join(run.folder, f'checkpoint_{step}'),
-                      flax.serialization.to_bytes(params))
+    path = paths.join(run.folder, f'checkpoint_{step}')
+    paths.write_text(path + '.json', json.dumps({'noise': noise}, indent=1))
+    paths.write_bytes(path, flax.serialization.to_bytes(params))
   paths.write_bytes(paths.join(run.folder, 'state.msgpack'), flax.serialization.to_bytes(
-      {'params': params, 'opt_state': opt_state, 'step': step}))
+      {'params': params, 'opt_state': opt_state, 'step': step, 'noise': json.dumps(noise)}))
   logging.info('train_classifier: step %d, wrote %s', step,
                f'{run.folder}/checkpoint_{step}' if kept else f'{run.folder}/state.msgpack')
 

@@ -127,20 +127,29 @@ def colorize_needs_rgb(config):
   return None
 
 
+CLASSIFIER_SDES = ('vesde', 'vpsde', 'subvpsde')   # Song+21's, t ~ U(eps, 1) as its training
+
+
+def _classifier_noise(config, what):
+  """None, or why `what` cannot have a noise-conditional classifier of this model's noise."""
+  t = config.training
+  if t.sde not in CLASSIFIER_SDES or not math.isinf(t.pfgmpp_D):
+    return (f'{what} works with the Gaussian noise of Song+21\'s SDEs (training.sde in '
+            f'{CLASSIFIER_SDES}, t ~ U(eps, 1), training.pfgmpp_D = inf), not training.sde = '
+            f'{t.sde!r}, pfgmpp_D = {t.pfgmpp_D}')
+  return None
+
+
 @rule(TRAIN, EVAL, SAMPLE)
-def classifier_guides_an_unconditional_ve_model(config):
-  """sampling.classifier (score_sde's noise-conditional classifier, Song+21 App. I.4) guides an
-  unconditional model of [0, 1] images with VE noise, the inputs it was trained on."""
+def classifier_guides_an_unconditional_sde_model(config):
+  """sampling.classifier (score_sde's noise-conditional classifier, Song+21 App. I.4, Eq. 14)
+  guides an unconditional model with the Gaussian noise of a VE, VP or sub-VP SDE."""
   if not config.sampling.classifier:
     return None
   if config.model.class_conditional:
     return ('sampling.classifier guides an unconditional model; a model.class_conditional=True '
             'network takes the class itself (sampling.guidance: classifier-free guidance)')
-  if config.training.sde != 'vesde' or config.data.centered:
-    return ('sampling.classifier takes [0, 1] images with VE noise (Song+21 App. I.4): it needs '
-            f'training.sde=vesde and data.centered=False, not {config.training.sde!r} and '
-            f'{config.data.centered}')
-  return None
+  return _classifier_noise(config, 'sampling.classifier')
 
 
 @rule(INPAINT, COLORIZE)
@@ -153,13 +162,9 @@ def controllable_takes_no_classifier(config):
 
 
 @rule(TRAIN_CLASSIFIER)
-def classifier_trains_on_ve_noise(config):
-  """--mode=train_classifier perturbs [0, 1] images with VE noise, what sampling.classifier's
-  guidance feeds it, and needs classes."""
-  if config.training.sde != 'vesde' or config.data.centered:
-    return ('--mode=train_classifier trains on [0, 1] images with VE noise (the guidance of '
-            f'sampling.classifier): set training.sde=vesde and data.centered=False, not '
-            f'{config.training.sde!r} and {config.data.centered}')
+def classifier_trains_on_sde_noise(config):
+  """--mode=train_classifier perturbs images with the noise of the config's VE, VP or sub-VP SDE,
+  what sampling.classifier's guidance feeds it, and needs classes."""
   if config.data.num_classes < 2:
     return f'--mode=train_classifier needs data.num_classes ≥ 2, not {config.data.num_classes}'
-  return None
+  return _classifier_noise(config, '--mode=train_classifier')

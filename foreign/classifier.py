@@ -7,8 +7,16 @@ first convolution's channels / 16), classes (Dense_2's outputs) and input channe
 every tensor's shape is then
 checked against that network's (entries besides them are ignored with a warning, as score_sde's
 restore_checkpoint(path, params) ignores them).
+
+The file does not say which noise it was trained on. `--mode=train_classifier` writes it beside
+each file, `<file>.json` = {'noise': `noise_record(config)`}: the SDE, its parameters and the data
+scaling. Where that record is there it must match the model's (a classifier of VE noise on [0, 1]
+images guiding a VP model on [-1, 1] ones would see inputs it never saw); where it is not (a
+score_sde file: its CIFAR-10 classifier saw VE noise σ in [0.01, 50] on [0, 1] images) a model of
+other noise gets a warning.
 """
 import functools
+import json
 import os
 
 from absl import logging
@@ -17,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from foreign import files
+import paths
 from models.wideresnet import NoiseConditionalWideResNet
 
 
@@ -49,7 +58,49 @@ def read_for(config):
       raise ClassifierFileError(
           f'sampling.classifier={config.sampling.classifier} has {theirs} {what}, data.num_{what} '
           f'= {ours}: set --config.data.num_{what}={theirs}')
+  _check_noise(config)
   return module, params
+
+
+_NOISE_FIELDS = {'vesde': ('model.sigma_min', 'model.sigma_max'),
+                 'vpsde': ('model.beta_min', 'model.beta_max'),
+                 'subvpsde': ('model.beta_min', 'model.beta_max')}
+_SCORE_SDE_CIFAR10 = {'training.sde': 'vesde', 'data.centered': False, 'model.sigma_min': 0.01,
+                      'model.sigma_max': 50.}
+
+
+def noise_record(config):
+  """{dotted config field: value}: the noise a classifier of `config`'s model sees (the SDE of
+  configs/rules_eval.CLASSIFIER_SDES, its parameters, the data scaling)."""
+  fields = ('training.sde', 'data.centered') + _NOISE_FIELDS[config.training.sde]
+  return {f: config[f.split('.')[0]][f.split('.')[1]] for f in fields}
+
+
+def describe_noise(record):
+  """A noise record as 'field=value, ...'."""
+  return ', '.join(f'{k}={v}' for k, v in record.items())
+
+
+def _check_noise(config):
+  """The record beside sampling.classifier (`<file>.json`) against the model's noise."""
+  path, ours = config.sampling.classifier, noise_record(config)
+  record = path + '.json'
+  if files.is_url(path) or not paths.exists(record):
+    if ours != _SCORE_SDE_CIFAR10:
+      logging.warning('sampling.classifier=%s has no record of the noise it was trained on (%s, '
+                      'written by --mode=train_classifier); score_sde\'s CIFAR-10 classifier saw %s, '
+                      'this model\'s is %s', path, record, describe_noise(_SCORE_SDE_CIFAR10), describe_noise(ours))
+    return
+  try:
+    theirs = json.loads(paths.read_text(record))['noise']
+  except (ValueError, KeyError, TypeError) as err:
+    raise ClassifierFileError(f'sampling.classifier={path}: its record {record} is unreadable '
+                              f'({type(err).__name__}: {err}); delete it or write it again') from None
+  if theirs != ours:
+    raise ClassifierFileError(
+        f'sampling.classifier={path} was trained on {describe_noise(theirs)} ({record}), this model '
+        f'samples {describe_noise(ours)}: train one on this noise (--mode=train_classifier with this '
+        'config) or use a model of that noise')
 
 
 def read(path_or_url):

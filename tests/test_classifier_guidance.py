@@ -25,40 +25,43 @@ from published_cases import ROOT, base_config
 import sampling
 import sde_lib
 
-FIXTURE = os.path.join(ROOT, 'tests', 'fixtures', 'classifier')
+ROOTS = {'ve': os.path.join(ROOT, 'tests', 'fixtures', 'classifier'),      # [0, 1] data
+         'vp': os.path.join(ROOT, 'tests', 'fixtures', 'classifier', 'vp')}   # [-1, 1] data
+FIXTURE = ROOTS['ve']
 CLASSIFIER = os.path.join(FIXTURE, 'classifier_checkpoint_1')
-TOLERANCE = 1e-3     # max abs difference of the sampler's x (unclipped: values up to ±12)
+TOLERANCE = 1e-3     # max abs difference of the sampler's x (unclipped: values up to ±12 / ±28)
 
 
-def fixture():
-  with open(os.path.join(FIXTURE, 'settings.json')) as f:
+def fixture(case='ve'):
+  with open(os.path.join(ROOTS[case], 'settings.json')) as f:
     settings = json.load(f)
-  return settings, dict(np.load(os.path.join(FIXTURE, 'reference.npz')))
+  return settings, dict(np.load(os.path.join(ROOTS[case], 'reference.npz')))
 
 
-def config_of():
-  settings, _ = fixture()
+def config_of(case='ve'):
+  settings, _ = fixture(case)
   config = base_config(settings['base_config'])
   load.apply_fields(config, settings['overrides'])
-  config.sampling.classifier = CLASSIFIER
+  config.sampling.classifier = os.path.join(ROOTS[case], 'classifier_checkpoint_1')
   return config
 
 
-def test_wideresnet_gives_the_official_logits():
+@pytest.mark.parametrize('case', sorted(ROOTS))
+def test_wideresnet_gives_the_official_logits(case):
   """Our WideResnet on the official file (architecture read from it) and score_sde's
   get_logit_fn preprocessing: the official logits."""
-  _, ref = fixture()
-  module, params = classifier.read(CLASSIFIER)
+  _, ref = fixture(case)
+  module, params = classifier.read(config_of(case).sampling.classifier)
   assert (module.blocks_per_group, module.widen, module.num_classes) == (1, 1, 10)
   logits = module.apply({'params': params}, cg.classifier_input(ref['inputs']), ref['sigmas'])
   scale = np.abs(ref['logits']).max()
   np.testing.assert_allclose(logits, ref['logits'], rtol=1e-5, atol=1e-5 * scale)
 
 
-def sample(tmp_path, monkeypatch, scale=1.):
+def sample(tmp_path, monkeypatch, case='ve', scale=1.):
   """Our x [4, 8, 8, 3] for the fixture's latents, labels and draws through modes.run('sample')."""
-  _, ref = fixture()
-  config = config_of()
+  _, ref = fixture(case)
+  config = config_of(case)
   config.sampling.classifier_scale = scale
   noise, labels = jnp.asarray(ref['noise']), jnp.asarray(ref['labels'])
   monkeypatch.setattr(sampling, 'step_normal', lambda keys, i, j, shape: noise[i, j])
@@ -68,7 +71,7 @@ def sample(tmp_path, monkeypatch, scale=1.):
   s.seeds, s.image_format, s.latents = '0-3', 'npz', str(tmp_path / 'latents.npy')
   config.eval.batch_size = 4
   workdir = str(tmp_path / 'run')
-  modes.run('sample', config, workdir, checkpoint=os.path.join(FIXTURE, 'checkpoint_1'))
+  modes.run('sample', config, workdir, checkpoint=os.path.join(ROOTS[case], 'checkpoint_1'))
   out_dir, = glob.glob(os.path.join(workdir, 'samples', 'seeds_*'))
   with open(os.path.join(out_dir, 'class_labels.json')) as f:
     recorded = json.load(f)
@@ -76,17 +79,21 @@ def sample(tmp_path, monkeypatch, scale=1.):
   return x, ref, recorded
 
 
-def test_official_class_conditional_samples(tmp_path, monkeypatch):
-  ours, ref, recorded = sample(tmp_path, monkeypatch)
+@pytest.mark.parametrize('case', sorted(ROOTS))
+def test_official_class_conditional_samples(tmp_path, monkeypatch, case):
+  """VE NCSN++ with reverse diffusion + Langevin; VP DDPM++ with Euler-Maruyama + Langevin, the
+  classifier given VP's marginal std as score_sde's conditional sampler gives it."""
+  ours, ref, recorded = sample(tmp_path, monkeypatch, case)
   diff = float(np.abs(ours - ref['images']).max())
   print(f'max |ours - official| = {diff:.2e} (x up to {np.abs(ref["images"]).max():.1f})')
   assert diff <= TOLERANCE, diff
   assert recorded == {str(i): int(label) for i, label in enumerate(ref['labels'])}
 
 
-def test_the_classifier_term_is_visible(tmp_path, monkeypatch):
+@pytest.mark.parametrize('case', sorted(ROOTS))
+def test_the_classifier_term_is_visible(tmp_path, monkeypatch, case):
   """The same run without the classifier's gradient (scale 0) is far from the official one."""
-  ours, ref, _ = sample(tmp_path, monkeypatch, scale=0.)
+  ours, ref, _ = sample(tmp_path, monkeypatch, case, scale=0.)
   assert float(np.abs(ours - ref['images']).max()) > 100 * TOLERANCE
 
 
@@ -132,9 +139,11 @@ def test_classifier_rules():
   config.sampling.class_label = 10
   assert 'data.num_classes = 10' in messages(config, 'sample')
   config.sampling.class_label = -1
-  config.data.centered = True
-  assert 'VE noise' in messages(config, 'sample')
-  config.data.centered, config.model.class_conditional = False, True
+  assert messages(config_of('vp'), 'sample') == ''   # VP on [-1, 1] data: allowed
+  config.training.pfgmpp_D = 128.                    # PFGM++'s kernel is not Gaussian
+  assert "Gaussian noise of Song+21's SDEs" in messages(config, 'sample')
+  assert "Gaussian noise of Song+21's SDEs" in messages(config, 'train_classifier')
+  config.training.pfgmpp_D, config.model.class_conditional = float('inf'), True
   assert 'guides an unconditional model' in messages(config, 'sample')
   assert 'do not use sampling.classifier' in messages(config_of(), 'inpaint')
 

@@ -5,6 +5,7 @@ stops on SIGTERM or Ctrl-C after saving, and a resumed run repeats the uninterru
 (state, input pipeline position and random streams restored). Bad data, a NaN loss and a second
 run on the same folder stop in one line without saving."""
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from configs import presets
+from configs import presets, validate
 from configs.quickstart import digits
 import classifier_lib
 import controllable_generation as cg
@@ -165,6 +166,40 @@ def test_four_devices_match_one_device(tmp_path):
 def flax_params(path):
   import flax.serialization  # pylint: disable=import-outside-toplevel
   return flax.serialization.msgpack_restore(_read(path))
+
+
+def test_each_file_records_its_noise_and_the_sampler_and_a_resume_check_it(tmp_path, caplog):
+  """checkpoint_<step>.json holds the SDE, its parameters and the data scaling; a model of other
+  noise is refused in one line (a record-less file: a warning), as is resuming the run with
+  another noise; a VP classifier (on [-1, 1] digits) is written and read the same way."""
+  config = small_config(2)
+  classifier_lib.train(config, str(tmp_path / 'run'))
+  path = str(tmp_path / 'run' / 'classifier' / 'checkpoint_2')
+  with open(path + '.json') as f:
+    assert json.load(f) == {'noise': {'training.sde': 'vesde', 'data.centered': False,
+                                      'model.sigma_min': 0.01, 'model.sigma_max': 12.}}
+  config.sampling.classifier = path
+  classifier.read_for(config)
+  other, vp = small_config(4), small_config(2)
+  other.model.sigma_max, other.sampling.classifier = 50., path
+  presets.vp(vp)
+  vp.sampling.classifier = path
+  for model, message in ((other, 'model.sigma_max=12.0.*this model samples.*sigma_max=50.0'),
+                         (vp, 'training.sde=vesde.*this model samples training.sde=vpsde')):
+    with pytest.raises(classifier.ClassifierFileError, match=message) as err:
+      classifier.read_for(model)
+    assert '\n' not in str(err.value) and 'train one on this noise' in str(err.value)
+  with pytest.raises(validate.ConfigError, match='trains on .*sigma_max=12.0.*not on this config'):
+    classifier_lib.train(other, str(tmp_path / 'run'))
+  os.remove(path + '.json')
+  with caplog.at_level(logging.WARNING):
+    classifier.read_for(other)                 # score_sde's CIFAR-10 classifier's noise
+    assert not caplog.text
+    classifier.read_for(vp)
+  assert 'has no record of the noise it was trained on' in caplog.text
+  classifier_lib.train(vp, str(tmp_path / 'vp'))
+  vp.sampling.classifier = str(tmp_path / 'vp' / 'classifier' / 'checkpoint_2')
+  classifier.read_for(vp)
 
 
 def test_a_second_run_on_the_folder_is_refused(tmp_path):
