@@ -1,14 +1,15 @@
 """Classifier guidance on digits: Song+21's class-conditional sampling with a noise-conditional
 classifier (App. I.4, Eq. 14, Fig. 4) reproduced on sklearn's 8×8 digits.
 
-  python bench/classifier_guidance.py [--steps 1000] [--classifier_steps 1500] [--n 297]
-                                      [--scale 1] [--workdir W]
+  python bench/classifier_guidance.py [--sde vesde] [--steps 1000] [--classifier_steps 1500]
+                                      [--n 297] [--scale 1] [--workdir W]
 
-A VE score model (score_sde's recipe on the quickstart network, as bench/digits_table.py's VE
-rows: DSM, no preconditioning, σ 0.01..12) trains for --steps, a noise-conditional WideResnet
-(`--mode=train_classifier`: 1 block per group, width ×1) for --classifier_steps on the same VE
-noise; then --n samples with `sampling.classifier`, each asked for a class drawn from its key
-(PC, reverse diffusion + Langevin, 1000 steps), and the same keys without it. Each set is labeled
+A score model of --sde (score_sde's recipe on the quickstart network, as bench/digits_table.py's
+SDE rows: DSM, no preconditioning; VE: σ 0.01..12 on [0, 1] digits, PC with reverse diffusion +
+Langevin; VP / sub-VP: β 0.1..20 on [-1, 1] digits, Euler–Maruyama; 1000 steps) trains for
+--steps, a noise-conditional WideResnet (`--mode=train_classifier`: 1 block per group, width ×1)
+for --classifier_steps on the same noise; then --n samples with `sampling.classifier`, each asked
+for a class drawn from its key, and the same keys without it. Each set is labeled
 by digits_metric's classifier (an MLP on the digits train split): the share of samples labeled as
 the class asked for, guided against unguided (where it is the chance that the unguided sample
 happens to be that class), and each set's digits FD at n = min(--n, 297) (sample quality).
@@ -35,7 +36,7 @@ import utils
 
 def config_for(args):
   plan = digits_table.Plan(steps=args.steps)
-  config = digits_table._sde_config('vesde', plan)  # pylint: disable=protected-access
+  config = digits_table._sde_config(args.sde, plan)  # pylint: disable=protected-access
   t, c = config.training, config.classifier
   t.n_iters, t.snapshot_sampling = args.steps, False
   t.snapshot_freq = t.snapshot_freq_for_preemption = t.eval_freq = args.steps
@@ -55,6 +56,7 @@ def samples(config, run, state, n, classifier):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+  parser.add_argument('--sde', default='vesde', choices=['vesde', 'vpsde', 'subvpsde'])
   parser.add_argument('--steps', type=int, default=1000, help='score-model training steps')
   parser.add_argument('--classifier_steps', type=int, default=1500)
   parser.add_argument('--n', type=int, default=297, help='samples, guided and unguided each')
@@ -83,7 +85,7 @@ def main():
                                      reference.train_stats, min(args.n, digits_table.N_SAMPLES)))
     print(f'{"guided" if classifier else "unguided"}: {shares[-1]:.1%} labeled as asked, digits FD '
           f'{fds[-1][0]:.2f} ({time.time() - start:.0f} s)', flush=True)
-  print(f'\n{jax.devices()[0].device_kind}, score model {args.steps} steps, classifier '
+  print(f'\n{jax.devices()[0].device_kind}, {args.sde} score model {args.steps} steps, classifier '
         f'{args.classifier_steps} steps ({trained:.0f} s training), {args.n} samples each, scale '
         f'{args.scale}: share labeled as the class asked for {shares[0]:.1%} guided vs '
         f'{shares[1]:.1%} unguided; digits FD at n = '

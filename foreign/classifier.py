@@ -85,7 +85,7 @@ def _check_noise(config):
   """The record beside sampling.classifier (`<file>.json`) against the model's noise."""
   path, ours = config.sampling.classifier, noise_record(config)
   record = path + '.json'
-  if files.is_url(path) or not paths.exists(record):
+  if path.startswith(('http://', 'https://')) or not paths.exists(record):   # gs://: read
     if ours != _SCORE_SDE_CIFAR10:
       logging.warning('sampling.classifier=%s has no record of the noise it was trained on (%s, '
                       'written by --mode=train_classifier); score_sde\'s CIFAR-10 classifier saw %s, '

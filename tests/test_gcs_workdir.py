@@ -115,3 +115,32 @@ def test_train_resume_eval_sample_fid_in_a_bucket(tmp_path):
     assert results['num_found'] == 4 and results['metric'] == 'digits_fd'
     assert f'run/fid/digits_classifier/{CLASSIFIER}.npz' in gcs_emulator.objects(url, 'run/fid/')
   assert os.listdir(tmp_path) == []                    # no local folder named gs:
+
+
+@SLOW
+def test_train_classifier_in_a_bucket_resumes_and_its_record_is_read_there(tmp_path):
+  """--mode=train_classifier on a gs:// workdir (a VP model's noise): its files, input pipeline
+  position and lock in the bucket, a resume from there; a sampler given the gs:// file of a model
+  of other noise stops at its record, read from the bucket."""
+  flags = [f'--config={ROOT}/configs/quickstart/digits.py', '--config.training.sde=vpsde',
+           '--config.model.precond=none', '--config.training.batch_size=4',
+           '--config.classifier.blocks_per_group=1', '--config.classifier.widen=1',
+           '--config.classifier.log_freq=1', '--config.classifier.snapshot_freq=2']
+  with gcs_emulator.running() as url:
+    for steps in (2, 3):
+      rc, err, _ = _main(url, tmp_path, '--mode=train_classifier', f'--workdir={RUN}', *flags,
+                         f'--config.classifier.n_iters={steps}')
+      assert rc == 0, err[-3000:]
+    assert 'resuming at step 2' in err
+    names = gcs_emulator.objects(url, 'run/classifier/')
+    assert {f'run/classifier/{n}' for n in (
+        'checkpoint_2', 'checkpoint_2.json', 'checkpoint_3', 'checkpoint_3.json', 'state.msgpack',
+        'stats.jsonl', 'checkpoints-data/3/process_0.index')} <= set(names), sorted(names)
+    assert 'run/classifier/train.lock' not in names
+    rc, err, _ = _main(url, tmp_path, '--mode=sample', '--workdir=unused', *flags,
+                       '--config.training.sde=subvpsde',
+                       f'--config.sampling.classifier={RUN}/classifier/checkpoint_3')
+    assert rc != 0 and not os.path.exists(tmp_path / 'unused')
+    fatal, = _fatal_lines(err)
+    assert 'was trained on training.sde=vpsde' in fatal and 'subvpsde' in fatal, fatal
+
