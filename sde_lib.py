@@ -31,6 +31,9 @@ SDES = Registry('sde')
 
 class SDE(abc.ABC):
   """Abstract forward SDE dx = f(x, t) dt + g(t) dw on t ∈ [0, T] (Song+21 Eq. 5)."""
+  # The config fields (dotted) besides training.sde that set the marginals p_t(x | y): a
+  # noise-conditional classifier records them (foreign/classifier.noise_record).
+  noise_fields = ()
 
   def __init__(self, N):
     self.N = N                # number of discretization steps (discrete training and PC sampling)
@@ -140,6 +143,7 @@ class ReverseSDE:
 @SDES.register('vesde')
 class VESDE(SDE):
   """Variance exploding SDE (Song+21 Eq. 30): σ(t) = σ_min (σ_max/σ_min)^t, s = 1."""
+  noise_fields = ('model.sigma_min', 'model.sigma_max')
 
   def __init__(self, sigma_min=0.01, sigma_max=50., N=1000):
     super().__init__(N)
@@ -202,6 +206,7 @@ class VESDE(SDE):
 
 class _VPFamily(SDE):
   """Shared linear β(t) = β_0 + t (β_1 − β_0) schedule of VP and sub-VP (Song+21 Eq. 32)."""
+  noise_fields = ('model.beta_min', 'model.beta_max')
 
   def __init__(self, beta_min=0.1, beta_max=20., N=1000):
     super().__init__(N)            # needs β_N = beta_max / N < 1 (configs/rules.py)
@@ -309,6 +314,7 @@ class subVPSDE(_VPFamily):  # pylint: disable=invalid-name
 @SDES.register('edm')
 class EDMSDE(SDE):
   """EDM's process (Karras+22 §3, Eq. 4 with σ(t) = t, s(t) = 1): dx = sqrt(2t) dw on [0, σ_max]."""
+  noise_fields = ('model.sigma_min', 'model.sigma_max')
 
   def __init__(self, sigma_min=0.002, sigma_max=80., N=1000):
     super().__init__(N)

@@ -127,23 +127,25 @@ def colorize_needs_rgb(config):
   return None
 
 
-CLASSIFIER_SDES = ('vesde', 'vpsde', 'subvpsde')   # Song+21's, t ~ U(eps, 1) as its training
-
-
 def _classifier_noise(config, what):
-  """None, or why `what` cannot have a noise-conditional classifier of this model's noise."""
+  """None, or why `what` cannot have a noise-conditional classifier of this model's noise: it
+  needs Gaussian noise and times t ~ U(eps, 1) as Song+21's classifier (App. I.4)."""
   t = config.training
-  if t.sde not in CLASSIFIER_SDES or not math.isinf(t.pfgmpp_D):
-    return (f'{what} works with the Gaussian noise of Song+21\'s SDEs (training.sde in '
-            f'{CLASSIFIER_SDES}, t ~ U(eps, 1), training.pfgmpp_D = inf), not training.sde = '
-            f'{t.sde!r}, pfgmpp_D = {t.pfgmpp_D}')
+  if not math.isinf(t.pfgmpp_D):
+    return (f'{what} needs Gaussian noise (Song+21 Eq. 14 with a noise-conditional classifier); '
+            f'training.pfgmpp_D = {t.pfgmpp_D} (PFGM++) is not: leave it inf')
+  if t.sde == 'edm':
+    return (f"{what} works with an SDE on t ∈ [0, 1] (VE, VP, sub-VP; the classifier trains at "
+            f"t ~ U(eps, 1)), not training.sde = 'edm', whose time is σ up to "
+            f'model.sigma_max = {config.model.sigma_max}')
   return None
 
 
 @rule(TRAIN, EVAL, SAMPLE)
 def classifier_guides_an_unconditional_sde_model(config):
   """sampling.classifier (score_sde's noise-conditional classifier, Song+21 App. I.4, Eq. 14)
-  guides an unconditional model with the Gaussian noise of a VE, VP or sub-VP SDE."""
+  guides an unconditional model with the Gaussian noise of an SDE on t ∈ [0, 1] (VE, VP,
+  sub-VP, or one added to sde_lib)."""
   if not config.sampling.classifier:
     return None
   if config.model.class_conditional:
@@ -163,7 +165,7 @@ def controllable_takes_no_classifier(config):
 
 @rule(TRAIN_CLASSIFIER)
 def classifier_trains_on_sde_noise(config):
-  """--mode=train_classifier perturbs images with the noise of the config's VE, VP or sub-VP SDE,
+  """--mode=train_classifier perturbs images with the noise of the config's SDE on t ∈ [0, 1],
   what sampling.classifier's guidance feeds it, and needs classes."""
   if config.data.num_classes < 2:
     return f'--mode=train_classifier needs data.num_classes ≥ 2, not {config.data.num_classes}'

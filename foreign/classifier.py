@@ -62,17 +62,15 @@ def read_for(config):
   return module, params
 
 
-_NOISE_FIELDS = {'vesde': ('model.sigma_min', 'model.sigma_max'),
-                 'vpsde': ('model.beta_min', 'model.beta_max'),
-                 'subvpsde': ('model.beta_min', 'model.beta_max')}
 _SCORE_SDE_CIFAR10 = {'training.sde': 'vesde', 'data.centered': False, 'model.sigma_min': 0.01,
                       'model.sigma_max': 50.}
 
 
 def noise_record(config):
-  """{dotted config field: value}: the noise a classifier of `config`'s model sees (the SDE of
-  configs/rules_eval.CLASSIFIER_SDES, its parameters, the data scaling)."""
-  fields = ('training.sde', 'data.centered') + _NOISE_FIELDS[config.training.sde]
+  """{dotted config field: value}: the noise a classifier of `config`'s model sees (the SDE, its
+  parameters `noise_fields`, the data scaling)."""
+  from sde_lib import SDES  # pylint: disable=import-outside-toplevel
+  fields = ('training.sde', 'data.centered') + SDES.get(config.training.sde).noise_fields
   return {f: config[f.split('.')[0]][f.split('.')[1]] for f in fields}
 
 

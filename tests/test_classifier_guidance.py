@@ -141,9 +141,11 @@ def test_classifier_rules():
   config.sampling.class_label = -1
   assert messages(config_of('vp'), 'sample') == ''   # VP on [-1, 1] data: allowed
   config.training.pfgmpp_D = 128.                    # PFGM++'s kernel is not Gaussian
-  assert "Gaussian noise of Song+21's SDEs" in messages(config, 'sample')
-  assert "Gaussian noise of Song+21's SDEs" in messages(config, 'train_classifier')
-  config.training.pfgmpp_D, config.model.class_conditional = float('inf'), True
+  assert 'needs Gaussian noise' in messages(config, 'sample')
+  assert 'needs Gaussian noise' in messages(config, 'train_classifier')
+  config.training.pfgmpp_D, config.training.sde = float('inf'), 'edm'   # time = σ up to 80
+  assert "not training.sde = 'edm'" in messages(config, 'train_classifier')
+  config.training.sde, config.model.class_conditional = 'vesde', True
   assert 'guides an unconditional model' in messages(config, 'sample')
   assert 'do not use sampling.classifier' in messages(config_of(), 'inpaint')
 

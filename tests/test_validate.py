@@ -124,11 +124,11 @@ CASES = {
                                             'PFGM'),
     'colorize_needs_rgb': ('edm', {}, 'colorize', 'data.num_channels = 1'),
     'classifier_guides_an_unconditional_sde_model': ('edm', {'sampling.classifier': 'c'},
-                                                     'sample', "Gaussian noise of Song.21's SDEs"),
+                                                     'sample', "not training.sde = 'edm'"),
     'controllable_takes_no_classifier': ('ve', {'sampling.classifier': 'c'}, 'inpaint',
                                          'do not use sampling.classifier'),
     'classifier_trains_on_sde_noise': ('ve', {'training.pfgmpp_D': 128.}, 'train_classifier',
-                                       "train_classifier works with the Gaussian noise"),
+                                       'train_classifier needs Gaussian noise'),
 }
 # More cases of rules that check several fields or forms: (rule, base, overrides, mode, message).
 MORE_CASES = [
