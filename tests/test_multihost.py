@@ -14,7 +14,11 @@ quickstart, initial weights as step 1): --mode=eval in two processes gives the s
 and the loss of one process exactly, and its bits/dim to float rounding (every process reads the
 whole evaluation split and keeps its rows of each global batch, with the one-process
 dequantization noise), also when the split does not fill the last batch. --mode=sample writes
-the one-process files exactly: one .npz per seed (sampling.seeds), or the grid.
+the one-process files exactly: one .npz per seed (sampling.seeds), or the grid; guided by a
+noise-conditional classifier, the same images (to float rounding) and classes.
+
+--mode=train_classifier in two processes is one run as training is (each step logged once, files
+written once, resumed), and SIGTERM to one process stops both at one step after saving.
 """
 import json
 import os
@@ -39,6 +43,7 @@ from configs.quickstart import digits
 import datasets
 import eval_lib
 import modes
+from models.wideresnet import NoiseConditionalWideResNet
 import run_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -406,3 +411,28 @@ def test_two_process_sampling_writes_the_one_process_files(kept_step_1, tmp_path
     assert sorted(two[name]) == sorted(one[name])
     for k in one[name]:
       np.testing.assert_array_equal(two[name][k], one[name][k], err_msg=f'{name}: {k}')
+
+
+@SLOW
+def test_two_process_classifier_guided_sampling_writes_the_one_process_files(kept_step_1,
+                                                                            tmp_path):
+  """sampling.classifier (a random-weight WideResnet file) guiding the kept model with VE noise:
+  two processes write the one-process images and classes, seed for seed."""
+  path = tmp_path / 'classifier'
+  module = NoiseConditionalWideResNet(blocks_per_group=1, widen=1, num_classes=10)
+  params = module.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jnp.ones((1,)))['params']
+  path.write_bytes(flax.serialization.to_bytes(params))
+  settings = {'eval.batch_size': 4, 'sampling.steps': 4, 'sampling.seeds': '0-6',
+              'sampling.image_format': 'npz', 'training.sde': 'vesde',
+              'sampling.classifier': str(path)}
+  written = {}
+  for processes in (1, 2):
+    workdir = str(tmp_path / f'run{processes}')
+    _main(kept_step_1, workdir, 'sample', settings, processes)
+    written[processes] = _read_all(f'{workdir}/samples/seeds_1')
+  one, two = written[1], written[2]
+  assert sorted(one) == sorted(two)
+  assert json.loads(one['class_labels.json']) == json.loads(two['class_labels.json'])
+  assert len(json.loads(one['class_labels.json'])) == 7
+  for name in (f'000000/{s:06d}.npz' for s in range(7)):
+    np.testing.assert_allclose(two[name]['x'], one[name]['x'], rtol=0, atol=1e-5)
