@@ -382,6 +382,16 @@ def _read_all(folder):
   return out
 
 
+def _samples_of_one_and_two_processes(kept, tmp_path, settings):
+  """The files --mode=sample writes under samples/ in one process and in two."""
+  written = []
+  for processes in (1, 2):
+    workdir = str(tmp_path / f'run{processes}')
+    _main(kept, workdir, 'sample', settings, processes)
+    written.append(_read_all(f'{workdir}/samples'))
+  return written
+
+
 @SLOW
 @pytest.mark.parametrize('seeds', ['0-6', ''])
 def test_two_process_sampling_writes_the_one_process_files(kept_step_1, tmp_path, seeds):
@@ -389,12 +399,7 @@ def test_two_process_sampling_writes_the_one_process_files(kept_step_1, tmp_path
   grid of eval.batch_size = 4 (.npz + .png). Two processes write the one-process files."""
   settings = {'eval.batch_size': 4, 'sampling.steps': 4, 'sampling.seeds': seeds,
               'sampling.image_format': 'npz'}
-  written = {}
-  for processes in (1, 2):
-    workdir = str(tmp_path / f'run{processes}')
-    _main(kept_step_1, workdir, 'sample', settings, processes)
-    written[processes] = _read_all(f'{workdir}/samples')
-  one, two = written[1], written[2]
+  one, two = _samples_of_one_and_two_processes(kept_step_1, tmp_path, settings)
   names = [f'seeds_1/000000/{s:06d}.npz' for s in range(7)] + ['seeds_1/settings.json'] if seeds \
       else ['sample_1.npz', 'sample_1.png']
   assert sorted(one) == sorted(two) == names
@@ -425,12 +430,8 @@ def test_two_process_classifier_guided_sampling_writes_the_one_process_files(kep
   settings = {'eval.batch_size': 4, 'sampling.steps': 4, 'sampling.seeds': '0-6',
               'sampling.image_format': 'npz', 'training.sde': 'vesde',
               'sampling.classifier': str(path)}
-  written = {}
-  for processes in (1, 2):
-    workdir = str(tmp_path / f'run{processes}')
-    _main(kept_step_1, workdir, 'sample', settings, processes)
-    written[processes] = _read_all(f'{workdir}/samples/seeds_1')
-  one, two = written[1], written[2]
+  one, two = _samples_of_one_and_two_processes(kept_step_1, tmp_path, settings)
+  one, two = ({k[len('seeds_1/'):]: v for k, v in d.items()} for d in (one, two))
   assert sorted(one) == sorted(two)
   assert json.loads(one['class_labels.json']) == json.loads(two['class_labels.json'])
   assert len(json.loads(one['class_labels.json'])) == 7
