@@ -252,6 +252,8 @@ def _classifier():
   classifier.lr = 1e-3                        # Adam's learning rate
   classifier.log_freq = 100                   # steps between logged loss and accuracy
   classifier.snapshot_freq = 5000             # steps between classifier/checkpoint_<step> files
+  classifier.dtype = 'float32'                # compute dtype of its convolutions: float32 or
+  #                                             bfloat16 (parameters, statistics, logits: float32)
   return classifier
 
 

@@ -20,7 +20,8 @@ import difflib
 import ml_collections
 
 from configs import default_lib
-from configs.rules import BUILD, DATA, EVAL, FID, INPAINT, MODES, RULES, SAMPLE, get, rule
+from configs.rules import (BUILD, DATA, EVAL, FID, INPAINT, MODES, RULES, SAMPLE, TRAIN_CLASSIFIER,
+                           get, rule)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -124,6 +125,7 @@ CHOICES = (
      (INPAINT,)),
     ('sampling.image_format', _registry('generate', 'FORMATS'),
      lambda config: bool(config.sampling.seeds), (SAMPLE,)),
+    ('classifier.dtype', _fixed('float32', 'bfloat16'), _always, (TRAIN_CLASSIFIER,)),
 )
 
 
@@ -172,6 +174,9 @@ RANGES = (
     ('sampling.n_steps_each', '[0, inf)'),
     ('sampling.ode_rtol', '(0, inf)'), ('sampling.ode_atol', '(0, inf)'),
     ('eval.wait_timeout_s', '[0, inf)'), ('eval.poll_interval_s', '(0, inf)'),
+    ('classifier.blocks_per_group', '[1, inf)'), ('classifier.widen', '[1, inf)'),
+    ('classifier.n_iters', '[0, inf)'), ('classifier.lr', '(0, inf)'),
+    ('classifier.log_freq', '[1, inf)'), ('classifier.snapshot_freq', '[1, inf)'),
 )
 
 

@@ -11,8 +11,12 @@ Conditioned on log σ, the std of the VE perturbation, through Gaussian Fourier 
 image is standardised first (mean 0, std max(std, 1/√D)). Norms are GroupNorm with min(C/4, 32)
 groups; the shortcut is the identity or, where the width changes, average pooling and zero
 channels. Parameter names are score_sde's, so its classifier checkpoints load unchanged
-(`foreign/classifier.py`).
+(`foreign/classifier.py`). `dtype` is the compute dtype of the convolutions and the blocks' dense
+layers (precision.py's policy: parameters float32, GroupNorm statistics, the noise embedding and
+the logits float32).
 """
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +27,8 @@ EMBEDDING = 128          # Fourier features of log σ: 2 × 128, then dense laye
 
 
 def _norm_relu(x, name):
-  return nn.relu(nn.GroupNorm(num_groups=min(x.shape[-1] // 4, 32), epsilon=1e-5, name=name)(x))
+  return nn.relu(nn.GroupNorm(num_groups=min(x.shape[-1] // 4, 32), epsilon=1e-5,
+                              dtype=jnp.float32, name=name)(x))
 
 
 def _shortcut(x, out):
@@ -42,6 +47,7 @@ class WideResnetBlock(nn.Module):
   channels: int
   stride: int = 1
   activate_before_residual: bool = False
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, temb):
@@ -49,11 +55,12 @@ class WideResnetBlock(nn.Module):
     if self.activate_before_residual:
       x = h
     h = nn.Conv(self.channels, (3, 3), (self.stride, self.stride), padding='SAME',
-                use_bias=False, name='conv1')(h)
-    h = h + nn.Dense(self.channels, name='Dense_0')(nn.swish(temb))[:, None, None, :]
-    h = nn.Conv(self.channels, (3, 3), padding='SAME', use_bias=False,
+                use_bias=False, dtype=self.dtype, name='conv1')(h)
+    h = h + nn.Dense(self.channels, dtype=self.dtype, name='Dense_0')(
+        nn.swish(temb))[:, None, None, :]
+    h = nn.Conv(self.channels, (3, 3), padding='SAME', use_bias=False, dtype=self.dtype,
                 name='conv2')(_norm_relu(h, 'bn_2'))
-    return h + _shortcut(x, h)
+    return h + _shortcut(x, h).astype(h.dtype)
 
 
 class WideResnetGroup(nn.Module):
@@ -61,12 +68,13 @@ class WideResnetGroup(nn.Module):
   channels: int
   stride: int = 1
   first: bool = False
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, temb):
     for i in range(self.blocks):
       x = WideResnetBlock(self.channels, self.stride if i == 0 else 1, self.first and i == 0,
-                          name=f'WideResnetBlock_{i}')(x, temb)
+                          self.dtype, name=f'WideResnetBlock_{i}')(x, temb)
     return x
 
 
@@ -75,6 +83,7 @@ class NoiseConditionalWideResNet(nn.Module):
   blocks_per_group: int = 4
   widen: int = 10
   num_classes: int = 10
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, sigma):
@@ -85,9 +94,10 @@ class NoiseConditionalWideResNet(nn.Module):
     temb = GaussianFourierProjection(EMBEDDING, 16.)(jnp.log(sigma))
     temb = nn.Dense(4 * EMBEDDING, name='Dense_0')(temb)
     temb = nn.Dense(4 * EMBEDDING, name='Dense_1')(nn.swish(temb))
-    x = nn.Conv(16, (3, 3), padding='SAME', use_bias=False, name='init_conv')(x)
+    x = nn.Conv(16, (3, 3), padding='SAME', use_bias=False, dtype=self.dtype,
+                name='init_conv')(x)
     for g, (width, stride) in enumerate(((16, 1), (32, 2), (64, 2))):
-      x = WideResnetGroup(self.blocks_per_group, width * self.widen, stride, g == 0,
+      x = WideResnetGroup(self.blocks_per_group, width * self.widen, stride, g == 0, self.dtype,
                           name=f'WideResnetGroup_{g}')(x, temb)
     x = jnp.mean(_norm_relu(x, 'pre-pool-bn'), axis=(1, 2))
-    return nn.Dense(self.num_classes, name='Dense_2')(x)
+    return nn.Dense(self.num_classes, dtype=jnp.float32, name='Dense_2')(x)

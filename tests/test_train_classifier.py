@@ -24,6 +24,7 @@ import controllable_generation as cg
 import datasets
 from foreign import classifier
 import modes
+from models.wideresnet import NoiseConditionalWideResNet
 from published_cases import ROOT
 import run_lib
 import sde_lib
@@ -200,6 +201,30 @@ def test_each_file_records_its_noise_and_the_sampler_and_a_resume_check_it(tmp_p
   classifier_lib.train(vp, str(tmp_path / 'vp'))
   vp.sampling.classifier = str(tmp_path / 'vp' / 'classifier' / 'checkpoint_2')
   classifier.read_for(vp)
+
+
+def test_bfloat16_convolutions_with_float32_parameters_statistics_and_logits(tmp_path):
+  """classifier.dtype=bfloat16: every convolution runs in bfloat16, the logits come out float32
+  and equal the float32 network's to bfloat16 rounding; training writes float32 parameters."""
+  x = jax.random.normal(jax.random.key(1), (4, 8, 8, 1))
+  sigma = jnp.array([0.01, 0.1, 1., 10.])
+  nets = {d: NoiseConditionalWideResNet(1, 1, 10, d) for d in (jnp.float32, jnp.bfloat16)}
+  params = nets[jnp.float32].init(jax.random.key(0), x, sigma)['params']
+  logits = {d: net.apply({'params': params}, x, sigma) for d, net in nets.items()}
+  assert logits[jnp.bfloat16].dtype == jnp.float32
+  scale = float(jnp.abs(logits[jnp.float32]).max())
+  diff = float(jnp.abs(logits[jnp.bfloat16] - logits[jnp.float32]).max())
+  assert 0 < diff < 0.05 * scale, (diff, scale)
+  jaxpr = jax.make_jaxpr(lambda p: nets[jnp.bfloat16].apply({'params': p}, x, sigma))(params)
+  convs = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == 'conv_general_dilated']   # 1 + 3 · 2
+  assert len(convs) == 7 and all(v.aval.dtype == jnp.bfloat16 for e in convs for v in e.invars)
+  config = small_config(2)
+  config.classifier.dtype = 'bfloat16'
+  classifier_lib.train(config, str(tmp_path))
+  saved = flax_params(tmp_path / 'classifier' / 'checkpoint_2')
+  assert {v.dtype for v in jax.tree.leaves(saved)} == {np.dtype(np.float32)}
+  assert all(np.isfinite(s['classifier_loss']) for s in _stats(tmp_path / 'classifier')
+             if 'classifier_loss' in s)
 
 
 def test_a_second_run_on_the_folder_is_refused(tmp_path):

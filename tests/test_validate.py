@@ -146,7 +146,8 @@ CHOICE_BASES = {'model.precond': ('edm', 'sample'), 'sampling.solver': ('edm', '
                 'model.interpolation': ('ncsnv2', 'sample'),
                 'model.normalization': ('ncsnv2', 'sample'),
                 'sampling.inpaint_mask': ('ve', 'inpaint'), 'data.dataset': ('ve', 'train'),
-                'sampling.image_format': ('edm', 'sample')}
+                'sampling.image_format': ('edm', 'sample'),
+                'classifier.dtype': ('ve', 'train_classifier')}
 
 
 def _config(base, overrides):
