@@ -314,7 +314,7 @@ class subVPSDE(_VPFamily):  # pylint: disable=invalid-name
 @SDES.register('edm')
 class EDMSDE(SDE):
   """EDM's process (Karras+22 §3, Eq. 4 with σ(t) = t, s(t) = 1): dx = sqrt(2t) dw on [0, σ_max]."""
-  noise_fields = ('model.sigma_min', 'model.sigma_max')
+  # noise_fields = (): p_t(x | y) = N(y, t²) whatever the config (σ_min, σ_max bound t only)
 
   def __init__(self, sigma_min=0.002, sigma_max=80., N=1000):
     super().__init__(N)
