@@ -86,19 +86,21 @@ def _check_noise(config):
   if path.startswith(('http://', 'https://')) or not paths.exists(record):   # gs://: read
     if ours != _SCORE_SDE_CIFAR10:
       logging.warning('sampling.classifier=%s has no record of the noise it was trained on (%s, '
-                      'written by --mode=train_classifier); score_sde\'s CIFAR-10 classifier saw %s, '
-                      'this model\'s is %s', path, record, describe_noise(_SCORE_SDE_CIFAR10), describe_noise(ours))
+                      'written by --mode=train_classifier); score_sde\'s CIFAR-10 classifier '
+                      'saw %s, this model\'s is %s', path, record,
+                      describe_noise(_SCORE_SDE_CIFAR10), describe_noise(ours))
     return
   try:
     theirs = json.loads(paths.read_text(record))['noise']
   except (ValueError, KeyError, TypeError) as err:
-    raise ClassifierFileError(f'sampling.classifier={path}: its record {record} is unreadable '
-                              f'({type(err).__name__}: {err}); delete it or write it again') from None
+    raise ClassifierFileError(
+        f'sampling.classifier={path}: its record {record} is unreadable '
+        f'({type(err).__name__}: {err}); delete it or write it again') from None
   if theirs != ours:
     raise ClassifierFileError(
-        f'sampling.classifier={path} was trained on {describe_noise(theirs)} ({record}), this model '
-        f'samples {describe_noise(ours)}: train one on this noise (--mode=train_classifier with this '
-        'config) or use a model of that noise')
+        f'sampling.classifier={path} was trained on {describe_noise(theirs)} ({record}), this '
+        f'model samples {describe_noise(ours)}: train one on this noise (--mode=train_classifier '
+        'with this config) or use a model of that noise')
 
 
 def read(path_or_url):
