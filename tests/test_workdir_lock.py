@@ -42,7 +42,15 @@ def _record(root, **fields):
 
 
 def _read(root):
-  return json.loads(paths.read_text(paths.join(root, workdir_lock.NAME)))
+  """The record. The GCS emulator can serve an object while the beat rewrites it (real GCS
+  replaces an object atomically; seen once in 2026-12-05's fresh-clone run): a torn read is read
+  again."""
+  for _ in range(100):
+    try:
+      return json.loads(paths.read_text(paths.join(root, workdir_lock.NAME)))
+    except json.JSONDecodeError:
+      time.sleep(0.02)
+  raise AssertionError(f'{root}: every read of the record was torn')
 
 
 def _within(seconds, condition):
