@@ -6,9 +6,9 @@ Papers:
                          group, width ×10; pre-activation blocks, §2).
   Song+21  Score-Based Generative Modeling through SDEs, arXiv:2011.13456 (App. I.4).
 
-Conditioned on log σ, the std of the VE perturbation, through Gaussian Fourier features (scale
-16) and two dense layers; each block adds a projection of it after its first convolution. Each
-image is standardised first (mean 0, std max(std, 1/√D)). Norms are GroupNorm with min(C/4, 32)
+Conditioned on log σ, the marginal std of the perturbation (VE: σ(t)), through Gaussian Fourier
+features (scale 16) and two dense layers; each block adds a projection of it after its first
+convolution. Each image is standardised first (mean 0, std max(std, 1/√D)). Norms are GroupNorm with min(C/4, 32)
 groups; the shortcut is the identity or, where the width changes, average pooling and zero
 channels. Parameter names are score_sde's, so its classifier checkpoints load unchanged
 (`foreign/classifier.py`). `dtype` is the compute dtype of the convolutions and the blocks' dense
