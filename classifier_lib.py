@@ -39,10 +39,10 @@ from absl import logging
 import flax.serialization
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 import optax
 
+import checkpointing
 from configs import validate
 import controllable_generation as cg
 import data_state
@@ -66,7 +66,7 @@ def noisy_logits(module, params, sde, eps, x, key):
   t = jax.random.uniform(t_key, x.shape[:1], minval=eps, maxval=sde.T)
   x_mean, sigma = sde.marginal_prob(x, t)
   x_t = x_mean + utils.bcast(sigma, x) * jax.random.normal(n_key, x.shape)
-  return module.apply({'params': params}, cg.classifier_input(x_t), sigma)
+  return cg.classifier_logits(module, params, x_t, sigma)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,13 +82,7 @@ class _Run:
   mesh: object
 
   def sharding(self, axis=None):
-    """Replicated (None), or sharded along the batch axis `axis`."""
-    return NamedSharding(self.mesh, P() if axis is None else P(*([None] * axis), 'data'))
-
-  @property
-  def pipeline(self):
-    """The config fields the input pipeline is built from (data_state.py)."""
-    return {'seed': self.config.seed, 'data': self.config.data.to_dict()}
+    return run_lib.sharding(self.mesh, axis)
 
 
 def _build(config, folder):
@@ -146,8 +140,13 @@ def _initial(run):
   state = {'params': params, 'opt_state': run.optimizer.init(params), 'step': 0}
   path = paths.join(run.folder, 'state.msgpack')
   if paths.exists(path):
-    saved = flax.serialization.msgpack_restore(paths.read_bytes(path))
-    noise = json.loads(saved.pop('noise', 'null'))     # absent in states of before the record
+    try:
+      saved = flax.serialization.msgpack_restore(paths.read_bytes(path))
+      noise = json.loads(saved.pop('noise', 'null'))   # absent in states of before the record
+    except Exception as err:  # pylint: disable=broad-except   # msgpack raises several types
+      raise checkpointing.CheckpointReadError(
+          f'{path} is unreadable ({type(err).__name__}: {err}); delete it to train the classifier '
+          'from the start (its checkpoint_<step> files stay)') from None
     if noise not in (None, classifier.noise_record(run.config)):
       raise validate.ConfigError(
           f'{path} trains on {classifier.describe_noise(noise)}, not on this config\'s '
@@ -164,7 +163,8 @@ def _global(run, element, axis):
   the labels checked on the host."""
   put = lambda x: jax.make_array_from_process_local_data(run.sharding(axis), x)  # noqa: E731
   return (put(datasets.get_data_scaler(run.config)(np.asarray(element['image']))),
-          put(_labels(run.config, np.asarray(element['label']))))
+          put(datasets.check_labels(run.config, np.asarray(element['label']),
+                                  '--mode=train_classifier', '')))
 
 
 def _train(run, lock):
@@ -173,7 +173,8 @@ def _train(run, lock):
 
   def make():
     return {'train': datasets.get_dataset(run.config)[0]}
-  iterators = data_state.iterators(run.folder, step, make, {'train': step // n}, run.pipeline)
+  iterators = data_state.iterators(run.folder, step, make, {'train': step // n},
+                                   run_lib.pipeline_fields(run.config))
   step_fn, writer = make_step(run), outputs.Writer(run.folder)
   progress, preemption = utils.Progress('classifier steps', step, c.n_iters), run_lib.Preemption()
   logging.info('train_classifier: from step %d to %d on %d devices', step, c.n_iters,
@@ -185,13 +186,13 @@ def _train(run, lock):
       params, opt_state, loss, accuracy = step_fn(params, opt_state, images, labels, step)
       step, last = step + n, step + n >= c.n_iters
       log, kept = step % c.log_freq < n or last, step % c.snapshot_freq < n or last
-      if (log or kept) and not np.isfinite(float(loss.mean())):   # a NaN stays in the params
+      mean = float(loss.mean()) if log or kept else 0.    # a host sync only where needed
+      if not np.isfinite(mean):                           # a NaN stays in the parameters
         raise run_lib.TrainingDivergedError(
-            f'train_classifier: the loss is {float(loss.mean())} by step {step}; not saved (the '
-            f'last checkpoint stays in {run.folder}). Lower classifier.lr ({c.lr})')
+            f'train_classifier: the loss is {mean} by step {step}; not saved (the last '
+            f'checkpoint stays in {run.folder}). Lower classifier.lr ({c.lr})')
       if log:
-        writer.write(step, {'classifier_loss': float(loss.mean()),
-                            'classifier_accuracy': float(accuracy.mean())})
+        writer.write(step, {'classifier_loss': mean, 'classifier_accuracy': float(accuracy.mean())})
         progress.maybe_log(step)
       stop = preemption.reached(step) and not last
       if kept or stop:
@@ -207,15 +208,6 @@ def _train(run, lock):
   return jax.device_get(params)
 
 
-def _labels(config, labels):
-  k = config.data.num_classes
-  if labels.min() < 0 or labels.max() >= k:
-    raise datasets.MalformedDataError(
-        f'--mode=train_classifier needs labels in [0, data.num_classes = {k}); data.dataset = '
-        f'{config.data.dataset!r} has {"none" if labels.min() < 0 else labels.max()}')
-  return labels
-
-
 def _save(run, step, params, opt_state, iterators, kept):
   """The input pipeline's position (every process), then state.msgpack and, if `kept`,
   checkpoint_<step> (process 0): a run killed between the two resumes from the previous pair."""
@@ -224,7 +216,7 @@ def _save(run, step, params, opt_state, iterators, kept):
     raise run_lib.TrainingDivergedError(
         f'train_classifier: the parameters are not finite at step {step}; not saved (the last '
         f'checkpoint stays in {run.folder}). Lower classifier.lr ({run.config.classifier.lr})')
-  data_state.save(run.folder, step, iterators, run.pipeline)
+  data_state.save(run.folder, step, iterators, run_lib.pipeline_fields(run.config))
   if jax.process_index() != 0:
     return
   noise = classifier.noise_record(run.config)

@@ -136,6 +136,12 @@ def classifier_input(x):
   return (x - jnp.asarray(CIFAR10_MEAN, x.dtype)) / jnp.asarray(CIFAR10_STD, x.dtype)
 
 
+def classifier_logits(module, params, x, sigma):
+  """score_sde's get_logit_fn: the noise-conditional classifier's logits of x [B, ...] at the
+  marginal std sigma [B], x seen through `classifier_input`."""
+  return module.apply({'params': params}, classifier_input(x), sigma)
+
+
 def get_classifier_guide(config, sde):
   """(guide, params) of `sampling.classifier` (score_sde's noise-conditional WideResnet, Song+21
   App. I.4) for sampling.get_sampling_fn: `guide(score_fn, keys, params)` adds
@@ -146,8 +152,7 @@ def get_classifier_guide(config, sde):
 
   def guide(score_fn, keys, classifier_params):
     def logit_fn(x, t):
-      sigma = sde.marginal_prob(x, t)[1]
-      return module.apply({'params': classifier_params}, classifier_input(x), sigma)
+      return classifier_logits(module, classifier_params, x, sde.marginal_prob(x, t)[1])
     labels = sampling.class_labels(config, keys)
     return conditional_score_fn(score_fn, get_classifier_grad_fn(logit_fn), labels,
                                 config.sampling.classifier_scale)

@@ -465,16 +465,17 @@ def _own_rows(rows):
   return lambda batch: {k: v[start:start + rows] for k, v in batch.items()}
 
 
-def check_labels(config, labels):
+def check_labels(config, labels, user='model.class_conditional=True',
+                 instead=' or set model.class_conditional=False'):
   """`labels` (a NumPy batch) if every one is a class in [0, data.num_classes), else a MalformedDataError
-  naming the dataset: a class-conditional model cannot train on unlabeled or out-of-range data."""
+  naming the dataset and `user`: a class-conditional model (or --mode=train_classifier) cannot
+  train on unlabeled or out-of-range data."""
   k = config.data.num_classes
   if labels.size and (labels.min() < 0 or labels.max() >= k):
     what = 'has no labels' if labels.min() == UNLABELED else f'has labels up to {labels.max()}'
     raise MalformedDataError(
-        f'model.class_conditional=True, but data.dataset={config.data.dataset!r} {what} '
-        f'(data.num_classes = {k}): use a labeled set (an IMAGE_ZIP needs dataset.json) or set '
-        'model.class_conditional=False')
+        f'{user} needs labels, but data.dataset={config.data.dataset!r} {what} '
+        f'(data.num_classes = {k}): use a labeled set (an IMAGE_ZIP needs dataset.json){instead}')
   return labels
 
 

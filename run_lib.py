@@ -125,16 +125,26 @@ class Run:
 
   @property
   def replicated(self):
-    return NamedSharding(self.mesh, P())
+    return sharding(self.mesh)
 
   def sharded(self, axis=0):
     """Sharding of an array whose axis `axis` is the (global) batch."""
-    return NamedSharding(self.mesh, P(*([None] * axis), 'data'))
+    return sharding(self.mesh, axis)
 
   @property
   def sample_shape(self):
     d = self.config.data
     return (d.image_size, d.image_size, d.num_channels)
+
+
+def sharding(mesh, axis=None):
+  """Replicated over `mesh` (axis None), or sharded along 'data' on the batch axis `axis`."""
+  return NamedSharding(mesh, P() if axis is None else P(*([None] * axis), 'data'))
+
+
+def pipeline_fields(config):
+  """The config fields an input pipeline is built from, besides its shapes (data_state.py)."""
+  return {'seed': config.seed, 'data': config.data.to_dict()}
 
 
 class DistributedError(ValueError):
@@ -362,13 +372,9 @@ class _Trainer:
     self.iterators = data_state.iterators(
         self.workdir, start if resumed else 0, make,
         {'train': train_elements_before(config, start), 'eval': start // t.eval_freq},
-        self._pipeline())
+        pipeline_fields(self.config))
     return (train_batches(self.iterators['train'], self.run, start),
             global_batches(self.iterators['eval'], self.run, axis=1))
-
-  def _pipeline(self):
-    """The config fields the input pipeline is built from (data_state.py), besides its shapes."""
-    return {'seed': self.config.seed, 'data': self.config.data.to_dict()}
 
   def last_good_checkpoint(self):
     saved = [(s, m) for m in (self.kept, self.meta) for s in m.all_steps()]
@@ -389,7 +395,7 @@ class _Trainer:
   def save(self, state, step, kept):
     if not bool(self.fns.all_finite(state)):
       self.diverged(step - 1, np.array([np.nan]))
-    data_state.save(self.workdir, step, self.iterators, self._pipeline())
+    data_state.save(self.workdir, step, self.iterators, pipeline_fields(self.config))
     checkpointing.save(self.meta, state)
     if kept and checkpointing.save(self.kept, state) and self.config.training.snapshot_sampling:
       self.snapshot(state, step)

@@ -79,9 +79,20 @@ def describe_noise(record):
   return ', '.join(f'{k}={v}' for k, v in record.items())
 
 
+_CHECKED = set()   # (file, the model's noise) pairs already checked: main.py, then the sampler
+
+
 def _check_noise(config):
-  """The record beside sampling.classifier (`<file>.json`) against the model's noise."""
+  """The record beside sampling.classifier (`<file>.json`) against the model's noise, once per
+  file and noise."""
   path, ours = config.sampling.classifier, noise_record(config)
+  if (path, describe_noise(ours)) in _CHECKED:
+    return
+  _compare_noise(path, ours)
+  _CHECKED.add((path, describe_noise(ours)))
+
+
+def _compare_noise(path, ours):
   record = path + '.json'
   if path.startswith(('http://', 'https://')) or not paths.exists(record):   # gs://: read
     if ours != _SCORE_SDE_CIFAR10:

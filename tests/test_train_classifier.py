@@ -227,6 +227,27 @@ def test_bfloat16_convolutions_with_float32_parameters_statistics_and_logits(tmp
              if 'classifier_loss' in s)
 
 
+def test_a_hostile_record_or_a_corrupt_state_is_one_line(tmp_path):
+  """A noise record that is not JSON or not a record, and a truncated state.msgpack: one-line
+  errors naming the file and the fix; the files are read as data (JSON, msgpack), nothing runs."""
+  config = small_config(2)
+  classifier_lib.train(config, str(tmp_path))
+  path = str(tmp_path / 'classifier' / 'checkpoint_2')
+  config.sampling.classifier = path
+  for text in ('{"noise": ', '["noise"]', '{"other": 1}'):
+    with open(path + '.json', 'w') as f:
+      f.write(text)
+    with pytest.raises(classifier.ClassifierFileError, match='is unreadable') as err:
+      classifier.read_for(config)
+    assert '\n' not in str(err.value) and 'delete it or write it again' in str(err.value)
+  state = tmp_path / 'classifier' / 'state.msgpack'
+  state.write_bytes(state.read_bytes()[:1000])
+  config.classifier.n_iters = 4
+  with pytest.raises(SystemExit) as stop:               # modes.run: one line, exit status 1
+    modes.run('train_classifier', config, str(tmp_path))
+  assert stop.value.code == 1 and os.path.getsize(state) == 1000   # nothing overwritten
+
+
 def test_a_second_run_on_the_folder_is_refused(tmp_path):
   workdir = str(tmp_path / 'run')
   holder = workdir_lock.acquire(os.path.join(workdir, 'classifier'))
