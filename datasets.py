@@ -35,6 +35,7 @@ import zipfile
 import jax
 import numpy as np
 
+import latent
 import paths
 from utils import Registry
 
@@ -492,7 +493,7 @@ def check_source(config):
   checks each built-in source makes when it opens its data, without reading the data, so that a
   run fails in seconds, before it builds a network. (DIGITS ships with scikit-learn; sets
   registered elsewhere are checked when they are read.)"""
-  name = config.data.dataset
+  config, name = latent.pixel_config(config), config.data.dataset
   if name in TFDS_NAMES or name == 'LSUN':
     _tfds_builder(config, _tfds_name(config))
   elif name in ('FFHQ', 'CelebAHQ'):
@@ -506,7 +507,8 @@ def get_dataset(config, uniform_dequantization=False, evaluation=False):
 
   Args:
     config: the config; reads data.*, seed, training.batch_size (or stf_ref_batch) /
-      n_jitted_steps (training) or eval.batch_size (evaluation).
+      n_jitted_steps (training) or eval.batch_size (evaluation). With data.autoencoder the images
+      are read at the decoded latents' size (`foreign.latent.pixel_config`).
     uniform_dequantization: add U[0, 1)/256 noise to 8-bit levels: (u + 255x)/256.
     evaluation: one pass in file order, no flips, batches [per_process_eval_batch, H, W, C];
       otherwise repeated and shuffled, flips on the train split, batches
@@ -521,6 +523,7 @@ def get_dataset(config, uniform_dequantization=False, evaluation=False):
     MalformedDataError (a ValueError) for malformed data. The config is one that passed
     configs/validate.py.
   """
+  config = latent.pixel_config(config)   # a latent model reads the images it encodes
   if evaluation:   # global batches, cut to this process's rows in `_pipeline`
     batch_dims = [config.eval.batch_size]
   else:

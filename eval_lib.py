@@ -170,7 +170,7 @@ def eval_loss(run, fns, state, work):
     ds = datasets.get_dataset(run.config, evaluation=True)[1]
     key = streams.run_key(run.config, streams.EVAL_STREAM)
     values = [float(fns.loss(state, x, jax.random.fold_in(key, i)))
-              for i, x in enumerate(run_lib.global_batches(ds, run, axis=0))]
+              for i, x in enumerate(run_lib.eval_batches(ds, run, axis=0))]
     work.save('loss.npz', all_losses=np.array(values), mean_loss=np.mean(values))
     _sync(f'loss saved {work.label}')
   all_losses = work.load('loss.npz')['all_losses']

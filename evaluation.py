@@ -31,6 +31,7 @@ import scipy.linalg
 import scipy.special
 
 from foreign import torch_pickle
+import latent
 from models import inception
 import paths
 import utils
@@ -446,7 +447,7 @@ def stats_path_candidates(config):
   """
   if config.eval.fid_stats_path:
     return [config.eval.fid_stats_path]
-  d = config.data
+  d = latent.pixel_config(config).data     # a latent model: its images' size
   stem = os.path.splitext(os.path.basename(os.path.normpath(d.path)))[0] if d.path else ''
   if d.dataset == 'LSUN':
     name = f'lsun_{d.category}'

@@ -24,6 +24,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import evaluation
+import latent
 import paths
 import sampling
 import utils
@@ -65,8 +66,8 @@ def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='p
   """Write one image per seed into `out_dir`; returns the seeds generated (missing ones only).
 
   Args:
-    config: the run's config; the images must have shape (data.image_size, data.image_size,
-      data.num_channels).
+    config: the run's config; the images must have its shape (`latent.image_shape`:
+      the data's, or the decoded latents').
     sample_fn: `(keys [B], params) -> (images in [0, 1] [B, H, W, C], nfe)`, e.g.
       `sampling.get_sampling_fn(config, sde, model, shape, inverse_scaler, eps)`.
     params: network parameters (EMA), replicated over the mesh.
@@ -78,8 +79,7 @@ def generate_seeds(config, sample_fn, params, seeds, out_dir, batch_size, fmt='p
     latents: optional `read_latents(...)` dict, row i for seeds[i], replacing the seeds' latents.
   """
   assert fmt in FORMATS and batch_size % jax.device_count() == 0, (fmt, batch_size)
-  d = config.data
-  shape = (d.image_size, d.image_size, d.num_channels)
+  shape = latent.image_shape(config)
   row = {s: i for i, s in enumerate(seeds)}
   done = set(paths.list_files(out_dir)) if paths.isdir(out_dir) else set()   # one listing
   todo = [s for s in seeds if seed_name(s, fmt) not in done]
@@ -114,12 +114,13 @@ class SettingsMismatchError(ValueError):
 def image_settings(config, source):
   """{field: value} of what decides a seed's image besides the seed: `source` (the checkpoint),
   config.sampling (but which seeds and their file format), config.model, the data's shape,
-  centering and classes, and the forward process."""
+  centering, classes and autoencoder, and the forward process."""
   fields = {f'sampling.{k}': v for k, v in config.sampling.items()
             if k not in ('seeds', 'image_format', 'out_dir')}
   fields.update({f'model.{k}': v for k, v in config.model.items()})
   fields.update({f'{section}.{k}': config[section][k] for section, keys in (
-      ('data', ('image_size', 'num_channels', 'centered', 'num_classes')),
+      ('data', ('image_size', 'num_channels', 'centered', 'num_classes', 'autoencoder',
+                'latent_scale')),
       ('training', ('sde', 'continuous', 'pfgmpp_D'))) for k in keys})
   return json.loads(json.dumps({'checkpoint': source, **fields}, default=str))
 

@@ -162,11 +162,21 @@ def stf_factor(config):
 
 
 PATCH_DIVISORS = (4, 2, 1)       # patch sizes R/4, R/2, R (Wang+23, pixel space)
+LATENT_PATCH_DIVISORS = (2, 1)   # R/2, R on a latent model's latents (data.autoencoder)
 
 
 def patch_probabilities(real_p):
   """P(R/4), P(R/2), P(R) = (1 − p)·2/5, (1 − p)·3/5, p (Patch-Diffusion training_loop.py)."""
   return ((1. - real_p) * 0.4, (1. - real_p) * 0.6, real_p)
+
+
+def patch_sizes(config):
+  """(divisors, their probabilities): pixel space PATCH_DIVISORS (`patch_probabilities`); on
+  latents (--train_on_latents there) LATENT_PATCH_DIVISORS with P(R/2) = 1 − p, P(R) = p."""
+  p = config.training.patch_real_p
+  if config.data.autoencoder:
+    return LATENT_PATCH_DIVISORS, (1. - p, p)
+  return PATCH_DIVISORS, patch_probabilities(p)
 
 
 def _batch_multiplied(t):
@@ -192,8 +202,8 @@ def images_per_step(config):
   t = config.training
   if not _batch_multiplied(t):
     return t.batch_size
-  return t.batch_size * sum(p * d for p, d in zip(patch_probabilities(t.patch_real_p),
-                                                    PATCH_DIVISORS))
+  divisors, probabilities = patch_sizes(config)
+  return t.batch_size * sum(p * d for p, d in zip(probabilities, divisors))
 
 
 def random_patches(rng, images, size):
@@ -209,8 +219,8 @@ def random_patches(rng, images, size):
 
 def patch_schedule(config):
   """Patch Diffusion's patch size per optimizer step, drawn on the host: `(first, n) -> divisors`
-  of steps first … first + n − 1, each PATCH_DIVISORS[i] with i ~ categorical(
-  `patch_probabilities`) from fold_in(fold_in(R, PATCH_STREAM), s) (streams.py), so a step's size
+  of steps first … first + n − 1, each divisors[i] with i ~ categorical(probabilities)
+  (`patch_sizes`) from fold_in(fold_in(R, PATCH_STREAM), s) (streams.py), so a step's size
   depends only on the seed and its index. The train step compiles once per tuple of sizes
   (`make_train_step`'s `patches`): a size chosen inside the step (lax.switch) ran the network up to
   50× slower on XLA:CPU (docs/performance.md). Computed on the host's CPU device, so drawing never
@@ -218,13 +228,14 @@ def patch_schedule(config):
   cpu = jax.local_devices(backend='cpu')[0]
   with jax.default_device(cpu):
     key = streams.run_key(config, streams.PATCH_STREAM)
-    logits = jnp.log(jnp.asarray(patch_probabilities(config.training.patch_real_p)))
+    sizes, probabilities = patch_sizes(config)
+    logits = jnp.log(jnp.asarray(probabilities))
   draw = jax.jit(jax.vmap(lambda s: jax.random.categorical(jax.random.fold_in(key, s), logits)))
 
   def divisors(first, n):
     with jax.default_device(cpu):
       index = np.asarray(draw(jnp.arange(first, first + n)))
-    return tuple(PATCH_DIVISORS[i] for i in index)
+    return tuple(sizes[i] for i in index)
   return divisors
 
 
@@ -386,7 +397,7 @@ def make_train_step(model, loss_fn, optimizer, ema_rate, grad_accum=1):
   def one_step(carry, x, patch):
     state, base_rng = carry
     rng = jax.random.fold_in(base_rng, state.step)
-    x, cond = _split_batch(x)
+    x, cond = split_batch(x)
     scale = precision.loss_scale(state.opt_state)     # None: no loss scaling
     def objective(params):
       model_fn = mutils.get_model_fn(model, params, train=True, cond=cond,
@@ -419,7 +430,7 @@ def make_train_step(model, loss_fn, optimizer, ema_rate, grad_accum=1):
   return train_step
 
 
-def _split_batch(batch):
+def split_batch(batch):
   """(images, cond): a class-conditional model's batch is {'image', 'class_labels'}."""
   if not isinstance(batch, dict):
     return batch, None
@@ -430,6 +441,6 @@ def make_eval_step(model, loss_fn):
   """`eval_step(state, batch, rng) -> loss` on the EMA parameters, without dropout; batch as
   one step of `make_train_step`'s."""
   def eval_step(state, batch, rng):
-    x, cond = _split_batch(batch)
+    x, cond = split_batch(batch)
     return loss_fn(rng, mutils.get_model_fn(model, state.ema_params, train=False, cond=cond), x)
   return eval_step

@@ -20,10 +20,11 @@ import classifier_lib
 from configs import validate
 import controllable_generation as cg
 import datasets
+import distributed
 import eval_lib
 import evaluation
 import fid
-from foreign import torch_pickle
+from foreign import autoencoder, torch_pickle
 import generate
 import outputs
 import paths
@@ -167,11 +168,11 @@ def run_colorize(config, workdir, checkpoint=''):
 
 
 def join(spec):
-  """`run_lib.init_distributed(spec)` for main.py: this process's index, or a one-line error
+  """`distributed.init_distributed(spec)` for main.py: this process's index, or a one-line error
   and exit status 1 where --distributed is malformed or the run cannot be joined."""
   try:
-    return run_lib.init_distributed(spec)
-  except run_lib.DistributedError as err:
+    return distributed.init_distributed(spec)
+  except distributed.DistributedError as err:
     logging.error('%s', err)
     raise SystemExit(1) from None
 
@@ -197,7 +198,7 @@ def run(mode, config, workdir, **options):
           checkpointing.CheckpointReadError, checkpointing.NoCheckpointError, fid.ImagesError,
           datasets.DataError, generate.LatentsError, generate.SettingsMismatchError,
           evaluation.SamplesNotFiniteError, torch_pickle.UnsafePickleError,
-          workdir_lock.WorkdirBusyError) as err:
+          workdir_lock.WorkdirBusyError, autoencoder.AutoencoderFileError) as err:
     logging.error('%s', err)
     raise SystemExit(1) from None
   except jax.errors.JaxRuntimeError as err:

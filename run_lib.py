@@ -26,7 +26,6 @@ import functools
 import json
 import os
 import signal
-import socket
 import threading
 
 from absl import logging
@@ -42,6 +41,7 @@ import controllable_generation
 import data_state
 import datasets
 import evaluation
+import latent
 import generate
 import losses
 import outputs
@@ -147,81 +147,6 @@ def pipeline_fields(config):
   return {'seed': config.seed, 'data': config.data.to_dict()}
 
 
-class DistributedError(ValueError):
-  """--distributed is malformed, or JAX could not join the multi-process run it names."""
-
-
-_SPEC = "expected 'auto' or ADDRESS:PORT,NUM_PROCESSES,PROCESS_ID, e.g. 127.0.0.1:1234,2,0"
-
-
-def _host_port(address):
-  host, _, port = address.rpartition(':')
-  return host.strip('[]'), int(port)
-
-
-def parse_distributed(spec):
-  """(address, num_processes, process_id) of an explicit --distributed, checked."""
-  try:
-    address, num, index = spec.split(',')
-    num, index = int(num), int(index)
-    host, port = _host_port(address)
-  except ValueError:
-    raise DistributedError(f'--distributed={spec!r}: {_SPEC}') from None
-  if not host or not 0 < port < 65536 or not 0 <= index < num:
-    raise DistributedError(f'--distributed={spec!r}: needs a host, a port in 1..65535 and '
-                           f'0 <= PROCESS_ID < NUM_PROCESSES; {_SPEC}')
-  return address, num, index
-
-
-def _reason(err):
-  return os.strerror(err.errno) if err.errno else str(err)
-
-
-def check_coordinator(address, timeout=5.):
-  """Process 0 hosts JAX's coordination service on PORT, and its own client connects to
-  ADDRESS:PORT: check both in seconds (JAX segfaults on a busy port and aborts after 5 minutes
-  on an address that does not reach this machine)."""
-  host, port = _host_port(address)
-  dual = socket.has_dualstack_ipv6()
-  try:
-    server = socket.create_server(('', port), family=socket.AF_INET6 if dual else socket.AF_INET,
-                                  dualstack_ipv6=dual)
-  except OSError as err:
-    raise DistributedError(f'--distributed: port {port} is busy on this machine ({_reason(err)}); '
-                           "another run's coordinator? give every process another PORT") from None
-  with server:
-    try:
-      socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as err:
-      raise DistributedError(
-          f'--distributed: {address} does not reach this machine ({_reason(err)}); '
-          'process 0 runs the coordinator: start it on the host ADDRESS names') from None
-
-
-def init_distributed(spec):
-  """Join a multi-process run before JAX starts (`main.py --distributed`): '' = one process;
-  'auto' = jax.distributed's detection (TPU pods, SLURM, Open MPI, Kubernetes);
-  'ADDRESS:PORT,NUM_PROCESSES,PROCESS_ID' = explicit, e.g. '10.0.0.1:1234,2,0'.
-  Returns this process's index; a DistributedError (one line) where it cannot join."""
-  if not spec:
-    return jax.process_index()
-  args = {} if spec == 'auto' else dict(zip(('coordinator_address', 'num_processes', 'process_id'),
-                                            parse_distributed(spec)))
-  if args.get('process_id') == 0:
-    check_coordinator(args['coordinator_address'])
-  try:
-    jax.distributed.initialize(**args)
-  except (ValueError, jax.errors.JaxRuntimeError) as err:     # not: JAX already started (a bug)
-    where = ('no cluster was detected (TPU pod, SLURM, Open MPI, Kubernetes); on one machine leave '
-             '--distributed out, elsewhere give ADDRESS:PORT,NUM_PROCESSES,PROCESS_ID'
-             if spec == 'auto' and isinstance(err, ValueError) else 'check that process 0 runs '
-             'on the coordinator ADDRESS and that its PORT is reachable from every host')
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    raise DistributedError(f'--distributed={spec!r}: JAX could not join the run ({first}); '
-                           f'{where}') from None
-  return jax.process_index()
-
-
 def build(config):
   mesh = streams.data_mesh()
   sde, eps = sde_lib.get_sde(config)
@@ -264,11 +189,25 @@ def train_batches(elements, run, start):
   """`global_batches` of the training elements for the calls from step `start`: with Patch
   Diffusion's batch multiplier (`losses.patch_batch_multipliers`) step s joins the next m(s)
   elements along the batch axis (the reference reads m DataLoader batches), else one element per
-  call."""
+  call. A latent model's (data.autoencoder) are encoded (`latent.encoded`)."""
   muls = losses.patch_batch_multipliers(run.config)
   if muls is not None:
     elements = _joined(iter(elements), muls, start)
-  return global_batches(elements, run, axis=1)
+  batches = global_batches(elements, run, axis=1)
+  if run.config.data.autoencoder:
+    batches = latent.encoded(batches, run.config, run.replicated,
+                             latent.train_keys(run.config, start))
+  return batches
+
+
+def eval_batches(elements, run, axis, start=0):
+  """`global_batches` of evaluation elements, a latent model's encoded (`latent.eval_keys` from
+  batch `start`)."""
+  batches = global_batches(elements, run, axis)
+  if run.config.data.autoencoder:
+    batches = latent.encoded(batches, run.config, run.replicated, latent.eval_keys(
+        run.config, start, run.config.training.n_jitted_steps if axis else None))
+  return batches
 
 
 def _joined(elements, muls, step):
@@ -330,11 +269,15 @@ def make_train_fns(run):
 def make_sample_fn(run):
   """config.sampling's jitted sampler `(keys [B], params[, x_T]) -> (images in [0, 1], nfe)`,
   guided by `sampling.classifier` where one is given."""
-  guide = None
+  guide = decoder = None
   if run.config.sampling.classifier:
     guide = controllable_generation.get_classifier_guide(run.config, run.sde)
+  if run.config.data.autoencoder:
+    decode, params = latent.decoder(run.config)
+    decoder = decode, jax.device_put(params, run.replicated)
   return sampling.get_sampling_fn(run.config, run.sde, run.model, run.sample_shape,
-                                  datasets.get_data_inverse_scaler(run.config), run.eps, guide)
+                                  datasets.get_data_inverse_scaler(run.config), run.eps, guide,
+                                  decoder)
 
 
 class _Trainer:
@@ -374,7 +317,7 @@ class _Trainer:
         {'train': train_elements_before(config, start), 'eval': start // t.eval_freq},
         pipeline_fields(self.config))
     return (train_batches(self.iterators['train'], self.run, start),
-            global_batches(self.iterators['eval'], self.run, axis=1))
+            eval_batches(self.iterators['eval'], self.run, 1, start // t.eval_freq))
 
   def last_good_checkpoint(self):
     saved = [(s, m) for m in (self.kept, self.meta) for s in m.all_steps()]

@@ -254,19 +254,21 @@ def conditional_model_fn(config, model, params, keys):
   return guided
 
 
-def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps, guide=None):
+def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps, guide=None,
+                    decoder=None):
   """A jitted `sample_fn(keys [B], params, latents=None) -> (images in data range
   [B, *sample_shape], nfe)`; class-conditional models sample `class_labels(config, keys)`
   (`conditional_model_fn`). `latents` ({'z': standard normal [B, *sample_shape], optional
   'radii': PFGM++ prior radii [B] for σ = 1}, see `read_latents`) replace those of the keys.
   `guide` = (fn, guide_params): a classifier's guidance, `fn(score_fn, keys, guide_params) ->
   score_fn` (controllable_generation.get_classifier_guide), its parameters an argument of the
-  jitted function."""
+  jitted function. `decoder` = (fn, decoder_params): a latent model's images
+  fn(decoder_params, x) (latent.decoder), also an argument of the jitted function."""
   sampler = SAMPLERS.get(config.sampling.method)(config, sde, sample_shape, eps)
   bits = config.sampling.quantize_bits
 
   @jax.jit
-  def sample_fn(keys, params, latents=None, guide_params=None):
+  def sample_fn(keys, params, latents=None, guide_params=None, decoder_params=None):
     if bits:                  # Xu+23 §6: the network's weights at `bits` bits
       params = songunet.quantize_like_pfgmpp(params, config, bits)
     model_fn = conditional_model_fn(config, model, params, keys)
@@ -274,9 +276,13 @@ def get_sampling_fn(config, sde, model, sample_shape, inverse_scaler, eps, guide
     if guide is not None:
       score_fn = guide[0](score_fn, keys, guide_params)
     x, nfe = sampler(keys, score_fn, latents)
+    if decoder is not None:   # Rombach+22 §3: the images are the latents decoded
+      x = decoder[0](decoder_params, x)
     return inverse_scaler(x), nfe
   if guide is not None:
     sample_fn = functools.partial(sample_fn, guide_params=guide[1])
+  if decoder is not None:
+    sample_fn = functools.partial(sample_fn, decoder_params=decoder[1])
   if not config.sampling.float64:
     return sample_fn
 

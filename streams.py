@@ -23,6 +23,11 @@ Run streams, folded into the run key R = key(config.seed) (`run_key`):
   CLASSIFIER_STREAM       --mode=train_classifier (classifier_lib): C = fold_in(R, 2³⁰ + 5); step s
     = 2³⁰+5               fold_in(C, s), split into t and noise; initialisation fold_in(C, 2³⁰);
                           evaluation batch i fold_in(fold_in(C, 2³⁰ + 1), i)
+  ENCODE_STREAM = 2³⁰+6   a latent model's data (data.autoencoder): image i of training step s is
+                          encoded as z ~ q(z | x) with noise normal(fold_in(fold_in(E, s), i)),
+                          E = fold_in(R, 2³⁰ + 6); evaluation batch j: fold_in(fold_in(E, 2³⁰),
+                          j) in place of fold_in(E, s), split n ways for training's [n, B, ...]
+                          evaluation batches (latent.train_keys, eval_keys)
 
 Per-sample streams, folded into a sample's key K: K_i above, or key(seed) for image `seed`
 (`keys_for_seeds`: generate.py, --mode=sample with sampling.seeds):
@@ -77,13 +82,15 @@ INIT_STREAM = COUNTER_LIMIT + 2       # run: parameter initialisation
 BPD_STREAM = COUNTER_LIMIT + 3        # run: bits/dim probes
 PATCH_STREAM = COUNTER_LIMIT + 4      # run: Patch Diffusion's patch size per training step
 CLASSIFIER_STREAM = COUNTER_LIMIT + 5  # run: the noise-conditional classifier's training
+ENCODE_STREAM = COUNTER_LIMIT + 6     # run: a latent model's posterior draws of its data
 LATENT_STREAM = COUNTER_LIMIT         # per sample: x_T
 CLASS_STREAM = COUNTER_LIMIT + 1      # per sample: the class drawn for sampling.class_label = -1
 KNOWN_STREAM = COUNTER_LIMIT + 1      # per sample: the known part of x_T (alias of CLASS_STREAM)
 PERTURB_STREAM = COUNTER_LIMIT + 2    # per sample: PFGM++'s injected noise per sampler step
 
 RUN_STREAMS = {'eval': EVAL_STREAM, 'sample': SAMPLE_STREAM, 'init': INIT_STREAM,
-               'bpd': BPD_STREAM, 'patch': PATCH_STREAM, 'classifier': CLASSIFIER_STREAM}
+               'bpd': BPD_STREAM, 'patch': PATCH_STREAM, 'classifier': CLASSIFIER_STREAM,
+               'encode': ENCODE_STREAM}
 SAMPLE_STREAMS = {'latent': LATENT_STREAM, 'class': CLASS_STREAM, 'known': KNOWN_STREAM,
                   'perturb': PERTURB_STREAM}
 STREAMS = {**RUN_STREAMS, **SAMPLE_STREAMS}     # name -> value; name.upper() + '_STREAM' above

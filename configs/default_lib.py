@@ -153,7 +153,7 @@ def _data():
   data = ml_collections.ConfigDict()
   data.dataset = 'CIFAR10'                    # CIFAR10 | SVHN | CELEBA | LSUN | FFHQ | CelebAHQ |
   #                                             DIGITS | IMAGE_ZIP
-  data.image_size = 32                        # height = width, pixels
+  data.image_size = 32                        # height = width, pixels (latents: data.autoencoder)
   data.num_channels = 3                       # 3 (RGB) or 1 (gray)
   data.centered = False                       # model sees [-1, 1] (True) or [0, 1] (False)
   data.random_flip = True                     # random left-right flip of training images
@@ -163,6 +163,13 @@ def _data():
   data.category = ''                          # LSUN category, e.g. 'bedroom', 'church_outdoor'
   data.path = ''                              # IMAGE_ZIP: EDM-style zip file or image folder
   data.num_classes = 10                       # classes of the labels (class-conditional models)
+  data.autoencoder = ''                       # diffusers AutoencoderKL: weights file, its folder,
+  #                                             a URL or https://huggingface.co/ORG/NAME (Rombach+22;
+  #                                             Wang+23's 256-px models): the network runs on its
+  #                                             latents, image_size / num_channels are the
+  #                                             latents' (images: image_size·f px, f = 2^(levels
+  #                                             − 1)); '' = pixel space
+  data.latent_scale = 0.18215                 # latents are E(x)·latent_scale (Stable Diffusion's)
   return data
 
 

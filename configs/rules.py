@@ -108,10 +108,12 @@ def stf_or_patches(config):
 
 @rule()
 def patches_halve_through_the_unet(config):
-  """With patches, data.image_size / 4 halves len(model.ch_mult) − 1 times."""
-  size, factor = config.data.image_size, 4 * 2 ** (len(config.model.ch_mult) - 1)
+  """With patches, the smallest (data.image_size / 4; on latents / 2) halves len(model.ch_mult)
+  − 1 times."""
+  smallest = 2 if config.data.autoencoder else 4      # losses.patch_sizes
+  size, factor = config.data.image_size, smallest * 2 ** (len(config.model.ch_mult) - 1)
   if config.training.patch_real_p < 1 and size % factor:
-    return (f'training.patch_real_p < 1: patches of data.image_size/4 must halve '
+    return (f'training.patch_real_p < 1: patches of data.image_size/{smallest} must halve '
             f'len(model.ch_mult) - 1 times, but image_size = {size} is not a multiple of {factor}')
   return None
 

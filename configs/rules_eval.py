@@ -92,9 +92,9 @@ def image_zip_path_given(config):
 
 @rule(*DATA)
 def digits_channels(config):
-  """DIGITS gives 1 or 3 channels."""
+  """DIGITS gives 1 or 3 channels (a latent model's: its autoencoder's image channels)."""
   channels = config.data.num_channels
-  if config.data.dataset == 'DIGITS' and channels not in (1, 3):
+  if config.data.dataset == 'DIGITS' and not config.data.autoencoder and channels not in (1, 3):
     return f'DIGITS gives 1 or 3 channels, not data.num_channels={channels}'
   return None
 
@@ -170,3 +170,42 @@ def classifier_trains_on_sde_noise(config):
   if config.data.num_classes < 2:
     return f'--mode=train_classifier needs data.num_classes ≥ 2, not {config.data.num_classes}'
   return _classifier_noise(config, '--mode=train_classifier')
+
+
+# ------------------------------------------------------------------------------------------------
+# Latent models (data.autoencoder: Rombach+22 §3, Wang+23's 256-px models)
+
+@rule(INPAINT, COLORIZE, TRAIN_CLASSIFIER)
+def latent_models_are_not_controlled(config):
+  """Inpainting, colorization and the noise-conditional classifier act on pixels: no latent
+  model (data.autoencoder)."""
+  if config.data.autoencoder:
+    return ('inpainting, colorization and --mode=train_classifier work on pixels, not on the '
+            'latents of data.autoencoder: leave it empty')
+  return None
+
+
+@rule(TRAIN, EVAL, SAMPLE)
+def latent_models_take_no_classifier(config):
+  """sampling.classifier sees pixels: no latent model (data.autoencoder)."""
+  if config.data.autoencoder and config.sampling.classifier:
+    return ('sampling.classifier guides in pixel space, the model runs on the latents of '
+            'data.autoencoder: leave one of them empty')
+  return None
+
+
+@rule(EVAL)
+def latent_models_have_no_bits_per_dim(config):
+  """Bits/dim need a density over pixels: a latent model's (data.autoencoder) is over latents."""
+  if config.data.autoencoder and config.eval.enable_bpd:
+    return ('eval.enable_bpd: a latent model (data.autoencoder) has a density over its latents, '
+            'not over pixels (no bits/dim); set eval.enable_bpd=False')
+  return None
+
+
+@rule(TRAIN, EVAL, SAMPLE, FID_STATS)
+def latent_models_read_centered_images(config):
+  """The autoencoder (data.autoencoder) takes and gives images in [-1, 1]: data.centered."""
+  if config.data.autoencoder and not config.data.centered:
+    return ('data.autoencoder encodes and decodes images in [-1, 1]: set data.centered=True')
+  return None

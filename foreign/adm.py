@@ -74,16 +74,20 @@ def config_overrides(kwargs):
   Absent arguments take DhariwalUNet's defaults. Raises ValueError naming the argument for a
   missing img_resolution / img_channels, an unknown argument or a value
   `models.adm` cannot represent (channel_mult_emb other than 4, another model_type). Twice the
-  image channels out (iDDPMPrecond's learned variance) is `model.learn_sigma`.
+  image channels out (iDDPMPrecond's learned variance) is `model.learn_sigma`; two channels
+  fewer out than in (Patch_EDMPrecond's coordinates) `model.patch_coords`.
   """
-  kwargs, learn_sigma = dict(kwargs), False
-  for key in ('in_channels', 'out_channels'):   # the UNet's own: img_channels (iDDPM out: 2×)
-    if key in kwargs:
-      channels = kwargs.pop(key)
-      learn_sigma = key == 'out_channels' and channels == 2 * kwargs.get('img_channels', -1)
-      if not learn_sigma and kwargs.setdefault('img_channels', channels) != channels:
-        raise ValueError(f'DhariwalUNet {key}={channels!r} differs from img_channels='
-                         f'{kwargs["img_channels"]!r}: models.adm maps images to images')
+  kwargs = dict(kwargs)
+  c_in, c_out = kwargs.pop('in_channels', None), kwargs.pop('out_channels', None)
+  if c_in is not None and kwargs.setdefault('img_channels', c_in) != c_in:
+    raise ValueError(f'DhariwalUNet in_channels={c_in!r} differs from img_channels='
+                     f'{kwargs["img_channels"]!r}')
+  img = kwargs.get('img_channels', -1)
+  learn_sigma = c_out is not None and c_out == 2 * img       # iDDPM: twice the channels out
+  coords = c_out is not None and c_out == img - 2            # Patch Diffusion: + 2 coordinates in
+  if c_out not in (None, img) and not learn_sigma and not coords:
+    raise ValueError(f'DhariwalUNet out_channels={c_out!r} with img_channels={img!r}: models.adm '
+                     'maps images to images (or to 2x channels, or from images + 2 coordinates)')
   known = set(DEFAULTS) | set(REQUIRED) | set(PRECOND_FIXED) | {'sigma_data', 'use_fp16'}
   unknown = sorted(set(kwargs) - known)
   if unknown:
@@ -102,7 +106,8 @@ def config_overrides(kwargs):
       'model.scale_by_sigma': False,
       'model.sigma_data': _check_precond_args(kw),
       'data.image_size': _int(kw, 'img_resolution', 1),
-      'data.num_channels': _int(kw, 'img_channels', 1),
+      'data.num_channels': _int(kw, 'img_channels', 1) - 2 * coords,
+      'model.patch_coords': coords,
       'model.class_conditional': label_dim > 0,
       'model.augment_dim': _int(kw, 'augment_dim', 0),
       'model.nf': _int(kw, 'model_channels', 1),

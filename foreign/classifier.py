@@ -38,13 +38,8 @@ _LAST = {}   # the last file read: main.py checks it before any work, the sample
 
 def precheck(config):
   """Read sampling.classifier once (kept for the run) or exit with one line naming the problem."""
-  try:
-    read_for(config)
-  except ClassifierFileError as err:
-    raise SystemExit(f'FATAL {err}') from None
-  except Exception as err:  # pylint: disable=broad-except   # any reader error: one line, exit
-    raise SystemExit(f'FATAL sampling.classifier={config.sampling.classifier}: '
-                     f'{type(err).__name__}: {err}') from None
+  files.read_or_exit(lambda: read_for(config), 'sampling.classifier', config.sampling.classifier,
+                     ClassifierFileError)
 
 
 def read_for(config):

@@ -85,3 +85,14 @@ def _download(url, dest):
     raise ValueError(f'unsupported URL scheme in {url!r} (http, https, gs, s3)')
   with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(dest, 'wb') as f:
     shutil.copyfileobj(response, f, length=1 << 20)
+
+
+def read_or_exit(read, field, value, known):
+  """`read()`, or exit with one line: a `known` error's own message, any other prefixed with the
+  config field and its value (`main.py`'s precheck of a file a field names)."""
+  try:
+    return read()
+  except known as err:
+    raise SystemExit(f'FATAL {err}') from None
+  except Exception as err:  # pylint: disable=broad-except   # any reader error: one line, exit
+    raise SystemExit(f'FATAL {field}={value}: {type(err).__name__}: {err}') from None

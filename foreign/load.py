@@ -22,7 +22,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from foreign import classifier, edm, files, torch_pickle
+from foreign import autoencoder, classifier, edm, files, torch_pickle
 from foreign import score_sde
 import losses
 import paths
@@ -62,10 +62,12 @@ def load(path_or_url, config):
 
 
 def precheck(checkpoint, config):
-  """Read --checkpoint's file and sampling.classifier's once (kept for the run), or exit with one
-  line naming the problem."""
+  """Read --checkpoint's file, sampling.classifier's and data.autoencoder's once (kept for the
+  run), or exit with one line naming the problem."""
   if config.sampling.classifier:
     classifier.precheck(config)
+  if config.data.autoencoder:
+    autoencoder.precheck(config)
   if not checkpoint:
     return
   try:

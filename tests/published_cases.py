@@ -49,6 +49,8 @@ def config_of(case):
     ema, net, _ = edm.read(path)
     load.apply_fields(config, edm.describe(ema or net)[0])
   load.apply_fields(config, settings['overrides'])
+  if config.data.autoencoder:           # the fixture VAE, relative to the repository
+    config.data.autoencoder = os.path.join(ROOT, config.data.autoencoder)
   if not config.model.augment_dim:      # a network without augmentation labels trains without it
     config.training.augment_p = 0.
   return config

@@ -179,7 +179,7 @@ def test_config_overrides_of_the_fixture_nets():
       'data.image_size': 16, 'data.num_channels': 3, 'model.class_conditional': True,
       'data.num_classes': 10, 'model.augment_dim': 9, 'model.nf': 32, 'model.ch_mult': (1, 4),
       'model.num_res_blocks': 1, 'model.attn_resolutions': (8,), 'model.dropout': 0.1,
-      'model.label_dropout': 0.1, 'model.learn_sigma': False}
+      'model.label_dropout': 0.1, 'model.learn_sigma': False, 'model.patch_coords': False}
   assert 'data.num_classes' not in foreign_adm.config_overrides(
       json.loads(str(DATA['uncond/kwargs'])))
 

@@ -426,7 +426,8 @@ def test_fid_stats_from_images_batches_and_writes_edm_npz(tmp_path, info_log):
 
 def _config(dataset, image_size, category='', path='', fid_stats_path=''):
   return ml_collections.ConfigDict({
-      'data': {'dataset': dataset, 'image_size': image_size, 'category': category, 'path': path},
+      'data': {'dataset': dataset, 'image_size': image_size, 'category': category, 'path': path,
+               'autoencoder': ''},
       'eval': {'fid_stats_path': fid_stats_path}})
 
 

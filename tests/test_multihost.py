@@ -41,6 +41,7 @@ import checkpointing
 from configs import quicktest
 from configs.quickstart import digits
 import datasets
+import distributed
 import eval_lib
 import modes
 from models.wideresnet import NoiseConditionalWideResNet
@@ -249,8 +250,8 @@ def test_process_0_refuses_a_busy_port_or_an_address_of_another_host_in_seconds(
 
 
 def test_one_process_joins_nothing():
-  assert run_lib.init_distributed('') == 0
-  assert run_lib.parse_distributed('10.0.0.1:1234,8,7') == ('10.0.0.1:1234', 8, 7)
+  assert distributed.init_distributed('') == 0
+  assert distributed.parse_distributed('10.0.0.1:1234,8,7') == ('10.0.0.1:1234', 8, 7)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ LIBRARY = {p.relative_to(ROOT).as_posix(): p.read_text(encoding='utf-8')
                       for part in p.relative_to(ROOT).parts) and p.name != 'streams.py'}
 # The values per-seed images, evaluation fixtures and resumed runs depend on: never change them.
 PINNED = {'eval': 1073741824, 'sample': 1073741825, 'init': 1073741826, 'bpd': 1073741827,
-          'patch': 1073741828, 'classifier': 1073741829,
+          'patch': 1073741828, 'classifier': 1073741829, 'encode': 1073741830,
           'latent': 1073741824, 'class': 1073741825, 'known': 1073741825, 'perturb': 1073741826}
 
 

@@ -50,6 +50,11 @@ AFHQV2 = dict(FFHQ, dropout=0.25)
 CELEBA_PATCH = dict(resolution=64, label_dim=0, augment=0., dropout=0.05, cres=[1, 2, 2, 2])
 IMAGENET = dict(resolution=64, label_dim=1000, augment=0., dropout=0.10, cres=None,
                 fp16=True)                               # --fp16=1 (use_fp16)
+# Patch Diffusion's published 256-px models: --arch=adm --train_on_latents=1 --fp16=1, on the
+# 32x32x4 latents of Stable Diffusion's VAE (training_loop.py: img_channels 4 + 2, out_channels 4).
+IMAGENET_LATENT = dict(resolution=32, label_dim=1000, augment=0., dropout=0.10, cres=None,
+                       fp16=True, channels=4)
+LSUN_LATENT = dict(IMAGENET_LATENT, label_dim=0)
 # EDM's baselines (pretrained/baseline/, config A): score_sde's CIFAR-10 networks converted as they
 # are: its widths (channel_mult [1, 2, 2, 2]), dropout 0.1, no augmentation. The ImageNet one is
 # ADM (--arch=adm's widths, 1000 classes) in iDDPMPrecond, which gives it 2 x 3 output channels.
@@ -86,9 +91,13 @@ ENTRIES = {
     # Newbeeer/stf checkpoints (README table)
     'configs/stf/cifar10_ncsnpp.py': ('stf', 'EDMPrecond', 'ncsnpp', CIFAR),
     'configs/stf/cifar10_ddpmpp.py': ('stf', 'EDMPrecond', 'ddpmpp', CIFAR),
-    # Zhendong-Wang/Patch-Diffusion README recipes (no pixel-space checkpoint is published)
+    # Zhendong-Wang/Patch-Diffusion README recipes (no pixel-space checkpoint is published) and
+    # its Hugging Face files (latent ADM)
     'configs/patch/celeba64_ddpmpp.py': ('patch', 'Patch_EDMPrecond', 'ddpmpp', CELEBA_PATCH),
     'configs/patch/ffhq64_ddpmpp.py': ('patch', 'Patch_EDMPrecond', 'ddpmpp', CELEBA_PATCH),
+    'configs/patch/imagenet256_adm_latent_cond.py': ('patch', 'Patch_EDMPrecond', 'adm',
+                                                     IMAGENET_LATENT),
+    'configs/patch/lsun256_adm_latent.py': ('patch', 'Patch_EDMPrecond', 'adm', LSUN_LATENT),
 }
 
 
@@ -101,7 +110,7 @@ def network_kwargs(precond, arch, data):
   if data['augment']:
     kw['augment_dim'] = 9                              # --augment > 0
   kw.update(dropout=data['dropout'], use_fp16=data.get('fp16', False))
-  channels = 3
+  channels = data.get('channels', 3)                   # 4: latents of Stable Diffusion's VAE
   kw.update(img_resolution=data['resolution'], img_channels=channels)
   if precond == 'Patch_EDMPrecond':                    # Patch-Diffusion training_loop.py
     kw.update(img_channels=channels + 2, out_channels=channels)

@@ -321,6 +321,62 @@ def build_patch(out):
   return net, latents, settings, {}
 
 
+LATENT_RES = 8                 # the latent case: 8x8x4 latents, the f = 2 fixture VAE -> 16 px
+VAE_DIR = 'tests/fixtures/autoencoder'   # tools/make_autoencoder_fixture.py (diffusers' files)
+LATENT_CHURN = dict(num_steps=10, S_churn=40, S_min=0.05, S_max=50, S_noise=1.003)
+
+
+def patch_latent_grid(batch):
+  """generate.py --on_latents: the full grid of the 32x32 latent (here LATENT_RES), as patch_grid."""
+  pos = (torch.arange(LATENT_RES) / (LATENT_RES - 1) - 0.5) * 2.
+  grid = torch.stack([pos.view(1, -1).repeat(LATENT_RES, 1),
+                      pos.view(-1, 1).repeat(1, LATENT_RES)], dim=0)
+  return grid.unsqueeze(0).repeat(batch, 1, 1, 1)
+
+
+def build_patch_latent(out):
+  """Patch Diffusion's 256-px models (--arch=adm --train_on_latents=1 --cond=1): Patch_EDMPrecond
+  around a DhariwalUNet on 4 + 2 latent channels, 4 out; sampled with cfg 1.3 and churn, then
+  decoded by the VAE (generate.py --on_latents=1 --cfg=1.3)."""
+  interface = dict(img_resolution=LATENT_RES, img_channels=4 + 2, out_channels=4, label_dim=10)
+  net, kwargs = build_net('training.networks.Patch_EDMPrecond', 'adm', 10, False, interface, 0.1)
+  randomize(net, 110)
+  loss_fn = PEER.dnnlib.util.construct_class_by_name(class_name='training.patch_loss.Patch_EDMLoss')
+  save_snapshot(os.path.join(out, 'network-snapshot-000000.pkl'), net, loss_fn, None,
+                dataset_kwargs(2 * LATENT_RES, True))
+  perturb = np.random.default_rng(7).standard_normal([10, len(SEEDS), LATENT_RES, LATENT_RES, 4])
+  overrides = dict(EDM_SAMPLER, **{
+      'sampling.steps': 10, 'sampling.class_label': CLASS, 'sampling.guidance': 1.3,
+      'sampling.S_churn': 40.0, 'sampling.S_min': 0.05, 'sampling.S_max': 50.0,
+      'sampling.S_noise': 1.003, 'data.image_size': LATENT_RES, 'data.num_channels': 4,
+      'data.autoencoder': f'{VAE_DIR}/diffusion_pytorch_model.safetensors'})
+  settings = dict(
+      base_config='configs/patch/imagenet256_adm_latent_cond.py', overrides=overrides,
+      official='Zhendong-Wang/Patch-Diffusion generate.py --on_latents=1 --cfg=1.3 --class=3: '
+               f'edm_sampler(net, latents, latents_pos, False, class_labels, 1.3, '
+               f'randn_like=replay, **{LATENT_CHURN}), then AutoencoderKL.decode(x / 0.18215)',
+      network_kwargs=kwargs,
+      notes=EDM_NOTES + ' Latents [4, 8, 8, 4]; the VAE is diffusers AutoencoderKL read from '
+            f'{VAE_DIR} (from_pretrained, as generate.py reads stabilityai/sd-vae-ft-ema), '
+            'f = 2; reference x = its decode of the sampler\'s x / 0.18215 (float32). cfg: '
+            'D_null + 1.3 (D_3 - D_null) with the null label a zero vector, both in one batch. '
+            'Churn: the i-th randn_like returns perturb[i] [10, 4, 8, 8, 4] (NHWC).')
+  latents = rnd().randn([len(SEEDS), 4, LATENT_RES, LATENT_RES])
+  return net.eval(), latents, settings, dict(perturb=perturb.astype(np.float32))
+
+
+def patch_latent_cfg(net, latents, extra):
+  """generate.py --on_latents=1 --cfg=1.3: edm_sampler with churn, then the VAE's decode."""
+  from diffusers import AutoencoderKL  # pylint: disable=import-outside-toplevel
+  vae = AutoencoderKL.from_pretrained(os.path.abspath(VAE_DIR)).eval()
+  replay, drawn = replayer(extra['perturb'])
+  x = quiet(PEER.generate.edm_sampler, net, latents, patch_latent_grid(len(latents)), False,
+            one_hot(10), 1.3, randn_like=replay, **LATENT_CHURN)
+  assert len(drawn) == len(extra['perturb']), drawn
+  with torch.no_grad():
+    return vae.decode((1 / 0.18215 * x).float()).sample
+
+
 def load_edm_uncond(case_dir):
   """The snapshot's ema, checked against training-state-000000.pt (pickled classes inside:
   torch >= 2.6 needs weights_only=False)."""
@@ -356,6 +412,7 @@ CASES = {   # case -> (peer flag, build, load as the official sampler loads, sam
                           pfgmpp_quant_heun),
     'adm_cond': ('edm', build_adm, load_snapshot, lambda n, z, e: edm_heun(n, z, 10, steps=10)),
     'patch_heun': ('patch', build_patch, load_snapshot, lambda n, z, e: patch_heun(n, z)),
+    'patch_latent_cfg': ('patch', build_patch_latent, load_snapshot, patch_latent_cfg),
     **score_sde.CASES,
     **baseline.CASES,
 }

@@ -1,0 +1,196 @@
+"""A diffusers `AutoencoderKL` weights file (Stable Diffusion's VAE) as `models.autoencoder` params.
+
+  `load(path_or_url) -> (Arch, params)`     (cached per file)
+  `read_for(config) -> (Arch, params)`: config.data.autoencoder's, its latents checked
+
+Files: `diffusion_pytorch_model.safetensors` (read here as data: an 8-byte header length, a JSON
+header of {name: dtype, shape, offsets}, raw little-endian tensors) or `diffusion_pytorch_model.bin`
+(a `torch.save` state dict, read by `foreign.torch_pickle`'s allow-list). Nothing in a file runs.
+The architecture comes from the tensors' names and shapes (levels, layers per level, latent and
+image channels, the quant convolutions); GroupNorm has 32 groups as in every Stable Diffusion VAE.
+Attention weights may carry diffusers' old names (query / key / value / proj_attn, as
+`stabilityai/sd-vae-ft-ema`'s first upload) or 1×1-convolution shapes. Every tensor must be used
+and every shape match, else `AutoencoderFileError` names the tensor.
+"""
+import json
+import os
+import re
+import struct
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+
+from foreign import files, torch_pickle
+from models import autoencoder as ae
+
+_DTYPES = {'F32': np.float32, 'F16': np.float16, 'BF16': ml_dtypes.bfloat16, 'F64': np.float64}
+_OLD_ATTENTION = {'to_q': 'query', 'to_k': 'key', 'to_v': 'value', 'to_out.0': 'proj_attn'}
+_EXPECTED = ('expected a diffusers AutoencoderKL file (diffusion_pytorch_model.safetensors or '
+             '.bin, e.g. https://huggingface.co/stabilityai/sd-vae-ft-ema)')
+_CACHE = {}
+
+
+class AutoencoderFileError(ValueError):
+  """The file is not a diffusers AutoencoderKL state dict this project can read."""
+
+
+def read_safetensors(path):
+  """{name: np.ndarray} of a .safetensors file, checked as data (sizes, offsets, dtypes)."""
+  size = os.path.getsize(path)
+  with open(path, 'rb') as f:
+    head = f.read(8)
+    n = struct.unpack('<Q', head)[0] if len(head) == 8 else -1
+    if not 2 <= n <= min(size - 8, 100 << 20):
+      raise AutoencoderFileError(f'{path}: not a safetensors file (header length {n} of a '
+                                 f'{size}-byte file); {_EXPECTED}')
+    try:
+      header = json.loads(f.read(n))
+    except ValueError as err:
+      raise AutoencoderFileError(f'{path}: safetensors header is not JSON ({err})') from None
+    data = f.read()
+  if not isinstance(header, dict):
+    raise AutoencoderFileError(f'{path}: safetensors header is not a JSON object')
+  out = {}
+  for name, meta in header.items():
+    if name == '__metadata__':
+      continue
+    try:
+      dtype, shape = np.dtype(_DTYPES[meta['dtype']]), tuple(int(s) for s in meta['shape'])
+      begin, end = (int(o) for o in meta['data_offsets'])
+    except (KeyError, TypeError, ValueError):
+      raise AutoencoderFileError(f'{path}: tensor {name!r} has a malformed entry {meta!r} (dtypes '
+                                 f'read: {", ".join(_DTYPES)})') from None
+    if not 0 <= begin <= end <= len(data) or end - begin != dtype.itemsize * int(np.prod(shape)):
+      raise AutoencoderFileError(f'{path}: tensor {name!r} {shape} {meta["dtype"]} does not fit '
+                                 f'its bytes {begin}..{end} of {len(data)} (truncated file?)')
+    out[name] = np.frombuffer(data, dtype, offset=begin, count=int(np.prod(shape))).reshape(shape)
+  return out
+
+
+def read_state_dict(path):
+  with open(path, 'rb') as f:
+    head = f.read(4)
+  if head[:1] == b'\x80' or head[:2] == b'PK':
+    obj = torch_pickle.read(path)
+    if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict):
+      obj = obj['state_dict']
+    if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
+      raise AutoencoderFileError(f'{path}: holds no state dict of tensors; {_EXPECTED}')
+    return {str(k): v for k, v in obj.items()}
+  return read_safetensors(path)
+
+
+def _count(sd, pattern):
+  return len({m.group(1) for k in sd for m in [re.match(pattern, k)] if m})
+
+
+def arch_of(sd, path):
+  """models.autoencoder.Arch from the tensors' names and shapes."""
+  try:
+    levels = _count(sd, r'encoder\.down_blocks\.(\d+)\.')
+    channels = tuple(sd[f'decoder.up_blocks.{levels - 1 - i}.resnets.0.conv1.weight'].shape[0]
+                     for i in range(levels))
+    return ae.Arch(channels=channels, layers=_count(sd, r'encoder\.down_blocks\.0\.resnets\.(\d+)\.'),
+                   latent_channels=int(sd['decoder.conv_in.weight'].shape[1]),
+                   quant_convs='quant_conv.weight' in sd,
+                   image_channels=int(sd['decoder.conv_out.weight'].shape[0]))
+  except (KeyError, IndexError):
+    found = ', '.join(sorted(sd)[:4])
+    raise AutoencoderFileError(f'{path}: no AutoencoderKL tensors (found {found}, ...); '
+                               f'{_EXPECTED}') from None
+
+
+def torch_name(path):
+  """Our flattened parameter path -> diffusers' tensor name ('encoder/down_blocks_0_resnets_1/
+  conv1/kernel' -> 'encoder.down_blocks.0.resnets.1.conv1.weight')."""
+  *modules, leaf = path
+  name = '.'.join(modules)
+  name = re.sub(r'_(\d+)(_?)', lambda m: '.' + m.group(1) + ('.' if m.group(2) else ''), name)
+  return f'{name}.{"bias" if leaf == "bias" else "weight"}'
+
+
+def _tensor(sd, name, used):
+  if name not in sd:
+    module, _, leaf = name.rpartition('.')
+    for new, old in _OLD_ATTENTION.items():
+      if module.endswith(new):
+        name = f'{module[:-len(new)]}{old}.{leaf}'
+  used.add(name)
+  return sd[name]
+
+
+def to_params(sd, arch, path):
+  """diffusers tensors -> our parameter tree (convolutions HWIO, dense layers IO)."""
+  model = ae.AutoencoderKL(arch)
+  x = jnp.zeros((1, 2 * arch.factor, 2 * arch.factor, arch.image_channels))
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x))['params']
+  flat, used = {}, set()
+  for key, spec in jax.tree_util.tree_flatten_with_path(shapes)[0]:
+    key = tuple(k.key for k in key)
+    name = torch_name(key)
+    try:
+      t = np.asarray(_tensor(sd, name, used), np.float32)
+    except KeyError:
+      raise AutoencoderFileError(f'{path}: tensor {name} missing ({arch})') from None
+    if key[-1] == 'kernel':
+      t = t.reshape(t.shape[:2]).T if len(spec.shape) == 2 else t.transpose(2, 3, 1, 0)
+    if t.shape != spec.shape:
+      raise AutoencoderFileError(f'{path}: tensor {name} has shape {t.shape} in our layout, the '
+                                 f'network {arch} needs {spec.shape}')
+    flat[key] = t
+  unused = sorted(set(sd) - used)
+  if unused:
+    raise AutoencoderFileError(f'{path}: {len(unused)} tensor(s) the AutoencoderKL {arch} does not '
+                               f'use: {", ".join(unused[:4])}')
+  from flax import traverse_util  # pylint: disable=import-outside-toplevel
+  return traverse_util.unflatten_dict(flat)
+
+
+WEIGHTS = ('diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.bin')  # save_pretrained's
+
+
+def weights_file(path_or_url):
+  """The weights file of a file, a URL, a folder diffusers' save_pretrained wrote, or a Hugging
+  Face repository URL (https://huggingface.co/ORG/NAME: its safetensors file on main)."""
+  if re.fullmatch(r'https://huggingface\.co/[\w.-]+/[\w.-]+/?', path_or_url):
+    return f'{path_or_url.rstrip("/")}/resolve/main/{WEIGHTS[0]}'
+  if not files.is_url(path_or_url) and not os.path.exists(path_or_url):
+    raise AutoencoderFileError(f'data.autoencoder={path_or_url} does not exist; {_EXPECTED}')
+  if os.path.isdir(path_or_url):
+    found = [os.path.join(path_or_url, n) for n in WEIGHTS
+             if os.path.isfile(os.path.join(path_or_url, n))]
+    if not found:
+      raise AutoencoderFileError(f'{path_or_url} holds neither {" nor ".join(WEIGHTS)}')
+    return found[0]
+  return path_or_url
+
+
+def load(path_or_url):
+  """(Arch, params) of a diffusers AutoencoderKL (`weights_file`), read once per file."""
+  path = files.local_file(weights_file(path_or_url))
+  stat = os.stat(path)
+  key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+  if key not in _CACHE:
+    sd = read_state_dict(path)
+    arch = arch_of(sd, path)
+    _CACHE[key] = arch, to_params(sd, arch, path)
+  return _CACHE[key]
+
+
+def read_for(config):
+  """(Arch, params) of config.data.autoencoder, its latents checked against data.num_channels."""
+  arch, params = load(config.data.autoencoder)
+  if arch.latent_channels != config.data.num_channels:
+    raise AutoencoderFileError(
+        f'data.autoencoder={config.data.autoencoder} has {arch.latent_channels} latent channels, '
+        f'data.num_channels={config.data.num_channels}: set '
+        f'--config.data.num_channels={arch.latent_channels}')
+  return arch, params
+
+
+def precheck(config):
+  """Read data.autoencoder once (kept for the run), or exit with one line naming the problem."""
+  files.read_or_exit(lambda: read_for(config), 'data.autoencoder', config.data.autoencoder,
+                     AutoencoderFileError)
