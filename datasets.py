@@ -508,7 +508,7 @@ def get_dataset(config, uniform_dequantization=False, evaluation=False):
   Args:
     config: the config; reads data.*, seed, training.batch_size (or stf_ref_batch) /
       n_jitted_steps (training) or eval.batch_size (evaluation). With data.autoencoder the images
-      are read at the decoded latents' size (`foreign.latent.pixel_config`).
+      are read at the decoded latents' size (`latent.pixel_config`).
     uniform_dequantization: add U[0, 1)/256 noise to 8-bit levels: (u + 255x)/256.
     evaluation: one pass in file order, no flips, batches [per_process_eval_batch, H, W, C];
       otherwise repeated and shuffled, flips on the train split, batches

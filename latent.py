@@ -20,7 +20,6 @@ from models import autoencoder as ae
 import streams
 
 
-
 def image_shape(config):
   """The images' shape (H, W, C): the data's, or the decoded latents' with data.autoencoder."""
   d = config.data
