@@ -7,18 +7,20 @@ arXiv:2304.12526; Song+21 score SDE, arXiv:2011.13456). Nothing is downloaded:
   python tools/make_published_fixtures.py --edm=<NVlabs/edm> \
       --edm_es=<forever208/EDM-ES> --pfgmpp=<Newbeeer/pfgmpp> --patch=<Zhendong-Wang/Patch-Diffusion> \
       --score_sde=<yang-song/score_sde_pytorch> --out=tests/fixtures/published [--cases=a,b]
-(torch==2.13.0 CPU, numpy, scipy, ml_collections, click, tqdm, pillow, requests). The peers share
+(torch==2.13.0 CPU, numpy, scipy, ml_collections, click, tqdm, pillow, requests; diffusers 0.42.1
+for the latent case patch_latent_cfg, whose VAE is tools/make_autoencoder_fixture.py's). The peers share
 package names (training, torch_utils, dnnlib): each case is built in its own interpreter and
 checked in another that loads the files as the official samplers do, samples again, compares.
 
 A case directory: the checkpoint (name and content as the official loop writes them), latents.npy
 (float32 N(0, I) [4, H, W, C], channels last), reference.npz ('images' = clip((x + 1)/2, 0, 1) of
 the sampler's final x, 'x' = that x, [4, H, W, C] float32; PFGM++ adds 'radii', score_sde 'nfe'
-and 'x_tight', the noise-injection cases 'perturb', the PC case 'pc_noise' and x = 2 image - 1), settings.json (our base config and overrides,
+and 'x_tight', the noise-injection cases 'perturb', the PC case 'pc_noise' and x = 2 image - 1; patch_latent_cfg:
+x the VAE's decoding of the sampler's latents [4, 8, 8, 4]), settings.json (our base config and overrides,
 the official call, notes; 'checkpoint_case' where the case samples another case's checkpoint). Every
 parameter is random: N(0, 1/fan_in) weights, 1 + 0.2 N norm scales, 0.2 N biases. Workarounds
 that touch no computation: modules only unused paths need are stubbed where missing (torchvision:
-pfgmpp --save_images; diffusers: Patch-Diffusion --on_latents; tensorflow, tensorflow_datasets,
+pfgmpp --save_images; diffusers, where missing: Patch-Diffusion --on_latents; tensorflow, tensorflow_datasets,
 jax: score_sde_pytorch utils.py / datasets.py, gfile -> os.path); score_sde_pytorch's CUDA `op`
 build gives way to its pure-PyTorch FIR path. The EDM-family helpers (networks, snapshots, seeds)
 are in fixture_edm.py; the cases of EDM's baseline networks with generate.py's sampler axes
