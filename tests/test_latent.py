@@ -17,9 +17,11 @@ import pytest
 
 from configs import validate
 from configs.quickstart import digits
+import evaluation
 from foreign import autoencoder as fae
 from foreign import torch_pickle
 import generate
+import latent
 import losses
 from models import autoencoder as ae
 import modes
@@ -207,3 +209,14 @@ def test_the_file_of_a_folder_or_a_hugging_face_repository(tmp_path):
     fae.weights_file(str(tmp_path))
   with pytest.raises(fae.AutoencoderFileError, match='does not exist'):
     fae.load(str(tmp_path / 'missing.safetensors'))
+
+
+def test_the_pipeline_and_the_statistics_see_the_images():
+  """A latent model's data are read, and its reference statistics named, at the images' size."""
+  config = _latent_config()
+  config.data.dataset, config.data.path = 'IMAGE_ZIP', 'datasets/afhqv2-8x8.zip'
+  pixel = latent.pixel_config(config)
+  assert (pixel.data.image_size, pixel.data.num_channels) == (8, 3)
+  assert (config.data.image_size, config.data.num_channels) == (4, 4)       # untouched
+  names = [os.path.basename(p) for p in evaluation.stats_path_candidates(config)]
+  assert names == ['afhqv2-8x8_8_stats.npz', 'afhqv2-8x8.npz']
