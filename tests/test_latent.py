@@ -43,7 +43,7 @@ def _apply(arch, params, x, method):
 def test_encode_and_decode_equal_diffusers(name):
   """diffusers' AutoencoderKL on the same weights: q(z | x)'s mean and log-variance, D(z)."""
   arch, params = fae.load(os.path.join(FIXTURE, name))
-  assert arch == ae.Arch(channels=(32, 32), layers=1, latent_channels=4) and arch.factor == 2
+  assert arch == ae.Arch(channels=(32, 64), layers=2, latent_channels=4) and arch.factor == 2
   mean, logvar = _apply(arch, params, REF['x'], 'encode')
   decoded = _apply(arch, params, REF['mean'], 'decode')
   if name.endswith('.bin'):        # float16 weights under diffusers' old attention names

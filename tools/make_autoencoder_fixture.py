@@ -1,8 +1,9 @@
 """Write tests/fixtures/autoencoder/: a small random diffusers AutoencoderKL and its outputs.
 
 The network: diffusers' own AutoencoderKL class (Stable Diffusion VAE layout, Rombach+22
-arXiv:2112.10752) with block_out_channels (32, 32) (f = 2), one layer per block, 4 latent channels,
-32 GroupNorm groups, random weights (N(0, 1/fan_in) weights, 1 + 0.2 N norm scales, 0.2 N biases).
+arXiv:2112.10752) with block_out_channels (32, 64) (f = 2; widths that change between levels, as
+sd-vae-ft-ema's 128-256-512-512, so the shortcut convolutions are there), two layers per block (as
+there), 4 latent channels, 32 GroupNorm groups, random weights (N(0, 1/fan_in) weights, 1 + 0.2 N norm scales, 0.2 N biases).
 Written as diffusers writes it: `save_pretrained` -> config.json + diffusion_pytorch_model.safetensors;
 and `old_names.bin`: the same tensors in float16 under diffusers' deprecated attention names
 (query / key / value / proj_attn, as `stabilityai/sd-vae-ft-ema`'s first upload), by `torch.save`.
@@ -33,9 +34,9 @@ def main():
   out = parser.parse_args().out
   from diffusers import AutoencoderKL  # pylint: disable=import-outside-toplevel
   torch.manual_seed(0)
-  vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(32, 32),
+  vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(32, 64),
                       down_block_types=('DownEncoderBlock2D',) * 2,
-                      up_block_types=('UpDecoderBlock2D',) * 2, layers_per_block=1,
+                      up_block_types=('UpDecoderBlock2D',) * 2, layers_per_block=2,
                       latent_channels=4, norm_num_groups=32, sample_size=16).eval()
   randomize(vae, 301)
   os.makedirs(out, exist_ok=True)
