@@ -6,8 +6,9 @@ Papers:
 
 The WideResnet (`models.wideresnet`, classifier.blocks_per_group / widen) learns p_t(y | x_t) by
 cross-entropy on training images perturbed as the score model's: x_t = mean_t(x) + std_t n with
-t ~ U(eps, T) of the config's SDE (VE: x + σ(t) n, VP: √ᾱ(t) x + √(1 − ᾱ(t)) n, sub-VP; the
-SDEs configs/rules_eval.py admits), seen as the guidance sees it: standardised by CIFAR-10's
+t ~ U(eps, T) of the config's SDE (VE: x + σ(t) n, VP: √ᾱ(t) x + √(1 − ᾱ(t)) n, sub-VP; EDM's
+x + t n with log t uniform: `sde_lib.SDE.classifier_times`; the SDEs configs/rules_eval.py
+admits), seen as the guidance sees it: standardised by CIFAR-10's
 channel statistics, with the marginal std (controllable_generation.get_classifier_guide).
 Adam (classifier.lr), training.batch_size images per step, training.n_jitted_steps steps per
 call; convolutions in classifier.dtype (bfloat16 halves their cost on TPUs and recent GPUs; the
@@ -60,10 +61,11 @@ import workdir_lock
 
 
 def noisy_logits(module, params, sde, eps, x, key):
-  """Logits of images x [B, ...] (model units) perturbed as the score model's: t ~ U(eps, T),
-  x_t = mean_t(x) + std_t n (t and n from `key`), seen as the guidance sees them."""
+  """Logits of images x [B, ...] (model units) perturbed as the score model's: t from
+  `sde.classifier_times` (U(eps, T)), x_t = mean_t(x) + std_t n (t and n from `key`), seen as
+  the guidance sees them."""
   t_key, n_key = jax.random.split(key)
-  t = jax.random.uniform(t_key, x.shape[:1], minval=eps, maxval=sde.T)
+  t = sde.classifier_times(t_key, x.shape[:1], eps)
   x_mean, sigma = sde.marginal_prob(x, t)
   x_t = x_mean + utils.bcast(sigma, x) * jax.random.normal(n_key, x.shape)
   return cg.classifier_logits(module, params, x_t, sigma)
@@ -232,7 +234,7 @@ def _save(run, step, params, opt_state, iterators, kept):
 
 def _accuracy(run, params):
   """Accuracy on the evaluation split (one pass of global batches of eval.batch_size), each
-  image perturbed at t ~ U(eps, T) as in training, the same draws on any device count."""
+  image perturbed at a time drawn as in training, the same draws on any device count."""
   _, eval_ds = datasets.get_dataset(run.config, evaluation=True)
   eval_key, right, total = jax.random.fold_in(run.key, streams.COUNTER_LIMIT + 1), 0, 0
 
@@ -244,6 +246,6 @@ def _accuracy(run, params):
     images, labels = _global(run, element, axis=0)
     right += int(correct(params, images, labels, i))
     total += labels.shape[0]
-  logging.info('train_classifier: accuracy %.3f on %d evaluation images (t ~ U(eps, T))',
+  logging.info('train_classifier: accuracy %.3f on %d evaluation images (noise as in training)',
                right / max(total, 1), total)
   return right / max(total, 1)

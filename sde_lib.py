@@ -42,6 +42,11 @@ class SDE(abc.ABC):
   def T(self):
     return 1.
 
+  def classifier_times(self, key, shape, eps):
+    """Times a noise-conditional classifier trains at (classifier_lib): t ~ U(eps, T), as Song+21
+    App. I.4 (VE: log σ(t) uniform between its ends)."""
+    return jax.random.uniform(key, shape, minval=eps, maxval=self.T)
+
   @abc.abstractmethod
   def sde(self, x, t):
     """Drift f(x, t) [B, ...] and diffusion g(t) [B]."""
@@ -332,6 +337,11 @@ class EDMSDE(SDE):
   @property
   def T(self):
     return self.sigma_max
+
+  def classifier_times(self, key, shape, eps):
+    """log t ~ U(log eps, log σ_max): as VE's t ~ U(eps, 1) spreads log σ (uniform t = σ would
+    put 99% of the draws above σ = 0.8, where the sampler spends few of its levels)."""
+    return jnp.exp(jax.random.uniform(key, shape, minval=jnp.log(eps), maxval=jnp.log(self.T)))
 
   @property
   def prior_std(self):

@@ -6,7 +6,8 @@ classifier (App. I.4, Eq. 14, Fig. 4) reproduced on sklearn's 8×8 digits.
 
 A score model of --sde (score_sde's recipe on the quickstart network, as bench/digits_table.py's
 SDE rows: DSM, no preconditioning; VE: σ 0.01..12 on [0, 1] digits, PC with reverse diffusion +
-Langevin; VP / sub-VP: β 0.1..20 on [-1, 1] digits, Euler–Maruyama; 1000 steps) trains for
+Langevin; VP / sub-VP: β 0.1..20 on [-1, 1] digits, Euler–Maruyama; edm: the quickstart's EDM
+model, σ up to 80, Heun 18 steps, the classifier at log-uniform σ; 1000 steps) trains for
 --steps, a noise-conditional WideResnet (`--mode=train_classifier`: 1 block per group, width ×1)
 for --classifier_steps on the same noise; then --n samples with `sampling.classifier`, each asked
 for a class drawn from its key, and the same keys without it. Each set is labeled
@@ -36,7 +37,10 @@ import utils
 
 def config_for(args):
   plan = digits_table.Plan(steps=args.steps)
-  config = digits_table._sde_config(args.sde, plan)  # pylint: disable=protected-access
+  if args.sde == 'edm':      # the quickstart's EDM model and Heun sampler (σ up to 80)
+    config = digits_table._digits_config(plan)  # pylint: disable=protected-access
+  else:
+    config = digits_table._sde_config(args.sde, plan)  # pylint: disable=protected-access
   t, c = config.training, config.classifier
   t.n_iters, t.snapshot_sampling = args.steps, False
   t.snapshot_freq = t.snapshot_freq_for_preemption = t.eval_freq = args.steps
@@ -56,7 +60,7 @@ def samples(config, run, state, n, classifier):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
-  parser.add_argument('--sde', default='vesde', choices=['vesde', 'vpsde', 'subvpsde'])
+  parser.add_argument('--sde', default='vesde', choices=['vesde', 'vpsde', 'subvpsde', 'edm'])
   parser.add_argument('--steps', type=int, default=1000, help='score-model training steps')
   parser.add_argument('--classifier_steps', type=int, default=1500)
   parser.add_argument('--n', type=int, default=297, help='samples, guided and unguided each')

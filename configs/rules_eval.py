@@ -129,23 +129,19 @@ def colorize_needs_rgb(config):
 
 def _classifier_noise(config, what):
   """None, or why `what` cannot have a noise-conditional classifier of this model's noise: it
-  needs Gaussian noise and times t ~ U(eps, 1) as Song+21's classifier (App. I.4)."""
+  needs Gaussian noise, as Song+21's classifier (App. I.4)."""
   t = config.training
   if not math.isinf(t.pfgmpp_D):
     return (f'{what} needs Gaussian noise (Song+21 Eq. 14 with a noise-conditional classifier); '
             f'training.pfgmpp_D = {t.pfgmpp_D} (PFGM++) is not: leave it inf')
-  if t.sde == 'edm':
-    return (f"{what} works with an SDE on t ∈ [0, 1] (VE, VP, sub-VP; the classifier trains at "
-            f"t ~ U(eps, 1)), not training.sde = 'edm', whose time is σ up to "
-            f'model.sigma_max = {config.model.sigma_max}')
   return None
 
 
 @rule(TRAIN, EVAL, SAMPLE)
 def classifier_guides_an_unconditional_sde_model(config):
   """sampling.classifier (score_sde's noise-conditional classifier, Song+21 App. I.4, Eq. 14)
-  guides an unconditional model with the Gaussian noise of an SDE on t ∈ [0, 1] (VE, VP,
-  sub-VP, or one added to sde_lib)."""
+  guides an unconditional model with Gaussian noise (VE, VP, sub-VP, EDM, or an SDE added to
+  sde_lib)."""
   if not config.sampling.classifier:
     return None
   if config.model.class_conditional:

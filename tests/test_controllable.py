@@ -31,6 +31,7 @@ import evaluation
 from models import utils as mutils
 import modes
 import run_lib
+import sampling
 import sde_lib
 from streams import sample_keys
 
@@ -119,6 +120,27 @@ def test_class_conditional_sampling_gives_the_component():
   assert np.mean(x < -1) < 1e-3                     # none from component 0 (N(2, .5): 1e-5)
   assert abs(x.mean() - 2.) < 3 * np.sqrt(0.5 / N)
   assert abs(x.var(ddof=1) / 0.5 - 1) < 3 * np.sqrt(2 / (N - 1))
+
+
+def test_edm_sampling_guided_by_the_exact_classifier_gives_the_component():
+  """EDM's Heun sampler on t = σ (Karras+22 Alg. 1) with Song+21 Eq. 14's guided score lands on
+  the asked component, as the PC sampler does above (the guidance `sampling.classifier` adds)."""
+  mix, edm = Mixture1D([0.7, 0.3], [-2., 2.], [0.25, 0.5]), sde_lib.EDMSDE(0.002, 80.)
+
+  def logit_fn(x, t):                                   # exact p_t(k | x) with σ(t) = t, s = 1
+    var = mix.var + edm.sigma(t)[:, None] ** 2
+    return jnp.log(mix.w) - 0.5 * ((x - mix.mu) ** 2 / var + jnp.log(2 * np.pi * var))
+  score = cg.conditional_score_fn(mix.score_fn(edm), cg.get_classifier_grad_fn(logit_fn),
+                                  jnp.ones((N,), jnp.int32))
+  keys = sample_keys(jax.random.key(4), N)
+  x = jax.jit(lambda k: sampling.edm_sample(k, score, edm, (1,), steps=64)[0])(keys)
+  x = np.asarray(x, np.float64)[:, 0]
+  # the guided ODE is the flow of N(2, 0.5 + t²): x_0 = 2 + c (x_T − 2), c = √(0.5 / (0.5 + 80²)),
+  # from the sampler's x_T ~ N(0, 80²) (not N(2, 0.5 + 80²)): mean 2 − 2c, variance 80² c²
+  c = np.sqrt(0.5 / (0.5 + 80. ** 2))
+  assert np.mean(x < -1) < 1e-3                     # none from component 0
+  assert abs(x.mean() - (2. - 2. * c)) < 3 * np.sqrt(0.5 / N)
+  assert abs(x.var(ddof=1) / (80. * c) ** 2 - 1) < 3 * np.sqrt(2 / (N - 1))
 
 
 def test_inpainter_and_colorizer_run_a_model_and_keep_what_is_known():

@@ -90,6 +90,30 @@ def test_train_classifier_learns_writes_and_resumes(tmp_path):
   assert [s['step'] for s in _stats(folder) if 'classifier_loss' in s][-2:] == [120, 130]
 
 
+def test_an_edm_model_s_classifier_trains_over_its_sigma_range(tmp_path):
+  """EDM's time is σ up to 80: trained at log-uniform σ (sde_lib.EDMSDE.classifier_times), the
+  classifier labels nearly clean digits far above chance and much better than σ = 80 ones."""
+  config = digits.get_config()                       # the quickstart: sde 'edm', σ_max 80
+  c = config.classifier
+  c.blocks_per_group, c.widen, c.n_iters, c.log_freq, c.snapshot_freq = 1, 1, 120, 40, 120
+  params = modes.run('train_classifier', config, str(tmp_path / 'run'))
+  config.sampling.classifier = str(tmp_path / 'run' / 'classifier' / 'checkpoint_120')
+  module, _ = classifier.read_for(config)
+  split = datasets.digits_split()
+  x, y = jnp.asarray(split['test_images']) * 2. - 1., split['test_labels']   # centered data
+  def accuracy(sigma):
+    noisy = x + sigma * jax.random.normal(jax.random.key(0), x.shape)
+    logits = module.apply({'params': params}, cg.classifier_input(noisy), jnp.full(len(x), sigma))
+    return float(np.mean(np.argmax(logits, -1) == y))
+  clean, noisy = accuracy(0.05), accuracy(80.)
+  print(f'accuracy at sigma 0.05: {clean:.2f}, at sigma 80: {noisy:.2f}')
+  assert clean > 0.6 and clean > noisy + 0.3, (clean, noisy)
+  times = sde_lib.get_sde(config)[0].classifier_times(jax.random.key(1), (20000,), 0.002)
+  quartiles = np.quantile(np.log(np.asarray(times)), [0.25, 0.5, 0.75])
+  np.testing.assert_allclose(quartiles, np.log(0.002) + np.log(80. / 0.002) * np.array(
+      [0.25, 0.5, 0.75]), atol=0.1)                 # log-uniform over [σ_min, σ_max]
+
+
 @pytest.fixture
 def sigint():
   """SIGINT's Python handler for the test (pytest-xdist workers ignore SIGINT, and an ignored
