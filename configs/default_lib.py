@@ -97,8 +97,8 @@ def _sampling():
   sampling.guidance = 1.                      # classifier-free guidance weight w (Ho&Salimans22):
   #                                             D_null + w (D_class − D_null); 1 = off
   sampling.classifier = ''                    # score_sde's noise-conditional classifier, file or
-  #                                             URL (Song+21 App. I.4): the samplers of a VE, VP
-  #                                             or sub-VP model follow ∇log p_t(x) + scale
+  #                                             URL (Song+21 App. I.4): the samplers of a VE, VP,
+  #                                             sub-VP or EDM model follow ∇log p_t(x) + scale
   #                                             ∇log p_t(y | x) to the class of
   #                                             sampling.class_label (Eq. 14)
   sampling.classifier_scale = 1.              # the classifier gradient's weight (1 = Bayes' rule)

@@ -161,8 +161,8 @@ def controllable_takes_no_classifier(config):
 
 @rule(TRAIN_CLASSIFIER)
 def classifier_trains_on_sde_noise(config):
-  """--mode=train_classifier perturbs images with the noise of the config's SDE on t ∈ [0, 1],
-  what sampling.classifier's guidance feeds it, and needs classes."""
+  """--mode=train_classifier perturbs images with the Gaussian noise of the config's SDE, what
+  sampling.classifier's guidance feeds it, and needs classes."""
   if config.data.num_classes < 2:
     return f'--mode=train_classifier needs data.num_classes ≥ 2, not {config.data.num_classes}'
   return _classifier_noise(config, '--mode=train_classifier')
