@@ -79,18 +79,31 @@ def eval_keys(config, start, n=None):
     yield key if n is None else jax.random.split(key, n)
 
 
+_ENCODER = {}    # the jitted encoder and its replicated parameters: one of each per run
+
+
+def _jitted_encoder(config, replicated):
+  d = config.data
+  key = (d.autoencoder, d.latent_scale, d.num_channels, replicated)
+  if key not in _ENCODER:
+    encode, params = encoder(config)
+
+    @jax.jit
+    def encode_batch(params, batch, key):
+      x, cond = losses.split_batch(batch)
+      z = encode(params, x, key) if key.ndim == 0 else jax.vmap(
+          lambda x, k: encode(params, x, k))(x, key)
+      return z if cond is None else {**batch, 'image': z}
+    _ENCODER.clear()
+    _ENCODER[key] = encode_batch, jax.device_put(params, replicated)
+  return _ENCODER[key]
+
+
 def encoded(batches, config, replicated, keys):
   """Rombach+22 §3: each batch's images x (scaled to [-1, 1]) replaced by their latents z ~
   q(z | x) · data.latent_scale (`encoder`), one key per batch (or per step of an [n, B, ...]
-  batch), on the devices: one jitted encoder, no host round-trip."""
-  encode, params = encoder(config)
-  params = jax.device_put(params, replicated)
-
-  @jax.jit
-  def encode_batch(params, batch, key):
-    x, cond = losses.split_batch(batch)
-    z = encode(params, x, key) if key.ndim == 0 else jax.vmap(
-        lambda x, k: encode(params, x, k))(x, key)
-    return z if cond is None else {**batch, 'image': z}
+  batch), on the devices: one jitted encoder per run (each evaluated checkpoint reuses it), no
+  host round-trip."""
+  encode_batch, params = _jitted_encoder(config, replicated)
   for batch, key in zip(batches, keys):
     yield encode_batch(params, batch, key)

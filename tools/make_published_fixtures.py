@@ -292,11 +292,11 @@ def build_adm(out):
   return net, latents, settings, {}
 
 
-def patch_grid(batch):
+def patch_grid(batch, res=RES):
   """Patch-Diffusion generate.py's full-image coordinates: channel 0 x_pos (column), channel 1
-  y_pos (row), 2 (k/(R - 1) - 1/2) in [-1, 1]; [B, 2, R, R]."""
-  pos = (torch.arange(RES) / (RES - 1) - 0.5) * 2.
-  grid = torch.stack([pos.view(1, -1).repeat(RES, 1), pos.view(-1, 1).repeat(1, RES)], dim=0)
+  y_pos (row), 2 (k/(R - 1) - 1/2) in [-1, 1]; [B, 2, R, R] (--on_latents: R the latents')."""
+  pos = (torch.arange(res) / (res - 1) - 0.5) * 2.
+  grid = torch.stack([pos.view(1, -1).repeat(res, 1), pos.view(-1, 1).repeat(1, res)], dim=0)
   return grid.unsqueeze(0).repeat(batch, 1, 1, 1)
 
 
@@ -326,14 +326,6 @@ def build_patch(out):
 LATENT_RES = 8                 # the latent case: 8x8x4 latents, the f = 2 fixture VAE -> 16 px
 VAE_DIR = 'tests/fixtures/autoencoder'   # tools/make_autoencoder_fixture.py (diffusers' files)
 LATENT_CHURN = dict(num_steps=10, S_churn=40, S_min=0.05, S_max=50, S_noise=1.003)
-
-
-def patch_latent_grid(batch):
-  """generate.py --on_latents: the full grid of the 32x32 latent (here LATENT_RES), as patch_grid."""
-  pos = (torch.arange(LATENT_RES) / (LATENT_RES - 1) - 0.5) * 2.
-  grid = torch.stack([pos.view(1, -1).repeat(LATENT_RES, 1),
-                      pos.view(-1, 1).repeat(1, LATENT_RES)], dim=0)
-  return grid.unsqueeze(0).repeat(batch, 1, 1, 1)
 
 
 def build_patch_latent(out):
@@ -372,7 +364,7 @@ def patch_latent_cfg(net, latents, extra):
   from diffusers import AutoencoderKL  # pylint: disable=import-outside-toplevel
   vae = AutoencoderKL.from_pretrained(os.path.abspath(VAE_DIR)).eval()
   replay, drawn = replayer(extra['perturb'])
-  x = quiet(PEER.generate.edm_sampler, net, latents, patch_latent_grid(len(latents)), False,
+  x = quiet(PEER.generate.edm_sampler, net, latents, patch_grid(len(latents), LATENT_RES), False,
             one_hot(10), 1.3, randn_like=replay, **LATENT_CHURN)
   assert len(drawn) == len(extra['perturb']), drawn
   with torch.no_grad():
