@@ -120,7 +120,7 @@ def image_settings(config, source):
   fields.update({f'model.{k}': v for k, v in config.model.items()})
   fields.update({f'{section}.{k}': config[section][k] for section, keys in (
       ('data', ('image_size', 'num_channels', 'centered', 'num_classes', 'autoencoder',
-                'latent_scale')),
+                'latent_scale', 'latent_shift')),
       ('training', ('sde', 'continuous', 'pfgmpp_D'))) for k in keys})
   return json.loads(json.dumps({'checkpoint': source, **fields}, default=str))
 

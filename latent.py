@@ -1,7 +1,8 @@
-"""Latent models (`data.autoencoder`): the network runs on z = E(x) · data.latent_scale of a
-diffusers AutoencoderKL (Rombach+22 §3, arXiv:2112.10752; Patch Diffusion's 256-px models, Wang+23
-arXiv:2304.12526). data.image_size / num_channels are the latents'; the images' are
-`image_shape(config)`, and the data pipeline and the reference statistics see `pixel_config`.
+"""Latent models (`data.autoencoder`): the network runs on z = (E(x) − data.latent_shift) ·
+data.latent_scale of a diffusers AutoencoderKL (Rombach+22 §3, arXiv:2112.10752; Patch
+Diffusion's 256-px models, Wang+23 arXiv:2304.12526; SD3's and Flux's VAEs shift).
+data.image_size / num_channels are the latents'; the images' are `image_shape(config)`, and the
+data pipeline and the reference statistics see `pixel_config`.
 
   `encoder(config)`, `decoder(config)`: the jittable maps, with the file's parameters;
   `encoded(batches, config, replicated, keys)`: training / evaluation batches as latents;
@@ -30,12 +31,14 @@ def image_shape(config):
 
 
 def decoder(config):
-  """(decode, params): decode(params, z) = D(z / latent_scale), images in [-1, 1] from latents z
-  (Rombach+22 §3; float32 whatever z's dtype, as Patch Diffusion's generate.py decodes)."""
+  """(decode, params): decode(params, z) = D(z / latent_scale + latent_shift), images in [-1, 1]
+  from latents z (Rombach+22 §3; diffusers' pipelines decode so with the VAE's scaling_factor and
+  shift_factor; float32 whatever z's dtype, as Patch Diffusion's generate.py decodes)."""
   arch, params = autoencoder.read_for(config)
-  model, scale = ae.AutoencoderKL(arch), config.data.latent_scale
+  model, scale, shift = ae.AutoencoderKL(arch), config.data.latent_scale, config.data.latent_shift
   def decode(p, z):
-    return model.apply({'params': p}, z.astype(jnp.float32) / scale, method=model.decode)
+    return model.apply({'params': p}, z.astype(jnp.float32) / scale + shift,
+                       method=model.decode)
   return decode, params
 
 
@@ -50,16 +53,17 @@ def pixel_config(config):
 
 
 def encoder(config):
-  """(encode, params): encode(params, x, key) = z · latent_scale, z ~ q(z | x) = N(μ(x), σ(x)²)
-  (Rombach+22 §3; Patch Diffusion trains on `latent_dist.sample()`), images x [B, H, W, C] in
-  [-1, 1], the noise of image i normal(fold_in(key, i)) (independent of the batch's layout)."""
+  """(encode, params): encode(params, x, key) = (z − latent_shift) · latent_scale, z ~ q(z | x) =
+  N(μ(x), σ(x)²) (Rombach+22 §3; Patch Diffusion trains on `latent_dist.sample()`), images x
+  [B, H, W, C] in [-1, 1], the noise of image i normal(fold_in(key, i)) (independent of the
+  batch's layout)."""
   arch, params = autoencoder.read_for(config)
-  model, scale = ae.AutoencoderKL(arch), config.data.latent_scale
+  model, scale, shift = ae.AutoencoderKL(arch), config.data.latent_scale, config.data.latent_shift
   def encode(p, x, key):
     mean, logvar = model.apply({'params': p}, x.astype(jnp.float32), method=model.encode)
     noise = jax.vmap(lambda k: jax.random.normal(k, mean.shape[1:]))(
         streams.sample_keys(key, x.shape[0]))
-    return (mean + jnp.exp(0.5 * logvar) * noise) * scale
+    return (mean + jnp.exp(0.5 * logvar) * noise - shift) * scale
   return encode, params
 
 
@@ -84,7 +88,7 @@ _ENCODER = {}    # the jitted encoder and its replicated parameters: one of each
 
 def _jitted_encoder(config, replicated):
   d = config.data
-  key = (d.autoencoder, d.latent_scale, d.num_channels, replicated)
+  key = (d.autoencoder, d.latent_scale, d.latent_shift, d.num_channels, replicated)
   if key not in _ENCODER:
     encode, params = encoder(config)
 
@@ -101,7 +105,7 @@ def _jitted_encoder(config, replicated):
 
 def encoded(batches, config, replicated, keys):
   """Rombach+22 §3: each batch's images x (scaled to [-1, 1]) replaced by their latents z ~
-  q(z | x) · data.latent_scale (`encoder`), one key per batch (or per step of an [n, B, ...]
+  q(z | x), shifted and scaled (`encoder`), one key per batch (or per step of an [n, B, ...]
   batch), on the devices: one jitted encoder per run (each evaluated checkpoint reuses it), no
   host round-trip."""
   encode_batch, params = _jitted_encoder(config, replicated)

@@ -169,7 +169,10 @@ def _data():
   #                                             latents, image_size / num_channels are the
   #                                             latents' (images: image_size·f px, f = 2^(levels
   #                                             − 1)); '' = pixel space
-  data.latent_scale = 0.18215                 # latents are E(x)·latent_scale (Stable Diffusion's)
+  data.latent_scale = 0.18215                 # latents are (E(x) − latent_shift)·latent_scale
+  #                                             (Stable Diffusion's; diffusers' scaling_factor)
+  data.latent_shift = 0.                      # diffusers' shift_factor: SD3's 0.0609 (its scale
+  #                                             1.5305), Flux's 0.1159 (0.3611); 0 = none
   return data
 
 

@@ -177,7 +177,7 @@ RANGES = (
     ('classifier.blocks_per_group', '[1, inf)'), ('classifier.widen', '[1, inf)'),
     ('classifier.n_iters', '[0, inf)'), ('classifier.lr', '(0, inf)'),
     ('classifier.log_freq', '[1, inf)'), ('classifier.snapshot_freq', '[1, inf)'),
-    ('data.latent_scale', '(0, inf)'),
+    ('data.latent_scale', '(0, inf)'), ('data.latent_shift', '(-inf, inf)'),
 )
 
 

@@ -1,7 +1,8 @@
 """A diffusers `AutoencoderKL` weights file (Stable Diffusion's VAE) as `models.autoencoder` params.
 
   `load(path_or_url) -> (Arch, params)`     (cached per file)
-  `read_for(config) -> (Arch, params)`: config.data.autoencoder's, its latents checked
+  `read_for(config) -> (Arch, params)`: config.data.autoencoder's, its latents, scale and shift
+                                         checked (a config.json beside the weights)
 
 Files: `diffusion_pytorch_model.safetensors` (read here as data: an 8-byte header length, a JSON
 header of {name: dtype, shape, offsets}, raw little-endian tensors) or `diffusion_pytorch_model.bin`
@@ -149,12 +150,13 @@ def to_params(sd, arch, path):
 
 
 WEIGHTS = ('diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.bin')  # save_pretrained's
+_HF_REPO = r'https://huggingface\.co/[\w.-]+/[\w.-]+/?'
 
 
 def weights_file(path_or_url):
   """The weights file of a file, a URL, a folder diffusers' save_pretrained wrote, or a Hugging
   Face repository URL (https://huggingface.co/ORG/NAME: its safetensors file on main)."""
-  if re.fullmatch(r'https://huggingface\.co/[\w.-]+/[\w.-]+/?', path_or_url):
+  if re.fullmatch(_HF_REPO, path_or_url):
     return f'{path_or_url.rstrip("/")}/resolve/main/{WEIGHTS[0]}'
   if not files.is_url(path_or_url) and not os.path.exists(path_or_url):
     raise AutoencoderFileError(f'data.autoencoder={path_or_url} does not exist; {_EXPECTED}')
@@ -179,14 +181,43 @@ def load(path_or_url):
   return _CACHE[key]
 
 
+def stored_factors(path_or_url):
+  """(scaling_factor, shift_factor) of the config.json diffusers' save_pretrained writes beside
+  the weights (a folder, a file in one, a Hugging Face repository's), read as JSON data; None
+  where there is none, or it names no scaling_factor."""
+  if re.fullmatch(_HF_REPO, path_or_url):
+    path = files.local_file(f'{path_or_url.rstrip("/")}/resolve/main/config.json')
+  elif files.is_url(path_or_url):
+    return None
+  else:
+    path = os.path.join(os.path.dirname(weights_file(path_or_url)), 'config.json')
+    if not os.path.isfile(path):
+      return None
+  try:
+    with open(path, encoding='utf-8') as f:
+      stored = json.load(f)
+    return float(stored['scaling_factor']), float(stored.get('shift_factor') or 0.)
+  except (ValueError, TypeError, KeyError, AttributeError):
+    return None
+
+
 def read_for(config):
-  """(Arch, params) of config.data.autoencoder, its latents checked against data.num_channels."""
-  arch, params = load(config.data.autoencoder)
-  if arch.latent_channels != config.data.num_channels:
+  """(Arch, params) of config.data.autoencoder, its latents checked against data.num_channels and
+  its config.json's scaling and shift (`stored_factors`) against data.latent_scale, latent_shift."""
+  d = config.data
+  arch, params = load(d.autoencoder)
+  if arch.latent_channels != d.num_channels:
     raise AutoencoderFileError(
-        f'data.autoencoder={config.data.autoencoder} has {arch.latent_channels} latent channels, '
-        f'data.num_channels={config.data.num_channels}: set '
+        f'data.autoencoder={d.autoencoder} has {arch.latent_channels} latent channels, '
+        f'data.num_channels={d.num_channels}: set '
         f'--config.data.num_channels={arch.latent_channels}')
+  stored = stored_factors(d.autoencoder)
+  if stored is not None and not np.allclose(stored, (d.latent_scale, d.latent_shift)):
+    raise AutoencoderFileError(
+        f'data.autoencoder={d.autoencoder}: its config.json has scaling_factor {stored[0]:g}, '
+        f'shift_factor {stored[1]:g}, the config latent_scale {d.latent_scale:g}, latent_shift '
+        f'{d.latent_shift:g}: set --config.data.latent_scale={stored[0]:g} '
+        f'--config.data.latent_shift={stored[1]:g}')
   return arch, params
 
 

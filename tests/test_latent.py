@@ -6,6 +6,7 @@ Patch Diffusion's published latent ADM with cfg is a case of test_published_chec
 import json
 import os
 import pickle
+import shutil
 import struct
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from configs import validate
 from configs.quickstart import digits
 import evaluation
 from foreign import autoencoder as fae
+from foreign import files
 from foreign import torch_pickle
 import generate
 import latent
@@ -53,6 +55,34 @@ def test_encode_and_decode_equal_diffusers(name):
     assert np.abs(mean - REF['mean']).max() < 2e-5
     assert np.abs(logvar - REF['logvar']).max() < 2e-5
     assert np.abs(decoded - REF['decoded']).max() < 2e-5
+
+
+def test_a_shifted_autoencoder_of_flux_layout():
+  """Flux's / SD3's VAE layout (no quant convolutions, 16 latent channels) read off diffusers' file,
+  its scaling_factor / shift_factor as data.latent_scale / latent_shift: latent.encoder's latents
+  are diffusers' (mean − shift)·scale (Flux's training scripts) plus the posterior draw, and
+  latent.decoder equals diffusers' decode(z / scale + shift) (FluxPipeline)."""
+  folder = os.path.join(FIXTURE, 'flux')
+  ref = dict(np.load(os.path.join(folder, 'reference.npz')))
+  with open(os.path.join(folder, 'config.json'), encoding='utf-8') as f:
+    stored = json.load(f)
+  config = _latent_config()
+  config.data.autoencoder, config.data.num_channels = folder, 16
+  config.data.latent_scale, config.data.latent_shift = (stored['scaling_factor'],
+                                                        stored['shift_factor'])
+  arch, params = fae.read_for(config)
+  assert (arch.quant_convs, arch.latent_channels, arch.layers) == (False, 16, 1)
+  encode, _ = latent.encoder(config)
+  key = jax.random.key(3)
+  z = encode(params, ref['x'], key)
+  logvar = _apply(arch, params, ref['x'], 'encode')[1]
+  noise = jnp.stack([jax.random.normal(jax.random.fold_in(key, i), z.shape[1:])
+                     for i in range(len(z))])
+  want = ref['latents'] + config.data.latent_scale * jnp.exp(0.5 * logvar) * noise
+  np.testing.assert_allclose(np.asarray(z), np.asarray(want), atol=2e-5)
+  decode, _ = latent.decoder(config)
+  np.testing.assert_allclose(np.asarray(decode(params, ref['latents'])), ref['decoded'],
+                             atol=2e-5)
 
 
 def _safetensors(path, header, data=b''):
@@ -147,7 +177,7 @@ def test_training_batches_are_posterior_draws_of_the_encoder():
       np.testing.assert_allclose(np.asarray(batch[k]), np.asarray(want), atol=1e-5)
 
 
-def test_train_eval_and_sample_on_latents(tmp_path):
+def test_train_eval_and_sample_on_latents(tmp_path, caplog):
   """A patch-trained latent model: the train loss and the eval loss on encoded digits, sample
   grids and per-seed PNGs decoded to 8×8 RGB."""
   config = _latent_config(patch_real_p=0.5, n_jitted_steps=1)
@@ -167,9 +197,15 @@ def test_train_eval_and_sample_on_latents(tmp_path):
   from PIL import Image  # pylint: disable=import-outside-toplevel
   image = np.asarray(Image.open(generate.seed_path(f'{workdir}/samples/seeds_2', 1, 'png')))
   assert image.shape == (8, 8, 3)
-  config.data.latent_scale = 0.5                  # another decoding: that folder is refused
+  config.data.latent_scale = 0.5                  # against the file's config.json: refused
   with pytest.raises(SystemExit):
     modes.run('sample', config, workdir, checkpoint='', eval_folder='eval')
+  assert 'set --config.data.latent_scale=0.18215 --config.data.latent_shift=0' in caplog.text
+  config.data.autoencoder = str(tmp_path / 'vae.safetensors')   # no config.json beside it
+  shutil.copy(VAE, config.data.autoencoder)
+  with pytest.raises(SystemExit):                 # another decoding: that folder is refused
+    modes.run('sample', config, workdir, checkpoint='', eval_folder='eval')
+  assert 'sampled with other settings (data.autoencoder' in caplog.records[-1].getMessage()
 
 
 @pytest.mark.parametrize('mode, field, value, message', [
@@ -199,7 +235,7 @@ def test_a_bad_autoencoder_file_stops_main_in_one_line(tmp_path):
   assert not (tmp_path / 'w').exists()
 
 
-def test_the_file_of_a_folder_or_a_hugging_face_repository(tmp_path):
+def test_the_file_of_a_folder_or_a_hugging_face_repository(tmp_path, monkeypatch):
   assert fae.weights_file('https://huggingface.co/stabilityai/sd-vae-ft-ema') == (
       'https://huggingface.co/stabilityai/sd-vae-ft-ema/resolve/main/'
       'diffusion_pytorch_model.safetensors')
@@ -209,6 +245,21 @@ def test_the_file_of_a_folder_or_a_hugging_face_repository(tmp_path):
     fae.weights_file(str(tmp_path))
   with pytest.raises(fae.AutoencoderFileError, match='does not exist'):
     fae.load(str(tmp_path / 'missing.safetensors'))
+  monkeypatch.setenv('SCOREFLOW_CACHE_DIR', str(tmp_path / 'cache'))   # a repository's files,
+  repo = 'https://huggingface.co/org/flux-vae'                          # downloaded before
+  for name in ('config.json', fae.WEIGHTS[0]):
+    target = files.cache_path(f'{repo}/resolve/main/{name}')
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    shutil.copy(os.path.join(FIXTURE, 'flux', name), target)
+  assert fae.stored_factors(repo) == (0.3611, 0.1159)
+  assert fae.stored_factors(FIXTURE) == fae.stored_factors(VAE) == (0.18215, 0.)
+  shutil.copy(VAE, tmp_path / 'alone.safetensors')
+  assert fae.stored_factors(str(tmp_path / 'alone.safetensors')) is None    # no config.json
+  config = _latent_config()
+  config.data.autoencoder, config.data.num_channels = repo, 16
+  with pytest.raises(fae.AutoencoderFileError, match='set --config.data.latent_scale=0.3611 '
+                                                      '--config.data.latent_shift=0.1159'):
+    fae.read_for(config)
 
 
 def test_the_pipeline_and_the_statistics_see_the_images():
