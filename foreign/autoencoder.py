@@ -10,8 +10,10 @@ header of {name: dtype, shape, offsets}, raw little-endian tensors) or `diffusio
 The architecture comes from the tensors' names and shapes (levels, layers per level, latent and
 image channels, the quant convolutions); GroupNorm has 32 groups as in every Stable Diffusion VAE.
 Attention weights may carry diffusers' old names (query / key / value / proj_attn, as
-`stabilityai/sd-vae-ft-ema`'s first upload) or 1×1-convolution shapes. Every tensor must be used
-and every shape match, else `AutoencoderFileError` names the tensor.
+`stabilityai/sd-vae-ft-ema`'s first upload) or 1×1-convolution shapes. Stable Diffusion's original
+(CompVis LDM) layout is read too (`from_ldm`): a VAE file such as vae-ft-mse-840000-ema-pruned
+(.safetensors or .ckpt), or a whole model checkpoint's first_stage_model.*. Every tensor of the
+VAE must be used and every shape match, else `AutoencoderFileError` names the tensor.
 """
 import json
 import os
@@ -29,7 +31,8 @@ from models import autoencoder as ae
 _DTYPES = {'F32': np.float32, 'F16': np.float16, 'BF16': ml_dtypes.bfloat16, 'F64': np.float64}
 _OLD_ATTENTION = {'to_q': 'query', 'to_k': 'key', 'to_v': 'value', 'to_out.0': 'proj_attn'}
 _EXPECTED = ('expected a diffusers AutoencoderKL file (diffusion_pytorch_model.safetensors or '
-             '.bin, e.g. https://huggingface.co/stabilityai/sd-vae-ft-ema)')
+             '.bin, e.g. https://huggingface.co/stabilityai/sd-vae-ft-ema) or an LDM / Stable '
+             'Diffusion VAE or model checkpoint (.safetensors, .ckpt)')
 _CACHE = {}
 
 
@@ -81,6 +84,40 @@ def read_state_dict(path):
       raise AutoencoderFileError(f'{path}: holds no state dict of tensors; {_EXPECTED}')
     return {str(k): v for k, v in obj.items()}
   return read_safetensors(path)
+
+
+_LDM_PREFIXES = ('first_stage_model.', 'vae.', '')   # a whole LDM / SD checkpoint's VAE, or a VAE's
+_LDM_NAMES = ((r'^encoder\.down\.(\d+)\.', r'encoder.down_blocks.\1.'),
+              (r'\.block\.(\d+)\.', r'.resnets.\1.'), (r'\.downsample\.', '.downsamplers.0.'),
+              (r'\.upsample\.', '.upsamplers.0.'), (r'\.nin_shortcut\.', '.conv_shortcut.'),
+              (r'\.mid\.block_1\.', '.mid_block.resnets.0.'),
+              (r'\.mid\.block_2\.', '.mid_block.resnets.1.'),
+              (r'\.mid\.attn_1\.norm\.', '.mid_block.attentions.0.group_norm.'),
+              (r'\.mid\.attn_1\.(q|k|v)\.', r'.mid_block.attentions.0.to_\1.'),
+              (r'\.mid\.attn_1\.proj_out\.', '.mid_block.attentions.0.to_out.0.'),
+              (r'^(encoder|decoder)\.norm_out\.', r'\1.conv_norm_out.'))
+
+
+def from_ldm(sd):
+  """`sd` under diffusers' names: an LDM (CompVis latent-diffusion, Stable Diffusion's original
+  repository) VAE's tensors renamed (encoder.down.i.block.j -> down_blocks.i.resnets.j, decoder
+  up.i -> up_blocks.(levels − 1 − i), mid.block_1 / attn_1, nin_shortcut, norm_out; attention as
+  1×1 convolutions), taken from a whole checkpoint's first_stage_model.* where it is one (its other
+  tensors, e.g. the UNet's or the training loss's, left out); a diffusers state dict unchanged."""
+  prefix = next((p for p in _LDM_PREFIXES if f'{p}encoder.down.0.block.0.conv1.weight' in sd), None)
+  if prefix is None:
+    return sd
+  vae = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix) and
+         k[len(prefix):].split('.')[0] in ('encoder', 'decoder', 'quant_conv', 'post_quant_conv')}
+  levels = _count(vae, r'decoder\.up\.(\d+)\.')
+  out = {}
+  for name, value in vae.items():
+    name = re.sub(r'^decoder\.up\.(\d+)\.',
+                  lambda m: f'decoder.up_blocks.{levels - 1 - int(m.group(1))}.', name)
+    for pattern, replacement in _LDM_NAMES:
+      name = re.sub(pattern, replacement, name)
+    out[name] = value
+  return out
 
 
 def _count(sd, pattern):
@@ -175,7 +212,7 @@ def load(path_or_url):
   stat = os.stat(path)
   key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
   if key not in _CACHE:
-    sd = read_state_dict(path)
+    sd = from_ldm(read_state_dict(path))
     arch = arch_of(sd, path)
     _CACHE[key] = arch, to_params(sd, arch, path)
   return _CACHE[key]

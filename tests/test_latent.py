@@ -41,14 +41,18 @@ def _apply(arch, params, x, method):
   return model.apply({'params': params}, x, method=getattr(model, method))
 
 
-@pytest.mark.parametrize('name', ['diffusion_pytorch_model.safetensors', 'old_names.bin'])
+@pytest.mark.parametrize('name', ['diffusion_pytorch_model.safetensors', 'old_names.bin',
+                                  'ldm.ckpt'])
 def test_encode_and_decode_equal_diffusers(name):
-  """diffusers' AutoencoderKL on the same weights: q(z | x)'s mean and log-variance, D(z)."""
+  """diffusers' AutoencoderKL on the same weights: q(z | x)'s mean and log-variance, D(z); also
+  read from a float16 file under diffusers' old attention names, and from Stable Diffusion's
+  original checkpoint layout (first_stage_model.*, LDM's names; diffusers' converter reads it
+  as the same VAE, tools/make_autoencoder_fixture.py)."""
   arch, params = fae.load(os.path.join(FIXTURE, name))
   assert arch == ae.Arch(channels=(32, 64), layers=2, latent_channels=4) and arch.factor == 2
   mean, logvar = _apply(arch, params, REF['x'], 'encode')
   decoded = _apply(arch, params, REF['mean'], 'decode')
-  if name.endswith('.bin'):        # float16 weights under diffusers' old attention names
+  if name != 'diffusion_pytorch_model.safetensors':     # float16 weights
     assert np.abs(decoded - REF['decoded_f16']).max() < 2e-5
     assert 1e-4 < np.abs(decoded - REF['decoded']).max()       # the rounding is seen
   else:
@@ -83,6 +87,25 @@ def test_a_shifted_autoencoder_of_flux_layout():
   decode, _ = latent.decoder(config)
   np.testing.assert_allclose(np.asarray(decode(params, ref['latents'])), ref['decoded'],
                              atol=2e-5)
+
+
+def test_a_bare_ldm_vae_file(tmp_path):
+  """A VAE saved alone under LDM's names (as vae-ft-mse-840000-ema-pruned.safetensors; here with a
+  training loss's tensor beside it, left out) reads as the whole checkpoint's first_stage_model."""
+  ckpt = torch_pickle.read(os.path.join(FIXTURE, 'ldm.ckpt'))['state_dict']
+  bare = {k.removeprefix('first_stage_model.'): v for k, v in ckpt.items()
+          if k.startswith('first_stage_model.')}
+  bare['loss.logvar'] = np.zeros((), np.float32)
+  header, data = {}, b''
+  for k, v in bare.items():
+    raw = np.ascontiguousarray(v, np.float16).tobytes()
+    header[k] = {'dtype': 'F16', 'shape': list(v.shape),
+                 'data_offsets': [len(data), len(data) + len(raw)]}
+    data += raw
+  arch, params = fae.load(_safetensors(tmp_path / 'vae.safetensors', header, data))
+  decoded = _apply(arch, params, REF['mean'], 'decode')
+  assert np.abs(decoded - REF['decoded_f16']).max() < 2e-5
+  assert fae.from_ldm({'x.weight': 1}) == {'x.weight': 1}            # diffusers' names: as they are
 
 
 def _safetensors(path, header, data=b''):

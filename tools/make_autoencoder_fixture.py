@@ -9,6 +9,11 @@ and `old_names.bin`: the same tensors in float16 under diffusers' deprecated att
 (query / key / value / proj_attn, as `stabilityai/sd-vae-ft-ema`'s first upload), by `torch.save`.
 reference.npz: x [2, 16, 16, 3] in [-1, 1], diffusers' `encode(x).latent_dist` mean and logvar,
 `decode(mean).sample`, and the float16 file's decode, all channels last.
+ldm.ckpt: the same VAE in float16 as Stable Diffusion's original (CompVis latent-diffusion)
+checkpoints hold it: `state_dict` of first_stage_model.encoder.down.0.block.0.conv1.weight, ...
+(attention as 1×1 convolutions) beside a UNet tensor, by `torch.save`; diffusers' own converter
+(`convert_ldm_vae_checkpoint`, what `AutoencoderKL.from_single_file` runs) gives back exactly the
+diffusers tensors from it (checked here), so its decode is reference.npz's `decoded_f16`.
 flux/: the layout of Flux's and SD3's VAEs (no quant convolutions, 16 latent channels; one layer
 per block to stay small) with Flux's scaling_factor 0.3611 and shift_factor 0.1159 in its
 config.json; its reference.npz: x, the mean, `latents` = (mean − shift) · scale (as diffusers'
@@ -60,7 +65,46 @@ def main():
   np.savez(os.path.join(out, 'reference.npz'),
            **{k: nhwc(v).astype(np.float32) for k, v in arrays.items()})
   print({k: (tuple(v.shape), float(v.std())) for k, v in arrays.items()})
+  ldm(out, vae)
   flux(os.path.join(out, 'flux'), x)
+
+
+LDM_NAMES = (('encoder.down_blocks.', 'encoder.down.'), ('.resnets.', '.block.'),
+             ('.downsamplers.0.', '.downsample.'), ('.upsamplers.0.', '.upsample.'),
+             ('.conv_shortcut.', '.nin_shortcut.'), ('conv_norm_out.', 'norm_out.'),
+             ('mid_block.block.0.', 'mid.block_1.'), ('mid_block.block.1.', 'mid.block_2.'),
+             ('mid_block.attentions.0.group_norm.', 'mid.attn_1.norm.'),
+             ('mid_block.attentions.0.to_out.0.', 'mid.attn_1.proj_out.'))
+
+
+def ldm_name(name, levels):
+  """A diffusers AutoencoderKL tensor's name in an LDM checkpoint (decoder levels reversed)."""
+  if name.startswith('decoder.up_blocks.'):
+    i, rest = name[len('decoder.up_blocks.'):].split('.', 1)
+    name = f'decoder.up.{levels - 1 - int(i)}.{rest}'
+  for new, old in LDM_NAMES:
+    name = name.replace(new, old)
+  for q in 'qkv':
+    name = name.replace(f'mid_block.attentions.0.to_{q}.', f'mid.attn_1.{q}.')
+  return name
+
+
+def ldm(out, vae):
+  """`out`/ldm.ckpt (float16, under first_stage_model.), checked with diffusers' converter."""
+  from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint  # pylint: disable=import-outside-toplevel
+  sd, levels = vae.state_dict(), len(vae.config.block_out_channels)
+  state = {}
+  for k, v in sd.items():
+    v = v.to(torch.float16)
+    if '.attentions.' in k and k.endswith('weight') and v.ndim == 2:
+      v = v[:, :, None, None]                       # LDM's attention: 1×1 convolutions
+    state[f'first_stage_model.{ldm_name(k, levels)}'] = v
+  back = convert_ldm_vae_checkpoint(state, vae.config)
+  assert set(back) == set(sd), set(back) ^ set(sd)
+  for k, v in sd.items():
+    assert torch.equal(back[k], v.to(torch.float16)), k
+  state['model.diffusion_model.out.2.bias'] = torch.zeros(4)    # a UNet tensor: not the VAE's
+  torch.save({'state_dict': state, 'global_step': 0}, os.path.join(out, 'ldm.ckpt'))
 
 
 def flux(out, x):
