@@ -1,6 +1,7 @@
 """Song+21 Table 1 on digits: predictor-only, corrector-only and predictor–corrector samplers.
 
   python bench/pc_table.py [--sdes vesde,vpsde] [--seeds 3] [--budget_steps 400]
+                           [--predictors 'ancestral sampling,reverse diffusion,probability flow']
                            [--out bench/results/digits_table_pc] [--smoke]
 
 The paper's claim (Song+21 §4.2, Table 1, CIFAR-10 FID): at equal computation a PC sampler (1000
