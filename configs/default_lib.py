@@ -164,9 +164,10 @@ def _data():
   data.path = ''                              # IMAGE_ZIP: EDM-style zip file or image folder
   data.num_classes = 10                       # classes of the labels (class-conditional models)
   data.autoencoder = ''                       # diffusers AutoencoderKL: weights file, its folder,
-  #                                             a URL or https://huggingface.co/ORG/NAME, or an LDM
-  #                                             / Stable Diffusion VAE or model checkpoint
-  #                                             (Rombach+22; Wang+23's 256-px models): the net runs on its
+  #                                             a URL, https://huggingface.co/ORG/NAME (or a folder:
+  #                                             ORG/NAME/tree/main/vae), or an LDM / Stable
+  #                                             Diffusion VAE or model checkpoint (Rombach+22;
+  #                                             Wang+23's 256-px models): the net runs on its
   #                                             latents, image_size / num_channels are the
   #                                             latents' (images: image_size·f px, f = 2^(levels
   #                                             − 1)); '' = pixel space

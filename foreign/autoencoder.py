@@ -187,14 +187,22 @@ def to_params(sd, arch, path):
 
 
 WEIGHTS = ('diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.bin')  # save_pretrained's
-_HF_REPO = r'https://huggingface\.co/[\w.-]+/[\w.-]+/?'
+# A Hugging Face repository, or a folder of it as the browser shows it (ORG/NAME/tree/REV/vae).
+_HF_REPO = r'https://huggingface\.co/([\w.-]+/[\w.-]+)(?:/tree/([\w.-]+)((?:/[\w.-]+)*))?/?'
+
+
+def _hf_file(url, name):
+  """The download URL of file `name` of a Hugging Face repository (folder) URL, else None."""
+  m = re.fullmatch(_HF_REPO, url)
+  return m and f'https://huggingface.co/{m[1]}/resolve/{m[2] or "main"}{m[3] or ""}/{name}'
 
 
 def weights_file(path_or_url):
   """The weights file of a file, a URL, a folder diffusers' save_pretrained wrote, or a Hugging
-  Face repository URL (https://huggingface.co/ORG/NAME: its safetensors file on main)."""
-  if re.fullmatch(_HF_REPO, path_or_url):
-    return f'{path_or_url.rstrip("/")}/resolve/main/{WEIGHTS[0]}'
+  Face repository URL (https://huggingface.co/ORG/NAME: its safetensors file on main; a folder of
+  it: https://huggingface.co/ORG/NAME/tree/REV/vae)."""
+  if _hf_file(path_or_url, WEIGHTS[0]):
+    return _hf_file(path_or_url, WEIGHTS[0])
   if not files.is_url(path_or_url) and not os.path.exists(path_or_url):
     raise AutoencoderFileError(f'data.autoencoder={path_or_url} does not exist; {_EXPECTED}')
   if os.path.isdir(path_or_url):
@@ -222,8 +230,8 @@ def stored_factors(path_or_url):
   """(scaling_factor, shift_factor) of the config.json diffusers' save_pretrained writes beside
   the weights (a folder, a file in one, a Hugging Face repository's), read as JSON data; None
   where there is none, or it names no scaling_factor."""
-  if re.fullmatch(_HF_REPO, path_or_url):
-    path = files.local_file(f'{path_or_url.rstrip("/")}/resolve/main/config.json')
+  if _hf_file(path_or_url, 'config.json'):
+    path = files.local_file(_hf_file(path_or_url, 'config.json'))
   elif files.is_url(path_or_url):
     return None
   else:

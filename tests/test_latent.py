@@ -262,6 +262,8 @@ def test_the_file_of_a_folder_or_a_hugging_face_repository(tmp_path, monkeypatch
   assert fae.weights_file('https://huggingface.co/stabilityai/sd-vae-ft-ema') == (
       'https://huggingface.co/stabilityai/sd-vae-ft-ema/resolve/main/'
       'diffusion_pytorch_model.safetensors')
+  assert fae.weights_file('https://huggingface.co/org/sd3/tree/main/vae/') == (   # the browser's
+      'https://huggingface.co/org/sd3/resolve/main/vae/diffusion_pytorch_model.safetensors')
   assert fae.weights_file(FIXTURE) == VAE         # save_pretrained's folder: its safetensors
   assert fae.load(FIXTURE)[0] == fae.load(VAE)[0]
   with pytest.raises(fae.AutoencoderFileError, match='holds neither'):
