@@ -181,13 +181,18 @@ def train_for(config, plan):
 def sample(run, params, plan, config=None):
   """N_SAMPLES × plan.subsets images in [0, 1] from the run's sampling keys 0.. with
   `config.sampling` (default: the run's)."""
+  return sample_nfe(run, params, plan, config)[0]
+
+
+def sample_nfe(run, params, plan, config=None):
+  """(`sample`'s images, the sampler's mean score evaluations per image)."""
   config, n = config or run.config, N_SAMPLES * plan.subsets
   fn = sampling.get_sampling_fn(config, run.sde, run.model, run.sample_shape,
                                 datasets.get_data_inverse_scaler(config), run.eps)
   keys = streams.sample_keys(streams.run_key(config, streams.SAMPLE_STREAM), n,
                              sharding=run.sharded())
-  images, _ = fn(keys, params)
-  return np.clip(np.asarray(run_lib.gather(images)), 0., 1.)
+  images, nfe = fn(keys, params)
+  return np.clip(np.asarray(run_lib.gather(images)), 0., 1.), float(np.mean(nfe))
 
 
 def scores(reference, images):
@@ -409,7 +414,7 @@ def _cpu():
 
 
 NUMERIC = ('steps', 'images_per_s', 'fd', 'fd_real', 'kid', 'kid_std', 'confident', 'copies',
-           'bpd', 'target_var', 'target_var_plain', 'fd_rise')
+           'bpd', 'target_var', 'target_var_plain', 'fd_rise', 'nfe')
 
 
 def _mean_se(values):
@@ -459,6 +464,8 @@ def _row_line(r):
     other.append(f'{_pm(r["bpd"], r["bpd_se"], 3)} bits/dim')
   if 'target_var' in r:
     other.append(f'target var {r["target_var"]:.2e} (plain {r["target_var_plain"]:.2e})')
+  if 'nfe' in r:
+    other.append(f'{r["nfe"]:.0f} NFE')
   deltas = '; '.join(f'{LABELS[k]} {_pm(d, se, 3 if k == "bpd" else 2, "+")} vs {base}'
                      for base, k, d, se in r['deltas'])
   return (f'| {r["row"]} | {r["steps"]:.0f} | {r["images_per_s"]:.0f} | {r["samples"]} | '

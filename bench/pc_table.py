@@ -2,6 +2,7 @@
 
   python bench/pc_table.py [--sdes vesde,vpsde] [--seeds 3] [--budget_steps 400]
                            [--predictors 'ancestral sampling,reverse diffusion,probability flow']
+                           [--tolerances 1e-5,1e-4,1e-3,1e-2,1e-1]
                            [--out bench/results/digits_table_pc] [--smoke]
 
 The paper's claim (Song+21 §4.2, Table 1, CIFAR-10 FID): at equal computation a PC sampler (1000
@@ -12,8 +13,10 @@ of Eq. 13, as score_sde's ReverseDiffusionPredictor(probability_flow=True)); and
 is at least as good as ancestral sampling. Here: per SDE (VE: SMLD's, VP: DDPM's) and training
 seed, score_sde's recipe on the quickstart network (bench/digits_table.py's SDE rows: DSM,
 continuous time, Langevin snr 0.16 as score_sde's CIFAR-10 configs; not tuned) trains for
---budget_steps, then the ten samplers of Table 1 draw 297 images each from the same keys; FD₂₉₇
-by the digits metric, each claim a difference paired by seed (bench/digits_table.combine).
+--budget_steps, then the ten samplers of Table 1 draw 297 images each from the same keys, and
+the probability-flow ODE at Fig. 3's tolerances (its claim: 10⁻⁵ → 10⁻¹ cuts the NFE by > 90%
+at about the same quality); FD₂₉₇ by the digits metric, NFE per image, each claim a difference
+paired by seed (bench/digits_table.combine).
 Runtime, 2-core AMD EPYC Zen 4: ~15 min per SDE and seed (9 samplers at 1000–2000 NFE).
 """
 import argparse
@@ -39,12 +42,15 @@ PREDICTORS = {'ancestral sampling': {'predictor': 'ancestral_sampling'},
               'probability flow': {'predictor': 'reverse_diffusion', 'probability_flow': True}}
 # Table 1's columns: (number of noise levels N, corrector); C2000 has no predictor.
 COLUMNS = {'P1000': (1000, 'none'), 'P2000': (2000, 'none'), 'PC1000': (1000, 'langevin')}
+# Fig. 3: the probability-flow ODE (RK45, adaptive) at rtol = atol = each of these.
+TOLERANCES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
-def samplers(sde, predictors=PREDICTORS, columns=COLUMNS):
-  """(row, {'section.field': value}, [(row, 'fd') it is compared with]) of Table 1 for `sde`.
-  Each claim is one comparison: PC1000 vs P2000 and vs C2000 (equal computation), P2000 vs P1000,
-  ancestral sampling vs reverse diffusion in the same column."""
+def samplers(sde, predictors=PREDICTORS, columns=COLUMNS, tolerances=TOLERANCES):
+  """(row, {'section.field': value}, [(row, 'fd') it is compared with]) of Table 1 for `sde`,
+  then Fig. 3's ODE tolerances. Each claim is one comparison: PC1000 vs P2000 and vs C2000
+  (equal computation), P2000 vs P1000, ancestral sampling vs reverse diffusion in the same column,
+  each tolerance vs the first (Song+21 §4.3: NFE falls by > 90% without harming quality)."""
   name = SDES[sde]
   row = lambda p, c: f'{name} {p} {c}'
   out = []
@@ -59,6 +65,10 @@ def samplers(sde, predictors=PREDICTORS, columns=COLUMNS):
                   [(b, 'fd') for b in vs]))
   out.append((f'{name} C2000', {'model.num_scales': 2000, 'sampling.predictor': 'none',
                                 'sampling.corrector': 'langevin'}, []))
+  for tol in tolerances:
+    out.append((f'{name} ODE tol {tol:g}', {'sampling.method': 'ode', 'sampling.ode_rtol': tol,
+                                            'sampling.ode_atol': tol},
+                [(f'{name} ODE tol {tolerances[0]:g}', 'fd')] if tol != tolerances[0] else []))
   return out
 
 
@@ -79,10 +89,11 @@ def rows(reference, plan, sde, table):
   out, figures = [], {}
   for label, fields, vs in table:
     began, c = time.time(), _with(config, fields)
-    images = digits_table.sample(run_lib.build(c), state.ema_params, plan, c)
-    out.append({'row': label, 'steps': steps, 'images_per_s': rate, 'vs': vs,
+    images, nfe = digits_table.sample_nfe(run_lib.build(c), state.ema_params, plan, c)
+    out.append({'row': label, 'steps': steps, 'images_per_s': rate, 'vs': vs, 'nfe': nfe,
                 **digits_table.scores(reference, images)})
-    print(f'  {label}: FD {out[-1]["fd"]:.2f} ({time.time() - began:.0f} s)', flush=True)
+    print(f'  {label}: FD {out[-1]["fd"]:.2f}, {nfe:.0f} NFE ({time.time() - began:.0f} s)',
+          flush=True)
     figures[label] = images
   return out, figures
 
@@ -94,18 +105,21 @@ def main(argv=None):
   parser.add_argument('--budget_steps', type=int, default=400)
   parser.add_argument('--predictors', default=','.join(PREDICTORS),
                       help=f'subset of {",".join(PREDICTORS)} (C2000 always runs)')
+  parser.add_argument('--tolerances', default=','.join(f'{t:g}' for t in TOLERANCES),
+                      help="Fig. 3's probability-flow ODE rows ('' for none)")
   parser.add_argument('--out', default=os.path.join('bench', 'results', 'digits_table_pc'))
   parser.add_argument('--smoke', action='store_true',
                       help='a small network, 99 samples, two samplers at N = 50 (CI)')
   args = parser.parse_args(argv)
   utils.configure_cpu()
   predictors = {p: PREDICTORS[p] for p in args.predictors.split(',')}
-  table = lambda sde: samplers(sde, predictors)
+  tolerances = tuple(float(t) for t in args.tolerances.split(',') if t)
+  table = lambda sde: samplers(sde, predictors, COLUMNS, tolerances)
   if args.smoke:
     digits_table.N_SAMPLES, digits_table.MODEL = 99, digits_table.SMOKE_MODEL
     table = lambda sde: [(label, {**f, 'model.num_scales': 50}, vs) for label, f, vs in
                          samplers(sde, {'reverse diffusion': PREDICTORS['reverse diffusion']},
-                                  {'PC1000': COLUMNS['PC1000']})]
+                                  {'PC1000': COLUMNS['PC1000']}, (1e-3, 1e-1))]
   reference = digits_metric.DigitsReference(digits_metric.train_digits_classifier())
   real = digits_table.scores(reference, datasets.digits_split()['test_images'])
   plan = digits_table.Plan(steps=args.budget_steps)

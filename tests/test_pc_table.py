@@ -1,6 +1,7 @@
-"""bench/pc_table.py (Song+21 Table 1 on digits): its samplers are the paper's columns — each a
-config the checker accepts, at the score evaluations per sample the table compares (P2000, C2000
-and PC1000 equal) — and its smoke run writes the table and figures (slow: ~45 s on 2 cores)."""
+"""bench/pc_table.py (Song+21 Table 1 and Fig. 3 on digits): its samplers are the paper's columns —
+each a config the checker accepts, at the score evaluations per sample the table compares (P2000,
+C2000 and PC1000 equal) — the ODE rows its tolerances, and its smoke run writes the table and
+figures with each row's NFE (slow: ~60 s on 2 cores)."""
 import os
 import sys
 
@@ -28,8 +29,8 @@ def test_table_1_columns_at_their_computation(sde):
   base = digits_table._sde_config(sde, digits_table.Plan())  # pylint: disable=protected-access
   table = pc_table.samplers(sde)
   labels = [label for label, _, _ in table]
-  assert len(labels) == len(set(labels)) == 10
-  for label, fields, vs in table:
+  assert len(labels) == len(set(labels)) == 10 + len(pc_table.TOLERANCES)
+  for label, fields, vs in table[:10]:
     config = pc_table._with(base, fields)  # pylint: disable=protected-access
     validate.check(config, 'sample', 1)
     s = config.sampling
@@ -43,6 +44,12 @@ def test_table_1_columns_at_their_computation(sde):
     if label.endswith('PC1000'):
       assert [b for b, _ in vs][:2] == [label.replace('PC1000', 'P2000'),
                                         f'{pc_table.SDES[sde]} C2000']
+  for (label, fields, vs), tol in zip(table[10:], pc_table.TOLERANCES):   # Fig. 3
+    config = pc_table._with(base, fields)  # pylint: disable=protected-access
+    validate.check(config, 'sample', 1)
+    s = config.sampling
+    assert (s.method, s.ode_rtol, s.ode_atol) == ('ode', tol, tol)
+    assert vs == ([] if tol == 1e-5 else [(f'{pc_table.SDES[sde]} ODE tol 1e-05', 'fd')])
 
 
 @pytest.mark.slow
@@ -50,9 +57,12 @@ def test_smoke_writes_the_table_and_figures(tmp_path):
   out = str(tmp_path / 'pc')
   rows = pc_table.main(['--smoke', '--seeds', '2', '--budget_steps', '2', '--sdes', 'vesde',
                         '--out', out])
-  assert [r['row'] for r in rows] == ['VE reverse diffusion PC1000', 'VE C2000']
+  assert [r['row'] for r in rows] == ['VE reverse diffusion PC1000', 'VE C2000',
+                                      'VE ODE tol 0.001', 'VE ODE tol 0.1']
   (base, key, delta, se), = rows[0]['deltas']
   assert (base, key) == ('VE C2000', 'fd') and se > 0
   assert delta == pytest.approx(rows[0]['fd'] - rows[1]['fd'])
+  assert (rows[0]['nfe'], rows[1]['nfe']) == (100, 50)        # N = 50 in the smoke run
+  assert rows[3]['deltas'][0][0] == 'VE ODE tol 0.001' and 0 < rows[3]['nfe'] <= rows[2]['nfe']
   assert 'VE C2000' in open(f'{out}.md', encoding='utf-8').read()
   assert os.path.getsize(f'{out}_vesde.png') > 1000
