@@ -17,7 +17,8 @@ continuous time, Langevin snr 0.16 as score_sde's CIFAR-10 configs; not tuned) t
 the probability-flow ODE at Fig. 3's tolerances (its claim: 10⁻⁵ → 10⁻¹ cuts the NFE by > 90%
 at about the same quality); FD₂₉₇ by the digits metric, NFE per image, each claim a difference
 paired by seed (bench/digits_table.combine).
-Runtime, 2-core AMD EPYC Zen 4: ~15 min per SDE and seed (9 samplers at 1000–2000 NFE).
+Runtime, 2-core AMD EPYC Zen 5, alone: ~13 min per SDE and seed for Table 1's ten samplers
+(1000–2000 NFE each), 2–6 min for Fig. 3's five ODE rows. Results: bench/results/digits_table_pc.md.
 """
 import argparse
 import dataclasses
