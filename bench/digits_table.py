@@ -110,7 +110,13 @@ def _digits_config(plan, **overrides):
   ({'section.field': value})."""
   config = digits.get_config()
   config.seed = plan.seed
-  for field, value in {**RECIPE, **MODEL, **overrides}.items():
+  return with_fields(config, {**RECIPE, **MODEL, **overrides}, copy=False)
+
+
+def with_fields(config, fields, copy=True):
+  """`config` (a copy unless copy=False) with `fields` ({'section.field': value}) set."""
+  config = config.copy_and_resolve_references() if copy else config
+  for field, value in fields.items():
     section, name = field.split('.')
     setattr(getattr(config, section), name, value)
   return config

@@ -74,14 +74,6 @@ def samplers(sde, predictors=PREDICTORS, columns=COLUMNS, tolerances=TOLERANCES)
   return out
 
 
-def _with(config, fields):
-  config = config.copy_and_resolve_references()
-  for field, value in fields.items():
-    section, key = field.split('.')
-    setattr(getattr(config, section), key, value)
-  return config
-
-
 def rows(reference, plan, sde, table):
   """One seed's rows for `sde`: train score_sde's recipe for plan's budget, then every sampler of
   `table` (`samplers`) on the same sampling keys, each with its own N."""
@@ -90,7 +82,7 @@ def rows(reference, plan, sde, table):
   run, state, steps, rate = digits_table.train_for(config, plan)
   out, figures = [], {}
   for label, fields, vs in table:
-    began, c = time.time(), _with(config, fields)
+    began, c = time.time(), digits_table.with_fields(config, fields)
     images, nfe = digits_table.sample_nfe(run_lib.build(c), state.ema_params, plan, c)
     out.append({'row': label, 'steps': steps, 'images_per_s': rate, 'vs': vs, 'nfe': nfe,
                 **digits_table.scores(reference, images)})

@@ -31,7 +31,7 @@ def test_table_1_columns_at_their_computation(sde):
   labels = [label for label, _, _ in table]
   assert len(labels) == len(set(labels)) == 10 + len(pc_table.TOLERANCES)
   for label, fields, vs in table[:10]:
-    config = pc_table._with(base, fields)  # pylint: disable=protected-access
+    config = digits_table.with_fields(base, fields)
     validate.check(config, 'sample', 1)
     s = config.sampling
     _, nfe = sampling.pc_sample(jax.random.split(jax.random.key(0), 2),
@@ -45,7 +45,7 @@ def test_table_1_columns_at_their_computation(sde):
       assert [b for b, _ in vs][:2] == [label.replace('PC1000', 'P2000'),
                                         f'{pc_table.SDES[sde]} C2000']
   for (label, fields, vs), tol in zip(table[10:], pc_table.TOLERANCES):   # Fig. 3
-    config = pc_table._with(base, fields)  # pylint: disable=protected-access
+    config = digits_table.with_fields(base, fields)
     validate.check(config, 'sample', 1)
     s = config.sampling
     assert (s.method, s.ode_rtol, s.ode_atol) == ('ode', tol, tol)
