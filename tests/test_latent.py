@@ -280,6 +280,10 @@ def test_the_file_of_a_folder_or_a_hugging_face_repository(tmp_path, monkeypatch
   assert fae.stored_factors(FIXTURE) == fae.stored_factors(VAE) == (0.18215, 0.)
   shutil.copy(VAE, tmp_path / 'alone.safetensors')
   assert fae.stored_factors(str(tmp_path / 'alone.safetensors')) is None    # no config.json
+  for hostile in (b'\x80\x04cos\nsystem\n.', b'[1, 2]', b'{"scaling_factor": "abc"}',
+                  b'{"shift_factor": 0.1}'):     # a pickle, not an object, not a number, none
+    (tmp_path / 'config.json').write_bytes(hostile)                 # read as JSON data: ignored
+    assert fae.stored_factors(str(tmp_path / 'alone.safetensors')) is None
   config = _latent_config()
   config.data.autoencoder, config.data.num_channels = repo, 16
   with pytest.raises(fae.AutoencoderFileError, match='set --config.data.latent_scale=0.3611 '
