@@ -245,7 +245,7 @@ def make_train_fns(run):
       losses.make_train_step(run.model, run.loss_fn, run.optimizer, losses.get_ema_rate(config),
                              config.training.grad_accum),
       in_shardings=(repl, batch, repl), out_shardings=(repl, repl), static_argnums=3,
-      donate_argnums=0, compiler_options=utils.train_compiler_options())
+      donate_argnums=0)
   schedule = losses.patch_schedule(config) if config.training.patch_real_p < 1 else None
 
   def train_step(state, batch, rng, step):

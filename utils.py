@@ -17,23 +17,28 @@ import paths
 
 
 _YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type'
-_YNN_DOTS = f'{_YNN_FLAG}=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'
+_YNN_DOTS_AND_REDUCTIONS = (f'{_YNN_FLAG}=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'
+                            'LIBRARY_FUSION_TYPE_REDUCE')
 _VECTOR_WIDTH_FLAG = '--xla_cpu_prefer_vector_width'
 
 
 def prefer_xla_convolutions():
-  """On CPU, leave convolutions to XLA's multi-threaded Eigen kernels instead of YNNPACK.
+  """On CPU, leave convolutions to XLA's multi-threaded Eigen kernels; dots and reductions to
+  YNNPACK.
 
   jaxlib 0.9–0.10 hands every CPU convolution to YNNPACK, which runs it on one thread. Keeping
   YNNPACK for dots only made a 3×3 convolution 2.0× faster and its weight gradient 3.5× faster
-  on the 2-core CI machine (forward of bench/model_forward.py: 82 → 46 ms). XLA reads the flag
-  when it creates its CPU backend, so this must run before the first computation; an
-  `XLA_FLAGS` that already sets it wins. Other jaxlib versions are left alone (an unknown
-  XLA flag aborts the process): re-measure with bench/ when upgrading jax.
+  on the 2-core CI machine (forward of bench/model_forward.py: 82 → 46 ms). Reductions go to
+  YNNPACK too, which runs them on all cores (XLA's own reductions use one): GroupNorm's
+  statistics and, in a backward pass, every bias and norm gradient; on the 2-core AMD EPYC Zen 5
+  EDM's small DDPM++ forward 9% faster (docs/performance.md). XLA reads the flag when it creates
+  its CPU backend, so this must run before the first computation; an `XLA_FLAGS` that already
+  sets it wins. Other jaxlib versions are left alone (an unknown XLA flag aborts the process):
+  re-measure with bench/ when upgrading jax.
   """
   flags = os.environ.get('XLA_FLAGS', '')
   if _jaxlib_in_range() and _YNN_FLAG not in flags:
-    os.environ['XLA_FLAGS'] = f'{flags} {_YNN_DOTS}'.strip()
+    os.environ['XLA_FLAGS'] = f'{flags} {_YNN_DOTS_AND_REDUCTIONS}'.strip()
 
 
 def _jaxlib_in_range():
@@ -119,21 +124,6 @@ def configure_cpu():
   prefer_xla_convolutions()
   prefer_wide_vectors()
   return unroll_threefry_on_cpu()
-
-
-def train_compiler_options():
-  """`compiler_options` for jitting a training step: on CPU, reductions go to YNNPACK too.
-
-  A train step's backward pass is dominated by reductions (GroupNorm statistics and their
-  gradients, bias gradients) that XLA:CPU runs on one thread; YNNPACK runs them on all cores.
-  On the 2-core CI machine this made EDM's small DDPM++ train step 249 -> 214 ms and config A's
-  281 -> 217 ms, but slowed their forward passes ~11% (47.9 -> 53.5 ms), so it is set per jit for
-  training only, never for sampling. None (XLA's defaults) off CPU and unless `XLA_FLAGS` holds
-  `prefer_xla_convolutions`'s setting (a user's own YNNPACK choice is left alone).
-  """
-  if _YNN_DOTS not in os.environ.get('XLA_FLAGS', '').split() or jax.default_backend() != 'cpu':
-    return None
-  return {_YNN_FLAG[2:]: 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'}
 
 
 class Registry:

@@ -67,8 +67,7 @@ def train_step_fn(config, sde, model):
   """(jitted train step (state donated), optimizer): EDM loss + Adam + EMA, as training runs."""
   optimizer = losses.get_optimizer(config)
   step = jax.jit(losses.make_train_step(model, losses.get_loss_fn(config, sde), optimizer,
-                                        losses.get_ema_rate(config)), donate_argnums=0,
-                 compiler_options=utils.train_compiler_options())
+                                        losses.get_ema_rate(config)), donate_argnums=0)
   return step, optimizer
 
 

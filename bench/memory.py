@@ -75,9 +75,8 @@ def step_memory(config, device):
                                 config.training.grad_accum)
   state, batch, rng = abstract_inputs(config, optimizer)
   on = SingleDeviceSharding(device)
-  options = utils.train_compiler_options() if device.platform == 'cpu' else None
-  compiled = jax.jit(step, in_shardings=(on, on, on), out_shardings=(on, on), donate_argnums=0,
-                     compiler_options=options).lower(state, batch, rng).compile()
+  compiled = jax.jit(step, in_shardings=(on, on, on), out_shardings=(on, on),
+                     donate_argnums=0).lower(state, batch, rng).compile()
   m = compiled.memory_analysis()
   state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
   peak = (m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes

@@ -90,7 +90,7 @@ def make_train_step(model, optimizer, sigma_min, sigma_max):
       params = optax.apply_updates(params, updates)
       step_losses.append(loss)
     return params, opt_state, jnp.stack(step_losses)
-  return jax.jit(steps, donate_argnums=(0, 1), compiler_options=utils.train_compiler_options())
+  return jax.jit(steps, donate_argnums=(0, 1))
 
 
 def likelihood_nfe_flops(config, sde, model, params, x):

@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models import layers
+
 
 class Arch(NamedTuple):
   """What a diffusers AutoencoderKL file fixes (foreign/autoencoder.py reads it off the shapes)."""
@@ -37,7 +39,7 @@ class Arch(NamedTuple):
 
 
 def _norm(name):
-  return nn.GroupNorm(num_groups=32, epsilon=1e-6, name=name)
+  return layers.GroupNorm(num_groups=32, epsilon=1e-6, name=name)   # = nn.GroupNorm, faster on CPU
 
 
 class Resnet(nn.Module):

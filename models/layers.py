@@ -90,21 +90,31 @@ def pp_groups(channels):
 
 
 def _per_channel(v, c):
-  """[N, G] group values -> [N, 1, 1, C] (each group's value on its C/G channels)."""
-  return jnp.repeat(v, c // v.shape[1], axis=1)[:, None, None, :]
+  """[N, G] group values -> [N, 1, 1, C] (each group's value on its C/G channels), as the product
+  with the 0/1 group-membership matrix: exact at HIGHEST precision, and XLA:CPU's fused consumer
+  then reads an [N, C] array instead of computing every element's group index (`jnp.repeat`):
+  EDM's small DDPM++ and config A forward 8–9% faster on the 2-core AMD EPYC Zen 5."""
+  groups = v.shape[1]
+  member = jnp.repeat(jnp.eye(groups, dtype=v.dtype), c // groups, axis=1)   # [G, C]
+  return jnp.dot(v, member, precision=jax.lax.Precision.HIGHEST)[:, None, None, :]
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
 def _group_norm(x, scale, bias, groups, eps):
   """γ (x − μ_g) / √(σ_g² + ε) + β over NHWC `x` (Wu&He18 Eq. 1-3), σ² = E[x²] − E[x]² as flax.
 
-  Sums over the grouped axes at once: the fastest forward pass on XLA:CPU."""
-  n, h, w, c = x.shape
-  x_g = x.reshape(n, h, w, groups, c // groups)
-  k = h * w * (c // groups)                                   # elements per group
-  mean = jnp.sum(x_g, axis=(1, 2, 4)) / k
-  var = jnp.maximum(jnp.sum(x_g * x_g, axis=(1, 2, 4)) / k - mean * mean, 0.)
+  The statistics sum over H and W per channel, then over each group's channels: reductions
+  over a contiguous channel axis, which YNNPACK runs on all cores (utils.configure_cpu)."""
+  c = x.shape[-1]
+  mean = _group_mean(x, groups)
+  var = jnp.maximum(_group_mean(x * x, groups) - mean * mean, 0.)
   return (x - _per_channel(mean, c)) * (_per_channel(jax.lax.rsqrt(var + eps), c) * scale) + bias
+
+
+def _group_mean(v, groups):
+  """[N, H, W, C] -> [N, G]: the mean over H, W and each group's C/G channels."""
+  n, h, w, c = v.shape
+  return jnp.sum(v, axis=(1, 2)).reshape(n, groups, -1).sum(-1) / (h * w * (c // groups))
 
 
 @_group_norm.defjvp
@@ -113,9 +123,8 @@ def _group_norm_jvp(groups, eps, primals, tangents):
   differentiated). Written so that its transpose (the backward pass) needs only two per-channel
   sums, Σ_hw g and Σ_hw g x̂, shared by dx, dγ and dβ: autodiff of the forward needs four."""
   (x, scale, bias), (dx, dscale, dbias) = primals, tangents
-  n, h, w, c = x.shape
-  k = h * w * (c // groups)
-  mean_g = lambda v: _per_channel(jnp.sum(v, axis=(1, 2)).reshape(n, groups, -1).sum(-1) / k, c)  # noqa: E731
+  c = x.shape[-1]
+  mean_g = lambda v: _per_channel(_group_mean(v, groups), c)  # noqa: E731
   mean = checkpoint_name(mean_g(x), 'group_norm_stats')
   rstd = checkpoint_name(jax.lax.rsqrt(jnp.maximum(mean_g(x * x) - mean * mean, 0.) + eps),
                          'group_norm_stats')

@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models import layers
 from utils import Registry
 
 EPS = 1e-5   # added to every variance, as torch.nn.InstanceNorm2d
@@ -208,11 +209,7 @@ class GroupNorm2d(nn.Module):
   @in_float32
   @nn.compact
   def __call__(self, x):
-    b, hgt, wid, c = x.shape
-    groups = max(1, min(c // 4, 32))
-    g = x.reshape(b, hgt, wid, groups, c // groups)
-    mean = jnp.mean(g, axis=(1, 2, 4), keepdims=True)
-    var = jnp.var(g, axis=(1, 2, 4), keepdims=True)
-    h = ((g - mean) / jnp.sqrt(var + self.epsilon)).reshape(x.shape)
-    return (h * self.param('scale', nn.initializers.ones, (c,))
-            + self.param('bias', nn.initializers.zeros, (c,)))
+    c = x.shape[-1]
+    return layers.group_norm_fn(x, self.param('scale', nn.initializers.ones, (c,)),
+                                self.param('bias', nn.initializers.zeros, (c,)),
+                                max(1, min(c // 4, 32)), self.epsilon)

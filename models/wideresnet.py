@@ -21,14 +21,15 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from models import layers
 from models.layerspp import GaussianFourierProjection
 
 EMBEDDING = 128          # Fourier features of log σ: 2 × 128, then dense layers of 4 × 128
 
 
 def _norm_relu(x, name):
-  return nn.relu(nn.GroupNorm(num_groups=min(x.shape[-1] // 4, 32), epsilon=1e-5,
-                              dtype=jnp.float32, name=name)(x))
+  return nn.relu(layers.GroupNorm(num_groups=min(x.shape[-1] // 4, 32), epsilon=1e-5,
+                                  name=name)(x.astype(jnp.float32)))
 
 
 def _shortcut(x, out):

@@ -21,7 +21,10 @@ utils.configure_cpu()
 f = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
                                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
 text = f.lower(jnp.ones((8, 32, 32, 64)), jnp.ones((3, 3, 64, 64))).compile().as_text()
-print('YNN_CONV' if 'ynn_fusion' in text else 'XLA_CONV')
+g = jax.jit(lambda x: jnp.sum(jnp.tanh(x) * x, axis=(1, 2)))
+reduction = g.lower(jnp.ones((8, 32, 32, 64))).compile().as_text()
+print(('YNN_CONV' if 'ynn_fusion' in text else 'XLA_CONV')
+      + (' YNN_REDUCE' if 'ynn_fusion' in reduction else ' XLA_REDUCE'))
 '''
 
 
@@ -33,11 +36,12 @@ def _probe(xla_flags):
 
 
 @pytest.mark.skipif(not _IN_RANGE, reason='the setting targets jaxlib 0.9-0.10 only')
-def test_cpu_convolutions_leave_ynnpack_unless_the_user_set_the_flag():
-  """utils.configure_cpu() compiles convolutions with XLA's own kernels; a user's XLA_FLAGS wins."""
-  assert _probe('') == 'XLA_CONV'
+def test_cpu_convolutions_leave_ynnpack_and_reductions_join_it_unless_the_user_set_the_flag():
+  """utils.configure_cpu() compiles convolutions with XLA's own kernels and reductions with
+  YNNPACK's (all cores); a user's XLA_FLAGS wins."""
+  assert _probe('') == 'XLA_CONV YNN_REDUCE'
   ynn_conv = '--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'
-  assert _probe(ynn_conv) == 'YNN_CONV'
+  assert _probe(ynn_conv) == 'YNN_CONV XLA_REDUCE'
 
 
 @pytest.mark.skipif(not _IN_RANGE, reason='the setting targets jaxlib 0.9-0.10 only')
@@ -71,23 +75,6 @@ def test_small_images_are_enlarged_in_the_png(tmp_path):
   assert grid.shape == (2 + 2 * 34, 2 + 2 * 34)         # 4× nearest neighbour: 32 px per image
   cell = grid[2:34, 2:34].astype(np.float64) / 255
   np.testing.assert_allclose(cell, np.kron(images[0, ..., 0], np.ones((4, 4))), atol=0.5 / 255)
-
-
-@pytest.mark.skipif(not _IN_RANGE, reason='the setting targets jaxlib 0.9-0.10 only')
-def test_train_compiler_options_hand_reductions_to_ynnpack(monkeypatch):
-  """Train steps compile reductions as YNNPACK fusions (forward passes do not); a user's own
-  YNNPACK choice in XLA_FLAGS turns the per-jit option off."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  options = utils.train_compiler_options()
-  assert options == {'xla_cpu_experimental_ynn_fusion_type':
-                     'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'}
-  f = lambda x: jnp.sum(jnp.tanh(x) * x, axis=(1, 2))   # noqa: E731
-  x = jnp.ones((8, 32, 32, 64))
-  text = lambda **kw: jax.jit(f, **kw).lower(x).compile().as_text()   # noqa: E731
-  assert 'ynn_fusion' in text(compiler_options=options) and 'ynn_fusion' not in text()
-  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT')
-  assert utils.train_compiler_options() is None
 
 
 def test_threefry_on_cpu_is_unrolled_and_gives_the_known_answers():
