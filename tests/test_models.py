@@ -250,6 +250,16 @@ def test_group_norm_equals_flax_in_value_and_both_autodiff_modes(shape, groups):
   np.testing.assert_allclose(hvp(ours), hvp(ref), rtol=1e-3, atol=1e-3)
 
 
+def test_group_values_reach_their_channels_exactly():
+  """layers._per_channel (a product with the 0/1 membership matrix) gives each group's value on
+  its C/G channels to the bit, as jnp.repeat does, across magnitudes from 1e-30 to 1e30."""
+  v = jnp.asarray(np.random.default_rng(0).standard_normal((3, 8)) * np.logspace(-30, 30, 8),
+                  jnp.float32)
+  got = layers._per_channel(v, 32)   # pylint: disable=protected-access
+  assert got.shape == (3, 1, 1, 32)
+  np.testing.assert_array_equal(got[:, 0, 0], np.repeat(np.asarray(v), 4, axis=1))
+
+
 @pytest.mark.parametrize('shape', [(2, 5, 4, 6), (3, 7, 6), (4, 6)])
 @pytest.mark.parametrize('dtype,tol', [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
 def test_channel_dense_equals_flax_dense_and_dots_flat_rows(shape, dtype, tol):
