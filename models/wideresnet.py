@@ -28,7 +28,7 @@ EMBEDDING = 128          # Fourier features of log σ: 2 × 128, then dense laye
 
 
 def _norm_relu(x, name):
-  return nn.relu(layers.GroupNorm(num_groups=min(x.shape[-1] // 4, 32), epsilon=1e-5,
+  return nn.relu(layers.GroupNorm(num_groups=layers.pp_groups(x.shape[-1]), epsilon=1e-5,
                                   name=name)(x.astype(jnp.float32)))
 
 
