@@ -170,8 +170,10 @@ classifier_lib.train(small_config(4), sys.argv[1])
 def test_four_devices_match_one_device(tmp_path):
   """The batch of 8 over a 'data' mesh of four host devices: the one-device losses, evaluation
   accuracy and weights up to the reduction order (the random draws do not depend on the
-  sharding): weights within a tenth of one Adam step (lr 1e-3), which normalises tiny
-  gradients' rounding up to a step's size."""
+  sharding). Weights within a tenth of one Adam step (lr 1e-3), but Adam divides by |g| + ε
+  (ε = 1e-8): a gradient sum that cancels to ~1e-9 by chance (a few of 400k weights) turns a
+  rounding difference of ~2e-9 into up to ~0.2 of a step (seen: one weight, 0.145). So: all
+  within half a step, at most one in 10^4 beyond a tenth."""
   classifier_lib.train(small_config(4), str(tmp_path / 'one'))
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': os.environ.get('XLA_FLAGS', '') +
          ' --xla_force_host_platform_device_count=4'}
@@ -184,8 +186,9 @@ def test_four_devices_match_one_device(tmp_path):
     assert len(a) == (1 if key == 'classifier_eval_accuracy' else 4)
     np.testing.assert_allclose(b, a, rtol=2e-5)
   a, b = (flax_params(tmp_path / name / 'classifier' / 'checkpoint_4') for name in ('one', 'four'))
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_allclose(y, x, rtol=0, atol=1e-4)
+  diff = np.concatenate([np.abs(np.ravel(x) - np.ravel(y))
+                         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))])
+  assert diff.max() < 5e-4 and np.mean(diff > 1e-4) <= 1e-4, (diff.max(), np.sum(diff > 1e-4))
 
 
 def flax_params(path):
