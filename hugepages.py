@@ -1,24 +1,31 @@
-"""Transparent huge pages for the process's large buffers: glibc's `glibc.malloc.hugetlb=1`.
+"""Huge pages for the process's large buffers, kept between calls: glibc's malloc tunables.
 
 XLA:CPU allocates each call's temporaries as one block (117 MiB for EDM's small DDPM++ train step
-at batch 8), which glibc maps with `mmap` and unmaps after the call. Where the kernel gives huge
-pages only to memory that asks for them (`/sys/kernel/mm/transparent_hugepage/enabled` =
-'madvise', the default of Debian and Ubuntu kernels), the block is faulted in one 4 KiB page at a
-time on every call: 30,000 page faults per train step. glibc (≥ 2.35) asks for huge pages on its
-mappings when the tunable `glibc.malloc.hugetlb=1` is set — read once, when the process starts —
-so an entry point re-executes itself with it (`reexec_with_huge_pages`, first thing, before any
-work). Measured on a 2-core AMD EPYC (docs/performance.md): 380 faults per train step, the
-quickstart's training 15–25% more steps per second, the same numbers.
+at batch 8). glibc maps a block that size with `mmap` and unmaps it after the call, so the kernel
+faults it in and zeroes it again on every call: one 4 KiB page at a time where the kernel gives
+huge pages only to memory that asks for them (`/sys/kernel/mm/transparent_hugepage/enabled` =
+'madvise', the default of Debian and Ubuntu kernels), 30,000 page faults per train step. Two
+remedies, as glibc tunables — read once, when the process starts — so an entry point re-executes
+itself with them (`reexec_with_huge_pages`, first thing, before any work):
+- `glibc.malloc.hugetlb=1` (glibc ≥ 2.35; THP 'madvise' only): glibc asks for huge pages on its
+  mappings. 2-core AMD EPYC: 380 faults per train step, the quickstart's training 15–25% more
+  steps per second, the same numbers.
+- `glibc.malloc.mmap_max=0` and a 1 TiB `glibc.malloc.trim_threshold`: the block comes from the
+  heap and stays there after the call, so the next call finds it faulted in already. It works
+  for blocks the main thread allocates (`utils.run_cpu_calls_inline`; other threads' arenas
+  still map large blocks afresh). Memory freed is kept for reuse, not returned to the system.
+  2-core AMD EPYC Zen 5: 0 faults per train step instead of ~145 (each zeroing a 2 MiB page),
+  the step 67–82 → 63–66 ms (docs/performance.md).
 
-A `glibc.malloc.hugetlb` the user set (`GLIBC_TUNABLES=glibc.malloc.hugetlb=0` turns this off)
-is left alone, as is any kernel whose setting is 'always' (huge pages already) or 'never', any
-other C library and any other OS. Importing this module changes nothing; it uses only the
-standard library, so an entry point can call it before importing anything heavy.
+A tunable the user set (`GLIBC_TUNABLES=glibc.malloc.hugetlb=0` turns huge pages off) is left
+alone, as is any other C library and any other OS. Importing this module changes nothing; it
+uses only the standard library, so an entry point can call it before importing anything heavy.
 """
 import os
 import sys
 
 TUNABLE = 'glibc.malloc.hugetlb'
+KEEP = ('glibc.malloc.mmap_max=0', 'glibc.malloc.trim_threshold=1099511627776')
 _THP_MODE = '/sys/kernel/mm/transparent_hugepage/enabled'
 # Marks our addition, so that peer processes get the environment the user started (peer_environ).
 _ADDED = 'SCOREFLOW_ADDED_HUGETLB'
@@ -44,19 +51,21 @@ def _glibc_version():
 
 
 def tunables_with_huge_pages(environ, thp_mode, glibc, platform):
-  """The `GLIBC_TUNABLES` value that adds huge pages to `environ`'s, or None where not wanted:
-  not Linux with glibc ≥ 2.35 and THP 'madvise', or a `glibc.malloc.hugetlb` already set."""
+  """The `GLIBC_TUNABLES` value that adds huge pages (THP 'madvise' only) and the heap's keeping
+  of large blocks (`KEEP`) to `environ`'s, or None where nothing is to add: not Linux with
+  glibc ≥ 2.35, or every one of them set already (by the user, or by the restart)."""
   current = environ.get('GLIBC_TUNABLES', '')
-  if (not platform.startswith('linux') or glibc is None or glibc < (2, 35)
-      or thp_mode != 'madvise'
-      or any(t.split('=', 1)[0] == TUNABLE for t in current.split(':'))):
+  if not platform.startswith('linux') or glibc is None or glibc < (2, 35):
     return None
-  return ':'.join(filter(None, [current, TUNABLE + '=1']))
+  present = {t.split('=', 1)[0] for t in current.split(':')}
+  wanted = ((TUNABLE + '=1',) if thp_mode == 'madvise' else ()) + KEEP
+  added = [t for t in wanted if t.split('=', 1)[0] not in present]
+  return ':'.join(filter(None, [current] + added)) if added else None
 
 
 def reexec_with_huge_pages():
-  """Restarts this process (same interpreter, options and arguments, same pid) with glibc's huge
-  pages when `tunables_with_huge_pages` wants them; otherwise returns. Call it first."""
+  """Restarts this process (same interpreter, options and arguments, same pid) with the tunables
+  `tunables_with_huge_pages` adds, if any; otherwise returns. Call it first."""
   tunables = tunables_with_huge_pages(os.environ, _thp_mode(), _glibc_version(), sys.platform)
   if tunables is None or not sys.executable:
     return

@@ -1,4 +1,5 @@
-"""utils: the XLA:CPU convolution setting and the PNG grid."""
+"""utils: the XLA:CPU settings (convolutions, reductions, inline calls keeping their temporaries)
+and the PNG grid."""
 import os
 import platform
 import subprocess
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import hugepages
 import utils
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,6 +44,42 @@ def test_cpu_convolutions_leave_ynnpack_and_reductions_join_it_unless_the_user_s
   assert _probe('') == 'XLA_CONV YNN_REDUCE'
   ynn_conv = '--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'
   assert _probe(ynn_conv) == 'YNN_CONV XLA_REDUCE'
+
+
+_TEMPORARIES = '''
+import resource, sys
+import jax, jax.numpy as jnp
+import utils
+utils.configure_cpu()
+if sys.argv[1] == 'async':
+  jax.config.update('jax_cpu_enable_async_dispatch', True)   # JAX's default
+f = jax.jit(lambda x: jnp.sum(jnp.sin(x) * jnp.cos(x).T))   # 72 MB of temporaries
+x = jnp.ones((3000, 3000))
+for _ in range(2):
+  f(x).block_until_ready()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+  f(x).block_until_ready()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 3)
+'''
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux')
+                    or (hugepages._glibc_version() or (0, 0)) < (2, 35),  # pylint: disable=protected-access
+                    reason='Linux with glibc >= 2.35 only')
+def test_a_calls_temporaries_stay_mapped_between_calls():
+  """With hugepages.py's tunables, a jitted call's temporaries (one block over glibc's 64 MiB
+  thread-arena limit, ≥ 36 pages of 2 MiB) are not faulted in again on the next call: utils.run_cpu_calls_inline
+  runs the call in the main thread, whose heap keeps the block. From JAX's dispatch thread (its
+  default) every call maps and zeroes it afresh."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
+             GLIBC_TUNABLES=':'.join(('glibc.malloc.hugetlb=1',) + hugepages.KEEP))
+  faults = {}
+  for mode in ('inline', 'async'):
+    out = subprocess.run([sys.executable, '-c', _TEMPORARIES, mode], cwd=ROOT, env=env, text=True,
+                         capture_output=True, timeout=120, check=True).stdout
+    faults[mode] = int(out.strip().splitlines()[-1])
+  assert faults['inline'] < 32 and faults['async'] > 4 * faults['inline'], faults  # 11, 375 seen
 
 
 @pytest.mark.skipif(not _IN_RANGE, reason='the setting targets jaxlib 0.9-0.10 only')
