@@ -43,10 +43,45 @@ def default_init(scale=1.):
   return nn.initializers.variance_scaling(1e-10 if scale == 0 else scale, 'fan_avg', 'uniform')
 
 
+_FEW_OUTPUTS = 4     # an image's channels
+
+
 def conv3x3(features, init_scale=1., stride=1, name=None, dtype=None):
-  """3×3 'SAME' convolution with DDPM init; stride 2 pads (0, 1) like TF's SAME."""
+  """3×3 'SAME' convolution with DDPM init; stride 2 pads (0, 1) like TF's SAME. With at most
+  `_FEW_OUTPUTS` output channels it is computed by `_conv3x3_taps` (same parameters)."""
+  few = stride == 1 and features <= _FEW_OUTPUTS
   return nn.Conv(features, (3, 3), strides=(stride, stride), padding='SAME',
-                 kernel_init=default_init(init_scale), name=name, dtype=dtype)
+                 kernel_init=default_init(init_scale), name=name, dtype=dtype,
+                 conv_general_dilated=_conv3x3_taps_for_flax if few else None)
+
+
+@jax.custom_jvp
+def _conv3x3_taps(x, w):
+  """NHWC x, HWIO w -> the 3×3 'SAME' convolution, as nine shifted 1×1 products: one
+  [B·H·W, C] × [C, 9·D] dot, then each tap's share added at its offset. XLA:CPU's convolution
+  kernel (Eigen) is slow for a handful of output channels D: EDM's output layer (32 → 3 channels
+  at 32×32, batch 8) 0.60 → 0.17 ms on one core, EDM's small DDPM++ forward ~2% faster. Its
+  derivative is the convolution itself (the JVP below), so training transposes XLA's kernel as
+  before (train step unchanged); the values agree with the convolution's to float rounding."""
+  b, h, wd, c = x.shape
+  taps = jnp.dot(x.reshape(-1, c), w.transpose(2, 0, 1, 3).reshape(c, -1))
+  taps = jnp.pad(taps.reshape(b, h, wd, 3, 3, -1), ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (0, 0)))
+  return sum(taps[:, i:i + h, j:j + wd, i, j] for i in range(3) for j in range(3))
+
+
+@_conv3x3_taps.defjvp
+def _conv3x3_taps_jvp(primals, tangents):
+  (x, w), (dx, dw) = primals, tangents
+  conv = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1), padding='SAME',
+                           dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return _conv3x3_taps(x, w), conv(dx, w) + conv(x, dw)
+
+
+def _conv3x3_taps_for_flax(x, w, strides, padding, **_):
+  """`_conv3x3_taps` with `lax.conv_general_dilated`'s signature, as nn.Conv calls it (NHWC,
+  HWIO, stride 1, 'SAME': what `conv3x3` hands it)."""
+  del strides, padding
+  return _conv3x3_taps(x, w)
 
 
 def upsample_conv3x3(features, init_scale=1., name=None, dtype=None, kernel_init=None):

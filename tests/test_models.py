@@ -260,6 +260,40 @@ def test_group_values_reach_their_channels_exactly():
   np.testing.assert_array_equal(got[:, 0, 0], np.repeat(np.asarray(v), 4, axis=1))
 
 
+@pytest.mark.parametrize('features, shape', [(3, (2, 9, 7, 5)), (1, (3, 2, 6, 4, 8)), (4, (1, 8, 8, 2))])
+@pytest.mark.parametrize('dtype,tol', [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
+def test_few_output_conv3x3_equals_flax_conv(features, shape, dtype, tol):
+  """layers.conv3x3 with an image's few output channels (nine shifted 1×1 products,
+  `_conv3x3_taps`) vs flax's nn.Conv (XLA's convolution, truth we did not write): same
+  parameters, values, gradients, forward-mode tangents and second derivatives (the likelihood's
+  divergence, Hessian-vector products), extra batch axes included; 32 channels: XLA's own."""
+  keys = jax.random.split(jax.random.key(1), 4)
+  x = jax.random.normal(keys[0], shape)
+  ours = layers.conv3x3(features, dtype=dtype)
+  ref = nn.Conv(features, (3, 3), padding='SAME', kernel_init=layers.default_init(), dtype=dtype)
+  assert ours.conv_general_dilated is not None and layers.conv3x3(32).conv_general_dilated is None
+  params = ours.init(keys[1], x)
+  np.testing.assert_array_equal(params['params']['kernel'], ref.init(keys[1], x)['params']['kernel'])
+  params = jax.tree.map(lambda p: jax.random.normal(keys[2], p.shape), params)   # bias ≠ 0
+  cot = jax.random.normal(keys[3], shape[:-1] + (features,))
+  f = lambda m: lambda p, x: jnp.sum(jnp.tanh(m.apply(p, x).astype(jnp.float32)) * cot)  # noqa: E731
+  scale = float(jnp.max(jnp.abs(ref.apply(params, x).astype(jnp.float32))))
+  np.testing.assert_allclose(ours.apply(params, x).astype(jnp.float32),
+                             ref.apply(params, x).astype(jnp.float32), rtol=0, atol=tol * scale)
+  tangent = jax.random.normal(keys[0], shape)
+  jvp = lambda m: jax.jvp(lambda x: m.apply(params, x), (x,), (tangent,))[1]   # noqa: E731
+  np.testing.assert_allclose(jvp(ours).astype(jnp.float32), jvp(ref).astype(jnp.float32),
+                             rtol=0, atol=tol * scale)
+  if dtype != jnp.float32:      # bfloat16 gradients through tanh: rounding, not the method
+    return
+  for a, b in zip(jax.tree.leaves(jax.grad(f(ours), argnums=(0, 1))(params, x)),
+                  jax.tree.leaves(jax.grad(f(ref), argnums=(0, 1))(params, x))):
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(jnp.max(jnp.abs(b))))
+  hvp = lambda m: jax.jvp(jax.grad(lambda x: f(m)(params, x)), (x,), (tangent,))[1]   # noqa: E731
+  want = hvp(ref)
+  np.testing.assert_allclose(hvp(ours), want, rtol=0, atol=1e-4 * float(jnp.max(jnp.abs(want))))
+
+
 @pytest.mark.parametrize('shape', [(2, 5, 4, 6), (3, 7, 6), (4, 6)])
 @pytest.mark.parametrize('dtype,tol', [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
 def test_channel_dense_equals_flax_dense_and_dots_flat_rows(shape, dtype, tol):
