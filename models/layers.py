@@ -69,12 +69,19 @@ def _conv3x3_taps(x, w):
   return sum(taps[:, i:i + h, j:j + wd, i, j] for i in range(3) for j in range(3))
 
 
-@_conv3x3_taps.defjvp
 def _conv3x3_taps_jvp(primals, tangents):
+  """Tangent conv(dx, w) + conv(x, dw), a term dropped where its tangent is a symbolic zero (the
+  likelihood's divergence: dx only; sampling with fixed weights never differentiates)."""
   (x, w), (dx, dw) = primals, tangents
   conv = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1), padding='SAME',
                            dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  return _conv3x3_taps(x, w), conv(dx, w) + conv(x, dw)
+  y = _conv3x3_taps(x, w)
+  terms = [conv(a, b) for a, b, t in ((dx, w, dx), (x, dw, dw))
+           if not isinstance(t, jax.custom_derivatives.SymbolicZero)]
+  return y, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
+
+
+_conv3x3_taps.defjvp(_conv3x3_taps_jvp, symbolic_zeros=True)
 
 
 def _conv3x3_taps_for_flax(x, w, strides, padding, **_):
