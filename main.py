@@ -52,7 +52,8 @@ def main(argv):
   import paths  # pylint: disable=import-outside-toplevel
   import utils  # pylint: disable=import-outside-toplevel
   paths.configure()                   # before the first path operation (orbax's included)
-  utils.configure_cpu()               # before anything starts JAX's CPU backend
+  sampling = FLAGS.mode in ('eval', 'sample', 'inpaint', 'colorize') and not FLAGS.distributed
+  utils.configure_cpu(FLAGS.config.eval.batch_size if sampling and FLAGS.config else None)
   from configs import validate  # pylint: disable=import-outside-toplevel
   if FLAGS.explain_config or FLAGS.dry_run:
     return print(validate.explain(FLAGS.config, FLAGS.mode) if FLAGS.explain_config

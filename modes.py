@@ -187,6 +187,7 @@ def run(mode, config, workdir, **options):
   mode reaches: eval and sample would run on until SIGKILL, so they get back the default action
   (eval and seeded sampling resume per batch)."""
   fn = MODES.get(mode)
+  logging.info('--mode=%s on %d %s device(s)', mode, jax.device_count(), jax.default_backend())
   if mode not in TRAINING and jax.process_count() > 1:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
   try:

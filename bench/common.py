@@ -14,9 +14,12 @@ import time
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 import numpy as np
 
 import hugepages
+import streams
 import utils
 
 PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'peers.py')
@@ -55,12 +58,23 @@ def per_step(train_step, args, steps_per_call, repeats):
 
 
 def xla_flops(jitted, *args):
-  """XLA's FLOP count of the compiled `jitted(*args)` (HloCostAnalysis, after optimisation).
+  """XLA's FLOP count of the compiled `jitted(*args)` (HloCostAnalysis, after optimisation), over
+  all the devices its arguments are laid out on (XLA counts a sharded program per device).
 
   XLA counts a while loop's body once, whatever its trip count (tests/test_bench.py pins this):
   for a sampler loop the count is one iteration's.
   """
-  return compiled_flops(jitted.lower(*args).compile())
+  devices = {d for a in jax.tree.leaves(args) if isinstance(a, jax.Array)
+             for d in a.sharding.device_set}
+  return compiled_flops(jitted.lower(*args).compile()) * max(1, len(devices))
+
+
+def sampling_layout():
+  """(replicated, batch-split) shardings over `streams.data_mesh()`: parameters and batches laid
+  out as main.py's sampling modes lay them out, one CPU device per core there
+  (`utils.configure_cpu(sampling_batch)`; on one device both are that device)."""
+  mesh = streams.data_mesh()
+  return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec('data'))
 
 
 def compiled_flops(compiled):

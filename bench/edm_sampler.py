@@ -5,7 +5,9 @@ Model: our `ncsnpp` as DDPM++ (configs/edm/cifar10_ddpmpp.py) at 32 px with nf 3
 NVlabs/edm's own code ran on the 2-core CPU of 2026-11-22 (1.77M parameters there): 0.057 s
 forward, 2.04 s for 18-step Heun (35 NFE, float64), 0.21 s per EDMLoss + Adam step; back to back
 with us on a faster AMD EPYC (2026-12-01): 0.025 s, 0.88–0.95 s, 0.10 s.
-Rows, each the minimum over the repeats (the sampler: max(2, repeats // 4)):
+Rows, each the minimum over the repeats (the sampler: max(2, repeats // 4)); forward and Heun run
+as main.py's sampling modes run them on a CPU host, the batch split over one device per core
+(`utils.cores_as_devices`), the train steps on one device as `--mode=train`:
   forward      one preconditioned forward D(x; σ) at σ = 1.3 (no dropout).
   Heun         `sampling.get_sampling_fn`: 18 steps, 35 NFE, float64 as EDM; its overhead over 35
                forwards is printed too (target ≤ 5%). GFLOP: 35 × the forward's.
@@ -94,14 +96,16 @@ def measure(config, repeats, n_jitted_steps):
   x = jax.random.normal(jax.random.key(1), (batch,) + shape)
   sigma = np.full((batch,), 1.3, np.float32)
 
+  replicated, split = common.sampling_layout()   # as --mode=sample; training: one device
+  shared, x_split = jax.device_put(params, replicated), jax.device_put(x, split)
   denoise = forward_fn(config, model, sigma)
-  forward = common.timed(lambda: denoise(params, x), repeats)[1]
-  forward_flops = common.xla_flops(denoise, params, x)
+  forward = common.timed(lambda: denoise(shared, x_split), repeats)[1]
+  forward_flops = common.xla_flops(denoise, shared, x_split)
 
   sample_fn = sampling.get_sampling_fn(config, sde, model, shape, lambda v: v, eps)
-  keys = sample_keys(jax.random.key(2), batch)
-  nfe = int(sample_fn(keys, params)[1])
-  sampler = common.timed(lambda: sample_fn(keys, params)[0], max(2, repeats // 4))[1]
+  keys = sample_keys(jax.random.key(2), batch, sharding=split)
+  nfe = int(sample_fn(keys, shared)[1])
+  sampler = common.timed(lambda: sample_fn(keys, shared)[0], max(2, repeats // 4))[1]
   print(f'Heun: {sampler / (nfe * forward):.3f} x {nfe} forwards (overhead '
         f'{100 * (sampler / (nfe * forward) - 1):+.1f}%, target <= +5%)')
 
@@ -117,11 +121,11 @@ def main(argv=None):
                          "NVlabs/edm's forward, sampler and train-step seconds on this machine")
   parser.add_argument('--float32', action='store_true', help='sample in float32 (EDM: float64)')
   args = common.parse(parser, 'edm', argv)
-  utils.configure_cpu()   # before JAX starts its CPU backend
+  utils.configure_cpu(args.batch)   # before JAX starts its CPU backend; as main.py's sampling
   config = small_ddpmpp(args.batch)
   config.sampling.float64 = not args.float32
   print(f'parameters: {mutils.count_params(config):,} (NVlabs/edm small SongUNet: 1.77M), '
-        f'batch {args.batch}, {common.cores()} cores')
+        f'batch {args.batch}, {common.cores()} cores, {jax.device_count()} devices')
   rows = measure(config, args.repeats, args.n_jitted_steps)
   gemm = common.gemm_rate()
   if args.peer_python:

@@ -2,7 +2,9 @@
 step, one PC step and the likelihood's cost per NFE.
 
 Config A: ve/cifar10_ncsnpp_continuous with nf 32, 1 res block, ch_mult (1, 2, 2, 2), attention
-at 16, batch 8 (1,831,651 parameters). Rows, each timed as the minimum over the repeats:
+at 16, batch 8 (1,831,651 parameters). Rows, each timed as the minimum over the repeats; the
+forward, PC and likelihood rows run as main.py's sampling modes run on a CPU host, the batch split
+over one device per core (`utils.cores_as_devices`), the train steps on one device:
   forward      the network at σ = 1 (no dropout).
   train step   score_sde's VE continuous DSM loss (½·sum over pixels, λ(t) = σ², Song+21 Eq. 7)
                with dropout, global-norm clipping and Adam, jitted with donated state (no EMA);
@@ -108,7 +110,9 @@ def sampling_rows(config, model, params, x, repeats):
   """(name, seconds, workload, flops) of one PC step and one likelihood NFE (module docstring)."""
   sde, eps = sde_lib.get_sde(config)
   slow = max(2, repeats // 4)
-  keys = sample_keys(jax.random.key(2), x.shape[0])
+  replicated, split = common.sampling_layout()
+  params, x = jax.device_put(params, replicated), jax.device_put(x, split)
+  keys = sample_keys(jax.random.key(2), x.shape[0], sharding=split)
   sample_fn = sampling.get_sampling_fn(config, sde, model, x.shape[1:], lambda v: v, eps)
   pc_s = common.timed(lambda: sample_fn(keys, params)[0], slow)[1] / sde.N
   pc_flops = common.xla_flops(sample_fn, keys, params)
@@ -128,10 +132,13 @@ def sampling_rows(config, model, params, x, repeats):
 def network_rows(config, model, params, x, repeats, n_jitted_steps):
   """(name, seconds, workload, flops) of the forward pass and the train steps, per optimizer step
   at each of `common.steps_per_call(n_jitted_steps)` steps per call; prints compile times."""
-  sigma = jnp.full((x.shape[0],), 1.)
+  replicated, split = common.sampling_layout()
+  shared, x_split = jax.device_put(params, replicated), jax.device_put(x, split)
+  sigma = jax.device_put(jnp.full((x.shape[0],), 1.), split)
   forward = jax.jit(lambda p, x, s: model.apply({'params': p}, x, s))
-  compile_fwd, fwd, _ = common.timed(lambda: forward(params, x, sigma), repeats)
-  rows = [('config A forward', fwd, 'ncsnpp_forward', common.xla_flops(forward, params, x, sigma))]
+  compile_fwd, fwd, _ = common.timed(lambda: forward(shared, x_split, sigma), repeats)
+  rows = [('config A forward', fwd, 'ncsnpp_forward',
+           common.xla_flops(forward, shared, x_split, sigma))]
   optimizer = train_optimizer()
   step = make_train_step(model, optimizer, config.model.sigma_min, config.model.sigma_max)
   key, compiles = jax.random.key(3), []
@@ -152,11 +159,11 @@ def main(argv=None):
                          "the peer's forward, train-step, PC-step and per-NFE seconds")
   parser.add_argument('--pc_steps', type=int, default=4, help='noise levels of the PC row')
   args = common.parse(parser, 'score_sde_pytorch', argv)
-  utils.configure_cpu()   # before JAX starts its CPU backend
+  utils.configure_cpu(args.batch)   # before JAX starts its CPU backend; as main.py's sampling
   config = config_a(args.batch, args.pc_steps)
   model, params = mutils.init_model(jax.random.key(0), config)
   print(f'config A: {mutils.count_params(config):,} parameters, batch {args.batch}, '
-        f'{jax.devices()[0].platform}, {common.cores()} cores')
+        f'{jax.devices()[0].platform}, {common.cores()} cores, {jax.device_count()} devices')
   x = jax.random.uniform(jax.random.key(1), (args.batch, 32, 32, 3))
   rows = sampling_rows(config, model, params, x, args.repeats)
   rows = network_rows(config, model, params, x, args.repeats, args.n_jitted_steps) + rows

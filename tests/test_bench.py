@@ -24,6 +24,29 @@ def test_xla_flops_of_a_matmul_is_2n3():
   assert common.xla_flops(jax.jit(jnp.matmul), a, a) == 2 * n ** 3
 
 
+_SHARDED_FLOPS = '''
+import sys
+sys.path.insert(0, 'bench')
+import jax, jax.numpy as jnp
+import common
+replicated, split = common.sampling_layout()
+a = jnp.ones((64, 64), jnp.float32)
+print(jax.device_count(), common.xla_flops(jax.jit(jnp.matmul), jax.device_put(a, split),
+                                           jax.device_put(a, replicated)))
+'''
+
+
+def test_xla_flops_of_a_batch_split_over_devices_counts_every_device():
+  """XLA's cost analysis of a sharded program is one device's; the sampling rows (one device per
+  core) report the whole program's."""
+  root = os.path.dirname(BENCH)
+  out = subprocess.run([sys.executable, '-c', _SHARDED_FLOPS], cwd=root, capture_output=True,
+                       text=True, timeout=120, check=True, env={
+                           **os.environ, 'JAX_PLATFORMS': 'cpu',
+                           'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
+  assert out.stdout.split() == ['2', str(float(2 * 64 ** 3))], out.stderr[-2000:]
+
+
 def test_xla_flops_counts_a_loop_body_once():
   """The PC-step row of bench/model_forward.py reads one step off a sampler loop this way."""
   n = 32

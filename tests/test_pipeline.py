@@ -362,6 +362,24 @@ def test_main_rejects_unknown_and_mistyped_overrides_before_any_work(tmp_path):
   assert not os.path.exists(workdir)
 
 
+def test_main_samples_on_one_cpu_device_per_core_and_trains_on_one(tmp_path):
+  """--mode=sample makes each core a device (as many as divide eval.batch_size, utils.py); a
+  user's XLA_FLAGS count wins; --mode=train keeps one device. The log line of modes.run says."""
+  cores = len(os.sched_getaffinity(0))
+  per_core = max(d for d in range(1, min(cores, 8) + 1) if 8 % d == 0)
+  digits_ = ['--config=configs/quickstart/digits.py', '--config.eval.batch_size=8']
+  for extra, mode, devices in (([], 'sample', per_core), ([], 'train', 1),
+                               (['--config.eval.batch_size=7'], 'sample', 1)):
+    out = _main(*digits_, *extra, f'--mode={mode}', f'--workdir={tmp_path / mode}',
+                '--config.training.n_iters=0')
+    assert f'--mode={mode} on {devices} cpu device(s)' in out.stderr, out.stderr[-2000:]
+  out = subprocess.run([sys.executable, 'main.py', *digits_, '--mode=sample',
+                        f'--workdir={tmp_path / "user"}'], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120, env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS':
+                                         '--xla_force_host_platform_device_count=1'})
+  assert '--mode=sample on 1 cpu device(s)' in out.stderr, out.stderr[-2000:]
+
+
 def test_main_refuses_two_config_files_in_one_line():
   """absl registered each file's override flags: 'The flag config.X is defined twice'."""
   out = _main('--config', 'configs/quickstart/digits.py', '--config=configs/edm/cifar10_ddpmpp.py',

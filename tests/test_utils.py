@@ -46,6 +46,20 @@ def test_cpu_convolutions_leave_ynnpack_and_reductions_join_it_unless_the_user_s
   assert _probe(ynn_conv) == 'YNN_CONV XLA_REDUCE'
 
 
+@pytest.mark.parametrize('batch, cores, count', [(8, 2, 2), (8, 3, 2), (12, 16, 12), (64, 16, 16),
+                                                 (7, 2, 1), (8, 1, 1)])
+def test_sampling_makes_each_core_a_device_as_many_as_divide_the_batch(monkeypatch, batch, cores,
+                                                                       count):
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_enable_fast_math=false')
+  assert utils.cores_as_devices(batch, cores) == count
+  expected = '--xla_cpu_enable_fast_math=false' + (
+      f' --xla_force_host_platform_device_count={count}' if count > 1 else '')
+  assert os.environ['XLA_FLAGS'] == expected
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=3')   # the user's wins
+  assert utils.cores_as_devices(batch, cores) == 1
+  assert os.environ['XLA_FLAGS'] == '--xla_force_host_platform_device_count=3'
+
+
 _TEMPORARIES = '''
 import resource, sys
 import jax, jax.numpy as jnp
