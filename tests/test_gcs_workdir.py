@@ -94,6 +94,9 @@ def test_train_resume_eval_sample_fid_in_a_bucket(tmp_path):
                  '--config.eval.batch_size=8', '--config.eval.num_samples=8']
     rc, err, _ = _main(url, tmp_path, '--mode=eval', f'--workdir={RUN}', *OVERRIDES, *eval_args)
     assert rc == 0, err[-3000:]
+    cores = len(os.sched_getaffinity(0))                 # sampling: one CPU device per core
+    per_core = lambda batch: max(d for d in range(1, cores + 1) if batch % d == 0)
+    assert f'--mode=eval on {per_core(8)} cpu device(s)' in err, err[-3000:]
     report = json.loads(gcs_emulator.download(url, 'run/eval/report_2.json'))
     assert report['step'] == 2 and 'digits_fd' in report['sample_metrics']
     names = gcs_emulator.objects(url, 'run/eval/')
@@ -103,7 +106,7 @@ def test_train_resume_eval_sample_fid_in_a_bucket(tmp_path):
     rc, err, _ = _main(url, tmp_path, '--mode=sample', f'--workdir={RUN}', *OVERRIDES,
                        f'--checkpoint={RUN}/checkpoints/2', '--config.sampling.seeds=0-3',
                        '--config.eval.batch_size=4')
-    assert rc == 0, err[-3000:]
+    assert rc == 0 and f'--mode=sample on {per_core(4)} cpu device(s)' in err, err[-3000:]
     assert all(f'run/samples/seeds_2/000000/00000{s}.png' in gcs_emulator.objects(url, 'run/')
                for s in range(4))
 
