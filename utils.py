@@ -138,12 +138,14 @@ def cores_as_devices(batch, cores=None):
   Within one device XLA:CPU spreads each convolution over Eigen's threads and runs the kernels
   in between on fewer cores; with a device per core each core runs the whole network on its
   share of the batch. On the 2-core AMD EPYC Zen 5, EDM's small DDPM++ at batch 8: forward
-  17.1–17.5 → 15.1–15.8 ms, 18-step Heun 575–591 → 515–520 ms, samples equal to the bit
+  16.9–17.4 → 14.0–16.0 ms, 18-step Heun 575–591 → 515–520 ms, samples equal to the bit
   (per-sample keys, streams.py; docs/performance.md "Cores as devices for sampling"). Not for
   training: the gradients' all-reduce and a replicated Adam + EMA made the train step 63 → 87
   ms, so `--mode=train` keeps one device. XLA reads the flag when it creates its CPU backend; an
   `XLA_FLAGS` that already sets the count wins. Returns the count set (1: none)."""
-  cores = len(os.sched_getaffinity(0)) if cores is None else cores
+  if cores is None:   # the cores this process may use (macOS: all of them)
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
+             else os.cpu_count() or 1)
   count = max(d for d in range(1, cores + 1) if batch % d == 0)
   flags = os.environ.get('XLA_FLAGS', '')
   if count == 1 or _DEVICE_COUNT_FLAG in flags:

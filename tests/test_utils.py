@@ -60,6 +60,14 @@ def test_sampling_makes_each_core_a_device_as_many_as_divide_the_batch(monkeypat
   assert os.environ['XLA_FLAGS'] == '--xla_force_host_platform_device_count=3'
 
 
+def test_cores_are_counted_where_affinity_is_unknown(monkeypatch):
+  """macOS has no os.sched_getaffinity: every core counts."""
+  monkeypatch.setenv('XLA_FLAGS', '')
+  monkeypatch.delattr(os, 'sched_getaffinity', raising=False)
+  monkeypatch.setattr(os, 'cpu_count', lambda: 4)
+  assert utils.cores_as_devices(8) == 4
+
+
 _TEMPORARIES = '''
 import resource, sys
 import jax, jax.numpy as jnp
