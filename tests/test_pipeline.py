@@ -380,6 +380,35 @@ def test_main_samples_on_one_cpu_device_per_core_and_trains_on_one(tmp_path):
   assert '--mode=sample on 1 cpu device(s)' in out.stderr, out.stderr[-2000:]
 
 
+_INPAINT = """
+import sys
+import jax
+from configs import quicktest
+from configs.quickstart import digits
+import modes
+config = quicktest.shrink(digits.get_config())
+config.eval.batch_size = 4
+assert jax.device_count() == int(sys.argv[3]), jax.devices()
+modes.run_inpaint(config, sys.argv[2], checkpoint=sys.argv[1])
+"""
+
+
+def test_inpaint_on_two_cpu_devices_matches_one(trained, tmp_path):
+  """--mode=inpaint runs on one CPU device per core (main.py; colorize shares its code, but needs
+  RGB data): the batch split over two devices gives one device's images (per-image keys)."""
+  results = []
+  for devices in (1, 2):
+    out = subprocess.run(
+        [sys.executable, '-c', _INPAINT, f'{trained[0]}/checkpoints/4', str(tmp_path / str(devices)),
+         str(devices)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, 'JAX_PLATFORMS': 'cpu',
+             'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'})
+    assert out.returncode == 0, out.stderr[-3000:]
+    results.append(np.load(tmp_path / str(devices) / 'controllable' / 'inpaint_4.npz')['result'])
+  assert results[0].shape == (4, 8, 8, 1)
+  np.testing.assert_array_equal(results[1], results[0])
+
+
 def test_main_refuses_two_config_files_in_one_line():
   """absl registered each file's override flags: 'The flag config.X is defined twice'."""
   out = _main('--config', 'configs/quickstart/digits.py', '--config=configs/edm/cifar10_ddpmpp.py',
