@@ -131,6 +131,13 @@ def configure_cpu(sampling_batch=None):
   return unroll_threefry_on_cpu()
 
 
+def usable_cores():
+  """CPU cores this process may run on (JAX's CPU backend uses them all; macOS: every core)."""
+  if hasattr(os, 'sched_getaffinity'):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
 def cores_as_devices(batch, cores=None):
   """Make each CPU core a JAX device (as many as divide `batch`), so that sampling splits its
   batch over the cores as over GPUs (`streams.data_mesh`) instead of splitting each kernel.
@@ -143,9 +150,7 @@ def cores_as_devices(batch, cores=None):
   training: the gradients' all-reduce and a replicated Adam + EMA made the train step 63 → 87
   ms, so `--mode=train` keeps one device. XLA reads the flag when it creates its CPU backend; an
   `XLA_FLAGS` that already sets the count wins. Returns the count set (1: none)."""
-  if cores is None:   # the cores this process may use (macOS: all of them)
-    cores = (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
-             else os.cpu_count() or 1)
+  cores = usable_cores() if cores is None else cores
   count = max(d for d in range(1, cores + 1) if batch % d == 0)
   flags = os.environ.get('XLA_FLAGS', '')
   if count == 1 or _DEVICE_COUNT_FLAG in flags:

@@ -94,11 +94,6 @@ def gemm_rate(n=2048, repeats=5):
   return 2. * n ** 3 / timed(lambda: matmul(a, b), repeats)[1]
 
 
-def cores():
-  """CPU cores this process may run on (JAX's CPU backend uses them all)."""
-  return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-
-
 def parser(doc, repeats, checkout, checkout_help, peer_default, peer_help):
   """The benches' shared flags: --batch, --repeats, --peer_python with --<checkout> (the peer
   measured now), or --peer (its seconds passed in)."""
@@ -198,7 +193,7 @@ def print_table(rows, gemm, peer_source):
   print(f'f32 GEMM 2048^3 (jnp.matmul, jitted, best of 5): {gemm / 1e9:.1f} GFLOP/s; '
         f'peer: {peer_source}')
   if hasattr(os, 'getloadavg'):   # other jobs slow torch's threads far more than XLA's
-    print(f'1-min load average {os.getloadavg()[0]:.1f} on {cores()} cores (this run included)')
+    print(f'1-min load average {os.getloadavg()[0]:.1f} on {utils.usable_cores()} cores (this run included)')
   print(f'CPU: {utils.cpu_name()}; XLA_FLAGS: {os.environ.get("XLA_FLAGS", "")}; '
         f'GLIBC_TUNABLES: {os.environ.get("GLIBC_TUNABLES", "")} (ours; the peer: '
         f'{hugepages.peer_environ().get("GLIBC_TUNABLES", "")})')

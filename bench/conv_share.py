@@ -106,11 +106,11 @@ def main(argv=None):
   key = lambda shape: ','.join(map(str, shape))  # noqa: E731  bench/peers.py's 'conv B,H,W,C,O'
   peer = {}
   if args.peer_python:
-    times = common.peer_times(args.peer_python, {}, args.batch, args.repeats, common.cores(),
+    times = common.peer_times(args.peer_python, {}, args.batch, args.repeats, utils.usable_cores(),
                               extra=('--convs', ';'.join(map(key, shapes)))
                               + (('--conv_grad',) if args.grad else ()))
     peer = {s: times[f'conv {key(s)}'] for s in shapes}
-  print(f'{args.model} forward, batch {args.batch}, {common.cores()} cores: '
+  print(f'{args.model} forward, batch {args.batch}, {utils.usable_cores()} cores: '
         f'{sum(shapes.values())} 3x3 convolutions of {len(shapes)} shapes'
         + (', each timed with its input and kernel gradients' if args.grad else ''))
   print(f'{"B,H,W,C->O":>22} {"count":>5} {"XLA ms":>8} {"torch ms":>9}')

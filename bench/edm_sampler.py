@@ -125,12 +125,12 @@ def main(argv=None):
   config = small_ddpmpp(args.batch)
   config.sampling.float64 = not args.float32
   print(f'parameters: {mutils.count_params(config):,} (NVlabs/edm small SongUNet: 1.77M), '
-        f'batch {args.batch}, {common.cores()} cores, {jax.device_count()} devices')
+        f'batch {args.batch}, {utils.usable_cores()} cores, {jax.device_count()} devices')
   rows = measure(config, args.repeats, args.n_jitted_steps)
   gemm = common.gemm_rate()
   if args.peer_python:
     peer = common.peer_times(args.peer_python, {'edm': args.edm}, args.batch, args.repeats,
-                             common.cores())
+                             utils.usable_cores())
     source = 'NVlabs/edm measured now by bench/peers.py (Heun: float64)'
   else:
     peer, source = common.given_peer(args.peer, WORKLOADS), f'--peer {args.peer}'

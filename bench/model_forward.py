@@ -163,14 +163,14 @@ def main(argv=None):
   config = config_a(args.batch, args.pc_steps)
   model, params = mutils.init_model(jax.random.key(0), config)
   print(f'config A: {mutils.count_params(config):,} parameters, batch {args.batch}, '
-        f'{jax.devices()[0].platform}, {common.cores()} cores, {jax.device_count()} devices')
+        f'{jax.devices()[0].platform}, {utils.usable_cores()} cores, {jax.device_count()} devices')
   x = jax.random.uniform(jax.random.key(1), (args.batch, 32, 32, 3))
   rows = sampling_rows(config, model, params, x, args.repeats)
   rows = network_rows(config, model, params, x, args.repeats, args.n_jitted_steps) + rows
   gemm = common.gemm_rate()
   if args.peer_python:
     peer = common.peer_times(args.peer_python, {'score_sde_pytorch': args.score_sde_pytorch},
-                             args.batch, args.repeats, common.cores(),
+                             args.batch, args.repeats, utils.usable_cores(),
                              extra=('--pc_steps', str(args.pc_steps)))
     source = 'score_sde_pytorch measured now by bench/peers.py'
   else:

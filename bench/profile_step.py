@@ -127,7 +127,7 @@ def main(argv=None):
   print(f'{args.model} {args.workload}, batch {args.batch}, {per_call} per call: wall min '
         f'{1e3 * wall_min:.1f} ms, median {1e3 * wall_median:.1f} ms; kernels {total:.1f} ms per '
         f'step ({len(times)} kernels)')
-  cores = common.cores()
+  cores = utils.usable_cores()
   if cores > 1:
     print(f'{cores} cores: convolution spans are their launch only, loop kernels wait for the '
           'busier core; --one_core for whole-kernel times')
