@@ -232,6 +232,9 @@ class TrainFns:
   #                       [n] and, with float16's loss scaling, 'loss_scale' [n]; step = the host's
   #                       state.step (Patch Diffusion draws its patch sizes from it)
   jitted_step: object   # the jax.jit behind train_step: one compilation (per patch-size tuple)
+  pack: object          # jitted TrainState -> train_step's state (laid out flat with
+  #                       training.flat_params, losses.FlatParams; else unchanged)
+  unpack: object        # jitted inverse of pack: the TrainState of trees (checkpoints, eval)
   eval_loss: object     # jitted (state, batch [n, B, ...], rng) -> EMA loss over the n·B images
   all_finite: object    # jitted state -> bool
   sample: object        # jitted (keys [B], params) -> (images in [0, 1], nfe)
@@ -241,9 +244,11 @@ def make_train_fns(run):
   """The jitted functions of a training run; each compiles once (state donated to train_step),
   the train step once per tuple of patch sizes with Patch Diffusion (losses.patch_schedule)."""
   config, repl, batch = run.config, run.replicated, run.sharded(axis=1)
+  template = _abstract_state(run)
+  layout = losses.FlatParams.of(template.params) if config.training.flat_params else None
   jitted = jax.jit(
       losses.make_train_step(run.model, run.loss_fn, run.optimizer, losses.get_ema_rate(config),
-                             config.training.grad_accum),
+                             config.training.grad_accum, layout.unravel if layout else None),
       in_shardings=(repl, batch, repl), out_shardings=(repl, repl), static_argnums=3,
       donate_argnums=0)
   schedule = losses.patch_schedule(config) if config.training.patch_real_p < 1 else None
@@ -261,6 +266,8 @@ def make_train_fns(run):
                               if jnp.issubdtype(x.dtype, jnp.inexact)]))
   return TrainFns(
       train_step, jitted,
+      jax.jit(layout.flat if layout else lambda state: state, out_shardings=repl),
+      jax.jit(lambda state: layout.tree(state, template) if layout else state, out_shardings=repl),
       jax.jit(eval_loss, in_shardings=(repl, batch, repl), out_shardings=repl),
       jax.jit(all_finite, out_shardings=repl),
       make_sample_fn(run))
@@ -395,8 +402,10 @@ def _train(config, workdir, checkpoint, lock):
   train_iter, eval_iter = trainer.data(step, resumed)
   logging.info('training from step %d to %d on %d devices', step, t.n_iters, jax.device_count())
   preemption = Preemption()
+  packed = trainer.fns.pack(state)
+  del state                               # its arrays go: the loop holds the packed state only
   try:
-    return _train_loop(trainer, state, step, train_iter, eval_iter, preemption)
+    return _train_loop(trainer, packed, step, train_iter, eval_iter, preemption)
   finally:
     preemption.close()
 
@@ -420,14 +429,15 @@ def _aligned(state, resumed, t):
       f'first, then with n_jitted_steps = {n}. Nothing was written.')
 
 
-def _train_loop(trainer, state, step, train_iter, eval_iter, preemption):
-  """`train`'s steps from `step` to training.n_iters; the final state."""
-  config = trainer.config
+def _train_loop(trainer, packed, step, train_iter, eval_iter, preemption):
+  """`train`'s steps from `step` to training.n_iters on the state `packed` (TrainFns.pack); the
+  final TrainState."""
+  config, fns = trainer.config, trainer.fns
   t, train_key = config.training, streams.run_key(config)
   progress = utils.Progress('step', step, t.n_iters)
   while step < t.n_iters:
     trainer.lock.check()
-    state, metrics = trainer.fns.train_step(state, next(train_iter), train_key, step)
+    packed, metrics = fns.train_step(packed, next(train_iter), train_key, step)
     losses_ = np.asarray(metrics['loss'])
     if not np.isfinite(losses_).all():
       trainer.diverged(step, losses_)
@@ -437,22 +447,25 @@ def _train_loop(trainer, state, step, train_iter, eval_iter, preemption):
       latest = {k: float(np.asarray(v)[-1]) for k, v in metrics.items() if k != 'loss'}
       trainer.writer.write(step, {'loss': losses_.mean(), 'steps_per_s': progress.rate,
                                   **latest})     # float16: the loss scale
-    if step % t.eval_freq == 0:
-      eval_loss = trainer.fns.eval_loss(state, next(eval_iter),
-                                        streams.run_key(config, step, streams.EVAL_STREAM))
-      trainer.writer.write(step, {'eval_loss': eval_loss})
     done = step >= t.n_iters
     saved = step % t.snapshot_freq_for_preemption == 0 or step % t.snapshot_freq == 0 or done
+    stop = preemption.reached(step) and not done
+    if step % t.eval_freq == 0 or saved or stop:
+      state = fns.unpack(packed)
+    if step % t.eval_freq == 0:
+      eval_loss = fns.eval_loss(state, next(eval_iter),
+                                streams.run_key(config, step, streams.EVAL_STREAM))
+      trainer.writer.write(step, {'eval_loss': eval_loss})
     if saved:
       trainer.save(state, step, kept=step % t.snapshot_freq == 0 or done)
-    if preemption.reached(step) and not done:
+    if stop:
       if not saved:
         trainer.save(state, step, kept=False)
       raise Preempted(f'{signal.Signals(preemption.signum).name}: stopped at step {step} after '
                       f'saving a resume checkpoint in {trainer.workdir}; run the same command to '
                       'go on from there', preemption.signum)
   logging.info('training done at step %d', step)
-  return state
+  return fns.unpack(packed)
 
 
 # ------------------------------------------------------------------------------------------------

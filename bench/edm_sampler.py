@@ -11,7 +11,8 @@ as main.py's sampling modes run them on a CPU host, the batch split over one dev
   forward      one preconditioned forward D(x; σ) at σ = 1.3 (no dropout).
   Heun         `sampling.get_sampling_fn`: 18 steps, 35 NFE, float64 as EDM; its overhead over 35
                forwards is printed too (target ≤ 5%). GFLOP: 35 × the forward's.
-  train step   EDM loss + Adam (lr ramp) + EMA, dropout 0.13 (`losses.make_train_step`), per
+  train step   EDM loss + Adam (lr ramp) + EMA, dropout 0.13 (`losses.make_train_step` on the
+               state laid out flat, `losses.FlatParams`, as training.flat_params), per
                optimizer step: one row at 1 step per jitted call (the peer's loop), one at
                --n_jitted_steps (default 5, as the configs' training.n_jitted_steps) unrolled in
                one call, as training runs.
@@ -65,21 +66,23 @@ def forward_fn(config, model, sigma):
   return jax.jit(lambda p, x: precond.get_denoiser(config, mutils.get_model_fn(model, p))(x, sigma))
 
 
-def train_step_fn(config, sde, model):
-  """(jitted train step (state donated), optimizer): EDM loss + Adam + EMA, as training runs."""
-  optimizer = losses.get_optimizer(config)
+def train_step_fn(config, sde, model, params):
+  """(jitted train step (state donated), `params` -> its initial state): EDM loss + Adam + EMA on
+  the state laid out flat (losses.FlatParams), as training runs (training.flat_params)."""
+  optimizer, layout = losses.get_optimizer(config), losses.FlatParams.of(params)
   step = jax.jit(losses.make_train_step(model, losses.get_loss_fn(config, sde), optimizer,
-                                        losses.get_ema_rate(config)), donate_argnums=0)
-  return step, optimizer
+                                        losses.get_ema_rate(config), unravel=layout.unravel),
+                 donate_argnums=0)
+  return step, lambda p: layout.flat(losses.init_train_state(p, optimizer))
 
 
 def train_rows(config, sde, model, params, x, repeats, n_jitted_steps):
   """[(name, seconds, workload, flops)] per optimizer step, at each of
   `common.steps_per_call(n_jitted_steps)` steps per jitted call (fresh copies of `params`)."""
-  train_step, optimizer = train_step_fn(config, sde, model)
+  train_step, init_state = train_step_fn(config, sde, model, params)
   rows = []
   for n in common.steps_per_call(n_jitted_steps):
-    state = losses.init_train_state(jax.tree.map(jnp.copy, params), optimizer)
+    state = init_state(jax.tree.map(jnp.copy, params))
     _, seconds, flops = common.per_step(train_step, [state, jnp.stack([x] * n), jax.random.key(3)],
                                         n, repeats)
     rows.append((f'EDM train step (loss+Adam+EMA), {n} per call', seconds, 'edm_train_step',

@@ -7,7 +7,8 @@ forward, PC and likelihood rows run as main.py's sampling modes run on a CPU hos
 over one device per core (`utils.cores_as_devices`), the train steps on one device:
   forward      the network at σ = 1 (no dropout).
   train step   score_sde's VE continuous DSM loss (½·sum over pixels, λ(t) = σ², Song+21 Eq. 7)
-               with dropout, global-norm clipping and Adam, jitted with donated state (no EMA);
+               with dropout, global-norm clipping and Adam, jitted with donated state (no EMA),
+               the parameters laid out flat as training runs (`losses.FlatParams`);
                per optimizer step, at 1 step per jitted call (the peer's loop) and at
                --n_jitted_steps (default 5, the config's training.n_jitted_steps) per call.
   PC step      `sampling.get_sampling_fn` as the config samples (reverse-diffusion predictor +
@@ -47,6 +48,7 @@ from configs.ve import cifar10_ncsnpp_continuous
 import datasets
 import hugepages
 import likelihood
+import losses
 from models import precond
 from models import utils as mutils
 import sampling
@@ -72,15 +74,17 @@ def train_optimizer():
   return optax.chain(optax.clip_by_global_norm(1.), optax.adam(2e-4))
 
 
-def make_train_step(model, optimizer, sigma_min, sigma_max):
+def make_train_step(model, optimizer, sigma_min, sigma_max, unravel=None):
   """VE-DSM + Adam steps, unrolled in one jitted call as `losses.make_train_step`:
-  (params, opt_state, xs [n, B, H, W, C], key) -> (params, opt_state, losses [n])."""
+  (params, opt_state, xs [n, B, H, W, C], key) -> (params, opt_state, losses [n]); with
+  `unravel` (losses.FlatParams) on the parameters laid out flat, as training runs."""
   def loss_fn(params, x, key):
     k_t, k_z, k_drop = jax.random.split(key, 3)
     t = jax.random.uniform(k_t, (x.shape[0],), minval=1e-5, maxval=1.)
     sigma = sigma_min * (sigma_max / sigma_min) ** t          # Song+21 Eq. 31 (VE σ(t))
     z = jax.random.normal(k_z, x.shape)
-    score = model.apply({'params': params}, x + sigma[:, None, None, None] * z, sigma, train=True,
+    score = model.apply({'params': unravel(params) if unravel else params},
+                        x + sigma[:, None, None, None] * z, sigma, train=True,
                         rngs={'dropout': k_drop})
     return jnp.mean(0.5 * jnp.sum((score * sigma[:, None, None, None] + z) ** 2, axis=(1, 2, 3)))
 
@@ -139,11 +143,12 @@ def network_rows(config, model, params, x, repeats, n_jitted_steps):
   compile_fwd, fwd, _ = common.timed(lambda: forward(shared, x_split, sigma), repeats)
   rows = [('config A forward', fwd, 'ncsnpp_forward',
            common.xla_flops(forward, shared, x_split, sigma))]
-  optimizer = train_optimizer()
-  step = make_train_step(model, optimizer, config.model.sigma_min, config.model.sigma_max)
+  optimizer, layout = train_optimizer(), losses.FlatParams.of(params)
+  step = make_train_step(model, optimizer, config.model.sigma_min, config.model.sigma_max,
+                         layout.unravel)
   key, compiles = jax.random.key(3), []
   for n in common.steps_per_call(n_jitted_steps):
-    fresh = jax.tree.map(jnp.copy, params)     # the step donates its parameters
+    fresh = layout.ravel(params)               # the step donates its parameters
     compile_step, step_s, flops = common.per_step(
         step, [fresh, optimizer.init(fresh), jnp.stack([x] * n), key], n, repeats)
     compiles.append(f'{n} per call {compile_step:.2f} s')

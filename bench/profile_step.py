@@ -59,14 +59,15 @@ def build(model_name, workload, batch, per_call=1):
   if model_name == 'config_a':
     if workload == 'forward':
       return jax.jit(lambda p, x: model.apply({'params': p}, x, sigma)), [params, x]
-    optimizer = model_forward.train_optimizer()
+    optimizer, layout = model_forward.train_optimizer(), losses.FlatParams.of(params)
     fn = model_forward.make_train_step(model, optimizer, config.model.sigma_min,
-                                       config.model.sigma_max)
-    return fn, [params, optimizer.init(params), xs, jax.random.key(3)]
+                                       config.model.sigma_max, layout.unravel)
+    flat = layout.ravel(params)
+    return fn, [flat, optimizer.init(flat), xs, jax.random.key(3)]
   if workload == 'forward':
     return edm_sampler.forward_fn(config, model, sigma), [params, x]
-  fn, optimizer = edm_sampler.train_step_fn(config, sde, model)
-  return fn, [losses.init_train_state(params, optimizer), xs, jax.random.key(3)]
+  fn, init_state = edm_sampler.train_step_fn(config, sde, model, params)
+  return fn, [init_state(params), xs, jax.random.key(3)]
 
 
 def op_names(fn, args):

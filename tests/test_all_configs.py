@@ -64,7 +64,8 @@ def _one_train_and_sample_step(config):
   state = run_lib.init_state(run)
   train_ds, _ = datasets.get_dataset(config)
   batch = next(run_lib.train_batches(train_ds, run, 0))
-  state, metrics = fns.train_step(state, batch, streams.run_key(config), 0)
+  packed, metrics = fns.train_step(fns.pack(state), batch, streams.run_key(config), 0)
+  state = fns.unpack(packed)
   assert np.isfinite(np.asarray(metrics['loss'])).all() and int(state.step) == 1
   keys = streams.sample_keys(streams.run_key(config, 0), 2, sharding=run.sharded())
   images, nfe = fns.sample(keys, state.ema_params)

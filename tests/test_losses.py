@@ -157,3 +157,52 @@ def test_scanned_train_step_equals_single_steps_and_ema_formula():
   for _ in range(3):
     fused, _ = step(fused, batch, rng)
   assert step._cache_size() == 1
+
+
+def _steps(config, params, unravel=None, n=3):
+  """(final state, losses) of n train steps of `config` on digits-like noise, the state laid out
+  flat when `unravel` is given (its params then a FlatParams vector)."""
+  from models import utils as mutils   # pylint: disable=import-outside-toplevel
+  sde, _ = sde_lib.get_sde(config)
+  model, optimizer = mutils.get_model(config), losses.get_optimizer(config)
+  step = jax.jit(losses.make_train_step(model, losses.get_loss_fn(config, sde), optimizer,
+                                        losses.get_ema_rate(config), unravel=unravel))
+  state, curve = losses.init_train_state(params, optimizer), []
+  shape = (n, 1, 2, config.data.image_size, config.data.image_size, config.data.num_channels)
+  images = jax.random.uniform(jax.random.key(3), shape, minval=-1., maxval=1.)
+  for batch in images:
+    state, metrics = step(state, batch, jax.random.key(5))
+    curve.append(float(metrics['loss'][0]))
+  return state, np.array(curve)
+
+
+@pytest.mark.parametrize('name', ['ve/cifar10_ncsnpp_continuous', 'edm/cifar10_ddpmpp'])
+def test_a_flat_train_state_steps_as_the_tree(name):
+  """Three steps with dropout (and for NCSN++ warm-up and gradient clipping) on the state laid
+  out flat (losses.FlatParams) and as trees: the same losses, and parameters, EMA and Adam
+  moments to float rounding (clipping's global norm sums in another order)."""
+  import importlib   # pylint: disable=import-outside-toplevel
+  from configs import quicktest   # pylint: disable=import-outside-toplevel
+  from models import utils as mutils   # pylint: disable=import-outside-toplevel
+  config = quicktest.shrink(importlib.import_module('configs.' + name.replace('/', '.'))
+                            .get_config())
+  config.optim.warmup = min(config.optim.warmup, 2)
+  params = mutils.init_model(jax.random.key(0), config)[1]
+  layout = losses.FlatParams.of(params)
+  tree, curve = _steps(config, params)
+  flat, flat_curve = _steps(config, layout.ravel(params), layout.unravel)
+  np.testing.assert_allclose(flat_curve, curve, rtol=1e-6)
+  assert flat.params.shape == (sum(p.size for p in jax.tree.leaves(params)),)
+  back = layout.tree(flat, tree)
+  assert jax.tree.structure(back) == jax.tree.structure(tree)
+  for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(tree)):
+    np.testing.assert_allclose(a, b, rtol=0, atol=2e-5)
+  # laying a state out flat and back changes nothing
+  again = layout.tree(layout.flat(tree), tree)
+  for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(tree)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_flat_params_need_one_dtype():
+  assert losses.FlatParams.of({'a': jnp.zeros(3), 'b': jnp.zeros((2, 2))}).shapes == ((3,), (2, 2))
+  assert losses.FlatParams.of({'a': jnp.zeros(3), 'b': jnp.zeros(2, jnp.bfloat16)}) is None

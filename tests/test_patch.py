@@ -118,9 +118,10 @@ def _train(config, n_steps, seen):
   fns, state, n = run_lib.make_train_fns(run), run_lib.init_state(run), config.training.n_jitted_steps
   batch = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (n, 2, R, R, 3)), jnp.float32)
   params = []
+  state = fns.pack(state)
   for step in range(0, n_steps, n):
     state, _ = fns.train_step(state, batch, streams.run_key(config), step)
-    params.append(jax.tree.map(np.asarray, state.params))   # the state is donated
+    params.append(jax.tree.map(np.asarray, fns.unpack(state).params))   # the state is donated
   jax.effects_barrier()
   return params
 
