@@ -240,6 +240,10 @@ class TrainFns:
   sample: object        # jitted (keys [B], params) -> (images in [0, 1], nfe)
 
 
+def _same(state):
+  return state
+
+
 def make_train_fns(run):
   """The jitted functions of a training run; each compiles once (state donated to train_step),
   the train step once per tuple of patch sizes with Patch Diffusion (losses.patch_schedule)."""
@@ -266,8 +270,8 @@ def make_train_fns(run):
                               if jnp.issubdtype(x.dtype, jnp.inexact)]))
   return TrainFns(
       train_step, jitted,
-      jax.jit(layout.flat if layout else lambda state: state, out_shardings=repl),
-      jax.jit(lambda state: layout.tree(state, template) if layout else state, out_shardings=repl),
+      jax.jit(layout.flat, out_shardings=repl) if layout else _same,
+      jax.jit(lambda state: layout.tree(state, template), out_shardings=repl) if layout else _same,
       jax.jit(eval_loss, in_shardings=(repl, batch, repl), out_shardings=repl),
       jax.jit(all_finite, out_shardings=repl),
       make_sample_fn(run))
