@@ -362,7 +362,7 @@ class FlatParams:
 
   In a TrainState laid out flat, `params`, `ema_params` and every part of `opt_state` shaped like
   the parameters (Adam's moments) are each one vector, leaves concatenated in tree order; the
-  network gets its tree back through `unravel` (static slices) inside the step. A jitted call
+  network gets its tree back through `unravel` (one split) inside the step. A jitted call
   then takes and returns ~7 arrays instead of ~4 per parameter array (EDM's small DDPM++: 1035),
   and Adam and the EMA are a few elementwise passes over long vectors instead of ~1,100 small
   kernels (docs/performance.md, "One flat train state"). Values are the tree step's; gradient
@@ -371,16 +371,15 @@ class FlatParams:
   """
   treedef: object
   shapes: tuple
-  dtype: object
 
   @classmethod
   def of(cls, params):
-    """The layout of `params` (arrays or shape structs), or None when its leaves' dtypes differ."""
+    """The layout of `params` (arrays or shape structs), or None when its leaves' dtypes differ
+    (one vector holds one dtype)."""
     leaves, treedef = jax.tree.flatten(params)
-    dtypes = {jnp.dtype(leaf.dtype) for leaf in leaves}
-    if len(dtypes) != 1:
+    if len({jnp.dtype(leaf.dtype) for leaf in leaves}) != 1:
       return None
-    return cls(treedef, tuple(tuple(leaf.shape) for leaf in leaves), dtypes.pop())
+    return cls(treedef, tuple(tuple(leaf.shape) for leaf in leaves))
 
   def ravel(self, params):
     return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(params)])

@@ -232,9 +232,9 @@ class TrainFns:
   #                       [n] and, with float16's loss scaling, 'loss_scale' [n]; step = the host's
   #                       state.step (Patch Diffusion draws its patch sizes from it)
   jitted_step: object   # the jax.jit behind train_step: one compilation (per patch-size tuple)
-  pack: object          # jitted TrainState -> train_step's state (laid out flat with
-  #                       training.flat_params, losses.FlatParams; else unchanged)
-  unpack: object        # jitted inverse of pack: the TrainState of trees (checkpoints, eval)
+  pack: object          # TrainState -> train_step's state: laid out flat (jitted) with
+  #                       training.flat_params (losses.FlatParams), else the same object
+  unpack: object        # the inverse of pack: the TrainState of trees (checkpoints, eval)
   eval_loss: object     # jitted (state, batch [n, B, ...], rng) -> EMA loss over the n·B images
   all_finite: object    # jitted state -> bool
   sample: object        # jitted (keys [B], params) -> (images in [0, 1], nfe)
