@@ -391,7 +391,9 @@ class FlatParams:
     return jax.tree.unflatten(self.treedef, [p.reshape(s) for p, s in zip(parts, self.shapes)])
 
   def _is_params(self, tree):
-    return jax.tree.structure(tree) == self.treedef
+    """Whether `tree` is shaped like the parameters (tree and leaf shapes)."""
+    return (jax.tree.structure(tree) == self.treedef
+            and tuple(tuple(leaf.shape) for leaf in jax.tree.leaves(tree)) == self.shapes)
 
   def flat(self, state):
     """A TrainState (of trees) laid out flat."""

@@ -203,6 +203,20 @@ def test_a_flat_train_state_steps_as_the_tree(name):
     np.testing.assert_array_equal(a, b)
 
 
+def test_flat_params_leave_other_trees_of_the_same_structure_alone():
+  """Only parameter-shaped subtrees are laid out flat: a per-leaf scalar tree of the same
+  structure (e.g. an optimizer's per-parameter settings) stays a tree."""
+  params = {'a': jnp.ones(3), 'b': jnp.ones((2, 2))}
+  layout = losses.FlatParams.of(params)
+  state = {'params': params, 'moment': params, 'per_leaf': {'a': jnp.ones(()), 'b': jnp.ones(())}}
+  flat = layout.flat(state)
+  assert flat['params'].shape == flat['moment'].shape == (7,)
+  assert jax.tree.structure(flat['per_leaf']) == jax.tree.structure(state['per_leaf'])
+  back = layout.tree(flat, state)
+  for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state)):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_flat_params_need_one_dtype():
   assert losses.FlatParams.of({'a': jnp.zeros(3), 'b': jnp.zeros((2, 2))}).shapes == ((3,), (2, 2))
   assert losses.FlatParams.of({'a': jnp.zeros(3), 'b': jnp.zeros(2, jnp.bfloat16)}) is None
