@@ -244,11 +244,12 @@ def _same(state):
   return state
 
 
-def make_train_fns(run):
+def make_train_fns(run, template=None):
   """The jitted functions of a training run; each compiles once (state donated to train_step),
-  the train step once per tuple of patch sizes with Patch Diffusion (losses.patch_schedule)."""
+  the train step once per tuple of patch sizes with Patch Diffusion (losses.patch_schedule).
+  `template`: the run's abstract TrainState (`_abstract_state`) if the caller has it."""
   config, repl, batch = run.config, run.replicated, run.sharded(axis=1)
-  template = _abstract_state(run)
+  template = template or _abstract_state(run)
   layout = losses.FlatParams.of(template.params) if config.training.flat_params else None
   jitted = jax.jit(
       losses.make_train_step(run.model, run.loss_fn, run.optimizer, losses.get_ema_rate(config),
@@ -296,7 +297,8 @@ class _Trainer:
 
   def __init__(self, run, workdir, lock):
     self.run, self.workdir, self.config, self.lock = run, workdir, run.config, lock
-    self.fns = make_train_fns(run)
+    self.template = _abstract_state(run)   # traced once: the layout and the restore target
+    self.fns = make_train_fns(run, self.template)
     self.kept = checkpointing.kept_manager(workdir)
     self.meta = checkpointing.meta_manager(workdir)
     self.writer = outputs.Writer(workdir)
@@ -305,7 +307,7 @@ class _Trainer:
   def initial_state(self, checkpoint=''):
     """(state, resumed): the newest state in the workdir (resumed); else --checkpoint's, else a
     fresh one."""
-    target = _abstract_state(self.run)
+    target = self.template
     restored = checkpointing.restore_latest((self.meta, self.kept), target)
     if restored is not None:
       if checkpoint:

@@ -5,8 +5,8 @@
                          [--remats none,full] [--batch PER_DEVICE]
 
 Each config's train step (losses.make_train_step: loss, Adam, EMA; state donated and laid out
-flat with training.flat_params, as run_lib jits it) is compiled for one device of the target at the config's per-device batch
-(training.batch_size / --devices) from abstract inputs (nothing is allocated or run), and XLA's
+flat with training.flat_params, as run_lib jits it) is compiled for one device of the target at
+the config's per-device batch (training.batch_size / --devices) from abstract inputs (nothing is allocated or run), and XLA's
 buffer assignment (`.compile().memory_analysis()`) gives the bytes it needs: the state
 (parameters, Adam moments, EMA; donated, so its output aliases its input), the batch, and the
 temporaries — the activations kept for the backward pass, which remat trades for one more forward
@@ -53,13 +53,10 @@ def target_device(target, topology):
   return topologies.get_topology_desc(platform='tpu', topology_name=topology).devices[0]
 
 
-def abstract_inputs(config, optimizer, layout=None):
-  """(state, batch, rng) as ShapeDtypeStructs: one optimizer step at the per-device batch; the
-  state laid out flat by `layout` (losses.FlatParams) if given."""
+def abstract_inputs(config, optimizer):
+  """(state, batch, rng) as ShapeDtypeStructs: one optimizer step at the per-device batch."""
   state = jax.eval_shape(lambda: losses.init_train_state(
       mutils.init_model(jax.random.key(0), config)[1], optimizer))
-  if layout:
-    state = jax.eval_shape(layout.flat, state)
   d, b = config.data, config.training.batch_size
   images = jax.ShapeDtypeStruct((1, b, d.image_size, d.image_size, d.num_channels), jnp.float32)
   batch = images
@@ -72,13 +69,14 @@ def abstract_inputs(config, optimizer, layout=None):
 def step_memory(config, device):
   """{'state', 'temp', 'peak'}: MiB of `config`'s compiled train step on `device`."""
   sde, _ = sde_lib.get_sde(config)
-  optimizer, layout = losses.get_optimizer(config), None
-  if config.training.flat_params:         # the state as run_lib's loop holds it
-    layout = losses.FlatParams.of(abstract_inputs(config, optimizer)[0].params)
+  optimizer = losses.get_optimizer(config)
+  state, batch, rng = abstract_inputs(config, optimizer)
+  layout = losses.FlatParams.of(state.params) if config.training.flat_params else None
+  if layout:                              # the state as run_lib's loop holds it
+    state = jax.eval_shape(layout.flat, state)
   step = losses.make_train_step(mutils.get_model(config), losses.get_loss_fn(config, sde),
                                 optimizer, losses.get_ema_rate(config),
                                 config.training.grad_accum, layout.unravel if layout else None)
-  state, batch, rng = abstract_inputs(config, optimizer, layout)
   on = SingleDeviceSharding(device)
   compiled = jax.jit(step, in_shardings=(on, on, on), out_shardings=(on, on),
                      donate_argnums=0).lower(state, batch, rng).compile()
