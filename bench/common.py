@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import time
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -50,11 +51,44 @@ def threaded_call(fn, args):
   return jax.block_until_ready(out)
 
 
-def per_step(train_step, args, steps_per_call, repeats):
-  """(first-call seconds, min seconds, XLA FLOPs) per optimizer step of a jitted train step that
-  runs `steps_per_call` steps per call, its state threaded through `args` (`threaded_call`)."""
-  first, best, _ = timed(lambda: threaded_call(train_step, args), repeats)
-  return first, best / steps_per_call, xla_flops(train_step, *args) / steps_per_call
+class Row(NamedTuple):
+  """One workload of a bench table, compiled and warmed up: `seconds()` times one window of
+  calls (the minimum over the repeats) each time it is called; `flops`: XLA's count."""
+  name: str
+  workload: str
+  flops: Optional[float]
+  seconds: Callable[[], float]
+  first: float      # seconds of the first call, compilation included
+
+
+def timed_row(name, workload, fn, repeats, flops=None, per=1):
+  """A `Row` timing `fn()` over `repeats` calls a window, its first call (compiling) made here;
+  `per`: the seconds and `flops` are per call divided by it (optimizer steps per call)."""
+  start = time.perf_counter()
+  jax.block_until_ready(fn())
+  first = time.perf_counter() - start
+  return Row(name, workload, flops and flops / per, lambda: timed(fn, repeats)[1] / per, first)
+
+
+def train_row(name, workload, train_step, args, steps_per_call, repeats):
+  """A `Row` of a jitted train step that runs `steps_per_call` optimizer steps a call, its state
+  threaded through `args` (`threaded_call`): seconds and XLA FLOPs per optimizer step."""
+  return timed_row(name, workload, lambda: threaded_call(train_step, args), repeats,
+                   xla_flops(train_step, *args), steps_per_call)
+
+
+def in_rounds(rows, rounds, peer=None):
+  """[(name, ours_s, peer_s, flops)]: `rounds` rounds of our rows' windows, each followed by
+  `peer()` ({workload: seconds}, e.g. `peer_times` run now; None: no peer), each time the
+  minimum over the rounds. On these shared hosts a slow stretch (up to +20% for seconds to
+  minutes, docs/performance.md "Rounds") would otherwise land on one side only."""
+  ours, theirs = {r.name: float('inf') for r in rows}, {}
+  for _ in range(rounds):
+    for r in rows:
+      ours[r.name] = min(ours[r.name], r.seconds())
+    for workload, seconds in (peer() if peer else {}).items():
+      theirs[workload] = min(theirs.get(workload, float('inf')), seconds)
+  return [(r.name, ours[r.name], theirs.get(r.workload), r.flops) for r in rows]
 
 
 def xla_flops(jitted, *args):
@@ -103,6 +137,8 @@ def parser(doc, repeats, checkout, checkout_help, peer_default, peer_help):
   result.add_argument('--peer_python', help='a Python with torch: run bench/peers.py after us')
   result.add_argument(f'--{checkout}', help=checkout_help)
   result.add_argument('--peer', default=peer_default, help=peer_help)
+  result.add_argument('--rounds', type=int, default=3,
+                      help='rounds of our timing then the peer\'s; each row: the minimum over them')
   result.add_argument('--n_jitted_steps', type=int, default=5,
                       help='a second train-step row with this many steps per jitted call, as '
                            'training.n_jitted_steps (the paper configs: 5); 1: only the 1-step row')
@@ -123,6 +159,8 @@ def parse(parser_, checkout, argv):
   args = parser_.parse_args(argv)
   if args.peer_python and not getattr(args, checkout):
     parser_.error(f'--peer_python needs --{checkout}')
+  if args.rounds < 1:
+    parser_.error(f'--rounds {args.rounds}: at least one round')
   if args.n_jitted_steps < 1:
     parser_.error(f'--n_jitted_steps {args.n_jitted_steps}: steps per jitted call must be >= 1')
   if args.peer_python:
@@ -162,6 +200,20 @@ def peer_times(python, checkouts, batch, repeats, threads, extra=(), script=PEER
   result = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True,
                           env=hugepages.peer_environ())   # the peer as its users run it
   return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def peer_fn(args, checkouts, workloads, measured, extra=()):
+  """(a callable returning the peer's {workload: seconds}, a line saying where they come from):
+  bench/peers.py run now by --peer_python on `checkouts` ({flag: path}; `measured` names it),
+  or --peer's seconds in the order of `workloads`."""
+  if args.peer_python:
+    source = measured
+    fn = lambda: peer_times(args.peer_python, checkouts, args.batch, args.repeats,
+                            utils.usable_cores(), extra)
+  else:
+    given, source = given_peer(args.peer, workloads), f'--peer {args.peer}'
+    fn = lambda: given
+  return fn, f"{source}; each row the minimum over {args.rounds} rounds of ours then the peer's"
 
 
 def given_peer(text, workloads):

@@ -5,7 +5,8 @@ Model: our `ncsnpp` as DDPM++ (configs/edm/cifar10_ddpmpp.py) at 32 px with nf 3
 NVlabs/edm's own code ran on the 2-core CPU of 2026-11-22 (1.77M parameters there): 0.057 s
 forward, 2.04 s for 18-step Heun (35 NFE, float64), 0.21 s per EDMLoss + Adam step; back to back
 with us on a faster AMD EPYC (2026-12-01): 0.025 s, 0.88–0.95 s, 0.10 s.
-Rows, each the minimum over the repeats (the sampler: max(2, repeats // 4)); forward and Heun run
+Rows, each the minimum over the repeats (the sampler: max(2, repeats // 4)) and over --rounds
+rounds (default 3) of ours then the peer's (bench/common.py `in_rounds`); forward and Heun run
 as main.py's sampling modes run them on a CPU host, the batch split over one device per core
 (`utils.cores_as_devices`), the train steps on one device as `--mode=train`:
   forward      one preconditioned forward D(x; σ) at σ = 1.3 (no dropout).
@@ -19,10 +20,11 @@ as main.py's sampling modes run them on a CPU host, the batch split over one dev
 Columns (bench/common.py): ours ms, peer ms, peer/ours, GFLOP (XLA), GFLOP/s, and that rate as a
 share of this machine's f32 GEMM rate measured in the same run.
 
-  python bench/edm_sampler.py [--batch 8] [--repeats 10] [--float32] [--n_jitted_steps 5] \
+  python bench/edm_sampler.py [--batch 8] [--repeats 10] [--rounds 3] [--float32] \
+      [--n_jitted_steps 5] \
       [--peer_python TORCH_PYTHON --edm DIR | --peer F_S,SAMPLER_S,STEP_S]
 With --peer_python (a Python with torch) and a checkout of NVlabs/edm, bench/peers.py times
-EDM's own network, EDMLoss and an Algorithm 2 loop over it right after us, with the same batch
+EDM's own network, EDMLoss and an Algorithm 2 loop over it after each round of ours, same batch
 and as many torch threads as we have cores; without them the peer's seconds are --peer's (by
 default the 2026-11-22 numbers above). Timings vary up to 2x on these shared machines: compare
 only numbers measured back to back.
@@ -77,21 +79,20 @@ def train_step_fn(config, sde, model, params):
 
 
 def train_rows(config, sde, model, params, x, repeats, n_jitted_steps):
-  """[(name, seconds, workload, flops)] per optimizer step, at each of
-  `common.steps_per_call(n_jitted_steps)` steps per jitted call (fresh copies of `params`)."""
+  """`common.Row`s per optimizer step, at each of `common.steps_per_call(n_jitted_steps)` steps
+  per jitted call (fresh copies of `params`)."""
   train_step, init_state = train_step_fn(config, sde, model, params)
   rows = []
   for n in common.steps_per_call(n_jitted_steps):
     state = init_state(jax.tree.map(jnp.copy, params))
-    _, seconds, flops = common.per_step(train_step, [state, jnp.stack([x] * n), jax.random.key(3)],
-                                        n, repeats)
-    rows.append((f'EDM train step (loss+Adam+EMA), {n} per call', seconds, 'edm_train_step',
-                 flops))
+    rows.append(common.train_row(f'EDM train step (loss+Adam+EMA), {n} per call', 'edm_train_step',
+                                 train_step, [state, jnp.stack([x] * n), jax.random.key(3)], n,
+                                 repeats))
   return rows
 
 
 def measure(config, repeats, n_jitted_steps):
-  """[(name, seconds, workload, flops)] of the forward, the Heun sampler and the train steps."""
+  """`common.Row`s of the forward, the Heun sampler and the train steps, compiled."""
   sde, eps = sde_lib.get_sde(config)
   model, params = mutils.init_model(jax.random.key(0), config)
   batch = config.training.batch_size
@@ -102,21 +103,18 @@ def measure(config, repeats, n_jitted_steps):
   replicated, split = common.sampling_layout()   # as --mode=sample; training: one device
   shared, x_split = jax.device_put(params, replicated), jax.device_put(x, split)
   denoise = forward_fn(config, model, sigma)
-  forward = common.timed(lambda: denoise(shared, x_split), repeats)[1]
   forward_flops = common.xla_flops(denoise, shared, x_split)
+  forward = common.timed_row('EDM forward (preconditioned)', 'edm_forward',
+                             lambda: denoise(shared, x_split), repeats, forward_flops)
 
   sample_fn = sampling.get_sampling_fn(config, sde, model, shape, lambda v: v, eps)
   keys = sample_keys(jax.random.key(2), batch, sharding=split)
   nfe = int(sample_fn(keys, shared)[1])
-  sampler = common.timed(lambda: sample_fn(keys, shared)[0], max(2, repeats // 4))[1]
-  print(f'Heun: {sampler / (nfe * forward):.3f} x {nfe} forwards (overhead '
-        f'{100 * (sampler / (nfe * forward) - 1):+.1f}%, target <= +5%)')
-
   dtype = 'float64' if config.sampling.float64 else 'float32'
-  return [('EDM forward (preconditioned)', forward, 'edm_forward', forward_flops),
-          (f'EDM Heun {config.sampling.steps} steps ({nfe} NFE, {dtype})', sampler, 'edm_heun',
-           nfe * forward_flops)] + train_rows(config, sde, model, params, x, repeats,
-                                              n_jitted_steps)
+  heun = common.timed_row(f'EDM Heun {config.sampling.steps} steps ({nfe} NFE, {dtype})',
+                          'edm_heun', lambda: sample_fn(keys, shared)[0], max(2, repeats // 4),
+                          nfe * forward_flops)
+  return [forward, heun] + train_rows(config, sde, model, params, x, repeats, n_jitted_steps), nfe
 
 
 def main(argv=None):
@@ -129,15 +127,14 @@ def main(argv=None):
   config.sampling.float64 = not args.float32
   print(f'parameters: {mutils.count_params(config):,} (NVlabs/edm small SongUNet: 1.77M), '
         f'batch {args.batch}, {utils.usable_cores()} cores, {jax.device_count()} devices')
-  rows = measure(config, args.repeats, args.n_jitted_steps)
-  gemm = common.gemm_rate()
-  if args.peer_python:
-    peer = common.peer_times(args.peer_python, {'edm': args.edm}, args.batch, args.repeats,
-                             utils.usable_cores())
-    source = 'NVlabs/edm measured now by bench/peers.py (Heun: float64)'
-  else:
-    peer, source = common.given_peer(args.peer, WORKLOADS), f'--peer {args.peer}'
-  common.print_table([(name, s, peer.get(w), f) for name, s, w, f in rows], gemm, source)
+  rows, nfe = measure(config, args.repeats, args.n_jitted_steps)
+  peer, source = common.peer_fn(args, {'edm': args.edm}, WORKLOADS,
+                                'NVlabs/edm measured now by bench/peers.py (Heun: float64)')
+  table = common.in_rounds(rows, args.rounds, peer)
+  forward, sampler = table[0][1], table[1][1]
+  print(f'Heun: {sampler / (nfe * forward):.3f} x {nfe} forwards (overhead '
+        f'{100 * (sampler / (nfe * forward) - 1):+.1f}%, target <= +5%)')
+  common.print_table(table, common.gemm_rate(), source)
   print(common.TRAIN_NOTE)
 
 

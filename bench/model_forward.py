@@ -2,7 +2,8 @@
 step, one PC step and the likelihood's cost per NFE.
 
 Config A: ve/cifar10_ncsnpp_continuous with nf 32, 1 res block, ch_mult (1, 2, 2, 2), attention
-at 16, batch 8 (1,831,651 parameters). Rows, each timed as the minimum over the repeats; the
+at 16, batch 8 (1,831,651 parameters). Rows, each timed as the minimum over the repeats and
+over --rounds rounds (default 3) of ours then the peer's (bench/common.py `in_rounds`); the
 forward, PC and likelihood rows run as main.py's sampling modes run on a CPU host, the batch split
 over one device per core (`utils.cores_as_devices`), the train steps on one device:
   forward      the network at σ = 1 (no dropout).
@@ -24,12 +25,13 @@ cost of one); the slow rows repeat max(2, repeats // 4) times. Columns (bench/co
 ms, peer ms, peer/ours, GFLOP (XLA), GFLOP/s, and that rate as a share of this machine's f32
 GEMM rate measured in the same run.
 
-  python bench/model_forward.py [--batch 8] [--repeats 20] [--pc_steps 4] [--n_jitted_steps 5] \
+  python bench/model_forward.py [--batch 8] [--repeats 20] [--rounds 3] [--pc_steps 4] \
+      [--n_jitted_steps 5] \
       [--peer_python TORCH_PYTHON --score_sde_pytorch DIR | --peer FWD_S,STEP_S,PC_S,NFE_S]
 With --peer_python (a Python with torch, numpy, scipy, ml_collections) and a checkout of
-yang-song/score_sde_pytorch, bench/peers.py times the peer's own code right after us, with the
-same batch and as many torch threads as we have cores. Without them, the peer's seconds are
---peer's: by default those recorded on the 2026-11-22 machine (0.066, 0.37, 0.22, 0.45 s; on a
+yang-song/score_sde_pytorch, bench/peers.py times the peer's own code after each round of ours,
+with the same batch and as many torch threads as we have cores. Without them, the peer's seconds
+are --peer's: by default those recorded on the 2026-11-22 machine (0.066, 0.37, 0.22, 0.45 s; on a
 faster AMD EPYC, 2026-12-01: 0.054 s forward, 0.26 s train step). Timings vary up to 2x on these
 shared machines: compare only numbers measured back to back.
 """
@@ -111,15 +113,16 @@ def likelihood_nfe_flops(config, sde, model, params, x):
 
 
 def sampling_rows(config, model, params, x, repeats):
-  """(name, seconds, workload, flops) of one PC step and one likelihood NFE (module docstring)."""
+  """`common.Row`s of one PC step and one likelihood NFE (module docstring)."""
   sde, eps = sde_lib.get_sde(config)
   slow = max(2, repeats // 4)
   replicated, split = common.sampling_layout()
   params, x = jax.device_put(params, replicated), jax.device_put(x, split)
   keys = sample_keys(jax.random.key(2), x.shape[0], sharding=split)
   sample_fn = sampling.get_sampling_fn(config, sde, model, x.shape[1:], lambda v: v, eps)
-  pc_s = common.timed(lambda: sample_fn(keys, params)[0], slow)[1] / sde.N
-  pc_flops = common.xla_flops(sample_fn, keys, params)
+  pc = common.timed_row(f'PC step (RD + Langevin, 2 NFE; N = {sde.N})', 'ncsnpp_pc_step',
+                       lambda: sample_fn(keys, params)[0], slow,
+                       sde.N * common.xla_flops(sample_fn, keys, params), per=sde.N)
 
   make_score_fn = lambda p: precond.get_score_fn(config, sde, mutils.get_model_fn(
       model, p, train=False))
@@ -127,34 +130,31 @@ def sampling_rows(config, model, params, x, repeats):
       sde, make_score_fn, datasets.get_data_inverse_scaler(config), rtol=config.sampling.ode_rtol,
       atol=config.sampling.ode_atol, eps=config.eval.likelihood_eps)
   nfe = int(bpd_fn(keys, x, params)[2])
-  nfe_s = common.timed(lambda: bpd_fn(keys, x, params)[0], slow)[1] / nfe
-  return [(f'PC step (RD + Langevin, 2 NFE; N = {sde.N})', pc_s, 'ncsnpp_pc_step', pc_flops),
-          (f'likelihood per NFE ({nfe} NFE, Dopri5)', nfe_s, 'ncsnpp_likelihood_nfe',
-           likelihood_nfe_flops(config, sde, model, params, x))]
+  likelihood_row = common.timed_row(
+      f'likelihood per NFE ({nfe} NFE, Dopri5)', 'ncsnpp_likelihood_nfe',
+      lambda: bpd_fn(keys, x, params)[0], slow,
+      nfe * likelihood_nfe_flops(config, sde, model, params, x), per=nfe)
+  return [pc, likelihood_row]
 
 
 def network_rows(config, model, params, x, repeats, n_jitted_steps):
-  """(name, seconds, workload, flops) of the forward pass and the train steps, per optimizer step
-  at each of `common.steps_per_call(n_jitted_steps)` steps per call; prints compile times."""
+  """`common.Row`s of the forward pass and the train steps, per optimizer step at each of `common.steps_per_call(n_jitted_steps)` steps per call; prints compile times."""
   replicated, split = common.sampling_layout()
   shared, x_split = jax.device_put(params, replicated), jax.device_put(x, split)
   sigma = jax.device_put(jnp.full((x.shape[0],), 1.), split)
   forward = jax.jit(lambda p, x, s: model.apply({'params': p}, x, s))
-  compile_fwd, fwd, _ = common.timed(lambda: forward(shared, x_split, sigma), repeats)
-  rows = [('config A forward', fwd, 'ncsnpp_forward',
-           common.xla_flops(forward, shared, x_split, sigma))]
+  rows = [common.timed_row('config A forward', 'ncsnpp_forward',
+                          lambda: forward(shared, x_split, sigma), repeats,
+                          common.xla_flops(forward, shared, x_split, sigma))]
   optimizer, layout = train_optimizer(), losses.FlatParams.of(params)
   step = make_train_step(model, optimizer, config.model.sigma_min, config.model.sigma_max,
                          layout.unravel)
-  key, compiles = jax.random.key(3), []
   for n in common.steps_per_call(n_jitted_steps):
     fresh = layout.ravel(params)               # the step donates its parameters
-    compile_step, step_s, flops = common.per_step(
-        step, [fresh, optimizer.init(fresh), jnp.stack([x] * n), key], n, repeats)
-    compiles.append(f'{n} per call {compile_step:.2f} s')
-    rows.append((f'config A train step (DSM+Adam), {n} per call', step_s, 'ncsnpp_train_step',
-                 flops))
-  print(f'first call incl. compile: forward {compile_fwd:.2f} s, train step ' + ', '.join(compiles))
+    rows.append(common.train_row(
+        f'config A train step (DSM+Adam), {n} per call', 'ncsnpp_train_step', step,
+        [fresh, optimizer.init(fresh), jnp.stack([x] * n), jax.random.key(3)], n, repeats))
+  print('first call incl. compile: ' + ', '.join(f'{r.name} {r.first:.2f} s' for r in rows))
   return rows
 
 
@@ -172,15 +172,10 @@ def main(argv=None):
   x = jax.random.uniform(jax.random.key(1), (args.batch, 32, 32, 3))
   rows = sampling_rows(config, model, params, x, args.repeats)
   rows = network_rows(config, model, params, x, args.repeats, args.n_jitted_steps) + rows
-  gemm = common.gemm_rate()
-  if args.peer_python:
-    peer = common.peer_times(args.peer_python, {'score_sde_pytorch': args.score_sde_pytorch},
-                             args.batch, args.repeats, utils.usable_cores(),
-                             extra=('--pc_steps', str(args.pc_steps)))
-    source = 'score_sde_pytorch measured now by bench/peers.py'
-  else:
-    peer, source = common.given_peer(args.peer, WORKLOADS), f'--peer {args.peer}'
-  common.print_table([(name, s, peer.get(w), f) for name, s, w, f in rows], gemm, source)
+  peer, source = common.peer_fn(args, {'score_sde_pytorch': args.score_sde_pytorch}, WORKLOADS,
+                                'score_sde_pytorch measured now by bench/peers.py',
+                                extra=('--pc_steps', str(args.pc_steps)))
+  common.print_table(common.in_rounds(rows, args.rounds, peer), common.gemm_rate(), source)
   print(common.TRAIN_NOTE)
 
 

@@ -55,7 +55,7 @@ def test_xla_flops_counts_a_loop_body_once():
   assert common.xla_flops(loop, a) == pytest.approx(2 * n ** 3, rel=1e-3)   # + the loop counter
 
 
-def test_per_step_divides_by_the_steps_per_call_and_threads_the_state():
+def test_a_train_row_divides_by_the_steps_per_call_and_threads_the_state():
   """A toy train step of k unrolled steps w ← w + a·w: per step 2n³ (matmul) + n² (add) FLOPs,
   plus the metric's n² sum once per call; each call starts from the state the last one returned."""
   n, k = 32, 3
@@ -65,12 +65,33 @@ def test_per_step_divides_by_the_steps_per_call_and_threads_the_state():
     return w, jnp.sum(w)
   mix = np.full((n, n), 1. / n, np.float32)
   args = [jnp.eye(n), jnp.asarray(np.stack([mix] * k))]
-  _, seconds, flops = common.per_step(jax.jit(train_step), args, k, repeats=2)
-  assert seconds > 0 and flops == pytest.approx(2 * n ** 3 + n ** 2 + n ** 2 / k, rel=1e-3)
+  row = common.train_row('toy', 'toy_step', jax.jit(train_step), args, k, repeats=2)
+  assert row.seconds() > 0 and row.first > 0
+  assert row.flops == pytest.approx(2 * n ** 3 + n ** 2 + n ** 2 / k, rel=1e-3)
   expected = np.eye(n, dtype=np.float32)
-  for _ in range(3 * k):          # the first call and 2 timed ones, k steps each
+  for _ in range(4 * k):          # the row's first call, then a window: a warm call and 2 timed
     expected = expected + mix @ expected
   np.testing.assert_allclose(args[0], expected, rtol=1e-5)
+
+
+def test_rounds_keep_each_sides_minimum_and_pair_rows_with_the_peer_by_workload():
+  """`in_rounds` alternates our windows and the peer's run `rounds` times: a slow round on
+  either side (here the second of ours, the first of the peer's) does not reach the table."""
+  ours = iter([0.010, 0.030, 0.012])
+  peers = iter([{'fwd': 0.050, 'other': 1.}, {'fwd': 0.020}, {'fwd': 0.025}])
+  calls = []
+  def peer():
+    calls.append('peer')
+    return next(peers)
+  def window():
+    calls.append('ours')
+    return next(ours)
+  rows = [common.Row('forward', 'fwd', 1e9, window, 0.), common.Row('alone', 'none', None,
+                                                                   lambda: 0.5, 0.)]
+  table = common.in_rounds(rows, 3, peer)
+  assert table == [('forward', 0.010, 0.020, 1e9), ('alone', 0.5, None, None)]
+  assert calls == ['ours', 'peer'] * 3
+  assert common.in_rounds(rows[1:], 2) == [('alone', 0.5, None, None)]
 
 
 def test_peer_times_reads_the_json_line_of_the_peer_script(tmp_path):
@@ -123,6 +144,10 @@ def test_train_rows_are_one_and_n_steps_per_call_and_n_is_checked(capsys):
   with pytest.raises(SystemExit):
     common.parse(parser, 'edm', ['--n_jitted_steps', '0'])
   assert '--n_jitted_steps 0' in capsys.readouterr().err
+  assert common.parse(parser, 'edm', []).rounds == 3
+  with pytest.raises(SystemExit):
+    common.parse(parser, 'edm', ['--rounds', '0'])
+  assert '--rounds 0' in capsys.readouterr().err
 
 
 def test_profile_step_finds_each_kernel_and_the_op_it_comes_from():
