@@ -250,14 +250,19 @@ def test_group_norm_equals_flax_in_value_and_both_autodiff_modes(shape, groups):
   np.testing.assert_allclose(hvp(ours), hvp(ref), rtol=1e-3, atol=1e-3)
 
 
-def test_group_values_reach_their_channels_exactly():
-  """layers._per_channel (a product with the 0/1 membership matrix) gives each group's value on
-  its C/G channels to the bit, as jnp.repeat does, across magnitudes from 1e-30 to 1e30."""
-  v = jnp.asarray(np.random.default_rng(0).standard_normal((3, 8)) * np.logspace(-30, 30, 8),
-                  jnp.float32)
-  got = layers._per_channel(v, 32)   # pylint: disable=protected-access
+def test_group_means_reach_their_channels_exactly():
+  """layers._group_mean (channel sums times the 0/1 same-group matrix) gives every channel its
+  group's mean over H, W and the group's channels: one value per group, bit for bit the same on
+  each of its C/G channels, across magnitudes from 1e-30 to 1e30 (numpy's float64 mean to
+  float32 rounding)."""
+  scales = np.repeat(np.logspace(-30, 30, 8), 4)            # 8 groups of 4 channels
+  v = np.random.default_rng(0).standard_normal((3, 5, 6, 32)) * scales
+  got = np.asarray(layers._group_mean(jnp.asarray(v, jnp.float32), 8))   # pylint: disable=protected-access
   assert got.shape == (3, 1, 1, 32)
-  np.testing.assert_array_equal(got[:, 0, 0], np.repeat(np.asarray(v), 4, axis=1))
+  per_group = got[:, 0, 0].reshape(3, 8, 4)
+  np.testing.assert_array_equal(per_group, np.repeat(per_group[:, :, :1], 4, axis=2))
+  want = np.asarray(v, np.float32).astype(np.float64).reshape(3, 30, 8, 4).mean(axis=(1, 3))
+  np.testing.assert_allclose(per_group[:, :, 0], want, rtol=1e-5)
 
 
 @pytest.mark.parametrize('features, shape', [(3, (2, 9, 7, 5)), (1, (3, 2, 6, 4, 8)), (4, (1, 8, 8, 2))])
