@@ -145,7 +145,7 @@ def network_rows(config, model, params, x, repeats, n_jitted_steps):
   forward = jax.jit(lambda p, x, s: model.apply({'params': p}, x, s))
   rows = [common.timed_row('config A forward', 'ncsnpp_forward',
                           lambda: forward(shared, x_split, sigma), repeats,
-                          common.xla_flops(forward, shared, x_split, sigma))]
+                          lambda: common.xla_flops(forward, shared, x_split, sigma))]
   optimizer, layout = train_optimizer(), losses.FlatParams.of(params)
   step = make_train_step(model, optimizer, config.model.sigma_min, config.model.sigma_max,
                          layout.unravel)
