@@ -209,13 +209,11 @@ def peer_fn(args, checkouts, workloads, measured, extra=()):
   bench/peers.py run now by --peer_python on `checkouts` ({flag: path}; `measured` names it),
   or --peer's seconds in the order of `workloads`."""
   if args.peer_python:
-    source = measured
     fn = lambda: peer_times(args.peer_python, checkouts, args.batch, args.repeats,
                             utils.usable_cores(), extra)
-  else:
-    given, source = given_peer(args.peer, workloads), f'--peer {args.peer}'
-    fn = lambda: given
-  return fn, f"{source}; each row the minimum over {args.rounds} rounds of ours then the peer's"
+    return fn, f"{measured}; each row the minimum over {args.rounds} rounds of ours then the peer's"
+  given = given_peer(args.peer, workloads)
+  return lambda: given, f'--peer {args.peer}; ours the minimum over {args.rounds} rounds'
 
 
 def given_peer(text, workloads):
