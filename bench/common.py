@@ -63,20 +63,20 @@ class Row(NamedTuple):
 
 def timed_row(name, workload, fn, repeats, flops=None, per=1):
   """A `Row` timing `fn()` over `repeats` calls a window, its first call (compiling) made here;
-  `flops`: per call, or a function giving them (called after the first call, whose time then
-  includes the compilation); `per`: seconds and FLOPs are divided by it (steps per call)."""
+  `per`: a call's seconds are divided by it (steps per call); `flops`: the row's, or a function
+  giving them (called after the first call, whose time then includes the compilation)."""
   start = time.perf_counter()
   jax.block_until_ready(fn())
   first = time.perf_counter() - start
   flops = flops() if callable(flops) else flops
-  return Row(name, workload, flops and flops / per, lambda: timed(fn, repeats)[1] / per, first)
+  return Row(name, workload, flops, lambda: timed(fn, repeats)[1] / per, first)
 
 
 def train_row(name, workload, train_step, args, steps_per_call, repeats):
   """A `Row` of a jitted train step that runs `steps_per_call` optimizer steps a call, its state
   threaded through `args` (`threaded_call`): seconds and XLA FLOPs per optimizer step."""
   return timed_row(name, workload, lambda: threaded_call(train_step, args), repeats,
-                   lambda: xla_flops(train_step, *args), steps_per_call)
+                   lambda: xla_flops(train_step, *args) / steps_per_call, steps_per_call)
 
 
 def in_rounds(rows, rounds, peer=None):

@@ -122,7 +122,7 @@ def sampling_rows(config, model, params, x, repeats):
   sample_fn = sampling.get_sampling_fn(config, sde, model, x.shape[1:], lambda v: v, eps)
   pc = common.timed_row(f'PC step (RD + Langevin, 2 NFE; N = {sde.N})', 'ncsnpp_pc_step',
                        lambda: sample_fn(keys, params)[0], slow,
-                       sde.N * common.xla_flops(sample_fn, keys, params), per=sde.N)
+                       common.xla_flops(sample_fn, keys, params), per=sde.N)
 
   make_score_fn = lambda p: precond.get_score_fn(config, sde, mutils.get_model_fn(
       model, p, train=False))
@@ -133,12 +133,13 @@ def sampling_rows(config, model, params, x, repeats):
   likelihood_row = common.timed_row(
       f'likelihood per NFE ({nfe} NFE, Dopri5)', 'ncsnpp_likelihood_nfe',
       lambda: bpd_fn(keys, x, params)[0], slow,
-      nfe * likelihood_nfe_flops(config, sde, model, params, x), per=nfe)
+      likelihood_nfe_flops(config, sde, model, params, x), per=nfe)
   return [pc, likelihood_row]
 
 
 def network_rows(config, model, params, x, repeats, n_jitted_steps):
-  """`common.Row`s of the forward pass and the train steps, per optimizer step at each of `common.steps_per_call(n_jitted_steps)` steps per call; prints compile times."""
+  """`common.Row`s of the forward pass and the train steps, per optimizer step at each of
+  `common.steps_per_call(n_jitted_steps)` steps per call; prints compile times."""
   replicated, split = common.sampling_layout()
   shared, x_split = jax.device_put(params, replicated), jax.device_put(x, split)
   sigma = jax.device_put(jnp.full((x.shape[0],), 1.), split)
