@@ -44,53 +44,75 @@ def default_init(scale=1.):
   return nn.initializers.variance_scaling(1e-10 if scale == 0 else scale, 'fan_avg', 'uniform')
 
 
-_FEW_OUTPUTS = 4     # an image's channels
+_FEW_CHANNELS = 4     # an image's channels
 
 
 def conv3x3(features, init_scale=1., stride=1, name=None, dtype=None):
-  """3×3 'SAME' convolution with DDPM init; stride 2 pads (0, 1) like TF's SAME. With at most
-  `_FEW_OUTPUTS` output channels it is computed by `_conv3x3_taps` (same parameters)."""
-  few = stride == 1 and features <= _FEW_OUTPUTS
+  """3×3 'SAME' convolution with DDPM init; stride 2 pads (0, 1) like TF's SAME. At stride 1, with
+  at most `_FEW_CHANNELS` output or input channels it is computed by `_conv3x3_taps` or
+  `_conv3x3_patches` (same parameters; `_conv3x3_for_flax` picks)."""
   return nn.Conv(features, (3, 3), strides=(stride, stride), padding='SAME',
                  kernel_init=default_init(init_scale), name=name, dtype=dtype,
-                 conv_general_dilated=_conv3x3_taps_for_flax if few else None)
+                 conv_general_dilated=_conv3x3_for_flax if stride == 1 else None)
+
+
+def _conv3x3_for_flax(x, w, *args, **kwargs):
+  """`lax.conv_general_dilated` as nn.Conv calls it (NHWC, HWIO; from `conv3x3` at stride 1,
+  'SAME'), by `_conv3x3_taps` for an image's few output channels, by `_conv3x3_patches` for its
+  few input channels, else by XLA's convolution."""
+  if w.shape[3] <= _FEW_CHANNELS:
+    return _conv3x3_taps(x, w)
+  if w.shape[2] <= _FEW_CHANNELS:
+    return _conv3x3_patches(x, w)
+  return jax.lax.conv_general_dilated(x, w, *args, **kwargs)
+
+
+def _conv3x3_taps(x, w):
+  """NHWC x, HWIO w -> the 3×3 'SAME' convolution, as nine shifted 1×1 products: one
+  [B·H·W, C] × [C, 9·D] dot, then each tap's share shifted into place (`_shifted`) and added.
+  XLA:CPU's convolution kernel (Eigen) is slow for a handful of output channels D: EDM's output
+  layer (32 → 3 channels at 32×32, batch 8, one Zen 5 core) forward 0.58 → 0.14 ms, and, its
+  derivative being these same plain ops, forward + backward 1.16 → 0.65 ms (Eigen took the
+  weight gradient at 17 GFLOP/s; docs/performance.md, "The output layer's gradient as taps").
+  Values agree with the convolution's to float rounding."""
+  b, h, wd, c = x.shape
+  taps = jnp.dot(x.reshape(-1, c), w.transpose(2, 0, 1, 3).reshape(c, -1)).reshape(b, h, wd, 9, -1)
+  return sum(_shifted(taps[:, :, :, 3 * i + j], i - 1, j - 1) for i in range(3) for j in range(3))
+
+
+def _shifted(a, di, dj):
+  """out[:, y, x] = a[:, y + di, x + dj], zero beyond a's edges: one pad (negative on one side),
+  whose transpose is the opposite shift, so the backward pass gathers the nine shifted
+  cotangents into one [B·H·W, 9·D] operand of two plain products (dx and dw)."""
+  return jax.lax.pad(a, jnp.zeros((), a.dtype), ((0, 0, 0), (-di, di, 0), (-dj, dj, 0), (0, 0, 0)))
 
 
 @jax.custom_jvp
-def _conv3x3_taps(x, w):
-  """NHWC x, HWIO w -> the 3×3 'SAME' convolution, as nine shifted 1×1 products: one
-  [B·H·W, C] × [C, 9·D] dot, then each tap's share added at its offset. XLA:CPU's convolution
-  kernel (Eigen) is slow for a handful of output channels D: EDM's output layer (32 → 3 channels
-  at 32×32, batch 8) 0.60 → 0.17 ms on one core, EDM's small DDPM++ forward ~2% faster. Its
-  derivative is the convolution itself (the JVP below), so training transposes XLA's kernel as
-  before (train step unchanged); the values agree with the convolution's to float rounding."""
+def _conv3x3_patches(x, w):
+  """NHWC x with few channels C, HWIO w -> the 3×3 'SAME' convolution as one product: the nine
+  shifted copies of x side by side ([B·H·W, 9·C], 27 columns for an image) times w as [9·C, D].
+  Eigen's convolution kernel is slow for so few input channels: EDM's input layer (3 → 32 at
+  32×32, batch 8, one Zen 5 core) 0.32 → 0.21 ms. Its derivative is XLA's convolution (the JVP
+  below), whose weight gradient Eigen takes faster (0.13 ms) than the patches' product (0.23)."""
   b, h, wd, c = x.shape
-  taps = jnp.dot(x.reshape(-1, c), w.transpose(2, 0, 1, 3).reshape(c, -1))
-  taps = jnp.pad(taps.reshape(b, h, wd, 3, 3, -1), ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (0, 0)))
-  return sum(taps[:, i:i + h, j:j + wd, i, j] for i in range(3) for j in range(3))
+  patches = jnp.concatenate([_shifted(x, i - 1, j - 1) for i in range(3) for j in range(3)], -1)
+  return jnp.dot(patches.reshape(-1, 9 * c), w.reshape(9 * c, -1)).reshape(b, h, wd, -1)
 
 
-def _conv3x3_taps_jvp(primals, tangents):
+def _conv3x3_patches_jvp(primals, tangents):
   """Tangent conv(dx, w) + conv(x, dw), a term dropped where its tangent is a symbolic zero (the
-  likelihood's divergence: dx only; sampling with fixed weights never differentiates)."""
+  likelihood's divergence: dx only; training: dw only, x being data)."""
   (x, w), (dx, dw) = primals, tangents
   conv = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1), padding='SAME',
                            dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  y = _conv3x3_taps(x, w)
+  y = _conv3x3_patches(x, w)
   zero = jax.custom_derivatives.SymbolicZero     # only tangents can be one
   terms = [conv(a, b) for a, b in ((dx, w), (x, dw))
            if not isinstance(a, zero) and not isinstance(b, zero)]
   return y, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
 
 
-_conv3x3_taps.defjvp(_conv3x3_taps_jvp, symbolic_zeros=True)
-
-
-def _conv3x3_taps_for_flax(x, w, strides, padding, **_):
-  """`_conv3x3_taps` with `lax.conv_general_dilated`'s signature, as nn.Conv calls it (NHWC,
-  HWIO, stride 1, 'SAME': what `conv3x3` hands it)."""
-  del strides, padding
-  return _conv3x3_taps(x, w)
+_conv3x3_patches.defjvp(_conv3x3_patches_jvp, symbolic_zeros=True)
 
 
 def upsample_conv3x3(features, init_scale=1., name=None, dtype=None, kernel_init=None):

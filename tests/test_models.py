@@ -265,18 +265,23 @@ def test_group_means_reach_their_channels_exactly():
   np.testing.assert_allclose(per_group[:, :, 0], want, rtol=1e-5)
 
 
-@pytest.mark.parametrize('features, shape', [(3, (2, 9, 7, 5)), (1, (3, 2, 6, 4, 8)), (4, (1, 8, 8, 2))])
+@pytest.mark.parametrize('features, shape', [(3, (2, 9, 7, 5)), (1, (3, 2, 6, 4, 8)), (4, (1, 8, 8, 2)),
+                                            (6, (2, 9, 7, 3)), (5, (3, 2, 6, 4, 1))])
 @pytest.mark.parametrize('dtype,tol', [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
-def test_few_output_conv3x3_equals_flax_conv(features, shape, dtype, tol):
+def test_few_channel_conv3x3_equals_flax_conv(features, shape, dtype, tol):
   """layers.conv3x3 with an image's few output channels (nine shifted 1×1 products,
-  `_conv3x3_taps`) vs flax's nn.Conv (XLA's convolution, truth we did not write): same
+  `_conv3x3_taps`) or few input channels (one product with the nine shifted inputs,
+  `_conv3x3_patches`) vs flax's nn.Conv (XLA's convolution, truth we did not write): same
   parameters, values, gradients, forward-mode tangents and second derivatives (the likelihood's
-  divergence, Hessian-vector products), extra batch axes included; 32 channels: XLA's own."""
+  divergence, Hessian-vector products), extra batch axes included; neither calls XLA's
+  convolution in its forward pass, and 32 channels in and out do."""
   keys = jax.random.split(jax.random.key(1), 4)
   x = jax.random.normal(keys[0], shape)
   ours = layers.conv3x3(features, dtype=dtype)
   ref = nn.Conv(features, (3, 3), padding='SAME', kernel_init=layers.default_init(), dtype=dtype)
-  assert ours.conv_general_dilated is not None and layers.conv3x3(32).conv_general_dilated is None
+  convs = lambda m, x: [e for e in jax.make_jaxpr(m.init)(keys[1], x).jaxpr.eqns   # noqa: E731
+                        if e.primitive.name == 'conv_general_dilated']
+  assert not convs(ours, x) and convs(layers.conv3x3(32), jnp.zeros((1, 4, 4, 32)))
   params = ours.init(keys[1], x)
   np.testing.assert_array_equal(params['params']['kernel'], ref.init(keys[1], x)['params']['kernel'])
   params = jax.tree.map(lambda p: jax.random.normal(keys[2], p.shape), params)   # bias ≠ 0
