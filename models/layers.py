@@ -73,7 +73,7 @@ def _conv3x3_taps(x, w):
   XLA:CPU's convolution kernel (Eigen) is slow for a handful of output channels D: EDM's output
   layer (32 → 3 channels at 32×32, batch 8, one Zen 5 core) forward 0.58 → 0.14 ms, and, its
   derivative being these same plain ops, forward + backward 1.16 → 0.65 ms (Eigen took the
-  weight gradient at 17 GFLOP/s; docs/performance.md, "The output layer's gradient as taps").
+  weight gradient at 17 GFLOP/s; docs/performance.md, "Slow kernels off the path").
   Values agree with the convolution's to float rounding."""
   b, h, wd, c = x.shape
   taps = jnp.dot(x.reshape(-1, c), w.transpose(2, 0, 1, 3).reshape(c, -1)).reshape(b, h, wd, 9, -1)

@@ -86,10 +86,10 @@ def naive_upsample_2d(x, factor=2):
 def naive_downsample_2d(x, factor=2):
   """Mean pooling over factor×factor blocks [N, H, W, C] -> [N, H/f, W/f, C], as a sum of the f²
   strided views: one elementwise kernel. As a mean over the blocks' axes it is a reduction, which
-  XLA:CPU hands to YNNPACK together with the convolution that follows (EDM's down blocks: the
-  convolution then ran on YNNPACK at ~half Eigen's rate; docs/performance.md, "Pooling as a
-  sum of views"). Differentiated, it is the mean over the blocks' axes, as before: its transpose
-  is a broadcast, and the train step was 1.6% slower with the views inside it."""
+  XLA:CPU hands to YNNPACK together with the convolution that follows (EDM's down blocks: that
+  convolution then ran on YNNPACK at ~half Eigen's rate; docs/performance.md, "Slow kernels off
+  the path"). Differentiated, it is the mean over the blocks' axes, as before: its transpose is
+  a broadcast, and the train step was 1.6% slower with the views inside it."""
   views = [x[:, i::factor, j::factor] for i in range(factor) for j in range(factor)]
   while len(views) > 1:      # pairwise, as a tree
     views = [a + b for a, b in zip(views[::2], views[1::2])] + views[len(views) // 2 * 2:]

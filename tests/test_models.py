@@ -167,11 +167,31 @@ def test_unknown_model_lists_registered():
 
 @pytest.mark.parametrize('factor', [2, 4])
 def test_mean_pooling_equals_block_means(factor):
-  """uds.naive_downsample_2d (strided slices) against numpy's mean over f×f blocks."""
+  """uds.naive_downsample_2d (a sum of strided views) against numpy's mean over f×f blocks."""
   x = np.random.default_rng(0).normal(size=(2, 8, 12, 3)).astype(np.float32)
   expected = x.reshape(2, 8 // factor, factor, 12 // factor, factor, 3).mean(axis=(2, 4))
   np.testing.assert_allclose(uds.naive_downsample_2d(jnp.asarray(x), factor), expected,
                              rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('factor', [2, 4])
+def test_mean_pooling_derivatives_are_the_block_means(factor):
+  """Its gradient spreads each output's cotangent evenly over its f×f block (closed form:
+  ȳ repeated f×f, over f²), its tangent is the pooled tangent (it is linear), also inside a
+  gradient (the Hessian-vector product of a loss through it)."""
+  keys = jax.random.split(jax.random.key(2), 3)
+  x, t = (jax.random.normal(k, (2, 8, 12, 3)) for k in keys[:2])
+  cot = jax.random.normal(keys[2], (2, 8 // factor, 12 // factor, 3))
+  grad = jax.grad(lambda x: jnp.sum(uds.naive_downsample_2d(x, factor) * cot))(x)
+  spread = np.repeat(np.repeat(np.asarray(cot), factor, 1), factor, 2) / factor ** 2
+  np.testing.assert_allclose(grad, spread, rtol=1e-6, atol=1e-7)
+  tangent = jax.jvp(lambda x: uds.naive_downsample_2d(x, factor), (x,), (t,))[1]
+  np.testing.assert_allclose(tangent, uds.naive_downsample_2d(t, factor), rtol=1e-6, atol=1e-6)
+  loss = lambda x: jnp.sum(jnp.sin(uds.naive_downsample_2d(x, factor)))   # noqa: E731
+  hvp = jax.jvp(jax.grad(loss), (x,), (t,))[1]
+  pooled, dpooled = uds.naive_downsample_2d(x, factor), uds.naive_downsample_2d(t, factor)
+  want = np.repeat(np.repeat(-np.sin(pooled) * dpooled, factor, 1), factor, 2) / factor ** 2
+  np.testing.assert_allclose(hvp, want, rtol=1e-5, atol=1e-6)
 
 
 def test_fir_resampling_preserves_constants_and_shapes():
