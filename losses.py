@@ -356,13 +356,18 @@ def init_train_state(params, optimizer):
                     ema_params=jax.tree.map(jnp.copy, params), opt_state=optimizer.init(params))
 
 
+_LANES = 128     # FlatParams' row length
+
+
 @dataclasses.dataclass(frozen=True)
 class FlatParams:
-  """The parameter tree as one vector, for the train step's state (`training.flat_params`).
+  """The parameter tree as one array, for the train step's state (`training.flat_params`).
 
   In a TrainState laid out flat, `params`, `ema_params` and every part of `opt_state` shaped like
-  the parameters (Adam's moments) are each one vector, leaves concatenated in tree order; the
-  network gets its tree back through `unravel` (one split) inside the step. A jitted call
+  the parameters (Adam's moments) are each one array: the leaves concatenated in tree order,
+  zero-padded to whole rows of `_LANES` (`ravel`; the padding stays zero through Adam, whose
+  ε > 0, and the EMA); the network gets its tree back through `unravel` (one split) inside the
+  step. A jitted call
   then takes and returns ~7 arrays instead of ~4 per parameter array (EDM's small DDPM++: 1035),
   and Adam and the EMA are a few elementwise passes over long vectors instead of ~1,100 small
   kernels (docs/performance.md, "One flat train state"). Values are the tree step's; gradient
@@ -382,12 +387,18 @@ class FlatParams:
     return cls(treedef, tuple(tuple(leaf.shape) for leaf in leaves))
 
   def ravel(self, params):
-    return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(params)])
+    """The leaves concatenated, zero-padded to whole rows of `_LANES` and laid out as those rows:
+    XLA:CPU splits a 2-D array's elementwise passes over the cores by rows, but ran Adam's update
+    over one long vector slower on two cores than on one (docs/performance.md, "Slow kernels off
+    the path")."""
+    vector = jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(params)])
+    return jnp.pad(vector, (0, -vector.size % _LANES)).reshape(-1, _LANES)
 
-  def unravel(self, vector):
+  def unravel(self, rows):
     # one split, not a slice per leaf: its derivative is one concatenation (a slice's is a
     # vector-long pad per leaf, summed: 7x slower train steps)
-    parts = jnp.split(vector, np.cumsum([math.prod(shape) for shape in self.shapes])[:-1])
+    sizes = np.cumsum([math.prod(shape) for shape in self.shapes])
+    parts = jnp.split(rows.reshape(-1)[:sizes[-1]], sizes[:-1])
     return jax.tree.unflatten(self.treedef, [p.reshape(s) for p, s in zip(parts, self.shapes)])
 
   def _is_params(self, tree):

@@ -48,8 +48,9 @@ def _training():
   training.snapshot_freq = 50000              # steps between kept checkpoints (checkpoints/)
   training.snapshot_freq_for_preemption = 10000  # steps between resume checkpoints (checkpoints-meta/)
   training.snapshot_sampling = True           # sample a batch at every kept checkpoint
-  training.flat_params = True                 # the train step's state as one vector per
-  #                                             parameter tree (losses.FlatParams): fewer
+  training.flat_params = True                 # the train step's state as one array (rows
+  #                                             of 128) per parameter tree
+  #                                             (losses.FlatParams): fewer
   #                                             arrays per call, Adam and EMA as long passes;
   #                                             False for an optimizer needing the tree
   training.grad_accum = 1                     # k: the network runs on batch_size / k rows at a

@@ -158,7 +158,7 @@ RANGES = (
     ('training.patch_real_p', '[0, 1]'), ('training.augment_p', '[0, 1]'),
     ('model.dropout', '[0, 1)'), ('model.label_dropout', '[0, 1)'), ('model.ema_rate', '[0, 1]'),
     ('model.ema_halflife_kimg', '[0, inf)'), ('model.ema_rampup_ratio', '[0, inf)'),
-    ('optim.lr', '(0, inf)'), ('optim.beta1', '[0, 1)'), ('optim.eps', '[0, inf)'),
+    ('optim.lr', '(0, inf)'), ('optim.beta1', '[0, 1)'), ('optim.eps', '(0, inf)'),
     ('optim.weight_decay', '[0, inf)'), ('optim.warmup', '[0, inf)'),
     ('optim.lr_rampup_kimg', '[0, inf)'), ('training.P_std', '(0, inf)'),
     ('model.sigma_data', '(0, inf)'), ('model.sigma_min', '(0, inf)'),

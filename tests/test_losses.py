@@ -192,7 +192,11 @@ def test_a_flat_train_state_steps_as_the_tree(name):
   tree, curve = _steps(config, params)
   flat, flat_curve = _steps(config, layout.ravel(params), layout.unravel)
   np.testing.assert_allclose(flat_curve, curve, rtol=1e-6)
-  assert flat.params.shape == (sum(p.size for p in jax.tree.leaves(params)),)
+  size = sum(p.size for p in jax.tree.leaves(params))
+  assert flat.params.shape == (-(-size // 128), 128)      # rows of 128
+  for part in (flat.params, flat.ema_params, *jax.tree.leaves(flat.opt_state)):   # padding stays 0
+    if part.shape == flat.params.shape:
+      np.testing.assert_array_equal(part.reshape(-1)[size:], 0.)
   back = layout.tree(flat, tree)
   assert jax.tree.structure(back) == jax.tree.structure(tree)
   for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(tree)):
@@ -210,7 +214,8 @@ def test_flat_params_leave_other_trees_of_the_same_structure_alone():
   layout = losses.FlatParams.of(params)
   state = {'params': params, 'moment': params, 'per_leaf': {'a': jnp.ones(()), 'b': jnp.ones(())}}
   flat = layout.flat(state)
-  assert flat['params'].shape == flat['moment'].shape == (7,)
+  assert flat['params'].shape == flat['moment'].shape == (1, 128)    # rows of 128, zero-padded
+  np.testing.assert_array_equal(flat['params'][0, 7:], 0.)
   assert jax.tree.structure(flat['per_leaf']) == jax.tree.structure(state['per_leaf'])
   back = layout.tree(flat, state)
   for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state)):
