@@ -367,12 +367,11 @@ class FlatParams:
   the parameters (Adam's moments) are each one array: the leaves concatenated in tree order,
   zero-padded to whole rows of `_LANES` (`ravel`; the padding stays zero through Adam, whose
   ε > 0, and the EMA); the network gets its tree back through `unravel` (one split) inside the
-  step. A jitted call
-  then takes and returns ~7 arrays instead of ~4 per parameter array (EDM's small DDPM++: 1035),
-  and Adam and the EMA are a few elementwise passes over long vectors instead of ~1,100 small
-  kernels (docs/performance.md, "One flat train state"). Values are the tree step's; gradient
-  clipping's global norm sums in another order (float rounding). Checkpoints hold the tree
-  (`tree`), so runs resume, evaluate and sample as before.
+  step. A jitted call then takes and returns ~7 arrays instead of ~4 per parameter array (EDM's
+  small DDPM++: 1035), and Adam and the EMA are a few elementwise passes over long arrays
+  instead of ~1,100 small kernels (docs/performance.md, "One flat train state"). Values are the
+  tree step's; gradient clipping's global norm sums in another order (float rounding).
+  Checkpoints hold the tree (`tree`), so runs resume, evaluate and sample as before.
   """
   treedef: object
   shapes: tuple

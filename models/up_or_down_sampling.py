@@ -132,7 +132,8 @@ def nearest_upsample_conv_2d(x, w):
   product; as sums of W's slices, XLA fused that gather into one slow kernel, 0.3 ms per layer
   on one core for EDM's 64 channels)."""
   n, h, wd, c = x.shape
-  kernels = jnp.dot(_PHASE_SUMS, w.astype(jnp.float32).reshape(9, -1)).reshape(2, 2, 2, 2, c, -1)
+  kernels = jnp.dot(_PHASE_SUMS, w.astype(jnp.float32).reshape(9, -1),   # exact sums on TPUs too
+                    precision=jax.lax.Precision.HIGHEST).reshape(2, 2, 2, 2, c, -1)
 
   def phase(a, b):        # pad before for phase 0 (rows i − 1, i), after for phase 1 (i, i + 1)
     return jax.lax.conv_general_dilated(x, kernels[a, b].astype(w.dtype), (1, 1),
