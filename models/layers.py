@@ -307,12 +307,22 @@ class AttnBlock(nn.Module):
     h = group_norm(c, self.groups_fn, name='norm')(x).reshape(b, hh * ww, c)
     qkv = ChannelDense(3 * c, kernel_init=_stacked_init(default_init(0.1), 3), name='qkv',
                        dtype=self.dtype)(h)
-    q, k, v = jnp.split(qkv, 3, axis=-1)
-    logits = jnp.einsum('bic,bjc->bij', q.astype(jnp.float32), k.astype(jnp.float32))
-    w = jax.nn.softmax(logits * (c ** -0.5), axis=-1).astype(v.dtype)
-    h = jnp.einsum('bij,bjc->bic', w, v)
+    h = attention(*jnp.split(qkv, 3, axis=-1))
     h = nin(c, self.init_scale, name='out', dtype=self.dtype)(h).reshape(b, hh, ww, c)
     return (x + h) / math.sqrt(2.) if self.skip_rescale else x + h
+
+
+def attention(q, k, v):
+  """softmax(q kᵀ / √C) v over the positions of [B, N, C] q, k, v (Vaswani+17 Eq. 1), logits and
+  softmax in float32. The same values as `jax.nn.softmax` then the product, with both scalings
+  moved to the smaller side: 1/√C scales q ([B, N, C]) rather than the logits ([B, N, N]; XLA:CPU
+  materialised the broadcast constant and multiplied it into every logit), and the softmax's
+  1/Σ divides the output rows rather than the weights (docs/performance.md)."""
+  logits = jnp.einsum('bic,bjc->bij', q.astype(jnp.float32) * (q.shape[-1] ** -0.5),
+                      k.astype(jnp.float32))
+  e = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
+  h = jnp.einsum('bij,bjc->bic', e.astype(v.dtype), v)
+  return (h / jnp.sum(e, axis=-1, keepdims=True)).astype(v.dtype)
 
 
 def _stacked_init(init, n):
