@@ -315,10 +315,11 @@ class AttnBlock(nn.Module):
 def attention(q, k, v):
   """softmax(q kᵀ / √C) v over the positions of [B, N, C] q, k, v (Vaswani+17 Eq. 1), logits and
   softmax in float32. 1/√C scales q ([B, N, C]), not the logits ([B, N, N]): XLA:CPU had
-  materialised that constant as a [B, N, N] broadcast and multiplied it into every logit (the
-  same values where C is a power of 4, as 64: the scaling is then exact either way). Dividing the product's
-  rows by the softmax's sums instead of the weights was faster still, but moved the likelihood
-  ODE's adaptive solve at rtol 1e-5 by up to 1e-3 bits/dim (docs/performance.md)."""
+  materialised that constant as a [B, N, N] broadcast and multiplied it into every logit. The
+  values are the same where C is a power of 4, as 64 (the scaling is exact either way). The
+  softmax keeps its own normalisation: dividing the product's rows by its sums instead was
+  faster, but moved the likelihood ODE's adaptive solve at rtol 1e-5 by up to 1e-3 bits/dim
+  (docs/performance.md)."""
   logits = jnp.einsum('bic,bjc->bij', q.astype(jnp.float32) * (q.shape[-1] ** -0.5),
                       k.astype(jnp.float32))
   return jnp.einsum('bij,bjc->bic', jax.nn.softmax(logits, axis=-1).astype(v.dtype), v)
