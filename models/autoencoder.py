@@ -64,8 +64,7 @@ class Attention(nn.Module):
     b, h, w, c = x.shape
     y = _norm('group_norm')(x).reshape(b, h * w, c)
     q, k, v = (nn.Dense(c, name=n)(y) for n in ('to_q', 'to_k', 'to_v'))
-    weights = jax.nn.softmax(jnp.einsum('bic,bjc->bij', q, k) / jnp.sqrt(c), axis=-1)
-    out = nn.Dense(c, name='to_out_0')(jnp.einsum('bij,bjc->bic', weights, v))
+    out = nn.Dense(c, name='to_out_0')(layers.attention(q, k, v))
     return x + out.reshape(b, h, w, c)
 
 
