@@ -20,6 +20,7 @@ The input handling follows the file: pytorch-fid's (half-pixel bilinear resize, 
 EDM's detector (TF1 'asymmetric' bilinear resize, as its grid_sample with a shifted theta does,
 then (x - 128) / 128).
 """
+import functools
 import os
 import pickle
 import zipfile
@@ -194,7 +195,14 @@ def preprocess(images, preprocessing):
   raise ValueError(f"unknown preprocessing {preprocessing!r}; expected 'pytorch_fid' or 'edm'")
 
 
-_NETWORK = jax.jit(inception.InceptionV3().apply)          # shared: compiled once per batch size
+@functools.cache
+def _network():
+  """InceptionV3's apply, jitted once per process (compiled once per batch size), its
+  convolutions on Eigen even where sampling set YNNPACK's (`utils.eigen_convolutions`: this
+  network is wide)."""
+  return jax.jit(inception.InceptionV3().apply, compiler_options=utils.eigen_convolutions())
+
+
 _PREPROCESS = jax.jit(preprocess, static_argnums=1)
 
 
@@ -218,7 +226,7 @@ def get_inception_fn(params, preprocessing='pytorch_fid', mesh=None):
     params = jax.device_put(params, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
   def inception_fn(images):
-    return _NETWORK({'params': params}, _PREPROCESS(images, preprocessing))
+    return _network()({'params': params}, _PREPROCESS(images, preprocessing))
   inception_fn.preprocessing = preprocessing
   return inception_fn
 

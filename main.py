@@ -53,7 +53,7 @@ def main(argv):
   import utils  # pylint: disable=import-outside-toplevel
   paths.configure()                   # before the first path operation (orbax's included)
   sampling = FLAGS.mode in ('eval', 'sample', 'inpaint', 'colorize') and not FLAGS.distributed
-  utils.configure_cpu(FLAGS.config.eval.batch_size if sampling and FLAGS.config else None)
+  utils.configure_cpu(*utils.sampling_setup(FLAGS.config) if sampling and FLAGS.config else ())
   from configs import validate  # pylint: disable=import-outside-toplevel
   if FLAGS.explain_config or FLAGS.dry_run:
     return print(validate.explain(FLAGS.config, FLAGS.mode) if FLAGS.explain_config

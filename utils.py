@@ -2,7 +2,7 @@
 streams: streams.py), PNG grids, progress lines (rate and ETA).
 
 Importing it changes nothing global: entry points (main.py, bench/, tests/conftest.py) call
-`configure_cpu()` first, which applies `prefer_xla_convolutions()`, `prefer_wide_vectors()`,
+`configure_cpu()` first, which applies `route_cpu_kernels()`, `prefer_wide_vectors()`,
 `run_cpu_calls_inline()`, `unroll_threefry_on_cpu()` and, for sampling, `cores_as_devices()`.
 """
 import os
@@ -17,29 +17,46 @@ import paths
 
 
 _YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type'
-_YNN_DOTS_AND_REDUCTIONS = (f'{_YNN_FLAG}=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'
-                            'LIBRARY_FUSION_TYPE_REDUCE')
+_YNN_DOTS_AND_REDUCTIONS = 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'
+_YNN_CONVOLUTIONS_TOO = f'{_YNN_DOTS_AND_REDUCTIONS},LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'
 _VECTOR_WIDTH_FLAG = '--xla_cpu_prefer_vector_width'
+YNN_CONVOLUTION_CHANNELS = 64   # route_cpu_kernels: YNNPACK's convolutions win up to here
 _DEVICE_COUNT_FLAG = '--xla_force_host_platform_device_count'
 
 
-def prefer_xla_convolutions():
-  """On CPU, leave convolutions to XLA's multi-threaded Eigen kernels; dots and reductions to
-  YNNPACK.
+def route_cpu_kernels(ynn_convolutions=False):
+  """On CPU, dots and reductions to YNNPACK; convolutions to XLA's multi-threaded Eigen kernels,
+  or with `ynn_convolutions` (sampling a narrow network, one device per core: `configure_cpu`)
+  to YNNPACK as well.
 
   jaxlib 0.9–0.10 hands every CPU convolution to YNNPACK, which runs it on one thread. Keeping
   YNNPACK for dots only made a 3×3 convolution 2.0× faster and its weight gradient 3.5× faster
   on the 2-core CI machine (forward of bench/model_forward.py: 82 → 46 ms). Reductions go to
   YNNPACK too, which runs them on all cores (XLA's own reductions use one): GroupNorm's
   statistics and, in a backward pass, every bias and norm gradient; on the 2-core AMD EPYC Zen 5
-  EDM's small DDPM++ forward 9% faster (docs/performance.md). XLA reads the flag when it creates
-  its CPU backend, so this must run before the first computation; an `XLA_FLAGS` that already
-  sets it wins. Other jaxlib versions are left alone (an unknown XLA flag aborts the process):
-  re-measure with bench/ when upgrading jax.
+  EDM's small DDPM++ forward 9% faster (docs/performance.md). Where a device has one core,
+  YNNPACK's one thread is all a convolution gets anyway, and on that core YNNPACK's are faster
+  up to 64 channels (3×3 at batch 4: 0.68–0.73 of Eigen's time at 32 channels, 0.91–1.01 at 64,
+  1.00–1.13 from 96 up; Inception 1.1–1.25): EDM's small DDPM++ forward on two one-core devices
+  16.8 → 14.3 ms (docs/performance.md "Narrow networks' convolutions on YNNPACK"). XLA reads the
+  flag when it creates its CPU backend, so this must run before the first computation; an
+  `XLA_FLAGS` that already sets it wins. Other jaxlib versions are left alone (an unknown XLA
+  flag aborts the process): re-measure with bench/ when upgrading jax.
   """
   flags = os.environ.get('XLA_FLAGS', '')
   if _jaxlib_in_range() and _YNN_FLAG not in flags:
-    os.environ['XLA_FLAGS'] = f'{flags} {_YNN_DOTS_AND_REDUCTIONS}'.strip()
+    kinds = _YNN_CONVOLUTIONS_TOO if ynn_convolutions else _YNN_DOTS_AND_REDUCTIONS
+    os.environ['XLA_FLAGS'] = f'{flags} {_YNN_FLAG}={kinds}'.strip()
+
+
+def eigen_convolutions():
+  """`jax.jit(..., compiler_options=...)` that compile a program's convolutions on XLA's Eigen
+  kernels in a process that `route_cpu_kernels` set to YNNPACK's: wide networks (Inception) and
+  train steps (the benches time one next to sampling; `--mode=train` never sets YNNPACK's). {}
+  where the process's flags are not that setting."""
+  if _YNN_CONVOLUTIONS_TOO not in os.environ.get('XLA_FLAGS', ''):
+    return {}
+  return {_YNN_FLAG.lstrip('-'): _YNN_DOTS_AND_REDUCTIONS}
 
 
 def _jaxlib_in_range():
@@ -83,7 +100,7 @@ def prefer_wide_vectors(cpu_info=_cpu_info):
   config A's forward ~2%, train steps unchanged; results differ by float rounding only.
   Convolutions and dots (Eigen, YNNPACK) are unaffected. Not measured on Intel: left at XLA's
   default there (`XLA_FLAGS=--xla_cpu_prefer_vector_width=512` tries it). Same jaxlib range and
-  user-wins rule as `prefer_xla_convolutions`. Returns whether it was applied.
+  user-wins rule as `route_cpu_kernels`. Returns whether it was applied.
   """
   vendor, flags = cpu_info()
   current = os.environ.get('XLA_FLAGS', '')
@@ -117,18 +134,28 @@ def unroll_threefry_on_cpu():
   return True
 
 
-def configure_cpu(sampling_batch=None):
+def configure_cpu(sampling_batch=None, widest_channels=None):
   """XLA's CPU settings of this project, before JAX starts its CPU backend (call it first in an
-  entry point): convolutions to XLA's Eigen kernels, 512-bit vectors on AMD CPUs with AVX-512,
-  threefry unrolled, calls run in the calling thread; for a process that samples batches of
-  `sampling_batch` (None: it trains), one CPU device per core (`cores_as_devices`). Returns
-  whether the threefry lowering was installed. GPUs and TPUs are unaffected."""
-  prefer_xla_convolutions()
+  entry point): dots and reductions to YNNPACK, convolutions to XLA's Eigen kernels, 512-bit
+  vectors on AMD CPUs with AVX-512, threefry unrolled, calls run in the calling thread; for a
+  process that samples batches of `sampling_batch` (None: it trains), one CPU device per core
+  (`cores_as_devices`), and where that makes each core a device and the network's widest layer
+  has at most `YNN_CONVOLUTION_CHANNELS` channels, convolutions to YNNPACK (`route_cpu_kernels`).
+  Returns whether the threefry lowering was installed. GPUs and TPUs are unaffected."""
+  one_core_devices = (sampling_batch is not None
+                      and cores_as_devices(sampling_batch) == usable_cores())
+  route_cpu_kernels(one_core_devices and widest_channels is not None
+                    and widest_channels <= YNN_CONVOLUTION_CHANNELS)
   prefer_wide_vectors()
   run_cpu_calls_inline()
-  if sampling_batch is not None:
-    cores_as_devices(sampling_batch)
   return unroll_threefry_on_cpu()
+
+
+def sampling_setup(config):
+  """`configure_cpu`'s arguments for a process that samples as `config` says: (batch, the width
+  the network's channel multipliers reach, `nf` × max(`ch_mult`); a U-Net's skip concatenations
+  feed its decoder up to twice that)."""
+  return config.eval.batch_size, config.model.nf * max(config.model.ch_mult)
 
 
 def usable_cores():
@@ -146,7 +173,8 @@ def cores_as_devices(batch, cores=None):
   in between on fewer cores; with a device per core each core runs the whole network on its
   share of the batch. On the 2-core AMD EPYC Zen 5, EDM's small DDPM++ at batch 8: forward
   16.9–17.4 → 14.0–16.0 ms, 18-step Heun 575–591 → 515–520 ms, samples equal to the bit
-  (per-sample keys, streams.py; docs/performance.md "Cores as devices for sampling"). Not for
+  (per-sample keys, streams.py; docs/performance.md "Cores as devices for sampling"; with the
+  same convolution kernels: `route_cpu_kernels` may pick YNNPACK's for a narrow network). Not for
   training: the gradients' all-reduce and a replicated Adam + EMA made the train step 63 → 87
   ms, so `--mode=train` keeps one device. XLA reads the flag when it creates its CPU backend; an
   `XLA_FLAGS` that already sets the count wins. Returns the count set (1: none)."""

@@ -8,7 +8,8 @@ with us on a faster AMD EPYC (2026-12-01): 0.025 s, 0.88–0.95 s, 0.10 s.
 Rows, each the minimum over the repeats (the sampler: max(2, repeats // 4)) and over --rounds
 rounds (default 3) of ours then the peer's (bench/common.py `in_rounds`); forward and Heun run
 as main.py's sampling modes run them on a CPU host, the batch split over one device per core
-(`utils.cores_as_devices`), the train steps on one device as `--mode=train`:
+(`utils.cores_as_devices`, convolutions on YNNPACK), the train steps on one device as
+`--mode=train` (convolutions on Eigen, `utils.eigen_convolutions`):
   forward      one preconditioned forward D(x; σ) at σ = 1.3 (no dropout).
   Heun         `sampling.get_sampling_fn`: 18 steps, 35 NFE, float64 as EDM; its overhead over 35
                forwards is printed too (target ≤ 5%). GFLOP: 35 × the forward's.
@@ -59,7 +60,7 @@ def small_ddpmpp(batch):
   config.model.update(nf=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(16,),
                       augment_dim=0)   # the peer's timing: no augmentation
   config.training.augment_p = 0.
-  config.training.batch_size = batch
+  config.training.batch_size = config.eval.batch_size = batch
   return config
 
 
@@ -74,7 +75,7 @@ def train_step_fn(config, sde, model, params):
   optimizer, layout = losses.get_optimizer(config), losses.FlatParams.of(params)
   step = jax.jit(losses.make_train_step(model, losses.get_loss_fn(config, sde), optimizer,
                                         losses.get_ema_rate(config), unravel=layout.unravel),
-                 donate_argnums=0)
+                 donate_argnums=0, compiler_options=utils.eigen_convolutions())
   return step, lambda p: layout.flat(losses.init_train_state(p, optimizer))
 
 
@@ -122,8 +123,8 @@ def main(argv=None):
                          "NVlabs/edm's forward, sampler and train-step seconds on this machine")
   parser.add_argument('--float32', action='store_true', help='sample in float32 (EDM: float64)')
   args = common.parse(parser, 'edm', argv)
-  utils.configure_cpu(args.batch)   # before JAX starts its CPU backend; as main.py's sampling
   config = small_ddpmpp(args.batch)
+  utils.configure_cpu(*utils.sampling_setup(config))   # before JAX's CPU backend; as main.py's
   config.sampling.float64 = not args.float32
   print(f'parameters: {mutils.count_params(config):,} (NVlabs/edm small SongUNet: 1.77M), '
         f'batch {args.batch}, {utils.usable_cores()} cores, {jax.device_count()} devices')

@@ -5,7 +5,8 @@ Config A: ve/cifar10_ncsnpp_continuous with nf 32, 1 res block, ch_mult (1, 2, 2
 at 16, batch 8 (1,831,651 parameters). Rows, each timed as the minimum over the repeats and
 over --rounds rounds (default 3) of ours then the peer's (bench/common.py `in_rounds`); the
 forward, PC and likelihood rows run as main.py's sampling modes run on a CPU host, the batch split
-over one device per core (`utils.cores_as_devices`), the train steps on one device:
+over one device per core (`utils.cores_as_devices`, convolutions on YNNPACK), the train steps on
+one device, compiled as `--mode=train` compiles them (`utils.eigen_convolutions`):
   forward      the network at σ = 1 (no dropout).
   train step   score_sde's VE continuous DSM loss (½·sum over pixels, λ(t) = σ², Song+21 Eq. 7)
                with dropout, global-norm clipping and Adam, jitted with donated state (no EMA),
@@ -67,7 +68,7 @@ def config_a(batch, pc_steps):
   config = cifar10_ncsnpp_continuous.get_config()
   config.model.update(nf=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(16,),
                       num_scales=pc_steps)
-  config.training.batch_size = batch
+  config.training.batch_size = config.eval.batch_size = batch
   return config
 
 
@@ -98,7 +99,7 @@ def make_train_step(model, optimizer, sigma_min, sigma_max, unravel=None):
       params = optax.apply_updates(params, updates)
       step_losses.append(loss)
     return params, opt_state, jnp.stack(step_losses)
-  return jax.jit(steps, donate_argnums=(0, 1))
+  return jax.jit(steps, donate_argnums=(0, 1), compiler_options=utils.eigen_convolutions())
 
 
 def likelihood_nfe_flops(config, sde, model, params, x):
@@ -165,8 +166,8 @@ def main(argv=None):
                          "the peer's forward, train-step, PC-step and per-NFE seconds")
   parser.add_argument('--pc_steps', type=int, default=4, help='noise levels of the PC row')
   args = common.parse(parser, 'score_sde_pytorch', argv)
-  utils.configure_cpu(args.batch)   # before JAX starts its CPU backend; as main.py's sampling
   config = config_a(args.batch, args.pc_steps)
+  utils.configure_cpu(*utils.sampling_setup(config))   # before JAX's CPU backend; as main.py's
   model, params = mutils.init_model(jax.random.key(0), config)
   print(f'config A: {mutils.count_params(config):,} parameters, batch {args.batch}, '
         f'{jax.devices()[0].platform}, {utils.usable_cores()} cores, {jax.device_count()} devices')

@@ -17,22 +17,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _IN_RANGE = (0, 9) <= tuple(int(p) for p in jaxlib.__version__.split('.')[:2]) < (0, 11)
 
 _PROBE = '''
+import sys
 import jax, jax.numpy as jnp
 import utils
-utils.configure_cpu()
-f = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
-                                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
-text = f.lower(jnp.ones((8, 32, 32, 64)), jnp.ones((3, 3, 64, 64))).compile().as_text()
+if sys.argv[1:]:   # sampling a network this wide, one device per usable core
+  utils.configure_cpu(utils.usable_cores(), int(sys.argv[1]))
+else:
+  utils.configure_cpu()
+conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
+                                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+args = jnp.ones((8, 32, 32, 64)), jnp.ones((3, 3, 64, 64))
+text = jax.jit(conv).lower(*args).compile().as_text()
+eigen = jax.jit(conv, compiler_options=utils.eigen_convolutions()).lower(*args).compile().as_text()
 g = jax.jit(lambda x: jnp.sum(jnp.tanh(x) * x, axis=(1, 2)))
 reduction = g.lower(jnp.ones((8, 32, 32, 64))).compile().as_text()
 print(('YNN_CONV' if 'ynn_fusion' in text else 'XLA_CONV')
-      + (' YNN_REDUCE' if 'ynn_fusion' in reduction else ' XLA_REDUCE'))
+      + (' YNN_REDUCE' if 'ynn_fusion' in reduction else ' XLA_REDUCE')
+      + (' YNN_CONV' if 'ynn_fusion' in eigen else ' XLA_CONV'))
 '''
 
 
-def _probe(xla_flags):
+def _probe(xla_flags, *argv):
   env = dict(os.environ, XLA_FLAGS=xla_flags, JAX_PLATFORMS='cpu')
-  out = subprocess.run([sys.executable, '-c', _PROBE], cwd=ROOT, env=env, capture_output=True,
+  out = subprocess.run([sys.executable, '-c', _PROBE, *argv], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=120, check=True).stdout
   return out.strip().splitlines()[-1]
 
@@ -41,9 +48,44 @@ def _probe(xla_flags):
 def test_cpu_convolutions_leave_ynnpack_and_reductions_join_it_unless_the_user_set_the_flag():
   """utils.configure_cpu() compiles convolutions with XLA's own kernels and reductions with
   YNNPACK's (all cores); a user's XLA_FLAGS wins."""
-  assert _probe('') == 'XLA_CONV YNN_REDUCE'
+  assert _probe('') == 'XLA_CONV YNN_REDUCE XLA_CONV'
   ynn_conv = '--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'
-  assert _probe(ynn_conv) == 'YNN_CONV XLA_REDUCE'
+  assert _probe(ynn_conv) == 'YNN_CONV XLA_REDUCE YNN_CONV'
+  assert _probe(ynn_conv, '64') == 'YNN_CONV XLA_REDUCE YNN_CONV'
+
+
+@pytest.mark.skipif(not _IN_RANGE, reason='the setting targets jaxlib 0.9-0.10 only')
+@pytest.mark.parametrize('widest, want', [(64, 'YNN_CONV YNN_REDUCE XLA_CONV'),
+                                          (128, 'XLA_CONV YNN_REDUCE XLA_CONV')])
+def test_sampling_a_narrow_network_with_a_device_per_core_puts_convolutions_on_ynnpack(widest, want):
+  """With one device per core, YNNPACK's one-thread convolutions are the faster up to 64
+  channels (utils.route_cpu_kernels); wider networks, and any program compiled with
+  `eigen_convolutions()` (Inception, the benches' train steps), keep Eigen's."""
+  assert _probe('', str(widest)) == want
+
+
+_INCEPTION_PROBE = '''
+import jax, jax.numpy as jnp
+import utils
+utils.configure_cpu(utils.usable_cores(), 64)
+import evaluation
+from models import inception
+x = jnp.zeros((1, 75, 75, 3))
+params = jax.eval_shape(inception.InceptionV3().init, jax.random.key(0), x)
+text = evaluation._network().lower(params, x).compile().as_text()
+print(text.count(' convolution('), text.count('ynn_fusion'))
+'''
+
+
+@pytest.mark.skipif(not _IN_RANGE, reason='the setting targets jaxlib 0.9-0.10 only')
+def test_inception_keeps_eigen_convolutions_where_sampling_put_them_on_ynnpack():
+  """Inception is wide (up to 2048 channels): YNNPACK's one-thread convolutions made it 1.1-1.25x
+  slower on a one-core device, so its program is compiled with `utils.eigen_convolutions()`."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
+  out = subprocess.run([sys.executable, '-c', _INCEPTION_PROBE], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120, check=True).stdout
+  convolutions, ynn_fusions = map(int, out.strip().splitlines()[-1].split())
+  assert convolutions > 0 and ynn_fusions == 0   # YNNPACK's: 174 fusions, every convolution in one
 
 
 @pytest.mark.parametrize('batch, cores, count', [(8, 2, 2), (8, 3, 2), (12, 16, 12), (64, 16, 16),
