@@ -155,7 +155,7 @@ def sampling_setup(config):
   """`configure_cpu`'s arguments for a process that samples as `config` says: (batch, the width
   the network's channel multipliers reach, `nf` × max(`ch_mult`); a U-Net's skip concatenations
   feed its decoder up to twice that)."""
-  return config.eval.batch_size, config.model.nf * max(config.model.ch_mult)
+  return config.eval.batch_size, config.model.nf * max(config.model.ch_mult, default=1)
 
 
 def usable_cores():

@@ -226,3 +226,14 @@ def test_progress_reports_rate_and_eta_or_only_the_rate_without_a_total(monkeypa
   assert known.line(20) == 'image 20/100: 2.00/s, ETA 0:00:40'   # t = 10: 20 in 10 s, 80 left
   unknown = utils.Progress('image', 0, None)                 # t = 20
   assert unknown.line(50) == 'image 50: 5.00/s'              # t = 30
+
+
+def test_sampling_setup_reads_the_batch_and_the_width_the_channel_multipliers_reach():
+  """The quickstart (nf 32, ch_mult (1, 2)) is narrow enough for YNNPACK's convolutions, EDM's
+  CIFAR-10 DDPM++ (128 x 2) is not."""
+  from configs.edm import cifar10_ddpmpp  # pylint: disable=import-outside-toplevel
+  from configs.quickstart import digits  # pylint: disable=import-outside-toplevel
+  quick, edm = digits.get_config(), cifar10_ddpmpp.get_config()
+  assert utils.sampling_setup(quick) == (quick.eval.batch_size, 64)
+  assert utils.sampling_setup(edm) == (edm.eval.batch_size, 256)
+  assert 64 == utils.YNN_CONVOLUTION_CHANNELS < 256
