@@ -53,8 +53,9 @@ def eigen_convolutions():
   """`jax.jit(..., compiler_options=...)` that compile a program's convolutions on XLA's Eigen
   kernels in a process that `route_cpu_kernels` set to YNNPACK's: wide networks (Inception) and
   train steps (the benches time one next to sampling; `--mode=train` never sets YNNPACK's). {}
-  where the process's flags are not that setting."""
-  if _YNN_CONVOLUTIONS_TOO not in os.environ.get('XLA_FLAGS', ''):
+  where the process's flags are not that setting or JAX compiles for a GPU or TPU."""
+  if (_YNN_CONVOLUTIONS_TOO not in os.environ.get('XLA_FLAGS', '')
+      or jax.default_backend() != 'cpu'):
     return {}
   return {_YNN_FLAG.lstrip('-'): _YNN_DOTS_AND_REDUCTIONS}
 
