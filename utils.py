@@ -36,7 +36,7 @@ def route_cpu_kernels(ynn_convolutions=False):
   statistics and, in a backward pass, every bias and norm gradient; on the 2-core AMD EPYC Zen 5
   EDM's small DDPM++ forward 9% faster (docs/performance.md). Where a device has one core,
   YNNPACK's one thread is all a convolution gets anyway, and on that core YNNPACK's are faster
-  up to 64 channels (3×3 at batch 4: 0.68–0.73 of Eigen's time at 32 channels, 0.91–1.01 at 64,
+  up to 64 channels (3×3 at batch 4: 0.68–0.78 of Eigen's time at 32 channels, 0.91–1.04 at 64,
   1.00–1.13 from 96 up; Inception 1.1–1.25): EDM's small DDPM++ forward on two one-core devices
   16.8 → 14.3 ms (docs/performance.md "Narrow networks' convolutions on YNNPACK"). XLA reads the
   flag when it creates its CPU backend, so this must run before the first computation; an
