@@ -37,10 +37,11 @@ print(('YNN_CONV' if 'ynn_fusion' in text else 'XLA_CONV')
 '''
 
 
-def _probe(xla_flags, *argv):
+def _probe(xla_flags, *argv, script=_PROBE):
+  """The last line `script` prints, run in a fresh process with `XLA_FLAGS=xla_flags`."""
   env = dict(os.environ, XLA_FLAGS=xla_flags, JAX_PLATFORMS='cpu')
-  out = subprocess.run([sys.executable, '-c', _PROBE, *argv], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=120, check=True).stdout
+  out = subprocess.run([sys.executable, '-c', script, *argv], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120, check=True).stdout
   return out.strip().splitlines()[-1]
 
 
@@ -57,7 +58,8 @@ def test_cpu_convolutions_leave_ynnpack_and_reductions_join_it_unless_the_user_s
 @pytest.mark.skipif(not _IN_RANGE, reason='the setting targets jaxlib 0.9-0.10 only')
 @pytest.mark.parametrize('widest, want', [(64, 'YNN_CONV YNN_REDUCE XLA_CONV'),
                                           (128, 'XLA_CONV YNN_REDUCE XLA_CONV')])
-def test_sampling_a_narrow_network_with_a_device_per_core_puts_convolutions_on_ynnpack(widest, want):
+def test_sampling_a_narrow_network_with_a_device_per_core_puts_convolutions_on_ynnpack(widest,
+                                                                                       want):
   """With one device per core, YNNPACK's one-thread convolutions are the faster up to 64
   channels (utils.route_cpu_kernels); wider networks, and any program compiled with
   `eigen_convolutions()` (Inception, the benches' train steps), keep Eigen's."""
@@ -81,10 +83,7 @@ print(text.count(' convolution('), text.count('ynn_fusion'))
 def test_inception_keeps_eigen_convolutions_where_sampling_put_them_on_ynnpack():
   """Inception is wide (up to 2048 channels): YNNPACK's one-thread convolutions made it 1.1-1.25x
   slower on a one-core device, so its program is compiled with `utils.eigen_convolutions()`."""
-  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
-  out = subprocess.run([sys.executable, '-c', _INCEPTION_PROBE], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=120, check=True).stdout
-  convolutions, ynn_fusions = map(int, out.strip().splitlines()[-1].split())
+  convolutions, ynn_fusions = map(int, _probe('', script=_INCEPTION_PROBE).split())
   assert convolutions > 0 and ynn_fusions == 0   # YNNPACK's: 174 fusions, every convolution in one
 
 
